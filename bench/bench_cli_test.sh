@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The binaries' command line, end to end: --predict output and files, and one clear line and a
+# non-zero exit for every kind of bad input. Needs no GPU.
+set -uo pipefail
+decode=$1
+prefill=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+
+expect_error() {  # expect_error "substring" cmd...
+  local want=$1; shift
+  local out rc
+  out=$("$@" 2>&1); rc=$?
+  if [[ $rc -eq 0 ]] || [[ "$out" != *"$want"* ]] || [[ $(printf '%s\n' "$out" | wc -l) -gt 2 ]]; then
+    echo "FAIL: $* -> rc=$rc, output: $out (wanted one line with '$want')"; fail=1
+  else
+    echo "ok: $* -> $out"
+  fi
+}
+
+# Prediction: table, CSV with the published columns, JSON; H200/H100 at batch 1 = 4.8/3.35.
+"$decode" --model=70b --batch=1..256 --predict --gpu=h100-sxm --context=0 --csv="$tmp/h100.csv" \
+  --json="$tmp/h100.json" >"$tmp/out.txt" || { echo "FAIL: predict h100"; fail=1; }
+"$decode" --model=70b --batch=1..256 --predict --gpu=h200 --context=0 --csv="$tmp/h200.csv" \
+  >/dev/null || { echo "FAIL: predict h200"; fail=1; }
+head -1 "$tmp/h100.csv" | grep -q '^batch,context,model_gbytes,model_gflops,bound,bound_ms,bound_tokens_per_s,intensity' \
+  || { echo "FAIL: CSV header: $(head -1 "$tmp/h100.csv")"; fail=1; }
+[[ $(wc -l <"$tmp/h100.csv") -eq 10 ]] || { echo "FAIL: expected 9 rows"; fail=1; }
+ratio=$(awk -F, 'NR==FNR && FNR==2 {a=$7} NR!=FNR && FNR==2 {b=$7} END {printf "%.4f", b/a}' \
+  "$tmp/h100.csv" "$tmp/h200.csv")
+[[ "$ratio" == "1.4328" ]] || { echo "FAIL: h200/h100 batch-1 bound ratio $ratio, want 1.4328"; fail=1; }
+grep -q '"points"' "$tmp/h100.json" || { echo "FAIL: JSON has no points"; fail=1; }
+grep -q 'Llama-3.1-70B' "$tmp/out.txt" || { echo "FAIL: table lacks the model"; fail=1; }
+"$prefill" --model=8b --batch=1,8 --seq=512..2048 --predict --gpu=h100 >"$tmp/prefill.txt" \
+  || { echo "FAIL: predict prefill"; fail=1; }
+[[ $(grep -cE '^ +(1|8) +(512|1024|2048) ' "$tmp/prefill.txt") -eq 6 ]] \
+  || { echo "FAIL: prefill rows"; cat "$tmp/prefill.txt"; fail=1; }
+
+# Bad input: one line, non-zero exit.
+expect_error "unknown model '71b'" "$decode" --model=71b --predict --gpu=h100
+expect_error "--batch is empty" "$decode" --batch= --predict --gpu=h100
+expect_error "out of range" "$decode" --batch=0 --predict --gpu=h100
+expect_error "runs backwards" "$decode" --batch=64..1 --predict --gpu=h100
+expect_error "--context must be >= 0" "$decode" --context=-5 --predict --gpu=h100
+expect_error "context" "$decode" --context=abc --predict --gpu=h100
+expect_error "tp 3 does not divide" "$decode" --tp=3 --predict --gpu=h100
+expect_error "unknown GPU 'h300'" "$decode" --predict --gpu=h300
+expect_error "exists; pass --overwrite" "$decode" --predict --gpu=h100 --csv="$tmp/h100.csv"
+expect_error "--seq" "$prefill" --seq=0 --predict --gpu=h100
+expect_error "unexpected argument" "$decode" 70b --predict --gpu=h100
+# Without a GPU (CI), a run that needs one says so and points to --predict.
+if ! nvidia-smi -L >/dev/null 2>&1; then
+  expect_error "--predict" "$decode" --batch=1
+fi
+exit $fail

@@ -1,0 +1,109 @@
+#include "bench/bench_main.h"
+
+#include <iostream>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "bench/bench_request.h"
+#include "bench/gpu_run.h"
+#include "bench/prediction.h"
+#include "bench/report.h"
+#include "workloads/gpu_datasheet.h"
+
+ABSL_FLAG(std::string, model, "70b",
+          "model: 8b, 70b, 405b, mistral-7b, a built-in file stem, or a path to a .textproto");
+ABSL_FLAG(std::string, batch, "1..256",
+          "batch sizes: 1..256 (doubling), 1..64:+8 (steps), 1..256:*4, or a list 1,3,8");
+ABSL_FLAG(int64_t, tp, 1,
+          "tensor-parallel degree: one shard's shapes run on one GPU; communication not modelled");
+ABSL_FLAG(std::string, gpu, "",
+          "datasheet to predict for (--predict) or compare against (default: the detected GPU)");
+ABSL_FLAG(bool, predict, false, "print the roofline prediction only; needs no GPU");
+ABSL_FLAG(bool, graph, true, "capture the whole step in a CUDA graph (false: eager launches)");
+ABSL_FLAG(bool, verify, true, "check a reduced-size step against a reference before timing");
+ABSL_FLAG(double, usd_per_gpu_hour, 0, "GPU price for the cost column (0: datasheet's public price)");
+ABSL_FLAG(std::string, csv, "", "write the points as CSV to this path");
+ABSL_FLAG(std::string, json, "", "write the RunResult as JSON (protobuf mapping) to this path");
+ABSL_FLAG(bool, overwrite, false, "replace existing --csv/--json files");
+
+namespace truthput {
+
+int BenchMain(const std::string& tool, Phase phase, int argc, char** argv,
+              const std::function<void(BenchFlagValues&)>& read_phase_flags) {
+  absl::SetProgramUsageMessage(absl::StrCat(
+      tool, ": ", PhaseName(phase),
+      " steps of an LLM, measured on the GPU against the roofline.\nExample: ", tool,
+      " --model=70b --batch=1..256", phase == Phase::kDecode ? " --context=2048" : " --seq=512..8192",
+      "\n         ", tool, " --model=70b --batch=1..256 --predict --gpu=h100-sxm"));
+  std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  if (positional.size() > 1) {
+    std::cerr << tool << ": unexpected argument '" << positional[1] << "' (flags are --name=value)\n";
+    return 2;
+  }
+  BenchFlagValues f;
+  f.model = absl::GetFlag(FLAGS_model);
+  f.batch = absl::GetFlag(FLAGS_batch);
+  f.tp = absl::GetFlag(FLAGS_tp);
+  f.gpu = absl::GetFlag(FLAGS_gpu);
+  f.predict = absl::GetFlag(FLAGS_predict);
+  f.graph = absl::GetFlag(FLAGS_graph);
+  f.verify = absl::GetFlag(FLAGS_verify);
+  f.usd_per_gpu_hour = absl::GetFlag(FLAGS_usd_per_gpu_hour);
+  f.csv = absl::GetFlag(FLAGS_csv);
+  f.json = absl::GetFlag(FLAGS_json);
+  f.overwrite = absl::GetFlag(FLAGS_overwrite);
+  read_phase_flags(f);
+
+  absl::StatusOr<BenchRequest> request = MakeBenchRequest(tool, phase, f);
+  if (!request.ok()) {
+    std::cerr << tool << ": " << request.status().message() << "\n";
+    return 2;
+  }
+  std::vector<std::string> args(argv, argv + argc);
+  request->command_line = absl::StrJoin(args, " ");
+
+  absl::StatusOr<RunResult> result;
+  if (request->predict) {
+    result = Predict(*request, *FindGpu(request->gpu_arg));
+  } else {
+    result = RunOnGpu(*request, std::cout);
+    if (!result.ok() && absl::IsFailedPrecondition(result.status())) {
+      std::cerr << tool << ": " << result.status().message()
+                << "; for the roofline prediction without a GPU add --predict --gpu=h100-sxm\n";
+      return 1;
+    }
+  }
+  if (!result.ok()) {
+    std::cerr << tool << ": " << result.status().message() << "\n";
+    return 1;
+  }
+  PrintTable(*result, std::cout);
+
+  int rc = 0;
+  if (!request->csv_path.empty()) {
+    absl::Status st = WriteFileAtomically(request->csv_path, FormatCsv(*result), request->overwrite);
+    if (!st.ok()) {
+      std::cerr << tool << ": " << st.message() << "\n";
+      rc = 1;
+    } else {
+      std::cout << "wrote " << request->csv_path << "\n";
+    }
+  }
+  if (!request->json_path.empty()) {
+    absl::StatusOr<std::string> json = FormatJson(*result);
+    absl::Status st = json.ok() ? WriteFileAtomically(request->json_path, *json, request->overwrite)
+                                : json.status();
+    if (!st.ok()) {
+      std::cerr << tool << ": " << st.message() << "\n";
+      rc = 1;
+    } else {
+      std::cout << "wrote " << request->json_path << "\n";
+    }
+  }
+  return rc;
+}
+
+}  // namespace truthput

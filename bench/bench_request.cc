@@ -1,0 +1,82 @@
+#include "bench/bench_request.h"
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "workloads/gpu_datasheet.h"
+#include "workloads/model_registry.h"
+#include "workloads/size_list.h"
+
+namespace truthput {
+
+std::vector<StepConfig> BenchRequest::Steps() const {
+  std::vector<StepConfig> steps;
+  for (int64_t s : seq_lens) {
+    for (int64_t b : batches) {
+      steps.push_back(StepConfig{.phase = phase, .batch = b, .context = context,
+                                 .seq_len = s, .tp = tp});
+    }
+  }
+  return steps;
+}
+
+absl::StatusOr<BenchRequest> MakeBenchRequest(std::string tool, Phase phase,
+                                              const BenchFlagValues& f) {
+  BenchRequest r;
+  r.tool = std::move(tool);
+  r.phase = phase;
+  r.model_arg = f.model;
+  absl::StatusOr<ModelSpec> model = LoadModel(f.model);
+  if (!model.ok()) return model.status();
+  r.model = *std::move(model);
+
+  absl::StatusOr<std::vector<int64_t>> batches = ParseSizeList(f.batch, "batch");
+  if (!batches.ok()) return batches.status();
+  r.batches = *std::move(batches);
+  if (phase == Phase::kPrefill) {
+    absl::StatusOr<std::vector<int64_t>> seqs = ParseSizeList(f.seq, "seq");
+    if (!seqs.ok()) return seqs.status();
+    r.seq_lens = *std::move(seqs);
+  }
+  if (f.context < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("--context must be >= 0, got ", f.context));
+  }
+  r.context = f.context;
+  if (f.tp < 1) return absl::InvalidArgumentError(absl::StrCat("--tp must be >= 1, got ", f.tp));
+  r.tp = f.tp;
+  for (const StepConfig& step : r.Steps()) {
+    absl::StatusOr<Workload> w = Workload::Build(r.model, step);
+    if (!w.ok()) return w.status();
+  }
+
+  r.gpu_arg = f.gpu;
+  if (!f.gpu.empty()) {
+    absl::StatusOr<GpuSpec> gpu = FindGpu(f.gpu);
+    if (!gpu.ok()) return gpu.status();
+  } else if (f.predict) {
+    return absl::InvalidArgumentError("--predict needs --gpu=ID (e.g. --gpu=h100-sxm)");
+  }
+  r.predict = f.predict;
+  r.graph = f.graph;
+  r.verify = f.verify;
+  if (f.usd_per_gpu_hour < 0) {
+    return absl::InvalidArgumentError("--usd_per_gpu_hour must be >= 0");
+  }
+  r.usd_per_gpu_hour = f.usd_per_gpu_hour;
+
+  r.csv_path = f.csv;
+  r.json_path = f.json;
+  r.overwrite = f.overwrite;
+  for (const std::string& path : {f.csv, f.json}) {
+    if (!path.empty() && !f.overwrite && std::filesystem::exists(path)) {
+      return absl::AlreadyExistsError(
+          absl::StrCat(path, " exists; pass --overwrite to replace it"));
+    }
+  }
+  if (!f.csv.empty() && f.csv == f.json) {
+    return absl::InvalidArgumentError("--csv and --json name the same file");
+  }
+  return r;
+}
+
+}  // namespace truthput

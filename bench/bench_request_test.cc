@@ -1,0 +1,89 @@
+#include "bench/bench_request.h"
+
+#include <cstdio>
+#include <fstream>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace truthput {
+namespace {
+
+using ::testing::HasSubstr;
+
+BenchFlagValues Flags() {
+  BenchFlagValues f;
+  f.model = "70b";
+  f.batch = "1..256";
+  f.context = 2048;
+  return f;
+}
+
+std::string Error(const BenchFlagValues& f, Phase phase = Phase::kDecode) {
+  absl::StatusOr<BenchRequest> r = MakeBenchRequest("bench_decode", phase, f);
+  EXPECT_FALSE(r.ok());
+  return r.ok() ? "" : std::string(r.status().message());
+}
+
+TEST(BenchRequest, ValidDecodeSweep) {
+  absl::StatusOr<BenchRequest> r = MakeBenchRequest("bench_decode", Phase::kDecode, Flags());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->batches.size(), 9u);
+  EXPECT_EQ(r->Steps().size(), 9u);
+  EXPECT_EQ(r->Steps().back().batch, 256);
+  EXPECT_EQ(r->Steps().back().context, 2048);
+}
+
+TEST(BenchRequest, PrefillSweepsSeqAndBatch) {
+  BenchFlagValues f = Flags();
+  f.context = 0;
+  f.batch = "1,8";
+  f.seq = "512..2048";
+  absl::StatusOr<BenchRequest> r = MakeBenchRequest("bench_prefill", Phase::kPrefill, f);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->Steps().size(), 6u);
+  EXPECT_EQ(r->Steps()[1].seq_len, 512);
+  EXPECT_EQ(r->Steps()[1].batch, 8);
+}
+
+TEST(BenchRequest, BadInputGetsOneClearLine) {
+  BenchFlagValues f = Flags();
+  f.model = "71b";
+  EXPECT_THAT(Error(f), HasSubstr("unknown model '71b'; known: 8b, 70b, 405b"));
+  f = Flags();
+  f.batch = "";
+  EXPECT_THAT(Error(f), HasSubstr("--batch is empty"));
+  f.batch = "0";
+  EXPECT_THAT(Error(f), HasSubstr("out of range"));
+  f.batch = "1..";
+  EXPECT_THAT(Error(f), HasSubstr("not an integer"));
+  f = Flags();
+  f.context = -1;
+  EXPECT_THAT(Error(f), HasSubstr("--context must be >= 0"));
+  f = Flags();
+  f.tp = 3;
+  EXPECT_THAT(Error(f), HasSubstr("tp 3 does not divide the heads"));
+  f = Flags();
+  f.gpu = "h300";
+  EXPECT_THAT(Error(f), HasSubstr("unknown GPU 'h300'"));
+  f = Flags();
+  f.predict = true;
+  EXPECT_THAT(Error(f), HasSubstr("--predict needs --gpu"));
+  f = Flags();
+  f.seq = "0";
+  EXPECT_THAT(Error(f, Phase::kPrefill), HasSubstr("--seq"));
+}
+
+TEST(BenchRequest, RefusesToOverwriteResults) {
+  const std::string path = testing::TempDir() + "/exists.csv";
+  std::ofstream(path) << "x";
+  BenchFlagValues f = Flags();
+  f.csv = path;
+  EXPECT_THAT(Error(f), HasSubstr("exists; pass --overwrite"));
+  f.overwrite = true;
+  EXPECT_TRUE(MakeBenchRequest("bench_decode", Phase::kDecode, f).ok());
+  std::remove(path.c_str());
+}
+
+}  // namespace
+}  // namespace truthput

@@ -1,0 +1,65 @@
+// TimeGpuWork: honest GPU timing of a piece of stream work, with enough repetitions for a tight
+// confidence interval on the median.
+//
+// Method. After warm-up, the work is captured once into a CUDA graph (use_graph) or enqueued
+// eagerly each time. It then runs in rounds of reps_per_round repetitions; each repetition is
+// bracketed by its own pair of events, recorded back to back on the stream, and the host
+// synchronizes once per round. Rounds continue until at least min_reps samples are in and the
+// ~95% CI of the median is within target_rel_ci of it (stable), or max_reps or max_seconds is
+// reached (not stable).
+//
+// What a sample means. The time between the GPU reaching the start event and the stop event.
+//   * Graph mode (with gate_graph_rounds): each round's launches are enqueued behind a closed
+//     StreamGate (stream_gate.h) that opens once the whole round is enqueued, so the GPU runs the
+//     round back to back: a sample is the graph's device time (its kernels and the gaps between
+//     them on the GPU), never time the GPU spent waiting for the host to submit the launch.
+//   * Eager mode: never gated. Where the host enqueues slower than the GPU executes, the GPU waits
+//     for each launch and the sample includes that launch overhead, which is what eager numbers
+//     are for; where the GPU is slower, the sample is device time.
+// Event resolution is about 0.5 us, so work much shorter than ~20 us should be batched inside
+// enqueue. Caches are not flushed between repetitions: data small enough for L2 stays warm.
+
+#ifndef TRUTHPUT_BENCH_GPU_TIMER_H_
+#define TRUTHPUT_BENCH_GPU_TIMER_H_
+
+#include <cuda_runtime_api.h>
+
+#include <functional>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace truthput {
+
+struct TimingOptions {
+  int warmup = 3;  // Untimed runs of the timed thing (graph launches or enqueues).
+  int min_reps = 20;
+  int max_reps = 2000;
+  double max_seconds = 5.0;  // Bounds the timed rounds (warm-up excluded); >= 1 round runs.
+  double target_rel_ci = 0.005;
+  bool use_graph = true;  // Needs a stream other than the legacy default stream.
+  int reps_per_round = 10;
+  bool gate_graph_rounds = true;  // Graph mode: hold each round behind a StreamGate (see above).
+  double gate_timeout_ms = 200;   // A round the host takes longer to enqueue turns gating off.
+};
+
+struct TimingStats {
+  double p50_ms = 0, p90_ms = 0, p99_ms = 0, mean_ms = 0, min_ms = 0, max_ms = 0;
+  double rel_spread = 0;  // (p90 - p10) / p50.
+  double rel_ci = 0;      // Half-width of the ~95% order-statistic CI of the median, over it.
+  int reps = 0;
+  bool stable = false;  // reps >= min_reps and rel_ci <= target_rel_ci.
+  bool graph = false;   // Timed as graph launches.
+  bool gated = false;   // Every kept sample came from a gated (graph) round.
+};
+
+// Times `enqueue` on `stream` (see the header comment). enqueue must only enqueue asynchronous
+// work on the stream it is given (no synchronization, no allocation when use_graph) and return
+// the first error it meets; that error is returned unchanged. The call leaves no graph, event or
+// pinned memory behind, on every path.
+absl::StatusOr<TimingStats> TimeGpuWork(const std::function<absl::Status(cudaStream_t)>& enqueue,
+                                        cudaStream_t stream, const TimingOptions& options);
+
+}  // namespace truthput
+
+#endif  // TRUTHPUT_BENCH_GPU_TIMER_H_

@@ -1,0 +1,216 @@
+#include "bench/gpu_timer.h"
+
+#include <cuda_runtime_api.h>
+
+#include <chrono>
+#include <cstdio>
+#include <memory>
+
+#include "absl/status/status.h"
+#include "bench/stream_gate.h"
+#include "gtest/gtest.h"
+#include "kernels/cuda_status.h"
+
+namespace truthput {
+namespace {
+
+constexpr int64_t kSpinNs = 200'000;  // 0.2 ms.
+
+class TimeGpuWorkTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), cudaSuccess);
+  }
+  void TearDown() override {
+    if (stream_ != nullptr) {
+      EXPECT_EQ(cudaStreamSynchronize(stream_), cudaSuccess);
+      cudaStreamDestroy(stream_);
+    }
+  }
+  static absl::Status Spin(cudaStream_t s) { return LaunchSpinKernel(kSpinNs, s); }
+
+  cudaStream_t stream_ = nullptr;
+};
+
+void Print(const char* what, const TimingStats& s) {
+  std::printf(
+      "%s: p50 %.4f ms p90 %.4f p99 %.4f mean %.4f min %.4f max %.4f spread %.4f "
+      "rel_ci %.5f reps %d stable %d graph %d gated %d\n",
+      what, s.p50_ms, s.p90_ms, s.p99_ms, s.mean_ms, s.min_ms, s.max_ms, s.rel_spread, s.rel_ci,
+      s.reps, s.stable, s.graph, s.gated);
+}
+
+void ExpectSaneSpin(const TimingStats& s) {
+  // The kernel waits 0.2 ms on the GPU's global timer; the interval adds only the kernel's start.
+  EXPECT_GE(s.p50_ms, 0.19);
+  EXPECT_LE(s.p50_ms, 0.35);
+  EXPECT_GE(s.p90_ms, s.p50_ms);
+  EXPECT_GE(s.p99_ms, s.p90_ms);
+  EXPECT_LE(s.min_ms, s.p50_ms);
+  EXPECT_GE(s.max_ms, s.p99_ms);
+  EXPECT_GT(s.mean_ms, 0);
+  EXPECT_GE(s.rel_spread, 0);
+  EXPECT_GE(s.rel_ci, 0);
+  EXPECT_GE(s.reps, 20);
+}
+
+TEST_F(TimeGpuWorkTest, GraphTimesSpinKernel) {
+  absl::StatusOr<TimingStats> s = TimeGpuWork(Spin, stream_, TimingOptions{});
+  ASSERT_TRUE(s.ok()) << s.status();
+  Print("graph spin 0.2ms", *s);
+  ExpectSaneSpin(*s);
+  EXPECT_TRUE(s->graph);
+  EXPECT_TRUE(s->gated);
+}
+
+TEST_F(TimeGpuWorkTest, EagerTimesSpinKernel) {
+  TimingOptions options;
+  options.use_graph = false;
+  absl::StatusOr<TimingStats> s = TimeGpuWork(Spin, stream_, options);
+  ASSERT_TRUE(s.ok()) << s.status();
+  Print("eager spin 0.2ms", *s);
+  ExpectSaneSpin(*s);
+  EXPECT_FALSE(s->graph);
+  EXPECT_FALSE(s->gated);  // Eager rounds are never gated.
+}
+
+TEST_F(TimeGpuWorkTest, UngatedTimesSpinKernel) {
+  TimingOptions options;
+  options.gate_graph_rounds = false;
+  absl::StatusOr<TimingStats> s = TimeGpuWork(Spin, stream_, options);
+  ASSERT_TRUE(s.ok()) << s.status();
+  Print("ungated graph spin 0.2ms", *s);
+  ExpectSaneSpin(*s);
+  EXPECT_FALSE(s->gated);
+}
+
+TEST_F(TimeGpuWorkTest, TimesMemsetWithinPhysicalBandwidth) {
+  constexpr size_t kBytes = size_t{256} << 20;
+  void* buf = nullptr;
+  ASSERT_EQ(cudaMalloc(&buf, kBytes), cudaSuccess);
+  const std::unique_ptr<void, cudaError_t (*)(void*)> owner(buf, cudaFree);
+  absl::StatusOr<TimingStats> s = TimeGpuWork(
+      [buf](cudaStream_t st) {
+        return CudaStatus(cudaMemsetAsync(buf, 0, kBytes, st), "cudaMemsetAsync");
+      },
+      stream_, TimingOptions{});
+  ASSERT_TRUE(s.ok()) << s.status();
+  Print("memset 256MiB", *s);
+  std::printf("memset bandwidth %.0f GB/s\n", kBytes / (s->p50_ms * 1e-3) / 1e9);
+  EXPECT_GT(s->p50_ms, 0);
+  EXPECT_GE(s->p99_ms, s->p50_ms);
+  // No GPU writes 256 MiB faster than 10 TB/s (H100 HBM3: ~3.35 TB/s peak).
+  EXPECT_GT(s->p50_ms, kBytes / 10e12 * 1e3);
+}
+
+TEST_F(TimeGpuWorkTest, StopsAtMaxReps) {
+  TimingOptions options;
+  options.min_reps = 5;
+  options.max_reps = 7;
+  options.target_rel_ci = 0;
+  absl::StatusOr<TimingStats> s = TimeGpuWork(Spin, stream_, options);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->reps, 7);
+}
+
+TEST_F(TimeGpuWorkTest, EnqueueErrorPropagates) {
+  const auto fail = [](cudaStream_t) { return absl::DataLossError("boom"); };
+  for (bool graph : {true, false}) {
+    for (int warmup : {0, 3}) {
+      SCOPED_TRACE(testing::Message() << "graph=" << graph << " warmup=" << warmup);
+      TimingOptions options;
+      options.use_graph = graph;
+      options.warmup = warmup;
+      absl::StatusOr<TimingStats> s = TimeGpuWork(fail, stream_, options);
+      EXPECT_EQ(s.status(), absl::DataLossError("boom"));
+      // A failed capture must have been ended: the stream is usable again.
+      cudaStreamCaptureStatus capture = cudaStreamCaptureStatusActive;
+      ASSERT_EQ(cudaStreamIsCapturing(stream_, &capture), cudaSuccess);
+      EXPECT_EQ(capture, cudaStreamCaptureStatusNone);
+    }
+  }
+  absl::StatusOr<TimingStats> after = TimeGpuWork(Spin, stream_, TimingOptions{});
+  EXPECT_TRUE(after.ok()) << after.status();
+}
+
+TEST_F(TimeGpuWorkTest, ErrorMidTimingPropagates) {
+  int calls = 0;
+  const auto fail_later = [&calls](cudaStream_t st) -> absl::Status {
+    if (++calls > 5) return absl::AbortedError("late failure");
+    return LaunchSpinKernel(kSpinNs, st);
+  };
+  TimingOptions options;
+  options.use_graph = false;
+  options.warmup = 2;
+  absl::StatusOr<TimingStats> s = TimeGpuWork(fail_later, stream_, options);
+  EXPECT_EQ(s.status(), absl::AbortedError("late failure"));
+  EXPECT_EQ(cudaStreamSynchronize(stream_), cudaSuccess);
+}
+
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// StreamGate tests share the fixture's stream.
+class StreamGateTest : public TimeGpuWorkTest {};
+
+TEST_F(StreamGateTest, HoldsWorkUntilOpened) {
+  // Load the spin kernel first: with lazy module loading, a first launch behind a closed gate may
+  // wait for the context to idle, i.e. for the gate's timeout.
+  ASSERT_TRUE(LaunchSpinKernel(1000, stream_).ok());
+  ASSERT_EQ(cudaStreamSynchronize(stream_), cudaSuccess);
+  absl::StatusOr<std::unique_ptr<StreamGate>> gate = StreamGate::Create();
+  ASSERT_TRUE(gate.ok()) << gate.status();
+  ASSERT_TRUE((*gate)->Close(stream_, /*timeout_ns=*/10'000'000'000).ok());
+  ASSERT_TRUE(LaunchSpinKernel(1000, stream_).ok());
+  // Work behind a closed gate does not run: the stream stays busy.
+  const auto start = std::chrono::steady_clock::now();
+  while (SecondsSince(start) < 0.05) {
+  }
+  EXPECT_EQ(cudaStreamQuery(stream_), cudaErrorNotReady);
+  cudaGetLastError();  // Not an error, but don't leave anything for later checks to find.
+  (*gate)->Open();
+  EXPECT_EQ(cudaStreamSynchronize(stream_), cudaSuccess);
+  EXPECT_LT(SecondsSince(start), 5.0);
+  EXPECT_FALSE((*gate)->TimedOut());
+}
+
+TEST_F(StreamGateTest, TimesOutRatherThanHanging) {
+  // A host that synchronizes behind its own closed gate would deadlock without the timeout.
+  absl::StatusOr<std::unique_ptr<StreamGate>> gate = StreamGate::Create();
+  ASSERT_TRUE(gate.ok()) << gate.status();
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE((*gate)->Close(stream_, /*timeout_ns=*/20'000'000).ok());
+  EXPECT_EQ(cudaStreamSynchronize(stream_), cudaSuccess);
+  EXPECT_GE(SecondsSince(start), 0.019);
+  EXPECT_LT(SecondsSince(start), 5.0);
+  EXPECT_TRUE((*gate)->TimedOut());
+  // Closing again resets the timed-out flag.
+  ASSERT_TRUE((*gate)->Close(stream_, 10'000'000'000).ok());
+  (*gate)->Open();
+  EXPECT_EQ(cudaStreamSynchronize(stream_), cudaSuccess);
+  EXPECT_FALSE((*gate)->TimedOut());
+}
+
+TEST_F(StreamGateTest, DestructorReleasesAClosedGate) {
+  const auto start = std::chrono::steady_clock::now();
+  {
+    absl::StatusOr<std::unique_ptr<StreamGate>> gate = StreamGate::Create();
+    ASSERT_TRUE(gate.ok()) << gate.status();
+    ASSERT_TRUE((*gate)->Close(stream_, /*timeout_ns=*/10'000'000'000).ok());
+  }  // Never opened: the destructor must open it (else this waits the 10 s timeout).
+  EXPECT_EQ(cudaStreamSynchronize(stream_), cudaSuccess);
+  EXPECT_LT(SecondsSince(start), 5.0);
+}
+
+TEST_F(TimeGpuWorkTest, RejectsBadOptions) {
+  TimingOptions bad;
+  bad.max_reps = 1;
+  bad.min_reps = 2;
+  EXPECT_EQ(TimeGpuWork(Spin, stream_, bad).status().code(), absl::StatusCode::kInvalidArgument);
+  TimingOptions graph;  // Graphs cannot be captured from the legacy default stream.
+  EXPECT_EQ(TimeGpuWork(Spin, nullptr, graph).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace truthput

@@ -1,0 +1,83 @@
+#include "bench/prediction.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "workloads/roofline.h"
+
+namespace truthput {
+
+const char kTruthputVersion[] = "0.1.0";
+
+RunResult NewRunResult(const BenchRequest& r, const GpuSpec& datasheet) {
+  RunResult result;
+  result.set_truthput_version(kTruthputVersion);
+  result.set_started_at(absl::FormatTime(absl::RFC3339_sec, absl::Now(), absl::UTCTimeZone()));
+  RunConfig* c = result.mutable_config();
+  c->set_tool(r.tool);
+  c->set_phase(std::string(PhaseName(r.phase)));
+  c->set_model_arg(r.model_arg);
+  *c->mutable_model() = r.model;
+  c->set_context(r.context);
+  for (int64_t b : r.batches) c->add_batches(b);
+  if (r.phase == Phase::kPrefill) {
+    for (int64_t s : r.seq_lens) c->add_seq_lens(s);
+  }
+  c->set_tp(r.tp);
+  c->set_predict_only(r.predict);
+  c->set_graph(r.graph);
+  c->set_verify(r.verify && !r.predict);
+  c->set_usd_per_gpu_hour(r.usd_per_gpu_hour > 0 ? r.usd_per_gpu_hour : datasheet.usd_per_hour());
+  c->set_command_line(r.command_line);
+  if (r.tp > 1) {
+    c->add_notes(absl::StrCat("tp=", r.tp, ": one shard's shapes on one GPU; the all-reduce "
+                              "communication between shards is not modelled"));
+  }
+  *result.mutable_datasheet() = datasheet;
+  return result;
+}
+
+BatchPoint PredictPoint(const Workload& w, const GpuSpec& datasheet, int64_t memory_bytes) {
+  const Ceilings ceilings = Ceilings::FromDatasheet(datasheet, w.model().weight_dtype());
+  const StepBound bound = BoundStep(w, ceilings);
+  BatchPoint p;
+  p.set_batch(w.config().batch);
+  p.set_context(w.config().context);
+  p.set_seq_len(w.config().seq_len);
+  p.set_tokens(w.tokens_per_step());
+  p.set_model_gbytes(w.total_bytes() / 1e9);
+  p.set_model_gflops(w.total_flops() / 1e9);
+  p.set_bound(std::string(ResourceName(bound.limiter)));
+  p.set_bound_ms(bound.seconds * 1e3);
+  p.set_bound_tokens_per_s(bound.tokens_per_s);
+  p.set_intensity(bound.intensity);
+  const MemoryFootprint f = w.Footprint();
+  p.set_footprint_gbytes(f.total() / 1e9);
+  p.set_fits(f.total() <= memory_bytes);
+  p.set_tp_needed(TpNeeded(w.model(), w.config(), memory_bytes));
+  for (size_t i = 0; i < w.ops().size(); ++i) {
+    const Op& op = w.ops()[i];
+    OpPoint* o = p.add_ops();
+    o->set_name(op.name);
+    o->set_kind(std::string(OpKindName(op.kind)));
+    o->set_count(op.count);
+    o->set_gbytes(op.count * op.bytes() / 1e9);
+    o->set_gflops(op.count * op.flops / 1e9);
+    o->set_bound(std::string(ResourceName(bound.ops[i].limiter())));
+    o->set_bound_ms(op.count * bound.ops[i].seconds() * 1e3);
+  }
+  return p;
+}
+
+absl::StatusOr<RunResult> Predict(const BenchRequest& request, const GpuSpec& gpu) {
+  RunResult result = NewRunResult(request, gpu);
+  const int64_t memory = static_cast<int64_t>(gpu.memory_gbytes() * 1e9);
+  for (const StepConfig& step : request.Steps()) {
+    absl::StatusOr<Workload> w = Workload::Build(request.model, step);
+    if (!w.ok()) return w.status();
+    *result.add_points() = PredictPoint(*w, gpu, memory);
+  }
+  return result;
+}
+
+}  // namespace truthput

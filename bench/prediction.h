@@ -1,0 +1,30 @@
+// The roofline prediction of a sweep, as a RunResult: what a run on the GPU will be measured
+// against, and all that --predict prints.
+#ifndef TRUTHPUT_BENCH_PREDICTION_H_
+#define TRUTHPUT_BENCH_PREDICTION_H_
+
+#include <cstdint>
+
+#include "absl/status/statusor.h"
+#include "bench/bench_request.h"
+#include "results/results.pb.h"
+#include "workloads/model_spec.pb.h"
+#include "workloads/workload.h"
+
+namespace truthput {
+
+extern const char kTruthputVersion[];
+
+// A RunResult with the config, the datasheet and the version filled, no points.
+RunResult NewRunResult(const BenchRequest& request, const GpuSpec& datasheet);
+
+// The predicted fields of one point: sizes, bytes, FLOPs, bound, footprint and whether it fits
+// in `memory_bytes` (the GPU's memory, or its datasheet size), with per-op predictions.
+BatchPoint PredictPoint(const Workload& workload, const GpuSpec& datasheet, int64_t memory_bytes);
+
+// Every point of the request against the datasheet of `gpu`.
+absl::StatusOr<RunResult> Predict(const BenchRequest& request, const GpuSpec& gpu);
+
+}  // namespace truthput
+
+#endif  // TRUTHPUT_BENCH_PREDICTION_H_

@@ -1,0 +1,66 @@
+#include "bench/prediction.h"
+
+#include "gtest/gtest.h"
+#include "workloads/gpu_datasheet.h"
+
+namespace truthput {
+namespace {
+
+BenchRequest Request(const char* batch, int64_t context) {
+  BenchFlagValues f;
+  f.model = "70b";
+  f.batch = batch;
+  f.context = context;
+  f.gpu = "h100-sxm";
+  f.predict = true;
+  return *MakeBenchRequest("bench_decode", Phase::kDecode, f);
+}
+
+TEST(Prediction, OnePointPerBatchWithTheBound) {
+  absl::StatusOr<RunResult> r = Predict(Request("1..256", 0), *FindGpu("h100-sxm"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->points_size(), 9);
+  const BatchPoint& b1 = r->points(0);
+  EXPECT_EQ(b1.batch(), 1u);
+  EXPECT_NEAR(b1.model_gbytes(), 139.0, 0.1);
+  EXPECT_NEAR(b1.bound_tokens_per_s(), 24.1, 0.05);
+  EXPECT_EQ(b1.bound(), "memory");
+  EXPECT_FALSE(b1.fits());  // 141 GB of weights on an 80 GB GPU
+  EXPECT_EQ(b1.tp_needed(), 2u);
+  EXPECT_FALSE(b1.has_tokens_per_s());  // nothing measured
+  EXPECT_EQ(b1.ops_size(), 14);
+  double op_ms = 0;
+  for (const OpPoint& op : b1.ops()) op_ms += op.bound_ms();
+  EXPECT_NEAR(op_ms, b1.bound_ms(), 1e-9);
+  // Weight reads amortize: at context 0 the bound rises nearly linearly with the batch (less
+  // than 256x at batch 256 only because each token's activations add bytes).
+  const double gain = r->points(8).bound_tokens_per_s() / b1.bound_tokens_per_s();
+  EXPECT_GT(gain, 0.85 * 256);
+  EXPECT_LT(gain, 256);
+  EXPECT_EQ(r->datasheet().id(), "h100-sxm");
+  EXPECT_TRUE(r->config().predict_only());
+  EXPECT_FALSE(r->has_machine());
+}
+
+TEST(Prediction, H200OverH100IsTheBandwidthRatio) {
+  BenchRequest req = Request("1", 2048);
+  const double h100 = Predict(req, *FindGpu("h100-sxm"))->points(0).bound_tokens_per_s();
+  const double h200 = Predict(req, *FindGpu("h200"))->points(0).bound_tokens_per_s();
+  EXPECT_NEAR(h200 / h100, 4.8 / 3.35, 1e-9);
+}
+
+TEST(Prediction, TpNoteSaysCommunicationIsNotModelled) {
+  BenchFlagValues f;
+  f.model = "70b";
+  f.batch = "1";
+  f.tp = 8;
+  f.gpu = "h100";
+  f.predict = true;
+  RunResult r = *Predict(*MakeBenchRequest("bench_decode", Phase::kDecode, f), *FindGpu("h100"));
+  ASSERT_EQ(r.config().notes_size(), 1);
+  EXPECT_NE(r.config().notes(0).find("not modelled"), std::string::npos);
+  EXPECT_TRUE(r.points(0).fits());  // 1/8 of 70B fits in 80 GB
+}
+
+}  // namespace
+}  // namespace truthput

@@ -1,0 +1,215 @@
+#include "bench/reference_ops.h"
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace truthput::ref {
+namespace {
+
+using ::testing::DoubleNear;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Pointwise;
+
+constexpr double kTol = 1e-12;
+
+TEST(EmbeddingGatherTest, GathersRowsAndZerosOutOfRangeIds) {
+  const std::vector<float> table = {1, 2, 3, 4, 5, 6};  // vocab 3, cols 2
+  EXPECT_THAT(EmbeddingGather(table, {2, 0, 2, 3, -1}, 2),
+              ElementsAre(5, 6, 1, 2, 5, 6, 0, 0, 0, 0));
+}
+
+TEST(RmsNormTest, HandComputed) {
+  // mean([9, 16]) = 12.5, so the row is divided by sqrt(12.5) then scaled by [1, 2].
+  const double inv = 1.0 / std::sqrt(12.5);
+  EXPECT_THAT(RmsNorm({3, 4}, {1, 2}, 1, 2, 0.0), Pointwise(DoubleNear(kTol), {3 * inv, 8 * inv}));
+  // eps enters under the root; rows are independent.
+  const double inv2 = 1.0 / std::sqrt(1.0 + 0.5);
+  EXPECT_THAT(RmsNorm({3, 4, 1, -1}, {1, 2}, 2, 2, 0.5),
+              Pointwise(DoubleNear(kTol),
+                        {3 / std::sqrt(12.5 + 0.5), 8 / std::sqrt(12.5 + 0.5), inv2, -2 * inv2}));
+}
+
+TEST(RmsNormTest, SizeMismatchGivesEmpty) {
+  EXPECT_THAT(RmsNorm({3, 4, 5}, {1, 2}, 1, 2, 0.0), IsEmpty());
+}
+
+TEST(GemmTest, TwoByThreeTimesThreeByTwo) {
+  // x [2, 3], W [2, 3] (n = 2 rows of k = 3): y = x W^T.
+  const std::vector<float> x = {1, 2, 3, 4, 5, 6};
+  const std::vector<float> w = {1, 0, -1, 2, 1, 0};
+  // y[0] = [1 - 3, 2 + 2] = [-2, 4]; y[1] = [4 - 6, 8 + 5] = [-2, 13].
+  EXPECT_THAT(Gemm(x, w, 2, 2, 3), ElementsAre(-2, 4, -2, 13));
+}
+
+TEST(GemmTest, ThreadedMatchesSerialDefinition) {
+  // Big enough that the work is spread over threads; every output checked against a plain loop.
+  const int64_t m = 3, n = 301, k = 4099;
+  std::vector<float> x(m * k), w(n * k);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>((i * 7919) % 13) - 6.0f;
+  for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<float>((i * 104729) % 17) - 8.0f;
+  const std::vector<double> y = Gemm(x, w, m, n, k);
+  ASSERT_EQ(y.size(), static_cast<size_t>(m * n));
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      double s = 0;
+      for (int64_t l = 0; l < k; ++l) s += static_cast<double>(x[i * k + l]) * w[j * k + l];
+      ASSERT_EQ(y[i * n + j], s) << i << "," << j;  // small integers: exact in any order
+    }
+  }
+}
+
+TEST(RopeKvAppendTest, PositionZeroIsIdentity) {
+  // Hq 2, Hkv 1, head_dim 4: a row is [q0 | q1 | k | v], 16 values; batch 2, q_len 1.
+  std::vector<float> qkv(2 * 16);
+  for (size_t i = 0; i < qkv.size(); ++i) qkv[i] = static_cast<float>(i) * 0.5f - 3.0f;
+  const RopeKvAppendResult r = RopeKvAppend(qkv, 2, 1, 0, 2, 1, 4, 10000.0);
+  ASSERT_EQ(r.q.size(), 16u);
+  ASSERT_EQ(r.k.size(), 8u);
+  ASSERT_EQ(r.v.size(), 8u);
+  for (int b = 0; b < 2; ++b) {
+    for (int i = 0; i < 8; ++i) EXPECT_EQ(r.q[b * 8 + i], qkv[b * 16 + i]);
+    for (int i = 0; i < 4; ++i) {
+      EXPECT_EQ(r.k[b * 4 + i], qkv[b * 16 + 8 + i]);
+      EXPECT_EQ(r.v[b * 4 + i], qkv[b * 16 + 12 + i]);
+    }
+  }
+}
+
+TEST(RopeKvAppendTest, RotateHalfAtPosition) {
+  // head_dim 4: pairs (0, 2) and (1, 3); angle_i = pos * theta^(-2i/4). theta = 100, pos 3:
+  // angle_0 = 3, angle_1 = 3 / 10. Hq = Hkv = 1; q = [1, 2, 3, 4], k = [1, 0, 0, 1].
+  const std::vector<float> qkv = {1, 2, 3, 4, 1, 0, 0, 1, 7, 8, 9, 10};
+  const RopeKvAppendResult r = RopeKvAppend(qkv, 1, 1, 3, 1, 1, 4, 100.0);
+  const double c0 = std::cos(3.0), s0 = std::sin(3.0), c1 = std::cos(0.3), s1 = std::sin(0.3);
+  EXPECT_THAT(r.q, Pointwise(DoubleNear(kTol),
+                             {1 * c0 - 3 * s0, 2 * c1 - 4 * s1, 3 * c0 + 1 * s0, 4 * c1 + 2 * s1}));
+  EXPECT_THAT(r.k, Pointwise(DoubleNear(kTol), {c0, -s1, s0, c1}));
+  EXPECT_THAT(r.v, ElementsAre(7, 8, 9, 10));
+}
+
+TEST(RopeKvAppendTest, CacheRowsAreSequenceHeadToken) {
+  // batch 1, q_len 2, Hq 1, Hkv 2, head_dim 2, at position 0 (identity): k rows come out as
+  // [head][token], i.e. k head 0 token 0, k head 0 token 1, k head 1 token 0, ...
+  // Row of a token: [q (2) | k0 (2) | k1 (2) | v0 (2) | v1 (2)].
+  const std::vector<float> qkv = {0, 0, 1, 1, 2, 2, 5, 5, 6, 6,   // token 0
+                                  0, 0, 3, 3, 4, 4, 7, 7, 8, 8};  // token 1
+  // Token 1 sits at position 1 and is rotated; check only token 0's rows and the layout of V.
+  const RopeKvAppendResult r = RopeKvAppend(qkv, 1, 2, 0, 1, 2, 2, 10000.0);
+  ASSERT_EQ(r.k.size(), 8u);
+  EXPECT_EQ(r.k[0], 1);  // head 0, token 0
+  EXPECT_EQ(r.k[4], 2);  // head 1, token 0
+  EXPECT_THAT(r.v, ElementsAre(5, 5, 7, 7, 6, 6, 8, 8));
+}
+
+TEST(DecodeAttentionTest, OneKeyGivesV) {
+  // batch 1, Hq 2, Hkv 1, head_dim 2, capacity 3, kv_len 1: whatever q, the output is V[0].
+  const std::vector<float> q = {1, -2, 3, 4};
+  const std::vector<float> k = {0.5, 0.25, 9, 9, 9, 9};
+  const std::vector<float> v = {7, -3, 100, 100, 100, 100};
+  EXPECT_THAT(DecodeAttention(q, k, v, 1, 2, 1, 2, 1, 3, 0.7),
+              Pointwise(DoubleNear(kTol), {7.0, -3.0, 7.0, -3.0}));
+}
+
+TEST(DecodeAttentionTest, EqualKeysGiveMeanOfV) {
+  const std::vector<float> q = {1, 2};
+  const std::vector<float> k = {0.5, -1, 0.5, -1};
+  const std::vector<float> v = {1, 10, 3, 20};
+  EXPECT_THAT(DecodeAttention(q, k, v, 1, 1, 1, 2, 2, 2, 1.0),
+              Pointwise(DoubleNear(kTol), {2.0, 15.0}));
+}
+
+TEST(DecodeAttentionTest, SoftmaxWeightsAndGqaGrouping) {
+  // batch 1, Hq 2, Hkv 2 (group 1) vs Hq 4, Hkv 2 (group 2): query head h reads KV head h / G.
+  // KV head 0 keys [1, 0], [0, 0]; KV head 1 keys [0, 0], [0, 0]. q = [1, 0] everywhere, scale 1:
+  // head 0 weights e/(e+1), 1/(e+1); head 1 uniform.
+  const double e = std::exp(1.0);
+  const std::vector<float> k = {1, 0, 0, 0, 0, 0, 0, 0};
+  const std::vector<float> v = {1, 0, 0, 1, 2, 0, 0, 2};
+  const double w0 = e / (e + 1), w1 = 1 / (e + 1);
+  EXPECT_THAT(DecodeAttention({1, 0, 1, 0}, k, v, 1, 2, 2, 2, 2, 2, 1.0),
+              Pointwise(DoubleNear(kTol), {w0, w1, 1.0, 1.0}));
+  EXPECT_THAT(DecodeAttention({1, 0, 1, 0, 1, 0, 1, 0}, k, v, 1, 4, 2, 2, 2, 2, 1.0),
+              Pointwise(DoubleNear(kTol), {w0, w1, w0, w1, 1.0, 1.0, 1.0, 1.0}));
+}
+
+TEST(DecodeAttentionTest, ReadsOnlyKvLenPositions) {
+  // capacity 3, kv_len 2: position 2 holds a huge key that must be ignored.
+  const std::vector<float> k = {0, 0, 0, 0, 50, 50};
+  const std::vector<float> v = {1, 2, 3, 4, 1000, 1000};
+  EXPECT_THAT(DecodeAttention({1, 1}, k, v, 1, 1, 1, 2, 2, 3, 1.0),
+              Pointwise(DoubleNear(kTol), {2.0, 3.0}));
+}
+
+TEST(ResidualAddTest, Adds) {
+  EXPECT_THAT(ResidualAdd({1, 2.5, -3}, {0.5, -2.5, 1}), ElementsAre(1.5, 0, -2));
+  EXPECT_THAT(ResidualAdd({1, 2}, {1}), IsEmpty());
+}
+
+TEST(SiluMulTest, HandComputed) {
+  // rows 2, ffn 2: [g0 g1 u0 u1]. silu(0) = 0; silu(1) = 1 / (1 + e^-1); silu(-2) = -2/(1+e^2).
+  const std::vector<double> out = SiluMul({0, 1, 5, 3, -2, 0, 2, 7}, 2, 2);
+  EXPECT_THAT(out, Pointwise(DoubleNear(kTol),
+                             {0.0, 3 / (1 + std::exp(-1.0)), -2 / (1 + std::exp(2.0)) * 2, 0.0}));
+}
+
+TEST(CompareTest, PassesTinyErrors) {
+  const std::vector<double> ref = {1.0, -2.0, 0.0, 4.0};
+  const Comparison c = Compare({1.001f, -2.002f, 0.001f, 4.0f}, ref, 2e-2);
+  EXPECT_TRUE(c.ok) << c.worst;
+  EXPECT_EQ(c.fail_count, 0);
+  EXPECT_EQ(c.nan_count, 0);
+  EXPECT_NEAR(c.ref_rms, std::sqrt(21.0 / 4), 1e-12);
+  EXPECT_NEAR(c.max_abs_err, 0.002, 1e-6);
+}
+
+TEST(CompareTest, FlagsLargeErrorWithIndexAndValues) {
+  const std::vector<double> ref = {1, 2, 3, 4, 5, 6};
+  const Comparison c = Compare({1, 2, 3, 4, 5.5f, 6}, ref, 2e-2, {2, 3});
+  EXPECT_FALSE(c.ok);
+  EXPECT_EQ(c.fail_count, 1);
+  EXPECT_EQ(c.worst_index, 4);
+  EXPECT_NEAR(c.max_abs_err, 0.5, 1e-12);
+  EXPECT_THAT(c.worst, HasSubstr("at [1, 1]"));
+  EXPECT_THAT(c.worst, HasSubstr("got 5.5"));
+  EXPECT_THAT(c.worst, HasSubstr("want 5"));
+}
+
+TEST(CompareTest, ErrorNearZeroIsJudgedAgainstRms) {
+  // |err| 0.05 at a zero reference passes at rtol 2e-2 only thanks to ref_rms (about 3.2).
+  const std::vector<double> ref = {0, 4, -4, 3};
+  EXPECT_TRUE(Compare({0.05f, 4, -4, 3}, ref, 2e-2).ok);
+  EXPECT_FALSE(Compare({0.5f, 4, -4, 3}, ref, 2e-2).ok);
+}
+
+TEST(CompareTest, FlagsNanAndInf) {
+  const std::vector<double> ref = {1, 2, 3};
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  const Comparison c = Compare({1, nan, inf}, ref, 1.0);
+  EXPECT_FALSE(c.ok);
+  EXPECT_EQ(c.nan_count, 2);
+  EXPECT_EQ(c.fail_count, 2);
+  EXPECT_EQ(c.worst_index, 1);  // the first non-finite element
+  EXPECT_THAT(c.worst, HasSubstr("at [1]"));
+  EXPECT_THAT(c.worst, HasSubstr("got nan"));
+}
+
+TEST(CompareTest, SizeMismatchFails) {
+  const Comparison c = Compare({1, 2}, {1, 2, 3}, 1.0);
+  EXPECT_FALSE(c.ok);
+  EXPECT_THAT(c.worst, HasSubstr("size mismatch"));
+}
+
+TEST(CompareTest, ExactToleranceZero) {
+  EXPECT_TRUE(Compare({1, -2, 0}, {1, -2, 0}, 0.0).ok);
+  EXPECT_FALSE(Compare({1, -2, 0}, {1, -2.0001, 0}, 0.0).ok);
+}
+
+}  // namespace
+}  // namespace truthput::ref

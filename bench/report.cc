@@ -1,0 +1,207 @@
+#include "bench/report.h"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "google/protobuf/util/json_util.h"
+
+namespace truthput {
+namespace {
+
+bool Measured(const RunResult& r) { return !r.config().predict_only(); }
+bool Prefill(const RunResult& r) { return r.config().phase() == "prefill"; }
+
+std::string Num(double v, int precision) { return absl::StrFormat("%.*f", precision, v); }
+
+// Optional fields print empty when unset, never as 0.
+template <typename Getter, typename Has>
+std::string Opt(const BatchPoint& p, Has has, Getter get, int precision) {
+  return (p.*has)() ? Num((p.*get)(), precision) : "";
+}
+
+std::string CsvQuote(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) {
+    if (c == '"') q += '"';
+    q += c;
+  }
+  return q + "\"";
+}
+
+// Per op, across the sweep: its share of the measured step time and the bandwidth it reached.
+void PrintOpBreakdown(const RunResult& r, std::ostream& out) {
+  std::vector<const BatchPoint*> points;
+  for (const BatchPoint& p : r.points()) {
+    if (!p.skipped() && p.ops_size() > 0 && p.ops(0).has_measured_ms()) points.push_back(&p);
+  }
+  if (points.empty()) return;
+  out << "\nPer op (each op timed alone, all its executions in one graph): share of the step's "
+         "p50 | achieved GB/s\n";
+  std::string head = absl::StrFormat("%-16s", "op \\ batch");
+  for (const BatchPoint* p : points) head += absl::StrFormat(" %13d", p->batch());
+  out << head << "\n";
+  for (int i = 0; i < points[0]->ops_size(); ++i) {
+    std::string line = absl::StrFormat("%-16s", points[0]->ops(i).name());
+    for (const BatchPoint* p : points) {
+      const OpPoint& o = p->ops(i);
+      line += absl::StrFormat(" %5.1f%% %6.0f", 100 * o.share(), o.achieved_gbps());
+    }
+    out << line << "\n";
+  }
+  std::string sum = absl::StrFormat("%-16s", "sum of ops");
+  for (const BatchPoint* p : points) {
+    double share = 0;
+    for (const OpPoint& o : p->ops()) share += o.share();
+    sum += absl::StrFormat(" %5.1f%% %6s", 100 * share, "");
+  }
+  out << sum << "\n";
+}
+
+}  // namespace
+
+std::string FormatCsv(const RunResult& r) {
+  std::vector<std::string> header = {"batch", "context"};
+  if (Prefill(r)) header.push_back("seq_len");
+  for (const char* c : {"model_gbytes", "model_gflops", "bound", "bound_ms", "bound_tokens_per_s",
+                        "intensity", "footprint_gbytes", "fits", "tp_needed"}) {
+    header.push_back(c);
+  }
+  if (Measured(r)) {
+    for (const char* c : {"step_ms_p50", "step_ms_p99", "tokens_per_s", "achieved_gbps", "mbu",
+                          "achieved_tflops", "mfu", "roofline_eff", "usd_per_mtok",
+                          "step_rel_spread", "reps", "residency", "skipped", "skip_reason"}) {
+      header.push_back(c);
+    }
+  }
+  std::string out = absl::StrJoin(header, ",") + "\n";
+  for (const BatchPoint& p : r.points()) {
+    std::vector<std::string> row = {absl::StrCat(p.batch()), absl::StrCat(p.context())};
+    if (Prefill(r)) row.push_back(absl::StrCat(p.seq_len()));
+    row.insert(row.end(), {Num(p.model_gbytes(), 4), Num(p.model_gflops(), 3), p.bound(),
+                           Num(p.bound_ms(), 4), Num(p.bound_tokens_per_s(), 3),
+                           Num(p.intensity(), 4), Num(p.footprint_gbytes(), 3),
+                           p.fits() ? "true" : "false", absl::StrCat(p.tp_needed())});
+    if (Measured(r)) {
+      using P = BatchPoint;
+      row.push_back(Opt(p, &P::has_step_ms_p50, &P::step_ms_p50, 4));
+      row.push_back(Opt(p, &P::has_step_ms_p99, &P::step_ms_p99, 4));
+      row.push_back(Opt(p, &P::has_tokens_per_s, &P::tokens_per_s, 3));
+      row.push_back(Opt(p, &P::has_achieved_gbps, &P::achieved_gbps, 1));
+      row.push_back(Opt(p, &P::has_mbu, &P::mbu, 4));
+      row.push_back(Opt(p, &P::has_achieved_tflops, &P::achieved_tflops, 3));
+      row.push_back(Opt(p, &P::has_mfu, &P::mfu, 5));
+      row.push_back(Opt(p, &P::has_roofline_eff, &P::roofline_eff, 4));
+      row.push_back(Opt(p, &P::has_usd_per_mtok, &P::usd_per_mtok, 4));
+      row.push_back(Opt(p, &P::has_step_rel_spread, &P::step_rel_spread, 4));
+      row.push_back(p.has_reps() ? absl::StrCat(p.reps()) : "");
+      row.push_back(CsvQuote(p.residency()));
+      row.push_back(p.skipped() ? "true" : "false");
+      row.push_back(CsvQuote(p.skip_reason()));
+    }
+    out += absl::StrJoin(row, ",") + "\n";
+  }
+  return out;
+}
+
+void PrintTable(const RunResult& r, std::ostream& out) {
+  const RunConfig& c = r.config();
+  const GpuSpec& g = r.datasheet();
+  out << absl::StrFormat("%s %s  model=%s  tp=%d  %s\n", c.tool(),
+                         c.predict_only() ? "(prediction, no GPU used)" : "", c.model().name(),
+                         c.tp(), Prefill(r) ? "" : absl::StrCat("context=", c.context()));
+  if (r.has_machine()) {
+    const MachineInfo& m = r.machine();
+    out << absl::StrFormat("GPU: %s, %d SMs, %.1f GB, L2 %.0f MiB, driver %s, CUDA %s, cuBLAS %s\n",
+                           m.gpu_name(), m.sm_count(), m.memory_gbytes(), m.l2_mbytes(),
+                           m.driver_version(), m.cuda_runtime_version(), m.cublas_version());
+  }
+  out << absl::StrFormat(
+      "Datasheet %s: %.0f TFLOP/s dense %s, %.0f GB/s, %.0f GB (efficiencies are against these)\n",
+      g.display_name(), c.model().weight_dtype() == FP8_E4M3 ? g.fp8_tflops() : g.bf16_tflops(),
+      c.model().weight_dtype() == FP8_E4M3 ? "fp8" : "bf16", g.mem_bandwidth_gbps(),
+      g.memory_gbytes());
+  for (const std::string& note : c.notes()) out << "Note: " << note << "\n";
+
+  std::string head = absl::StrFormat("%6s", "batch");
+  if (Prefill(r)) head += absl::StrFormat(" %6s", "seq");
+  head += absl::StrFormat(" %9s %10s %7s %-7s %9s %9s %9s", "model_GB", "GFLOP", "FLOP/B",
+                          "bound", "bound_ms", "bound_t/s", "need_GB");
+  if (Measured(r)) {
+    head += absl::StrFormat(" %9s %9s %9s %7s %6s %8s %7s %6s %8s", "p50_ms", "p99_ms", "tok/s",
+                            "GB/s", "MBU", "TFLOP/s", "MFU", "eff", "$/Mtok");
+  } else {
+    head += absl::StrFormat(" %5s %4s", "fits", "tp");
+  }
+  out << head << "\n";
+  for (const BatchPoint& p : r.points()) {
+    std::string line = absl::StrFormat("%6d", p.batch());
+    if (Prefill(r)) line += absl::StrFormat(" %6d", p.seq_len());
+    line += absl::StrFormat(" %9.2f %10.1f %7.2f %-7s %9.3f %9.1f %9.1f", p.model_gbytes(),
+                            p.model_gflops(), p.intensity(), p.bound(), p.bound_ms(),
+                            p.bound_tokens_per_s(), p.footprint_gbytes());
+    if (Measured(r)) {
+      if (p.skipped()) {
+        line += "  skipped: " + p.skip_reason();
+      } else if (p.has_step_ms_p50()) {
+        line += absl::StrFormat(" %9.3f %9.3f %9.1f %7.0f %6.3f %8.1f %7.4f %6.3f %8.3f",
+                                p.step_ms_p50(), p.step_ms_p99(), p.tokens_per_s(),
+                                p.achieved_gbps(), p.mbu(), p.achieved_tflops(), p.mfu(),
+                                p.roofline_eff(), p.usd_per_mtok());
+      }
+    } else {
+      line += absl::StrFormat(" %5s %4s", p.fits() ? "yes" : "no",
+                              p.tp_needed() ? absl::StrCat(p.tp_needed()) : "-");
+    }
+    out << line << "\n";
+  }
+  if (Measured(r)) PrintOpBreakdown(r, out);
+  if (!Measured(r)) {
+    out << "need_GB: weights + KV cache + activations of one TP shard; tp: smallest TP degree "
+           "that fits the datasheet's memory.\n";
+  }
+}
+
+absl::StatusOr<std::string> FormatJson(const RunResult& r) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.always_print_primitive_fields = true;
+  options.preserve_proto_field_names = true;
+  std::string json;
+  auto status = google::protobuf::util::MessageToJsonString(r, &json, options);
+  if (!status.ok()) return absl::InternalError(std::string(status.message()));
+  return json;
+}
+
+absl::StatusOr<RunResult> ParseJson(const std::string& json) {
+  RunResult r;
+  auto status = google::protobuf::util::JsonStringToMessage(json, &r);
+  if (!status.ok()) return absl::InvalidArgumentError(std::string(status.message()));
+  return r;
+}
+
+absl::Status WriteFileAtomically(const std::string& path, const std::string& content,
+                                 bool overwrite) {
+  if (!overwrite && std::filesystem::exists(path)) {
+    return absl::AlreadyExistsError(absl::StrCat(path, " exists; pass --overwrite to replace it"));
+  }
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) return absl::PermissionDeniedError(absl::StrCat("cannot write ", tmp, ": ", std::strerror(errno)));
+    out << content;
+    if (!out.flush()) return absl::DataLossError(absl::StrCat("write to ", tmp, " failed"));
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) return absl::InternalError(absl::StrCat("rename ", tmp, " -> ", path, ": ", ec.message()));
+  return absl::OkStatus();
+}
+
+}  // namespace truthput

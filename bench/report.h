@@ -1,0 +1,30 @@
+// Turning a RunResult into what users read and script against: the console table, CSV, JSON.
+#ifndef TRUTHPUT_BENCH_REPORT_H_
+#define TRUTHPUT_BENCH_REPORT_H_
+
+#include <ostream>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "results/results.pb.h"
+
+namespace truthput {
+
+void PrintTable(const RunResult& result, std::ostream& out);
+
+// CSV with a header row. Column names are a published contract: add, never rename.
+std::string FormatCsv(const RunResult& result);
+
+// The protobuf JSON mapping of RunResult (field names as in results.proto).
+absl::StatusOr<std::string> FormatJson(const RunResult& result);
+absl::StatusOr<RunResult> ParseJson(const std::string& json);
+
+// Writes `content` to `path` through a temporary file; refuses to replace an existing file
+// unless `overwrite`.
+absl::Status WriteFileAtomically(const std::string& path, const std::string& content,
+                                 bool overwrite);
+
+}  // namespace truthput
+
+#endif  // TRUTHPUT_BENCH_REPORT_H_

@@ -1,0 +1,88 @@
+#include "bench/report.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_split.h"
+#include "bench/prediction.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "workloads/gpu_datasheet.h"
+
+namespace truthput {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+RunResult Predicted() {
+  BenchFlagValues f;
+  f.model = "70b";
+  f.batch = "1,2";
+  f.context = 2048;
+  f.gpu = "h100-sxm";
+  f.predict = true;
+  return *Predict(*MakeBenchRequest("bench_decode", Phase::kDecode, f), *FindGpu("h100-sxm"));
+}
+
+TEST(Report, CsvHasThePublishedColumns) {
+  const std::string csv = FormatCsv(Predicted());
+  std::vector<std::string> lines = absl::StrSplit(csv, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_THAT(lines[0], StartsWith("batch,context,model_gbytes,model_gflops,bound,bound_ms,"
+                                   "bound_tokens_per_s,intensity"));
+  EXPECT_THAT(lines[0], ::testing::Not(HasSubstr("step_ms_p50")));  // nothing measured
+  EXPECT_THAT(lines[1], StartsWith("1,2048,"));
+}
+
+TEST(Report, MeasuredColumnsAppearForGpuRunsAndUnsetOnesStayEmpty) {
+  RunResult r = Predicted();
+  r.mutable_config()->set_predict_only(false);
+  BatchPoint* p = r.mutable_points(0);
+  p->set_step_ms_p50(50);
+  p->set_tokens_per_s(20);
+  r.mutable_points(1)->set_skipped(true);
+  r.mutable_points(1)->set_skip_reason("does not fit, really");
+  const std::string csv = FormatCsv(r);
+  std::vector<std::string> lines = absl::StrSplit(csv, '\n', absl::SkipEmpty());
+  EXPECT_THAT(lines[0], HasSubstr(",step_ms_p50,step_ms_p99,tokens_per_s,achieved_gbps,mbu,"
+                                  "achieved_tflops,mfu,roofline_eff,usd_per_mtok"));
+  EXPECT_THAT(lines[1], HasSubstr(",50.0000,,20.000,"));
+  EXPECT_THAT(lines[2], HasSubstr("true,\"does not fit, really\""));
+}
+
+TEST(Report, TableShowsEveryPoint) {
+  std::ostringstream out;
+  PrintTable(Predicted(), out);
+  EXPECT_THAT(out.str(), HasSubstr("prediction"));
+  EXPECT_THAT(out.str(), HasSubstr("Llama-3.1-70B"));
+  EXPECT_THAT(out.str(), HasSubstr("3350 GB/s"));
+}
+
+TEST(Report, JsonRoundTrips) {
+  RunResult r = Predicted();
+  absl::StatusOr<std::string> json = FormatJson(r);
+  ASSERT_TRUE(json.ok());
+  EXPECT_THAT(*json, HasSubstr("\"bound_tokens_per_s\""));
+  EXPECT_THAT(*json, ::testing::Not(HasSubstr("\"tokens_per_s\"")));  // unset optional
+  absl::StatusOr<RunResult> back = ParseJson(*json);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->points_size(), 2);
+  EXPECT_DOUBLE_EQ(back->points(1).model_gbytes(), r.points(1).model_gbytes());
+}
+
+TEST(Report, NeverOverwritesSilently) {
+  const std::string path = testing::TempDir() + "/report_test.csv";
+  std::remove(path.c_str());
+  ASSERT_TRUE(WriteFileAtomically(path, "a", false).ok());
+  absl::Status again = WriteFileAtomically(path, "b", false);
+  EXPECT_EQ(again.code(), absl::StatusCode::kAlreadyExists);
+  std::ifstream in(path);
+  std::string content((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_EQ(content, "a");
+  EXPECT_TRUE(WriteFileAtomically(path, "b", true).ok());
+  std::remove(path.c_str());
+}
+
+}  // namespace
+}  // namespace truthput

@@ -1,0 +1,37 @@
+// How a step's buffers are laid out in GPU memory so that no byte is served from L2 that a real
+// model would read from DRAM: all layers resident when they fit, else a rotation of distinct
+// layer buffers wide enough that the bytes touched between two uses of one buffer are at least
+// 4x the L2 size.
+#ifndef TRUTHPUT_BENCH_RESIDENCY_H_
+#define TRUTHPUT_BENCH_RESIDENCY_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace truthput {
+
+struct ResidencyInput {
+  int64_t num_layers = 0;
+  int64_t layer_bytes = 0;        // one layer's weights + KV cache (allocated per layer buffer)
+  int64_t layer_step_bytes = 0;   // bytes one layer's ops touch in a step
+  int64_t shared_bytes = 0;       // embedding, LM head, activations, workspaces
+  int64_t free_bytes = 0;         // usable GPU memory
+  int64_t l2_bytes = 0;
+};
+
+struct ResidencyPlan {
+  int64_t layer_buffers = 0;  // distinct layer buffers; == num_layers means full residency
+  bool full = false;
+  int64_t bytes_between_reuse = 0;
+  int64_t allocated_bytes = 0;
+  std::string Describe() const;  // "full" or "rotating 18 of 80 layer buffers (65.2 GB between reuses)"
+};
+
+// ResourceExhausted with the reason when not even the smallest honest rotation fits.
+absl::StatusOr<ResidencyPlan> PlanResidency(const ResidencyInput& in);
+
+}  // namespace truthput
+
+#endif  // TRUTHPUT_BENCH_RESIDENCY_H_

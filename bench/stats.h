@@ -1,0 +1,44 @@
+// Order statistics for timing samples: percentiles and a distribution-free confidence interval
+// for the median. Pure C++, no CUDA.
+#ifndef TRUTHPUT_BENCH_STATS_H_
+#define TRUTHPUT_BENCH_STATS_H_
+
+#include <vector>
+
+#include "absl/types/span.h"
+
+namespace truthput {
+
+// The p-th percentile (p in [0, 100]) of ascending-sorted, non-empty data, interpolating
+// linearly between the two nearest ranks: with h = (n - 1) p / 100, the value is
+// x[floor(h)] + (h - floor(h)) (x[floor(h) + 1] - x[floor(h)]) (NumPy's default "linear").
+double PercentileSorted(absl::Span<const double> sorted, double p);
+
+// A confidence interval for the median from order statistics: [x_(lo), x_(hi)] (1-based ranks),
+// with hi = n + 1 - lo and lo the largest rank for which P(Binomial(n, 1/2) < lo) <= (1 - level)/2,
+// so the interval covers the true median with probability >= level whatever the distribution.
+// `valid` is false when n is too small for any such interval (n < 6 at level 0.95); the interval
+// is then the whole sample range.
+struct MedianCi {
+  double lower = 0, upper = 0;
+  int lower_rank = 0, upper_rank = 0;  // 1-based.
+  double coverage = 0;                 // Exact coverage of [x_(lo), x_(hi)]: >= level when valid.
+  bool valid = false;
+};
+MedianCi MedianConfidenceInterval(absl::Span<const double> sorted, double level = 0.95);
+
+// A summary of samples (any order, non-empty).
+struct SampleSummary {
+  int n = 0;
+  double min = 0, max = 0, mean = 0;
+  double p10 = 0, p50 = 0, p90 = 0, p99 = 0;
+  double rel_spread = 0;  // (p90 - p10) / p50.
+  // Half-width of the ~95% median CI over the median: (x_(hi) - x_(lo)) / 2 / p50. Infinite when
+  // the CI is not valid (too few samples) or the median is 0.
+  double rel_ci = 0;
+};
+SampleSummary Summarize(std::vector<double> samples);
+
+}  // namespace truthput
+
+#endif  // TRUTHPUT_BENCH_STATS_H_

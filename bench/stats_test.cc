@@ -1,0 +1,131 @@
+#include "bench/stats.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace truthput {
+namespace {
+
+std::vector<double> OneTo(int n) {
+  std::vector<double> v(n);
+  std::iota(v.begin(), v.end(), 1.0);
+  return v;
+}
+
+TEST(PercentileSorted, InterpolatesLinearlyBetweenRanks) {
+  const std::vector<double> v = {1, 2, 3, 4};
+  EXPECT_DOUBLE_EQ(PercentileSorted(v, 0), 1.0);
+  EXPECT_DOUBLE_EQ(PercentileSorted(v, 10), 1.3);   // h = 0.3
+  EXPECT_DOUBLE_EQ(PercentileSorted(v, 25), 1.75);  // h = 0.75
+  EXPECT_DOUBLE_EQ(PercentileSorted(v, 50), 2.5);   // h = 1.5
+  EXPECT_DOUBLE_EQ(PercentileSorted(v, 90), 3.7);   // h = 2.7
+  EXPECT_DOUBLE_EQ(PercentileSorted(v, 99), 3.97);  // h = 2.97
+  EXPECT_DOUBLE_EQ(PercentileSorted(v, 100), 4.0);
+}
+
+TEST(PercentileSorted, SingleSampleIsEveryPercentile) {
+  const std::vector<double> v = {7.5};
+  EXPECT_DOUBLE_EQ(PercentileSorted(v, 0), 7.5);
+  EXPECT_DOUBLE_EQ(PercentileSorted(v, 50), 7.5);
+  EXPECT_DOUBLE_EQ(PercentileSorted(v, 100), 7.5);
+}
+
+TEST(PercentileSorted, UnevenGaps) {
+  const std::vector<double> v = {10, 20, 40, 80, 160};
+  EXPECT_DOUBLE_EQ(PercentileSorted(v, 50), 40.0);   // h = 2
+  EXPECT_DOUBLE_EQ(PercentileSorted(v, 60), 56.0);   // h = 2.4: 40 + 0.4 * 40
+  EXPECT_DOUBLE_EQ(PercentileSorted(v, 95), 144.0);  // h = 3.8: 80 + 0.8 * 80
+}
+
+// Hand-computed binomial tails: for n = 20, P(X <= 5) = (1 + 20 + 190 + 1140 + 4845 + 15504) / 2^20
+// = 21700 / 1048576 = 0.0206947 <= 0.025 and P(X <= 6) = 60460 / 2^20 = 0.0576591 > 0.025, so the
+// interval is [x_(6), x_(15)] with coverage 1 - 2 * 0.0206947.
+TEST(MedianConfidenceInterval, TwentySamples) {
+  const std::vector<double> v = OneTo(20);
+  const MedianCi ci = MedianConfidenceInterval(v);
+  EXPECT_TRUE(ci.valid);
+  EXPECT_EQ(ci.lower_rank, 6);
+  EXPECT_EQ(ci.upper_rank, 15);
+  EXPECT_DOUBLE_EQ(ci.lower, 6.0);
+  EXPECT_DOUBLE_EQ(ci.upper, 15.0);
+  EXPECT_NEAR(ci.coverage, 1.0 - 2.0 * 21700.0 / 1048576.0, 1e-12);
+}
+
+// For n = 100, P(X <= 39) = 0.0176001 and P(X <= 40) = 0.0284439: ranks 40 and 61 (the textbook
+// values for a 95% median interval at n = 100).
+TEST(MedianConfidenceInterval, HundredSamples) {
+  const MedianCi ci = MedianConfidenceInterval(OneTo(100));
+  EXPECT_TRUE(ci.valid);
+  EXPECT_EQ(ci.lower_rank, 40);
+  EXPECT_EQ(ci.upper_rank, 61);
+  EXPECT_NEAR(ci.coverage, 1.0 - 2.0 * 0.0176001, 1e-6);
+}
+
+// n = 6 is the smallest sample with a 95% interval: P(X <= 0) = 1/64 <= 0.025
+// (n = 5: 1/32 > 0.025).
+TEST(MedianConfidenceInterval, SmallestValidAndInvalidSamples) {
+  const MedianCi six = MedianConfidenceInterval(OneTo(6));
+  EXPECT_TRUE(six.valid);
+  EXPECT_EQ(six.lower_rank, 1);
+  EXPECT_EQ(six.upper_rank, 6);
+  EXPECT_DOUBLE_EQ(six.coverage, 1.0 - 2.0 / 64.0);
+
+  const MedianCi five = MedianConfidenceInterval(OneTo(5));
+  EXPECT_FALSE(five.valid);
+  EXPECT_DOUBLE_EQ(five.lower, 1.0);
+  EXPECT_DOUBLE_EQ(five.upper, 5.0);
+
+  const MedianCi one = MedianConfidenceInterval(OneTo(1));
+  EXPECT_FALSE(one.valid);
+  EXPECT_DOUBLE_EQ(one.lower, 1.0);
+  EXPECT_DOUBLE_EQ(one.upper, 1.0);
+}
+
+// Large n must not underflow 2^-n; the ranks approach the normal approximation
+// n/2 -/+ 1.96 sqrt(n)/2 = 1000 -/+ 43.8.
+TEST(MedianConfidenceInterval, LargeSampleMatchesNormalApproximation) {
+  const MedianCi ci = MedianConfidenceInterval(OneTo(2000));
+  EXPECT_TRUE(ci.valid);
+  EXPECT_NEAR(ci.lower_rank, 957, 1);
+  EXPECT_EQ(ci.upper_rank, 2001 - ci.lower_rank);
+  EXPECT_GE(ci.coverage, 0.95);
+  EXPECT_LE(ci.coverage, 0.96);
+}
+
+TEST(Summarize, OneToTwenty) {
+  std::vector<double> v = OneTo(20);
+  std::reverse(v.begin(), v.end());  // Summarize sorts.
+  const SampleSummary s = Summarize(v);
+  EXPECT_EQ(s.n, 20);
+  EXPECT_DOUBLE_EQ(s.min, 1.0);
+  EXPECT_DOUBLE_EQ(s.max, 20.0);
+  EXPECT_DOUBLE_EQ(s.mean, 10.5);
+  EXPECT_DOUBLE_EQ(s.p10, 2.9);    // h = 1.9
+  EXPECT_DOUBLE_EQ(s.p50, 10.5);   // h = 9.5
+  EXPECT_DOUBLE_EQ(s.p90, 18.1);   // h = 17.1
+  EXPECT_DOUBLE_EQ(s.p99, 19.81);  // h = 18.81
+  EXPECT_DOUBLE_EQ(s.rel_spread, (18.1 - 2.9) / 10.5);
+  EXPECT_DOUBLE_EQ(s.rel_ci, (15.0 - 6.0) / 2.0 / 10.5);  // CI [x_(6), x_(15)].
+}
+
+TEST(Summarize, TooFewSamplesHaveInfiniteCi) {
+  const SampleSummary s = Summarize({4, 1, 3, 2});
+  EXPECT_DOUBLE_EQ(s.p50, 2.5);
+  EXPECT_DOUBLE_EQ(s.rel_spread, (3.7 - 1.3) / 2.5);
+  EXPECT_TRUE(std::isinf(s.rel_ci));
+}
+
+TEST(Summarize, IdenticalSamplesHaveZeroSpread) {
+  const SampleSummary s = Summarize(std::vector<double>(50, 0.25));
+  EXPECT_DOUBLE_EQ(s.p50, 0.25);
+  EXPECT_DOUBLE_EQ(s.p99, 0.25);
+  EXPECT_DOUBLE_EQ(s.rel_spread, 0.0);
+  EXPECT_DOUBLE_EQ(s.rel_ci, 0.0);
+}
+
+}  // namespace
+}  // namespace truthput

@@ -1,0 +1,301 @@
+#include "bench/step_runner.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cuda_status.h"
+#include "kernels/decode_attention.h"
+#include "kernels/elementwise.h"
+#include "kernels/embedding.h"
+#include "kernels/random_fill.h"
+
+namespace truthput {
+namespace {
+
+constexpr int64_t kAlign = 256;
+int64_t AlignUp(int64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+
+const Op* FindOp(const Workload& w, absl::string_view name) {
+  for (const Op& op : w.ops()) {
+    if (op.name == name) return &op;
+  }
+  return nullptr;
+}
+
+// The shapes a step's buffers need, read off the op list itself.
+struct Dims {
+  int64_t B, T, h, q, kv, f, V, Hq, Hkv, d, capacity;
+};
+
+absl::StatusOr<Dims> DimsOf(const Workload& w) {
+  const Op* qkv = FindOp(w, "qkv_proj");
+  const Op* at = FindOp(w, "attention");
+  const Op* gu = FindOp(w, "gate_up_proj");
+  const Op* lm = FindOp(w, "lm_head");
+  if (!qkv || !at || !gu || !lm) return absl::InternalError("op list lacks a required op");
+  Dims d;
+  d.B = w.config().batch;
+  d.T = w.tokens_per_step();
+  d.h = qkv->k;
+  d.Hq = at->attn.num_q_heads;
+  d.Hkv = at->attn.num_kv_heads;
+  d.d = at->attn.head_dim;
+  d.q = d.Hq * d.d;
+  d.kv = d.Hkv * d.d;
+  d.f = gu->n / 2;
+  d.V = lm->n;
+  d.capacity = at->attn.kv_len();
+  return d;
+}
+
+// Offsets of the buffers inside one allocation, 256-byte aligned.
+class Layout {
+ public:
+  int64_t Add(int64_t bytes) {
+    const int64_t at = size_;
+    size_ += AlignUp(bytes);
+    return at;
+  }
+  int64_t size() const { return size_; }
+
+ private:
+  int64_t size_ = 0;
+};
+
+struct LayerLayout {
+  int64_t attn_norm_w, ffn_norm_w, w_qkv, w_o, w_gate_up, w_down, k_cache, v_cache, total;
+};
+
+LayerLayout LayoutLayer(const Dims& d) {
+  Layout l;
+  LayerLayout o;
+  o.attn_norm_w = l.Add(d.h * 2);
+  o.ffn_norm_w = l.Add(d.h * 2);
+  o.w_qkv = l.Add((d.q + 2 * d.kv) * d.h * 2);
+  o.w_o = l.Add(d.h * d.q * 2);
+  o.w_gate_up = l.Add(2 * d.f * d.h * 2);
+  o.w_down = l.Add(d.h * d.f * 2);
+  o.k_cache = l.Add(d.B * d.kv * d.capacity * 2);
+  o.v_cache = l.Add(d.B * d.kv * d.capacity * 2);
+  o.total = l.size();
+  return o;
+}
+
+struct SharedLayout {
+  int64_t embedding, lm_head, final_norm_w, ids, x, xn, qkv, q, attn_out, tmp_h, gate_up, act,
+      logits, attn_ws, total;
+};
+
+SharedLayout LayoutShared(const Workload& w, const Dims& d, int num_splits) {
+  Layout l;
+  SharedLayout o;
+  o.embedding = l.Add(d.V * d.h * 2);
+  o.lm_head = w.model().tied_embeddings() ? o.embedding : l.Add(d.V * d.h * 2);
+  o.final_norm_w = l.Add(d.h * 2);
+  o.ids = l.Add(d.T * 4);
+  o.x = l.Add(d.T * d.h * 2);
+  o.xn = l.Add(d.T * d.h * 2);
+  o.qkv = l.Add(d.T * (d.q + 2 * d.kv) * 2);
+  o.q = l.Add(d.T * d.q * 2);
+  o.attn_out = l.Add(d.T * d.q * 2);
+  o.tmp_h = l.Add(d.T * d.h * 2);
+  o.gate_up = l.Add(d.T * 2 * d.f * 2);
+  o.act = l.Add(d.T * d.f * 2);
+  o.logits = l.Add(d.B * d.V * 2);
+  o.attn_ws = l.Add(static_cast<int64_t>(DecodeAttentionWorkspaceBytes(
+      static_cast<int>(d.B), static_cast<int>(d.Hq), static_cast<int>(d.d), num_splits)));
+  o.total = l.size();
+  return o;
+}
+
+int SplitsFor(const Dims& d, int sm_count) {
+  return ChooseDecodeSplits(static_cast<int>(d.B), static_cast<int>(d.Hkv),
+                            static_cast<int>(d.capacity), sm_count);
+}
+
+__nv_bfloat16* At(const DeviceBuffer& b, int64_t offset) {
+  return reinterpret_cast<__nv_bfloat16*>(b.as<char>() + offset);
+}
+
+}  // namespace
+
+ResidencyInput StepRunner::Sizes(const Workload& w, const Options& options) {
+  ResidencyInput in;
+  absl::StatusOr<Dims> d = DimsOf(w);
+  if (!d.ok()) return in;
+  in.num_layers = w.model().num_layers();
+  in.layer_bytes = LayoutLayer(*d).total;
+  for (const Op& op : w.ops()) {
+    if (op.per_layer) in.layer_step_bytes += op.bytes();
+  }
+  in.shared_bytes = LayoutShared(w, *d, SplitsFor(*d, options.sm_count)).total;
+  in.free_bytes = options.free_bytes;
+  in.l2_bytes = options.l2_bytes;
+  return in;
+}
+
+absl::StatusOr<std::unique_ptr<StepRunner>> StepRunner::Create(const Workload& w,
+                                                               CublasLtGemm* gemm,
+                                                               const Options& options,
+                                                               cudaStream_t stream) {
+  if (w.config().phase != Phase::kDecode) {
+    return absl::UnimplementedError(
+        "prefill on the GPU needs the causal prefill attention kernel, which is not written "
+        "yet; bench_prefill --predict works");
+  }
+  absl::StatusOr<Dims> dims = DimsOf(w);
+  if (!dims.ok()) return dims.status();
+  const Dims d = *dims;
+  absl::StatusOr<ResidencyPlan> plan = PlanResidency(Sizes(w, options));
+  if (!plan.ok()) return plan.status();
+
+  auto runner = std::unique_ptr<StepRunner>(new StepRunner(w, gemm));
+  StepRunner& r = *runner;
+  r.plan_ = *plan;
+  r.cache_capacity_ = d.capacity;
+  r.num_splits_ = SplitsFor(d, options.sm_count);
+
+  const SharedLayout s = LayoutShared(w, d, r.num_splits_);
+  absl::StatusOr<DeviceBuffer> shared = DeviceBuffer::Allocate(s.total, "shared buffers");
+  if (!shared.ok()) return shared.status();
+  r.shared_ = *std::move(shared);
+  r.act_ = Activations{reinterpret_cast<int32_t*>(r.shared_.as<char>() + s.ids),
+                       At(r.shared_, s.embedding), At(r.shared_, s.lm_head),
+                       At(r.shared_, s.final_norm_w), At(r.shared_, s.x), At(r.shared_, s.xn),
+                       At(r.shared_, s.qkv), At(r.shared_, s.q), At(r.shared_, s.attn_out),
+                       At(r.shared_, s.tmp_h), At(r.shared_, s.gate_up), At(r.shared_, s.act),
+                       At(r.shared_, s.logits)};
+  r.attn_workspace_ = reinterpret_cast<float*>(r.shared_.as<char>() + s.attn_ws);
+
+  const LayerLayout ll = LayoutLayer(d);
+  for (int64_t i = 0; i < r.plan_.layer_buffers; ++i) {
+    absl::StatusOr<DeviceBuffer> b =
+        DeviceBuffer::Allocate(ll.total, absl::StrCat("layer buffer ", i).c_str());
+    if (!b.ok()) return b.status();
+    r.layers_.push_back(LayerBuffers{At(*b, ll.attn_norm_w), At(*b, ll.ffn_norm_w),
+                                     At(*b, ll.w_qkv), At(*b, ll.w_o), At(*b, ll.w_gate_up),
+                                     At(*b, ll.w_down), At(*b, ll.k_cache), At(*b, ll.v_cache)});
+    r.layer_memory_.push_back(*std::move(b));
+  }
+
+  // Random data everywhere (never zeros). Weights scaled by sqrt(3/k) so that each projection
+  // keeps its input's variance and 80 layers of residual adds stay far from bf16's range.
+  uint64_t seed = options.seed;
+  auto fill = [&](__nv_bfloat16* p, int64_t n, float scale) {
+    return FillRandomBf16(p, n, seed++, scale, stream);
+  };
+  auto ws = [](int64_t k) { return std::sqrt(3.0f / static_cast<float>(k)); };
+  TP_RETURN_IF_ERROR(fill(r.act_.embedding, d.V * d.h, 1.0f));
+  if (!w.model().tied_embeddings()) TP_RETURN_IF_ERROR(fill(r.act_.lm_head, d.V * d.h, ws(d.h)));
+  TP_RETURN_IF_ERROR(fill(r.act_.final_norm_w, d.h, 1.0f));
+  TP_RETURN_IF_ERROR(FillRandomTokenIds(r.act_.ids, static_cast<int>(d.T),
+                                        static_cast<int>(d.V), seed++, stream));
+  for (const LayerBuffers& l : r.layers_) {
+    TP_RETURN_IF_ERROR(fill(l.attn_norm_w, d.h, 1.0f));
+    TP_RETURN_IF_ERROR(fill(l.ffn_norm_w, d.h, 1.0f));
+    TP_RETURN_IF_ERROR(fill(l.w_qkv, (d.q + 2 * d.kv) * d.h, ws(d.h)));
+    TP_RETURN_IF_ERROR(fill(l.w_o, d.h * d.q, ws(d.q)));
+    TP_RETURN_IF_ERROR(fill(l.w_gate_up, 2 * d.f * d.h, ws(d.h)));
+    TP_RETURN_IF_ERROR(fill(l.w_down, d.h * d.f, ws(d.f)));
+    TP_RETURN_IF_ERROR(fill(l.k_cache, d.B * d.kv * d.capacity, 1.0f));
+    TP_RETURN_IF_ERROR(fill(l.v_cache, d.B * d.kv * d.capacity, 1.0f));
+  }
+  // Activations get random contents too, so that no op ever reads zeros.
+  const int64_t act_elems = (s.logits + d.B * d.V * 2 - s.x) / 2;
+  TP_RETURN_IF_ERROR(fill(r.act_.x, act_elems, 1.0f));
+
+  // cuBLASLt's heuristic runs on the host, once per shape, before any graph capture.
+  for (const Op& op : w.ops()) {
+    if (op.kind == OpKind::kGemm) TP_RETURN_IF_ERROR(gemm->Prepare(op.m, op.n, op.k));
+  }
+  TP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+  return runner;
+}
+
+absl::Status StepRunner::Launch(const Op& op, int64_t layer, cudaStream_t stream) const {
+  const Activations& a = act_;
+  const LayerBuffers& l = layer_buffers(layer);
+  const AttentionShape& at = op.attn;
+  const ModelSpec& model = workload_.model();
+  const int T = static_cast<int>(workload_.tokens_per_step());
+  const float eps = model.rms_norm_eps() > 0 ? model.rms_norm_eps() : 1e-5f;
+  const std::string& n = op.name;
+  if (n == "embedding") {
+    const Op& lm = workload_.ops().back();
+    return EmbeddingGather(a.embedding, a.ids, a.x, static_cast<int>(op.m),
+                           static_cast<int>(op.n), static_cast<int>(lm.n), stream);
+  }
+  if (n == "attn_norm" || n == "ffn_norm") {
+    return RmsNorm(a.x, n == "attn_norm" ? l.attn_norm_w : l.ffn_norm_w, a.xn,
+                   static_cast<int>(op.m), static_cast<int>(op.n), eps, stream);
+  }
+  if (n == "final_norm") {
+    return RmsNorm(a.x, a.final_norm_w, a.xn, static_cast<int>(op.m), static_cast<int>(op.n),
+                   eps, stream);
+  }
+  if (n == "qkv_proj") return gemm_->Run(a.xn, l.w_qkv, a.qkv, op.m, op.n, op.k, stream);
+  if (n == "o_proj") return gemm_->Run(a.attn_out, l.w_o, a.tmp_h, op.m, op.n, op.k, stream);
+  if (n == "gate_up_proj") return gemm_->Run(a.xn, l.w_gate_up, a.gate_up, op.m, op.n, op.k, stream);
+  if (n == "down_proj") return gemm_->Run(a.act, l.w_down, a.tmp_h, op.m, op.n, op.k, stream);
+  if (n == "lm_head") return gemm_->Run(a.xn, a.lm_head, a.logits, op.m, op.n, op.k, stream);
+  if (n == "rope_kv_append") {
+    return RopeKvAppend(a.qkv, a.q, l.k_cache, l.v_cache, static_cast<int>(at.batch),
+                        static_cast<int>(at.q_len), static_cast<int>(at.start_pos),
+                        static_cast<int>(at.num_q_heads), static_cast<int>(at.num_kv_heads),
+                        static_cast<int>(at.head_dim), static_cast<int>(cache_capacity_),
+                        static_cast<float>(model.rope_theta() > 0 ? model.rope_theta() : 10000.0),
+                        stream);
+  }
+  if (n == "attention") {
+    return DecodeAttention(a.q, l.k_cache, l.v_cache, a.attn_out, static_cast<int>(at.batch),
+                           static_cast<int>(at.num_q_heads), static_cast<int>(at.num_kv_heads),
+                           static_cast<int>(at.head_dim), static_cast<int>(at.kv_len()),
+                           static_cast<int>(cache_capacity_),
+                           1.0f / std::sqrt(static_cast<float>(at.head_dim)), num_splits_,
+                           attn_workspace_, stream);
+  }
+  if (n == "attn_residual" || n == "ffn_residual") {
+    return ResidualAdd(a.x, a.tmp_h, static_cast<int64_t>(T) * op.n, stream);
+  }
+  if (n == "silu_mul") {
+    return SiluMul(a.gate_up, a.act, static_cast<int>(op.m), static_cast<int>(op.n), stream);
+  }
+  return absl::UnimplementedError(absl::StrCat("no kernel for op '", n, "'"));
+}
+
+absl::Status StepRunner::EnqueueOpOnce(size_t op_index, int64_t layer, cudaStream_t stream) const {
+  return Launch(workload_.ops().at(op_index), layer, stream);
+}
+
+absl::Status StepRunner::EnqueueOp(size_t op_index, cudaStream_t stream) const {
+  const Op& op = workload_.ops().at(op_index);
+  for (int64_t i = 0; i < op.count; ++i) TP_RETURN_IF_ERROR(Launch(op, i, stream));
+  return absl::OkStatus();
+}
+
+absl::Status StepRunner::EnqueueStep(cudaStream_t stream) const {
+  const std::vector<Op>& ops = workload_.ops();
+  size_t i = 0;
+  for (; i < ops.size() && !ops[i].per_layer; ++i) TP_RETURN_IF_ERROR(Launch(ops[i], 0, stream));
+  const size_t first_layer_op = i;
+  size_t end_layer_ops = first_layer_op;
+  while (end_layer_ops < ops.size() && ops[end_layer_ops].per_layer) ++end_layer_ops;
+  for (int64_t layer = 0; layer < static_cast<int64_t>(workload_.model().num_layers()); ++layer) {
+    for (size_t j = first_layer_op; j < end_layer_ops; ++j) {
+      TP_RETURN_IF_ERROR(Launch(ops[j], layer, stream));
+    }
+  }
+  for (size_t j = end_layer_ops; j < ops.size(); ++j) TP_RETURN_IF_ERROR(Launch(ops[j], 0, stream));
+  return absl::OkStatus();
+}
+
+std::string StepRunner::Implementation(size_t op_index) const {
+  const Op& op = workload_.ops().at(op_index);
+  if (op.kind == OpKind::kGemm) return gemm_->AlgoDescription(op.m, op.n, op.k);
+  if (op.kind == OpKind::kAttention) {
+    return absl::StrCat("truthput decode_attention (GQA, ", num_splits_, " context splits)");
+  }
+  return absl::StrCat("truthput ", OpKindName(op.kind));
+}
+
+}  // namespace truthput

@@ -1,0 +1,88 @@
+// StepRunner: the op list of one step on real GPU buffers. It allocates the layer buffers the
+// residency plan allows, fills everything with random data, and launches a real kernel for each
+// op of the Workload, in the Workload's order: the same list the roofline prediction uses.
+#ifndef TRUTHPUT_BENCH_STEP_RUNNER_H_
+#define TRUTHPUT_BENCH_STEP_RUNNER_H_
+
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "bench/device_buffer.h"
+#include "bench/residency.h"
+#include "kernels/cublaslt_gemm.h"
+#include "workloads/workload.h"
+
+namespace truthput {
+
+class StepRunner {
+ public:
+  struct Options {
+    int64_t free_bytes = 0;  // GPU memory the runner may use
+    int64_t l2_bytes = 0;
+    int sm_count = 0;
+    uint64_t seed = 1;
+  };
+
+  // Sizes of the buffers, for the residency plan; no GPU needed.
+  static ResidencyInput Sizes(const Workload& w, const Options& options);
+
+  // ResourceExhausted (with the reason) when the step cannot run honestly in the free memory;
+  // Unimplemented for ops without a kernel yet. Leaves the buffers filled with random data.
+  static absl::StatusOr<std::unique_ptr<StepRunner>> Create(const Workload& w, CublasLtGemm* gemm,
+                                                            const Options& options,
+                                                            cudaStream_t stream);
+
+  // The whole step: every op, every layer (layer l uses layer buffer l % layer_buffers).
+  absl::Status EnqueueStep(cudaStream_t stream) const;
+  // All `count` executions of op `op_index`, as in the step but with nothing else between them.
+  absl::Status EnqueueOp(size_t op_index, cudaStream_t stream) const;
+  // One execution of op `op_index` in layer `layer` (0 for ops outside the layers).
+  absl::Status EnqueueOpOnce(size_t op_index, int64_t layer, cudaStream_t stream) const;
+
+  const Workload& workload() const { return workload_; }
+  const ResidencyPlan& residency() const { return plan_; }
+  // What ran op `op_index`: the project's kernel, or cuBLASLt and its algorithm.
+  std::string Implementation(size_t op_index) const;
+
+  // The buffers, for the correctness check.
+  struct LayerBuffers {
+    __nv_bfloat16 *attn_norm_w, *ffn_norm_w, *w_qkv, *w_o, *w_gate_up, *w_down;
+    __nv_bfloat16 *k_cache, *v_cache;  // [batch][kv_heads][cache_capacity][head_dim]
+  };
+  struct Activations {
+    int32_t* ids;
+    __nv_bfloat16 *embedding, *lm_head, *final_norm_w;
+    __nv_bfloat16 *x, *xn, *qkv, *q, *attn_out, *tmp_h, *gate_up, *act, *logits;
+  };
+  const LayerBuffers& layer_buffers(int64_t layer) const {
+    return layers_[layer % plan_.layer_buffers];
+  }
+  const Activations& activations() const { return act_; }
+  int64_t cache_capacity() const { return cache_capacity_; }
+  int num_splits() const { return num_splits_; }
+
+ private:
+  StepRunner(const Workload& w, CublasLtGemm* gemm) : workload_(w), gemm_(gemm) {}
+  absl::Status Launch(const Op& op, int64_t layer, cudaStream_t stream) const;
+
+  Workload workload_;
+  CublasLtGemm* gemm_;
+  ResidencyPlan plan_;
+  int64_t cache_capacity_ = 0;
+  int num_splits_ = 1;
+  DeviceBuffer shared_;
+  std::vector<DeviceBuffer> layer_memory_;
+  std::vector<LayerBuffers> layers_;
+  Activations act_{};
+  float* attn_workspace_ = nullptr;
+};
+
+}  // namespace truthput
+
+#endif  // TRUTHPUT_BENCH_STEP_RUNNER_H_

@@ -1,0 +1,425 @@
+#include "bench/step_verifier.h"
+
+#include <cuda_bf16.h>
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
+#include "bench/reference_ops.h"
+#include "kernels/cuda_status.h"
+#include "kernels/random_fill.h"
+#include "workloads/model_registry.h"
+
+namespace truthput {
+namespace {
+
+using bf16 = __nv_bfloat16;
+
+// Tolerances of ref::Compare (relative to |ref| + rms(ref)). Element-wise ops round once to bf16
+// (2^-9 relative); GEMMs add fp32 sums over k up to 28672 (70B's down_proj) and attention rounds
+// the softmax weights to bf16 for the tensor-core P.V, so they get a little more. Copies are exact.
+constexpr double kRtolElementwise = 2e-2;
+constexpr double kRtolGemm = 3e-2;
+constexpr double kRtolAttention = 3e-2;
+constexpr double kExact = 0.0;
+
+constexpr int64_t kMaxVerifyLayers = 2;
+constexpr uint32_t kMaxVerifyVocab = 4096;
+
+float Bf16BitsToFloat(uint16_t bits) {
+  return std::bit_cast<float>(static_cast<uint32_t>(bits) << 16);
+}
+
+std::vector<float> ToFloat(const std::vector<uint16_t>& bits) {
+  std::vector<float> f(bits.size());
+  for (size_t i = 0; i < bits.size(); ++i) f[i] = Bf16BitsToFloat(bits[i]);
+  return f;
+}
+
+// The buffers of a GEMM op, as StepRunner::Launch uses them.
+struct GemmBuffers {
+  const bf16* x;
+  const bf16* w;
+  bf16* y;
+};
+
+// Checks one step, op by op. Holds the description of the op being checked for its messages.
+class Verifier {
+ public:
+  Verifier(const StepRunner& runner, cudaStream_t stream) : r_(runner), s_(stream) {}
+
+  absl::Status Run() {
+    TP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s_));  // Create's fills, earlier steps
+    // The order of StepRunner::EnqueueStep.
+    const std::vector<Op>& ops = r_.workload().ops();
+    size_t i = 0;
+    for (; i < ops.size() && !ops[i].per_layer; ++i) TP_RETURN_IF_ERROR(VerifyOp(i, 0));
+    const size_t first_layer_op = i;
+    size_t end_layer_ops = first_layer_op;
+    while (end_layer_ops < ops.size() && ops[end_layer_ops].per_layer) ++end_layer_ops;
+    const int64_t num_layers = r_.workload().model().num_layers();
+    for (int64_t layer = 0; layer < num_layers; ++layer) {
+      for (size_t j = first_layer_op; j < end_layer_ops; ++j) {
+        TP_RETURN_IF_ERROR(VerifyOp(j, layer));
+      }
+    }
+    for (size_t j = end_layer_ops; j < ops.size(); ++j) TP_RETURN_IF_ERROR(VerifyOp(j, 0));
+    return absl::OkStatus();
+  }
+
+ private:
+  absl::Status VerifyOp(size_t index, int64_t layer) {
+    const Op& op = r_.workload().ops().at(index);
+    where_ = op.per_layer ? absl::StrCat("op ", op.name, " (layer ", layer, ")")
+                          : absl::StrCat("op ", op.name);
+    switch (op.kind) {
+      case OpKind::kEmbedding: return VerifyEmbedding(op, index, layer);
+      case OpKind::kRmsNorm: return VerifyRmsNorm(op, index, layer);
+      case OpKind::kGemm: return VerifyGemm(op, index, layer);
+      case OpKind::kRopeKvAppend: return VerifyRopeKvAppend(op, index, layer);
+      case OpKind::kAttention: return VerifyAttention(op, index, layer);
+      case OpKind::kResidualAdd: return VerifyResidualAdd(op, index, layer);
+      case OpKind::kSiluMul: return VerifySiluMul(op, index, layer);
+    }
+    return NoReference(op);
+  }
+
+  absl::Status NoReference(const Op& op) const {
+    return absl::UnimplementedError(absl::StrCat("VerifyStep: no reference for op '", op.name,
+                                                 "' (", OpKindName(op.kind), ")"));
+  }
+
+  // ---- Device <-> host ----------------------------------------------------------------------
+
+  absl::StatusOr<std::vector<uint16_t>> Bits(const bf16* p, int64_t n) const {
+    std::vector<uint16_t> h(n);
+    if (n > 0) {
+      TP_CUDA_RETURN_IF_ERROR(
+          cudaMemcpyAsync(h.data(), p, n * sizeof(uint16_t), cudaMemcpyDeviceToHost, s_));
+      TP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s_));
+    }
+    return h;
+  }
+
+  absl::StatusOr<std::vector<float>> Floats(const bf16* p, int64_t n) const {
+    absl::StatusOr<std::vector<uint16_t>> bits = Bits(p, n);
+    if (!bits.ok()) return bits.status();
+    return ToFloat(*bits);
+  }
+
+  // An input as floats, rejected when all zero or not finite.
+  absl::StatusOr<std::vector<float>> Input(const bf16* p, int64_t n, absl::string_view what) const {
+    absl::StatusOr<std::vector<float>> v = Floats(p, n);
+    if (!v.ok()) return v.status();
+    TP_RETURN_IF_ERROR(CheckInput(*v, what));
+    return v;
+  }
+
+  absl::Status CheckInput(const std::vector<float>& v, absl::string_view what) const {
+    bool nonzero = false;
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (!std::isfinite(v[i])) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "verification failed: ", where_, ": input ", what, " is ", v[i], " at [", i, "]"));
+      }
+      nonzero |= v[i] != 0.0f;
+    }
+    if (!nonzero) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("verification failed: ", where_, ": input ", what, " is all zeros (",
+                       v.size(), " elements); the harness must never time zeros"));
+    }
+    return absl::OkStatus();
+  }
+
+  // NaN everywhere in [p, p + n): an output the kernel does not write then fails the comparison.
+  absl::Status Poison(bf16* p, int64_t n) const {
+    return FillBf16(p, n, std::numeric_limits<float>::quiet_NaN(), s_);
+  }
+
+  absl::Status Launch(size_t index, int64_t layer) const {
+    if (absl::Status st = r_.EnqueueOpOnce(index, layer, s_); !st.ok()) {
+      return absl::Status(st.code(), absl::StrCat(where_, ": ", st.message()));
+    }
+    TP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s_));
+    return absl::OkStatus();
+  }
+
+  // Internal error with the worst element when `got` does not match `want`.
+  absl::Status Check(const std::vector<float>& got, const std::vector<double>& want, double rtol,
+                     std::vector<int64_t> shape, absl::string_view output = "") const {
+    const ref::Comparison c = ref::Compare(got, want, rtol, shape);
+    if (c.ok) return absl::OkStatus();
+    return absl::InternalError(
+        absl::StrCat("verification failed: ", where_, output.empty() ? "" : ", output ", output,
+                     ": ", c.worst, ", rtol ", rtol, "; ", c.fail_count, " of ", got.size(),
+                     " elements fail (", c.nan_count, " NaN/Inf), max |err| ", c.max_abs_err,
+                     ", ref rms ", c.ref_rms, ", shape [", absl::StrJoin(shape, ", "), "]"));
+  }
+
+  // ---- The ops --------------------------------------------------------------------------------
+
+  absl::Status VerifyEmbedding(const Op& op, size_t index, int64_t layer) {
+    const StepRunner::Activations& a = r_.activations();
+    const int64_t rows = op.m, cols = op.n;
+    const int64_t vocab = r_.workload().ops().back().n;  // the LM head's rows, as Launch has it
+    std::vector<int32_t> ids(rows);
+    TP_CUDA_RETURN_IF_ERROR(
+        cudaMemcpyAsync(ids.data(), a.ids, rows * sizeof(int32_t), cudaMemcpyDeviceToHost, s_));
+    TP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s_));
+    // Only the rows the tokens select, as a table of `rows` rows indexed 0, 1, ...
+    std::vector<uint16_t> table_bits(rows * cols);
+    std::vector<int32_t> local_ids(rows);
+    for (int64_t r = 0; r < rows; ++r) {
+      if (ids[r] < 0 || ids[r] >= vocab) {
+        return absl::FailedPreconditionError(absl::StrCat("verification failed: ", where_,
+                                                          ": token id ", ids[r], " at [", r,
+                                                          "] is outside [0, ", vocab, ")"));
+      }
+      TP_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(table_bits.data() + r * cols,
+                                              a.embedding + ids[r] * cols, cols * sizeof(uint16_t),
+                                              cudaMemcpyDeviceToHost, s_));
+      local_ids[r] = static_cast<int32_t>(r);
+    }
+    TP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s_));
+    const std::vector<float> table = ToFloat(table_bits);
+    TP_RETURN_IF_ERROR(CheckInput(table, "embedding rows"));
+
+    TP_RETURN_IF_ERROR(Poison(a.x, rows * cols));
+    TP_RETURN_IF_ERROR(Launch(index, layer));
+    absl::StatusOr<std::vector<float>> got = Floats(a.x, rows * cols);
+    if (!got.ok()) return got.status();
+    return Check(*got, ref::EmbeddingGather(table, local_ids, cols), kExact, {rows, cols});
+  }
+
+  absl::Status VerifyRmsNorm(const Op& op, size_t index, int64_t layer) {
+    const StepRunner::Activations& a = r_.activations();
+    const StepRunner::LayerBuffers& l = r_.layer_buffers(layer);
+    const bf16* w = op.name == "attn_norm"    ? l.attn_norm_w
+                    : op.name == "ffn_norm"   ? l.ffn_norm_w
+                    : op.name == "final_norm" ? a.final_norm_w
+                                              : nullptr;
+    if (w == nullptr) return NoReference(op);
+    const int64_t rows = op.m, cols = op.n;
+    // The eps StepRunner::Launch passes (a float).
+    const float model_eps = r_.workload().model().rms_norm_eps();
+    const float eps = model_eps > 0 ? model_eps : 1e-5f;
+
+    absl::StatusOr<std::vector<float>> x = Input(a.x, rows * cols, "x");
+    if (!x.ok()) return x.status();
+    absl::StatusOr<std::vector<float>> weight = Input(w, cols, "weight");
+    if (!weight.ok()) return weight.status();
+    TP_RETURN_IF_ERROR(Poison(a.xn, rows * cols));
+    TP_RETURN_IF_ERROR(Launch(index, layer));
+    absl::StatusOr<std::vector<float>> got = Floats(a.xn, rows * cols);
+    if (!got.ok()) return got.status();
+    return Check(*got, ref::RmsNorm(*x, *weight, rows, cols, eps), kRtolElementwise, {rows, cols});
+  }
+
+  absl::Status VerifyGemm(const Op& op, size_t index, int64_t layer) {
+    const StepRunner::Activations& a = r_.activations();
+    const StepRunner::LayerBuffers& l = r_.layer_buffers(layer);
+    GemmBuffers b{};
+    if (op.name == "qkv_proj") {
+      b = {a.xn, l.w_qkv, a.qkv};
+    } else if (op.name == "o_proj") {
+      b = {a.attn_out, l.w_o, a.tmp_h};
+    } else if (op.name == "gate_up_proj") {
+      b = {a.xn, l.w_gate_up, a.gate_up};
+    } else if (op.name == "down_proj") {
+      b = {a.act, l.w_down, a.tmp_h};
+    } else if (op.name == "lm_head") {
+      b = {a.xn, a.lm_head, a.logits};
+    } else {
+      return NoReference(op);
+    }
+    const int64_t m = op.m, n = op.n, k = op.k;
+    absl::StatusOr<std::vector<float>> x = Input(b.x, m * k, "x");
+    if (!x.ok()) return x.status();
+    absl::StatusOr<std::vector<float>> w = Input(b.w, n * k, "weight");
+    if (!w.ok()) return w.status();
+    TP_RETURN_IF_ERROR(Poison(b.y, m * n));
+    TP_RETURN_IF_ERROR(Launch(index, layer));
+    absl::StatusOr<std::vector<float>> got = Floats(b.y, m * n);
+    if (!got.ok()) return got.status();
+    std::vector<double> want = ref::Gemm(*x, *w, m, n, k);
+    w->clear();
+    w->shrink_to_fit();  // the largest host buffer of the run (70B's gate_up: 1.9 GB)
+    return Check(*got, want, kRtolGemm, {m, n});
+  }
+
+  absl::Status VerifyRopeKvAppend(const Op& op, size_t index, int64_t layer) {
+    if (op.name != "rope_kv_append") return NoReference(op);
+    const StepRunner::Activations& a = r_.activations();
+    const StepRunner::LayerBuffers& l = r_.layer_buffers(layer);
+    const AttentionShape& at = op.attn;
+    const int64_t B = at.batch, T = at.batch * at.q_len, hq = at.num_q_heads, hkv = at.num_kv_heads,
+                  d = at.head_dim, cap = r_.cache_capacity();
+    const int64_t start = at.start_pos, q_len = at.q_len;
+    if (start + q_len > cap) {
+      return absl::FailedPreconditionError(absl::StrCat("verification failed: ", where_,
+                                                        ": positions up to ", start + q_len,
+                                                        " exceed the cache capacity ", cap));
+    }
+    const int64_t cache_elems = B * hkv * cap * d;
+    // The theta Launch passes: the kernel takes a float.
+    const double model_theta = r_.workload().model().rope_theta();
+    const double theta = static_cast<float>(model_theta > 0 ? model_theta : 10000.0);
+
+    absl::StatusOr<std::vector<float>> qkv = Input(a.qkv, T * (hq + 2 * hkv) * d, "qkv");
+    if (!qkv.ok()) return qkv.status();
+    absl::StatusOr<std::vector<uint16_t>> k_before = Bits(l.k_cache, cache_elems);
+    if (!k_before.ok()) return k_before.status();
+    absl::StatusOr<std::vector<uint16_t>> v_before = Bits(l.v_cache, cache_elems);
+    if (!v_before.ok()) return v_before.status();
+
+    TP_RETURN_IF_ERROR(Poison(a.q, T * hq * d));
+    for (int64_t bh = 0; bh < B * hkv; ++bh) {  // positions [start, start + q_len) are contiguous
+      TP_RETURN_IF_ERROR(Poison(l.k_cache + (bh * cap + start) * d, q_len * d));
+      TP_RETURN_IF_ERROR(Poison(l.v_cache + (bh * cap + start) * d, q_len * d));
+    }
+    TP_RETURN_IF_ERROR(Launch(index, layer));
+
+    absl::StatusOr<std::vector<float>> q = Floats(a.q, T * hq * d);
+    if (!q.ok()) return q.status();
+    absl::StatusOr<std::vector<uint16_t>> k_after = Bits(l.k_cache, cache_elems);
+    if (!k_after.ok()) return k_after.status();
+    absl::StatusOr<std::vector<uint16_t>> v_after = Bits(l.v_cache, cache_elems);
+    if (!v_after.ok()) return v_after.status();
+
+    const ref::RopeKvAppendResult want =
+        ref::RopeKvAppend(*qkv, B, q_len, start, hq, hkv, d, theta);
+    TP_RETURN_IF_ERROR(Check(*q, want.q, kRtolElementwise, {T, hq, d}, "q"));
+    TP_RETURN_IF_ERROR(CheckAppended(*k_after, *k_before, want.k, kRtolElementwise, at, "k_cache"));
+    return CheckAppended(*v_after, *v_before, want.v, kExact, at, "v_cache");
+  }
+
+  // The rows RopeKvAppend appended to a cache against `want` ([batch, Hkv, q_len, head_dim]), and
+  // every other position bit-for-bit as it was.
+  absl::Status CheckAppended(const std::vector<uint16_t>& after,
+                             const std::vector<uint16_t>& before, const std::vector<double>& want,
+                             double rtol, const AttentionShape& at, absl::string_view what) const {
+    const int64_t bhs = at.batch * at.num_kv_heads, d = at.head_dim, cap = r_.cache_capacity();
+    const int64_t start = at.start_pos, q_len = at.q_len;
+    for (int64_t i = 0; i < static_cast<int64_t>(after.size()); ++i) {
+      const int64_t pos = i / d % cap;
+      if (after[i] != before[i] && (pos < start || pos >= start + q_len)) {
+        const int64_t bh = i / d / cap;
+        return absl::InternalError(absl::StrCat(
+            "verification failed: ", where_, ": ", what,
+            " changed outside the appended positions, at [", bh / at.num_kv_heads, ", ",
+            bh % at.num_kv_heads, ", ", pos, ", ", i % d, "] (batch, kv head, position, dim)"));
+      }
+    }
+    std::vector<float> got(bhs * q_len * d);
+    for (int64_t bh = 0; bh < bhs; ++bh) {
+      for (int64_t j = 0; j < q_len * d; ++j) {
+        got[bh * q_len * d + j] = Bf16BitsToFloat(after[(bh * cap + start) * d + j]);
+      }
+    }
+    return Check(got, want, rtol, {at.batch, at.num_kv_heads, q_len, d}, what);
+  }
+
+  absl::Status VerifyAttention(const Op& op, size_t index, int64_t layer) {
+    if (op.name != "attention") return NoReference(op);
+    const StepRunner::Activations& a = r_.activations();
+    const StepRunner::LayerBuffers& l = r_.layer_buffers(layer);
+    const AttentionShape& at = op.attn;
+    if (at.q_len != 1) {
+      return absl::UnimplementedError(absl::StrCat(
+          "VerifyStep: ", where_, ": only decode attention (q_len 1) has a reference"));
+    }
+    const int64_t B = at.batch, hq = at.num_q_heads, hkv = at.num_kv_heads, d = at.head_dim,
+                  cap = r_.cache_capacity(), kv_len = at.kv_len();
+    if (kv_len > cap) {
+      return absl::FailedPreconditionError(absl::StrCat("verification failed: ", where_,
+                                                        ": kv_len ", kv_len,
+                                                        " exceeds the cache capacity ", cap));
+    }
+    absl::StatusOr<std::vector<float>> q = Input(a.q, B * hq * d, "q");
+    if (!q.ok()) return q.status();
+    absl::StatusOr<std::vector<float>> k = Floats(l.k_cache, B * hkv * cap * d);
+    if (!k.ok()) return k.status();
+    absl::StatusOr<std::vector<float>> v = Floats(l.v_cache, B * hkv * cap * d);
+    if (!v.ok()) return v.status();
+    // Only positions [0, kv_len) are read; check those.
+    TP_RETURN_IF_ERROR(CheckInput(UsedPositions(*k, B * hkv, cap, kv_len, d), "k_cache"));
+    TP_RETURN_IF_ERROR(CheckInput(UsedPositions(*v, B * hkv, cap, kv_len, d), "v_cache"));
+
+    TP_RETURN_IF_ERROR(Poison(a.attn_out, B * hq * d));
+    TP_RETURN_IF_ERROR(Launch(index, layer));
+    absl::StatusOr<std::vector<float>> got = Floats(a.attn_out, B * hq * d);
+    if (!got.ok()) return got.status();
+    const double scale = 1.0 / std::sqrt(static_cast<double>(d));
+    return Check(*got, ref::DecodeAttention(*q, *k, *v, B, hq, hkv, d, kv_len, cap, scale),
+                 kRtolAttention, {B, hq, d});
+  }
+
+  static std::vector<float> UsedPositions(const std::vector<float>& cache, int64_t bhs, int64_t cap,
+                                          int64_t kv_len, int64_t d) {
+    std::vector<float> used;
+    used.reserve(bhs * kv_len * d);
+    for (int64_t bh = 0; bh < bhs; ++bh) {
+      const auto row = cache.begin() + bh * cap * d;
+      used.insert(used.end(), row, row + kv_len * d);
+    }
+    return used;
+  }
+
+  absl::Status VerifyResidualAdd(const Op& op, size_t index, int64_t layer) {
+    if (op.name != "attn_residual" && op.name != "ffn_residual") return NoReference(op);
+    const StepRunner::Activations& a = r_.activations();
+    const int64_t rows = op.m, cols = op.n;
+    // In place: x's copy from before is the input; no poisoning possible.
+    absl::StatusOr<std::vector<float>> x = Input(a.x, rows * cols, "x");
+    if (!x.ok()) return x.status();
+    absl::StatusOr<std::vector<float>> r = Input(a.tmp_h, rows * cols, "residual");
+    if (!r.ok()) return r.status();
+    TP_RETURN_IF_ERROR(Launch(index, layer));
+    absl::StatusOr<std::vector<float>> got = Floats(a.x, rows * cols);
+    if (!got.ok()) return got.status();
+    return Check(*got, ref::ResidualAdd(*x, *r), kRtolElementwise, {rows, cols});
+  }
+
+  absl::Status VerifySiluMul(const Op& op, size_t index, int64_t layer) {
+    if (op.name != "silu_mul") return NoReference(op);
+    const StepRunner::Activations& a = r_.activations();
+    const int64_t rows = op.m, ffn = op.n;
+    absl::StatusOr<std::vector<float>> gate_up = Input(a.gate_up, rows * 2 * ffn, "gate_up");
+    if (!gate_up.ok()) return gate_up.status();
+    TP_RETURN_IF_ERROR(Poison(a.act, rows * ffn));
+    TP_RETURN_IF_ERROR(Launch(index, layer));
+    absl::StatusOr<std::vector<float>> got = Floats(a.act, rows * ffn);
+    if (!got.ok()) return got.status();
+    return Check(*got, ref::SiluMul(*gate_up, rows, ffn), kRtolElementwise, {rows, ffn});
+  }
+
+  const StepRunner& r_;
+  cudaStream_t s_;
+  std::string where_;  // "op down_proj (layer 1)": the op being checked
+};
+
+}  // namespace
+
+absl::Status VerifyStep(const StepRunner& runner, cudaStream_t stream) {
+  return Verifier(runner, stream).Run();
+}
+
+absl::StatusOr<ModelSpec> ReducedForVerification(const ModelSpec& model) {
+  TP_RETURN_IF_ERROR(ValidateModelSpec(model));
+  ModelSpec reduced = model;
+  reduced.set_num_layers(
+      static_cast<uint32_t>(std::min<int64_t>(model.num_layers(), kMaxVerifyLayers)));
+  reduced.set_vocab_size(std::min(model.vocab_size(), kMaxVerifyVocab));
+  return reduced;
+}
+
+}  // namespace truthput

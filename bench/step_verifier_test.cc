@@ -1,0 +1,133 @@
+#include "bench/step_verifier.h"
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <memory>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "bench/step_runner.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "kernels/cublaslt_gemm.h"
+#include "workloads/model_registry.h"
+#include "workloads/workload.h"
+
+namespace truthput {
+namespace {
+
+using ::testing::HasSubstr;
+
+#define ASSERT_OK(expr)                            \
+  do {                                             \
+    const absl::Status _st = (expr);               \
+    ASSERT_TRUE(_st.ok()) << #expr << ": " << _st; \
+  } while (0)
+#define ASSERT_CUDA(expr)                                                      \
+  do {                                                                         \
+    const cudaError_t _err = (expr);                                           \
+    ASSERT_EQ(_err, cudaSuccess) << #expr << ": " << cudaGetErrorString(_err); \
+  } while (0)
+
+// hidden 256, 4 query heads and 2 KV heads of 64, FFN 512, vocabulary 1000, 2 layers.
+ModelSpec TinyModel() {
+  ModelSpec m;
+  m.set_name("tiny");
+  m.set_hidden_size(256);
+  m.set_num_layers(2);
+  m.set_num_heads(4);
+  m.set_num_kv_heads(2);
+  m.set_head_dim(64);
+  m.set_ffn_size(512);
+  m.set_vocab_size(1000);
+  m.set_tied_embeddings(false);
+  m.set_weight_dtype(BF16);
+  m.set_kv_dtype(BF16);
+  m.set_rope_theta(10000);
+  m.set_max_context(4096);
+  m.set_rms_norm_eps(1e-5f);
+  return m;
+}
+
+class StepVerifierTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    absl::StatusOr<std::unique_ptr<CublasLtGemm>> gemm = CublasLtGemm::Create();
+    ASSERT_TRUE(gemm.ok()) << gemm.status();
+    gemm_ = *std::move(gemm);
+  }
+  void TearDown() override {
+    if (stream_ != nullptr) cudaStreamDestroy(stream_);
+  }
+
+  StepRunner::Options RunnerOptions() {
+    size_t free_bytes = 0, total_bytes = 0;
+    EXPECT_EQ(cudaMemGetInfo(&free_bytes, &total_bytes), cudaSuccess);
+    int device = 0, l2 = 0, sms = 0;
+    EXPECT_EQ(cudaGetDevice(&device), cudaSuccess);
+    EXPECT_EQ(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, device), cudaSuccess);
+    EXPECT_EQ(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), cudaSuccess);
+    StepRunner::Options o;
+    o.free_bytes = static_cast<int64_t>(free_bytes) - (int64_t{1} << 30);
+    o.l2_bytes = l2;
+    o.sm_count = sms;
+    o.seed = 7;
+    return o;
+  }
+
+  // A decode step of `model` on the GPU, ready to verify.
+  absl::StatusOr<std::unique_ptr<StepRunner>> MakeRunner(const ModelSpec& model, int64_t batch,
+                                                         int64_t context) {
+    StepConfig config;
+    config.phase = Phase::kDecode;
+    config.batch = batch;
+    config.context = context;
+    absl::StatusOr<Workload> w = Workload::Build(model, config);
+    if (!w.ok()) return w.status();
+    return StepRunner::Create(*w, gemm_.get(), RunnerOptions(), stream_);
+  }
+
+  void ExpectVerifies(const ModelSpec& model, int64_t batch, int64_t context) {
+    absl::StatusOr<std::unique_ptr<StepRunner>> runner = MakeRunner(model, batch, context);
+    ASSERT_TRUE(runner.ok()) << runner.status();
+    ASSERT_OK(VerifyStep(**runner, stream_));
+    // The buffers are left as a step leaves them: a second pass verifies too.
+    ASSERT_OK(VerifyStep(**runner, stream_));
+  }
+
+  cudaStream_t stream_ = nullptr;
+  std::unique_ptr<CublasLtGemm> gemm_;
+};
+
+TEST_F(StepVerifierTest, TinyModelBatch1) { ExpectVerifies(TinyModel(), 1, 37); }
+
+TEST_F(StepVerifierTest, TinyModelBatch3) { ExpectVerifies(TinyModel(), 3, 37); }
+
+TEST_F(StepVerifierTest, ReducedLlama70bBatch2) {
+  absl::StatusOr<ModelSpec> model = LoadModel("70b");
+  ASSERT_TRUE(model.ok()) << model.status();
+  absl::StatusOr<ModelSpec> reduced = ReducedForVerification(*model);
+  ASSERT_TRUE(reduced.ok()) << reduced.status();
+  EXPECT_EQ(reduced->num_layers(), 2u);
+  EXPECT_EQ(reduced->vocab_size(), 4096u);
+  EXPECT_EQ(reduced->hidden_size(), model->hidden_size());
+  EXPECT_EQ(reduced->ffn_size(), model->ffn_size());
+  ExpectVerifies(*reduced, 2, 129);
+}
+
+TEST_F(StepVerifierTest, RejectsAllZeroInput) {
+  absl::StatusOr<std::unique_ptr<StepRunner>> runner = MakeRunner(TinyModel(), 3, 37);
+  ASSERT_TRUE(runner.ok()) << runner.status();
+  // Layer 1's FFN norm weight zeroed: its output would be all zeros, which must never be timed.
+  ASSERT_CUDA(cudaMemsetAsync((*runner)->layer_buffers(1).ffn_norm_w, 0,
+                              TinyModel().hidden_size() * sizeof(uint16_t), stream_));
+  const absl::Status st = VerifyStep(**runner, stream_);
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+  EXPECT_THAT(st.message(), HasSubstr("op ffn_norm (layer 1)"));
+  EXPECT_THAT(st.message(), HasSubstr("all zeros"));
+}
+
+}  // namespace
+}  // namespace truthput

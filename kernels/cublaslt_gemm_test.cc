@@ -1,0 +1,281 @@
+#include "kernels/cublaslt_gemm.h"
+
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstdint>
+#include <cstdio>
+#include <limits>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "kernels/random_fill.h"
+#include "kernels/reference_gemm.h"
+
+namespace truthput {
+namespace {
+
+#define ASSERT_OK(expr)                            \
+  do {                                             \
+    const absl::Status _st = (expr);               \
+    ASSERT_TRUE(_st.ok()) << #expr << ": " << _st; \
+  } while (0)
+#define ASSERT_CUDA(expr)                                                      \
+  do {                                                                         \
+    const cudaError_t _err = (expr);                                           \
+    ASSERT_EQ(_err, cudaSuccess) << #expr << ": " << cudaGetErrorString(_err); \
+  } while (0)
+
+struct CudaFree {
+  void operator()(void* p) const { cudaFree(p); }
+};
+template <typename T>
+using DevicePtr = std::unique_ptr<T, CudaFree>;
+
+template <typename T>
+DevicePtr<T> DeviceAlloc(int64_t count) {
+  void* p = nullptr;
+  if (cudaMalloc(&p, static_cast<size_t>(count) * sizeof(T)) != cudaSuccess) return nullptr;
+  return DevicePtr<T>(static_cast<T*>(p));
+}
+
+uint64_t FreshSeed() {
+  std::random_device rd;
+  return (static_cast<uint64_t>(rd()) << 32) ^ rd();
+}
+
+constexpr float kXScale = 1.0f;
+constexpr float kWScale = 0.05f;
+
+// How much rounding of split-K partials to bf16 can add, from the algorithm description: with S
+// splits reduced in the output type (reduction=inplace or output_type), S bf16 roundings of
+// partial sums of size up to rms(ref) accumulate like a random walk, i.e. about sqrt(S) of one.
+double Bf16PartialsFactor(const std::string& algo) {
+  const size_t at = algo.find("splitk=");
+  if (at == std::string::npos) return 1.0;
+  const int splits = std::atoi(algo.c_str() + at + 7);
+  const bool bf16_partials = algo.find("reduction=inplace") != std::string::npos ||
+                             algo.find("reduction=output_type") != std::string::npos;
+  return bf16_partials && splits > 1 ? std::sqrt(static_cast<double>(splits)) : 1.0;
+}
+
+// Checks y (bf16, from the GEMM under test) against ref (fp32). Bound per element:
+//   |y - ref| <= 2^-7 |ref| + 2^-6 rms(ref) * partials_factor
+// The relative term covers rounding the output to bf16 (unit roundoff 2^-8) with a factor 2 of
+// slack; without split-K in bf16 it is the whole error, since fp32 summation-order differences are
+// ~1e-6 relative. The absolute term covers split-K partials rounded to bf16 (about 2^-8 rms(ref)
+// per rounding; see Bf16PartialsFactor), with a factor 4 of slack for the tail of millions of
+// elements. A wrong index or a missing tile gives errors of order rms(ref), so the bound still
+// catches real bugs. NaN or Inf anywhere never passes.
+void ExpectClose(const std::vector<bf16>& y, const std::vector<float>& ref, int64_t m, int64_t n,
+                 double partials_factor) {
+  double sum_sq_ref = 0;
+  for (float r : ref) {
+    ASSERT_TRUE(std::isfinite(r)) << "reference output not finite";
+    sum_sq_ref += static_cast<double>(r) * r;
+  }
+  const double rms = std::sqrt(sum_sq_ref / static_cast<double>(ref.size()));
+  ASSERT_GT(rms, 0.0);
+  const double abs_bound = std::ldexp(rms, -6) * partials_factor;
+  double sum_sq_err = 0;
+  int64_t bad = 0;
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      const double g = __bfloat162float(y[i * n + j]);
+      const double r = ref[i * n + j];
+      const double err = std::fabs(g - r);
+      const bool ok = std::isfinite(g) && err <= std::ldexp(std::fabs(r), -7) + abs_bound;
+      if (std::isfinite(g)) sum_sq_err += err * err;
+      if (!ok && ++bad <= 5) {
+        ADD_FAILURE() << "y[" << i << "," << j << "] = " << g << ", reference " << r << " (rms "
+                      << rms << ", partials factor " << partials_factor << ")";
+      }
+    }
+  }
+  EXPECT_EQ(bad, 0) << "elements out of bound, of " << m * n;
+  // Expected: about 2^-9 from output rounding alone (more with bf16 split-K partials).
+  const double rel_l2 = std::sqrt(sum_sq_err / sum_sq_ref);
+  EXPECT_LE(rel_l2, std::ldexp(1.0, -7) * partials_factor) << "relative L2 error";
+}
+
+// Runs the GEMM under test and the reference on one shape, both outputs poisoned with NaN first.
+void CheckShape(CublasLtGemm& gemm, const bf16* w, int64_t m, int64_t n, int64_t k,
+                cudaStream_t stream) {
+  const uint64_t seed = FreshSeed();
+  SCOPED_TRACE(absl::StrCat("m=", m, " n=", n, " k=", k, " x seed=", seed));
+  DevicePtr<bf16> x = DeviceAlloc<bf16>(m * k);
+  DevicePtr<bf16> y = DeviceAlloc<bf16>(m * n);
+  DevicePtr<float> ref = DeviceAlloc<float>(m * n);
+  ASSERT_TRUE(x && y && ref);
+  ASSERT_OK(FillRandomBf16(x.get(), m * k, seed, kXScale, stream));
+  ASSERT_OK(FillBf16(y.get(), m * n, std::numeric_limits<float>::quiet_NaN(), stream));
+  ASSERT_CUDA(cudaMemsetAsync(ref.get(), 0xFF, m * n * sizeof(float), stream));  // NaN.
+
+  ASSERT_OK(gemm.Prepare(m, n, k));
+  ASSERT_OK(gemm.Run(x.get(), w, y.get(), m, n, k, stream));
+  ASSERT_OK(ReferenceGemm(x.get(), w, ref.get(), m, n, k, stream));
+  ASSERT_CUDA(cudaStreamSynchronize(stream));
+
+  const std::string algo = gemm.AlgoDescription(m, n, k);
+  EXPECT_NE(algo, "not prepared");
+  EXPECT_NE(algo.find("algo="), std::string::npos) << algo;
+  std::printf("m=%lld n=%lld k=%lld: %s\n", static_cast<long long>(m), static_cast<long long>(n),
+              static_cast<long long>(k), algo.c_str());
+
+  std::vector<bf16> y_host(m * n);
+  std::vector<float> ref_host(m * n);
+  ASSERT_CUDA(cudaMemcpy(y_host.data(), y.get(), m * n * sizeof(bf16), cudaMemcpyDeviceToHost));
+  ASSERT_CUDA(
+      cudaMemcpy(ref_host.data(), ref.get(), m * n * sizeof(float), cudaMemcpyDeviceToHost));
+  ExpectClose(y_host, ref_host, m, n, Bf16PartialsFactor(algo));
+}
+
+struct WeightShape {
+  const char* name;
+  int64_t n, k;
+};
+
+// Llama-3.1-70B projections (hidden 8192, 64 q heads + 8 kv heads of 128, intermediate 28672),
+// and an odd shape that is no multiple of any tile size.
+constexpr WeightShape kWeightShapes[] = {
+    {"qkv", 10240, 8192},  {"o", 8192, 8192},   {"gate_up", 57344, 8192},
+    {"down", 8192, 28672}, {"odd", 1000, 1032},
+};
+constexpr int64_t kMs[] = {1, 3, 7, 16, 128};
+
+class CublasLtGemmTest : public testing::TestWithParam<WeightShape> {};
+
+TEST_P(CublasLtGemmTest, MatchesReference) {
+  const WeightShape shape = GetParam();
+  absl::StatusOr<std::unique_ptr<CublasLtGemm>> gemm = CublasLtGemm::Create();
+  ASSERT_TRUE(gemm.ok()) << gemm.status();
+  cudaStream_t stream = nullptr;
+  ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  const std::unique_ptr<CUstream_st, cudaError_t (*)(cudaStream_t)> stream_owner(stream,
+                                                                                 cudaStreamDestroy);
+
+  const uint64_t w_seed = FreshSeed();
+  SCOPED_TRACE(absl::StrCat(shape.name, " w seed=", w_seed));
+  DevicePtr<bf16> w = DeviceAlloc<bf16>(shape.n * shape.k);
+  ASSERT_TRUE(w);
+  ASSERT_OK(FillRandomBf16(w.get(), shape.n * shape.k, w_seed, kWScale, stream));
+  for (int64_t m : kMs) {
+    CheckShape(**gemm, w.get(), m, shape.n, shape.k, stream);
+    if (HasFatalFailure()) return;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Llama70B, CublasLtGemmTest, testing::ValuesIn(kWeightShapes),
+                         [](const testing::TestParamInfo<WeightShape>& p) {
+                           return std::string(p.param.name);
+                         });
+
+TEST(CublasLtGemm, RunsInsideStreamCapture) {
+  constexpr int64_t m = 16, n = 8192, k = 8192;
+  absl::StatusOr<std::unique_ptr<CublasLtGemm>> gemm = CublasLtGemm::Create();
+  ASSERT_TRUE(gemm.ok()) << gemm.status();
+  cudaStream_t stream = nullptr;
+  ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  const std::unique_ptr<CUstream_st, cudaError_t (*)(cudaStream_t)> stream_owner(stream,
+                                                                                 cudaStreamDestroy);
+  const uint64_t seed = FreshSeed();
+  SCOPED_TRACE(absl::StrCat("seed=", seed));
+  DevicePtr<bf16> x = DeviceAlloc<bf16>(m * k);
+  DevicePtr<bf16> w = DeviceAlloc<bf16>(n * k);
+  DevicePtr<bf16> y = DeviceAlloc<bf16>(m * n);
+  DevicePtr<float> ref = DeviceAlloc<float>(m * n);
+  ASSERT_TRUE(x && w && y && ref);
+  ASSERT_OK(FillRandomBf16(x.get(), m * k, seed, kXScale, stream));
+  ASSERT_OK(FillRandomBf16(w.get(), n * k, seed + 1, kWScale, stream));
+  ASSERT_OK(FillBf16(y.get(), m * n, std::numeric_limits<float>::quiet_NaN(), stream));
+  ASSERT_CUDA(cudaMemsetAsync(ref.get(), 0xFF, m * n * sizeof(float), stream));
+  ASSERT_OK(ReferenceGemm(x.get(), w.get(), ref.get(), m, n, k, stream));
+  ASSERT_CUDA(cudaStreamSynchronize(stream));
+
+  ASSERT_OK((*gemm)->Prepare(m, n, k));
+  ASSERT_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  const absl::Status run = (*gemm)->Run(x.get(), w.get(), y.get(), m, n, k, stream);
+  cudaGraph_t graph = nullptr;
+  const cudaError_t end = cudaStreamEndCapture(stream, &graph);
+  const std::unique_ptr<CUgraph_st, cudaError_t (*)(cudaGraph_t)> graph_owner(graph,
+                                                                              cudaGraphDestroy);
+  ASSERT_OK(run);
+  ASSERT_CUDA(end);
+  cudaGraphExec_t exec = nullptr;
+  ASSERT_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+  const std::unique_ptr<CUgraphExec_st, cudaError_t (*)(cudaGraphExec_t)> exec_owner(
+      exec, cudaGraphExecDestroy);
+  // Launch twice: a graph must be replayable, and the second launch overwrites the first.
+  ASSERT_CUDA(cudaGraphLaunch(exec, stream));
+  ASSERT_OK(FillBf16(y.get(), m * n, std::numeric_limits<float>::quiet_NaN(), stream));
+  ASSERT_CUDA(cudaGraphLaunch(exec, stream));
+  ASSERT_CUDA(cudaStreamSynchronize(stream));
+
+  std::vector<bf16> y_host(m * n);
+  std::vector<float> ref_host(m * n);
+  ASSERT_CUDA(cudaMemcpy(y_host.data(), y.get(), m * n * sizeof(bf16), cudaMemcpyDeviceToHost));
+  ASSERT_CUDA(
+      cudaMemcpy(ref_host.data(), ref.get(), m * n * sizeof(float), cudaMemcpyDeviceToHost));
+  ExpectClose(y_host, ref_host, m, n, Bf16PartialsFactor((*gemm)->AlgoDescription(m, n, k)));
+}
+
+TEST(CublasLtGemm, UnpreparedShapeDuringCaptureIsRefused) {
+  absl::StatusOr<std::unique_ptr<CublasLtGemm>> gemm = CublasLtGemm::Create();
+  ASSERT_TRUE(gemm.ok()) << gemm.status();
+  cudaStream_t stream = nullptr;
+  ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  const std::unique_ptr<CUstream_st, cudaError_t (*)(cudaStream_t)> stream_owner(stream,
+                                                                                 cudaStreamDestroy);
+  DevicePtr<bf16> buf = DeviceAlloc<bf16>(3 * 64 * 64);
+  ASSERT_TRUE(buf);
+  ASSERT_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  const absl::Status run =
+      (*gemm)->Run(buf.get(), buf.get() + 64 * 64, buf.get() + 2 * 64 * 64, 64, 64, 64, stream);
+  cudaGraph_t graph = nullptr;
+  const cudaError_t end = cudaStreamEndCapture(stream, &graph);
+  if (graph != nullptr) cudaGraphDestroy(graph);
+  EXPECT_EQ(run.code(), absl::StatusCode::kFailedPrecondition) << run;
+  EXPECT_EQ(end, cudaSuccess) << cudaGetErrorString(end);
+  EXPECT_EQ((*gemm)->AlgoDescription(64, 64, 64), "not prepared");
+  // Outside capture the same call prepares the shape on the fly.
+  EXPECT_TRUE((*gemm)
+                  ->Run(buf.get(), buf.get() + 64 * 64, buf.get() + 2 * 64 * 64, 64, 64, 64, stream)
+                  .ok());
+  EXPECT_NE((*gemm)->AlgoDescription(64, 64, 64), "not prepared");
+  EXPECT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+}
+
+TEST(CublasLtGemm, RejectsMisalignedPointersAndShapes) {
+  absl::StatusOr<std::unique_ptr<CublasLtGemm>> gemm = CublasLtGemm::Create();
+  ASSERT_TRUE(gemm.ok()) << gemm.status();
+  DevicePtr<bf16> buf = DeviceAlloc<bf16>(3 * 64 * 64 + 8);
+  ASSERT_TRUE(buf);
+  bf16* x = buf.get();
+  bf16* w = x + 64 * 64;
+  bf16* y = w + 64 * 64;
+  EXPECT_EQ((*gemm)->Run(x, w, y + 1, 64, 64, 64, nullptr).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((*gemm)->Run(x + 4, w, y, 64, 64, 64, nullptr).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((*gemm)->Prepare(4, 60, 64).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((*gemm)->Prepare(4, 64, 60).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((*gemm)->Prepare(0, 64, 64).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(CublasLtGemm, VersionIsDotted) {
+  const std::string v = CublasLtGemm::Version();
+  std::printf("cuBLASLt %s\n", v.c_str());
+  ASSERT_FALSE(v.empty());
+  EXPECT_TRUE(v[0] >= '1' && v[0] <= '9') << v;
+  EXPECT_NE(v.find('.'), std::string::npos) << v;
+}
+
+}  // namespace
+}  // namespace truthput

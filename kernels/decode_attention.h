@@ -1,0 +1,55 @@
+// Grouped-query attention for the decode step: one new query token per sequence attends over
+// kv_len cached keys/values ("flash-decoding").
+//
+// Each CTA owns one (sequence, KV head, context split) and all query heads of that KV head's
+// group (up to 16 per CTA; larger groups take several CTAs), so each K/V byte is read from memory
+// once per group rather than once per query head. Scores and the P.V product run on tensor cores
+// (mma.sync bf16, fp32 accumulation) with an online softmax in fp32; K/V tiles stream through
+// shared memory with cp.async. With num_splits > 1 the context is cut into num_splits ranges whose
+// partial (max, sum, numerator) go to `workspace`, and a second small kernel merges them.
+//
+// No allocation, no synchronization: safe to capture in a CUDA graph (the workspace is the
+// caller's, sized by DecodeAttentionWorkspaceBytes).
+#ifndef TRUTHPUT_KERNELS_DECODE_ATTENTION_H_
+#define TRUTHPUT_KERNELS_DECODE_ATTENTION_H_
+
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+
+#include "absl/status/status.h"
+
+namespace truthput {
+
+// How many context splits to use so that batch * num_kv_heads * splits CTAs fill the GPU (about
+// two resident CTAs per SM), with every split at least kDecodeMinKeysPerSplit keys long; 1 when
+// batch * num_kv_heads alone fills the SMs. Deterministic; pure host code (no CUDA calls).
+// Non-positive arguments give 1 (sm_count <= 0 is taken as 132, an H100 SXM).
+inline constexpr int kDecodeMinKeysPerSplit = 256;
+int ChooseDecodeSplits(int batch, int num_kv_heads, int kv_len, int sm_count);
+
+// Bytes of fp32 workspace DecodeAttention needs for num_splits; 0 when num_splits <= 1 (a single
+// split writes `out` directly and never touches the workspace).
+size_t DecodeAttentionWorkspaceBytes(int batch, int num_q_heads, int head_dim, int num_splits);
+
+// out[b, h, :] = softmax(scale * q[b, h, :] . K[b, h / G, j, :] over j < kv_len) . V[b, h / G, :, :]
+// with G = num_q_heads / num_kv_heads.
+//
+// q, out:           [batch, num_q_heads, head_dim]
+// k_cache, v_cache: [batch, num_kv_heads, cache_capacity, head_dim]; positions [0, kv_len) used.
+// workspace:        DecodeAttentionWorkspaceBytes(batch, num_q_heads, head_dim, num_splits)
+//                   bytes (may be null when num_splits == 1).
+// Requirements (else InvalidArgument): head_dim 64 or 128; num_q_heads a multiple of
+// num_kv_heads; 1 <= kv_len <= cache_capacity; num_splits >= 1; k_cache and v_cache 16-byte
+// aligned, q 4-byte aligned. num_splits may exceed what the context can use (empty splits are
+// harmless).
+absl::Status DecodeAttention(const __nv_bfloat16* q, const __nv_bfloat16* k_cache,
+                             const __nv_bfloat16* v_cache, __nv_bfloat16* out, int batch,
+                             int num_q_heads, int num_kv_heads, int head_dim, int kv_len,
+                             int cache_capacity, float scale, int num_splits, float* workspace,
+                             cudaStream_t stream);
+
+}  // namespace truthput
+
+#endif  // TRUTHPUT_KERNELS_DECODE_ATTENTION_H_

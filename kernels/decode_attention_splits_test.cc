@@ -1,0 +1,78 @@
+// Host-only tests (no GPU needed): the decode split policy, the workspace size, and argument
+// validation, which DecodeAttention does before any CUDA call.
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "gtest/gtest.h"
+#include "kernels/decode_attention.h"
+
+namespace truthput {
+namespace {
+
+TEST(ChooseDecodeSplitsTest, Properties) {
+  for (int sms : {1, 8, 78, 114, 132, 148}) {
+    for (int batch : {1, 2, 3, 8, 16, 17, 64, 256}) {
+      for (int hkv : {1, 2, 8, 16}) {
+        for (int kv_len : {1, 7, 255, 256, 511, 1000, 2048, 4097, 32768, 131072}) {
+          SCOPED_TRACE(testing::Message() << "sms=" << sms << " batch=" << batch
+                                          << " hkv=" << hkv << " kv_len=" << kv_len);
+          const int s = ChooseDecodeSplits(batch, hkv, kv_len, sms);
+          EXPECT_EQ(s, ChooseDecodeSplits(batch, hkv, kv_len, sms));  // deterministic
+          ASSERT_GE(s, 1);
+          const int64_t ctas = static_cast<int64_t>(batch) * hkv;
+          if (ctas >= sms) {
+            EXPECT_EQ(s, 1);
+          }
+          if (s > 1) {
+            EXPECT_LE(ctas * s, 2 * sms);                        // one wave at 2 CTAs / SM
+            EXPECT_GE(kv_len / s, kDecodeMinKeysPerSplit);        // splits are not tiny
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(ChooseDecodeSplitsTest, TypicalLlama70BShapes) {
+  // One sequence, 8 KV heads on 132 SMs: as many 256+-key splits as fill two CTAs per SM.
+  EXPECT_EQ(ChooseDecodeSplits(1, 8, 131072, 132), 33);
+  EXPECT_EQ(ChooseDecodeSplits(1, 8, 2048, 132), 8);
+  EXPECT_EQ(ChooseDecodeSplits(1, 8, 300, 132), 1);
+  EXPECT_EQ(ChooseDecodeSplits(3, 8, 4097, 132), 11);
+  EXPECT_EQ(ChooseDecodeSplits(16, 8, 4096, 132), 2);
+  EXPECT_EQ(ChooseDecodeSplits(17, 8, 4096, 132), 1);
+  // Degenerate arguments.
+  EXPECT_EQ(ChooseDecodeSplits(0, 8, 4096, 132), 1);
+  EXPECT_EQ(ChooseDecodeSplits(1, 8, 0, 132), 1);
+  EXPECT_EQ(ChooseDecodeSplits(1, 8, 131072, 0), 33);  // 0 SMs: assume an H100
+}
+
+TEST(DecodeAttentionWorkspaceBytesTest, Sizes) {
+  EXPECT_EQ(DecodeAttentionWorkspaceBytes(4, 64, 128, 1), 0u);
+  EXPECT_EQ(DecodeAttentionWorkspaceBytes(4, 64, 128, 7), 4u * 64 * 7 * 130 * sizeof(float));
+  EXPECT_EQ(DecodeAttentionWorkspaceBytes(1, 8, 64, 2), 1u * 8 * 2 * 66 * sizeof(float));
+}
+
+TEST(DecodeAttentionTest, RejectsBadArguments) {
+  // Never dereferenced: validation fails first.
+  auto* p = reinterpret_cast<__nv_bfloat16*>(uintptr_t{1} << 20);
+  auto* ws = reinterpret_cast<float*>(uintptr_t{1} << 21);
+  auto call = [&](int hq, int hkv, int d, int kv_len, int cap, int splits, float* w) {
+    return DecodeAttention(p, p, p, p, 1, hq, hkv, d, kv_len, cap, 0.1f, splits, w, nullptr)
+        .code();
+  };
+  constexpr auto kInvalid = absl::StatusCode::kInvalidArgument;
+  EXPECT_EQ(call(64, 8, 128, 0, 16, 1, nullptr), kInvalid);    // kv_len = 0
+  EXPECT_EQ(call(64, 8, 128, 17, 16, 1, nullptr), kInvalid);   // kv_len > capacity
+  EXPECT_EQ(call(64, 8, 96, 16, 16, 1, nullptr), kInvalid);    // head_dim
+  EXPECT_EQ(call(64, 6, 128, 16, 16, 1, nullptr), kInvalid);   // Hq % Hkv
+  EXPECT_EQ(call(64, 8, 128, 16, 16, 0, nullptr), kInvalid);   // num_splits
+  EXPECT_EQ(call(64, 8, 128, 16, 16, 2, nullptr), kInvalid);   // no workspace
+  EXPECT_EQ(DecodeAttention(p + 1, p, p, p, 1, 64, 8, 128, 16, 16, 0.1f, 2, ws, nullptr).code(),
+            kInvalid);  // misaligned q
+  EXPECT_EQ(DecodeAttention(p, p + 4, p, p, 1, 64, 8, 128, 16, 16, 0.1f, 2, ws, nullptr).code(),
+            kInvalid);  // misaligned K cache
+}
+
+}  // namespace
+}  // namespace truthput

@@ -1,0 +1,317 @@
+// GPU tests of DecodeAttention against a double-precision CPU softmax attention computed from the
+// same bf16 q/K/V. The output is poisoned with NaN, the fp32 workspace filled with NaN bytes and
+// cache positions [kv_len, cache_capacity) set to NaN, so any element the kernels skip, any
+// workspace slot the merge reads without it being written, and any key read past kv_len shows.
+#include "kernels/decode_attention.h"
+
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <ostream>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "gtest/gtest.h"
+#include "kernels/random_fill.h"
+
+namespace truthput {
+namespace {
+
+using bf16 = __nv_bfloat16;
+
+#define ASSERT_CUDA(expr) ASSERT_EQ((expr), cudaSuccess) << #expr
+#define ASSERT_OK(expr)              \
+  do {                               \
+    const absl::Status _st = (expr); \
+    ASSERT_TRUE(_st.ok()) << _st;    \
+  } while (0)
+
+class DeviceMem {
+ public:
+  explicit DeviceMem(size_t bytes) {
+    if (bytes > 0) {
+      EXPECT_EQ(cudaMalloc(&p_, bytes), cudaSuccess);
+    }
+  }
+  ~DeviceMem() { cudaFree(p_); }
+  DeviceMem(const DeviceMem&) = delete;
+  DeviceMem& operator=(const DeviceMem&) = delete;
+  template <typename T>
+  T* as() const {
+    return static_cast<T*>(p_);
+  }
+
+ private:
+  void* p_ = nullptr;
+};
+
+std::vector<float> ToHost(const bf16* d, int64_t n) {
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  std::vector<bf16> h(n);
+  EXPECT_EQ(cudaMemcpy(h.data(), d, n * sizeof(bf16), cudaMemcpyDeviceToHost), cudaSuccess);
+  std::vector<float> f(n);
+  for (int64_t i = 0; i < n; ++i) f[i] = __bfloat162float(h[i]);
+  return f;
+}
+
+int SmCount() {
+  int device = 0, sms = 0;
+  EXPECT_EQ(cudaGetDevice(&device), cudaSuccess);
+  EXPECT_EQ(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), cudaSuccess);
+  return sms;
+}
+
+struct AttnCase {
+  int batch, hq, hkv, head_dim, kv_len;
+  int splits;            // 0: ChooseDecodeSplits
+  float q_scale = 1.0f;  // larger: peakier softmax (exercises the running-max rescaling)
+};
+
+std::ostream& operator<<(std::ostream& os, const AttnCase& c) {
+  return os << "batch=" << c.batch << " Hq=" << c.hq << " Hkv=" << c.hkv << " d=" << c.head_dim
+            << " kv_len=" << c.kv_len << " splits=" << c.splits << " q_scale=" << c.q_scale;
+}
+
+// The inputs of one case on the device, plus their host copies.
+class AttnFixture {
+ public:
+  AttnFixture(const AttnCase& c, uint64_t seed, cudaStream_t stream)
+      : c_(c),
+        cap_(c.kv_len + 3),
+        q_n_(static_cast<int64_t>(c.batch) * c.hq * c.head_dim),
+        cache_n_(static_cast<int64_t>(c.batch) * c.hkv * cap_ * c.head_dim),
+        q_(q_n_ * sizeof(bf16)),
+        k_(cache_n_ * sizeof(bf16)),
+        v_(cache_n_ * sizeof(bf16)),
+        out_(q_n_ * sizeof(bf16)) {
+    const int d = c.head_dim;
+    EXPECT_TRUE(FillRandomBf16(q(), q_n_, seed, c.q_scale, stream).ok());
+    EXPECT_TRUE(FillRandomBf16(k(), cache_n_, seed + 1, 1.0f, stream).ok());
+    EXPECT_TRUE(FillRandomBf16(v(), cache_n_, seed + 2, 1.0f, stream).ok());
+    for (int64_t bh = 0; bh < static_cast<int64_t>(c.batch) * c.hkv; ++bh) {
+      const int64_t tail = (bh * cap_ + c.kv_len) * d;
+      EXPECT_TRUE(FillBf16(k() + tail, (cap_ - c.kv_len) * d, NAN, stream).ok());
+      EXPECT_TRUE(FillBf16(v() + tail, (cap_ - c.kv_len) * d, NAN, stream).ok());
+    }
+    hq_ = ToHost(q(), q_n_);
+    hk_ = ToHost(k(), cache_n_);
+    hv_ = ToHost(v(), cache_n_);
+  }
+
+  bf16* q() const { return q_.as<bf16>(); }
+  bf16* k() const { return k_.as<bf16>(); }
+  bf16* v() const { return v_.as<bf16>(); }
+  bf16* out() const { return out_.as<bf16>(); }
+  int cap() const { return cap_; }
+  int64_t out_n() const { return q_n_; }
+  float scale() const { return 1.0f / std::sqrt(static_cast<float>(c_.head_dim)); }
+
+  // softmax(scale * q.K^T) V in double, over keys [0, kv_len).
+  std::vector<double> Reference() const {
+    const int d = c_.head_dim, group = c_.hq / c_.hkv;
+    std::vector<double> out(q_n_);
+    std::vector<double> p(c_.kv_len);
+    for (int b = 0; b < c_.batch; ++b) {
+      for (int h = 0; h < c_.hq; ++h) {
+        const float* qr = hq_.data() + (static_cast<int64_t>(b) * c_.hq + h) * d;
+        const int64_t head = (static_cast<int64_t>(b) * c_.hkv + h / group) * cap_ * d;
+        double mx = -INFINITY;
+        for (int j = 0; j < c_.kv_len; ++j) {
+          const float* kr = hk_.data() + head + static_cast<int64_t>(j) * d;
+          double s = 0;
+          for (int i = 0; i < d; ++i) s += static_cast<double>(qr[i]) * kr[i];
+          p[j] = s * static_cast<double>(scale());
+          mx = std::max(mx, p[j]);
+        }
+        double den = 0;
+        for (int j = 0; j < c_.kv_len; ++j) den += (p[j] = std::exp(p[j] - mx));
+        double* o = out.data() + (static_cast<int64_t>(b) * c_.hq + h) * d;
+        for (int i = 0; i < d; ++i) o[i] = 0;
+        for (int j = 0; j < c_.kv_len; ++j) {
+          const float* vr = hv_.data() + head + static_cast<int64_t>(j) * d;
+          for (int i = 0; i < d; ++i) o[i] += p[j] * vr[i];
+        }
+        for (int i = 0; i < d; ++i) o[i] /= den;
+      }
+    }
+    return out;
+  }
+
+ private:
+  AttnCase c_;
+  int cap_;
+  int64_t q_n_, cache_n_;
+  DeviceMem q_, k_, v_, out_;
+  std::vector<float> hq_, hk_, hv_;
+};
+
+// |got - want| <= 2e-2 |want| + 1e-2 max|want|: bf16 rounding of the output and of the softmax
+// weights fed to the tensor cores is ~0.4%; outputs near zero are judged on the case's scale.
+void ExpectAttentionClose(const std::vector<float>& got, const std::vector<double>& want) {
+  ASSERT_EQ(got.size(), want.size());
+  double ref_scale = 0;
+  for (double w : want) ref_scale = std::max(ref_scale, std::fabs(w));
+  int64_t bad = 0;
+  double worst = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double err = std::fabs(static_cast<double>(got[i]) - want[i]);
+    if (!(err <= 2e-2 * std::fabs(want[i]) + 1e-2 * ref_scale)) {
+      if (bad < 5) ADD_FAILURE() << "element " << i << ": got " << got[i] << ", want " << want[i];
+      ++bad;
+    }
+    if (!(err <= worst)) worst = err;
+  }
+  EXPECT_EQ(bad, 0) << "of " << got.size() << "; worst |err| " << worst << ", max|ref| "
+                    << ref_scale;
+}
+
+class DecodeAttentionTest : public ::testing::TestWithParam<AttnCase> {
+ protected:
+  void SetUp() override { ASSERT_CUDA(cudaStreamCreate(&stream_)); }
+  void TearDown() override { cudaStreamDestroy(stream_); }
+  cudaStream_t stream_ = nullptr;
+};
+
+TEST_P(DecodeAttentionTest, MatchesReference) {
+  const AttnCase& c = GetParam();
+  SCOPED_TRACE(testing::Message() << c);
+  const uint64_t seed =
+      1000003ull * c.kv_len + 1009ull * c.batch + 31ull * c.hq + c.hkv + c.splits + c.head_dim;
+  AttnFixture f(c, seed, stream_);
+  const int splits =
+      c.splits > 0 ? c.splits : ChooseDecodeSplits(c.batch, c.hkv, c.kv_len, SmCount());
+  ASSERT_GE(splits, 1);
+  const size_t ws_bytes = DecodeAttentionWorkspaceBytes(c.batch, c.hq, c.head_dim, splits);
+  EXPECT_EQ(ws_bytes == 0, splits == 1);
+  DeviceMem ws(ws_bytes);
+  if (ws_bytes > 0) {
+    ASSERT_CUDA(cudaMemsetAsync(ws.as<float>(), 0xFF, ws_bytes, stream_));
+  }
+  const std::vector<double> want = f.Reference();
+  // Run twice: the second run must not depend on what the first left in the workspace.
+  for (int run = 0; run < 2; ++run) {
+    SCOPED_TRACE(testing::Message() << "run " << run << " splits=" << splits);
+    ASSERT_OK(FillBf16(f.out(), f.out_n(), NAN, stream_));
+    ASSERT_OK(DecodeAttention(f.q(), f.k(), f.v(), f.out(), c.batch, c.hq, c.hkv, c.head_dim,
+                              c.kv_len, f.cap(), f.scale(), splits, ws.as<float>(), stream_));
+    ASSERT_CUDA(cudaStreamSynchronize(stream_));
+    ExpectAttentionClose(ToHost(f.out(), f.out_n()), want);
+  }
+}
+
+std::vector<AttnCase> Llama70BCases() {
+  std::vector<AttnCase> cases;
+  for (int kv_len : {1, 7, 129, 1000, 2048, 4097}) {
+    for (int batch : {1, 3}) {
+      for (int splits : {0, 1, 7}) cases.push_back({batch, 64, 8, 128, kv_len, splits});
+    }
+  }
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(Llama70B, DecodeAttentionTest, testing::ValuesIn(Llama70BCases()));
+
+INSTANTIATE_TEST_SUITE_P(
+    OtherShapes, DecodeAttentionTest,
+    testing::Values(AttnCase{2, 8, 8, 128, 1000, 0},     // no GQA
+                    AttnCase{2, 8, 8, 128, 1000, 3},     //
+                    AttnCase{2, 32, 8, 64, 777, 0},      // head_dim 64, group 4
+                    AttnCase{2, 32, 8, 64, 777, 5},      //
+                    AttnCase{1, 16, 16, 64, 5000, 0},    // head_dim 64, no GQA
+                    AttnCase{1, 128, 8, 128, 2049, 0},   // group 16 (Llama-405B)
+                    AttnCase{1, 128, 8, 128, 2049, 1},   //
+                    AttnCase{2, 48, 2, 128, 300, 1},     // group 24: two head tiles, one partial
+                    AttnCase{2, 48, 2, 128, 300, 3},     //
+                    AttnCase{1, 64, 8, 128, 100, 50},    // more splits than tiles
+                    AttnCase{1, 64, 8, 128, 32768, 0},   // long context, many splits
+                    AttnCase{8, 64, 8, 128, 515, 0}));   // batch * Hkv < SMs, short context
+
+INSTANTIATE_TEST_SUITE_P(
+    Peaky, DecodeAttentionTest,
+    testing::Values(AttnCase{3, 64, 8, 128, 4097, 0, 8.0f}, AttnCase{3, 64, 8, 128, 4097, 1, 8.0f},
+                    AttnCase{3, 64, 8, 128, 4097, 7, 8.0f}, AttnCase{1, 8, 8, 64, 1500, 0, 8.0f}));
+
+TEST(DecodeAttentionGraphTest, CapturesInCudaGraph) {
+  const AttnCase c{3, 64, 8, 128, 1000, 7};
+  cudaStream_t stream;
+  ASSERT_CUDA(cudaStreamCreate(&stream));
+  AttnFixture f(c, 77, stream);
+  const size_t ws_bytes = DecodeAttentionWorkspaceBytes(c.batch, c.hq, c.head_dim, c.splits);
+  DeviceMem ws(ws_bytes);
+  ASSERT_CUDA(cudaStreamSynchronize(stream));
+
+  cudaGraph_t graph;
+  ASSERT_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+  const absl::Status fill = FillBf16(f.out(), f.out_n(), NAN, stream);
+  const absl::Status attn =
+      DecodeAttention(f.q(), f.k(), f.v(), f.out(), c.batch, c.hq, c.hkv, c.head_dim, c.kv_len,
+                      f.cap(), f.scale(), c.splits, ws.as<float>(), stream);
+  ASSERT_CUDA(cudaStreamEndCapture(stream, &graph));
+  ASSERT_OK(fill);
+  ASSERT_OK(attn);
+  cudaGraphExec_t exec;
+  ASSERT_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+  const std::vector<double> want = f.Reference();
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_CUDA(cudaGraphLaunch(exec, stream));
+    ASSERT_CUDA(cudaStreamSynchronize(stream));
+    ExpectAttentionClose(ToHost(f.out(), f.out_n()), want);
+  }
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaStreamDestroy(stream);
+}
+
+// Not a pass/fail check (other GPU tests may share the device): prints the KV-cache streaming
+// rate at shapes whose caches are far larger than L2, for comparison with the HBM peak.
+TEST(DecodeAttentionPerfTest, ReportsKvBandwidth) {
+  struct Shape {
+    int batch, kv_len;
+  };
+  cudaStream_t stream;
+  ASSERT_CUDA(cudaStreamCreate(&stream));
+  cudaEvent_t start, stop;
+  ASSERT_CUDA(cudaEventCreate(&start));
+  ASSERT_CUDA(cudaEventCreate(&stop));
+  const int sms = SmCount();
+  constexpr int kHq = 64, kHkv = 8, kD = 128, kIters = 20;
+  for (const Shape& s : {Shape{1, 32768}, Shape{1, 131072}, Shape{8, 8192}, Shape{16, 4096},
+                         Shape{32, 2048}, Shape{32, 4096}, Shape{64, 4096}}) {
+    const int splits = ChooseDecodeSplits(s.batch, kHkv, s.kv_len, sms);
+    const int64_t cache_n = static_cast<int64_t>(s.batch) * kHkv * s.kv_len * kD;
+    const int64_t q_n = static_cast<int64_t>(s.batch) * kHq * kD;
+    DeviceMem q(q_n * sizeof(bf16)), k(cache_n * sizeof(bf16)), v(cache_n * sizeof(bf16)),
+        out(q_n * sizeof(bf16));
+    DeviceMem ws(DecodeAttentionWorkspaceBytes(s.batch, kHq, kD, splits));
+    ASSERT_OK(FillRandomBf16(q.as<bf16>(), q_n, 1, 1.0f, stream));
+    ASSERT_OK(FillRandomBf16(k.as<bf16>(), cache_n, 2, 1.0f, stream));
+    ASSERT_OK(FillRandomBf16(v.as<bf16>(), cache_n, 3, 1.0f, stream));
+    auto run = [&] {
+      return DecodeAttention(q.as<bf16>(), k.as<bf16>(), v.as<bf16>(), out.as<bf16>(), s.batch,
+                             kHq, kHkv, kD, s.kv_len, s.kv_len, 0.088f, splits, ws.as<float>(),
+                             stream);
+    };
+    ASSERT_OK(run());  // warm-up
+    ASSERT_CUDA(cudaEventRecord(start, stream));
+    for (int i = 0; i < kIters; ++i) ASSERT_OK(run());
+    ASSERT_CUDA(cudaEventRecord(stop, stream));
+    ASSERT_CUDA(cudaEventSynchronize(stop));
+    float ms = 0;
+    ASSERT_CUDA(cudaEventElapsedTime(&ms, start, stop));
+    const double us = 1e3 * ms / kIters;
+    const double gbs = 2.0 * cache_n * sizeof(bf16) / (us * 1e-6) / 1e9;
+    std::printf("DecodeAttention Hq=%d Hkv=%d d=%d batch=%d kv_len=%d splits=%d: %.1f us, "
+                "%.0f GB/s of K+V\n",
+                kHq, kHkv, kD, s.batch, s.kv_len, splits, us, gbs);
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  cudaStreamDestroy(stream);
+}
+
+}  // namespace
+}  // namespace truthput

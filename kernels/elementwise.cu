@@ -1,0 +1,380 @@
+#include "kernels/elementwise.h"
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cuda_status.h"
+
+namespace truthput {
+namespace {
+
+using bf16 = __nv_bfloat16;
+
+constexpr int kThreads = 256;
+constexpr int64_t kMaxBlocks = 4096;  // grid-stride kernels: a few waves of an H100
+constexpr int kVec = 8;               // bf16 per 16-byte access
+
+bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+unsigned GridFor(int64_t work) {
+  int64_t blocks = (work + kThreads - 1) / kThreads;
+  if (blocks > kMaxBlocks) blocks = kMaxBlocks;
+  if (blocks < 1) blocks = 1;
+  return static_cast<unsigned>(blocks);
+}
+
+// 8 bf16 <-> 8 fp32 through one 16-byte register pack.
+union Pack8 {
+  uint4 u;
+  __nv_bfloat162 h2[4];
+};
+
+__device__ __forceinline__ void Load8(const bf16* p, float (&f)[kVec]) {
+  Pack8 pk;
+  pk.u = *reinterpret_cast<const uint4*>(p);
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    const float2 v = __bfloat1622float2(pk.h2[k]);
+    f[2 * k] = v.x;
+    f[2 * k + 1] = v.y;
+  }
+}
+
+__device__ __forceinline__ void Store8(bf16* p, const float (&f)[kVec]) {
+  Pack8 pk;
+#pragma unroll
+  for (int k = 0; k < 4; ++k) pk.h2[k] = __floats2bfloat162_rn(f[2 * k], f[2 * k + 1]);
+  *reinterpret_cast<uint4*>(p) = pk.u;
+}
+
+// Sum over the block; every thread gets the result. blockDim.x must be a multiple of 32.
+__device__ float BlockSum(float v) {
+  __shared__ float partial[32];
+  __shared__ float total;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (lane == 0) partial[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    const int nwarps = blockDim.x / 32;
+    float s = lane < nwarps ? partial[lane] : 0.0f;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    if (lane == 0) total = s;
+  }
+  __syncthreads();
+  return total;
+}
+
+// ---------------------------------------------------------------------------------------------
+// RmsNorm: one block per row. Pass 1 sums squares, pass 2 re-reads x (an L1/L2 hit) to scale it;
+// each element is read and written by the same thread, so y may alias x.
+
+template <bool kVectorized>
+__global__ void __launch_bounds__(kThreads)
+    RmsNormKernel(const bf16* x, const bf16* __restrict__ weight, bf16* y, int cols, float eps) {
+  const int64_t offset = static_cast<int64_t>(blockIdx.x) * cols;
+  const bf16* xr = x + offset;
+  bf16* yr = y + offset;
+  float ss = 0.0f;
+  if constexpr (kVectorized) {
+    const int nvec = cols / kVec;
+    for (int v = threadIdx.x; v < nvec; v += blockDim.x) {
+      float f[kVec];
+      Load8(xr + v * kVec, f);
+#pragma unroll
+      for (int k = 0; k < kVec; ++k) ss = fmaf(f[k], f[k], ss);
+    }
+  } else {
+    for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+      const float f = __bfloat162float(xr[i]);
+      ss = fmaf(f, f, ss);
+    }
+  }
+  const float inv = rsqrtf(BlockSum(ss) / static_cast<float>(cols) + eps);
+  if constexpr (kVectorized) {
+    const int nvec = cols / kVec;
+    for (int v = threadIdx.x; v < nvec; v += blockDim.x) {
+      float f[kVec], w[kVec];
+      Load8(xr + v * kVec, f);
+      Load8(weight + v * kVec, w);
+#pragma unroll
+      for (int k = 0; k < kVec; ++k) f[k] = f[k] * inv * w[k];
+      Store8(yr + v * kVec, f);
+    }
+  } else {
+    for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+      yr[i] = __float2bfloat16_rn(__bfloat162float(xr[i]) * inv * __bfloat162float(weight[i]));
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ResidualAdd: x and r share their offset from 16-byte alignment (else head == n and all is
+// element-wise); [head, head + nvec * 8) goes in 16-byte accesses.
+
+__global__ void __launch_bounds__(kThreads)
+    ResidualAddKernel(bf16* __restrict__ x, const bf16* __restrict__ r, int64_t n, int64_t head,
+                      int64_t nvec) {
+  const int64_t tid = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t v = tid; v < nvec; v += stride) {
+    const int64_t i0 = head + v * kVec;
+    float a[kVec], b[kVec];
+    Load8(x + i0, a);
+    Load8(r + i0, b);
+#pragma unroll
+    for (int k = 0; k < kVec; ++k) a[k] += b[k];
+    Store8(x + i0, a);
+  }
+  const int64_t tail_start = head + nvec * kVec;
+  const int64_t nscalar = head + (n - tail_start);
+  for (int64_t s = tid; s < nscalar; s += stride) {
+    const int64_t i = s < head ? s : tail_start + (s - head);
+    x[i] = __float2bfloat16_rn(__bfloat162float(x[i]) + __bfloat162float(r[i]));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SiluMul
+
+__device__ __forceinline__ float Silu(float g) { return g / (1.0f + expf(-g)); }
+
+template <bool kVectorized>
+__global__ void __launch_bounds__(kThreads)
+    SiluMulKernel(const bf16* __restrict__ gate_up, bf16* __restrict__ out, int64_t rows,
+                  int64_t ffn) {
+  const int64_t tid = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  if constexpr (kVectorized) {
+    const int64_t per_row = ffn / kVec;
+    const int64_t total = rows * per_row;
+    for (int64_t v = tid; v < total; v += stride) {
+      const int64_t row = v / per_row;
+      const int64_t col = (v - row * per_row) * kVec;
+      const bf16* g = gate_up + row * 2 * ffn + col;
+      float gf[kVec], uf[kVec];
+      Load8(g, gf);
+      Load8(g + ffn, uf);
+#pragma unroll
+      for (int k = 0; k < kVec; ++k) gf[k] = Silu(gf[k]) * uf[k];
+      Store8(out + row * ffn + col, gf);
+    }
+  } else {
+    const int64_t total = rows * ffn;
+    for (int64_t e = tid; e < total; e += stride) {
+      const int64_t row = e / ffn;
+      const int64_t col = e - row * ffn;
+      const bf16* g = gate_up + row * 2 * ffn + col;
+      out[e] = __float2bfloat16_rn(Silu(__bfloat162float(g[0])) * __bfloat162float(g[ffn]));
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// RopeKvAppend: one block per token. The block first tabulates cos/sin for the token's position
+// (head_dim / 2 angles, shared by all heads), then rotates the Hq + Hkv Q/K heads and copies the
+// Hkv V heads. Vectorized work items are 8 rotation pairs (16 bytes from each half of a head).
+
+constexpr int kRopeThreads = 128;
+
+struct RopeParams {
+  const bf16* qkv;
+  bf16* q_out;
+  bf16* k_cache;
+  bf16* v_cache;
+  int q_len;
+  int start_pos;
+  int num_q_heads;
+  int num_kv_heads;
+  int head_dim;
+  int cache_capacity;
+  double rope_theta;
+};
+
+template <bool kVectorized>
+__global__ void __launch_bounds__(kRopeThreads) RopeKvAppendKernel(RopeParams p) {
+  extern __shared__ float rope_table[];  // [half] cos, then [half] sin
+  const int half = p.head_dim / 2;
+  float* cos_t = rope_table;
+  float* sin_t = rope_table + half;
+
+  const int64_t token = blockIdx.x;
+  const int64_t b = token / p.q_len;
+  const int pos = p.start_pos + static_cast<int>(token - b * p.q_len);
+  for (int i = threadIdx.x; i < half; i += blockDim.x) {
+    // Double precision so the angle is exact to well below bf16 resolution even at pos ~ 1e5.
+    const double inv_freq = pow(p.rope_theta, -2.0 * i / p.head_dim);
+    double s, c;
+    sincos(static_cast<double>(pos) * inv_freq, &s, &c);
+    cos_t[i] = static_cast<float>(c);
+    sin_t[i] = static_cast<float>(s);
+  }
+  __syncthreads();
+
+  const int d = p.head_dim;
+  const int hq = p.num_q_heads, hkv = p.num_kv_heads;
+  const bf16* row = p.qkv + token * static_cast<int64_t>(hq + 2 * hkv) * d;
+  bf16* q_row = p.q_out + token * static_cast<int64_t>(hq) * d;
+  // Cache row of (b, kv head 0, pos); kv head h is h * cache_capacity * d further.
+  const int64_t head_stride = static_cast<int64_t>(p.cache_capacity) * d;
+  const int64_t cache_base = (b * hkv * p.cache_capacity + pos) * static_cast<int64_t>(d);
+
+  constexpr int kPairs = kVectorized ? kVec : 1;  // rotation pairs per work item
+  const int items_per_head = half / kPairs;
+  const int rope_items = (hq + hkv) * items_per_head;
+  const int v_items_per_head = d / kPairs;
+  const int total = rope_items + hkv * v_items_per_head;
+  for (int item = threadIdx.x; item < total; item += blockDim.x) {
+    if (item < rope_items) {
+      const int h = item / items_per_head;
+      const int i0 = (item - h * items_per_head) * kPairs;
+      const bf16* src = row + static_cast<int64_t>(h) * d;
+      bf16* dst = h < hq ? q_row + static_cast<int64_t>(h) * d
+                         : p.k_cache + cache_base + (h - hq) * head_stride;
+      if constexpr (kVectorized) {
+        float x1[kVec], x2[kVec], o1[kVec], o2[kVec];
+        Load8(src + i0, x1);
+        Load8(src + half + i0, x2);
+#pragma unroll
+        for (int k = 0; k < kVec; ++k) {
+          const float c = cos_t[i0 + k], s = sin_t[i0 + k];
+          o1[k] = x1[k] * c - x2[k] * s;
+          o2[k] = x2[k] * c + x1[k] * s;
+        }
+        Store8(dst + i0, o1);
+        Store8(dst + half + i0, o2);
+      } else {
+        const float x1 = __bfloat162float(src[i0]), x2 = __bfloat162float(src[half + i0]);
+        const float c = cos_t[i0], s = sin_t[i0];
+        dst[i0] = __float2bfloat16_rn(x1 * c - x2 * s);
+        dst[half + i0] = __float2bfloat16_rn(x2 * c + x1 * s);
+      }
+    } else {
+      const int vi = item - rope_items;
+      const int h = vi / v_items_per_head;
+      const int i0 = (vi - h * v_items_per_head) * kPairs;
+      const bf16* src = row + static_cast<int64_t>(hq + hkv + h) * d + i0;
+      bf16* dst = p.v_cache + cache_base + h * head_stride + i0;
+      if constexpr (kVectorized) {
+        *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
+      } else {
+        *dst = *src;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+absl::Status RmsNorm(const bf16* x, const bf16* weight, bf16* y, int rows, int cols, float eps,
+                     cudaStream_t stream) {
+  if (rows < 0 || cols <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("RmsNorm: bad shape rows=", rows, " cols=", cols));
+  }
+  if (!(eps >= 0.0f)) return absl::InvalidArgumentError("RmsNorm: eps must be >= 0");
+  if (rows == 0) return absl::OkStatus();
+  if (x == nullptr || weight == nullptr || y == nullptr) {
+    return absl::InvalidArgumentError("RmsNorm: null pointer");
+  }
+  const bool vec = cols % kVec == 0 && Aligned16(x) && Aligned16(weight) && Aligned16(y);
+  if (vec) {
+    RmsNormKernel<true><<<rows, kThreads, 0, stream>>>(x, weight, y, cols, eps);
+    return CudaStatus(cudaGetLastError(), "RmsNormKernel<vectorized>");
+  }
+  RmsNormKernel<false><<<rows, kThreads, 0, stream>>>(x, weight, y, cols, eps);
+  return CudaStatus(cudaGetLastError(), "RmsNormKernel<scalar>");
+}
+
+absl::Status ResidualAdd(bf16* x, const bf16* r, int64_t n, cudaStream_t stream) {
+  if (n < 0) return absl::InvalidArgumentError(absl::StrCat("ResidualAdd: n = ", n, " < 0"));
+  if (n == 0) return absl::OkStatus();
+  if (x == nullptr || r == nullptr) return absl::InvalidArgumentError("ResidualAdd: null pointer");
+  const uintptr_t xa = reinterpret_cast<uintptr_t>(x), ra = reinterpret_cast<uintptr_t>(r);
+  int64_t head = n, nvec = 0;  // element-wise unless x and r can both reach 16-byte alignment
+  if (xa % 16 == ra % 16 && xa % 2 == 0) {
+    head = static_cast<int64_t>(((16 - xa % 16) % 16) / 2);
+    if (head > n) head = n;
+    nvec = (n - head) / kVec;
+  }
+  const int64_t nscalar = n - nvec * kVec;
+  ResidualAddKernel<<<GridFor(nvec > nscalar ? nvec : nscalar), kThreads, 0, stream>>>(
+      x, r, n, head, nvec);
+  return CudaStatus(cudaGetLastError(), "ResidualAddKernel");
+}
+
+absl::Status SiluMul(const bf16* gate_up, bf16* out, int rows, int ffn, cudaStream_t stream) {
+  if (rows < 0 || ffn <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("SiluMul: bad shape rows=", rows, " ffn=", ffn));
+  }
+  if (rows == 0) return absl::OkStatus();
+  if (gate_up == nullptr || out == nullptr) {
+    return absl::InvalidArgumentError("SiluMul: null pointer");
+  }
+  const int64_t total = static_cast<int64_t>(rows) * ffn;
+  if (ffn % kVec == 0 && Aligned16(gate_up) && Aligned16(out)) {
+    SiluMulKernel<true><<<GridFor(total / kVec), kThreads, 0, stream>>>(gate_up, out, rows, ffn);
+    return CudaStatus(cudaGetLastError(), "SiluMulKernel<vectorized>");
+  }
+  SiluMulKernel<false><<<GridFor(total), kThreads, 0, stream>>>(gate_up, out, rows, ffn);
+  return CudaStatus(cudaGetLastError(), "SiluMulKernel<scalar>");
+}
+
+absl::Status RopeKvAppend(const bf16* qkv, bf16* q_out, bf16* k_cache, bf16* v_cache, int batch,
+                          int q_len, int start_pos, int num_q_heads, int num_kv_heads,
+                          int head_dim, int cache_capacity, float rope_theta,
+                          cudaStream_t stream) {
+  if (batch < 0 || q_len < 0 || start_pos < 0 || cache_capacity < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("RopeKvAppend: negative batch=", batch, " q_len=", q_len,
+                     " start_pos=", start_pos, " or cache_capacity=", cache_capacity));
+  }
+  if (num_q_heads <= 0 || num_kv_heads <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "RopeKvAppend: bad head counts Hq=", num_q_heads, " Hkv=", num_kv_heads));
+  }
+  // 4 * head_dim bytes of shared memory for the cos/sin table.
+  if (head_dim <= 0 || head_dim % 2 != 0 || head_dim > 4096) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("RopeKvAppend: head_dim must be even and in [2, 4096], got ", head_dim));
+  }
+  if (static_cast<int64_t>(start_pos) + q_len > cache_capacity) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("RopeKvAppend: start_pos + q_len = ", static_cast<int64_t>(start_pos) + q_len,
+                     " exceeds cache_capacity ", cache_capacity));
+  }
+  if (!(rope_theta > 0.0f) || !std::isfinite(rope_theta)) {
+    return absl::InvalidArgumentError("RopeKvAppend: rope_theta must be finite and > 0");
+  }
+  const int64_t tokens = static_cast<int64_t>(batch) * q_len;
+  if (tokens == 0) return absl::OkStatus();
+  if (tokens > std::numeric_limits<int32_t>::max()) {
+    return absl::InvalidArgumentError("RopeKvAppend: batch * q_len exceeds 2^31 - 1");
+  }
+  if (static_cast<int64_t>(num_q_heads + 2 * num_kv_heads) * head_dim >
+      std::numeric_limits<int32_t>::max() / 2) {
+    return absl::InvalidArgumentError("RopeKvAppend: row too wide");
+  }
+  if (qkv == nullptr || q_out == nullptr || k_cache == nullptr || v_cache == nullptr) {
+    return absl::InvalidArgumentError("RopeKvAppend: null pointer");
+  }
+  const RopeParams p{qkv,         q_out,        k_cache,  v_cache,        q_len,
+                     start_pos,   num_q_heads,  num_kv_heads, head_dim, cache_capacity,
+                     static_cast<double>(rope_theta)};
+  const size_t smem = sizeof(float) * head_dim;
+  const auto blocks = static_cast<unsigned>(tokens);
+  if (head_dim % (2 * kVec) == 0 && Aligned16(qkv) && Aligned16(q_out) && Aligned16(k_cache) &&
+      Aligned16(v_cache)) {
+    RopeKvAppendKernel<true><<<blocks, kRopeThreads, smem, stream>>>(p);
+    return CudaStatus(cudaGetLastError(), "RopeKvAppendKernel<vectorized>");
+  }
+  RopeKvAppendKernel<false><<<blocks, kRopeThreads, smem, stream>>>(p);
+  return CudaStatus(cudaGetLastError(), "RopeKvAppendKernel<scalar>");
+}
+
+}  // namespace truthput

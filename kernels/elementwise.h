@@ -1,0 +1,54 @@
+// The memory-bound pieces of a Llama-style decoder layer that sit between the GEMMs and the
+// attention kernel: RMSNorm, residual add, SwiGLU activation, and RoPE + KV-cache append.
+//
+// All tensors are row-major bf16 device pointers; math is fp32 and each output is rounded to bf16
+// once. Paths use 16-byte vector loads/stores where pointers and row lengths allow and fall back
+// to element-wise code otherwise, so any shape is accepted. No allocation, no synchronization:
+// every function only enqueues kernels on `stream` and is safe to capture in a CUDA graph.
+#ifndef TRUTHPUT_KERNELS_ELEMENTWISE_H_
+#define TRUTHPUT_KERNELS_ELEMENTWISE_H_
+
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+
+namespace truthput {
+
+// y[r, :] = x[r, :] * rsqrt(mean(x[r, :]^2) + eps) * weight[:] for x, y of shape [rows, cols].
+// One block per row. y may alias x.
+absl::Status RmsNorm(const __nv_bfloat16* x, const __nv_bfloat16* weight, __nv_bfloat16* y,
+                     int rows, int cols, float eps, cudaStream_t stream);
+
+// x[i] += r[i] for i in [0, n).
+absl::Status ResidualAdd(__nv_bfloat16* x, const __nv_bfloat16* r, int64_t n,
+                         cudaStream_t stream);
+
+// SwiGLU: gate_up is [rows, 2 * ffn] with gate in columns [0, ffn) and up in [ffn, 2 * ffn);
+// out[rows, ffn] = silu(gate) * up, silu(g) = g / (1 + exp(-g)).
+absl::Status SiluMul(const __nv_bfloat16* gate_up, __nv_bfloat16* out, int rows, int ffn,
+                     cudaStream_t stream);
+
+// Rotary embedding and KV-cache append for a step of q_len tokens per sequence.
+//
+// qkv: [batch * q_len, (Hq + 2 * Hkv) * head_dim], each row [Q heads | K heads | V heads]; token
+//      t of sequence b is row b * q_len + t and sits at position start_pos + t.
+// RoPE is the rotate-half (Llama / Hugging Face) form: for i < head_dim / 2, with
+//   angle = pos * rope_theta^(-2i / head_dim) (computed in double, then cos/sin rounded to fp32),
+//   out[i]                = x[i] * cos - x[i + head_dim/2] * sin
+//   out[i + head_dim / 2] = x[i + head_dim/2] * cos + x[i] * sin.
+// (No rope_scaling variants such as Llama 3.1's "llama3" frequency rescaling.)
+// q_out:   [batch * q_len, Hq * head_dim], roped Q.
+// k_cache, v_cache: [batch][Hkv][cache_capacity][head_dim]; roped K and unchanged V of token t are
+//      written at position start_pos + t; nothing else in the caches is touched.
+// head_dim must be even; InvalidArgument if start_pos + q_len > cache_capacity.
+absl::Status RopeKvAppend(const __nv_bfloat16* qkv, __nv_bfloat16* q_out,
+                          __nv_bfloat16* k_cache, __nv_bfloat16* v_cache, int batch, int q_len,
+                          int start_pos, int num_q_heads, int num_kv_heads, int head_dim,
+                          int cache_capacity, float rope_theta, cudaStream_t stream);
+
+}  // namespace truthput
+
+#endif  // TRUTHPUT_KERNELS_ELEMENTWISE_H_

@@ -1,0 +1,33 @@
+// The GPU datasheet table (workloads/gpus.textproto): peak rates every efficiency is measured
+// against, looked up by short name ("h100-sxm") or by the name the CUDA driver reports.
+#ifndef TRUTHPUT_WORKLOADS_GPU_DATASHEET_H_
+#define TRUTHPUT_WORKLOADS_GPU_DATASHEET_H_
+
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "workloads/model_spec.pb.h"
+
+namespace truthput {
+
+// The built-in table, parsed once.
+const GpuTable& BuiltinGpuTable();
+
+// By id or alias, case-insensitive ("h100-sxm", "H100", "h200").
+absl::StatusOr<GpuSpec> FindGpu(absl::string_view name);
+
+// By cudaGetDeviceProperties().name, e.g. "NVIDIA H100 80GB HBM3". Exact match first, then the
+// longest listed device name that the reported name starts with.
+absl::StatusOr<GpuSpec> FindGpuByDeviceName(absl::string_view device_name);
+
+std::vector<std::string> KnownGpuIds();
+
+// Peak dense tensor rate in FLOP/s for weights of `dtype` (bf16/fp16 or fp8).
+double PeakFlopsPerSecond(const GpuSpec& gpu, DType dtype);
+inline double PeakBytesPerSecond(const GpuSpec& gpu) { return gpu.mem_bandwidth_gbps() * 1e9; }
+
+}  // namespace truthput
+
+#endif  // TRUTHPUT_WORKLOADS_GPU_DATASHEET_H_

@@ -1,0 +1,57 @@
+#include "workloads/gpu_datasheet.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace truthput {
+namespace {
+
+TEST(GpuDatasheet, HasTheRequiredGpusWithSources) {
+  for (const char* id : {"a100-sxm", "h100-sxm", "h100-pcie", "h200", "b200", "l40s"}) {
+    absl::StatusOr<GpuSpec> g = FindGpu(id);
+    ASSERT_TRUE(g.ok()) << id;
+    EXPECT_GT(g->bf16_tflops(), 0) << id;
+    EXPECT_GT(g->fp32_tflops(), 0) << id;
+    EXPECT_GT(g->mem_bandwidth_gbps(), 0) << id;
+    EXPECT_GT(g->memory_gbytes(), 0) << id;
+    EXPECT_GT(g->l2_mbytes(), 0) << id;
+    EXPECT_GT(g->sm_count(), 0u) << id;
+    EXPECT_FALSE(g->source().empty()) << id;
+  }
+}
+
+TEST(GpuDatasheet, H100AndH200Figures) {
+  GpuSpec h100 = *FindGpu("h100-sxm");
+  EXPECT_DOUBLE_EQ(h100.mem_bandwidth_gbps(), 3350);
+  EXPECT_NEAR(h100.bf16_tflops(), 989, 1);
+  EXPECT_NEAR(h100.fp8_tflops(), 2 * h100.bf16_tflops(), 1);
+  EXPECT_EQ(h100.sm_count(), 132u);
+  GpuSpec h200 = *FindGpu("H200");
+  EXPECT_DOUBLE_EQ(h200.mem_bandwidth_gbps(), 4800);
+  EXPECT_DOUBLE_EQ(PeakFlopsPerSecond(h100, FP8_E4M3), h100.fp8_tflops() * 1e12);
+  EXPECT_DOUBLE_EQ(PeakFlopsPerSecond(h100, BF16), h100.bf16_tflops() * 1e12);
+  // A100 has no fp8 tensor cores: fp8 weights fall back to the bf16 rate.
+  GpuSpec a100 = *FindGpu("a100");
+  EXPECT_DOUBLE_EQ(PeakFlopsPerSecond(a100, FP8_E4M3), a100.bf16_tflops() * 1e12);
+}
+
+TEST(GpuDatasheet, LooksUpByReportedDeviceName) {
+  EXPECT_EQ(FindGpuByDeviceName("NVIDIA H100 80GB HBM3")->id(), "h100-sxm");
+  EXPECT_EQ(FindGpuByDeviceName("NVIDIA H100 PCIe")->id(), "h100-pcie");
+  EXPECT_EQ(FindGpuByDeviceName("NVIDIA H200")->id(), "h200");
+  EXPECT_EQ(FindGpuByDeviceName("NVIDIA A100-SXM4-80GB")->id(), "a100-sxm");
+  EXPECT_EQ(FindGpuByDeviceName("NVIDIA L40S")->id(), "l40s");
+  absl::StatusOr<GpuSpec> unknown = FindGpuByDeviceName("NVIDIA GeForce RTX 4090");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_THAT(unknown.status().message(), ::testing::HasSubstr("--gpu"));
+}
+
+TEST(GpuDatasheet, UnknownNameListsKnownIds) {
+  absl::StatusOr<GpuSpec> g = FindGpu("h300");
+  ASSERT_FALSE(g.ok());
+  EXPECT_THAT(g.status().message(), ::testing::HasSubstr("unknown GPU 'h300'"));
+  EXPECT_THAT(g.status().message(), ::testing::HasSubstr("h100-sxm"));
+}
+
+}  // namespace
+}  // namespace truthput

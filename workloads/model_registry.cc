@@ -1,0 +1,133 @@
+#include "workloads/model_registry.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "google/protobuf/io/tokenizer.h"
+#include "google/protobuf/text_format.h"
+#include "workloads/embedded_specs.h"
+
+namespace truthput {
+namespace {
+
+// Short names users type, mapped to files under workloads/models/.
+struct Alias {
+  const char* alias;
+  const char* file;
+};
+constexpr Alias kAliases[] = {
+    {"8b", "workloads/models/llama-3.1-8b.textproto"},
+    {"70b", "workloads/models/llama-3.1-70b.textproto"},
+    {"405b", "workloads/models/llama-3.1-405b.textproto"},
+    {"mistral-7b", "workloads/models/mistral-7b-v0.3.textproto"},
+};
+
+// Keeps the first parse error, with its position, for a one-line message.
+class FirstErrorCollector : public google::protobuf::io::ErrorCollector {
+ public:
+  void AddError(int line, google::protobuf::io::ColumnNumber column,
+                const std::string& message) override {
+    if (error_.empty()) error_ = absl::StrCat(line + 1, ":", column + 1, ": ", message);
+  }
+  const std::string& error() const { return error_; }
+
+ private:
+  std::string error_;
+};
+
+}  // namespace
+
+absl::StatusOr<ModelSpec> ParseModelSpec(absl::string_view text, absl::string_view origin) {
+  ModelSpec spec;
+  FirstErrorCollector errors;
+  google::protobuf::TextFormat::Parser parser;
+  parser.RecordErrorsTo(&errors);
+  if (!parser.ParseFromString(std::string(text), &spec)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model spec ", origin, ":", errors.error()));
+  }
+  if (absl::Status st = ValidateModelSpec(spec); !st.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("model spec ", origin, ": ", st.message()));
+  }
+  return spec;
+}
+
+absl::Status ValidateModelSpec(const ModelSpec& s) {
+  const std::pair<const char*, uint64_t> sizes[] = {
+      {"hidden_size", s.hidden_size()}, {"num_layers", s.num_layers()},
+      {"num_heads", s.num_heads()},     {"num_kv_heads", s.num_kv_heads()},
+      {"head_dim", s.head_dim()},       {"ffn_size", s.ffn_size()},
+      {"vocab_size", s.vocab_size()},
+  };
+  for (const auto& [field, value] : sizes) {
+    if (value == 0) return absl::InvalidArgumentError(absl::StrCat(field, " must be > 0"));
+  }
+  if (s.num_heads() % s.num_kv_heads() != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("num_heads (", s.num_heads(),
+                                                   ") is not divisible by num_kv_heads (",
+                                                   s.num_kv_heads(), ")"));
+  }
+  if (s.head_dim() % 2 != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("head_dim (", s.head_dim(),
+                                                   ") must be even for rotary embeddings"));
+  }
+  if (s.weight_dtype() != BF16 && s.weight_dtype() != FP16 && s.weight_dtype() != FP8_E4M3) {
+    return absl::InvalidArgumentError("weight_dtype must be BF16, FP16 or FP8_E4M3");
+  }
+  if (s.kv_dtype() != BF16 && s.kv_dtype() != FP16 && s.kv_dtype() != FP8_E4M3) {
+    return absl::InvalidArgumentError("kv_dtype must be BF16, FP16 or FP8_E4M3");
+  }
+  if (s.num_experts() != 0) {
+    return absl::UnimplementedError("mixture-of-experts models (num_experts > 0) are not modelled yet");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ModelSpec> LoadModel(absl::string_view name_or_path) {
+  if (absl::EndsWith(name_or_path, ".textproto")) {
+    std::ifstream in{std::string(name_or_path)};
+    if (!in) {
+      return absl::NotFoundError(absl::StrCat("cannot read model file ", name_or_path));
+    }
+    std::stringstream text;
+    text << in.rdbuf();
+    return ParseModelSpec(text.str(), name_or_path);
+  }
+  const std::string wanted = absl::AsciiStrToLower(name_or_path);
+  std::string file;
+  for (const Alias& a : kAliases) {
+    if (wanted == a.alias) file = a.file;
+  }
+  for (const EmbeddedSpec& e : EmbeddedSpecs()) {
+    if (!absl::StartsWith(e.path, "workloads/models/")) continue;
+    const absl::string_view stem = e.path.substr(17, e.path.size() - 17 - 10);
+    if (file.empty() && wanted == stem) file = std::string(e.path);
+    if (file == e.path) return ParseModelSpec(e.text, e.path);
+  }
+  // Display names ("Llama-3.1-70B") match too.
+  for (const EmbeddedSpec& e : EmbeddedSpecs()) {
+    if (!absl::StartsWith(e.path, "workloads/models/")) continue;
+    absl::StatusOr<ModelSpec> spec = ParseModelSpec(e.text, e.path);
+    if (spec.ok() && absl::AsciiStrToLower(spec->name()) == wanted) return spec;
+  }
+  return absl::NotFoundError(absl::StrCat("unknown model '", name_or_path, "'; known: ",
+                                          absl::StrJoin(KnownModelNames(), ", "),
+                                          ", or a path to a .textproto"));
+}
+
+std::vector<std::string> KnownModelNames() {
+  std::vector<std::string> names;
+  for (const Alias& a : kAliases) names.push_back(a.alias);
+  for (const EmbeddedSpec& e : EmbeddedSpecs()) {
+    if (absl::StartsWith(e.path, "workloads/models/")) {
+      names.emplace_back(e.path.substr(17, e.path.size() - 17 - 10));
+    }
+  }
+  return names;
+}
+
+}  // namespace truthput

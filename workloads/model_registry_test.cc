@@ -1,0 +1,91 @@
+#include "workloads/model_registry.h"
+
+#include "absl/strings/str_replace.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace truthput {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(ModelRegistry, AliasesLoadTheLlamaModels) {
+  absl::StatusOr<ModelSpec> m70 = LoadModel("70b");
+  ASSERT_TRUE(m70.ok()) << m70.status();
+  EXPECT_EQ(m70->name(), "Llama-3.1-70B");
+  EXPECT_EQ(m70->hidden_size(), 8192u);
+  EXPECT_EQ(m70->num_layers(), 80u);
+  EXPECT_EQ(m70->num_kv_heads(), 8u);
+  EXPECT_EQ(LoadModel("8b")->num_layers(), 32u);
+  EXPECT_EQ(LoadModel("405b")->hidden_size(), 16384u);
+  EXPECT_EQ(LoadModel("mistral-7b")->vocab_size(), 32768u);
+  // File stems and display names work too.
+  EXPECT_EQ(LoadModel("llama-3.1-8b")->name(), "Llama-3.1-8B");
+  EXPECT_EQ(LoadModel("Llama-3.1-405B")->num_layers(), 126u);
+}
+
+TEST(ModelRegistry, UnknownModelListsTheKnownOnes) {
+  absl::StatusOr<ModelSpec> m = LoadModel("71b");
+  ASSERT_FALSE(m.ok());
+  EXPECT_THAT(m.status().message(), HasSubstr("unknown model '71b'"));
+  EXPECT_THAT(m.status().message(), HasSubstr("70b"));
+  EXPECT_THAT(m.status().message(), HasSubstr(".textproto"));
+}
+
+TEST(ModelRegistry, MissingFileIsNamed) {
+  absl::StatusOr<ModelSpec> m = LoadModel("/nonexistent/model.textproto");
+  ASSERT_FALSE(m.ok());
+  EXPECT_THAT(m.status().message(), HasSubstr("/nonexistent/model.textproto"));
+}
+
+constexpr char kValid[] = R"(name: "tiny" hidden_size: 64 num_layers: 2 num_heads: 4
+  num_kv_heads: 2 head_dim: 16 ffn_size: 128 vocab_size: 100 weight_dtype: BF16 kv_dtype: BF16)";
+
+TEST(ModelRegistry, ParsesAUserSpec) {
+  absl::StatusOr<ModelSpec> m = ParseModelSpec(kValid, "tiny.textproto");
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->ffn_size(), 128u);
+}
+
+TEST(ModelRegistry, RejectsUnknownFieldsWithPosition) {
+  absl::StatusOr<ModelSpec> m =
+      ParseModelSpec(std::string(kValid) + "\nhiden_size: 3", "user.textproto");
+  ASSERT_FALSE(m.ok());
+  EXPECT_THAT(m.status().message(), HasSubstr("user.textproto:3:"));
+  EXPECT_THAT(m.status().message(), HasSubstr("hiden_size"));
+}
+
+TEST(ModelRegistry, RejectsHeadsNotDivisibleByKvHeads) {
+  absl::StatusOr<ModelSpec> m =
+      ParseModelSpec(absl::StrReplaceAll(kValid, {{"num_kv_heads: 2", "num_kv_heads: 3"}}),
+                     "bad.textproto");
+  ASSERT_FALSE(m.ok());
+  EXPECT_THAT(m.status().message(), HasSubstr("num_heads (4) is not divisible by num_kv_heads (3)"));
+}
+
+TEST(ModelRegistry, RejectsZeroSizes) {
+  absl::StatusOr<ModelSpec> m =
+      ParseModelSpec(absl::StrReplaceAll(kValid, {{"ffn_size: 128", "ffn_size: 0"}}), "z");
+  ASSERT_FALSE(m.ok());
+  EXPECT_THAT(m.status().message(), HasSubstr("ffn_size must be > 0"));
+}
+
+TEST(ModelRegistry, RejectsMissingDtype) {
+  absl::StatusOr<ModelSpec> m = ParseModelSpec(
+      "name: 'x' hidden_size: 64 num_layers: 2 num_heads: 4 num_kv_heads: 2 head_dim: 16 "
+      "ffn_size: 128 vocab_size: 100",
+      "nodtype");
+  ASSERT_FALSE(m.ok());
+  EXPECT_THAT(m.status().message(), HasSubstr("weight_dtype"));
+}
+
+TEST(ModelRegistry, EveryBuiltinModelValidates) {
+  for (const std::string& name : KnownModelNames()) {
+    absl::StatusOr<ModelSpec> m = LoadModel(name);
+    EXPECT_TRUE(m.ok()) << name << ": " << m.status();
+    if (m.ok()) EXPECT_FALSE(m->source().empty()) << name;
+  }
+}
+
+}  // namespace
+}  // namespace truthput

@@ -1,0 +1,83 @@
+#include "workloads/roofline.h"
+
+#include "gtest/gtest.h"
+#include "workloads/gpu_datasheet.h"
+#include "workloads/model_registry.h"
+
+namespace truthput {
+namespace {
+
+const ModelSpec& Llama70B() {
+  static const ModelSpec* m = new ModelSpec(*LoadModel("70b"));
+  return *m;
+}
+
+Ceilings H(const char* gpu) { return Ceilings::FromDatasheet(*FindGpu(gpu), BF16); }
+
+StepBound DecodeBound(int64_t batch, int64_t context, const char* gpu = "h100-sxm") {
+  Workload w = *Workload::Build(Llama70B(), {.phase = Phase::kDecode, .batch = batch, .context = context});
+  return BoundStep(w, H(gpu));
+}
+
+TEST(Roofline, OpBoundIsTheSlowerResource) {
+  Ceilings c{.tensor_flops_per_s = 100, .vector_flops_per_s = 10, .bytes_per_s = 50};
+  Op gemm{.kind = OpKind::kGemm, .flops = 1000, .tensor_flops = true, .weight_bytes = 100};
+  EXPECT_DOUBLE_EQ(BoundOp(gemm, c).seconds(), 10.0);
+  EXPECT_EQ(BoundOp(gemm, c).limiter(), Resource::kCompute);
+  Op ew{.kind = OpKind::kResidualAdd, .flops = 10, .act_bytes = 500};
+  EXPECT_DOUBLE_EQ(BoundOp(ew, c).seconds(), 10.0);
+  EXPECT_EQ(BoundOp(ew, c).limiter(), Resource::kMemory);
+  ew.flops = 200;  // elementwise FLOPs run at the vector rate, not the tensor rate
+  EXPECT_DOUBLE_EQ(BoundOp(ew, c).seconds(), 20.0);
+}
+
+TEST(Roofline, Batch1DecodeOnH100IsAbout24TokensPerSecond) {
+  StepBound b = DecodeBound(1, 0);
+  // 139.0 GB per step (the weights, bar all but one row of the embedding table) at 3.35 TB/s:
+  // 41.5 ms, 24.1 tok/s. (The article's "24 tokens/second"; 141.1 GB, all weights, gives 23.7.)
+  Workload w = *Workload::Build(Llama70B(), {.batch = 1});
+  EXPECT_NEAR(b.seconds, w.total_bytes() / 3.35e12, 1e-4);
+  EXPECT_NEAR(b.tokens_per_s, 24.1, 0.05);
+  EXPECT_EQ(b.limiter, Resource::kMemory);
+  EXPECT_NEAR(b.intensity, 1.0, 0.01);  // 2 FLOP per 2-byte weight per token
+}
+
+TEST(Roofline, H200BoundScalesWithBandwidth) {
+  EXPECT_NEAR(DecodeBound(1, 0, "h200").tokens_per_s / DecodeBound(1, 0).tokens_per_s,
+              4800.0 / 3350.0, 1e-6);
+}
+
+TEST(Roofline, DecodeRidgeAtContext0IsNearBatch295) {
+  // 989.4 TFLOP/s / 3.35 TB/s = 295 FLOP per byte. Counting weights alone, decode intensity is
+  // the batch (2 FLOP per 2-byte weight per token), so the ridge would be batch 295. The
+  // activations each op reads and writes (~54 MB per token through 80 layers, 11% of the bytes
+  // at batch 300) push it to batch ~335; at the ridge the step's intensity is 295 FLOP/B.
+  absl::StatusOr<int64_t> ridge = DecodeRidgeBatch(Llama70B(), 0, 1, H("h100-sxm"));
+  ASSERT_TRUE(ridge.ok()) << ridge.status();
+  EXPECT_GE(*ridge, 295);
+  EXPECT_LE(*ridge, 340);
+  EXPECT_NEAR(DecodeBound(*ridge, 0).intensity, 989.4 / 3.35, 0.01 * 295);
+  // Weights alone: the projections' FLOPs over their weight bytes equal the batch.
+  Workload w = *Workload::Build(Llama70B(), {.batch = 295});
+  double gemm_flops = 0, gemm_weight_bytes = 0;
+  for (const Op& op : w.ops()) {
+    if (op.kind != OpKind::kGemm) continue;
+    gemm_flops += op.count * op.flops;
+    gemm_weight_bytes += op.count * op.weight_bytes;
+  }
+  EXPECT_DOUBLE_EQ(gemm_flops / gemm_weight_bytes, 295);
+  EXPECT_EQ(DecodeBound(*ridge, 0).limiter, Resource::kCompute);
+  EXPECT_EQ(DecodeBound(*ridge - 1, 0).compute_s < DecodeBound(*ridge - 1, 0).memory_s, true);
+}
+
+TEST(Roofline, LongContextDecodeNeverTurnsComputeBound) {
+  // KV bytes grow with batch as fast as attention FLOPs do (1 FLOP/byte for GQA-8 at bf16...
+  // 4*64*128 FLOPs per 2*1024*2 bytes = 8 FLOP/byte), so at 32k context the step saturates.
+  EXPECT_FALSE(DecodeRidgeBatch(Llama70B(), 32768, 1, H("h100-sxm")).ok());
+  // Tokens/s still rises with batch, but flattens below the compute ridge.
+  EXPECT_GT(DecodeBound(64, 2048).tokens_per_s, DecodeBound(1, 2048).tokens_per_s);
+  EXPECT_EQ(DecodeBound(256, 2048).limiter, Resource::kMemory);
+}
+
+}  // namespace
+}  // namespace truthput

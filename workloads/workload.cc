@@ -1,0 +1,247 @@
+#include "workloads/workload.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+
+namespace truthput {
+namespace {
+
+// Activations are bf16 throughout (hidden states, Q/K/V, logits).
+constexpr int64_t kActBytes = 2;
+
+int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// One shard's sizes under tensor parallelism: heads, FFN columns and vocabulary are split,
+// the hidden size and the norms are replicated.
+struct ShardDims {
+  int64_t hidden, q_heads, kv_heads, head_dim, ffn, vocab, layers;
+  int64_t q() const { return q_heads * head_dim; }
+  int64_t kv() const { return kv_heads * head_dim; }
+};
+
+ShardDims Shard(const ModelSpec& m, int64_t tp) {
+  return ShardDims{static_cast<int64_t>(m.hidden_size()),
+                   static_cast<int64_t>(m.num_heads()) / tp,
+                   static_cast<int64_t>(m.num_kv_heads()) / tp,
+                   static_cast<int64_t>(m.head_dim()),
+                   CeilDiv(m.ffn_size(), tp),
+                   CeilDiv(m.vocab_size(), tp),
+                   static_cast<int64_t>(m.num_layers())};
+}
+
+Op Gemm(std::string name, int64_t count, int64_t m, int64_t n, int64_t k, DType wt) {
+  Op op{.name = std::move(name), .kind = OpKind::kGemm, .count = count, .m = m, .n = n, .k = k};
+  op.weight_dtype = wt;
+  op.flops = 2 * m * n * k;
+  op.tensor_flops = true;
+  op.weight_bytes = n * k * DTypeBytes(wt);
+  op.act_bytes = (m * k + m * n) * kActBytes;
+  return op;
+}
+
+// RMSNorm: square, accumulate, scale by the reciprocal root, multiply by the weight: 4 FLOPs
+// per element. Reads the row and the weight vector, writes the row.
+Op RmsNorm(std::string name, int64_t count, int64_t rows, int64_t cols) {
+  Op op{.name = std::move(name), .kind = OpKind::kRmsNorm, .count = count, .m = rows, .n = cols};
+  op.flops = 4 * rows * cols;
+  op.weight_bytes = cols * kActBytes;
+  op.act_bytes = 2 * rows * cols * kActBytes;
+  return op;
+}
+
+// x += r: reads two rows, writes one; one FLOP per element.
+Op Residual(std::string name, int64_t count, int64_t rows, int64_t cols) {
+  Op op{.name = std::move(name), .kind = OpKind::kResidualAdd, .count = count, .m = rows, .n = cols};
+  op.flops = rows * cols;
+  op.act_bytes = 3 * rows * cols * kActBytes;
+  return op;
+}
+
+}  // namespace
+
+absl::string_view PhaseName(Phase phase) {
+  return phase == Phase::kDecode ? "decode" : "prefill";
+}
+
+absl::string_view OpKindName(OpKind kind) {
+  switch (kind) {
+    case OpKind::kEmbedding: return "embedding";
+    case OpKind::kRmsNorm: return "rmsnorm";
+    case OpKind::kGemm: return "gemm";
+    case OpKind::kRopeKvAppend: return "rope_kv_append";
+    case OpKind::kAttention: return "attention";
+    case OpKind::kResidualAdd: return "residual_add";
+    case OpKind::kSiluMul: return "silu_mul";
+  }
+  return "?";
+}
+
+int64_t DTypeBytes(DType dtype) {
+  switch (dtype) {
+    case FP8_E4M3: return 1;
+    case FP32: return 4;
+    default: return 2;
+  }
+}
+
+absl::StatusOr<Workload> Workload::Build(const ModelSpec& model, const StepConfig& config) {
+  const bool decode = config.phase == Phase::kDecode;
+  if (config.batch < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("batch must be >= 1, got ", config.batch));
+  }
+  if (config.context < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("context must be >= 0, got ", config.context));
+  }
+  if (config.seq_len < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("seq_len must be >= 1, got ", config.seq_len));
+  }
+  if (decode && config.seq_len != 1) {
+    return absl::InvalidArgumentError("a decode step has seq_len 1");
+  }
+  if (!decode && config.context != 0) {
+    return absl::InvalidArgumentError("prefill starts from an empty KV cache (context 0)");
+  }
+  if (config.tp < 1 || model.num_heads() % config.tp != 0 ||
+      model.num_kv_heads() % config.tp != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tp ", config.tp, " does not divide the heads of ", model.name(), " (",
+                     model.num_heads(), " query heads, ", model.num_kv_heads(), " KV heads)"));
+  }
+  const int64_t positions = config.context + config.seq_len;
+  if (model.max_context() != 0 && positions > static_cast<int64_t>(model.max_context())) {
+    return absl::InvalidArgumentError(absl::StrCat("context + new tokens (", positions,
+                                                   ") exceeds ", model.name(),
+                                                   "'s max_context ", model.max_context()));
+  }
+
+  Workload w(model, config);
+  const ShardDims d = Shard(model, config.tp);
+  const DType wt = model.weight_dtype();
+  const DType kvt = model.kv_dtype();
+  const int64_t B = config.batch;
+  const int64_t T = B * config.seq_len;  // tokens through the layers
+  const int64_t L = d.layers;
+
+  // The new tokens' embedding rows (a gather, not the whole table).
+  Op emb{.name = "embedding", .kind = OpKind::kEmbedding, .count = 1, .m = T, .n = d.hidden};
+  emb.weight_bytes = T * d.hidden * DTypeBytes(wt);
+  emb.act_bytes = T * d.hidden * kActBytes;
+  w.ops_.push_back(emb);
+  const size_t first_layer_op = w.ops_.size();
+
+  w.ops_.push_back(RmsNorm("attn_norm", L, T, d.hidden));
+  w.ops_.push_back(Gemm("qkv_proj", L, T, d.q() + 2 * d.kv(), d.hidden, wt));
+
+  AttentionShape attn{.batch = B, .q_len = config.seq_len, .start_pos = config.context,
+                      .num_q_heads = d.q_heads, .num_kv_heads = d.kv_heads,
+                      .head_dim = d.head_dim, .causal = !decode};
+  Op rope{.name = "rope_kv_append", .kind = OpKind::kRopeKvAppend, .count = L, .m = T,
+          .n = d.q() + 2 * d.kv(), .attn = attn};
+  rope.kv_dtype = kvt;
+  rope.flops = 3 * T * (d.q() + d.kv());  // rotate pairs of Q and K: 2 mul + 1 add each
+  rope.act_bytes = T * (d.q() + 2 * d.kv()) * kActBytes + T * d.q() * kActBytes;
+  rope.kv_write_bytes = T * 2 * d.kv() * DTypeBytes(kvt);
+  w.ops_.push_back(rope);
+
+  // Attention FLOPs are its two matmuls (QK^T and PV), 2 FLOPs per multiply-add; softmax is
+  // not counted. Decode: every query sees kv_len keys. Causal prefill: query i sees i+1 keys.
+  Op at{.name = "attention", .kind = OpKind::kAttention, .count = L, .attn = attn};
+  at.kv_dtype = kvt;
+  at.tensor_flops = true;
+  const int64_t keys_per_head =
+      decode ? attn.kv_len() : config.seq_len * (config.seq_len + 1) / 2;
+  at.flops = 4 * B * d.q_heads * d.head_dim * keys_per_head;
+  // K and V of every cached position read once (the minimum: all query heads of a KV group
+  // share one read); Q read and the output written once.
+  at.kv_read_bytes = B * attn.kv_len() * 2 * d.kv() * DTypeBytes(kvt);
+  at.act_bytes = 2 * T * d.q() * kActBytes;
+  w.ops_.push_back(at);
+
+  w.ops_.push_back(Gemm("o_proj", L, T, d.hidden, d.q(), wt));
+  w.ops_.push_back(Residual("attn_residual", L, T, d.hidden));
+  w.ops_.push_back(RmsNorm("ffn_norm", L, T, d.hidden));
+  w.ops_.push_back(Gemm("gate_up_proj", L, T, 2 * d.ffn, d.hidden, wt));
+
+  Op silu{.name = "silu_mul", .kind = OpKind::kSiluMul, .count = L, .m = T, .n = d.ffn};
+  silu.flops = 4 * T * d.ffn;  // exp, add, divide, multiply per output
+  silu.act_bytes = 3 * T * d.ffn * kActBytes;
+  w.ops_.push_back(silu);
+
+  w.ops_.push_back(Gemm("down_proj", L, T, d.hidden, d.ffn, wt));
+  w.ops_.push_back(Residual("ffn_residual", L, T, d.hidden));
+
+  for (size_t i = first_layer_op; i < w.ops_.size(); ++i) w.ops_[i].per_layer = true;
+
+  // Logits only for the last token of each sequence, as serving engines do.
+  w.ops_.push_back(RmsNorm("final_norm", 1, B, d.hidden));
+  w.ops_.push_back(Gemm("lm_head", 1, B, d.vocab, d.hidden, wt));
+  return w;
+}
+
+int64_t Workload::tokens_per_step() const {
+  return config_.phase == Phase::kDecode ? config_.batch : config_.batch * config_.seq_len;
+}
+
+int64_t Workload::total_flops() const {
+  int64_t s = 0;
+  for (const Op& op : ops_) s += op.count * op.flops;
+  return s;
+}
+
+int64_t Workload::total_bytes() const {
+  int64_t s = 0;
+  for (const Op& op : ops_) s += op.count * op.bytes();
+  return s;
+}
+
+int64_t Workload::total_weight_bytes() const {
+  int64_t s = 0;
+  for (const Op& op : ops_) s += op.count * op.weight_bytes;
+  return s;
+}
+
+int64_t Workload::total_kv_read_bytes() const {
+  int64_t s = 0;
+  for (const Op& op : ops_) s += op.count * op.kv_read_bytes;
+  return s;
+}
+
+MemoryFootprint Workload::Footprint() const {
+  const ShardDims d = Shard(model_, config_.tp);
+  const int64_t wb = DTypeBytes(model_.weight_dtype());
+  MemoryFootprint f;
+  const int64_t per_layer = d.hidden * (d.q() + 2 * d.kv()) + d.q() * d.hidden +
+                            3 * d.hidden * d.ffn;
+  const int64_t table = d.vocab * d.hidden;  // vocab-parallel embedding / LM head shard
+  f.weight_bytes = (d.layers * per_layer + (model_.tied_embeddings() ? 1 : 2) * table) * wb +
+                   (2 * d.layers + 1) * d.hidden * kActBytes;  // norm weights
+  const int64_t cached = config_.context + config_.seq_len;
+  f.kv_cache_bytes =
+      config_.batch * cached * d.layers * 2 * d.kv() * DTypeBytes(model_.kv_dtype());
+  // One layer's live buffers (reused by every layer) plus the logits.
+  const int64_t T = tokens_per_step();
+  f.activation_bytes = (T * (3 * d.hidden + d.q() + 2 * d.kv() + d.q() + 3 * d.ffn) +
+                        config_.batch * d.vocab) * kActBytes;
+  return f;
+}
+
+int64_t ParameterCount(const ModelSpec& m) {
+  const int64_t h = m.hidden_size(), q = m.num_heads() * m.head_dim(),
+                kv = m.num_kv_heads() * m.head_dim(), f = m.ffn_size(), V = m.vocab_size();
+  const int64_t per_layer = h * (q + 2 * kv) + q * h + 3 * h * f + 2 * h;
+  return m.num_layers() * per_layer + (m.tied_embeddings() ? 1 : 2) * V * h + h;
+}
+
+int64_t TpNeeded(const ModelSpec& model, const StepConfig& config, int64_t memory_bytes) {
+  for (int64_t tp = 1; tp <= 64; tp *= 2) {
+    StepConfig c = config;
+    c.tp = tp;
+    absl::StatusOr<Workload> w = Workload::Build(model, c);
+    if (!w.ok()) continue;
+    if (w->Footprint().total() <= memory_bytes) return tp;
+  }
+  return 0;
+}
+
+}  // namespace truthput

@@ -1,0 +1,117 @@
+// The op list of one prefill or decode step of a model: what every kernel must compute and the
+// minimum it must move. One list drives both the roofline prediction and the GPU run.
+#ifndef TRUTHPUT_WORKLOADS_WORKLOAD_H_
+#define TRUTHPUT_WORKLOADS_WORKLOAD_H_
+
+#include <cstdint>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "workloads/model_spec.pb.h"
+
+namespace truthput {
+
+enum class Phase { kDecode, kPrefill };
+absl::string_view PhaseName(Phase phase);
+
+enum class OpKind {
+  kEmbedding,     // gather of the new tokens' rows
+  kRmsNorm,
+  kGemm,          // linear layer y[m,n] = x[m,k] W[n,k]^T
+  kRopeKvAppend,  // rotary embedding of Q and K, K and V appended to the cache
+  kAttention,     // GQA attention over the KV cache (decode) or causal self-attention (prefill)
+  kResidualAdd,
+  kSiluMul,
+};
+absl::string_view OpKindName(OpKind kind);
+
+// Bytes per element of a dtype (bf16 2, fp8 1, fp32 4).
+int64_t DTypeBytes(DType dtype);
+
+struct AttentionShape {
+  int64_t batch = 0;
+  int64_t q_len = 0;         // query tokens per sequence (1 for decode)
+  int64_t start_pos = 0;     // position of the first query token (tokens already cached)
+  int64_t num_q_heads = 0;
+  int64_t num_kv_heads = 0;
+  int64_t head_dim = 0;
+  bool causal = false;
+  int64_t kv_len() const { return start_pos + q_len; }  // keys seen by the last query
+};
+
+// One op of a step. Costs are for ONE execution; `count` executions happen per step.
+struct Op {
+  std::string name;  // "qkv_proj", "attention", ...
+  OpKind kind;
+  int64_t count = 1;
+  bool per_layer = false;  // runs once in every layer (count = num_layers)
+  // kGemm: y[m,n] = x[m,k] W[n,k]^T. kRmsNorm, kResidualAdd, kEmbedding: m rows of n elements.
+  // kSiluMul: m rows, n outputs (2n inputs). kRopeKvAppend: m tokens, n = q+k+v features.
+  int64_t m = 0, n = 0, k = 0;
+  AttentionShape attn;  // kAttention and kRopeKvAppend
+  DType weight_dtype = BF16;
+  DType kv_dtype = BF16;
+
+  int64_t flops = 0;           // matmul FLOPs count 2 per multiply-add; see workload.cc
+  bool tensor_flops = false;   // runs on tensor cores (GEMMs, attention)
+  int64_t weight_bytes = 0;    // weights read
+  int64_t kv_read_bytes = 0;   // KV cache read
+  int64_t kv_write_bytes = 0;  // KV cache written
+  int64_t act_bytes = 0;       // activations read + written
+
+  int64_t bytes() const { return weight_bytes + kv_read_bytes + kv_write_bytes + act_bytes; }
+};
+
+struct StepConfig {
+  Phase phase = Phase::kDecode;
+  int64_t batch = 1;
+  int64_t context = 0;   // decode: tokens already in each sequence's KV cache
+  int64_t seq_len = 1;   // prefill: prompt length (decode: 1)
+  int64_t tp = 1;        // tensor-parallel degree: the op list is one shard's
+};
+
+// Memory one TP shard of the real model needs for this step.
+struct MemoryFootprint {
+  int64_t weight_bytes = 0;
+  int64_t kv_cache_bytes = 0;
+  int64_t activation_bytes = 0;
+  int64_t total() const { return weight_bytes + kv_cache_bytes + activation_bytes; }
+};
+
+class Workload {
+ public:
+  // Errors (InvalidArgument) for batch < 1, negative context, seq_len < 1, a TP degree that
+  // does not divide the heads, or a context past the model's maximum.
+  static absl::StatusOr<Workload> Build(const ModelSpec& model, const StepConfig& config);
+
+  const ModelSpec& model() const { return model_; }
+  const StepConfig& config() const { return config_; }
+  // In execution order: embedding, per-layer ops (count = num_layers), final norm, LM head.
+  const std::vector<Op>& ops() const { return ops_; }
+
+  int64_t tokens_per_step() const;  // decode: batch (one new token each); prefill: batch*seq_len
+  int64_t total_flops() const;
+  int64_t total_bytes() const;
+  int64_t total_weight_bytes() const;
+  int64_t total_kv_read_bytes() const;
+  MemoryFootprint Footprint() const;
+
+ private:
+  Workload(const ModelSpec& model, const StepConfig& config) : model_(model), config_(config) {}
+  ModelSpec model_;
+  StepConfig config_;
+  std::vector<Op> ops_;
+};
+
+// All parameters of the model (embedding and LM head counted once each, once if tied).
+int64_t ParameterCount(const ModelSpec& model);
+
+// The smallest power-of-two TP degree (up to 64) at which one shard fits in `memory_bytes`;
+// 0 if none does or no such degree divides the heads.
+int64_t TpNeeded(const ModelSpec& model, const StepConfig& config, int64_t memory_bytes);
+
+}  // namespace truthput
+
+#endif  // TRUTHPUT_WORKLOADS_WORKLOAD_H_

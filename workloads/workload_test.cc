@@ -1,0 +1,158 @@
+#include "workloads/workload.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "workloads/model_registry.h"
+
+namespace truthput {
+namespace {
+
+using ::testing::HasSubstr;
+
+const ModelSpec& Llama70B() {
+  static const ModelSpec* m = new ModelSpec(*LoadModel("70b"));
+  return *m;
+}
+
+Workload Decode(int64_t batch, int64_t context, int64_t tp = 1) {
+  absl::StatusOr<Workload> w = Workload::Build(
+      Llama70B(), StepConfig{.phase = Phase::kDecode, .batch = batch, .context = context, .tp = tp});
+  EXPECT_TRUE(w.ok()) << w.status();
+  return *std::move(w);
+}
+
+const Op& FindOp(const Workload& w, absl::string_view name) {
+  for (const Op& op : w.ops()) {
+    if (op.name == name) return op;
+  }
+  ADD_FAILURE() << "no op " << name;
+  static Op none;
+  return none;
+}
+
+TEST(Workload, Llama70BHas70_55BParameters) {
+  // Hand count: per layer q 8192^2 + k,v 2*8192*1024 + o 8192^2 + gate,up,down 3*8192*28672
+  // + 2 norms of 8192 = 855,654,400; x80 layers; + embedding and LM head 2*128256*8192;
+  // + final norm 8192.
+  EXPECT_EQ(ParameterCount(Llama70B()), int64_t{855654400} * 80 + 2 * int64_t{128256} * 8192 + 8192);
+  EXPECT_NEAR(ParameterCount(Llama70B()) / 70.55e9, 1.0, 0.001);
+}
+
+TEST(Workload, OpListOfADecodeStep) {
+  Workload w = Decode(1, 0);
+  std::vector<std::string> names;
+  for (const Op& op : w.ops()) names.push_back(op.name);
+  EXPECT_THAT(names, ::testing::ElementsAre("embedding", "attn_norm", "qkv_proj", "rope_kv_append",
+                                            "attention", "o_proj", "attn_residual", "ffn_norm",
+                                            "gate_up_proj", "silu_mul", "down_proj",
+                                            "ffn_residual", "final_norm", "lm_head"));
+  EXPECT_EQ(FindOp(w, "qkv_proj").count, 80);
+  EXPECT_EQ(FindOp(w, "lm_head").count, 1);
+  for (const Op& op : w.ops()) {
+    EXPECT_EQ(op.per_layer, op.count == 80) << op.name;
+  }
+  const Op& qkv = FindOp(w, "qkv_proj");
+  EXPECT_EQ(qkv.m, 1);
+  EXPECT_EQ(qkv.n, 8192 + 2 * 1024);
+  EXPECT_EQ(qkv.k, 8192);
+  EXPECT_EQ(qkv.flops, 2 * 1 * 10240 * 8192);
+  EXPECT_EQ(qkv.weight_bytes, 10240 * 8192 * 2);
+  EXPECT_EQ(qkv.act_bytes, (8192 + 10240) * 2);
+  const Op& down = FindOp(w, "down_proj");
+  EXPECT_EQ(down.n, 8192);
+  EXPECT_EQ(down.k, 28672);
+  EXPECT_EQ(FindOp(w, "gate_up_proj").n, 2 * 28672);
+  EXPECT_EQ(FindOp(w, "lm_head").n, 128256);
+}
+
+TEST(Workload, Batch1DecodeAtContext0MovesTheWeights) {
+  Workload w = Decode(1, 0);
+  // The model's weights in memory: 2 bytes x 70.55B parameters = 141.1 GB.
+  EXPECT_NEAR(w.Footprint().weight_bytes / 141.1e9, 1.0, 0.001);
+  // One step reads every weight once, except the embedding table, of which it gathers one row
+  // per sequence: 141.1 GB - (128256 - 1) rows x 8192 x 2 bytes = 139.0 GB.
+  const int64_t expected = 2 * (ParameterCount(Llama70B()) - (128256 - 1) * int64_t{8192});
+  EXPECT_EQ(w.total_weight_bytes(), expected);
+  EXPECT_NEAR(w.total_weight_bytes() / 139.0e9, 1.0, 0.001);
+  EXPECT_EQ(w.total_kv_read_bytes(), 80 * 2 * 1024 * 2);  // the appended token itself
+  // Activations and KV are a rounding error at batch 1.
+  EXPECT_LT(w.total_bytes() - w.total_weight_bytes(), 0.001 * w.total_bytes());
+}
+
+TEST(Workload, FlopsAreTwicePerWeightPerToken) {
+  for (int64_t b : {1, 7, 256}) {
+    Workload w = Decode(b, 0);
+    int64_t gemm_flops = 0;
+    for (const Op& op : w.ops()) {
+      if (op.kind == OpKind::kGemm) gemm_flops += op.count * op.flops;
+    }
+    const int64_t gemm_params = ParameterCount(Llama70B()) - 128256 * int64_t{8192} -
+                                (2 * 80 + 1) * int64_t{8192};
+    EXPECT_EQ(gemm_flops, 2 * b * gemm_params);
+  }
+}
+
+TEST(Workload, KvBytesGrowLinearlyInContextAndBatch) {
+  // Every cached token of every sequence: K and V, 8 heads x 128 x 2 bytes, in 80 layers.
+  auto kv = [](int64_t b, int64_t c) { return Decode(b, c).total_kv_read_bytes(); };
+  const int64_t per_token = 80 * 2 * 8 * 128 * 2;
+  EXPECT_EQ(kv(1, 2047), 2048 * per_token);
+  EXPECT_EQ(kv(3, 999), 3 * 1000 * per_token);
+  EXPECT_EQ(kv(2, 4095) - kv(2, 2047), 2 * 2048 * per_token);
+  EXPECT_EQ(kv(64, 2048), 64 * kv(1, 2048));
+  EXPECT_EQ(FindOp(Decode(1, 100), "rope_kv_append").kv_write_bytes, 2 * 1024 * 2);
+  // Attention FLOPs: QK^T and PV over context+1 keys for 64 query heads.
+  EXPECT_EQ(FindOp(Decode(2, 99), "attention").flops, 4 * 2 * 64 * 128 * 100);
+}
+
+TEST(Workload, TensorParallelDividesEveryProjection) {
+  Workload full = Decode(4, 512, 1);
+  Workload shard = Decode(4, 512, 8);
+  for (const char* name : {"qkv_proj", "o_proj", "gate_up_proj", "down_proj", "lm_head"}) {
+    EXPECT_EQ(FindOp(full, name).weight_bytes, 8 * FindOp(shard, name).weight_bytes) << name;
+    EXPECT_EQ(FindOp(full, name).flops, 8 * FindOp(shard, name).flops) << name;
+  }
+  EXPECT_EQ(full.total_kv_read_bytes(), 8 * shard.total_kv_read_bytes());
+  EXPECT_EQ(FindOp(shard, "attention").attn.num_kv_heads, 1);
+}
+
+TEST(Workload, PrefillIsCausalAndProducesBatchTimesSeqTokens) {
+  absl::StatusOr<Workload> w = Workload::Build(
+      Llama70B(), StepConfig{.phase = Phase::kPrefill, .batch = 2, .seq_len = 100});
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_EQ(w->tokens_per_step(), 200);
+  EXPECT_EQ(FindOp(*w, "qkv_proj").m, 200);
+  EXPECT_EQ(FindOp(*w, "lm_head").m, 2);  // logits of the last token only
+  // Query i of a causal prompt sees i+1 keys: 100*101/2 per head.
+  EXPECT_EQ(FindOp(*w, "attention").flops, 4 * 2 * 64 * 128 * (100 * 101 / 2));
+  EXPECT_EQ(FindOp(*w, "attention").kv_read_bytes, 2 * 100 * 2 * 1024 * 2);
+}
+
+TEST(Workload, FootprintAndTpNeeded) {
+  Workload w = Decode(256, 2048);
+  const MemoryFootprint f = w.Footprint();
+  EXPECT_EQ(f.kv_cache_bytes, int64_t{256} * 2049 * 80 * 2 * 1024 * 2);
+  EXPECT_GT(f.activation_bytes, 0);
+  StepConfig c{.phase = Phase::kDecode, .batch = 1, .context = 0};
+  EXPECT_EQ(TpNeeded(Llama70B(), c, int64_t{80} * 1000 * 1000 * 1000), 2);
+  EXPECT_EQ(TpNeeded(Llama70B(), c, int64_t{141} * 1000 * 1000 * 1000), 2);
+  EXPECT_EQ(TpNeeded(Llama70B(), c, int64_t{160} * 1000 * 1000 * 1000), 1);
+  EXPECT_EQ(TpNeeded(Llama70B(), c, int64_t{1} * 1000 * 1000 * 1000), 0);
+}
+
+TEST(Workload, BadInput) {
+  auto err = [](StepConfig c) {
+    absl::StatusOr<Workload> w = Workload::Build(Llama70B(), c);
+    EXPECT_FALSE(w.ok());
+    return std::string(w.status().message());
+  };
+  EXPECT_THAT(err({.batch = 0}), HasSubstr("batch must be >= 1, got 0"));
+  EXPECT_THAT(err({.batch = 1, .context = -5}), HasSubstr("context must be >= 0, got -5"));
+  EXPECT_THAT(err({.batch = 1, .tp = 3}), HasSubstr("tp 3 does not divide the heads"));
+  EXPECT_THAT(err({.batch = 1, .tp = 16}), HasSubstr("8 KV heads"));
+  EXPECT_THAT(err({.batch = 1, .context = 131072}), HasSubstr("max_context"));
+  EXPECT_THAT(err({.phase = Phase::kPrefill, .batch = 1, .seq_len = 0}), HasSubstr("seq_len"));
+}
+
+}  // namespace
+}  // namespace truthput
