@@ -170,6 +170,7 @@ absl::StatusOr<RunResult> RunOnGpu(const BenchRequest& request, std::ostream& lo
         step.batch, t->p50_ms, p->tokens_per_s(), p->mbu(), p->mfu(), 100 * p->roofline_eff(),
         p->residency(), t->reps, t->stable ? "" : ", not stable within the time cap");
   }
+  SetMeasuredKnee(result);
   return result;
 }
 

@@ -34,7 +34,28 @@ RunResult NewRunResult(const BenchRequest& r, const GpuSpec& datasheet) {
                               "communication between shards is not modelled"));
   }
   *result.mutable_datasheet() = datasheet;
+  if (r.phase == Phase::kDecode) {
+    absl::StatusOr<int64_t> ridge = DecodeRidgeBatch(
+        r.model, r.context, r.tp, Ceilings::FromDatasheet(datasheet, r.model.weight_dtype()));
+    if (ridge.ok()) result.set_predicted_ridge_batch(static_cast<double>(*ridge));
+  }
   return result;
+}
+
+void SetMeasuredKnee(RunResult& result) {
+  const BatchPoint* first = nullptr;
+  const BatchPoint* last = nullptr;
+  for (const BatchPoint& p : result.points()) {
+    if (!p.has_step_ms_p50()) continue;
+    if (first == nullptr) first = &p;
+    last = &p;
+  }
+  if (first == nullptr || last == first || !result.has_predicted_ridge_batch() ||
+      last->batch() <= result.predicted_ridge_batch()) {
+    return;
+  }
+  result.set_measured_knee_batch(first->step_ms_p50() / (last->step_ms_p50() / last->tokens()) /
+                                 first->tokens());
 }
 
 BatchPoint PredictPoint(const Workload& w, const GpuSpec& datasheet, int64_t memory_bytes) {

@@ -42,6 +42,21 @@ TEST(Prediction, OnePointPerBatchWithTheBound) {
   EXPECT_FALSE(r->has_machine());
 }
 
+TEST(Prediction, RidgeAndMeasuredKnee) {
+  RunResult r = *Predict(Request("1,512", 0), *FindGpu("h100-sxm"));
+  ASSERT_TRUE(r.has_predicted_ridge_batch());
+  EXPECT_NEAR(r.predicted_ridge_batch(), 335, 10);
+  SetMeasuredKnee(r);
+  EXPECT_FALSE(r.has_measured_knee_batch());  // nothing measured
+  // 50 ms at batch 1; 100 ms for 512 tokens: 0.195 ms per token: the asymptotes meet at 256.
+  r.mutable_points(0)->set_step_ms_p50(50);
+  r.mutable_points(1)->set_step_ms_p50(100);
+  SetMeasuredKnee(r);
+  EXPECT_DOUBLE_EQ(r.measured_knee_batch(), 256);
+  // At context 32768 decode never turns compute-bound: no ridge, no knee.
+  EXPECT_FALSE(Predict(Request("1", 32768), *FindGpu("h100-sxm"))->has_predicted_ridge_batch());
+}
+
 TEST(Prediction, H200OverH100IsTheBandwidthRatio) {
   BenchRequest req = Request("1", 2048);
   const double h100 = Predict(req, *FindGpu("h100-sxm"))->points(0).bound_tokens_per_s();

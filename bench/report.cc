@@ -161,6 +161,19 @@ void PrintTable(const RunResult& r, std::ostream& out) {
     }
     out << line << "\n";
   }
+  if (r.has_predicted_ridge_batch()) {
+    out << absl::StrFormat("Roofline ridge: decode turns compute-bound at batch %.0f",
+                           r.predicted_ridge_batch());
+    if (r.has_measured_knee_batch()) {
+      out << absl::StrFormat("; measured knee at batch %.0f (%.2fx the ridge)",
+                             r.measured_knee_batch(),
+                             r.measured_knee_batch() / r.predicted_ridge_batch());
+    }
+    out << "\n";
+  } else if (!Prefill(r)) {
+    out << "Roofline ridge: none: at this context the KV reads grow with the batch as fast as the "
+           "FLOPs, so every batch is memory-bound\n";
+  }
   if (Measured(r)) PrintOpBreakdown(r, out);
   if (!Measured(r)) {
     out << "need_GB: weights + KV cache + activations of one TP shard; tp: smallest TP degree "

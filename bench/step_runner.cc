@@ -204,9 +204,15 @@ absl::StatusOr<std::unique_ptr<StepRunner>> StepRunner::Create(const Workload& w
   const int64_t act_elems = (s.logits + d.B * d.V * 2 - s.x) / 2;
   TP_RETURN_IF_ERROR(fill(r.act_.x, act_elems, 1.0f));
 
-  // cuBLASLt's heuristic runs on the host, once per shape, before any graph capture.
+  // cuBLASLt's heuristic runs on the host before any graph capture; its candidates are timed on
+  // the real buffers (rotating the layer buffers) and the fastest kept, once per shape.
   for (const Op& op : w.ops()) {
-    if (op.kind == OpKind::kGemm) TP_RETURN_IF_ERROR(gemm->Prepare(op.m, op.n, op.k));
+    if (op.kind != OpKind::kGemm) continue;
+    std::vector<CublasLtGemm::Operands> operands;
+    for (int64_t layer = 0; layer < (op.per_layer ? r.plan_.layer_buffers : 1); ++layer) {
+      operands.push_back(r.GemmOperands(op, layer));
+    }
+    TP_RETURN_IF_ERROR(gemm->Autotune(op.m, op.n, op.k, operands, stream));
   }
   TP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
   return runner;
@@ -233,11 +239,11 @@ absl::Status StepRunner::Launch(const Op& op, int64_t layer, cudaStream_t stream
     return RmsNorm(a.x, a.final_norm_w, a.xn, static_cast<int>(op.m), static_cast<int>(op.n),
                    eps, stream);
   }
-  if (n == "qkv_proj") return gemm_->Run(a.xn, l.w_qkv, a.qkv, op.m, op.n, op.k, stream);
-  if (n == "o_proj") return gemm_->Run(a.attn_out, l.w_o, a.tmp_h, op.m, op.n, op.k, stream);
-  if (n == "gate_up_proj") return gemm_->Run(a.xn, l.w_gate_up, a.gate_up, op.m, op.n, op.k, stream);
-  if (n == "down_proj") return gemm_->Run(a.act, l.w_down, a.tmp_h, op.m, op.n, op.k, stream);
-  if (n == "lm_head") return gemm_->Run(a.xn, a.lm_head, a.logits, op.m, op.n, op.k, stream);
+  if (op.kind == OpKind::kGemm) {
+    const CublasLtGemm::Operands o = GemmOperands(op, layer);
+    if (o.w == nullptr) return absl::UnimplementedError(absl::StrCat("no weights for op '", n, "'"));
+    return gemm_->Run(o.x, o.w, o.y, op.m, op.n, op.k, stream);
+  }
   if (n == "rope_kv_append") {
     return RopeKvAppend(a.qkv, a.q, l.k_cache, l.v_cache, static_cast<int>(at.batch),
                         static_cast<int>(at.q_len), static_cast<int>(at.start_pos),
@@ -261,6 +267,18 @@ absl::Status StepRunner::Launch(const Op& op, int64_t layer, cudaStream_t stream
     return SiluMul(a.gate_up, a.act, static_cast<int>(op.m), static_cast<int>(op.n), stream);
   }
   return absl::UnimplementedError(absl::StrCat("no kernel for op '", n, "'"));
+}
+
+CublasLtGemm::Operands StepRunner::GemmOperands(const Op& op, int64_t layer) const {
+  const Activations& a = act_;
+  const LayerBuffers& l = layer_buffers(layer);
+  const std::string& n = op.name;
+  if (n == "qkv_proj") return {a.xn, l.w_qkv, a.qkv};
+  if (n == "o_proj") return {a.attn_out, l.w_o, a.tmp_h};
+  if (n == "gate_up_proj") return {a.xn, l.w_gate_up, a.gate_up};
+  if (n == "down_proj") return {a.act, l.w_down, a.tmp_h};
+  if (n == "lm_head") return {a.xn, a.lm_head, a.logits};
+  return {nullptr, nullptr, nullptr};
 }
 
 absl::Status StepRunner::EnqueueOpOnce(size_t op_index, int64_t layer, cudaStream_t stream) const {

@@ -70,6 +70,8 @@ class StepRunner {
  private:
   StepRunner(const Workload& w, CublasLtGemm* gemm) : workload_(w), gemm_(gemm) {}
   absl::Status Launch(const Op& op, int64_t layer, cudaStream_t stream) const;
+  // The input, weight and output buffers of a GEMM op in `layer`; null pointers for other ops.
+  CublasLtGemm::Operands GemmOperands(const Op& op, int64_t layer) const;
 
   Workload workload_;
   CublasLtGemm* gemm_;

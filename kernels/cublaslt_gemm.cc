@@ -1,6 +1,8 @@
 #include "kernels/cublaslt_gemm.h"
 
+#include <algorithm>
 #include <cstdint>
+#include <vector>
 #include <utility>
 
 #include "absl/cleanup/cleanup.h"
@@ -116,6 +118,9 @@ struct CublasLtGemm::Plan {
   cublasLtMatrixLayout_t c = nullptr;  // y as column-major [n, m], ld n (also D).
   cublasLtMatmulAlgo_t algo{};
   std::string description;
+  // Every usable heuristic result, best first, for Autotune.
+  std::vector<cublasLtMatmulHeuristicResult_t> candidates;
+  bool tuned = false;
 
   Plan() = default;
   Plan(const Plan&) = delete;
@@ -200,8 +205,8 @@ absl::Status CublasLtGemm::Prepare(int64_t m, int64_t n, int64_t k) {
   const cublasLtMatmulHeuristicResult_t* chosen = nullptr;
   for (int i = 0; i < returned; ++i) {
     if (results[i].state == CUBLAS_STATUS_SUCCESS && results[i].workspaceSize <= workspace_bytes_) {
-      chosen = &results[i];
-      break;
+      if (chosen == nullptr) chosen = &results[i];
+      plan->candidates.push_back(results[i]);
     }
   }
   if (chosen == nullptr) {
@@ -240,6 +245,63 @@ absl::Status CublasLtGemm::Run(const bf16* x, const bf16* w, bf16* y, int64_t m,
   TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatmul(handle_, plan.op, &alpha, w, plan.a, x, plan.b, &beta, y,
                                            plan.c, y, plan.c, &plan.algo, workspace_,
                                            workspace_bytes_, stream));
+  return absl::OkStatus();
+}
+
+absl::Status CublasLtGemm::Autotune(int64_t m, int64_t n, int64_t k,
+                                    const std::vector<Operands>& operands, cudaStream_t stream) {
+  TP_RETURN_IF_ERROR(Prepare(m, n, k));
+  if (operands.empty()) return absl::InvalidArgumentError("CublasLtGemm::Autotune: no operands");
+  Plan& plan = *plans_.find(Shape{m, n, k})->second;
+  if (plan.tuned) return absl::OkStatus();
+  if (plan.candidates.size() < 2) {
+    plan.tuned = true;
+    plan.description += " autotuned=1/1";
+    return absl::OkStatus();
+  }
+  cudaEvent_t start = nullptr, stop = nullptr;
+  TP_CUDA_RETURN_IF_ERROR(cudaEventCreate(&start));
+  const absl::Cleanup destroy_start = [start] { cudaEventDestroy(start); };
+  TP_CUDA_RETURN_IF_ERROR(cudaEventCreate(&stop));
+  const absl::Cleanup destroy_stop = [stop] { cudaEventDestroy(stop); };
+  // Each round runs every operand set once, so no run finds its weights in L2 when the caller
+  // passes distinct buffers (at most 8 sets per round, to keep tuning short).
+  const size_t per_round = std::min<size_t>(operands.size(), 8);
+  const int reps = std::max<int>(3, static_cast<int>(12 / per_round));
+  const float alpha = 1.0f, beta = 0.0f;
+  float best_ms = 0;
+  size_t best = 0;
+  for (size_t c = 0; c < plan.candidates.size(); ++c) {
+    const cublasLtMatmulAlgo_t* algo = &plan.candidates[c].algo;
+    auto run_round = [&]() -> absl::Status {
+      for (size_t i = 0; i < per_round; ++i) {
+        const Operands& o = operands[i];
+        TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatmul(handle_, plan.op, &alpha, o.w, plan.a, o.x,
+                                                 plan.b, &beta, o.y, plan.c, o.y, plan.c, algo,
+                                                 workspace_, workspace_bytes_, stream));
+      }
+      return absl::OkStatus();
+    };
+    TP_RETURN_IF_ERROR(run_round());  // warm-up (and a check that the algorithm runs at all)
+    float round_best = 0;
+    for (int r = 0; r < reps; ++r) {
+      TP_CUDA_RETURN_IF_ERROR(cudaEventRecord(start, stream));
+      TP_RETURN_IF_ERROR(run_round());
+      TP_CUDA_RETURN_IF_ERROR(cudaEventRecord(stop, stream));
+      TP_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(stop));
+      float ms = 0;
+      TP_CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&ms, start, stop));
+      if (r == 0 || ms < round_best) round_best = ms;
+    }
+    if (c == 0 || round_best < best_ms) {
+      best_ms = round_best;
+      best = c;
+    }
+  }
+  plan.algo = plan.candidates[best].algo;
+  plan.tuned = true;
+  plan.description = absl::StrCat(Describe(plan.candidates[best]), " autotuned=", best + 1, "/",
+                                   plan.candidates.size());
   return absl::OkStatus();
 }
 

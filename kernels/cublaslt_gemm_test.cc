@@ -4,9 +4,9 @@
 #include <cuda_runtime_api.h>
 
 #include <cmath>
-#include <cstdlib>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <limits>
 #include <memory>
 #include <random>
@@ -176,6 +176,33 @@ INSTANTIATE_TEST_SUITE_P(Llama70B, CublasLtGemmTest, testing::ValuesIn(kWeightSh
                          [](const testing::TestParamInfo<WeightShape>& p) {
                            return std::string(p.param.name);
                          });
+
+// The algorithm Autotune keeps (any of the heuristic's candidates) must be as correct as the
+// heuristic's first choice.
+TEST(CublasLtGemm, AutotunedAlgorithmMatchesReference) {
+  absl::StatusOr<std::unique_ptr<CublasLtGemm>> gemm = CublasLtGemm::Create();
+  ASSERT_TRUE(gemm.ok()) << gemm.status();
+  cudaStream_t stream = nullptr;
+  ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  const std::unique_ptr<CUstream_st, cudaError_t (*)(cudaStream_t)> stream_owner(stream,
+                                                                                 cudaStreamDestroy);
+  for (const WeightShape& shape : {kWeightShapes[0], kWeightShapes[3], kWeightShapes[4]}) {
+    DevicePtr<bf16> w = DeviceAlloc<bf16>(shape.n * shape.k);
+    ASSERT_TRUE(w);
+    ASSERT_OK(FillRandomBf16(w.get(), shape.n * shape.k, FreshSeed(), kWScale, stream));
+    for (int64_t m : {int64_t{1}, int64_t{16}}) {
+      DevicePtr<bf16> x = DeviceAlloc<bf16>(m * shape.k);
+      DevicePtr<bf16> y = DeviceAlloc<bf16>(m * shape.n);
+      ASSERT_TRUE(x && y);
+      ASSERT_OK(FillRandomBf16(x.get(), m * shape.k, FreshSeed(), kXScale, stream));
+      ASSERT_OK((*gemm)->Autotune(m, shape.n, shape.k, {{x.get(), w.get(), y.get()}}, stream));
+      const std::string algo = (*gemm)->AlgoDescription(m, shape.n, shape.k);
+      EXPECT_NE(algo.find("autotuned="), std::string::npos) << algo;
+      CheckShape(**gemm, w.get(), m, shape.n, shape.k, stream);
+      if (HasFatalFailure()) return;
+    }
+  }
+}
 
 TEST(CublasLtGemm, RunsInsideStreamCapture) {
   constexpr int64_t m = 16, n = 8192, k = 8192;

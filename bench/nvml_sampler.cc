@@ -1,0 +1,542 @@
+#include "bench/nvml_sampler.h"
+
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <type_traits>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+
+namespace truthput {
+namespace {
+
+// The few NVML declarations used here. nvml.h is not installed on the build machine; these
+// mirror the public nvml.h (NVML API version 12/13, as shipped with CUDA 12.x/13.x and drivers
+// 535..580). All structs are plain C with natural alignment on x86-64 and aarch64.
+
+// nvml.h: `typedef enum nvmlReturn_enum {...} nvmlReturn_t;` An enum of int size.
+using nvmlReturn_t = int;
+constexpr nvmlReturn_t kNvmlSuccess = 0;         // NVML_SUCCESS
+constexpr nvmlReturn_t kNvmlFunctionMissing = -1;  // Ours: the symbol isn't in this libnvidia-ml.
+
+// nvml.h: `typedef struct nvmlDevice_st* nvmlDevice_t;` (opaque).
+struct nvmlDevice_st;
+using nvmlDevice_t = nvmlDevice_st*;
+
+// nvml.h: `typedef struct nvmlUtilization_st { unsigned int gpu; unsigned int memory; }`.
+struct nvmlUtilization_t {
+  unsigned int gpu;
+  unsigned int memory;
+};
+
+// nvml.h: nvmlClockType_t, NVML_CLOCK_SM = 1.
+constexpr unsigned int kNvmlClockSm = 1;
+
+// nvml.h: `typedef struct nvmlGpmSample_st* nvmlGpmSample_t;` (opaque).
+struct nvmlGpmSample_st;
+using nvmlGpmSample_t = nvmlGpmSample_st*;
+
+// nvml.h: nvmlGpmMetric_t.
+struct nvmlGpmMetric_t {
+  unsigned int metricId;    // IN: an NVML_GPM_METRIC_* id.
+  nvmlReturn_t nvmlReturn;  // OUT: this metric's status; value is valid only if NVML_SUCCESS.
+  double value;             // OUT.
+  struct {
+    char* shortName;
+    char* longName;
+    char* unit;
+  } metricInfo;  // OUT: may be null.
+};
+static_assert(offsetof(nvmlGpmMetric_t, value) == 8 && sizeof(nvmlGpmMetric_t) == 40);
+
+// nvml.h: nvmlGpmMetricsGet_t, version NVML_GPM_METRICS_GET_VERSION = 1. Its array has
+// NVML_GPM_METRIC_MAX entries: 98 in the CUDA 12.2-era header, 333 in later ones, under the same
+// version 1, so NVML can only rely on (and touch) the first numMetrics entries. We declare the
+// larger size anyway, so a library that assumed its own full size would still stay in bounds.
+constexpr unsigned int kNvmlGpmMetricsGetVersion = 1;
+constexpr int kNvmlGpmMetricMax = 333;
+struct nvmlGpmMetricsGet_t {
+  unsigned int version;     // IN: NVML_GPM_METRICS_GET_VERSION.
+  unsigned int numMetrics;  // IN: how many of metrics[] to compute.
+  nvmlGpmSample_t sample1;  // IN: the earlier sample.
+  nvmlGpmSample_t sample2;  // IN: the later sample.
+  nvmlGpmMetric_t metrics[kNvmlGpmMetricMax];  // IN metricId; OUT nvmlReturn, value.
+};
+static_assert(offsetof(nvmlGpmMetricsGet_t, sample1) == 8);
+static_assert(offsetof(nvmlGpmMetricsGet_t, metrics) == 24);
+
+// nvml.h: nvmlGpmSupport_t, version NVML_GPM_SUPPORT_VERSION = 1.
+constexpr unsigned int kNvmlGpmSupportVersion = 1;
+struct nvmlGpmSupport_t {
+  unsigned int version;            // IN: NVML_GPM_SUPPORT_VERSION.
+  unsigned int isSupportedDevice;  // OUT.
+};
+
+// nvml.h: nvmlGpmMetricId_t values.
+constexpr unsigned int kGpmSmUtil = 2;        // NVML_GPM_METRIC_SM_UTIL
+constexpr unsigned int kGpmSmOccupancy = 3;   // NVML_GPM_METRIC_SM_OCCUPANCY
+constexpr unsigned int kGpmAnyTensorUtil = 5; // NVML_GPM_METRIC_ANY_TENSOR_UTIL
+constexpr unsigned int kGpmDramBwUtil = 10;   // NVML_GPM_METRIC_DRAM_BW_UTIL
+
+// GPM values over shorter windows are invalid on Hopper (NVIDIA/DCGM#310: "100ms is a hard
+// limitation").
+constexpr absl::Duration kGpmMinWindow = absl::Milliseconds(100);
+
+constexpr char kLibraryName[] = "libnvidia-ml.so.1";
+
+// The nvmlReturn_t enumerator names of nvml.h, for messages ("NVML_ERROR_NOT_SUPPORTED").
+const char* NvmlReturnName(nvmlReturn_t r) {
+  switch (r) {
+    case 0: return "NVML_SUCCESS";
+    case 1: return "NVML_ERROR_UNINITIALIZED";
+    case 2: return "NVML_ERROR_INVALID_ARGUMENT";
+    case 3: return "NVML_ERROR_NOT_SUPPORTED";
+    case 4: return "NVML_ERROR_NO_PERMISSION";
+    case 5: return "NVML_ERROR_ALREADY_INITIALIZED";
+    case 6: return "NVML_ERROR_NOT_FOUND";
+    case 7: return "NVML_ERROR_INSUFFICIENT_SIZE";
+    case 8: return "NVML_ERROR_INSUFFICIENT_POWER";
+    case 9: return "NVML_ERROR_DRIVER_NOT_LOADED";
+    case 10: return "NVML_ERROR_TIMEOUT";
+    case 11: return "NVML_ERROR_IRQ_ISSUE";
+    case 12: return "NVML_ERROR_LIBRARY_NOT_FOUND";
+    case 13: return "NVML_ERROR_FUNCTION_NOT_FOUND";
+    case 14: return "NVML_ERROR_CORRUPTED_INFOROM";
+    case 15: return "NVML_ERROR_GPU_IS_LOST";
+    case 16: return "NVML_ERROR_RESET_REQUIRED";
+    case 17: return "NVML_ERROR_OPERATING_SYSTEM";
+    case 18: return "NVML_ERROR_LIB_RM_VERSION_MISMATCH";
+    case 19: return "NVML_ERROR_IN_USE";
+    case 20: return "NVML_ERROR_MEMORY";
+    case 21: return "NVML_ERROR_NO_DATA";
+    case 22: return "NVML_ERROR_VGPU_ECC_NOT_SUPPORTED";
+    case 23: return "NVML_ERROR_INSUFFICIENT_RESOURCES";
+    case 24: return "NVML_ERROR_FREQ_NOT_SUPPORTED";
+    case 25: return "NVML_ERROR_ARGUMENT_VERSION_MISMATCH";
+    case 26: return "NVML_ERROR_DEPRECATED";
+    case 27: return "NVML_ERROR_NOT_READY";
+    case 28: return "NVML_ERROR_GPU_NOT_FOUND";
+    case 29: return "NVML_ERROR_INVALID_STATE";
+    case 999: return "NVML_ERROR_UNKNOWN";
+    default: return nullptr;
+  }
+}
+
+// A running mean and maximum of one sampled quantity, with the last error where a read failed.
+struct Series {
+  int n = 0;
+  double sum = 0;
+  double max = 0;
+  nvmlReturn_t last_error = kNvmlSuccess;
+
+  void Add(double v) {
+    max = n == 0 ? v : std::max(max, v);
+    sum += v;
+    ++n;
+  }
+};
+
+}  // namespace
+
+struct NvmlSampler::Api {
+  // Required.
+  nvmlReturn_t (*Init_v2)() = nullptr;
+  nvmlReturn_t (*Shutdown)() = nullptr;
+  const char* (*ErrorString)(nvmlReturn_t) = nullptr;
+  // One of these two is required, depending on the id Create is given.
+  nvmlReturn_t (*DeviceGetHandleByUUID)(const char*, nvmlDevice_t*) = nullptr;
+  nvmlReturn_t (*DeviceGetHandleByPciBusId_v2)(const char*, nvmlDevice_t*) = nullptr;
+  // Optional: where one is missing, what it gives is reported unavailable.
+  nvmlReturn_t (*DeviceGetUtilizationRates)(nvmlDevice_t, nvmlUtilization_t*) = nullptr;
+  nvmlReturn_t (*DeviceGetClockInfo)(nvmlDevice_t, unsigned int, unsigned int*) = nullptr;
+  nvmlReturn_t (*DeviceGetPowerUsage)(nvmlDevice_t, unsigned int*) = nullptr;
+  nvmlReturn_t (*DeviceGetTotalEnergyConsumption)(nvmlDevice_t, unsigned long long*) = nullptr;
+  // nvmlDeviceGetCurrentClocksEventReasons (driver 535+), else the older, same-signature
+  // nvmlDeviceGetCurrentClocksThrottleReasons.
+  nvmlReturn_t (*DeviceGetCurrentClocksEventReasons)(nvmlDevice_t, unsigned long long*) = nullptr;
+  nvmlReturn_t (*GpmQueryDeviceSupport)(nvmlDevice_t, nvmlGpmSupport_t*) = nullptr;
+  nvmlReturn_t (*GpmSampleAlloc)(nvmlGpmSample_t*) = nullptr;
+  nvmlReturn_t (*GpmSampleFree)(nvmlGpmSample_t) = nullptr;
+  nvmlReturn_t (*GpmSampleGet)(nvmlDevice_t, nvmlGpmSample_t) = nullptr;
+  nvmlReturn_t (*GpmMetricsGet)(nvmlGpmMetricsGet_t*) = nullptr;
+
+  // "NVML_ERROR_NOT_SUPPORTED"; for a code this file doesn't know, NVML's own description.
+  std::string Error(nvmlReturn_t r) const {
+    if (r == kNvmlFunctionMissing) return absl::StrCat(kLibraryName, " lacks the function");
+    if (const char* name = NvmlReturnName(r)) return name;
+    return absl::StrCat("NVML error ", r, " (", ErrorString != nullptr ? ErrorString(r) : "?", ")");
+  }
+};
+
+struct NvmlSampler::Window {
+  absl::Time start;
+  int samples = 0;
+  Series util_gpu, util_mem, sm_clock, power_mw;
+  Series reasons;  // Counts successful reads only; the bits go to reasons_or.
+  uint64_t reasons_or = 0;
+  // Energy counter at Start (mJ), or why it couldn't be read.
+  std::optional<unsigned long long> energy_start_mj;
+  nvmlReturn_t energy_start_error = kNvmlSuccess;
+  // Whether GPM sample 0 holds the window's start; otherwise why not (empty: GPM is off).
+  bool gpm_started = false;
+  std::string gpm_start_error;
+};
+
+std::string ClockEventReasonsText(uint64_t reasons) {
+  if (reasons == 0) return "none";
+  static constexpr const char* kNames[] = {
+      "gpu_idle",    "app_clocks", "sw_power_cap",   "hw_slowdown",    "sync_boost",
+      "sw_thermal",  "hw_thermal", "hw_power_brake", "display_clocks",
+  };
+  constexpr int kNamed = sizeof(kNames) / sizeof(kNames[0]);
+  std::vector<std::string> parts;
+  for (int bit = 0; bit < 64; ++bit) {
+    const uint64_t mask = uint64_t{1} << bit;
+    if ((reasons & mask) == 0) continue;
+    parts.push_back(bit < kNamed ? std::string(kNames[bit]) : absl::StrFormat("0x%x", mask));
+  }
+  return absl::StrJoin(parts, "|");
+}
+
+bool IsNvmlUuid(absl::string_view id) {
+  return absl::StartsWithIgnoreCase(id, "GPU-") || absl::StartsWithIgnoreCase(id, "MIG-");
+}
+
+std::string NvmlSummary::ClockEventReasonsText() const {
+  return clock_event_reasons_read ? truthput::ClockEventReasonsText(clock_event_reasons)
+                                  : "unavailable";
+}
+
+std::string NvmlSummary::ToString() const {
+  auto pct = [](const std::optional<double>& v) {
+    return v ? absl::StrFormat("%.1f%%", *v) : std::string("n/a");
+  };
+  auto num = [](const std::optional<double>& v, const char* unit) {
+    return v ? absl::StrFormat("%.1f%s", *v, unit) : std::string("n/a");
+  };
+  std::string s = absl::StrFormat("samples=%d window=%.3fs util_gpu=%s (max %s) util_mem=%s "
+                                  "sm_clock=%s power=%s energy=%s reasons=%s",
+                                  samples, window_s, pct(util_gpu_pct), pct(util_gpu_pct_max),
+                                  pct(util_mem_pct), num(sm_clock_mhz, "MHz"), num(power_w, "W"),
+                                  num(energy_j, "J"), ClockEventReasonsText());
+  absl::StrAppend(&s, " gpm_sm=", pct(gpm_sm_util_pct), " gpm_occupancy=",
+                  pct(gpm_sm_occupancy_pct), " gpm_tensor=", pct(gpm_tensor_util_pct),
+                  " gpm_dram_bw=", pct(gpm_dram_bw_util_pct));
+  if (!unavailable.empty()) absl::StrAppend(&s, " unavailable=[", absl::StrJoin(unavailable, "; "), "]");
+  return s;
+}
+
+NvmlSampler::NvmlSampler(void* library, absl::Duration interval)
+    : library_(library), interval_(interval), api_(std::make_unique<Api>()),
+      window_(std::make_unique<Window>()) {}
+
+absl::StatusOr<std::unique_ptr<NvmlSampler>> NvmlSampler::Create(
+    const std::string& gpu_uuid_or_pci_bus_id, absl::Duration interval) {
+  if (gpu_uuid_or_pci_bus_id.empty()) {
+    return absl::InvalidArgumentError("NvmlSampler: empty GPU UUID / PCI bus id");
+  }
+  if (interval <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("NvmlSampler: interval must be positive, got ", absl::FormatDuration(interval)));
+  }
+  void* library = dlopen(kLibraryName, RTLD_NOW | RTLD_LOCAL);
+  if (library == nullptr) {
+    const char* why = dlerror();
+    return absl::UnavailableError(
+        absl::StrCat("NVML not available: ", why != nullptr ? why : kLibraryName));
+  }
+  // From here on the sampler owns the library: its destructor shuts NVML down and unloads it on
+  // every return below.
+  std::unique_ptr<NvmlSampler> s(new NvmlSampler(library, interval));
+  Api& api = *s->api_;
+  auto load = [library](auto& fn, const char* name) {
+    fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(dlsym(library, name));
+  };
+  load(api.Init_v2, "nvmlInit_v2");
+  load(api.Shutdown, "nvmlShutdown");
+  load(api.ErrorString, "nvmlErrorString");
+  load(api.DeviceGetHandleByUUID, "nvmlDeviceGetHandleByUUID");
+  load(api.DeviceGetHandleByPciBusId_v2, "nvmlDeviceGetHandleByPciBusId_v2");
+  load(api.DeviceGetUtilizationRates, "nvmlDeviceGetUtilizationRates");
+  load(api.DeviceGetClockInfo, "nvmlDeviceGetClockInfo");
+  load(api.DeviceGetPowerUsage, "nvmlDeviceGetPowerUsage");
+  load(api.DeviceGetTotalEnergyConsumption, "nvmlDeviceGetTotalEnergyConsumption");
+  load(api.DeviceGetCurrentClocksEventReasons, "nvmlDeviceGetCurrentClocksEventReasons");
+  if (api.DeviceGetCurrentClocksEventReasons == nullptr) {
+    load(api.DeviceGetCurrentClocksEventReasons, "nvmlDeviceGetCurrentClocksThrottleReasons");
+  }
+  load(api.GpmQueryDeviceSupport, "nvmlGpmQueryDeviceSupport");
+  load(api.GpmSampleAlloc, "nvmlGpmSampleAlloc");
+  load(api.GpmSampleFree, "nvmlGpmSampleFree");
+  load(api.GpmSampleGet, "nvmlGpmSampleGet");
+  load(api.GpmMetricsGet, "nvmlGpmMetricsGet");
+
+  const bool by_uuid = IsNvmlUuid(gpu_uuid_or_pci_bus_id);
+  const char* lookup_name =
+      by_uuid ? "nvmlDeviceGetHandleByUUID" : "nvmlDeviceGetHandleByPciBusId_v2";
+  auto* lookup = by_uuid ? api.DeviceGetHandleByUUID : api.DeviceGetHandleByPciBusId_v2;
+  const char* missing = api.Init_v2 == nullptr       ? "nvmlInit_v2"
+                        : api.Shutdown == nullptr    ? "nvmlShutdown"
+                        : api.ErrorString == nullptr ? "nvmlErrorString"
+                        : lookup == nullptr          ? lookup_name
+                                                     : nullptr;
+  if (missing != nullptr) {
+    return absl::UnavailableError(
+        absl::StrCat("NVML not available: ", kLibraryName, " has no ", missing));
+  }
+
+  if (nvmlReturn_t r = api.Init_v2(); r != kNvmlSuccess) {
+    return absl::UnavailableError(absl::StrCat("NVML not available: nvmlInit_v2: ", api.Error(r)));
+  }
+  s->nvml_initialized_ = true;
+
+  // nvidia-smi and NVML print UUIDs in lower case ("GPU-5f3c..."); accept either case.
+  std::string id = gpu_uuid_or_pci_bus_id;
+  if (by_uuid) id = absl::StrCat(id.substr(0, 4), absl::AsciiStrToLower(id.substr(4)));
+  nvmlDevice_t device = nullptr;
+  if (nvmlReturn_t r = lookup(id.c_str(), &device); r != kNvmlSuccess) {
+    const std::string message = absl::StrCat("NvmlSampler: ", lookup_name, "(", id, "): ", api.Error(r));
+    if (r == 6 /* NVML_ERROR_NOT_FOUND */) return absl::NotFoundError(message);
+    if (r == 2 /* NVML_ERROR_INVALID_ARGUMENT */) return absl::InvalidArgumentError(message);
+    return absl::UnavailableError(message);
+  }
+  s->device_ = device;
+
+  // GPM: Hopper and newer. Allocate the two sample buffers once, here.
+  if (api.GpmQueryDeviceSupport == nullptr || api.GpmSampleAlloc == nullptr ||
+      api.GpmSampleFree == nullptr || api.GpmSampleGet == nullptr || api.GpmMetricsGet == nullptr) {
+    s->gpm_off_reason_ = absl::StrCat("GPM: ", kLibraryName, " has no GPM API (driver too old)");
+  } else {
+    nvmlGpmSupport_t support{kNvmlGpmSupportVersion, 0};
+    if (nvmlReturn_t r = api.GpmQueryDeviceSupport(device, &support); r != kNvmlSuccess) {
+      s->gpm_off_reason_ = absl::StrCat("GPM: nvmlGpmQueryDeviceSupport: ", api.Error(r));
+    } else if (!support.isSupportedDevice) {
+      s->gpm_off_reason_ = "GPM: not supported on this GPU";
+    } else {
+      for (void*& sample : s->gpm_samples_) {
+        nvmlGpmSample_t handle = nullptr;
+        if (nvmlReturn_t r = api.GpmSampleAlloc(&handle); r != kNvmlSuccess) {
+          s->gpm_off_reason_ = absl::StrCat("GPM: nvmlGpmSampleAlloc: ", api.Error(r));
+          break;
+        }
+        sample = handle;
+      }
+    }
+  }
+  return s;
+}
+
+NvmlSampler::~NvmlSampler() {
+  bool running;
+  {
+    absl::MutexLock lock(&lifecycle_mu_);
+    running = running_;
+  }
+  if (running) Stop();
+  for (void* sample : gpm_samples_) {
+    if (sample != nullptr) api_->GpmSampleFree(static_cast<nvmlGpmSample_t>(sample));
+  }
+  if (nvml_initialized_) api_->Shutdown();
+  dlclose(library_);
+}
+
+void NvmlSampler::Start() {
+  absl::MutexLock lock(&lifecycle_mu_);
+  if (running_) return;
+  const Api& api = *api_;
+  auto* device = static_cast<nvmlDevice_t>(device_);
+  *window_ = Window{};
+
+  if (api.DeviceGetTotalEnergyConsumption == nullptr) {
+    window_->energy_start_error = kNvmlFunctionMissing;
+  } else if (unsigned long long mj = 0;
+             (window_->energy_start_error = api.DeviceGetTotalEnergyConsumption(device, &mj)) ==
+             kNvmlSuccess) {
+    window_->energy_start_mj = mj;
+  }
+  if (gpm_off_reason_.empty()) {
+    const nvmlReturn_t r = api.GpmSampleGet(device, static_cast<nvmlGpmSample_t>(gpm_samples_[0]));
+    window_->gpm_started = r == kNvmlSuccess;
+    if (r != kNvmlSuccess) window_->gpm_start_error = absl::StrCat("GPM: nvmlGpmSampleGet: ", api.Error(r));
+  }
+  window_->start = absl::Now();
+
+  {
+    absl::MutexLock stop_lock(&stop_mu_);
+    stop_requested_ = false;
+  }
+  thread_ = std::thread([this] { Loop(); });
+  running_ = true;
+}
+
+void NvmlSampler::Loop() {
+  absl::Time next = absl::Now();
+  while (true) {
+    SampleOnce();
+    // A fixed schedule, but no burst of catch-up samples after a slow NVML call.
+    next = std::max(next + interval_, absl::Now());
+    absl::MutexLock lock(&stop_mu_);
+    if (stop_mu_.AwaitWithDeadline(absl::Condition(&stop_requested_), next)) return;
+  }
+}
+
+void NvmlSampler::SampleOnce() {
+  const Api& api = *api_;
+  auto* device = static_cast<nvmlDevice_t>(device_);
+  Window& w = *window_;
+  ++w.samples;
+
+  if (api.DeviceGetUtilizationRates == nullptr) {
+    w.util_gpu.last_error = kNvmlFunctionMissing;
+  } else if (nvmlUtilization_t u{};
+             (w.util_gpu.last_error = api.DeviceGetUtilizationRates(device, &u)) == kNvmlSuccess) {
+    w.util_gpu.Add(u.gpu);
+    w.util_mem.Add(u.memory);
+  }
+  if (api.DeviceGetClockInfo == nullptr) {
+    w.sm_clock.last_error = kNvmlFunctionMissing;
+  } else if (unsigned int mhz = 0; (w.sm_clock.last_error = api.DeviceGetClockInfo(
+                                        device, kNvmlClockSm, &mhz)) == kNvmlSuccess) {
+    w.sm_clock.Add(mhz);
+  }
+  if (api.DeviceGetPowerUsage == nullptr) {
+    w.power_mw.last_error = kNvmlFunctionMissing;
+  } else if (unsigned int mw = 0;
+             (w.power_mw.last_error = api.DeviceGetPowerUsage(device, &mw)) == kNvmlSuccess) {
+    w.power_mw.Add(mw);
+  }
+  if (api.DeviceGetCurrentClocksEventReasons == nullptr) {
+    w.reasons.last_error = kNvmlFunctionMissing;
+  } else if (unsigned long long bits = 0;
+             (w.reasons.last_error = api.DeviceGetCurrentClocksEventReasons(device, &bits)) ==
+             kNvmlSuccess) {
+    w.reasons.Add(0);
+    w.reasons_or |= bits;
+  }
+}
+
+NvmlSummary NvmlSampler::Stop() {
+  absl::MutexLock lock(&lifecycle_mu_);
+  NvmlSummary summary;
+  if (!running_) {
+    summary.unavailable.push_back("sampler: Stop() without a running Start()");
+    return summary;
+  }
+  {
+    absl::MutexLock stop_lock(&stop_mu_);
+    stop_requested_ = true;
+  }
+  thread_.join();
+  running_ = false;
+
+  const Api& api = *api_;
+  auto* device = static_cast<nvmlDevice_t>(device_);
+  const Window& w = *window_;
+
+  // Energy: the counter at Stop minus at Start.
+  nvmlReturn_t energy_error = w.energy_start_error;
+  if (w.energy_start_mj.has_value()) {
+    unsigned long long end_mj = 0;
+    energy_error = api.DeviceGetTotalEnergyConsumption(device, &end_mj);
+    if (energy_error == kNvmlSuccess && end_mj >= *w.energy_start_mj) {
+      summary.energy_j = static_cast<double>(end_mj - *w.energy_start_mj) / 1e3;
+    } else if (energy_error == kNvmlSuccess) {
+      summary.unavailable.push_back("energy: the counter went backwards (driver reloaded?)");
+    }
+  }
+  if (energy_error != kNvmlSuccess) {
+    summary.unavailable.push_back(absl::StrCat("energy: ", api.Error(energy_error)));
+  }
+
+  summary.window_s = absl::ToDoubleSeconds(absl::Now() - w.start);
+  ReadGpmEnd(summary);
+
+  summary.samples = w.samples;
+  auto mean = [&summary, &api](const Series& series, const char* what, double scale,
+                               std::optional<double>& out) {
+    if (series.n > 0) {
+      out = series.sum / series.n * scale;
+    } else {
+      summary.unavailable.push_back(absl::StrCat(what, ": ", api.Error(series.last_error)));
+    }
+  };
+  mean(w.util_gpu, "utilization", 1.0, summary.util_gpu_pct);
+  if (w.util_gpu.n > 0) {
+    summary.util_gpu_pct_max = w.util_gpu.max;
+    summary.util_mem_pct = w.util_mem.sum / w.util_mem.n;
+  }
+  mean(w.sm_clock, "sm_clock", 1.0, summary.sm_clock_mhz);
+  mean(w.power_mw, "power", 1e-3, summary.power_w);
+  if (w.reasons.n > 0) {
+    summary.clock_event_reasons = w.reasons_or;
+    summary.clock_event_reasons_read = true;
+  } else {
+    summary.unavailable.push_back(
+        absl::StrCat("clock_event_reasons: ", api.Error(w.reasons.last_error)));
+  }
+  return summary;
+}
+
+void NvmlSampler::ReadGpmEnd(NvmlSummary& summary) {
+  if (!gpm_off_reason_.empty()) {
+    summary.unavailable.push_back(gpm_off_reason_);
+    return;
+  }
+  const Window& w = *window_;
+  if (!w.gpm_started) {
+    summary.unavailable.push_back(w.gpm_start_error);
+    return;
+  }
+  const Api& api = *api_;
+  auto* sample_end = static_cast<nvmlGpmSample_t>(gpm_samples_[1]);
+  if (nvmlReturn_t r = api.GpmSampleGet(static_cast<nvmlDevice_t>(device_), sample_end);
+      r != kNvmlSuccess) {
+    summary.unavailable.push_back(absl::StrCat("GPM: nvmlGpmSampleGet: ", api.Error(r)));
+    return;
+  }
+  if (absl::Seconds(summary.window_s) < kGpmMinWindow) {
+    summary.unavailable.push_back(absl::StrFormat(
+        "GPM: window of %.0f ms is shorter than the 100 ms GPM needs", summary.window_s * 1e3));
+    return;
+  }
+
+  struct Wanted {
+    unsigned int id;
+    const char* what;
+    std::optional<double>* out;
+  };
+  const Wanted wanted[] = {
+      {kGpmSmUtil, "gpm_sm_util", &summary.gpm_sm_util_pct},
+      {kGpmSmOccupancy, "gpm_sm_occupancy", &summary.gpm_sm_occupancy_pct},
+      {kGpmAnyTensorUtil, "gpm_tensor_util", &summary.gpm_tensor_util_pct},
+      {kGpmDramBwUtil, "gpm_dram_bw_util", &summary.gpm_dram_bw_util_pct},
+  };
+  // About 13 KB: on the heap, not the caller's stack.
+  auto get = std::make_unique<nvmlGpmMetricsGet_t>();
+  get->version = kNvmlGpmMetricsGetVersion;
+  get->numMetrics = sizeof(wanted) / sizeof(wanted[0]);
+  get->sample1 = static_cast<nvmlGpmSample_t>(gpm_samples_[0]);
+  get->sample2 = sample_end;
+  for (unsigned int i = 0; i < get->numMetrics; ++i) get->metrics[i].metricId = wanted[i].id;
+  if (nvmlReturn_t r = api.GpmMetricsGet(get.get()); r != kNvmlSuccess) {
+    summary.unavailable.push_back(absl::StrCat("GPM: nvmlGpmMetricsGet: ", api.Error(r)));
+    return;
+  }
+  for (unsigned int i = 0; i < get->numMetrics; ++i) {
+    const nvmlGpmMetric_t& m = get->metrics[i];
+    if (m.nvmlReturn == kNvmlSuccess) {
+      *wanted[i].out = m.value;
+    } else {
+      summary.unavailable.push_back(absl::StrCat(wanted[i].what, ": ", api.Error(m.nvmlReturn)));
+    }
+  }
+}
+
+}  // namespace truthput

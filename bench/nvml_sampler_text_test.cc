@@ -1,0 +1,101 @@
+// The parts of NvmlSampler that need no GPU: clock event reason names, id classification, the
+// summary's text and Create's argument checks (with or without NVML installed).
+#include <cstdint>
+#include <cstdio>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/time/time.h"
+#include "bench/nvml_sampler.h"
+#include "gtest/gtest.h"
+
+namespace truthput {
+namespace {
+
+TEST(ClockEventReasonsTextTest, NoneForZero) { EXPECT_EQ(ClockEventReasonsText(0), "none"); }
+
+TEST(ClockEventReasonsTextTest, EachNamedBit) {
+  EXPECT_EQ(ClockEventReasonsText(0x1), "gpu_idle");
+  EXPECT_EQ(ClockEventReasonsText(0x2), "app_clocks");
+  EXPECT_EQ(ClockEventReasonsText(0x4), "sw_power_cap");
+  EXPECT_EQ(ClockEventReasonsText(0x8), "hw_slowdown");
+  EXPECT_EQ(ClockEventReasonsText(0x10), "sync_boost");
+  EXPECT_EQ(ClockEventReasonsText(0x20), "sw_thermal");
+  EXPECT_EQ(ClockEventReasonsText(0x40), "hw_thermal");
+  EXPECT_EQ(ClockEventReasonsText(0x80), "hw_power_brake");
+  EXPECT_EQ(ClockEventReasonsText(0x100), "display_clocks");
+}
+
+TEST(ClockEventReasonsTextTest, SeveralBitsLowestFirst) {
+  EXPECT_EQ(ClockEventReasonsText(0x8 | 0x4), "sw_power_cap|hw_slowdown");
+  EXPECT_EQ(ClockEventReasonsText(0x1ff),
+            "gpu_idle|app_clocks|sw_power_cap|hw_slowdown|sync_boost|sw_thermal|hw_thermal|"
+            "hw_power_brake|display_clocks");
+}
+
+TEST(ClockEventReasonsTextTest, UnnamedBitsAsHex) {
+  EXPECT_EQ(ClockEventReasonsText(0x200), "0x200");
+  EXPECT_EQ(ClockEventReasonsText(0x4 | 0x1000), "sw_power_cap|0x1000");
+  EXPECT_EQ(ClockEventReasonsText(uint64_t{1} << 63), "0x8000000000000000");
+}
+
+TEST(NvmlSummaryTest, ReasonsTextSaysUnavailableWhenNeverRead) {
+  NvmlSummary s;
+  EXPECT_EQ(s.ClockEventReasonsText(), "unavailable");
+  s.clock_event_reasons_read = true;
+  EXPECT_EQ(s.ClockEventReasonsText(), "none");
+  s.clock_event_reasons = 0x4;
+  EXPECT_EQ(s.ClockEventReasonsText(), "sw_power_cap");
+}
+
+TEST(NvmlSummaryTest, ToStringShowsValuesAndWhatIsMissing) {
+  NvmlSummary s;
+  s.samples = 3;
+  s.window_s = 0.25;
+  s.util_gpu_pct = 97.5;
+  s.util_gpu_pct_max = 100;
+  s.power_w = 120.34;
+  s.clock_event_reasons_read = true;
+  s.unavailable = {"energy: NVML_ERROR_NOT_SUPPORTED", "GPM: not supported on this GPU"};
+  const std::string text = s.ToString();
+  EXPECT_NE(text.find("samples=3"), std::string::npos) << text;
+  EXPECT_NE(text.find("util_gpu=97.5% (max 100.0%)"), std::string::npos) << text;
+  EXPECT_NE(text.find("power=120.3W"), std::string::npos) << text;
+  EXPECT_NE(text.find("energy=n/a"), std::string::npos) << text;
+  EXPECT_NE(text.find("reasons=none"), std::string::npos) << text;
+  EXPECT_NE(text.find("unavailable=[energy: NVML_ERROR_NOT_SUPPORTED; GPM: not supported"),
+            std::string::npos)
+      << text;
+}
+
+TEST(IsNvmlUuidTest, UuidsAndBusIds) {
+  EXPECT_TRUE(IsNvmlUuid("GPU-5f3c1a2b-0123-4567-89ab-cdef01234567"));
+  EXPECT_TRUE(IsNvmlUuid("gpu-5f3c1a2b-0123-4567-89ab-cdef01234567"));
+  EXPECT_TRUE(IsNvmlUuid("MIG-5f3c1a2b-0123-4567-89ab-cdef01234567"));
+  EXPECT_FALSE(IsNvmlUuid("0000:18:00.0"));
+  EXPECT_FALSE(IsNvmlUuid("18:00.0"));
+  EXPECT_FALSE(IsNvmlUuid(""));
+}
+
+TEST(NvmlSamplerCreateTest, RejectsBadArgumentsBeforeLoadingNvml) {
+  EXPECT_EQ(NvmlSampler::Create("").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(NvmlSampler::Create("0000:18:00.0", absl::ZeroDuration()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+// Without NVML (a CPU machine): Unavailable, which callers treat as "run without NVML". With NVML
+// (the GPU machine): no GPU has this UUID.
+TEST(NvmlSamplerCreateTest, UnknownGpuIsUnavailableOrNotFound) {
+  const absl::Status st =
+      NvmlSampler::Create("GPU-00000000-0000-0000-0000-000000000000").status();
+  std::printf("Create(all-zero UUID): %s\n", st.ToString().c_str());
+  if (absl::IsUnavailable(st)) {
+    EXPECT_TRUE(absl::StartsWith(st.message(), "NVML not available: ")) << st;
+  } else {
+    EXPECT_TRUE(absl::IsNotFound(st) || absl::IsInvalidArgument(st)) << st;
+  }
+}
+
+}  // namespace
+}  // namespace truthput
