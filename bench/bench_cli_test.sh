@@ -47,6 +47,7 @@ expect_error "context" "$decode" --context=abc --predict --gpu=h100
 expect_error "tp 3 does not divide" "$decode" --tp=3 --predict --gpu=h100
 expect_error "unknown GPU 'h300'" "$decode" --predict --gpu=h300
 expect_error "exists; pass --overwrite" "$decode" --predict --gpu=h100 --csv="$tmp/h100.csv"
+expect_error "--profile=deep" "$decode" --profile=deep --predict --gpu=h100
 expect_error "--seq" "$prefill" --seq=0 --predict --gpu=h100
 expect_error "unexpected argument" "$decode" 70b --predict --gpu=h100
 # Without a GPU (CI), a run that needs one says so and points to --predict.

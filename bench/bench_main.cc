@@ -24,6 +24,9 @@ ABSL_FLAG(std::string, gpu, "",
 ABSL_FLAG(bool, predict, false, "print the roofline prediction only; needs no GPU");
 ABSL_FLAG(bool, graph, true, "capture the whole step in a CUDA graph (false: eager launches)");
 ABSL_FLAG(bool, verify, true, "check a reduced-size step against a reference before timing");
+ABSL_FLAG(std::string, profile, "step",
+          "hardware counters (CUPTI), in a pass of their own after timing: off, step (one range "
+          "per step) or ops (also one range per op kind)");
 ABSL_FLAG(double, usd_per_gpu_hour, 0, "GPU price for the cost column (0: datasheet's public price)");
 ABSL_FLAG(std::string, csv, "", "write the points as CSV to this path");
 ABSL_FLAG(std::string, json, "", "write the RunResult as JSON (protobuf mapping) to this path");
@@ -51,6 +54,7 @@ int BenchMain(const std::string& tool, Phase phase, int argc, char** argv,
   f.predict = absl::GetFlag(FLAGS_predict);
   f.graph = absl::GetFlag(FLAGS_graph);
   f.verify = absl::GetFlag(FLAGS_verify);
+  f.profile = absl::GetFlag(FLAGS_profile);
   f.usd_per_gpu_hour = absl::GetFlag(FLAGS_usd_per_gpu_hour);
   f.csv = absl::GetFlag(FLAGS_csv);
   f.json = absl::GetFlag(FLAGS_json);

@@ -59,6 +59,11 @@ absl::StatusOr<BenchRequest> MakeBenchRequest(std::string tool, Phase phase,
   r.predict = f.predict;
   r.graph = f.graph;
   r.verify = f.verify;
+  if (f.profile != "off" && f.profile != "step" && f.profile != "ops") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--profile=", f.profile, ": must be off, step or ops"));
+  }
+  r.profile = f.profile;
   if (f.usd_per_gpu_hour < 0) {
     return absl::InvalidArgumentError("--usd_per_gpu_hour must be >= 0");
   }

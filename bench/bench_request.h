@@ -25,6 +25,7 @@ struct BenchRequest {
   bool predict = false;
   bool graph = true;
   bool verify = true;
+  std::string profile = "step";  // CUPTI depth: "off", "step", "ops"
   double usd_per_gpu_hour = 0;  // 0: the datasheet's public price
   std::string csv_path;
   std::string json_path;
@@ -37,7 +38,7 @@ struct BenchRequest {
 
 // Raw flag values, as typed.
 struct BenchFlagValues {
-  std::string model, batch, seq, gpu, csv, json;
+  std::string model, batch, seq, gpu, csv, json, profile = "step";
   int64_t context = 0;
   int64_t tp = 1;
   bool predict = false, graph = true, verify = true, overwrite = false;

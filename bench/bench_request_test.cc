@@ -70,6 +70,9 @@ TEST(BenchRequest, BadInputGetsOneClearLine) {
   f.predict = true;
   EXPECT_THAT(Error(f), HasSubstr("--predict needs --gpu"));
   f = Flags();
+  f.profile = "deep";
+  EXPECT_THAT(Error(f), HasSubstr("--profile=deep: must be off, step or ops"));
+  f = Flags();
   f.seq = "0";
   EXPECT_THAT(Error(f, Phase::kPrefill), HasSubstr("--seq"));
 }

@@ -3,10 +3,10 @@
 // CUDA 13 CUPTI Range Profiler (cupti_range_profiler.h + cupti_profiler_host.h) in user-range,
 // user-replay mode.
 //
-// How a profile runs. The counter hardware reads only some metrics at once, so a metric set needs
-// several passes (passes() says how many; about 10 for TruthMetrics()). Profile runs the work
-// once per pass, each time between a range push and pop; the work must therefore be idempotent
-// and self-contained, e.g. one CUDA graph launch of a decode step. Kernels inside a range run
+// How a profile runs. The counter hardware reads only some metrics at once, so a metric set may
+// need several passes (passes() says how many; TruthMetrics() plans to 2 on GH100). Profile runs
+// the work once per pass, each time between a range push and pop; the work must therefore be
+// idempotent and self-contained, e.g. one CUDA graph launch of a decode step. Kernels inside a range run
 // asynchronously, back to back, graphs included. Before the first pass the stream is
 // synchronized, so earlier work on it is not counted; work on other streams or processes that
 // overlaps a range is counted too (DRAM and L2 counters are device-wide).
@@ -16,7 +16,8 @@
 // time a profiled run: use the counters for what they count, the timer (gpu_timer.h) for time.
 // CUPTI 13 has no clock control: clocks are whatever the GPU chose (see gpc_clock_hz).
 //
-// Failures. Create returns a status whose message is one line fit for an "n/a (reason)" cell:
+// Failures. Create returns a status whose message is one line fit for an "n/a (reason)" cell: the
+// reason, then the failing call in brackets, " [call: CUPTI_ERROR_...]":
 //   PermissionDenied  counters are restricted to admin users;
 //   Unavailable       another profiler holds the counters (ncu, nsys, DCGM profiling), or
 //                     libnvperf_host.so cannot be loaded;

@@ -2,13 +2,21 @@
 
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
+#include <functional>
 #include <memory>
+#include <set>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "bench/cupti_range_profiler.h"
 #include "bench/device_info.h"
 #include "bench/gpu_timer.h"
+#include "bench/nvml_sampler.h"
+#include "bench/nvtx_range.h"
 #include "bench/prediction.h"
 #include "bench/step_runner.h"
 #include "bench/step_verifier.h"
@@ -69,6 +77,109 @@ absl::Status Verify(const BenchRequest& request, const DeviceIdentity& id, Cubla
   return absl::OkStatus();
 }
 
+// What nvidia-smi would have said: NVML sampled while steps run back to back for at least
+// 1.5 s (nvidia-smi averages utilization over up to 1 s), apart from the timed pass, whose
+// per-round gating would skew it.
+absl::Status NvmlPass(NvmlSampler& nvml, const std::function<absl::Status(cudaStream_t)>& step,
+                      double step_ms, cudaStream_t stream, BatchPoint& p,
+                      std::set<std::string>& unavailable) {
+  const int per_batch = std::max(2, static_cast<int>(250.0 / std::max(step_ms, 0.01)));
+  int64_t steps = 0;
+  nvml.Start();
+  const absl::Time start = absl::Now();
+  while (absl::Now() - start < absl::Milliseconds(1500) || steps < 3) {
+    for (int i = 0; i < per_batch; ++i) {
+      absl::Status st = step(stream);
+      if (!st.ok()) {
+        nvml.Stop();
+        return st;
+      }
+    }
+    steps += per_batch;
+    if (absl::Status st = CudaStatus(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+        !st.ok()) {
+      nvml.Stop();
+      return st;
+    }
+  }
+  const NvmlSummary s = nvml.Stop();
+  if (s.util_gpu_pct) p.set_smi_util_pct(*s.util_gpu_pct);
+  if (s.util_mem_pct) p.set_smi_mem_util_pct(*s.util_mem_pct);
+  if (s.gpm_sm_util_pct) p.set_gpm_sm_util_pct(*s.gpm_sm_util_pct);
+  if (s.gpm_tensor_util_pct) p.set_gpm_tensor_util_pct(*s.gpm_tensor_util_pct);
+  if (s.gpm_dram_bw_util_pct) p.set_gpm_dram_bw_util_pct(*s.gpm_dram_bw_util_pct);
+  if (s.sm_clock_mhz) p.set_sm_clock_mhz(*s.sm_clock_mhz);
+  if (s.power_w) p.set_power_w(*s.power_w);
+  if (s.energy_j) p.set_joules_per_token(*s.energy_j / (steps * static_cast<double>(p.tokens())));
+  p.set_throttle(s.clock_event_reasons_read ? s.ClockEventReasonsText() : "n/a");
+  for (const std::string& u : s.unavailable) unavailable.insert(absl::StrCat("NVML ", u));
+  return absl::OkStatus();
+}
+
+// The hardware counters of one step (and, for --profile=ops, of each op kind), each in a user
+// range replayed once per counter pass. Work must be idempotent: a step overwrites its
+// activations and appends K/V at the same position every time.
+absl::Status CuptiPass(CuptiRangeProfiler& cupti, const Workload& w, const StepRunner& r,
+                       const std::function<absl::Status(cudaStream_t)>& step, bool graph,
+                       bool per_op, cudaStream_t stream, BatchPoint& p) {
+  absl::StatusOr<RangeMetrics> m = cupti.Profile("step", step, stream);
+  if (!m.ok()) return m.status();
+  const TruthColumns t = ToTruthColumns(*m);
+  const double step_s = p.step_ms_p50() / 1e3;
+  double model_tensor_flops = 0;
+  for (const Op& op : w.ops()) {
+    if (op.tensor_flops) model_tensor_flops += static_cast<double>(op.count) * op.flops;
+  }
+  if (t.sm_active_pct) p.set_sm_active_pct(*t.sm_active_pct);
+  if (t.tensor_active_pct) p.set_tensor_active_pct(*t.tensor_active_pct);
+  if (t.dram_read_bytes) p.set_dram_read_gbytes(*t.dram_read_bytes / 1e9);
+  if (t.dram_write_bytes) p.set_dram_write_gbytes(*t.dram_write_bytes / 1e9);
+  if (t.dram_read_bytes && t.dram_write_bytes) {
+    const double bytes = *t.dram_read_bytes + *t.dram_write_bytes;
+    p.set_dram_gbps(bytes / step_s / 1e9);
+    p.set_dram_bytes_over_model(bytes / 1e9 / p.model_gbytes());
+  }
+  if (t.tensor_flops) {
+    p.set_hw_tflops(*t.tensor_flops / step_s / 1e12);
+    p.set_tensor_flops_over_model(*t.tensor_flops / model_tensor_flops);
+  }
+  if (t.occupancy_pct) p.set_occupancy_pct(*t.occupancy_pct);
+  if (t.l2_hit_pct) p.set_l2_hit_pct(*t.l2_hit_pct);
+  if (!per_op) return absl::OkStatus();
+
+  // One range per op kind, all its executions in it, in one session.
+  std::vector<GraphExecPtr> graphs;
+  std::vector<std::pair<std::string, RangeWork>> ranges;
+  for (size_t i = 0; i < w.ops().size(); ++i) {
+    auto enqueue = [&r, i](cudaStream_t s) { return r.EnqueueOp(i, s); };
+    if (graph) {
+      absl::StatusOr<GraphExecPtr> g = CaptureGraph(enqueue, stream);
+      if (!g.ok()) return g.status();
+      cudaGraphExec_t exec = g->get();
+      graphs.push_back(*std::move(g));
+      ranges.emplace_back(w.ops()[i].name, [exec](cudaStream_t s) {
+        return CudaStatus(cudaGraphLaunch(exec, s), "cudaGraphLaunch");
+      });
+    } else {
+      ranges.emplace_back(w.ops()[i].name, enqueue);
+    }
+  }
+  absl::StatusOr<std::vector<RangeMetrics>> per = cupti.ProfileMany(ranges, stream);
+  if (!per.ok()) return per.status();
+  for (size_t i = 0; i < per->size(); ++i) {
+    const TruthColumns ot = ToTruthColumns((*per)[i]);
+    OpPoint* o = p.mutable_ops(static_cast<int>(i));
+    if (ot.dram_read_bytes) o->set_dram_read_gbytes(*ot.dram_read_bytes / 1e9);
+    if (ot.dram_write_bytes) o->set_dram_write_gbytes(*ot.dram_write_bytes / 1e9);
+    if (ot.sm_active_pct) o->set_sm_active_pct(*ot.sm_active_pct);
+    if (ot.tensor_active_pct) o->set_tensor_active_pct(*ot.tensor_active_pct);
+    if (ot.tensor_flops && o->has_measured_ms()) {
+      o->set_hw_tflops(*ot.tensor_flops / (o->measured_ms() / 1e3) / 1e12);
+    }
+  }
+  return absl::OkStatus();
+}
+
 void AddMeasured(BatchPoint& p, const TimingStats& t, const GpuSpec& g, DType dtype,
                  double usd_per_hour) {
   const double s = t.p50_ms / 1e3;
@@ -116,6 +227,34 @@ absl::StatusOr<RunResult> RunOnGpu(const BenchRequest& request, std::ostream& lo
     result.mutable_config()->add_notes("--verify=false: the correctness check was skipped");
   }
 
+  // The truth columns' tools. Where one cannot work, its columns read n/a with the reason,
+  // once, and the run goes on.
+  std::set<std::string> unavailable;
+  std::unique_ptr<NvmlSampler> nvml;
+  if (absl::StatusOr<std::unique_ptr<NvmlSampler>> n = NvmlSampler::Create(id->uuid); n.ok()) {
+    nvml = *std::move(n);
+  } else {
+    unavailable.insert(absl::StrCat("smi_util_pct, smi_mem_util_pct, gpm_*, sm_clock_mhz, "
+                                    "power_w, joules_per_token, throttle: ",
+                                    n.status().message()));
+  }
+  std::unique_ptr<CuptiRangeProfiler> cupti;
+  const std::string kCuptiColumns =
+      "sm_active_pct, tensor_active_pct, dram_*, hw_tflops, tensor_flops_over_model, "
+      "occupancy_pct, l2_hit_pct";
+  if (request.profile == "off") {
+    unavailable.insert(absl::StrCat(kCuptiColumns, ": --profile=off"));
+  } else if (absl::StatusOr<std::unique_ptr<CuptiRangeProfiler>> c =
+                 CuptiRangeProfiler::Create(id->device, TruthMetricNames());
+             c.ok()) {
+    cupti = *std::move(c);
+    for (const std::string& m : cupti->unsupported_metrics()) {
+      unavailable.insert(absl::StrCat("CUPTI metric ", m, ": not supported on ", cupti->chip()));
+    }
+  } else {
+    unavailable.insert(absl::StrCat(kCuptiColumns, ": ", c.status().message()));
+  }
+
   const DType dtype = request.model.weight_dtype();
   const double usd = result.config().usd_per_gpu_hour();
   for (const StepConfig& step : request.Steps()) {
@@ -139,10 +278,16 @@ absl::StatusOr<RunResult> RunOnGpu(const BenchRequest& request, std::ostream& lo
     const StepRunner& r = **runner;
     p->set_residency(r.residency().Describe());
 
+    const NvtxRange point_range(absl::StrCat(PhaseName(step.phase), " batch=", step.batch,
+                                             " context=", step.context));
     TimingOptions step_timing;
     step_timing.use_graph = request.graph;
-    absl::StatusOr<TimingStats> t =
-        TimeGpuWork([&r](cudaStream_t s) { return r.EnqueueStep(s); }, stream, step_timing);
+    absl::StatusOr<TimingStats> t = TimeGpuWork(
+        [&r](cudaStream_t s) {
+          const NvtxRange range("step");
+          return r.EnqueueStep(s);
+        },
+        stream, step_timing);
     if (!t.ok()) return t.status();
     AddMeasured(*p, *t, *datasheet, dtype, usd);
 
@@ -164,12 +309,39 @@ absl::StatusOr<RunResult> RunOnGpu(const BenchRequest& request, std::ostream& lo
       o->set_achieved_tflops(o->gflops() / s / 1e3);
       o->set_implementation(r.Implementation(i));
     }
+    // The NVML and CUPTI passes replay exactly what was timed: the step's graph, or (eager) the
+    // step's launches.
+    GraphExecPtr step_graph;
+    if (request.graph) {
+      absl::StatusOr<GraphExecPtr> g =
+          CaptureGraph([&r](cudaStream_t s) { return r.EnqueueStep(s); }, stream);
+      if (!g.ok()) return g.status();
+      step_graph = *std::move(g);
+    }
+    const std::function<absl::Status(cudaStream_t)> step_work =
+        [&r, exec = step_graph.get()](cudaStream_t s) {
+          if (exec != nullptr) return CudaStatus(cudaGraphLaunch(exec, s), "cudaGraphLaunch");
+          return r.EnqueueStep(s);
+        };
+    if (nvml != nullptr) {
+      TP_RETURN_IF_ERROR(NvmlPass(*nvml, step_work, t->p50_ms, stream, *p, unavailable));
+    }
+    if (cupti != nullptr) {
+      absl::Status st = CuptiPass(*cupti, *w, r, step_work, request.graph,
+                                  request.profile == "ops", stream, *p);
+      if (!st.ok()) {
+        // Counters are an extra: a failing profiler pass costs its columns, not the run.
+        unavailable.insert(absl::StrCat(kCuptiColumns, ": ", st.message()));
+        cupti.reset();
+      }
+    }
     log << absl::StrFormat(
         "batch %d: %.3f ms p50, %.1f tok/s, MBU %.3f, MFU %.4f, %.0f%% of the roofline bound "
         "(%s; %d reps%s)\n",
         step.batch, t->p50_ms, p->tokens_per_s(), p->mbu(), p->mfu(), 100 * p->roofline_eff(),
         p->residency(), t->reps, t->stable ? "" : ", not stable within the time cap");
   }
+  for (const std::string& u : unavailable) result.add_unavailable(u);
   SetMeasuredKnee(result);
   return result;
 }

@@ -17,11 +17,7 @@ namespace {
 struct GraphDeleter {
   void operator()(cudaGraph_t g) const { cudaGraphDestroy(g); }
 };
-struct GraphExecDeleter {
-  void operator()(cudaGraphExec_t g) const { cudaGraphExecDestroy(g); }
-};
 using GraphPtr = std::unique_ptr<CUgraph_st, GraphDeleter>;
-using GraphExecPtr = std::unique_ptr<CUgraphExec_st, GraphExecDeleter>;
 
 // A fixed set of timing events, destroyed together.
 class EventPool {
@@ -62,6 +58,8 @@ absl::Status CheckOptions(const TimingOptions& o, cudaStream_t stream) {
   return absl::OkStatus();
 }
 
+}  // namespace
+
 // Captures one enqueue into an instantiated, uploaded graph. The capture is always ended, so an
 // enqueue error leaves the stream usable; it is returned unchanged.
 absl::StatusOr<GraphExecPtr> CaptureGraph(const std::function<absl::Status(cudaStream_t)>& enqueue,
@@ -82,8 +80,6 @@ absl::StatusOr<GraphExecPtr> CaptureGraph(const std::function<absl::Status(cudaS
   TP_CUDA_RETURN_IF_ERROR(cudaGraphUpload(exec.get(), stream));
   return exec;
 }
-
-}  // namespace
 
 absl::StatusOr<TimingStats> TimeGpuWork(const std::function<absl::Status(cudaStream_t)>& enqueue,
                                         cudaStream_t stream, const TimingOptions& options) {

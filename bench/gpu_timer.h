@@ -25,6 +25,7 @@
 #include <cuda_runtime_api.h>
 
 #include <functional>
+#include <memory>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -57,6 +58,17 @@ struct TimingStats {
 // work on the stream it is given (no synchronization, no allocation when use_graph) and return
 // the first error it meets; that error is returned unchanged. The call leaves no graph, event or
 // pinned memory behind, on every path.
+struct GraphExecDeleter {
+  void operator()(cudaGraphExec_t g) const { cudaGraphExecDestroy(g); }
+};
+using GraphExecPtr = std::unique_ptr<CUgraphExec_st, GraphExecDeleter>;
+
+// Captures one enqueue into an instantiated, uploaded CUDA graph (for runs that must replay
+// exactly what was timed: the NVML and CUPTI passes). The capture is always ended, so an
+// enqueue error leaves the stream usable; it is returned unchanged.
+absl::StatusOr<GraphExecPtr> CaptureGraph(const std::function<absl::Status(cudaStream_t)>& enqueue,
+                                          cudaStream_t stream);
+
 absl::StatusOr<TimingStats> TimeGpuWork(const std::function<absl::Status(cudaStream_t)>& enqueue,
                                         cudaStream_t stream, const TimingOptions& options);
 

@@ -229,7 +229,9 @@ std::string NvmlSummary::ToString() const {
   absl::StrAppend(&s, " gpm_sm=", pct(gpm_sm_util_pct), " gpm_occupancy=",
                   pct(gpm_sm_occupancy_pct), " gpm_tensor=", pct(gpm_tensor_util_pct),
                   " gpm_dram_bw=", pct(gpm_dram_bw_util_pct));
-  if (!unavailable.empty()) absl::StrAppend(&s, " unavailable=[", absl::StrJoin(unavailable, "; "), "]");
+  if (!unavailable.empty()) {
+    absl::StrAppend(&s, " unavailable=[", absl::StrJoin(unavailable, "; "), "]");
+  }
   return s;
 }
 
@@ -244,7 +246,8 @@ absl::StatusOr<std::unique_ptr<NvmlSampler>> NvmlSampler::Create(
   }
   if (interval <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("NvmlSampler: interval must be positive, got ", absl::FormatDuration(interval)));
+        absl::StrCat("NvmlSampler: interval must be positive, got ",
+                     absl::FormatDuration(interval)));
   }
   void* library = dlopen(kLibraryName, RTLD_NOW | RTLD_LOCAL);
   if (library == nullptr) {
@@ -302,7 +305,8 @@ absl::StatusOr<std::unique_ptr<NvmlSampler>> NvmlSampler::Create(
   if (by_uuid) id = absl::StrCat(id.substr(0, 4), absl::AsciiStrToLower(id.substr(4)));
   nvmlDevice_t device = nullptr;
   if (nvmlReturn_t r = lookup(id.c_str(), &device); r != kNvmlSuccess) {
-    const std::string message = absl::StrCat("NvmlSampler: ", lookup_name, "(", id, "): ", api.Error(r));
+    const std::string message =
+        absl::StrCat("NvmlSampler: ", lookup_name, "(", id, "): ", api.Error(r));
     if (r == 6 /* NVML_ERROR_NOT_FOUND */) return absl::NotFoundError(message);
     if (r == 2 /* NVML_ERROR_INVALID_ARGUMENT */) return absl::InvalidArgumentError(message);
     return absl::UnavailableError(message);
@@ -322,8 +326,8 @@ absl::StatusOr<std::unique_ptr<NvmlSampler>> NvmlSampler::Create(
     } else {
       for (void*& sample : s->gpm_samples_) {
         nvmlGpmSample_t handle = nullptr;
-        if (nvmlReturn_t r = api.GpmSampleAlloc(&handle); r != kNvmlSuccess) {
-          s->gpm_off_reason_ = absl::StrCat("GPM: nvmlGpmSampleAlloc: ", api.Error(r));
+        if (nvmlReturn_t alloc = api.GpmSampleAlloc(&handle); alloc != kNvmlSuccess) {
+          s->gpm_off_reason_ = absl::StrCat("GPM: nvmlGpmSampleAlloc: ", api.Error(alloc));
           break;
         }
         sample = handle;
@@ -364,7 +368,9 @@ void NvmlSampler::Start() {
   if (gpm_off_reason_.empty()) {
     const nvmlReturn_t r = api.GpmSampleGet(device, static_cast<nvmlGpmSample_t>(gpm_samples_[0]));
     window_->gpm_started = r == kNvmlSuccess;
-    if (r != kNvmlSuccess) window_->gpm_start_error = absl::StrCat("GPM: nvmlGpmSampleGet: ", api.Error(r));
+    if (r != kNvmlSuccess) {
+      window_->gpm_start_error = absl::StrCat("GPM: nvmlGpmSampleGet: ", api.Error(r));
+    }
   }
   window_->start = absl::Now();
 

@@ -63,7 +63,9 @@ class NvmlSamplerTest : public testing::Test {
     EXPECT_GT(*s.sm_clock_mhz, 0);
     ASSERT_TRUE(s.power_w.has_value());
     EXPECT_GT(*s.power_w, 0);
-    if (s.energy_j.has_value()) EXPECT_GT(*s.energy_j, 0);
+    if (s.energy_j.has_value()) {
+      EXPECT_GT(*s.energy_j, 0);
+    }
     EXPECT_TRUE(s.clock_event_reasons_read);
     for (const std::optional<double>& v : {s.gpm_sm_util_pct, s.gpm_sm_occupancy_pct,
                                            s.gpm_tensor_util_pct, s.gpm_dram_bw_util_pct}) {
@@ -93,7 +95,9 @@ TEST_F(NvmlSamplerTest, OneThreadSpinIsFullUtilizationButOneSm) {
     // One SM busy of identity_.sm_count (132 on an H100 SXM): under 1%.
     EXPECT_LT(*s.gpm_sm_util_pct, 10) << "sm_count " << identity_.sm_count;
   }
-  if (s.gpm_tensor_util_pct.has_value()) EXPECT_LT(*s.gpm_tensor_util_pct, 5);
+  if (s.gpm_tensor_util_pct.has_value()) {
+    EXPECT_LT(*s.gpm_tensor_util_pct, 5);
+  }
 }
 
 // Large bf16 GEMMs back to back: every SM busy and the tensor cores working, so the GPM values
@@ -124,8 +128,12 @@ TEST_F(NvmlSamplerTest, GemmLoopDrivesGpmSmAndTensorUtil) {
   const NvmlSummary s = sampler_->Stop();
   Print("bf16 gemm loop", s);
   ExpectBusyBasics(s);
-  if (s.gpm_sm_util_pct.has_value()) EXPECT_GT(*s.gpm_sm_util_pct, 50);
-  if (s.gpm_tensor_util_pct.has_value()) EXPECT_GT(*s.gpm_tensor_util_pct, 10);
+  if (s.gpm_sm_util_pct.has_value()) {
+    EXPECT_GT(*s.gpm_sm_util_pct, 50);
+  }
+  if (s.gpm_tensor_util_pct.has_value()) {
+    EXPECT_GT(*s.gpm_tensor_util_pct, 10);
+  }
 }
 
 TEST_F(NvmlSamplerTest, FindsTheGpuByPciBusIdToo) {

@@ -27,6 +27,7 @@ RunResult NewRunResult(const BenchRequest& r, const GpuSpec& datasheet) {
   c->set_predict_only(r.predict);
   c->set_graph(r.graph);
   c->set_verify(r.verify && !r.predict);
+  c->set_profile(r.predict ? "off" : r.profile);
   c->set_usd_per_gpu_hour(r.usd_per_gpu_hour > 0 ? r.usd_per_gpu_hour : datasheet.usd_per_hour());
   c->set_command_line(r.command_line);
   if (r.tp > 1) {

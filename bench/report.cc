@@ -64,6 +64,94 @@ void PrintOpBreakdown(const RunResult& r, std::ostream& out) {
   out << sum << "\n";
 }
 
+// The truth columns: what NVML and CUPTI said, "n/a" where they could not say (the reason is in
+// RunResult.unavailable), empty for skipped points.
+struct TruthColumn {
+  const char* name;
+  bool (BatchPoint::*has)() const;
+  double (BatchPoint::*get)() const;
+  int precision;
+};
+
+const std::vector<TruthColumn>& TruthColumns() {
+  using P = BatchPoint;
+  static const auto* columns = new std::vector<TruthColumn>{
+      {"smi_util_pct", &P::has_smi_util_pct, &P::smi_util_pct, 1},
+      {"smi_mem_util_pct", &P::has_smi_mem_util_pct, &P::smi_mem_util_pct, 1},
+      {"gpm_sm_util_pct", &P::has_gpm_sm_util_pct, &P::gpm_sm_util_pct, 1},
+      {"sm_active_pct", &P::has_sm_active_pct, &P::sm_active_pct, 1},
+      {"tensor_active_pct", &P::has_tensor_active_pct, &P::tensor_active_pct, 2},
+      {"dram_read_gbytes", &P::has_dram_read_gbytes, &P::dram_read_gbytes, 3},
+      {"dram_write_gbytes", &P::has_dram_write_gbytes, &P::dram_write_gbytes, 3},
+      {"dram_gbps", &P::has_dram_gbps, &P::dram_gbps, 1},
+      {"dram_bytes_over_model", &P::has_dram_bytes_over_model, &P::dram_bytes_over_model, 4},
+      {"hw_tflops", &P::has_hw_tflops, &P::hw_tflops, 2},
+      {"sm_clock_mhz", &P::has_sm_clock_mhz, &P::sm_clock_mhz, 0},
+      {"power_w", &P::has_power_w, &P::power_w, 1},
+      {"joules_per_token", &P::has_joules_per_token, &P::joules_per_token, 4},
+      {"tensor_flops_over_model", &P::has_tensor_flops_over_model, &P::tensor_flops_over_model, 4},
+      {"gpm_tensor_util_pct", &P::has_gpm_tensor_util_pct, &P::gpm_tensor_util_pct, 1},
+      {"gpm_dram_bw_util_pct", &P::has_gpm_dram_bw_util_pct, &P::gpm_dram_bw_util_pct, 1},
+      {"occupancy_pct", &P::has_occupancy_pct, &P::occupancy_pct, 1},
+      {"l2_hit_pct", &P::has_l2_hit_pct, &P::l2_hit_pct, 1},
+  };
+  return *columns;
+}
+
+std::string TruthValue(const BatchPoint& p, const TruthColumn& t) {
+  if (p.skipped()) return "";
+  return (p.*t.has)() ? Num((p.*t.get)(), t.precision) : "n/a";
+}
+
+// A right-aligned table cell; "n/a" when unset.
+std::string Cell(const BatchPoint& p, bool (BatchPoint::*has)() const,
+                 double (BatchPoint::*get)() const, int width, int precision) {
+  if (!(p.*has)()) return absl::StrFormat(" %*s", width, "n/a");
+  return absl::StrFormat(" %*.*f", width, precision, (p.*get)());
+}
+
+// GPU runs lead with the contrast the product exists for: what nvidia-smi said beside what the
+// counters and the model's own bytes and FLOPs say.
+void PrintMeasuredTable(const RunResult& r, std::ostream& out) {
+  using P = BatchPoint;
+  std::string head = absl::StrFormat("%6s", "batch");
+  if (Prefill(r)) head += absl::StrFormat(" %6s", "seq");
+  head += absl::StrFormat(
+      " %6s %6s %6s %6s %7s %9s | %8s %8s %9s %6s %-7s %8s %6s %6s %7s %7s", "smi%", "SMact%",
+      "tens%", "MBU", "MFU", "tok/s", "p50_ms", "p99_ms", "bound_t/s", "eff", "bound", "DRAM/mdl",
+      "HW_TF", "W", "J/tok", "$/Mtok");
+  out << head << "\n";
+  for (const BatchPoint& p : r.points()) {
+    std::string line = absl::StrFormat("%6d", p.batch());
+    if (Prefill(r)) line += absl::StrFormat(" %6d", p.seq_len());
+    if (p.skipped()) {
+      out << line << "  skipped: " << p.skip_reason() << "\n";
+      continue;
+    }
+    line += Cell(p, &P::has_smi_util_pct, &P::smi_util_pct, 6, 1) +
+            Cell(p, &P::has_sm_active_pct, &P::sm_active_pct, 6, 1) +
+            Cell(p, &P::has_tensor_active_pct, &P::tensor_active_pct, 6, 2) +
+            Cell(p, &P::has_mbu, &P::mbu, 6, 3) + Cell(p, &P::has_mfu, &P::mfu, 7, 4) +
+            Cell(p, &P::has_tokens_per_s, &P::tokens_per_s, 9, 1) + " |" +
+            Cell(p, &P::has_step_ms_p50, &P::step_ms_p50, 8, 3) +
+            Cell(p, &P::has_step_ms_p99, &P::step_ms_p99, 8, 3) +
+            absl::StrFormat(" %9.1f", p.bound_tokens_per_s()) +
+            Cell(p, &P::has_roofline_eff, &P::roofline_eff, 6, 3) +
+            absl::StrFormat(" %-7s", p.bound()) +
+            Cell(p, &P::has_dram_bytes_over_model, &P::dram_bytes_over_model, 8, 3) +
+            Cell(p, &P::has_hw_tflops, &P::hw_tflops, 6, 1) +
+            Cell(p, &P::has_power_w, &P::power_w, 6, 0) +
+            Cell(p, &P::has_joules_per_token, &P::joules_per_token, 7, 3) +
+            Cell(p, &P::has_usd_per_mtok, &P::usd_per_mtok, 7, 3);
+    out << line << "\n";
+  }
+  out << "smi%: nvidia-smi utilization.gpu; SMact%/tens%: SMs busy / tensor pipe busy (CUPTI); "
+         "MBU/MFU: model bytes/FLOPs per step time over the datasheet peaks; eff: bound / "
+         "measured time; DRAM/mdl: DRAM bytes counted over the model's minimum; HW_TF: tensor "
+         "FLOPs counted per second\n";
+  for (const std::string& u : r.unavailable()) out << "n/a: " << u << "\n";
+}
+
 }  // namespace
 
 std::string FormatCsv(const RunResult& r) {
@@ -79,6 +167,8 @@ std::string FormatCsv(const RunResult& r) {
                           "step_rel_spread", "reps", "residency", "skipped", "skip_reason"}) {
       header.push_back(c);
     }
+    for (const TruthColumn& t : TruthColumns()) header.push_back(t.name);
+    header.push_back("throttle");
   }
   std::string out = absl::StrJoin(header, ",") + "\n";
   for (const BatchPoint& p : r.points()) {
@@ -104,6 +194,8 @@ std::string FormatCsv(const RunResult& r) {
       row.push_back(CsvQuote(p.residency()));
       row.push_back(p.skipped() ? "true" : "false");
       row.push_back(CsvQuote(p.skip_reason()));
+      for (const TruthColumn& t : TruthColumns()) row.push_back(TruthValue(p, t));
+      row.push_back(p.skipped() ? "" : p.throttle().empty() ? "n/a" : CsvQuote(p.throttle()));
     }
     out += absl::StrJoin(row, ",") + "\n";
   }
@@ -129,37 +221,24 @@ void PrintTable(const RunResult& r, std::ostream& out) {
       g.memory_gbytes());
   for (const std::string& note : c.notes()) out << "Note: " << note << "\n";
 
-  std::string head = absl::StrFormat("%6s", "batch");
-  if (Prefill(r)) head += absl::StrFormat(" %6s", "seq");
-  head += absl::StrFormat(" %9s %10s %7s %-7s %9s %9s %9s", "model_GB", "GFLOP", "FLOP/B",
-                          "bound", "bound_ms", "bound_t/s", "need_GB");
   if (Measured(r)) {
-    head += absl::StrFormat(" %9s %9s %9s %7s %6s %8s %7s %6s %8s", "p50_ms", "p99_ms", "tok/s",
-                            "GB/s", "MBU", "TFLOP/s", "MFU", "eff", "$/Mtok");
+    PrintMeasuredTable(r, out);
   } else {
-    head += absl::StrFormat(" %5s %4s", "fits", "tp");
-  }
-  out << head << "\n";
-  for (const BatchPoint& p : r.points()) {
-    std::string line = absl::StrFormat("%6d", p.batch());
-    if (Prefill(r)) line += absl::StrFormat(" %6d", p.seq_len());
-    line += absl::StrFormat(" %9.2f %10.1f %7.2f %-7s %9.3f %9.1f %9.1f", p.model_gbytes(),
-                            p.model_gflops(), p.intensity(), p.bound(), p.bound_ms(),
-                            p.bound_tokens_per_s(), p.footprint_gbytes());
-    if (Measured(r)) {
-      if (p.skipped()) {
-        line += "  skipped: " + p.skip_reason();
-      } else if (p.has_step_ms_p50()) {
-        line += absl::StrFormat(" %9.3f %9.3f %9.1f %7.0f %6.3f %8.1f %7.4f %6.3f %8.3f",
-                                p.step_ms_p50(), p.step_ms_p99(), p.tokens_per_s(),
-                                p.achieved_gbps(), p.mbu(), p.achieved_tflops(), p.mfu(),
-                                p.roofline_eff(), p.usd_per_mtok());
-      }
-    } else {
-      line += absl::StrFormat(" %5s %4s", p.fits() ? "yes" : "no",
+    std::string head = absl::StrFormat("%6s", "batch");
+    if (Prefill(r)) head += absl::StrFormat(" %6s", "seq");
+    head += absl::StrFormat(" %9s %10s %7s %-7s %9s %9s %9s %5s %4s", "model_GB", "GFLOP",
+                            "FLOP/B", "bound", "bound_ms", "bound_t/s", "need_GB", "fits", "tp");
+    out << head << "\n";
+    for (const BatchPoint& p : r.points()) {
+      std::string line = absl::StrFormat("%6d", p.batch());
+      if (Prefill(r)) line += absl::StrFormat(" %6d", p.seq_len());
+      line += absl::StrFormat(" %9.2f %10.1f %7.2f %-7s %9.3f %9.1f %9.1f %5s %4s",
+                              p.model_gbytes(), p.model_gflops(), p.intensity(), p.bound(),
+                              p.bound_ms(), p.bound_tokens_per_s(), p.footprint_gbytes(),
+                              p.fits() ? "yes" : "no",
                               p.tp_needed() ? absl::StrCat(p.tp_needed()) : "-");
+      out << line << "\n";
     }
-    out << line << "\n";
   }
   if (r.has_predicted_ridge_batch()) {
     out << absl::StrFormat("Roofline ridge: decode turns compute-bound at batch %.0f",

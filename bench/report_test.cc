@@ -51,6 +51,35 @@ TEST(Report, MeasuredColumnsAppearForGpuRunsAndUnsetOnesStayEmpty) {
   EXPECT_THAT(lines[2], HasSubstr("true,\"does not fit, really\""));
 }
 
+TEST(Report, TruthColumnsReadNaWithTheReasonOnce) {
+  RunResult r = Predicted();
+  r.mutable_config()->set_predict_only(false);
+  for (BatchPoint& p : *r.mutable_points()) {
+    p.set_step_ms_p50(50);
+    p.set_mbu(0.8);
+    p.set_smi_util_pct(100);
+    p.set_dram_read_gbytes(139.5);
+  }
+  r.add_unavailable("sm_active_pct, tensor_active_pct: no permission to read GPU counters");
+  const std::string csv = FormatCsv(r);
+  std::vector<std::string> lines = absl::StrSplit(csv, '\n', absl::SkipEmpty());
+  EXPECT_THAT(lines[0], HasSubstr("smi_util_pct,smi_mem_util_pct,gpm_sm_util_pct,sm_active_pct,"
+                                  "tensor_active_pct,dram_read_gbytes,dram_write_gbytes,dram_gbps,"
+                                  "dram_bytes_over_model,hw_tflops,sm_clock_mhz,power_w,"
+                                  "joules_per_token"));
+  EXPECT_THAT(lines[0], HasSubstr(",throttle"));
+  EXPECT_THAT(lines[1], HasSubstr(",100.0,n/a,n/a,n/a,n/a,139.500,n/a,"));
+  std::ostringstream table;
+  PrintTable(r, table);
+  // The contrast leads: nvidia-smi beside the counters and the model's own efficiencies.
+  EXPECT_THAT(table.str(), HasSubstr("smi%"));
+  EXPECT_THAT(table.str(), HasSubstr("100.0    n/a"));
+  const std::string text = table.str();
+  const std::string reason = "n/a: sm_active_pct, tensor_active_pct: no permission";
+  EXPECT_EQ(text.find(reason), text.rfind(reason));  // once
+  EXPECT_NE(text.find(reason), std::string::npos);
+}
+
 TEST(Report, TableShowsEveryPoint) {
   std::ostringstream out;
   PrintTable(Predicted(), out);

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "bench/nvtx_range.h"
 #include "kernels/cuda_status.h"
 #include "kernels/decode_attention.h"
 #include "kernels/elementwise.h"
@@ -219,6 +220,9 @@ absl::StatusOr<std::unique_ptr<StepRunner>> StepRunner::Create(const Workload& w
 }
 
 absl::Status StepRunner::Launch(const Op& op, int64_t layer, cudaStream_t stream) const {
+  // In eager mode the range encloses the launch; in a graph, its capture (ncu --nvtx and nsys
+  // attribute graph kernels to the ranges open when they were captured).
+  const NvtxRange range(op.name);
   const Activations& a = act_;
   const LayerBuffers& l = layer_buffers(layer);
   const AttentionShape& at = op.attn;
