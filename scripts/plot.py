@@ -1,0 +1,382 @@
+#!/usr/bin/python3
+"""Pictures of truthput runs.
+
+    scripts/plot.py RESULT.json [more.json ...] --out DIR
+
+For every file, four charts (PNG and SVG each), named after the file's stem:
+  <stem>_throughput   tokens/s vs batch (log-log), with the roofline bound (bound_tokens_per_s)
+  <stem>_utilization  MBU, MFU, SM active, tensor active and nvidia-smi utilization vs batch
+                      (log-x, 0..100%): what nvidia-smi says beside what the GPU did
+  <stem>_op_share     each op's share of the step time vs batch, stacked; small ops as "other"
+  <stem>_roofline     arithmetic intensity vs achieved TFLOP/s, under the datasheet's roof
+With more than one file, also combined_throughput and combined_roofline (all runs overlaid).
+
+Series a file does not have (older runs without the truth columns, predictions without any
+measurement) are left out and named in a note on the chart, never drawn as zero.
+"""
+
+import argparse
+import math
+import os
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import truthput_results as tr  # noqa: E402
+
+FIGSIZE = (9, 5.5)
+DPI = 150
+OTHER_BELOW = 0.03  # ops whose share never reaches this at any batch are grouped as "other"
+
+plt.rcParams.update({
+    "svg.fonttype": "none",     # text stays text in the SVG
+    "svg.hashsalt": "truthput",  # stable ids: regenerated files do not churn
+    "axes.grid": True,
+    "grid.alpha": 0.35,
+    "axes.titlesize": 11,
+    "legend.fontsize": 8.5,
+})
+
+
+def _num_formatter(v, _pos):
+    if v <= 0:
+        return "0"
+    if v >= 1000:
+        return f"{v:,.0f}"
+    if v >= 1:
+        return f"{v:g}"
+    return f"{v:.3g}"
+
+
+def _batch_axis(ax, batches):
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
+    if batches:
+        lo, hi = min(batches), max(batches)
+        if lo == hi:
+            ax.set_xlim(lo / 2, hi * 2)
+        else:
+            ax.set_xlim(lo / 1.25, hi * 1.25)
+        ticks = sorted(set(batches))
+        if len(ticks) <= 16:
+            ax.set_xticks(ticks)
+            ax.minorticks_off()
+
+
+def _title(runs):
+    """Model, GPU and context of the runs; parts that differ between runs are listed."""
+    def join(values):
+        out = []
+        for v in values:
+            if v not in out:
+                out.append(v)
+        return ", ".join(out)
+    models = join(tr.model_name(r) for r in runs)
+    gpus = join(tr.gpu_name(r) for r in runs)
+    ctx = join(tr.context_label(r) for r in runs)
+    prec = join(tr.precision(r) for r in runs)
+    phases = join(r["config"].get("phase") or "decode" for r in runs)
+    return f"{models} {phases}, {prec} — {gpus} — {ctx}"
+
+
+def _set_title(ax, what, runs):
+    ax.set_title(f"{what}\n{_title(runs)}", fontsize=10.5)
+
+
+def _note(fig, text):
+    if text:
+        fig.text(0.01, 0.01, text, fontsize=7, color="0.35", ha="left", va="bottom", wrap=True)
+
+
+def _save(fig, out_dir, name, formats):
+    paths = []
+    for ext in formats:
+        path = os.path.join(out_dir, f"{name}.{ext}")
+        meta = {"Date": None} if ext == "svg" else None
+        fig.savefig(path, dpi=DPI, metadata=meta)
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+# --------------------------------------------------------------------------------- charts
+
+
+def draw_throughput(ax, run, color, name=""):
+    drew = False
+    for suffix, pts in tr.series(run):
+        lbl = " ".join(x for x in (name, suffix) if x)
+        bpts = [p for p in pts if p["bound_tokens_per_s"] > 0]
+        if bpts:
+            ax.plot([p["batch"] for p in bpts], [p["bound_tokens_per_s"] for p in bpts],
+                    ls="--", lw=1.3, color=color, alpha=0.75,
+                    label=f"{lbl + ': ' if lbl else ''}roofline bound")
+            drew = True
+        mpts = [p for p in pts if tr.measured(p) and p["tokens_per_s"] > 0]
+        if mpts:
+            ax.plot([p["batch"] for p in mpts], [p["tokens_per_s"] for p in mpts],
+                    marker="o", ms=4.5, lw=1.8, color=color,
+                    label=f"{lbl + ': ' if lbl else ''}measured")
+            drew = True
+    return drew
+
+
+def chart_throughput(runs, out_dir, name, formats):
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    batches = []
+    for i, run in enumerate(runs):
+        draw_throughput(ax, run, colors[i % len(colors)],
+                        tr.short_label(run) if len(runs) > 1 else "")
+        batches += [p["batch"] for p in run["points"] if not p.get("skipped")]
+    _batch_axis(ax, batches)
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(_num_formatter))
+    ax.set_xlabel("batch (sequences decoded together)")
+    ax.set_ylabel("throughput (tokens/s)")
+    _set_title(ax, "Tokens/s vs batch, measured and roofline bound", runs)
+    notes = []
+    for run in runs:
+        ridge = run.get("predicted_ridge_batch")
+        if ridge:
+            ax.axvline(ridge, color="0.5", ls=":", lw=1)
+            ax.annotate(f"predicted ridge\nbatch {ridge:g}", (ridge, 0.03),
+                        xycoords=("data", "axes fraction"), fontsize=7.5, color="0.35",
+                        ha="right", va="bottom", rotation=0)
+        knee = run.get("measured_knee_batch")
+        if knee:
+            notes.append(f"{tr.short_label(run)}: measured knee at batch {knee:.0f}")
+        if not tr.measured_points(run):
+            notes.append(f"{tr.short_label(run)}: no measured points (prediction only)")
+    if ax.has_data():
+        ax.legend(loc="upper left")
+    _note(fig, "; ".join(notes))
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    return _save(fig, out_dir, name, formats)
+
+
+# (label, point field, scale to %, style) — the lie first, then the truths.
+UTIL_SERIES = (
+    ("nvidia-smi utilization", "smi_util_pct", 1.0,
+     dict(color="tab:red", lw=2.6, ls="--", marker="s")),
+    ("SM active (CUPTI)", "sm_active_pct", 1.0, dict(color="tab:orange", marker="^")),
+    ("tensor active (CUPTI)", "tensor_active_pct", 1.0, dict(color="tab:purple", marker="v")),
+    ("MBU (bytes / time / peak BW)", "mbu", 100.0, dict(color="tab:blue", marker="o")),
+    ("MFU (FLOPs / time / peak)", "mfu", 100.0, dict(color="tab:green", marker="D")),
+)
+
+
+def chart_utilization(run, out_dir, name, formats):
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    pts = tr.measured_points(run)
+    missing = []
+    for lbl, field, scale, style in UTIL_SERIES:
+        xs = [p["batch"] for p in pts if p.get(field) is not None]
+        ys = [p[field] * scale for p in pts if p.get(field) is not None]
+        if not xs:
+            missing.append(field)
+            continue
+        kw = dict(lw=1.8, ms=5)
+        kw.update(style)
+        first = f"{ys[0]:.0f}%" if ys[0] >= 10 else f"{ys[0]:.2g}%"
+        ax.plot(xs, ys, label=f"{lbl} — batch {xs[0]}: {first}", **kw)
+    _batch_axis(ax, [p["batch"] for p in pts])
+    ax.set_ylim(0, 105)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:.0f}%"))
+    ax.set_xlabel("batch (sequences decoded together)")
+    ax.set_ylabel("utilization / efficiency (% of peak or of time)")
+    _set_title(ax, "What nvidia-smi says vs what the GPU does", [run])
+    if ax.has_data():
+        ax.legend(loc="center right")
+    else:
+        ax.text(0.5, 0.5, "no measured points in this file", transform=ax.transAxes,
+                ha="center", va="center", color="0.4")
+    notes = []
+    if missing:
+        notes.append("not measured in this file: " + ", ".join(missing))
+    for u in run.get("unavailable", [])[:3]:
+        notes.append(u if len(u) < 110 else u[:107] + "...")
+    _note(fig, "; ".join(notes))
+    fig.tight_layout(rect=(0, 0.04 if notes else 0, 1, 1))
+    return _save(fig, out_dir, name, formats)
+
+
+def op_shares(pts):
+    """[(op name, [share per point])] with small ops folded into "other", in step order."""
+    order, table = [], {}
+    for i, p in enumerate(pts):
+        for o in p["ops"]:
+            if o.get("share") is None:
+                continue
+            if o["name"] not in table:
+                order.append(o["name"])
+                table[o["name"]] = [0.0] * len(pts)
+            table[o["name"]][i] += o["share"]
+    big = [n for n in order if max(table[n]) >= OTHER_BELOW]
+    small = [n for n in order if n not in big]
+    rows = [(n, table[n]) for n in big]
+    if small:
+        rows.append(("other (" + ", ".join(small) + ")" if len(small) <= 4 else
+                     f"other ({len(small)} small ops)",
+                     [sum(table[n][i] for n in small) for i in range(len(pts))]))
+    return rows
+
+
+def chart_op_share(run, out_dir, name, formats):
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    pts = [p for p in tr.measured_points(run) if any(o.get("share") is not None for o in p["ops"])]
+    prefill = run["config"].get("phase") == "prefill"
+    xlabels = [f"{p['batch']}" + (f"\nseq {p['seq_len']}" if prefill else "") for p in pts]
+    xs = list(range(len(pts)))
+    rows = op_shares(pts)
+    cmap = plt.get_cmap("tab20")
+    bottom = [0.0] * len(pts)
+    for k, (op, shares) in enumerate(rows):
+        vals = [s * 100 for s in shares]
+        color = "0.65" if op.startswith("other") else cmap(k % 20)
+        ax.bar(xs, vals, bottom=bottom, width=0.75, label=op, color=color, edgecolor="white",
+               linewidth=0.4)
+        bottom = [b + v for b, v in zip(bottom, vals)]
+    if pts:
+        rest = [max(0.0, 100 - b) for b in bottom]
+        if any(r > 0.5 for r in rest):
+            ax.bar(xs, rest, bottom=bottom, width=0.75, color="white", edgecolor="0.6",
+                   hatch="///", linewidth=0.4,
+                   label="not attributed (step − Σ ops timed alone)")
+        ax.set_xticks(xs)
+        ax.set_xticklabels(xlabels)
+        handles, labels = ax.get_legend_handles_labels()
+        ax.legend(handles[::-1], labels[::-1], loc="center left", bbox_to_anchor=(1.01, 0.5),
+                  fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no per-op times in this file", transform=ax.transAxes,
+                ha="center", va="center", color="0.4")
+        ax.set_xticks([])
+    ax.set_ylim(0, 105)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:.0f}%"))
+    ax.set_xlabel("batch" + (" / prompt length" if prefill else ""))
+    ax.set_ylabel("share of step time (%)")
+    _set_title(ax, "Where the step time goes (share of step per op)", [run])
+    _note(fig, f"each op kind timed alone (all its executions per step); ops under "
+               f"{OTHER_BELOW:.0%} at every batch grouped as other")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    return _save(fig, out_dir, name, formats)
+
+
+def roof_line(ax, run, xmin, xmax, color, name):
+    peak, bw = tr.peak_tflops(run), tr.bandwidth_gbps(run)
+    if not peak or not bw:
+        return None
+    ridge = peak * 1000.0 / bw  # FLOP/byte where bandwidth*intensity meets the peak
+    n = 200
+    xs = [xmin * (xmax / xmin) ** (i / (n - 1)) for i in range(n)]
+    xs = sorted(set(xs + [ridge] if xmin < ridge < xmax else xs))
+    ys = [min(peak, x * bw / 1000.0) for x in xs]
+    ds = run["datasheet"]
+    roof_name = ds.get("id") or ds.get("display_name") or "datasheet"
+    ax.plot(xs, ys, color=color, lw=2.2, alpha=0.8,
+            label=f"{name + ': ' if name else ''}roof {roof_name} "
+                  f"({peak:g} TFLOP/s {tr.precision(run)}, {bw:g} GB/s)")
+    if xmin < ridge < xmax:
+        ax.axvline(ridge, color=color, ls=":", lw=1, alpha=0.6)
+        ax.annotate(f"ridge {ridge:.0f} FLOP/B ", (ridge, 0.03),
+                    xycoords=("data", "axes fraction"), fontsize=7.5, color=color, ha="right")
+    return ridge
+
+
+def chart_roofline(runs, out_dir, name, formats):
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    intens = [p["intensity"] for r in runs for p in r["points"] if p["intensity"] > 0]
+    ridges = [tr.peak_tflops(r) * 1000.0 / tr.bandwidth_gbps(r) for r in runs
+              if tr.peak_tflops(r) and tr.bandwidth_gbps(r)]
+    span = intens + ridges
+    xmin = min(span) / 3 if span else 0.3
+    xmax = max(span) * 3 if span else 3000
+    seen_roofs = set()
+    for i, run in enumerate(runs):
+        color = colors[i % len(colors)]
+        lbl = tr.short_label(run) if len(runs) > 1 else ""
+        key = (tr.peak_tflops(run), tr.bandwidth_gbps(run))
+        if key not in seen_roofs:
+            roof_line(ax, run, xmin, xmax, "0.25" if len(runs) == 1 else color, "")
+            seen_roofs.add(key)
+        bpts = [p for p in run["points"] if not p.get("skipped") and p["intensity"] > 0
+                and p["bound_ms"] > 0]
+        if bpts:
+            ax.scatter([p["intensity"] for p in bpts],
+                       [p["model_gflops"] / p["bound_ms"] for p in bpts],
+                       facecolors="none", edgecolors=color, s=30, lw=1, alpha=0.7,
+                       label=f"{lbl + ': ' if lbl else ''}roofline bound of the step")
+        mpts = [p for p in tr.measured_points(run)
+                if p["intensity"] > 0 and (p.get("achieved_tflops") or 0) > 0]
+        if mpts:
+            ax.plot([p["intensity"] for p in mpts], [p["achieved_tflops"] for p in mpts],
+                    marker="o", ms=5, lw=1, color=color,
+                    label=f"{lbl + ': ' if lbl else ''}measured")
+            for p in mpts:
+                tag = f"b{p['batch']}" + (f"/s{p['seq_len']}"
+                                          if run["config"].get("phase") == "prefill" else "")
+                ax.annotate(tag, (p["intensity"], p["achieved_tflops"]),
+                            textcoords="offset points", xytext=(4, 4), fontsize=7.5,
+                            color=color)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(xmin, xmax)
+    ax.xaxis.set_major_formatter(FuncFormatter(_num_formatter))
+    ax.yaxis.set_major_formatter(FuncFormatter(_num_formatter))
+    ax.set_xlabel("arithmetic intensity (FLOP per byte of DRAM traffic)")
+    ax.set_ylabel("achieved (TFLOP/s)")
+    _set_title(ax, "Roofline: achieved TFLOP/s vs arithmetic intensity", runs)
+    if ax.has_data():
+        ax.legend(loc="upper left", fontsize=7.5)
+    _note(fig, "roof = min(peak, intensity × bandwidth) from the datasheet; step FLOPs and "
+               "bytes are the model's minimum (README: model_gflops, model_gbytes)")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    return _save(fig, out_dir, name, formats)
+
+
+def plot_run(run, out_dir, formats):
+    s = tr.stem(run)
+    paths = []
+    paths += chart_throughput([run], out_dir, f"{s}_throughput", formats)
+    paths += chart_utilization(run, out_dir, f"{s}_utilization", formats)
+    paths += chart_op_share(run, out_dir, f"{s}_op_share", formats)
+    paths += chart_roofline([run], out_dir, f"{s}_roofline", formats)
+    return paths
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("results", nargs="+", metavar="RESULT.json")
+    ap.add_argument("--out", required=True, metavar="DIR", help="directory for the charts")
+    ap.add_argument("--formats", default="png,svg", help="comma list (default png,svg)")
+    args = ap.parse_args(argv)
+    formats = [f.strip().lstrip(".") for f in args.formats.split(",") if f.strip()]
+    runs = []
+    for path in args.results:
+        try:
+            runs.append(tr.load(path))
+        except tr.ResultError as e:
+            print(f"plot: {e}", file=sys.stderr)
+            return 1
+    os.makedirs(args.out, exist_ok=True)
+    written = []
+    for run in runs:
+        written += plot_run(run, args.out, formats)
+    if len(runs) > 1:
+        written += chart_throughput(runs, args.out, "combined_throughput", formats)
+        written += chart_roofline(runs, args.out, "combined_roofline", formats)
+    for p in written:
+        print(p)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,317 @@
+"""Shared reading of truthput RunResult JSON files (results/results.proto) for the report scripts.
+
+A result file uses the proto field names (snake_case). Optional fields a run did not measure
+are absent; uint64/int64 values and special doubles ("NaN", "Infinity") may be strings. `load`
+turns a file into plain dicts and lists where every field of the schema is present: scalars
+that were absent get the proto3 default, optional (measured) fields that were absent are None,
+so "not measured" never reads as zero.
+
+Only the standard library is used here; plotting lives in plot.py / compare.py.
+"""
+
+import json
+import math
+import os
+import re
+
+# Optional (proto3 `optional`) numeric fields: absent -> None.
+POINT_OPTIONAL = (
+    "step_ms_p50", "step_ms_p99", "step_rel_spread", "reps", "tokens_per_s", "achieved_gbps",
+    "mbu", "achieved_tflops", "mfu", "roofline_eff", "usd_per_mtok",
+    "smi_util_pct", "smi_mem_util_pct", "gpm_sm_util_pct", "gpm_tensor_util_pct",
+    "gpm_dram_bw_util_pct", "sm_clock_mhz", "power_w", "joules_per_token",
+    "sm_active_pct", "tensor_active_pct", "dram_read_gbytes", "dram_write_gbytes", "dram_gbps",
+    "dram_bytes_over_model", "hw_tflops", "tensor_flops_over_model", "occupancy_pct",
+    "l2_hit_pct",
+)
+# Plain numeric fields: absent -> 0 (proto3 default).
+POINT_NUMBERS = (
+    "batch", "context", "seq_len", "tokens", "model_gbytes", "model_gflops", "bound_ms",
+    "bound_tokens_per_s", "intensity", "footprint_gbytes", "tp_needed",
+)
+POINT_STRINGS = ("bound", "residency", "skip_reason", "throttle")
+POINT_BOOLS = ("fits", "skipped")
+
+OP_OPTIONAL = (
+    "measured_ms", "share", "achieved_gbps", "achieved_tflops", "dram_read_gbytes",
+    "dram_write_gbytes", "sm_active_pct", "tensor_active_pct", "hw_tflops",
+)
+OP_NUMBERS = ("count", "gbytes", "gflops", "bound_ms")
+OP_STRINGS = ("name", "kind", "bound", "implementation")
+
+CONFIG_NUMBERS = ("context", "tp", "usd_per_gpu_hour")
+CONFIG_STRINGS = ("tool", "phase", "model_arg", "gemm", "command_line", "profile")
+CONFIG_BOOLS = ("predict_only", "graph", "verify")
+CONFIG_LISTS = ("batches", "seq_lens", "notes")
+
+MODEL_NUMBERS = (
+    "hidden_size", "num_layers", "num_heads", "num_kv_heads", "head_dim", "ffn_size",
+    "vocab_size", "rope_theta", "max_context", "rms_norm_eps", "num_experts",
+    "experts_per_token",
+)
+MODEL_STRINGS = ("name", "source")
+
+GPU_NUMBERS = (
+    "bf16_tflops", "fp8_tflops", "fp32_tflops", "mem_bandwidth_gbps", "memory_gbytes",
+    "l2_mbytes", "sm_count", "usd_per_hour",
+)
+GPU_STRINGS = ("id", "display_name", "source")
+
+MACHINE_NUMBERS = ("sm_count", "memory_gbytes", "l2_mbytes", "sm_clock_mhz_max",
+                   "mem_clock_mhz_max")
+MACHINE_STRINGS = ("gpu_name", "compute_capability", "driver_version", "cuda_runtime_version",
+                   "cublas_version", "gpu_uuid", "hostname")
+
+# workloads/model_spec.proto DType, as JSON writes it (name) or as a number.
+DTYPE_NAMES = {0: "DTYPE_UNSPECIFIED", 1: "BF16", 2: "FP16", 3: "FP8_E4M3", 4: "FP32"}
+DTYPE_SHORT = {"BF16": "bf16", "FP16": "fp16", "FP8_E4M3": "fp8", "FP32": "fp32"}
+
+# decode_<model>_<precision>_ctx<N>[_b1_eager].json (and prefill_..., same shape).
+RESULT_NAME = re.compile(
+    r"^(?P<phase>decode|prefill)_(?P<model>[A-Za-z0-9.\-]+)_(?P<precision>[A-Za-z0-9]+)"
+    r"_ctx(?P<context>\d+)(?P<eager>_b1_eager)?\.json$")
+
+
+class ResultError(Exception):
+    """A result file that cannot be read or is not a RunResult."""
+
+
+def to_number(value):
+    """A JSON number, or a string holding one (int64 and special doubles), as int or float."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, str):
+        s = value.strip()
+        special = {"nan": math.nan, "infinity": math.inf, "-infinity": -math.inf,
+                   "inf": math.inf, "-inf": -math.inf}
+        if s.lower() in special:
+            return special[s.lower()]
+        try:
+            return int(s)
+        except ValueError:
+            try:
+                return float(s)
+            except ValueError:
+                return None
+    return None
+
+
+def _fill(src, numbers=(), optional=(), strings=(), bools=(), lists=()):
+    src = src if isinstance(src, dict) else {}
+    out = dict(src)  # keep fields this module does not know (newer schema)
+    for k in numbers:
+        v = to_number(src.get(k))
+        out[k] = 0 if v is None else v
+    for k in optional:
+        out[k] = to_number(src.get(k)) if k in src else None
+    for k in strings:
+        v = src.get(k)
+        out[k] = "" if v is None else str(v)
+    for k in bools:
+        out[k] = bool(src.get(k, False))
+    for k in lists:
+        v = src.get(k)
+        out[k] = list(v) if isinstance(v, list) else []
+    return out
+
+
+def _dtype(value):
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    if isinstance(value, int):
+        return DTYPE_NAMES.get(value, str(value))
+    return value or "DTYPE_UNSPECIFIED"
+
+
+def normalize(raw, path=""):
+    """A parsed RunResult JSON object -> plain dicts with every schema field present."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("points", []), list):
+        raise ResultError(f"{path or 'input'}: not a truthput RunResult (no points list)")
+    cfg = _fill(raw.get("config"), CONFIG_NUMBERS, (), CONFIG_STRINGS, CONFIG_BOOLS,
+                CONFIG_LISTS)
+    cfg["batches"] = [to_number(b) for b in cfg["batches"]]
+    cfg["seq_lens"] = [to_number(s) for s in cfg["seq_lens"]]
+    model = _fill(cfg.get("model"), MODEL_NUMBERS, (), MODEL_STRINGS, ("tied_embeddings",))
+    model["weight_dtype"] = _dtype(model.get("weight_dtype"))
+    model["kv_dtype"] = _dtype(model.get("kv_dtype"))
+    cfg["model"] = model
+    points = []
+    for p in raw.get("points", []):
+        q = _fill(p, POINT_NUMBERS, POINT_OPTIONAL, POINT_STRINGS, POINT_BOOLS)
+        q["ops"] = [_fill(o, OP_NUMBERS, OP_OPTIONAL, OP_STRINGS) for o in (p.get("ops") or [])]
+        points.append(q)
+    points.sort(key=lambda q: (q["batch"], q["seq_len"], q["context"]))
+    run = {
+        "path": path,
+        "truthput_version": str(raw.get("truthput_version", "")),
+        "started_at": str(raw.get("started_at", "")),
+        "config": cfg,
+        "datasheet": _fill(raw.get("datasheet"), GPU_NUMBERS, (), GPU_STRINGS, (),
+                           ("aliases", "device_names")),
+        "machine": _fill(raw.get("machine"), MACHINE_NUMBERS, (), MACHINE_STRINGS),
+        "has_machine": isinstance(raw.get("machine"), dict) and bool(raw.get("machine")),
+        "points": points,
+        "predicted_ridge_batch": to_number(raw.get("predicted_ridge_batch")),
+        "measured_knee_batch": to_number(raw.get("measured_knee_batch")),
+        "unavailable": [str(u) for u in (raw.get("unavailable") or [])],
+    }
+    return run
+
+
+def load(path):
+    """Read one RunResult JSON file. Raises ResultError with a one-line reason on failure."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = json.load(f)
+    except OSError as e:
+        raise ResultError(f"{path}: cannot read ({e.strerror or e})") from e
+    except ValueError as e:
+        raise ResultError(f"{path}: not valid JSON ({e})") from e
+    return normalize(raw, path)
+
+
+# ----------------------------------------------------------------------------------- labels
+
+
+def model_name(run):
+    m = run["config"]["model"]
+    return m.get("name") or run["config"].get("model_arg") or "unknown model"
+
+
+def gpu_name(run):
+    """The GPU the run measured (machine.gpu_name), else the datasheet's name."""
+    return (run["machine"].get("gpu_name") or run["datasheet"].get("display_name")
+            or run["datasheet"].get("id") or "unknown GPU")
+
+
+def gpu_id(run):
+    return run["datasheet"].get("id") or gpu_name(run)
+
+
+def precision(run):
+    """Weight precision, short: "bf16", "fp8", ..."""
+    dt = run["config"]["model"].get("weight_dtype", "")
+    return DTYPE_SHORT.get(dt, (dt or "?").lower())
+
+
+def context_label(run):
+    cfg = run["config"]
+    if cfg.get("phase") == "prefill":
+        seqs = sorted({p["seq_len"] for p in run["points"]}) or cfg.get("seq_lens") or []
+        return "prompt " + ",".join(str(s) for s in seqs) if seqs else "prefill"
+    return f"ctx {cfg.get('context', 0)}"
+
+
+def label(run, with_gpu=True):
+    """One-line description of a run: model, GPU, context, precision (+ non-default knobs)."""
+    cfg = run["config"]
+    parts = [model_name(run)]
+    if with_gpu:
+        parts.append(gpu_name(run))
+    parts.append(context_label(run))
+    parts.append(precision(run))
+    if cfg.get("phase") and cfg["phase"] != "decode":
+        parts.append(cfg["phase"])
+    if cfg.get("tp", 0) > 1:
+        parts.append(f"tp {cfg['tp']}")
+    if cfg.get("predict_only"):
+        parts.append("predicted")
+    elif not cfg.get("graph", True):
+        parts.append("eager")
+    return ", ".join(parts)
+
+
+def short_label(run):
+    """Label without the model (for legends of runs of one model)."""
+    cfg = run["config"]
+    parts = [gpu_id(run), context_label(run), precision(run)]
+    if cfg.get("tp", 0) > 1:
+        parts.append(f"tp {cfg['tp']}")
+    if cfg.get("predict_only"):
+        parts.append("predicted")
+    elif not cfg.get("graph", True):
+        parts.append("eager")
+    return " ".join(parts)
+
+
+def stem(run):
+    return os.path.splitext(os.path.basename(run["path"] or "run"))[0]
+
+
+# ------------------------------------------------------------------------------- numerics
+
+
+def peak_tflops(run):
+    """Dense tensor peak of the run's weight precision, from its datasheet."""
+    ds = run["datasheet"]
+    if precision(run) == "fp8" and ds.get("fp8_tflops"):
+        return ds["fp8_tflops"]
+    if precision(run) == "fp32" and ds.get("fp32_tflops"):
+        return ds["fp32_tflops"]
+    return ds.get("bf16_tflops") or 0
+
+
+def bandwidth_gbps(run):
+    return run["datasheet"].get("mem_bandwidth_gbps") or 0
+
+
+def measured(point):
+    """True when the point was timed (not skipped, not a prediction)."""
+    return (not point.get("skipped")) and point.get("tokens_per_s") is not None
+
+
+def measured_points(run):
+    return [p for p in run["points"] if measured(p)]
+
+
+def point_at(run, batch, seq_len=None):
+    for p in run["points"]:
+        if p["batch"] == batch and (seq_len is None or p["seq_len"] == seq_len):
+            return p
+    return None
+
+
+def series(run):
+    """Points split into curves along the batch axis: [(suffix, points)].
+
+    Decode has one curve; prefill has one per prompt length.
+    """
+    pts = [p for p in run["points"] if not p.get("skipped")]
+    seqs = sorted({p["seq_len"] for p in pts})
+    if run["config"].get("phase") == "prefill" and len(seqs) > 1:
+        return [(f"seq {s}", [p for p in pts if p["seq_len"] == s]) for s in seqs]
+    return [("", pts)]
+
+
+def parse_result_name(filename):
+    """decode_70b_bf16_ctx2048[_b1_eager].json -> dict, or None if the name does not match."""
+    m = RESULT_NAME.match(os.path.basename(filename))
+    if not m:
+        return None
+    return {"phase": m["phase"], "model": m["model"], "precision": m["precision"],
+            "context": int(m["context"]), "eager": bool(m["eager"])}
+
+
+def fmt(value, digits=3, none="—"):
+    """Compact number for tables: significant digits, no scientific notation for usual ranges."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return none
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()
+                                  and abs(value) >= 10 ** digits):
+        return f"{int(value)}"
+    a = abs(value)
+    if a == 0:
+        return "0"
+    if a >= 10 ** digits:
+        return f"{value:.0f}"
+    decimals = max(0, digits - 1 - int(math.floor(math.log10(a))))
+    return f"{value:.{decimals}f}"
+
+
+def pct(fraction, digits=2, none="—"):
+    """A fraction (0..1) as a percent string."""
+    if fraction is None:
+        return none
+    return fmt(fraction * 100, digits) + "%"
