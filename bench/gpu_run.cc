@@ -59,8 +59,14 @@ absl::Status Verify(const BenchRequest& request, const DeviceIdentity& id, Cubla
   absl::StatusOr<ModelSpec> reduced = ReducedForVerification(request.model);
   if (!reduced.ok()) return reduced.status();
   StepConfig step = request.Steps().front();
-  step.batch = std::min<int64_t>(step.batch, 3);
-  step.context = std::min<int64_t>(step.context, 129);
+  // Small enough for a double-precision CPU reference of every op, odd enough to cross tiles.
+  if (step.phase == Phase::kDecode) {
+    step.batch = std::min<int64_t>(step.batch, 3);
+    step.context = std::min<int64_t>(step.context, 129);
+  } else {
+    step.batch = std::min<int64_t>(step.batch, 2);
+    step.seq_len = std::min<int64_t>(step.seq_len, 37);
+  }
   absl::StatusOr<Workload> w = Workload::Build(*reduced, step);
   if (!w.ok()) return w.status();
   absl::StatusOr<int64_t> free = FreeBytes();
@@ -72,8 +78,9 @@ absl::Status Verify(const BenchRequest& request, const DeviceIdentity& id, Cubla
   TP_RETURN_IF_ERROR(VerifyStep(**runner, stream));
   log << absl::StrFormat(
       "verify: ok: every op of a reduced step (%s with %d layers, vocab %d, batch %d, context "
-      "%d) matches the CPU reference\n",
-      reduced->name(), reduced->num_layers(), reduced->vocab_size(), step.batch, step.context);
+      "%d, %d new tokens) matches the CPU reference\n",
+      reduced->name(), reduced->num_layers(), reduced->vocab_size(), step.batch, step.context,
+      step.seq_len);
   return absl::OkStatus();
 }
 
@@ -308,6 +315,10 @@ absl::StatusOr<RunResult> RunOnGpu(const BenchRequest& request, std::ostream& lo
       o->set_achieved_gbps(o->gbytes() / s);
       o->set_achieved_tflops(o->gflops() / s / 1e3);
       o->set_implementation(r.Implementation(i));
+      if (w->ops()[i].kind == OpKind::kAttention) {
+        p->set_attention_time_share(o->share());
+        p->set_attention_flops_share(o->gflops() / p->model_gflops());
+      }
     }
     // The NVML and CUPTI passes replay exactly what was timed: the step's graph, or (eager) the
     // step's launches.

@@ -182,6 +182,47 @@ std::vector<double> DecodeAttention(const std::vector<float>& q, const std::vect
   return out;
 }
 
+std::vector<double> Attention(const std::vector<float>& q, const std::vector<float>& k_cache,
+                              const std::vector<float>& v_cache, int64_t batch, int64_t q_len,
+                              int64_t start_pos, int64_t num_q_heads, int64_t num_kv_heads,
+                              int64_t head_dim, int64_t cache_capacity, double scale,
+                              bool causal) {
+  const int64_t d = head_dim, hq = num_q_heads, hkv = num_kv_heads;
+  const int64_t kv_len = start_pos + q_len;
+  if (batch < 0 || q_len < 1 || start_pos < 0 || hq < 1 || hkv < 1 || hq % hkv != 0 || d < 1 ||
+      kv_len > cache_capacity || !SizeIs(q, batch * q_len * hq * d) ||
+      !SizeIs(k_cache, batch * hkv * cache_capacity * d) ||
+      !SizeIs(v_cache, batch * hkv * cache_capacity * d)) {
+    return {};
+  }
+  const int64_t group = hq / hkv;
+  std::vector<double> out(batch * q_len * hq * d, 0.0);
+  std::vector<double> p(kv_len);
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t t = 0; t < q_len; ++t) {
+      const int64_t keys = causal ? start_pos + t + 1 : kv_len;
+      for (int64_t h = 0; h < hq; ++h) {
+        const float* qh = q.data() + ((b * q_len + t) * hq + h) * d;
+        const int64_t base = (b * hkv + h / group) * cache_capacity * d;
+        double max_s = -INFINITY;
+        for (int64_t j = 0; j < keys; ++j) {
+          p[j] = scale * Dot(qh, k_cache.data() + base + j * d, d);
+          max_s = std::max(max_s, p[j]);
+        }
+        double sum = 0;
+        for (int64_t j = 0; j < keys; ++j) sum += (p[j] = std::exp(p[j] - max_s));
+        double* o = out.data() + ((b * q_len + t) * hq + h) * d;
+        for (int64_t j = 0; j < keys; ++j) {
+          const float* vj = v_cache.data() + base + j * d;
+          const double pj = p[j] / sum;
+          for (int64_t i = 0; i < d; ++i) o[i] += pj * vj[i];
+        }
+      }
+    }
+  }
+  return out;
+}
+
 std::vector<double> ResidualAdd(const std::vector<float>& x, const std::vector<float>& r) {
   if (x.size() != r.size()) return {};
   std::vector<double> y(x.size());

@@ -52,6 +52,15 @@ std::vector<double> DecodeAttention(const std::vector<float>& q, const std::vect
                                     int64_t num_q_heads, int64_t num_kv_heads, int64_t head_dim,
                                     int64_t kv_len, int64_t cache_capacity, double scale);
 
+// Attention of q_len query tokens per sequence (q: [batch * q_len, Hq * d], token t at position
+// start_pos + t) over the cache's positions [0, start_pos + q_len); with `causal`, query t sees
+// keys up to its own position only. Output laid out as q.
+std::vector<double> Attention(const std::vector<float>& q, const std::vector<float>& k_cache,
+                              const std::vector<float>& v_cache, int64_t batch, int64_t q_len,
+                              int64_t start_pos, int64_t num_q_heads, int64_t num_kv_heads,
+                              int64_t head_dim, int64_t cache_capacity, double scale,
+                              bool causal);
+
 // x + r, element-wise.
 std::vector<double> ResidualAdd(const std::vector<float>& x, const std::vector<float>& r);
 

@@ -118,7 +118,7 @@ void PrintMeasuredTable(const RunResult& r, std::ostream& out) {
   if (Prefill(r)) head += absl::StrFormat(" %6s", "seq");
   head += absl::StrFormat(
       " %6s %6s %6s %6s %7s %9s | %8s %8s %9s %6s %-7s %8s %6s %6s %7s %7s", "smi%", "SMact%",
-      "tens%", "MBU", "MFU", "tok/s", "p50_ms", "p99_ms", "bound_t/s", "eff", "bound", "DRAM/mdl",
+      "tens%", "MBU", "MFU", "tok/s", Prefill(r) ? "TTFT_ms" : "p50_ms", "p99_ms", "bound_t/s", "eff", "bound", "DRAM/mdl",
       "HW_TF", "W", "J/tok", "$/Mtok");
   out << head << "\n";
   for (const BatchPoint& p : r.points()) {
@@ -143,6 +143,10 @@ void PrintMeasuredTable(const RunResult& r, std::ostream& out) {
             Cell(p, &P::has_power_w, &P::power_w, 6, 0) +
             Cell(p, &P::has_joules_per_token, &P::joules_per_token, 7, 3) +
             Cell(p, &P::has_usd_per_mtok, &P::usd_per_mtok, 7, 3);
+    if (Prefill(r) && p.has_attention_time_share()) {
+      line += absl::StrFormat("  attention: %.0f%% of time, %.0f%% of FLOPs",
+                              100 * p.attention_time_share(), 100 * p.attention_flops_share());
+    }
     out << line << "\n";
   }
   out << "smi%: nvidia-smi utilization.gpu; SMact%/tens%: SMs busy / tensor pipe busy (CUPTI); "
@@ -164,7 +168,8 @@ std::string FormatCsv(const RunResult& r) {
   if (Measured(r)) {
     for (const char* c : {"step_ms_p50", "step_ms_p99", "tokens_per_s", "achieved_gbps", "mbu",
                           "achieved_tflops", "mfu", "roofline_eff", "usd_per_mtok",
-                          "step_rel_spread", "reps", "residency", "skipped", "skip_reason"}) {
+                          "step_rel_spread", "reps", "residency", "skipped", "skip_reason",
+                          "attention_time_share", "attention_flops_share"}) {
       header.push_back(c);
     }
     for (const TruthColumn& t : TruthColumns()) header.push_back(t.name);
@@ -194,6 +199,8 @@ std::string FormatCsv(const RunResult& r) {
       row.push_back(CsvQuote(p.residency()));
       row.push_back(p.skipped() ? "true" : "false");
       row.push_back(CsvQuote(p.skip_reason()));
+      row.push_back(Opt(p, &P::has_attention_time_share, &P::attention_time_share, 4));
+      row.push_back(Opt(p, &P::has_attention_flops_share, &P::attention_flops_share, 4));
       for (const TruthColumn& t : TruthColumns()) row.push_back(TruthValue(p, t));
       row.push_back(p.skipped() ? "" : p.throttle().empty() ? "n/a" : CsvQuote(p.throttle()));
     }

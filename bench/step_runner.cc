@@ -8,6 +8,7 @@
 #include "kernels/decode_attention.h"
 #include "kernels/elementwise.h"
 #include "kernels/embedding.h"
+#include "kernels/prefill_attention.h"
 #include "kernels/random_fill.h"
 
 namespace truthput {
@@ -83,8 +84,8 @@ LayerLayout LayoutLayer(const Dims& d) {
 }
 
 struct SharedLayout {
-  int64_t embedding, lm_head, final_norm_w, ids, x, xn, qkv, q, attn_out, tmp_h, gate_up, act,
-      logits, attn_ws, total;
+  int64_t embedding, lm_head, final_norm_w, ids, last_ids, x_last, x, xn, qkv, q, attn_out, tmp_h,
+      gate_up, act, logits, attn_ws, total;
 };
 
 SharedLayout LayoutShared(const Workload& w, const Dims& d, int num_splits) {
@@ -94,6 +95,8 @@ SharedLayout LayoutShared(const Workload& w, const Dims& d, int num_splits) {
   o.lm_head = w.model().tied_embeddings() ? o.embedding : l.Add(d.V * d.h * 2);
   o.final_norm_w = l.Add(d.h * 2);
   o.ids = l.Add(d.T * 4);
+  o.last_ids = l.Add(d.B * 4);
+  o.x_last = l.Add(d.B * d.h * 2);
   o.x = l.Add(d.T * d.h * 2);
   o.xn = l.Add(d.T * d.h * 2);
   o.qkv = l.Add(d.T * (d.q + 2 * d.kv) * 2);
@@ -139,11 +142,6 @@ absl::StatusOr<std::unique_ptr<StepRunner>> StepRunner::Create(const Workload& w
                                                                CublasLtGemm* gemm,
                                                                const Options& options,
                                                                cudaStream_t stream) {
-  if (w.config().phase != Phase::kDecode) {
-    return absl::UnimplementedError(
-        "prefill on the GPU needs the causal prefill attention kernel, which is not written "
-        "yet; bench_prefill --predict works");
-  }
   absl::StatusOr<Dims> dims = DimsOf(w);
   if (!dims.ok()) return dims.status();
   const Dims d = *dims;
@@ -161,6 +159,8 @@ absl::StatusOr<std::unique_ptr<StepRunner>> StepRunner::Create(const Workload& w
   if (!shared.ok()) return shared.status();
   r.shared_ = *std::move(shared);
   r.act_ = Activations{reinterpret_cast<int32_t*>(r.shared_.as<char>() + s.ids),
+                       reinterpret_cast<int32_t*>(r.shared_.as<char>() + s.last_ids),
+                       At(r.shared_, s.x_last),
                        At(r.shared_, s.embedding), At(r.shared_, s.lm_head),
                        At(r.shared_, s.final_norm_w), At(r.shared_, s.x), At(r.shared_, s.xn),
                        At(r.shared_, s.qkv), At(r.shared_, s.q), At(r.shared_, s.attn_out),
@@ -191,6 +191,11 @@ absl::StatusOr<std::unique_ptr<StepRunner>> StepRunner::Create(const Workload& w
   TP_RETURN_IF_ERROR(fill(r.act_.final_norm_w, d.h, 1.0f));
   TP_RETURN_IF_ERROR(FillRandomTokenIds(r.act_.ids, static_cast<int>(d.T),
                                         static_cast<int>(d.V), seed++, stream));
+  // Prefill: the logits come from the last token of each prompt, row b * seq_len + seq_len - 1.
+  std::vector<int32_t> last(d.B);
+  for (int64_t b = 0; b < d.B; ++b) last[b] = static_cast<int32_t>((b + 1) * (d.T / d.B) - 1);
+  TP_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(r.act_.last_ids, last.data(), d.B * sizeof(int32_t),
+                                          cudaMemcpyHostToDevice, stream));
   for (const LayerBuffers& l : r.layers_) {
     TP_RETURN_IF_ERROR(fill(l.attn_norm_w, d.h, 1.0f));
     TP_RETURN_IF_ERROR(fill(l.ffn_norm_w, d.h, 1.0f));
@@ -240,7 +245,14 @@ absl::Status StepRunner::Launch(const Op& op, int64_t layer, cudaStream_t stream
                    static_cast<int>(op.m), static_cast<int>(op.n), eps, stream);
   }
   if (n == "final_norm") {
-    return RmsNorm(a.x, a.final_norm_w, a.xn, static_cast<int>(op.m), static_cast<int>(op.n),
+    const __nv_bfloat16* rows = a.x;
+    if (T != op.m) {
+      // Prefill: gather each prompt's last row first (B rows of the T, a negligible copy).
+      TP_RETURN_IF_ERROR(EmbeddingGather(a.x, a.last_ids, a.x_last, static_cast<int>(op.m),
+                                         static_cast<int>(op.n), T, stream));
+      rows = a.x_last;
+    }
+    return RmsNorm(rows, a.final_norm_w, a.xn, static_cast<int>(op.m), static_cast<int>(op.n),
                    eps, stream);
   }
   if (op.kind == OpKind::kGemm) {
@@ -255,6 +267,13 @@ absl::Status StepRunner::Launch(const Op& op, int64_t layer, cudaStream_t stream
                         static_cast<int>(at.head_dim), static_cast<int>(cache_capacity_),
                         static_cast<float>(model.rope_theta() > 0 ? model.rope_theta() : 10000.0),
                         stream);
+  }
+  if (n == "attention" && at.q_len > 1) {
+    return PrefillAttention(a.q, l.k_cache, l.v_cache, a.attn_out, static_cast<int>(at.batch),
+                            static_cast<int>(at.q_len), static_cast<int>(at.start_pos),
+                            static_cast<int>(at.num_q_heads), static_cast<int>(at.num_kv_heads),
+                            static_cast<int>(at.head_dim), static_cast<int>(cache_capacity_),
+                            1.0f / std::sqrt(static_cast<float>(at.head_dim)), at.causal, stream);
   }
   if (n == "attention") {
     return DecodeAttention(a.q, l.k_cache, l.v_cache, a.attn_out, static_cast<int>(at.batch),
@@ -314,6 +333,9 @@ absl::Status StepRunner::EnqueueStep(cudaStream_t stream) const {
 std::string StepRunner::Implementation(size_t op_index) const {
   const Op& op = workload_.ops().at(op_index);
   if (op.kind == OpKind::kGemm) return gemm_->AlgoDescription(op.m, op.n, op.k);
+  if (op.kind == OpKind::kAttention && op.attn.q_len > 1) {
+    return "truthput prefill_attention (causal, GQA, flash-style)";
+  }
   if (op.kind == OpKind::kAttention) {
     return absl::StrCat("truthput decode_attention (GQA, ", num_splits_, " context splits)");
   }

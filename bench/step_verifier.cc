@@ -213,8 +213,17 @@ class Verifier {
     const float model_eps = r_.workload().model().rms_norm_eps();
     const float eps = model_eps > 0 ? model_eps : 1e-5f;
 
-    absl::StatusOr<std::vector<float>> x = Input(a.x, rows * cols, "x");
+    // The final norm of a prefill step normalizes each prompt's last row of x.
+    const int64_t T = r_.workload().tokens_per_step();
+    absl::StatusOr<std::vector<float>> x = Input(a.x, (op.name == "final_norm" ? T : rows) * cols, "x");
     if (!x.ok()) return x.status();
+    if (op.name == "final_norm" && T != rows) {
+      std::vector<float> last(rows * cols);
+      for (int64_t b = 0; b < rows; ++b) {
+        std::copy_n(x->begin() + ((b + 1) * (T / rows) - 1) * cols, cols, last.begin() + b * cols);
+      }
+      *x = std::move(last);
+    }
     absl::StatusOr<std::vector<float>> weight = Input(w, cols, "weight");
     if (!weight.ok()) return weight.status();
     TP_RETURN_IF_ERROR(Poison(a.xn, rows * cols));
@@ -333,10 +342,7 @@ class Verifier {
     const StepRunner::Activations& a = r_.activations();
     const StepRunner::LayerBuffers& l = r_.layer_buffers(layer);
     const AttentionShape& at = op.attn;
-    if (at.q_len != 1) {
-      return absl::UnimplementedError(absl::StrCat(
-          "VerifyStep: ", where_, ": only decode attention (q_len 1) has a reference"));
-    }
+    const int64_t T = at.batch * at.q_len;
     const int64_t B = at.batch, hq = at.num_q_heads, hkv = at.num_kv_heads, d = at.head_dim,
                   cap = r_.cache_capacity(), kv_len = at.kv_len();
     if (kv_len > cap) {
@@ -344,7 +350,7 @@ class Verifier {
                                                         ": kv_len ", kv_len,
                                                         " exceeds the cache capacity ", cap));
     }
-    absl::StatusOr<std::vector<float>> q = Input(a.q, B * hq * d, "q");
+    absl::StatusOr<std::vector<float>> q = Input(a.q, T * hq * d, "q");
     if (!q.ok()) return q.status();
     absl::StatusOr<std::vector<float>> k = Floats(l.k_cache, B * hkv * cap * d);
     if (!k.ok()) return k.status();
@@ -354,13 +360,15 @@ class Verifier {
     TP_RETURN_IF_ERROR(CheckInput(UsedPositions(*k, B * hkv, cap, kv_len, d), "k_cache"));
     TP_RETURN_IF_ERROR(CheckInput(UsedPositions(*v, B * hkv, cap, kv_len, d), "v_cache"));
 
-    TP_RETURN_IF_ERROR(Poison(a.attn_out, B * hq * d));
+    TP_RETURN_IF_ERROR(Poison(a.attn_out, T * hq * d));
     TP_RETURN_IF_ERROR(Launch(index, layer));
-    absl::StatusOr<std::vector<float>> got = Floats(a.attn_out, B * hq * d);
+    absl::StatusOr<std::vector<float>> got = Floats(a.attn_out, T * hq * d);
     if (!got.ok()) return got.status();
     const double scale = 1.0 / std::sqrt(static_cast<double>(d));
-    return Check(*got, ref::DecodeAttention(*q, *k, *v, B, hq, hkv, d, kv_len, cap, scale),
-                 kRtolAttention, {B, hq, d});
+    return Check(*got,
+                 ref::Attention(*q, *k, *v, B, at.q_len, at.start_pos, hq, hkv, d, cap, scale,
+                                at.causal),
+                 kRtolAttention, {T, hq, d});
   }
 
   static std::vector<float> UsedPositions(const std::vector<float>& cache, int64_t bhs, int64_t cap,

@@ -9,14 +9,14 @@ For every file, four charts (PNG and SVG each), named after the file's stem:
                       (log-x, 0..100%): what nvidia-smi says beside what the GPU did
   <stem>_op_share     each op's share of the step time vs batch, stacked; small ops as "other"
   <stem>_roofline     arithmetic intensity vs achieved TFLOP/s, under the datasheet's roof
-With more than one file, also combined_throughput and combined_roofline (all runs overlaid).
+Where several files share a model, precision and phase, also
+  combined_<phase>_<model>_<precision>_throughput and ..._roofline (those runs overlaid).
 
 Series a file does not have (older runs without the truth columns, predictions without any
 measurement) are left out and named in a note on the chart, never drawn as zero.
 """
 
 import argparse
-import math
 import os
 import sys
 
@@ -24,7 +24,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogFormatter  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import truthput_results as tr  # noqa: E402
@@ -51,6 +52,27 @@ def _num_formatter(v, _pos):
     if v >= 1:
         return f"{v:g}"
     return f"{v:.3g}"
+
+
+class _PlainLogFormatter(LogFormatter):
+    """matplotlib's choice of which log ticks to label, with plain numbers (61,500 not 6.15e4)."""
+
+    def _num_to_string(self, x, vmin, vmax):
+        return _num_formatter(x, None)
+
+
+def _log_y(ax):
+    """Log y axis with plain numbers; minor ticks labelled only where matplotlib would."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(_num_formatter))
+    ax.yaxis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False,
+                                                    minor_thresholds=(1, 0.4)))
+
+
+def _batch_label(runs):
+    if all(r["config"].get("phase") == "prefill" for r in runs):
+        return "batch (prompts processed together)"
+    return "batch (sequences decoded together)"
 
 
 def _batch_axis(ax, batches):
@@ -107,53 +129,78 @@ def _save(fig, out_dir, name, formats):
 # --------------------------------------------------------------------------------- charts
 
 
-def draw_throughput(ax, run, color, name=""):
-    drew = False
-    for suffix, pts in tr.series(run):
-        lbl = " ".join(x for x in (name, suffix) if x)
+def run_names(runs):
+    """Legend names: the short label, with the file stem where two runs would read the same."""
+    names = [tr.short_label(r) for r in runs]
+    if len({tr.model_name(r) for r in runs}) > 1:
+        names = [f"{tr.model_name(r)} {n}" for n, r in zip(names, runs)]
+    return [f"{n} ({tr.stem(r)})" if names.count(n) > 1 else n for n, r in zip(names, runs)]
+
+
+def _style_legend(ax, runs, names, colors, styles):
+    """Combined charts: one entry per run (its color) and one per line style."""
+    handles = [Line2D([], [], color=colors[i % len(colors)], lw=2, marker="o", ms=4)
+               for i in range(len(runs))]
+    labels = list(names)
+    for lbl, kw in styles:
+        handles.append(Line2D([], [], color="0.3", **kw))
+        labels.append(lbl)
+    ax.legend(handles, labels, loc="upper left", fontsize=8)
+
+
+def draw_throughput(ax, run, color, combined=False):
+    curves = tr.series(run)
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, (suffix, pts) in enumerate(curves):
+        pre = f"{suffix}: " if suffix else ""
+        if len(curves) > 1 and not combined:
+            color = palette[k % len(palette)]
         bpts = [p for p in pts if p["bound_tokens_per_s"] > 0]
         if bpts:
             ax.plot([p["batch"] for p in bpts], [p["bound_tokens_per_s"] for p in bpts],
                     ls="--", lw=1.3, color=color, alpha=0.75,
-                    label=f"{lbl + ': ' if lbl else ''}roofline bound")
-            drew = True
+                    label=None if combined else f"{pre}roofline bound (bound_tokens_per_s)")
         mpts = [p for p in pts if tr.measured(p) and p["tokens_per_s"] > 0]
         if mpts:
             ax.plot([p["batch"] for p in mpts], [p["tokens_per_s"] for p in mpts],
                     marker="o", ms=4.5, lw=1.8, color=color,
-                    label=f"{lbl + ': ' if lbl else ''}measured")
-            drew = True
-    return drew
+                    label=None if combined else f"{pre}measured (step p50)")
 
 
 def chart_throughput(runs, out_dir, name, formats):
     fig, ax = plt.subplots(figsize=FIGSIZE)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    combined = len(runs) > 1
+    names = run_names(runs)
     batches = []
     for i, run in enumerate(runs):
-        draw_throughput(ax, run, colors[i % len(colors)],
-                        tr.short_label(run) if len(runs) > 1 else "")
+        draw_throughput(ax, run, colors[i % len(colors)], combined)
         batches += [p["batch"] for p in run["points"] if not p.get("skipped")]
     _batch_axis(ax, batches)
-    ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(FuncFormatter(_num_formatter))
-    ax.set_xlabel("batch (sequences decoded together)")
+    _log_y(ax)
+    ax.set_xlabel(_batch_label(runs))
     ax.set_ylabel("throughput (tokens/s)")
     _set_title(ax, "Tokens/s vs batch, measured and roofline bound", runs)
     notes = []
-    for run in runs:
+    for i, run in enumerate(runs):
         ridge = run.get("predicted_ridge_batch")
+        who = f"{names[i]}: " if combined else ""
         if ridge:
-            ax.axvline(ridge, color="0.5", ls=":", lw=1)
-            ax.annotate(f"predicted ridge\nbatch {ridge:g}", (ridge, 0.03),
+            ax.axvline(ridge, color=colors[i % len(colors)] if combined else "0.5", ls=":",
+                       lw=1)
+            ax.annotate(f"{who}predicted ridge\nbatch {ridge:g} ", (ridge, 0.03),
                         xycoords=("data", "axes fraction"), fontsize=7.5, color="0.35",
-                        ha="right", va="bottom", rotation=0)
+                        ha="right", va="bottom")
         knee = run.get("measured_knee_batch")
         if knee:
-            notes.append(f"{tr.short_label(run)}: measured knee at batch {knee:.0f}")
+            notes.append(f"{who}measured knee at batch {knee:.0f}")
         if not tr.measured_points(run):
-            notes.append(f"{tr.short_label(run)}: no measured points (prediction only)")
-    if ax.has_data():
+            notes.append(f"{who}no measured points (prediction only)")
+    if combined:
+        _style_legend(ax, runs, names, colors,
+                      [("measured (step p50)", dict(lw=1.8, marker="o", ms=4)),
+                       ("roofline bound", dict(lw=1.3, ls="--"))])
+    elif ax.has_data():
         ax.legend(loc="upper left")
     _note(fig, "; ".join(notes))
     fig.tight_layout(rect=(0, 0.03, 1, 1))
@@ -188,7 +235,7 @@ def chart_utilization(run, out_dir, name, formats):
     _batch_axis(ax, [p["batch"] for p in pts])
     ax.set_ylim(0, 105)
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:.0f}%"))
-    ax.set_xlabel("batch (sequences decoded together)")
+    ax.set_xlabel(_batch_label([run]))
     ax.set_ylabel("utilization / efficiency (% of peak or of time)")
     _set_title(ax, "What nvidia-smi says vs what the GPU does", [run])
     if ax.has_data():
@@ -284,57 +331,75 @@ def roof_line(ax, run, xmin, xmax, color, name):
                   f"({peak:g} TFLOP/s {tr.precision(run)}, {bw:g} GB/s)")
     if xmin < ridge < xmax:
         ax.axvline(ridge, color=color, ls=":", lw=1, alpha=0.6)
-        ax.annotate(f"ridge {ridge:.0f} FLOP/B ", (ridge, 0.03),
-                    xycoords=("data", "axes fraction"), fontsize=7.5, color=color, ha="right")
+        ax.annotate(f"{roof_name} ridge {ridge:.0f} FLOP/B", (ridge, 0.45),
+                    xycoords=("data", "axes fraction"), textcoords="offset points",
+                    xytext=(-3, 0), fontsize=7.5, color=color, ha="right", va="center",
+                    rotation=90)
     return ridge
 
 
 def chart_roofline(runs, out_dir, name, formats):
     fig, ax = plt.subplots(figsize=FIGSIZE)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    combined = len(runs) > 1
+    names = run_names(runs)
     intens = [p["intensity"] for r in runs for p in r["points"] if p["intensity"] > 0]
     ridges = [tr.peak_tflops(r) * 1000.0 / tr.bandwidth_gbps(r) for r in runs
               if tr.peak_tflops(r) and tr.bandwidth_gbps(r)]
     span = intens + ridges
     xmin = min(span) / 3 if span else 0.3
     xmax = max(span) * 3 if span else 3000
-    seen_roofs = set()
+    roofs = []
+    for run in runs:
+        key = (tr.peak_tflops(run), tr.bandwidth_gbps(run))
+        if key not in [k for k, _ in roofs]:
+            roofs.append((key, run))
+    roof_colors = ["0.25", "0.55", "0.4", "0.7"]
+    for j, (_key, run) in enumerate(roofs):
+        roof_line(ax, run, xmin, xmax, roof_colors[j % len(roof_colors)], "")
     for i, run in enumerate(runs):
         color = colors[i % len(colors)]
-        lbl = tr.short_label(run) if len(runs) > 1 else ""
-        key = (tr.peak_tflops(run), tr.bandwidth_gbps(run))
-        if key not in seen_roofs:
-            roof_line(ax, run, xmin, xmax, "0.25" if len(runs) == 1 else color, "")
-            seen_roofs.add(key)
         bpts = [p for p in run["points"] if not p.get("skipped") and p["intensity"] > 0
                 and p["bound_ms"] > 0]
         if bpts:
             ax.scatter([p["intensity"] for p in bpts],
                        [p["model_gflops"] / p["bound_ms"] for p in bpts],
                        facecolors="none", edgecolors=color, s=30, lw=1, alpha=0.7,
-                       label=f"{lbl + ': ' if lbl else ''}roofline bound of the step")
+                       label=None if combined else "roofline bound of the step")
         mpts = [p for p in tr.measured_points(run)
                 if p["intensity"] > 0 and (p.get("achieved_tflops") or 0) > 0]
         if mpts:
             ax.plot([p["intensity"] for p in mpts], [p["achieved_tflops"] for p in mpts],
                     marker="o", ms=5, lw=1, color=color,
-                    label=f"{lbl + ': ' if lbl else ''}measured")
-            for p in mpts:
+                    label=None if combined else "measured (model FLOPs / step p50)")
+            # Combined: only the ends of each run are labelled, to stay legible.
+            tagged = mpts if not combined else [mpts[0], mpts[-1]][:len(mpts)]
+            for p in tagged:
                 tag = f"b{p['batch']}" + (f"/s{p['seq_len']}"
                                           if run["config"].get("phase") == "prefill" else "")
                 ax.annotate(tag, (p["intensity"], p["achieved_tflops"]),
-                            textcoords="offset points", xytext=(4, 4), fontsize=7.5,
+                            textcoords="offset points", xytext=(5, -10), fontsize=7.5,
                             color=color)
     ax.set_xscale("log")
-    ax.set_yscale("log")
+    _log_y(ax)
     ax.set_xlim(xmin, xmax)
     ax.xaxis.set_major_formatter(FuncFormatter(_num_formatter))
-    ax.yaxis.set_major_formatter(FuncFormatter(_num_formatter))
     ax.set_xlabel("arithmetic intensity (FLOP per byte of DRAM traffic)")
     ax.set_ylabel("achieved (TFLOP/s)")
     _set_title(ax, "Roofline: achieved TFLOP/s vs arithmetic intensity", runs)
-    if ax.has_data():
-        ax.legend(loc="upper left", fontsize=7.5)
+    if combined:
+        roof_handles = [(h, l) for h, l in zip(*ax.get_legend_handles_labels())]
+        _style_legend(ax, runs, names, colors,
+                      [("measured", dict(lw=1, marker="o", ms=5)),
+                       ("roofline bound of the step", dict(lw=0, marker="o", ms=5,
+                                                           markerfacecolor="none"))])
+        leg = ax.get_legend()
+        ax.add_artist(leg)
+        if roof_handles:
+            ax.legend([h for h, _ in roof_handles], [l for _, l in roof_handles],
+                      loc="lower right", fontsize=7.5)
+    elif ax.has_data():
+        ax.legend(loc="upper left", fontsize=8)
     _note(fig, "roof = min(peak, intensity × bandwidth) from the datasheet; step FLOPs and "
                "bytes are the model's minimum (README: model_gflops, model_gbytes)")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
@@ -351,28 +416,53 @@ def plot_run(run, out_dir, formats):
     return paths
 
 
+def combined_groups(runs):
+    """[(slug, runs)] for each model/precision/phase with more than one run."""
+    groups = {}
+    for run in runs:
+        key = (run["config"].get("phase") or "decode", tr.model_name(run), tr.precision(run))
+        groups.setdefault(key, []).append(run)
+    out = []
+    for key, group in groups.items():
+        if len(group) > 1:
+            slug = "_".join(key).lower()
+            slug = "".join(c if c.isalnum() or c in "-." else "_" for c in slug)
+            out.append((slug, group))
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("results", nargs="+", metavar="RESULT.json")
     ap.add_argument("--out", required=True, metavar="DIR", help="directory for the charts")
     ap.add_argument("--formats", default="png,svg", help="comma list (default png,svg)")
+    ap.add_argument("--skip-other", action="store_true",
+                    help="skip JSON files that are not RunResults (e.g. ceilings) with a note")
     args = ap.parse_args(argv)
     formats = [f.strip().lstrip(".") for f in args.formats.split(",") if f.strip()]
     runs = []
     for path in args.results:
         try:
             runs.append(tr.load(path))
+        except tr.NotARunResult as e:
+            if not args.skip_other:
+                print(f"plot: {e}", file=sys.stderr)
+                return 1
+            print(f"plot: skipping {e}", file=sys.stderr)
         except tr.ResultError as e:
             print(f"plot: {e}", file=sys.stderr)
             return 1
+    if not runs:
+        print("plot: no RunResult to plot", file=sys.stderr)
+        return 1
     os.makedirs(args.out, exist_ok=True)
     written = []
     for run in runs:
         written += plot_run(run, args.out, formats)
-    if len(runs) > 1:
-        written += chart_throughput(runs, args.out, "combined_throughput", formats)
-        written += chart_roofline(runs, args.out, "combined_roofline", formats)
+    for slug, group in combined_groups(runs):
+        written += chart_throughput(group, args.out, f"combined_{slug}_throughput", formats)
+        written += chart_roofline(group, args.out, f"combined_{slug}_roofline", formats)
     for p in written:
         print(p)
     return 0

@@ -18,6 +18,7 @@ import re
 POINT_OPTIONAL = (
     "step_ms_p50", "step_ms_p99", "step_rel_spread", "reps", "tokens_per_s", "achieved_gbps",
     "mbu", "achieved_tflops", "mfu", "roofline_eff", "usd_per_mtok",
+    "attention_time_share", "attention_flops_share", "mbu_measured", "mfu_measured",
     "smi_util_pct", "smi_mem_util_pct", "gpm_sm_util_pct", "gpm_tensor_util_pct",
     "gpm_dram_bw_util_pct", "sm_clock_mhz", "power_w", "joules_per_token",
     "sm_active_pct", "tensor_active_pct", "dram_read_gbytes", "dram_write_gbytes", "dram_gbps",
@@ -76,6 +77,10 @@ class ResultError(Exception):
     """A result file that cannot be read or is not a RunResult."""
 
 
+class NotARunResult(ResultError):
+    """Valid JSON, but some other message (e.g. a bench_ceilings file)."""
+
+
 def to_number(value):
     """A JSON number, or a string holding one (int64 and special doubles), as int or float."""
     if value is None or isinstance(value, bool):
@@ -127,8 +132,9 @@ def _dtype(value):
 
 def normalize(raw, path=""):
     """A parsed RunResult JSON object -> plain dicts with every schema field present."""
-    if not isinstance(raw, dict) or not isinstance(raw.get("points", []), list):
-        raise ResultError(f"{path or 'input'}: not a truthput RunResult (no points list)")
+    if (not isinstance(raw, dict) or not ("config" in raw or "points" in raw)
+            or not isinstance(raw.get("points", []), list)):
+        raise NotARunResult(f"{path or 'input'}: not a truthput RunResult (no config/points)")
     cfg = _fill(raw.get("config"), CONFIG_NUMBERS, (), CONFIG_STRINGS, CONFIG_BOOLS,
                 CONFIG_LISTS)
     cfg["batches"] = [to_number(b) for b in cfg["batches"]]

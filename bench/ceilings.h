@@ -1,0 +1,52 @@
+// MeasureCeilings: what the GPU this process runs on actually delivers, as opposed to what its
+// datasheet promises. bench_ceilings prints it and writes it as a ceilings file (results.proto's
+// MeasuredCeilings), against which runs state MBU and MFU (bench/ceilings_io.h).
+//
+// What is measured, each timed with TimeGpuWork (median of repetitions, CUDA graphs where the
+// work is kernels, so launch gaps are not in the figure):
+//   * DRAM bandwidth: own streaming read, write and copy kernels (kernels/stream_kernels.h) and
+//     cudaMemcpyAsync device to device, on buffers of at least 8x L2 (4 GiB; 1 GiB with quick),
+//     filled with random data. Copies count bytes read plus bytes written.
+//   * Dense GEMM rate through cuBLASLt over a sweep of large shapes (squares and Llama-3-70B-like
+//     rectangles at 8192 tokens): bf16 autotuned over the heuristic's candidates, fp8 e4m3 with
+//     fast accumulation, autotuned likewise; then fp8 without fast accumulation at fp8's best
+//     shape. Each reports the best rate and the shape that gave it. Random inputs.
+//   * Launch costs of an empty kernel: the host's enqueue time per eager launch, the GPU time per
+//     kernel when launches are queued back to back, a launch-and-synchronize round trip, and a
+//     CUDA graph's GPU time per kernel node (the slope between graphs of 100 and 1100 nodes).
+//   * Host <-> device copy bandwidth over the bus from and to pinned host memory.
+// The streaming kernels are checked on a small buffer before anything is timed.
+#ifndef TRUTHPUT_BENCH_CEILINGS_H_
+#define TRUTHPUT_BENCH_CEILINGS_H_
+
+#include <cstdint>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "results/results.pb.h"
+
+namespace truthput {
+
+struct CeilingsOptions {
+  bool quick = false;        // Smaller GEMM sweep, 1 GiB buffers, shorter time caps.
+  std::string command_line;  // Recorded in the result.
+};
+
+struct GemmShape {
+  int64_t m, n, k;
+};
+
+// The GEMM shapes measured (y[m,n] = x[m,k] · W[n,k]^T).
+std::vector<GemmShape> CeilingsGemmShapes(bool quick);
+
+// Measures every ceiling on CUDA device 0, logging each figure to `log` as it is measured.
+// FailedPrecondition "no CUDA GPU: ..." where there is none. fp8 on a GPU without fp8 tensor
+// cores, and a pinned allocation that fails, leave their fields unset with a note; every other
+// failure is an error.
+absl::StatusOr<MeasuredCeilings> MeasureCeilings(const CeilingsOptions& options, std::ostream& log);
+
+}  // namespace truthput
+
+#endif  // TRUTHPUT_BENCH_CEILINGS_H_

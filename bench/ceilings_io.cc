@@ -1,0 +1,236 @@
+#include "bench/ceilings_io.h"
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "google/protobuf/util/json_util.h"
+
+namespace truthput {
+namespace {
+
+// Every rate field: its name (as in the JSON), whether it is set, its value, and whether a run
+// needs it.
+struct RateField {
+  const char* name;
+  bool (MeasuredCeilings::*has)() const;
+  double (MeasuredCeilings::*get)() const;
+  bool required;
+};
+
+using C = MeasuredCeilings;
+const RateField kRates[] = {
+    {"read_gbps", &C::has_read_gbps, &C::read_gbps, true},
+    {"write_gbps", &C::has_write_gbps, &C::write_gbps, false},
+    {"copy_gbps", &C::has_copy_gbps, &C::copy_gbps, false},
+    {"memcpy_d2d_gbps", &C::has_memcpy_d2d_gbps, &C::memcpy_d2d_gbps, false},
+    {"bf16_tflops", &C::has_bf16_tflops, &C::bf16_tflops, true},
+    {"fp8_tflops", &C::has_fp8_tflops, &C::fp8_tflops, false},
+    {"fp8_precise_accum_tflops", &C::has_fp8_precise_accum_tflops, &C::fp8_precise_accum_tflops,
+     false},
+    {"launch_latency_us", &C::has_launch_latency_us, &C::launch_latency_us, false},
+    {"graph_node_us", &C::has_graph_node_us, &C::graph_node_us, false},
+    {"empty_kernel_gpu_us", &C::has_empty_kernel_gpu_us, &C::empty_kernel_gpu_us, false},
+    {"launch_sync_us", &C::has_launch_sync_us, &C::launch_sync_us, false},
+    {"h2d_gbps", &C::has_h2d_gbps, &C::h2d_gbps, false},
+    {"d2h_gbps", &C::has_d2h_gbps, &C::d2h_gbps, false},
+};
+
+absl::Status WithPath(const absl::Status& st, const std::string& path) {
+  return absl::Status(st.code(), absl::StrCat(path, ": ", st.message()));
+}
+
+// One line of the table: name, measured value with unit, datasheet value and percentage, and a
+// remark; columns aligned, no trailing blanks.
+void Line(std::ostream& out, const std::string& name, const std::string& measured,
+          const std::string& sheet, const std::string& pct, const std::string& remark) {
+  std::string line = absl::StrFormat("%-36s %16s %16s %7s  %s", name, measured, sheet, pct, remark);
+  line.erase(line.find_last_not_of(' ') + 1);
+  out << line << "\n";
+}
+
+// A rate beside its datasheet figure and percentage (blank where the datasheet has none).
+void Row(std::ostream& out, const std::string& name, double value, const char* unit,
+         double datasheet, const std::string& remark) {
+  std::string sheet, pct;
+  if (datasheet > 0) {
+    sheet = absl::StrFormat("%.1f %s", datasheet, unit);
+    pct = absl::StrFormat("%.1f%%", 100 * value / datasheet);
+  }
+  Line(out, name, absl::StrFormat("%.1f %s", value, unit), sheet, pct, remark);
+}
+
+void UsRow(std::ostream& out, const std::string& name, double us, const std::string& remark) {
+  Line(out, name, absl::StrFormat("%.2f us", us), "", "", remark);
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> FormatCeilingsJson(const MeasuredCeilings& c) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.always_print_primitive_fields = true;
+  options.preserve_proto_field_names = true;
+  std::string json;
+  auto status = google::protobuf::util::MessageToJsonString(c, &json, options);
+  if (!status.ok()) return absl::InternalError(std::string(status.message()));
+  return json;
+}
+
+absl::StatusOr<MeasuredCeilings> ParseCeilingsJson(const std::string& json) {
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = true;
+  MeasuredCeilings c;
+  auto status = google::protobuf::util::JsonStringToMessage(json, &c, options);
+  if (!status.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("not a ceilings JSON file: ", std::string(status.message())));
+  }
+  if (absl::Status st = ValidateCeilings(c); !st.ok()) return st;
+  return c;
+}
+
+absl::Status ValidateCeilings(const MeasuredCeilings& c) {
+  if (c.machine().gpu_name().empty()) {
+    return absl::InvalidArgumentError(
+        "ceilings: machine.gpu_name is empty (not a file written by bench_ceilings?)");
+  }
+  for (const RateField& f : kRates) {
+    if (!(c.*f.has)()) {
+      if (f.required) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("ceilings: ", f.name,
+                         " is missing (every run needs it; re-measure with "
+                         "bench_ceilings)"));
+      }
+      continue;
+    }
+    const double v = (c.*f.get)();
+    if (!std::isfinite(v) || !(v > 0)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("ceilings: ", f.name, " = ", v, ": must be finite and > 0"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<MeasuredCeilings> LoadCeilings(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot read the ceilings file"));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": read failed"));
+  absl::StatusOr<MeasuredCeilings> c = ParseCeilingsJson(text.str());
+  if (!c.ok()) return WithPath(c.status(), path);
+  return c;
+}
+
+absl::Status CheckCeilingsGpu(const MeasuredCeilings& c, const std::string& running_gpu_name) {
+  if (c.machine().gpu_name() == running_gpu_name) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "ceilings were measured on a '", c.machine().gpu_name(), "', but this GPU is a '",
+      running_gpu_name, "'; measure this one with bench_ceilings --json=PATH"));
+}
+
+absl::StatusOr<MeasuredCeilings> LoadCeilingsForGpu(const std::string& path,
+                                                    const std::string& running_gpu_name) {
+  absl::StatusOr<MeasuredCeilings> c = LoadCeilings(path);
+  if (!c.ok()) return c.status();
+  if (absl::Status st = CheckCeilingsGpu(*c, running_gpu_name); !st.ok()) {
+    return WithPath(st, path);
+  }
+  return c;
+}
+
+double MeasuredPeakTflops(const MeasuredCeilings& c, DType dtype) {
+  if (dtype == FP8_E4M3 && c.has_fp8_tflops() && c.fp8_tflops() > 0) return c.fp8_tflops();
+  return c.bf16_tflops();
+}
+
+Ceilings RooflineCeilings(const MeasuredCeilings& c, const GpuSpec& datasheet, DType weight_dtype) {
+  Ceilings r = Ceilings::FromDatasheet(datasheet, weight_dtype);
+  r.tensor_flops_per_s = MeasuredPeakTflops(c, weight_dtype) * 1e12;
+  r.bytes_per_s = c.read_gbps() * 1e9;
+  return r;
+}
+
+void AddMeasuredAgainstCeilings(BatchPoint& p, const MeasuredCeilings& c, DType weight_dtype) {
+  if (p.has_achieved_gbps() && c.read_gbps() > 0) {
+    p.set_mbu_measured(p.achieved_gbps() / c.read_gbps());
+  }
+  const double peak = MeasuredPeakTflops(c, weight_dtype);
+  if (p.has_achieved_tflops() && peak > 0) p.set_mfu_measured(p.achieved_tflops() / peak);
+}
+
+void PrintCeilingsTable(const MeasuredCeilings& c, std::ostream& out) {
+  const MachineInfo& m = c.machine();
+  const GpuSpec& g = c.datasheet();
+  const bool sheet = c.has_datasheet();
+  out << absl::StrFormat(
+      "Ceilings measured on %s (%d SMs, %.1f GB, L2 %.0f MiB, CC %s; driver %s, CUDA %s, "
+      "cuBLASLt %s)\n",
+      m.gpu_name(), m.sm_count(), m.memory_gbytes(), m.l2_mbytes(), m.compute_capability(),
+      m.driver_version().empty() ? "?" : m.driver_version(), m.cuda_runtime_version(),
+      m.cublas_version());
+  out << (sheet ? absl::StrCat("Datasheet: ", g.display_name(), " (", g.id(), ")\n")
+                : std::string("Datasheet: none for this GPU (no percentages)\n"));
+  Line(out, "ceiling", "measured", "datasheet", "%", "how");
+  const double bw = sheet ? g.mem_bandwidth_gbps() : 0;
+  const std::string buffers = absl::StrFormat("%.2f GB buffers", c.buffer_gbytes());
+  if (c.has_read_gbps()) {
+    Row(out, "DRAM read (own kernel)", c.read_gbps(), "GB/s", bw, buffers);
+  }
+  if (c.has_write_gbps()) {
+    Row(out, "DRAM write (own kernel)", c.write_gbps(), "GB/s", bw, buffers);
+  }
+  if (c.has_copy_gbps()) {
+    Row(out, "DRAM copy (own kernel, r+w)", c.copy_gbps(), "GB/s", bw, buffers);
+  }
+  if (c.has_memcpy_d2d_gbps()) {
+    Row(out, "cudaMemcpyAsync D2D (r+w)", c.memcpy_d2d_gbps(), "GB/s", bw, buffers);
+  }
+  if (c.has_bf16_tflops()) {
+    Row(out, "bf16 GEMM (cuBLASLt, autotuned)", c.bf16_tflops(), "TFLOP/s",
+        sheet ? g.bf16_tflops() : 0, c.bf16_best_shape());
+  }
+  if (c.has_fp8_tflops()) {
+    Row(out, "fp8 e4m3 GEMM (cuBLASLt, fast acc)", c.fp8_tflops(), "TFLOP/s",
+        sheet ? g.fp8_tflops() : 0, c.fp8_best_shape());
+  }
+  if (c.has_fp8_precise_accum_tflops()) {
+    Row(out, "fp8 e4m3 GEMM (precise accum)", c.fp8_precise_accum_tflops(), "TFLOP/s",
+        sheet ? g.fp8_tflops() : 0, c.fp8_best_shape());
+  }
+  if (c.has_launch_latency_us()) {
+    UsRow(out, "launch: host enqueue (eager)", c.launch_latency_us(),
+          "host time per empty-kernel launch");
+  }
+  if (c.has_empty_kernel_gpu_us()) {
+    UsRow(out, "launch: GPU per back-to-back kernel", c.empty_kernel_gpu_us(),
+          "eager launches queued ahead, GPU time per kernel");
+  }
+  if (c.has_launch_sync_us()) {
+    UsRow(out, "launch + synchronize", c.launch_sync_us(),
+          "one empty kernel, launch to stream sync return");
+  }
+  if (c.has_graph_node_us()) {
+    UsRow(out, "CUDA graph: per kernel node", c.graph_node_us(), "GPU time per empty-kernel node");
+  }
+  if (c.has_h2d_gbps()) Row(out, "host to device (pinned)", c.h2d_gbps(), "GB/s", 0, "");
+  if (c.has_d2h_gbps()) Row(out, "device to host (pinned)", c.d2h_gbps(), "GB/s", 0, "");
+
+  if (c.gemms_size() > 0) {
+    out << absl::StrFormat("\n%-12s %6s %6s %6s %10s %9s  %s\n", "GEMM sweep", "m", "n", "k",
+                           "ms p50", "TFLOP/s", "algorithm");
+    for (const MeasuredCeilings::GemmPoint& p : c.gemms()) {
+      out << absl::StrFormat("%-12s %6d %6d %6d %10.3f %9.1f  %s\n", p.dtype(), p.m(), p.n(), p.k(),
+                             p.ms_p50(), p.tflops(), p.algo());
+    }
+  }
+  for (const std::string& note : c.notes()) out << "note: " << note << "\n";
+}
+
+}  // namespace truthput

@@ -1,0 +1,61 @@
+// Ceilings files: what bench_ceilings measured on a GPU (results.proto's MeasuredCeilings, as
+// protobuf JSON), read back and used by runs on the same GPU, so MBU and MFU can be stated against
+// what the GPU was measured to reach as well as against its datasheet. CPU only.
+#ifndef TRUTHPUT_BENCH_CEILINGS_IO_H_
+#define TRUTHPUT_BENCH_CEILINGS_IO_H_
+
+#include <ostream>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "results/results.pb.h"
+#include "workloads/model_spec.pb.h"
+#include "workloads/roofline.h"
+
+namespace truthput {
+
+// The protobuf JSON mapping (field names as in results.proto, every field printed).
+absl::StatusOr<std::string> FormatCeilingsJson(const MeasuredCeilings& c);
+
+// Parses and validates (ValidateCeilings). Unknown fields are ignored, so files written by newer
+// versions still load. InvalidArgument on malformed JSON or a failed validation.
+absl::StatusOr<MeasuredCeilings> ParseCeilingsJson(const std::string& json);
+
+// A usable ceilings record: the GPU named, read_gbps and bf16_tflops present (the two every run
+// needs), and every rate that is present finite and > 0. InvalidArgument naming the field.
+absl::Status ValidateCeilings(const MeasuredCeilings& c);
+
+// Reads, parses and validates the file at `path`; NotFound where it cannot be read. Errors name
+// the path.
+absl::StatusOr<MeasuredCeilings> LoadCeilings(const std::string& path);
+
+// FailedPrecondition unless the ceilings were measured on a GPU of exactly this name (as
+// cudaGetDeviceProperties reports it): ceilings of another GPU model mean nothing here.
+absl::Status CheckCeilingsGpu(const MeasuredCeilings& c, const std::string& running_gpu_name);
+
+// LoadCeilings, then CheckCeilingsGpu; errors name the path.
+absl::StatusOr<MeasuredCeilings> LoadCeilingsForGpu(const std::string& path,
+                                                    const std::string& running_gpu_name);
+
+// The measured dense GEMM rate, TFLOP/s, for weights of `dtype`: fp8_tflops for FP8_E4M3 where
+// measured, bf16_tflops otherwise (as PeakFlopsPerSecond does with datasheets).
+double MeasuredPeakTflops(const MeasuredCeilings& c, DType dtype);
+
+// The roofline's peak rates from measured ceilings, for a bound against what this GPU reaches:
+// the tensor rate is MeasuredPeakTflops, the bandwidth read_gbps; the CUDA-core fp32 rate, which
+// bench_ceilings does not measure, comes from `datasheet`.
+Ceilings RooflineCeilings(const MeasuredCeilings& c, const GpuSpec& datasheet, DType weight_dtype);
+
+// Sets p.mbu_measured = achieved_gbps / read_gbps and p.mfu_measured = achieved_tflops /
+// MeasuredPeakTflops(c, weight_dtype) for a measured point (achieved_gbps / achieved_tflops
+// set); leaves skipped or predicted points alone. Expects validated ceilings.
+void AddMeasuredAgainstCeilings(BatchPoint& p, const MeasuredCeilings& c, DType weight_dtype);
+
+// The console table of a ceilings record: each measured rate beside its datasheet ceiling and
+// percentage where the datasheet has one, the launch costs, the GEMM sweep and the notes.
+void PrintCeilingsTable(const MeasuredCeilings& c, std::ostream& out);
+
+}  // namespace truthput
+
+#endif  // TRUTHPUT_BENCH_CEILINGS_IO_H_

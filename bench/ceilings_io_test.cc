@@ -1,0 +1,219 @@
+#include "bench/ceilings_io.h"
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <sstream>
+#include <string>
+
+#include "absl/status/status.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/util/message_differencer.h"
+#include "gtest/gtest.h"
+
+namespace truthput {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kH100[] = "NVIDIA H100 80GB HBM3";
+
+// A record as bench_ceilings writes it on the lent H100 (DESIGN.md's reference figures).
+MeasuredCeilings H100Ceilings() {
+  MeasuredCeilings c;
+  c.mutable_machine()->set_gpu_name(kH100);
+  c.mutable_machine()->set_sm_count(132);
+  c.mutable_datasheet()->set_id("h100-sxm");
+  c.mutable_datasheet()->set_mem_bandwidth_gbps(3350);
+  c.mutable_datasheet()->set_bf16_tflops(989.4);
+  c.mutable_datasheet()->set_fp8_tflops(1978.9);
+  c.set_read_gbps(3130);
+  c.set_write_gbps(3000);
+  c.set_copy_gbps(2950);
+  c.set_memcpy_d2d_gbps(3020);
+  c.set_bf16_tflops(762);
+  c.set_bf16_best_shape("m=8192 n=8192 k=8192");
+  c.set_fp8_tflops(1300);
+  c.set_fp8_best_shape("m=8192 n=57344 k=8192");
+  c.set_launch_latency_us(2.1);
+  c.set_graph_node_us(0.6);
+  c.set_h2d_gbps(55);
+  c.set_d2h_gbps(54);
+  c.set_started_at("2025-01-01T00:00:00Z");
+  c.set_truthput_version("0.1.0");
+  c.set_buffer_gbytes(4.29);
+  MeasuredCeilings::GemmPoint* g = c.add_gemms();
+  g->set_dtype("bf16");
+  g->set_m(8192);
+  g->set_n(8192);
+  g->set_k(8192);
+  g->set_ms_p50(1.443);
+  g->set_tflops(762);
+  return c;
+}
+
+// Writes `text` to a fresh file in the test's temporary directory and returns its path.
+std::string WriteTemp(const std::string& name, const std::string& text) {
+  const std::filesystem::path path = std::filesystem::path(testing::TempDir()) / name;
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+  out.close();
+  return path.string();
+}
+
+TEST(CeilingsIo, RoundTripsThroughAFile) {
+  const MeasuredCeilings c = H100Ceilings();
+  absl::StatusOr<std::string> json = FormatCeilingsJson(c);
+  ASSERT_TRUE(json.ok()) << json.status();
+  EXPECT_THAT(*json, HasSubstr("\"read_gbps\": 3130"));
+  const std::string path = WriteTemp("ceilings_roundtrip.json", *json);
+  absl::StatusOr<MeasuredCeilings> loaded = LoadCeilings(path);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(c, *loaded))
+      << loaded->DebugString();
+  // Unset optional rates stay unset across the round trip ("not measured" is never 0).
+  EXPECT_FALSE(loaded->has_fp8_precise_accum_tflops());
+}
+
+TEST(CeilingsIo, LoadsForTheSameGpu) {
+  const std::string path = WriteTemp("ceilings_same.json", *FormatCeilingsJson(H100Ceilings()));
+  absl::StatusOr<MeasuredCeilings> c = LoadCeilingsForGpu(path, kH100);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_DOUBLE_EQ(c->read_gbps(), 3130);
+}
+
+TEST(CeilingsIo, RefusesAnotherGpu) {
+  const std::string path = WriteTemp("ceilings_other.json", *FormatCeilingsJson(H100Ceilings()));
+  absl::StatusOr<MeasuredCeilings> c = LoadCeilingsForGpu(path, "NVIDIA H200");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(c.status().message(), HasSubstr(path));
+  EXPECT_THAT(c.status().message(), HasSubstr(kH100));
+  EXPECT_THAT(c.status().message(), HasSubstr("NVIDIA H200"));
+  EXPECT_THAT(c.status().message(), HasSubstr("bench_ceilings"));
+  // A name that merely starts alike is another GPU too.
+  EXPECT_FALSE(CheckCeilingsGpu(H100Ceilings(), "NVIDIA H100 PCIe").ok());
+}
+
+TEST(CeilingsIo, MissingFileIsNotFound) {
+  absl::StatusOr<MeasuredCeilings> c = LoadCeilings(testing::TempDir() + "/no_such_ceilings.json");
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(CeilingsIo, MalformedJsonIsInvalid) {
+  const std::string path = WriteTemp("ceilings_bad.json", "{\"read_gbps\": ");
+  absl::StatusOr<MeasuredCeilings> c = LoadCeilings(path);
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(c.status().message(), HasSubstr(path));
+}
+
+TEST(CeilingsIo, IgnoresUnknownFields) {
+  std::string json = *FormatCeilingsJson(H100Ceilings());
+  json.insert(json.find('{') + 1, "\"added_by_a_later_version\": 1,");
+  absl::StatusOr<MeasuredCeilings> c = ParseCeilingsJson(json);
+  EXPECT_TRUE(c.ok()) << c.status();
+}
+
+TEST(CeilingsIo, RequiresReadBandwidthAndBf16Rate) {
+  MeasuredCeilings c = H100Ceilings();
+  c.clear_read_gbps();
+  EXPECT_THAT(ValidateCeilings(c).message(), HasSubstr("read_gbps"));
+  c = H100Ceilings();
+  c.clear_bf16_tflops();
+  EXPECT_THAT(ValidateCeilings(c).message(), HasSubstr("bf16_tflops"));
+  c = H100Ceilings();
+  c.mutable_machine()->clear_gpu_name();
+  EXPECT_EQ(ValidateCeilings(c).code(), absl::StatusCode::kInvalidArgument);
+  // A RunResult file handed over by mistake: no rates, so it is refused.
+  EXPECT_EQ(ParseCeilingsJson("{\"truthput_version\": \"0.1.0\", \"points\": []}").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(CeilingsIo, RejectsNonPositiveOrNonFiniteRates) {
+  for (double bad : {0.0, -1.0, std::numeric_limits<double>::quiet_NaN(),
+                     std::numeric_limits<double>::infinity()}) {
+    MeasuredCeilings c = H100Ceilings();
+    c.set_h2d_gbps(bad);
+    const absl::Status st = ValidateCeilings(c);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(st.message(), HasSubstr("h2d_gbps")) << bad;
+  }
+  MeasuredCeilings c = H100Ceilings();
+  c.set_read_gbps(-3130);
+  EXPECT_THAT(ValidateCeilings(c).message(), HasSubstr("read_gbps"));
+  EXPECT_TRUE(ValidateCeilings(H100Ceilings()).ok());
+}
+
+BatchPoint MeasuredPoint(double achieved_gbps, double achieved_tflops) {
+  BatchPoint p;
+  p.set_batch(1);
+  p.set_achieved_gbps(achieved_gbps);
+  p.set_achieved_tflops(achieved_tflops);
+  return p;
+}
+
+TEST(CeilingsIo, MeasuredMbuAndMfuForBf16) {
+  BatchPoint p = MeasuredPoint(2840, 381);
+  AddMeasuredAgainstCeilings(p, H100Ceilings(), BF16);
+  ASSERT_TRUE(p.has_mbu_measured());
+  ASSERT_TRUE(p.has_mfu_measured());
+  EXPECT_DOUBLE_EQ(p.mbu_measured(), 2840.0 / 3130.0);
+  EXPECT_DOUBLE_EQ(p.mfu_measured(), 381.0 / 762.0);
+}
+
+TEST(CeilingsIo, MeasuredMfuUsesTheFp8RateForFp8Weights) {
+  BatchPoint p = MeasuredPoint(1000, 650);
+  AddMeasuredAgainstCeilings(p, H100Ceilings(), FP8_E4M3);
+  EXPECT_DOUBLE_EQ(p.mfu_measured(), 650.0 / 1300.0);
+  EXPECT_DOUBLE_EQ(p.mbu_measured(), 1000.0 / 3130.0);
+  // Without a measured fp8 rate (a GPU without fp8), bf16's is the ceiling, as with datasheets.
+  MeasuredCeilings no_fp8 = H100Ceilings();
+  no_fp8.clear_fp8_tflops();
+  BatchPoint q = MeasuredPoint(1000, 650);
+  AddMeasuredAgainstCeilings(q, no_fp8, FP8_E4M3);
+  EXPECT_DOUBLE_EQ(q.mfu_measured(), 650.0 / 762.0);
+  EXPECT_DOUBLE_EQ(MeasuredPeakTflops(H100Ceilings(), BF16), 762.0);
+}
+
+TEST(CeilingsIo, RooflineCeilingsUseMeasuredRates) {
+  GpuSpec sheet = H100Ceilings().datasheet();
+  sheet.set_fp32_tflops(66.9);
+  const Ceilings r = RooflineCeilings(H100Ceilings(), sheet, BF16);
+  EXPECT_DOUBLE_EQ(r.bytes_per_s, 3130e9);
+  EXPECT_DOUBLE_EQ(r.tensor_flops_per_s, 762e12);
+  EXPECT_DOUBLE_EQ(r.vector_flops_per_s, 66.9e12);  // Not measured: the datasheet's.
+  EXPECT_DOUBLE_EQ(RooflineCeilings(H100Ceilings(), sheet, FP8_E4M3).tensor_flops_per_s, 1300e12);
+}
+
+TEST(CeilingsIo, LeavesUnmeasuredPointsAlone) {
+  BatchPoint p;
+  p.set_batch(512);
+  p.set_skipped(true);
+  AddMeasuredAgainstCeilings(p, H100Ceilings(), BF16);
+  EXPECT_FALSE(p.has_mbu_measured());
+  EXPECT_FALSE(p.has_mfu_measured());
+}
+
+TEST(CeilingsIo, TableShowsDatasheetPercentages) {
+  std::ostringstream out;
+  PrintCeilingsTable(H100Ceilings(), out);
+  const std::string table = out.str();
+  EXPECT_THAT(table, HasSubstr(kH100));
+  EXPECT_THAT(table, HasSubstr("3130.0 GB/s"));
+  EXPECT_THAT(table, HasSubstr("93.4%"));  // 3130 / 3350
+  EXPECT_THAT(table, HasSubstr("77.0%"));  // 762 / 989.4
+  EXPECT_THAT(table, HasSubstr("65.7%"));  // 1300 / 1978.9
+  EXPECT_THAT(table, HasSubstr("m=8192 n=8192 k=8192"));
+  EXPECT_THAT(table, HasSubstr("2.10 us"));
+  // No datasheet: values without percentages.
+  MeasuredCeilings c = H100Ceilings();
+  c.clear_datasheet();
+  std::ostringstream bare;
+  PrintCeilingsTable(c, bare);
+  EXPECT_THAT(bare.str(), HasSubstr("3130.0 GB/s"));
+  EXPECT_THAT(bare.str(), ::testing::Not(HasSubstr("93.4%")));
+}
+
+}  // namespace
+}  // namespace truthput

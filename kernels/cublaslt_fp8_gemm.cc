@@ -1,0 +1,309 @@
+#include "kernels/cublaslt_fp8_gemm.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "absl/cleanup/cleanup.h"
+#include "absl/strings/str_cat.h"
+#include "kernels/cublaslt_names.h"
+#include "kernels/cuda_status.h"
+
+namespace truthput {
+namespace {
+
+constexpr uint32_t kAlignmentBytes = 16;
+constexpr int kHeuristicResults = 8;
+
+bool Aligned(const void* p) { return reinterpret_cast<uintptr_t>(p) % kAlignmentBytes == 0; }
+
+absl::Status CheckShape(int64_t m, int64_t n, int64_t k) {
+  if (m <= 0 || n <= 0 || k <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("CublasLtFp8Gemm: non-positive shape m=", m, " n=", n, " k=", k));
+  }
+  if (n % 16 != 0 || k % 16 != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "CublasLtFp8Gemm: n and k must be multiples of 16 (16-byte fp8 rows); got n=", n,
+        " k=", k));
+  }
+  return absl::OkStatus();
+}
+
+// " name=value" for one algo-config attribute, " name=?" where cuBLASLt will not say, and the
+// printable name through `namer` where one is given and knows the value.
+template <typename T>
+void AppendAttr(std::string* out, const char* name, const cublasLtMatmulAlgo_t& algo,
+                cublasLtMatmulAlgoConfigAttributes_t attr,
+                const char* (*namer)(uint32_t) = nullptr) {
+  T value{};
+  size_t written = 0;
+  if (cublasLtMatmulAlgoConfigGetAttribute(&algo, attr, &value, sizeof(value), &written) !=
+          CUBLAS_STATUS_SUCCESS ||
+      written != sizeof(value)) {
+    absl::StrAppend(out, " ", name, "=?");
+    return;
+  }
+  const char* s = namer != nullptr ? namer(static_cast<uint32_t>(value)) : nullptr;
+  if (s != nullptr) {
+    absl::StrAppend(out, " ", name, "=", s);
+  } else {
+    absl::StrAppend(out, " ", name, "=", value);
+  }
+}
+
+const char* ReductionName(uint32_t scheme) {
+  switch (scheme) {
+    case CUBLASLT_REDUCTION_SCHEME_NONE:
+      return "none";
+    case CUBLASLT_REDUCTION_SCHEME_INPLACE:
+      return "inplace";
+    case CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE:
+      return "compute_type";
+    case CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE:
+      return "output_type";
+    default:
+      return nullptr;
+  }
+}
+
+std::string Describe(const cublasLtMatmulHeuristicResult_t& r, bool fast_accum) {
+  std::string s = fast_accum ? "cublasLt fp8 fast_accum" : "cublasLt fp8";
+  AppendAttr<int32_t>(&s, "algo", r.algo, CUBLASLT_ALGO_CONFIG_ID);
+  AppendAttr<uint32_t>(&s, "tile", r.algo, CUBLASLT_ALGO_CONFIG_TILE_ID, CublasLtTileName);
+  AppendAttr<uint32_t>(&s, "stages", r.algo, CUBLASLT_ALGO_CONFIG_STAGES_ID, CublasLtStagesName);
+  AppendAttr<int32_t>(&s, "splitk", r.algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM);
+  AppendAttr<uint32_t>(&s, "reduction", r.algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME,
+                       ReductionName);
+  AppendAttr<uint32_t>(&s, "swizzle", r.algo, CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING);
+  AppendAttr<uint16_t>(&s, "cluster", r.algo, CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID,
+                       CublasLtClusterShapeName);
+  absl::StrAppend(&s, " workspace=", r.workspaceSize, " waves=", r.wavesCount);
+  return s;
+}
+
+}  // namespace
+
+struct CublasLtFp8Gemm::Plan {
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t a = nullptr;  // W: fp8, column-major [k, n], ld k, op T.
+  cublasLtMatrixLayout_t b = nullptr;  // x: fp8, column-major [k, m], ld k, op N.
+  cublasLtMatrixLayout_t c = nullptr;  // y: bf16, column-major [n, m], ld n (C and D).
+  cublasLtMatmulAlgo_t algo{};
+  std::string description;
+  std::vector<cublasLtMatmulHeuristicResult_t> candidates;  // Usable ones, best first.
+  bool tuned = false;
+
+  Plan() = default;
+  Plan(const Plan&) = delete;
+  Plan& operator=(const Plan&) = delete;
+  ~Plan() {
+    if (c != nullptr) cublasLtMatrixLayoutDestroy(c);
+    if (b != nullptr) cublasLtMatrixLayoutDestroy(b);
+    if (a != nullptr) cublasLtMatrixLayoutDestroy(a);
+    if (op != nullptr) cublasLtMatmulDescDestroy(op);
+  }
+};
+
+absl::StatusOr<std::unique_ptr<CublasLtFp8Gemm>> CublasLtFp8Gemm::Create(const Options& options) {
+  int device = 0;
+  TP_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  cublasLtHandle_t handle = nullptr;
+  TP_CUBLAS_RETURN_IF_ERROR(cublasLtCreate(&handle));
+  absl::Cleanup destroy_handle = [handle] { cublasLtDestroy(handle); };
+  void* scale_raw = nullptr;
+  TP_CUDA_RETURN_IF_ERROR(cudaMalloc(&scale_raw, sizeof(float)));
+  auto* scale = static_cast<float*>(scale_raw);
+  absl::Cleanup free_scale = [scale] { cudaFree(scale); };
+  const float one = 1.0f;
+  TP_CUDA_RETURN_IF_ERROR(cudaMemcpy(scale, &one, sizeof(one), cudaMemcpyHostToDevice));
+  void* workspace = nullptr;
+  if (options.workspace_bytes > 0) {
+    TP_CUDA_RETURN_IF_ERROR(cudaMalloc(&workspace, options.workspace_bytes));
+  }
+  std::move(destroy_handle).Cancel();
+  std::move(free_scale).Cancel();
+  return std::unique_ptr<CublasLtFp8Gemm>(new CublasLtFp8Gemm(
+      handle, workspace, options.workspace_bytes, scale, options.fast_accum, device));
+}
+
+CublasLtFp8Gemm::CublasLtFp8Gemm(cublasLtHandle_t handle, void* workspace, size_t workspace_bytes,
+                                 float* scale, bool fast_accum, int device)
+    : handle_(handle),
+      workspace_(workspace),
+      workspace_bytes_(workspace_bytes),
+      scale_(scale),
+      fast_accum_(fast_accum),
+      device_(device) {}
+
+CublasLtFp8Gemm::~CublasLtFp8Gemm() {
+  plans_.clear();
+  // cudaFree synchronizes the device: no Run in flight still reads the workspace or the scale.
+  if (workspace_ != nullptr) cudaFree(workspace_);
+  cudaFree(scale_);
+  cublasLtDestroy(handle_);
+}
+
+absl::Status CublasLtFp8Gemm::Prepare(int64_t m, int64_t n, int64_t k) {
+  TP_RETURN_IF_ERROR(CheckShape(m, n, k));
+  const Shape shape{m, n, k};
+  if (plans_.contains(shape)) return absl::OkStatus();
+
+  auto plan = std::make_unique<Plan>();
+  // As CublasLtGemm: read column-major, y^T[n,m] = op_T(W[k,n]) · op_N(x[k,m]): "TN".
+  TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescCreate(&plan->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const cublasOperation_t trans_a = CUBLAS_OP_T;
+  const cublasOperation_t trans_b = CUBLAS_OP_N;
+  TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_TRANSA,
+                                                           &trans_a, sizeof(trans_a)));
+  TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_TRANSB,
+                                                           &trans_b, sizeof(trans_b)));
+  const void* scale = scale_;
+  TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
+      plan->op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &scale, sizeof(scale)));
+  TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
+      plan->op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &scale, sizeof(scale)));
+  const int8_t fast_accum = fast_accum_ ? 1 : 0;
+  TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
+      plan->op, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast_accum, sizeof(fast_accum)));
+  TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&plan->a, CUDA_R_8F_E4M3, k, n, k));
+  TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&plan->b, CUDA_R_8F_E4M3, k, m, k));
+  TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&plan->c, CUDA_R_16BF, n, m, n));
+
+  cublasLtMatmulPreference_t pref = nullptr;
+  TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulPreferenceCreate(&pref));
+  const absl::Cleanup destroy_pref = [pref] { cublasLtMatmulPreferenceDestroy(pref); };
+  const uint64_t max_workspace = workspace_bytes_;
+  TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulPreferenceSetAttribute(
+      pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &max_workspace, sizeof(max_workspace)));
+  for (cublasLtMatmulPreferenceAttributes_t attr :
+       {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES}) {
+    TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulPreferenceSetAttribute(pref, attr, &kAlignmentBytes,
+                                                                   sizeof(kAlignmentBytes)));
+  }
+
+  cublasLtMatmulHeuristicResult_t results[kHeuristicResults] = {};
+  int returned = 0;
+  const cublasStatus_t heuristic =
+      cublasLtMatmulAlgoGetHeuristic(handle_, plan->op, plan->a, plan->b, plan->c, plan->c, pref,
+                                     kHeuristicResults, results, &returned);
+  // NOT_SUPPORTED here means no fp8 kernel for this GPU or shape: say so as NotFound, below.
+  if (heuristic != CUBLAS_STATUS_NOT_SUPPORTED) {
+    TP_RETURN_IF_ERROR(CublasStatus(heuristic, "cublasLtMatmulAlgoGetHeuristic(fp8)"));
+  } else {
+    returned = 0;
+  }
+  for (int i = 0; i < returned; ++i) {
+    if (results[i].state == CUBLAS_STATUS_SUCCESS && results[i].workspaceSize <= workspace_bytes_) {
+      plan->candidates.push_back(results[i]);
+    }
+  }
+  if (plan->candidates.empty()) {
+    return absl::NotFoundError(
+        absl::StrCat("cublasLtMatmulAlgoGetHeuristic: no fp8 e4m3 algorithm for m=", m, " n=", n,
+                     " k=", k, " with ", workspace_bytes_, " workspace bytes (", returned,
+                     " candidates; fp8 needs compute capability 8.9 or later)"));
+  }
+  plan->algo = plan->candidates.front().algo;
+  plan->description = Describe(plan->candidates.front(), fast_accum_);
+  plans_.emplace(shape, std::move(plan));
+  return absl::OkStatus();
+}
+
+absl::Status CublasLtFp8Gemm::Run(const fp8_e4m3* x, const fp8_e4m3* w, __nv_bfloat16* y, int64_t m,
+                                  int64_t n, int64_t k, cudaStream_t stream) {
+  if (!Aligned(x) || !Aligned(w) || !Aligned(y)) {
+    return absl::InvalidArgumentError("CublasLtFp8Gemm::Run: x, w and y must be 16-byte aligned");
+  }
+  auto it = plans_.find(Shape{m, n, k});
+  if (it == plans_.end()) {
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    TP_CUDA_RETURN_IF_ERROR(cudaStreamIsCapturing(stream, &capture));
+    if (capture != cudaStreamCaptureStatusNone) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("CublasLtFp8Gemm::Run: shape m=", m, " n=", n, " k=", k,
+                       " not prepared before stream capture; call Prepare first"));
+    }
+    TP_RETURN_IF_ERROR(Prepare(m, n, k));
+    it = plans_.find(Shape{m, n, k});
+  }
+  const Plan& plan = *it->second;
+  const float alpha = 1.0f;
+  const float beta = 0.0f;  // y's prior contents (even NaN) are never read.
+  TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatmul(handle_, plan.op, &alpha, w, plan.a, x, plan.b, &beta, y,
+                                           plan.c, y, plan.c, &plan.algo, workspace_,
+                                           workspace_bytes_, stream));
+  return absl::OkStatus();
+}
+
+absl::Status CublasLtFp8Gemm::Autotune(int64_t m, int64_t n, int64_t k,
+                                       const std::vector<Operands>& operands, cudaStream_t stream) {
+  TP_RETURN_IF_ERROR(Prepare(m, n, k));
+  if (operands.empty()) {
+    return absl::InvalidArgumentError("CublasLtFp8Gemm::Autotune: no operands");
+  }
+  for (const Operands& o : operands) {
+    if (!Aligned(o.x) || !Aligned(o.w) || !Aligned(o.y)) {
+      return absl::InvalidArgumentError(
+          "CublasLtFp8Gemm::Autotune: x, w and y must be 16-byte aligned");
+    }
+  }
+  Plan& plan = *plans_.find(Shape{m, n, k})->second;
+  if (plan.tuned) return absl::OkStatus();
+  if (plan.candidates.size() < 2) {
+    plan.tuned = true;
+    plan.description += " autotuned=1/1";
+    return absl::OkStatus();
+  }
+  cudaEvent_t start = nullptr, stop = nullptr;
+  TP_CUDA_RETURN_IF_ERROR(cudaEventCreate(&start));
+  const absl::Cleanup destroy_start = [start] { cudaEventDestroy(start); };
+  TP_CUDA_RETURN_IF_ERROR(cudaEventCreate(&stop));
+  const absl::Cleanup destroy_stop = [stop] { cudaEventDestroy(stop); };
+  const size_t per_round = std::min<size_t>(operands.size(), 8);
+  const int reps = std::max<int>(3, static_cast<int>(12 / per_round));
+  const float alpha = 1.0f, beta = 0.0f;
+  float best_ms = 0;
+  size_t best = 0;
+  for (size_t c = 0; c < plan.candidates.size(); ++c) {
+    const cublasLtMatmulAlgo_t* algo = &plan.candidates[c].algo;
+    auto run_round = [&]() -> absl::Status {
+      for (size_t i = 0; i < per_round; ++i) {
+        const Operands& o = operands[i];
+        TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatmul(handle_, plan.op, &alpha, o.w, plan.a, o.x, plan.b,
+                                                 &beta, o.y, plan.c, o.y, plan.c, algo, workspace_,
+                                                 workspace_bytes_, stream));
+      }
+      return absl::OkStatus();
+    };
+    TP_RETURN_IF_ERROR(run_round());  // Warm-up, and a check that the algorithm runs at all.
+    float round_best = 0;
+    for (int r = 0; r < reps; ++r) {
+      TP_CUDA_RETURN_IF_ERROR(cudaEventRecord(start, stream));
+      TP_RETURN_IF_ERROR(run_round());
+      TP_CUDA_RETURN_IF_ERROR(cudaEventRecord(stop, stream));
+      TP_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(stop));
+      float ms = 0;
+      TP_CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&ms, start, stop));
+      if (r == 0 || ms < round_best) round_best = ms;
+    }
+    if (c == 0 || round_best < best_ms) {
+      best_ms = round_best;
+      best = c;
+    }
+  }
+  plan.algo = plan.candidates[best].algo;
+  plan.tuned = true;
+  plan.description = absl::StrCat(Describe(plan.candidates[best], fast_accum_),
+                                  " autotuned=", best + 1, "/", plan.candidates.size());
+  return absl::OkStatus();
+}
+
+std::string CublasLtFp8Gemm::AlgoDescription(int64_t m, int64_t n, int64_t k) const {
+  auto it = plans_.find(Shape{m, n, k});
+  return it == plans_.end() ? "not prepared" : it->second->description;
+}
+
+}  // namespace truthput

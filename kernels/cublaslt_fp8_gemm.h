@@ -1,0 +1,103 @@
+// CublasLtFp8Gemm: the linear-layer GEMM y[m,n] = x[m,k] · W[n,k]^T with fp8 e4m3 inputs through
+// cuBLASLt, for measuring the GPU's fp8 tensor-core rate.
+//
+// Layout is CublasLtGemm's (nn.Linear: W row-major [n,k], x row-major [m,k], y row-major [m,n]),
+// which in cuBLASLt's column-major terms is A = W transposed, B = x not transposed: the "TN" form
+// that fp8 GEMMs on Hopper require. x and W are e4m3, y is bf16; fp32 compute and scale type,
+// alpha 1, beta 0, no bias. The A and B scale pointers point at a device float 1.0 this object
+// owns (per-tensor dequantization scales of 1: the inputs are taken at face value).
+//
+// Accumulation. With fast_accum (CUBLASLT_MATMUL_DESC_FAST_ACCUM), partial sums stay in the
+// tensor core's reduced-precision accumulator for the whole k loop: the peak rate, and what most
+// fp8 inference uses. Without it, cuBLASLt promotes partials to fp32 periodically: slower, closer
+// to an fp32 sum.
+//
+// Requirements (checked, InvalidArgument): m, n, k positive; n and k multiples of 16 (fp8 rows
+// and the output's rows 16-byte aligned); x, w, y 16-byte aligned.
+//
+// Usage as CublasLtGemm: Create once, Prepare (or Autotune) each shape before capture, then Run
+// as often as wanted. Run allocates nothing, never synchronizes and is capturable into a CUDA
+// graph when the shape was prepared before capture began. A captured graph bakes in this
+// object's workspace and scale, so the object must outlive it. Not thread-safe.
+#ifndef TRUTHPUT_KERNELS_CUBLASLT_FP8_GEMM_H_
+#define TRUTHPUT_KERNELS_CUBLASLT_FP8_GEMM_H_
+
+#include <cublasLt.h>
+#include <cuda_bf16.h>
+#include <cuda_fp8.h>
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace truthput {
+
+using fp8_e4m3 = __nv_fp8_e4m3;
+
+class CublasLtFp8Gemm {
+ public:
+  struct Options {
+    size_t workspace_bytes = size_t{64} << 20;
+    bool fast_accum = true;
+  };
+  // Creates the cuBLASLt handle, the workspace and the device scale on the current device.
+  static absl::StatusOr<std::unique_ptr<CublasLtFp8Gemm>> Create(const Options& options);
+  static absl::StatusOr<std::unique_ptr<CublasLtFp8Gemm>> Create() { return Create(Options{}); }
+
+  ~CublasLtFp8Gemm();
+  CublasLtFp8Gemm(const CublasLtFp8Gemm&) = delete;
+  CublasLtFp8Gemm& operator=(const CublasLtFp8Gemm&) = delete;
+
+  // Builds the descriptors of a shape and asks the heuristic for the best algorithm that fits
+  // the workspace. Idempotent. NotFound where cuBLASLt offers none (e.g. a GPU without fp8).
+  absl::Status Prepare(int64_t m, int64_t n, int64_t k);
+
+  // Times every usable heuristic candidate of a shape on `operands` (each round runs every set
+  // once, up to 8, so distinct weight buffers keep weights out of L2) and keeps the fastest. A
+  // shape is tuned once. Synchronizes `stream`: call it before capture.
+  struct Operands {
+    const fp8_e4m3* x;
+    const fp8_e4m3* w;
+    __nv_bfloat16* y;
+  };
+  absl::Status Autotune(int64_t m, int64_t n, int64_t k, const std::vector<Operands>& operands,
+                        cudaStream_t stream);
+
+  // Enqueues y = x · w^T on stream (see the header comment).
+  absl::Status Run(const fp8_e4m3* x, const fp8_e4m3* w, __nv_bfloat16* y, int64_t m, int64_t n,
+                   int64_t k, cudaStream_t stream);
+
+  // The algorithm of a prepared shape, e.g. "cublasLt fp8 fast_accum algo=66 tile=128x256
+  // stages=... workspace=0 waves=0.62 autotuned=2/8"; "not prepared" otherwise.
+  std::string AlgoDescription(int64_t m, int64_t n, int64_t k) const;
+
+  bool fast_accum() const { return fast_accum_; }
+  int device() const { return device_; }
+
+ private:
+  struct Plan;
+  using Shape = std::tuple<int64_t, int64_t, int64_t>;
+
+  CublasLtFp8Gemm(cublasLtHandle_t handle, void* workspace, size_t workspace_bytes, float* scale,
+                  bool fast_accum, int device);
+
+  cublasLtHandle_t handle_;
+  void* workspace_;
+  size_t workspace_bytes_;
+  float* scale_;  // Device float 1.0: the A and B scales.
+  bool fast_accum_;
+  int device_;
+  absl::flat_hash_map<Shape, std::unique_ptr<Plan>> plans_;
+};
+
+}  // namespace truthput
+
+#endif  // TRUTHPUT_KERNELS_CUBLASLT_FP8_GEMM_H_

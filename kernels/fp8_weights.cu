@@ -1,0 +1,145 @@
+// Per-channel e4m3 quantization of weights and its inverse (fp8_weights.h). SkinnyGemmFp8 lives
+// in gemv.cu, next to the bf16 kernel it shares.
+#include "kernels/fp8_weights.h"
+
+#include <cuda_bf16.h>
+#include <cuda_fp8.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cuda_status.h"
+
+namespace truthput {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr float kE4m3Max = 448.0f;
+constexpr int64_t kMaxBlocks = 65535;
+
+// Quantizes rows [blockIdx.x, n) with a stride of gridDim.x, one CTA per row at a time: the row's
+// max |w| (16-byte loads), then wq = RN_satfinite(w / scale) in 8-weight (8-byte) stores.
+__global__ void __launch_bounds__(kThreads)
+    QuantizeKernel(const bf16* __restrict__ w, __nv_fp8_e4m3* __restrict__ wq,
+                   float* __restrict__ scales, int64_t n, int64_t k) {
+  __shared__ float s_warp_max[kThreads / 32];
+  const int lane = threadIdx.x % 32;
+  const int warp = threadIdx.x / 32;
+  for (int64_t row = blockIdx.x; row < n; row += gridDim.x) {
+    const bf16* wr = w + row * k;
+    float amax = 0.0f;
+    for (int64_t i = static_cast<int64_t>(threadIdx.x) * 8; i < k; i += kThreads * 8) {
+      const uint4 v = *reinterpret_cast<const uint4*>(wr + i);
+      const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v);
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const float2 f = __bfloat1622float2(h[j]);
+        amax = fmaxf(amax, fmaxf(fabsf(f.x), fabsf(f.y)));
+      }
+    }
+    for (int offset = 16; offset > 0; offset /= 2) {
+      amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, offset));
+    }
+    if (lane == 0) s_warp_max[warp] = amax;
+    __syncthreads();
+    amax = s_warp_max[0];
+#pragma unroll
+    for (int i = 1; i < kThreads / 32; ++i) amax = fmaxf(amax, s_warp_max[i]);
+    __syncthreads();  // s_warp_max is reused by the next row
+    const float scale = amax / kE4m3Max;
+    if (threadIdx.x == 0) scales[row] = scale;
+    for (int64_t i = static_cast<int64_t>(threadIdx.x) * 8; i < k; i += kThreads * 8) {
+      const uint4 v = *reinterpret_cast<const uint4*>(wr + i);
+      const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v);
+      uint16_t q[4];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        float2 f = __bfloat1622float2(h[j]);
+        f.x = scale > 0.0f ? f.x / scale : 0.0f;
+        f.y = scale > 0.0f ? f.y / scale : 0.0f;
+        q[j] = __nv_cvt_float2_to_fp8x2(f, __NV_SATFINITE, __NV_E4M3);
+      }
+      uint2 out;
+      out.x = static_cast<uint32_t>(q[0]) | (static_cast<uint32_t>(q[1]) << 16);
+      out.y = static_cast<uint32_t>(q[2]) | (static_cast<uint32_t>(q[3]) << 16);
+      *reinterpret_cast<uint2*>(reinterpret_cast<uint8_t*>(wq) + row * k + i) = out;
+    }
+  }
+}
+
+// w = bf16(float(wq) * scale[row]), 8 weights per thread step (8-byte loads, 16-byte stores).
+__global__ void __launch_bounds__(kThreads)
+    DequantizeKernel(const __nv_fp8_e4m3* __restrict__ wq, const float* __restrict__ scales,
+                     bf16* __restrict__ w, int64_t n, int64_t k) {
+  const int64_t chunks = n * k / 8;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; c < chunks;
+       c += stride) {
+    const int64_t i = c * 8;
+    const float scale = scales[i / k];
+    const uint2 q = *reinterpret_cast<const uint2*>(reinterpret_cast<const uint8_t*>(wq) + i);
+    const uint32_t words[2] = {q.x, q.y};
+    uint4 out;
+    uint32_t* o = reinterpret_cast<uint32_t*>(&out);
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+#pragma unroll
+      for (int pair = 0; pair < 2; ++pair) {
+        const __nv_fp8x2_storage_t two =
+            static_cast<__nv_fp8x2_storage_t>(words[j] >> (16 * pair));
+        const float2 f = __half22float2(__half2(__nv_cvt_fp8x2_to_halfraw2(two, __NV_E4M3)));
+        const __nv_bfloat162 b = __floats2bfloat162_rn(f.x * scale, f.y * scale);
+        o[2 * j + pair] = *reinterpret_cast<const uint32_t*>(&b);
+      }
+    }
+    *reinterpret_cast<uint4*>(w + i) = out;
+  }
+}
+
+bool AlignedTo(const void* p, uintptr_t n) { return reinterpret_cast<uintptr_t>(p) % n == 0; }
+
+absl::Status CheckShape(const char* api, int64_t n, int64_t k) {
+  if (n < 1 || k < 1 || k % 8 != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        api, ": need n >= 1 and k a positive multiple of 8; got n=", n, " k=", k));
+  }
+  if (n > std::numeric_limits<int64_t>::max() / k) {
+    return absl::InvalidArgumentError(absl::StrCat(api, ": n * k overflows"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status QuantizeWeightsFp8(const bf16* w, __nv_fp8_e4m3* wq, float* scales, int64_t n,
+                                int64_t k, cudaStream_t stream) {
+  TP_RETURN_IF_ERROR(CheckShape("QuantizeWeightsFp8", n, k));
+  if (w == nullptr || wq == nullptr || scales == nullptr || !AlignedTo(w, 16) ||
+      !AlignedTo(wq, 8) || !AlignedTo(scales, 4)) {
+    return absl::InvalidArgumentError(
+        "QuantizeWeightsFp8: w must be 16-byte, wq 8-byte and scales 4-byte aligned (non-null)");
+  }
+  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(n, kMaxBlocks));
+  QuantizeKernel<<<blocks, kThreads, 0, stream>>>(w, wq, scales, n, k);
+  return CudaStatus(cudaGetLastError(), "QuantizeKernel<<<>>>");
+}
+
+absl::Status DequantizeWeightsFp8(const __nv_fp8_e4m3* wq, const float* scales, bf16* w,
+                                  int64_t n, int64_t k, cudaStream_t stream) {
+  TP_RETURN_IF_ERROR(CheckShape("DequantizeWeightsFp8", n, k));
+  if (w == nullptr || wq == nullptr || scales == nullptr || !AlignedTo(w, 16) ||
+      !AlignedTo(wq, 8) || !AlignedTo(scales, 4)) {
+    return absl::InvalidArgumentError(
+        "DequantizeWeightsFp8: w must be 16-byte, wq 8-byte and scales 4-byte aligned "
+        "(non-null)");
+  }
+  const int64_t chunks = n * k / 8;
+  const unsigned blocks =
+      static_cast<unsigned>(std::min<int64_t>((chunks + kThreads - 1) / kThreads, 4096));
+  DequantizeKernel<<<blocks, kThreads, 0, stream>>>(wq, scales, w, n, k);
+  return CudaStatus(cudaGetLastError(), "DequantizeKernel<<<>>>");
+}
+
+}  // namespace truthput

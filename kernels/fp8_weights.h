@@ -1,0 +1,51 @@
+// FP8 (e4m3) weights with one fp32 scale per output channel, and the small-batch decode GEMM on
+// them: half the weight bytes of bf16, so about twice the decode speed where weights dominate.
+//
+// Format: W[n,k] ≈ wq[n,k] * scales[n], wq row-major e4m3 (OCP FP8, max finite 448), scales[j] =
+// max_i |W[j,i]| / 448 (0 for an all-zero row, whose wq is all zero). Quantization rounds to
+// nearest and saturates to ±448.
+//
+// SkinnyGemmFp8 is SkinnyGemmBf16's kernel (gemv.h; same stream-K grid, same workspace rules)
+// with 16-byte loads of 16 fp8 weights, converted exactly to bf16 in registers (sign-extending
+// byte permute, shift, mask, then a multiply by 2^120 that also makes e4m3 subnormals exact);
+// the per-channel scale is applied to the fp32 accumulator. It is defined in gemv.cu.
+//
+// No allocation, no synchronization: everything here is capturable into a CUDA graph.
+#ifndef TRUTHPUT_KERNELS_FP8_WEIGHTS_H_
+#define TRUTHPUT_KERNELS_FP8_WEIGHTS_H_
+
+#include <cuda_bf16.h>
+#include <cuda_fp8.h>
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "absl/status/status.h"
+
+namespace truthput {
+
+using bf16 = __nv_bfloat16;
+
+// wq[n,k], scales[n] from w[n,k] as above. Requirements: n, k >= 1, k a multiple of 8; w
+// 16-byte aligned, wq 8-byte aligned, scales 4-byte aligned. NaN in a row is not supported.
+absl::Status QuantizeWeightsFp8(const bf16* w, __nv_fp8_e4m3* wq, float* scales, int64_t n,
+                                int64_t k, cudaStream_t stream);
+
+// w[j,i] = bf16(float(wq[j,i]) * scales[j]): the bf16 weights SkinnyGemmFp8 multiplies by, up to
+// this rounding to bf16 (for references). Requirements as QuantizeWeightsFp8.
+absl::Status DequantizeWeightsFp8(const __nv_fp8_e4m3* wq, const float* scales, bf16* w,
+                                  int64_t n, int64_t k, cudaStream_t stream);
+
+// y[m,n] = x[m,k] · (wq * scales)^T, fp32 accumulation, the scale applied to the fp32 sum.
+// Requirements: as SkinnyGemmBf16 (1 <= m <= 16, k a multiple of 8, x 16-byte aligned, workspace
+// of SkinnyGemmWorkspaceBytes zero-filled before first use), and wq 16-byte aligned, scales
+// 4-byte aligned. Rows of wq are read with 16-byte loads when k is a multiple of 16, else with
+// 8-byte loads (rows then start only 8-byte aligned).
+absl::Status SkinnyGemmFp8(const bf16* x, const __nv_fp8_e4m3* wq, const float* scales, bf16* y,
+                           int64_t m, int64_t n, int64_t k, void* workspace,
+                           size_t workspace_bytes, cudaStream_t stream);
+
+}  // namespace truthput
+
+#endif  // TRUTHPUT_KERNELS_FP8_WEIGHTS_H_

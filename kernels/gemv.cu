@@ -1,0 +1,519 @@
+// The small-batch decode GEMM of gemv.h (bf16 weights) and fp8_weights.h (e4m3 weights): one
+// kernel template, instantiated per weight type, row alignment and number of 8-token n-tiles.
+#include "kernels/gemv.h"
+
+#include <cuda_bf16.h>
+#include <cuda_fp8.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <limits>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "kernels/cuda_status.h"
+#include "kernels/fp8_weights.h"
+
+namespace truthput {
+namespace {
+
+// CTA shape. Each warp owns 16 output channels (the mma's M) of its CTA's 128-row tile; all 8
+// warps walk the same k range, so each x element they read comes from L1 after the first warp.
+constexpr int kWarps = 8;
+constexpr int kThreads = kWarps * 32;
+constexpr int kWarpRows = 16;
+constexpr int kTileRows = kWarps * kWarpRows;
+// A k-step is 64 bytes of a W row: 4 lanes (one mma thread group) x 16 bytes, i.e. 32 bf16 or 64
+// fp8 weights. Lanes load k-steps in rounds of kUnroll, two rows each (g and g + 8): 8
+// independent 16-byte loads per round, and the next round is issued before this one is used.
+constexpr int kKstepBytes = 64;
+constexpr int kUnroll = 4;
+// Two resident CTAs per SM (16 warps, ~64 KB of loads in flight per SM) saturate HBM; a CTA
+// gets at least two rounds of work, so tiny GEMMs use fewer CTAs rather than more partial sums.
+constexpr int kCtasPerSm = 2;
+constexpr int64_t kMinKstepsPerCta = 2 * kUnroll;
+// A partial-sum slot holds one warp's accumulators for one n-tile: 32 lanes x 4 floats, in the
+// mma's fragment order (so writing and reading it back are coalesced float4 accesses).
+constexpr int kSlotFloat4s = 32;
+constexpr size_t kCounterAlign = 256;
+
+int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+size_t AlignUp(size_t a, size_t b) { return (a + b - 1) / b * b; }
+int NTiles(int64_t m) { return m > 8 ? 2 : 1; }
+
+struct Params {
+  const bf16* x;
+  const uint8_t* w;
+  const float* scales;  // fp8 only: per output channel
+  bf16* y;
+  int m;
+  int64_t n, k;
+  int64_t row_bytes;  // bytes of one W row: k * sizeof(weight)
+  int64_t ksteps_per_tile, ksteps_per_cta, total_ksteps;
+  unsigned* counters;  // [row_tiles] arrivals at split tiles; zero between calls
+  float4* partials;    // [ctas][2 slots: first, last segment][kWarps][n-tiles][32 lanes]
+};
+
+// --- Loads -----------------------------------------------------------------------------------
+
+// L2 policy for W: evict first. W is streamed once per call and would otherwise push x, the
+// partial sums and the caller's activations out of L2.
+__device__ __forceinline__ uint64_t EvictFirstPolicy() {
+  uint64_t policy;
+  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
+  return policy;
+}
+
+// 16 (or 8) bytes of W: non-coherent path, no L1 allocation (never reused by this SM), L2
+// evict-first, and a 256-byte L2 prefetch (a lane group reads 256 contiguous bytes of a row per
+// round).
+__device__ __forceinline__ uint4 LoadW16(const uint8_t* p, uint64_t policy) {
+  uint4 v;
+  asm("ld.global.nc.L1::no_allocate.L2::cache_hint.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4], %5;"
+      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+      : "l"(p), "l"(policy));
+  return v;
+}
+__device__ __forceinline__ uint2 LoadW8(const uint8_t* p, uint64_t policy) {
+  uint2 v;
+  asm("ld.global.nc.L1::no_allocate.L2::cache_hint.L2::256B.v2.u32 {%0, %1}, [%2], %3;"
+      : "=r"(v.x), "=r"(v.y)
+      : "l"(p), "l"(policy));
+  return v;
+}
+
+// x through L1 (read-only for the kernel; shared by the CTA's 8 warps).
+__device__ __forceinline__ uint4 LoadX(const bf16* p) {
+  return __ldg(reinterpret_cast<const uint4*>(p));
+}
+
+// --- Math ------------------------------------------------------------------------------------
+
+// d += a (16x16, row-major bf16) * b (16x8, col-major bf16), fp32 accumulators.
+__device__ __forceinline__ void Mma(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2,
+                                    uint32_t a3, uint32_t b0, uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
+      "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t Prmt(uint32_t a, uint32_t selector) {
+  uint32_t d;
+  asm("prmt.b32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(0u), "r"(selector));
+  return d;
+}
+
+// Four e4m3 bytes (b0 lowest) -> two bf16x2 words {b0, b1}, {b2, b3}, exactly. prmt with the
+// sign-replicate selector bit puts each byte sign-extended into a 16-bit half; shifting left by
+// 4 and masking keeps the sign at bit 15 and the 7 exponent/mantissa bits at bits 10..4, i.e. a
+// bf16 whose exponent field is the e4m3 exponent (bias 7 instead of 127) and whose mantissa
+// starts with the e4m3 mantissa. Multiplying by 2^120 fixes the bias for normal numbers and, as
+// bf16 arithmetic keeps subnormals, turns e4m3 subnormals (exponent field 0) into their exact
+// values too. (e4m3 NaN, which quantization never produces, becomes 480.)
+__device__ __forceinline__ void Fp8x4ToBf16x4(uint32_t w, uint32_t& lo, uint32_t& hi) {
+  constexpr uint32_t kMask = 0x87F087F0u;
+  const uint32_t l = (Prmt(w, 0x9180u) << 4) & kMask;
+  const uint32_t h = (Prmt(w, 0xB3A2u) << 4) & kMask;
+  const __nv_bfloat162 k2p120 = __halves2bfloat162(__ushort_as_bfloat16(0x7B80),
+                                                   __ushort_as_bfloat16(0x7B80));
+  const __nv_bfloat162 lv = __hmul2(*reinterpret_cast<const __nv_bfloat162*>(&l), k2p120);
+  const __nv_bfloat162 hv = __hmul2(*reinterpret_cast<const __nv_bfloat162*>(&h), k2p120);
+  lo = *reinterpret_cast<const uint32_t*>(&lv);
+  hi = *reinterpret_cast<const uint32_t*>(&hv);
+}
+
+// --- The warp's product over a k-step range ----------------------------------------------------
+//
+// mma.m16n8k16 thread layout: lane = 4 * g + t. A (16x16): the lane holds rows g and g + 8,
+// logical k columns {2t, 2t+1} and {2t+8, 2t+9}. B (16x8): logical k rows {2t, 2t+1} and
+// {2t+8, 2t+9} of column (token) g. C (16x8): rows g and g + 8, columns 2t and 2t + 1.
+//
+// The order in which k is summed does not matter, so logical k positions are mapped onto memory
+// as the loads deliver them: at k-step s, lane (g, t) loads 16 bytes of W row g and of row g + 8
+// at byte s * 64 + t * 16 of the row, i.e. E consecutive weights (E = 8 bf16 or 16 fp8), and the
+// same E consecutive elements of x for token g. Those E weights feed E / 4 mmas: the h-th takes
+// weights {4h, 4h+1} as logical {2t, 2t+1} and {4h+2, 4h+3} as logical {2t+8, 2t+9}, in A and in
+// B alike. Over the 4 lanes of a group and the E / 4 mmas, that covers all 4E weights of the
+// k-step exactly once.
+//
+// Pipelining: the lane keeps kUnroll k-steps of both rows in registers (2 * kUnroll 16-byte
+// loads). Each time one k-step is consumed, its registers are refilled with the k-step kUnroll
+// ahead before the math on it starts, so 2 * kUnroll loads stay in flight at all times.
+template <bool kFp8, bool kVec16, int NT>
+struct WarpGemm {
+  static constexpr int kElems = kFp8 ? 16 : 8;   // weights per lane per k-step
+  static constexpr int kStepElems = 4 * kElems;  // weights per row per k-step
+  static constexpr int kXVecs = kElems / 8;      // 16-byte x loads per token per k-step
+
+  const uint8_t* wa;  // row g (clamped into W), at this lane's byte offset t * 16
+  const uint8_t* wb;  // row g + 8
+  const bf16* xrow[NT];  // token g + 8 * nt (clamped), at this lane's element offset t * E
+  int lane_bytes_left;   // row_bytes - t * 16: k-step s is in the row iff s * 64 < this
+  int lane_elems_left;   // k - t * E
+  bool row_a, row_b;     // whether rows g and g + 8 exist
+  bool token[NT];        // whether token g + 8 * nt exists
+  uint64_t policy;
+
+  __device__ __forceinline__ WarpGemm(const Params& p, int64_t row0) {
+    const int lane = threadIdx.x % 32;
+    const int g = lane / 4;
+    const int t = lane % 4;
+    row_a = row0 + g < p.n;
+    row_b = row0 + g + 8 < p.n;
+    const int64_t ra = row_a ? row0 + g : p.n - 1;
+    const int64_t rb = row_b ? row0 + g + 8 : p.n - 1;
+    wa = p.w + ra * p.row_bytes + t * 16;
+    wb = p.w + rb * p.row_bytes + t * 16;
+    lane_bytes_left = static_cast<int>(p.row_bytes) - t * 16;
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      const int tok = nt * 8 + g;
+      token[nt] = tok < p.m;
+      xrow[nt] = p.x + static_cast<int64_t>(token[nt] ? tok : p.m - 1) * p.k + t * kElems;
+    }
+    lane_elems_left = static_cast<int>(p.k) - t * kElems;
+    policy = EvictFirstPolicy();
+  }
+
+  // This lane's 16 bytes of a row at k-step s (s < end); zero past the row's end (for 8-byte
+  // aligned fp8 rows, each 8-byte half separately) or for s >= end.
+  __device__ __forceinline__ uint4 LoadChunk(const uint8_t* row, bool row_ok, int s,
+                                             int end) const {
+    const int off = s * kKstepBytes;
+    const bool ok = row_ok && s < end;
+    if constexpr (kVec16) {
+      uint4 v = make_uint4(0, 0, 0, 0);
+      if (ok && off < lane_bytes_left) v = LoadW16(row + off, policy);
+      return v;
+    } else {
+      uint2 lo = make_uint2(0, 0), hi = make_uint2(0, 0);
+      if (ok && off < lane_bytes_left) lo = LoadW8(row + off, policy);
+      if (ok && off + 8 < lane_bytes_left) hi = LoadW8(row + off + 8, policy);
+      return make_uint4(lo.x, lo.y, hi.x, hi.y);
+    }
+  }
+
+  // acc += rows g, g + 8 (chunks a, b of k-step s) times the tokens' x at k-step s.
+  __device__ __forceinline__ void Step(uint4 a, uint4 b, int s, bool ok,
+                                       float (&acc)[NT][4]) const {
+    const int e = s * kStepElems;  // element offset of the k-step
+    uint32_t xw[NT][kElems / 2];
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+      for (int v = 0; v < kXVecs; ++v) {
+        uint4 q = make_uint4(0, 0, 0, 0);
+        if (token[nt] && ok && e + 8 * v < lane_elems_left) q = LoadX(xrow[nt] + e + 8 * v);
+        xw[nt][4 * v + 0] = q.x;
+        xw[nt][4 * v + 1] = q.y;
+        xw[nt][4 * v + 2] = q.z;
+        xw[nt][4 * v + 3] = q.w;
+      }
+    }
+    uint32_t aw[kElems / 2], bw[kElems / 2];
+    if constexpr (kFp8) {
+      const uint32_t a4[4] = {a.x, a.y, a.z, a.w};
+      const uint32_t b4[4] = {b.x, b.y, b.z, b.w};
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        Fp8x4ToBf16x4(a4[j], aw[2 * j], aw[2 * j + 1]);
+        Fp8x4ToBf16x4(b4[j], bw[2 * j], bw[2 * j + 1]);
+      }
+    } else {
+      aw[0] = a.x, aw[1] = a.y, aw[2] = a.z, aw[3] = a.w;
+      bw[0] = b.x, bw[1] = b.y, bw[2] = b.z, bw[3] = b.w;
+    }
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+      for (int h = 0; h < kElems / 4; ++h) {
+        Mma(acc[nt], aw[2 * h], bw[2 * h], aw[2 * h + 1], bw[2 * h + 1], xw[nt][2 * h],
+            xw[nt][2 * h + 1]);
+      }
+    }
+  }
+
+  // acc += this warp's 16 rows x tokens over k-steps [ks0, ks1) of the tile.
+  __device__ __forceinline__ void Run(int ks0, int ks1, float (&acc)[NT][4]) const {
+    uint4 a[kUnroll], b[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      a[u] = LoadChunk(wa, row_a, ks0 + u, ks1);
+      b[u] = LoadChunk(wb, row_b, ks0 + u, ks1);
+    }
+    for (int s0 = ks0; s0 < ks1; s0 += kUnroll) {
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        const uint4 ca = a[u], cb = b[u];
+        a[u] = LoadChunk(wa, row_a, s0 + kUnroll + u, ks1);
+        b[u] = LoadChunk(wb, row_b, s0 + kUnroll + u, ks1);
+        Step(ca, cb, s0 + u, s0 + u < ks1, acc);
+      }
+    }
+  }
+};
+
+// Writes the warp's 16 rows x tokens of y from fp32 sums (scaled per channel for fp8).
+template <bool kFp8, int NT>
+__device__ __forceinline__ void StoreRows(const Params& p, int64_t row0,
+                                          const float (&acc)[NT][4]) {
+  const int lane = threadIdx.x % 32;
+  const int g = lane / 4;
+  const int t = lane % 4;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int64_t row = row0 + g + 8 * half;
+    if (row >= p.n) continue;
+    const float scale = kFp8 ? p.scales[row] : 1.0f;
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+      for (int c = 0; c < 2; ++c) {
+        const int tok = nt * 8 + 2 * t + c;
+        if (tok < p.m) {
+          p.y[static_cast<int64_t>(tok) * p.n + row] =
+              __float2bfloat16_rn(acc[nt][2 * half + c] * scale);
+        }
+      }
+    }
+  }
+}
+
+__device__ __forceinline__ float4* Slot(const Params& p, int64_t cta, int which, int warp,
+                                        int nt, int nts) {
+  return p.partials + (((cta * 2 + which) * kWarps + warp) * nts + nt) * kSlotFloat4s;
+}
+
+// A tile shared by several CTAs: publish this CTA's partial sums; the last CTA to arrive adds all
+// of them in CTA order (deterministic whichever CTA is last) and writes y. `which` is this CTA's
+// slot: 0 if the tile holds the start of the CTA's range, else 1 (it then holds its end).
+template <bool kFp8, int NT>
+__device__ void FinishSplitTile(const Params& p, int64_t tile, int which, int64_t row0,
+                                const float (&acc)[NT][4], bool* s_last) {
+  const int warp = threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  const int t = lane % 4;
+  const bool has_rows = row0 < p.n;
+  if (has_rows) {
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      if (nt * 8 + 2 * t < p.m) {
+        Slot(p, blockIdx.x, which, warp, nt, NT)[lane] =
+            make_float4(acc[nt][0], acc[nt][1], acc[nt][2], acc[nt][3]);
+      }
+    }
+  }
+  __threadfence();  // publish the partials before the arrival below
+  __syncthreads();
+  const int64_t first = tile * p.ksteps_per_tile / p.ksteps_per_cta;
+  const int64_t last = ((tile + 1) * p.ksteps_per_tile - 1) / p.ksteps_per_cta;
+  if (threadIdx.x == 0) {
+    const unsigned arrived = atomicAdd(&p.counters[tile], 1u) + 1u;
+    const bool is_last = arrived == static_cast<unsigned>(last - first + 1);
+    // Every contributor has arrived: reset for the next call (stream order publishes it).
+    if (is_last) p.counters[tile] = 0;
+    *s_last = is_last;
+  }
+  __syncthreads();
+  if (!*s_last) return;
+  __threadfence();  // order the reads below after the other CTAs' published partials
+  if (!has_rows) return;
+  float sum[NT][4] = {};
+  for (int64_t c = first; c <= last; ++c) {
+    const int slot = c * p.ksteps_per_cta >= tile * p.ksteps_per_tile ? 0 : 1;
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      if (nt * 8 + 2 * t < p.m) {
+        // L2, not L1: other SMs wrote these during this kernel.
+        const float4 v = __ldcg(Slot(p, c, slot, warp, nt, NT) + lane);
+        sum[nt][0] += v.x;
+        sum[nt][1] += v.y;
+        sum[nt][2] += v.z;
+        sum[nt][3] += v.w;
+      }
+    }
+  }
+  StoreRows<kFp8, NT>(p, row0, sum);
+}
+
+// Stream-K: CTA b owns flattened k-steps [b * L, (b + 1) * L) of the (tile, k-step) space, tile
+// major. It walks them tile by tile: a whole tile goes straight to y, a partial one through
+// FinishSplitTile. `seg`, the tile and the k-step bounds are uniform across the CTA, so the
+// barriers inside FinishSplitTile are reached by all threads.
+template <bool kFp8, bool kVec16, int NT>
+__global__ void __launch_bounds__(kThreads, kCtasPerSm) SkinnyGemmKernel(const Params p) {
+  __shared__ bool s_last;
+  const int warp = threadIdx.x / 32;
+  const int64_t begin = static_cast<int64_t>(blockIdx.x) * p.ksteps_per_cta;
+  const int64_t end = min(begin + p.ksteps_per_cta, p.total_ksteps);
+  for (int64_t seg = begin; seg < end;) {
+    const int64_t tile = seg / p.ksteps_per_tile;
+    const int64_t ks0 = seg - tile * p.ksteps_per_tile;
+    const int64_t ks1 = min(p.ksteps_per_tile, ks0 + (end - seg));
+    const int64_t row0 = tile * kTileRows + warp * kWarpRows;
+    float acc[NT][4] = {};
+    if (row0 < p.n) {
+      WarpGemm<kFp8, kVec16, NT>(p, row0).Run(static_cast<int>(ks0), static_cast<int>(ks1), acc);
+    }
+    if (ks0 == 0 && ks1 == p.ksteps_per_tile) {
+      if (row0 < p.n) StoreRows<kFp8, NT>(p, row0, acc);
+    } else {
+      FinishSplitTile<kFp8, NT>(p, tile, seg == begin ? 0 : 1, row0, acc, &s_last);
+    }
+    seg += ks1 - ks0;
+  }
+}
+
+// --- Host side --------------------------------------------------------------------------------
+
+bool AlignedTo(const void* p, uintptr_t n) { return reinterpret_cast<uintptr_t>(p) % n == 0; }
+
+// SM count of the current device, cached per device (the attribute query is host work on every
+// decode GEMM otherwise).
+absl::StatusOr<int> CurrentSmCount() {
+  constexpr int kMaxDevices = 64;
+  static std::atomic<int> cache[kMaxDevices] = {};
+  int device = 0;
+  TP_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  if (device >= 0 && device < kMaxDevices) {
+    const int cached = cache[device].load(std::memory_order_relaxed);
+    if (cached > 0) return cached;
+  }
+  int sms = 0;
+  TP_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  if (device >= 0 && device < kMaxDevices) cache[device].store(sms, std::memory_order_relaxed);
+  return sms;
+}
+
+template <bool kFp8>
+absl::Status Launch(const char* api, const bf16* x, const uint8_t* w, const float* scales,
+                    bf16* y, int64_t m, int64_t n, int64_t k, void* workspace,
+                    size_t workspace_bytes, cudaStream_t stream) {
+  if (m < 1 || m > kSkinnyGemmMaxM || n < 1 || k < 8 || k % 8 != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(api, ": need 1 <= m <= ", kSkinnyGemmMaxM,
+                     ", n >= 1 and k a positive multiple of 8; got m=", m, " n=", n, " k=", k));
+  }
+  // In-row offsets are 32-bit in the kernel.
+  if (n > std::numeric_limits<int32_t>::max() / 2 || k > (int64_t{1} << 28)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(api, ": n=", n, " or k=", k, " too large (n < 2^30, k <= 2^28)"));
+  }
+  if (x == nullptr || w == nullptr || y == nullptr || (kFp8 && scales == nullptr)) {
+    return absl::InvalidArgumentError(absl::StrCat(api, ": null pointer"));
+  }
+  if (!AlignedTo(x, 16) || !AlignedTo(w, 16) || !AlignedTo(y, 2) || !AlignedTo(scales, 4)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        api, ": x and the weights must be 16-byte aligned, y 2-byte and scales 4-byte aligned"));
+  }
+  absl::StatusOr<int> sms = CurrentSmCount();
+  if (!sms.ok()) return sms.status();
+  const SkinnyGemmPlan plan = PlanSkinnyGemm(m, n, k, kFp8 ? 1 : 2, *sms);
+  if (plan.split) {
+    if (workspace == nullptr || workspace_bytes < plan.workspace_bytes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          api, ": m=", m, " n=", n, " k=", k, " needs a zeroed workspace of ",
+          plan.workspace_bytes, " bytes (SkinnyGemmWorkspaceBytes), got ", workspace_bytes));
+    }
+    if (!AlignedTo(workspace, 16)) {
+      return absl::InvalidArgumentError(absl::StrCat(api, ": workspace must be 16-byte aligned"));
+    }
+  }
+  Params p{};
+  p.x = x;
+  p.w = w;
+  p.scales = scales;
+  p.y = y;
+  p.m = static_cast<int>(m);
+  p.n = n;
+  p.k = k;
+  p.row_bytes = k * (kFp8 ? 1 : 2);
+  p.ksteps_per_tile = plan.ksteps_per_tile;
+  p.ksteps_per_cta = plan.ksteps_per_cta;
+  p.total_ksteps = plan.total_ksteps;
+  if (plan.split) {
+    p.counters = static_cast<unsigned*>(workspace);
+    p.partials = reinterpret_cast<float4*>(static_cast<char*>(workspace) +
+                                           AlignUp(plan.row_tiles * sizeof(unsigned),
+                                                   kCounterAlign));
+  }
+  const dim3 grid(static_cast<unsigned>(plan.ctas));
+  const bool vec16 = p.row_bytes % 16 == 0;
+  const bool two_tiles = NTiles(m) == 2;
+  if constexpr (kFp8) {
+    if (vec16) {
+      if (two_tiles) {
+        SkinnyGemmKernel<true, true, 2><<<grid, kThreads, 0, stream>>>(p);
+      } else {
+        SkinnyGemmKernel<true, true, 1><<<grid, kThreads, 0, stream>>>(p);
+      }
+    } else {
+      if (two_tiles) {
+        SkinnyGemmKernel<true, false, 2><<<grid, kThreads, 0, stream>>>(p);
+      } else {
+        SkinnyGemmKernel<true, false, 1><<<grid, kThreads, 0, stream>>>(p);
+      }
+    }
+  } else {
+    if (two_tiles) {
+      SkinnyGemmKernel<false, true, 2><<<grid, kThreads, 0, stream>>>(p);
+    } else {
+      SkinnyGemmKernel<false, true, 1><<<grid, kThreads, 0, stream>>>(p);
+    }
+  }
+  return CudaStatus(cudaGetLastError(), api);
+}
+
+}  // namespace
+
+SkinnyGemmPlan PlanSkinnyGemm(int64_t m, int64_t n, int64_t k, int weight_bytes, int sm_count) {
+  SkinnyGemmPlan plan;
+  if (m < 1 || m > kSkinnyGemmMaxM || n < 1 || k < 8 || (weight_bytes != 1 && weight_bytes != 2)) {
+    return plan;
+  }
+  if (sm_count <= 0) sm_count = 132;
+  plan.row_tiles = CeilDiv(n, kTileRows);
+  plan.ksteps_per_tile = CeilDiv(k * weight_bytes, kKstepBytes);
+  plan.total_ksteps = plan.row_tiles * plan.ksteps_per_tile;
+  const int64_t max_ctas = static_cast<int64_t>(kCtasPerSm) * sm_count;
+  const int64_t want = std::clamp<int64_t>(CeilDiv(plan.total_ksteps, kMinKstepsPerCta), 1,
+                                           max_ctas);
+  plan.ksteps_per_cta = CeilDiv(plan.total_ksteps, want);
+  plan.ctas = static_cast<int>(CeilDiv(plan.total_ksteps, plan.ksteps_per_cta));
+  plan.split = plan.ctas > 1 && plan.ksteps_per_cta % plan.ksteps_per_tile != 0;
+  if (plan.split) {
+    plan.workspace_bytes =
+        AlignUp(static_cast<size_t>(plan.row_tiles) * sizeof(unsigned), kCounterAlign) +
+        static_cast<size_t>(plan.ctas) * 2 * kWarps * NTiles(m) * kSlotFloat4s * sizeof(float4);
+  }
+  return plan;
+}
+
+size_t SkinnyGemmWorkspaceBytes(int64_t m, int64_t n, int64_t k, int sm_count) {
+  return std::max(PlanSkinnyGemm(m, n, k, 2, sm_count).workspace_bytes,
+                  PlanSkinnyGemm(m, n, k, 1, sm_count).workspace_bytes);
+}
+
+std::string SkinnyGemmPlanDescription(const SkinnyGemmPlan& plan) {
+  return absl::StrCat("ctas=", plan.ctas, " ksteps/cta=", plan.ksteps_per_cta,
+                      " tiles=", plan.row_tiles, "x", plan.ksteps_per_tile,
+                      plan.split ? " split" : " whole-tiles");
+}
+
+absl::Status SkinnyGemmBf16(const bf16* x, const bf16* w, bf16* y, int64_t m, int64_t n,
+                            int64_t k, void* workspace, size_t workspace_bytes,
+                            cudaStream_t stream) {
+  return Launch<false>("SkinnyGemmBf16", x, reinterpret_cast<const uint8_t*>(w), nullptr, y, m,
+                       n, k, workspace, workspace_bytes, stream);
+}
+
+absl::Status SkinnyGemmFp8(const bf16* x, const __nv_fp8_e4m3* wq, const float* scales, bf16* y,
+                           int64_t m, int64_t n, int64_t k, void* workspace,
+                           size_t workspace_bytes, cudaStream_t stream) {
+  return Launch<true>("SkinnyGemmFp8", x, reinterpret_cast<const uint8_t*>(wq), scales, y, m, n,
+                      k, workspace, workspace_bytes, stream);
+}
+
+}  // namespace truthput

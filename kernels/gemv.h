@@ -1,0 +1,83 @@
+// SkinnyGemmBf16: the decode-step linear layer y[m,n] = x[m,k] · W[n,k]^T for small batches
+// (1 <= m <= 16), written for the HBM limit: every weight byte is read from memory exactly once
+// per call, whatever m is. Same layout as CublasLtGemm (PyTorch nn.Linear: W row-major [n,k],
+// x row-major [m,k], y row-major [m,n]; bf16 in and out, fp32 accumulation).
+//
+// Design (see gemv.cu for the details):
+//   * A CTA of 8 warps owns 128 output channels (16 per warp) and a range of k. Each lane streams
+//     its rows of W with 16-byte loads (ld.global.nc, no L1 allocation, L2 evict-first: W is
+//     read once), 8 independent loads in flight plus the next round's 8 prefetched.
+//   * The product runs on tensor cores (mma.sync m16n8k16, fp32 accumulation) with W as the
+//     16-row operand and the m tokens as the 8-column one (two n-tiles for m > 8). The order of
+//     the k summation is free, so W is fed exactly as the 16-byte loads deliver it and x is read
+//     in the matching order: no shuffles, no shared memory. x comes through L1 (all warps of a
+//     CTA walk the same k range together, so it is read from L2 about once per CTA).
+//   * Stream-K grid: min(2 CTAs per SM, enough to keep each CTA >= 8 k-steps) persistent CTAs
+//     split the flattened (128-row tile, 32-element k-step) space into equal contiguous ranges.
+//     Every CTA gets the same number of weight bytes for every n (1024 .. 128256) and k, so
+//     there is no partial last wave. Tiles a CTA covers entirely are written straight to y; a
+//     tile cut between CTAs (split-K) has each CTA's fp32 partial in the workspace, and the last
+//     CTA to arrive (an atomic counter per tile) sums the partials in a fixed order and writes
+//     y: deterministic, one kernel, no second launch.
+//
+// Requirements (InvalidArgument otherwise, never a silent slow path):
+//   * 1 <= m <= 16, n >= 1, k >= 8 and k a multiple of 8 (16-byte rows);
+//   * x and w 16-byte aligned, y 2-byte aligned;
+//   * workspace: at least SkinnyGemmWorkspaceBytes(m, n, k, SMs of the current device) bytes,
+//     16-byte aligned, ZERO-FILLED BEFORE ITS FIRST USE (e.g. cudaMemsetAsync once after
+//     allocating it). Every call leaves it zero again, so it can be reused for any later call of
+//     any shape. May be null when the size needed is 0. Calls sharing a workspace must not run
+//     concurrently (on different streams).
+//
+// No allocation, no synchronization, no host-device traffic: capturable into a CUDA graph (the
+// graph bakes in the workspace pointer).
+#ifndef TRUTHPUT_KERNELS_GEMV_H_
+#define TRUTHPUT_KERNELS_GEMV_H_
+
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+
+namespace truthput {
+
+using bf16 = __nv_bfloat16;
+
+inline constexpr int64_t kSkinnyGemmMaxM = 16;
+
+// How a SkinnyGemm call is laid out on the GPU. Pure host code, deterministic; exposed for tests,
+// benchmarks labels and tuning.
+struct SkinnyGemmPlan {
+  int64_t row_tiles = 0;        // ceil(n / 128): the CTA tiles of output channels
+  int64_t ksteps_per_tile = 0;  // ceil(k * weight_bytes / 64): a k-step is 64 bytes of a W row
+  int64_t total_ksteps = 0;     // row_tiles * ksteps_per_tile
+  int64_t ksteps_per_cta = 0;   // each CTA's contiguous share of the flattened k-steps
+  int ctas = 0;                 // grid size
+  bool split = false;           // some tile is shared by several CTAs (needs the workspace)
+  size_t workspace_bytes = 0;   // 0 when !split
+};
+
+// The plan for weights of `weight_bytes` bytes per element (2: bf16, 1: fp8) on a GPU with
+// sm_count SMs (sm_count <= 0 is taken as 132, an H100 SXM). Shapes must be valid (m in 1..16,
+// n >= 1, k >= 8); others give a zero plan.
+SkinnyGemmPlan PlanSkinnyGemm(int64_t m, int64_t n, int64_t k, int weight_bytes, int sm_count);
+
+// Workspace bytes a call of this shape needs, for bf16 or fp8 weights (the larger of the two).
+// 0 when no split is needed.
+size_t SkinnyGemmWorkspaceBytes(int64_t m, int64_t n, int64_t k, int sm_count);
+
+// "ctas=264 ksteps/cta=486 tiles=1002x128 split" or "... whole-tiles": for benchmark labels.
+std::string SkinnyGemmPlanDescription(const SkinnyGemmPlan& plan);
+
+// Enqueues y = x · w^T on stream. See the header comment for requirements.
+absl::Status SkinnyGemmBf16(const bf16* x, const bf16* w, bf16* y, int64_t m, int64_t n,
+                            int64_t k, void* workspace, size_t workspace_bytes,
+                            cudaStream_t stream);
+
+}  // namespace truthput
+
+#endif  // TRUTHPUT_KERNELS_GEMV_H_

@@ -1,0 +1,410 @@
+// GPU tests of PrefillAttention (both kernels) against a double-precision CPU softmax attention
+// computed from the same bf16 q/K/V. The output is poisoned with NaN and cache positions
+// [kv_len, cache_capacity) are set to NaN, so any output element the kernel skips and any key it
+// reads past the context shows. Large cases compare a sample of query rows (which rows depends on
+// the head, so together the heads cover every row position) and check every row for NaN.
+#include "kernels/prefill_attention.h"
+
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <ostream>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "gtest/gtest.h"
+#include "kernels/random_fill.h"
+
+namespace truthput {
+namespace {
+
+using bf16 = __nv_bfloat16;
+
+#define ASSERT_CUDA(expr) ASSERT_EQ((expr), cudaSuccess) << #expr
+#define ASSERT_OK(expr)              \
+  do {                               \
+    const absl::Status _st = (expr); \
+    ASSERT_TRUE(_st.ok()) << _st;    \
+  } while (0)
+
+class DeviceMem {
+ public:
+  explicit DeviceMem(size_t bytes) {
+    if (bytes > 0) {
+      EXPECT_EQ(cudaMalloc(&p_, bytes), cudaSuccess);
+    }
+  }
+  ~DeviceMem() { cudaFree(p_); }
+  DeviceMem(const DeviceMem&) = delete;
+  DeviceMem& operator=(const DeviceMem&) = delete;
+  template <typename T>
+  T* as() const {
+    return static_cast<T*>(p_);
+  }
+
+ private:
+  void* p_ = nullptr;
+};
+
+std::vector<float> ToHost(const bf16* d, int64_t n) {
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  std::vector<bf16> h(n);
+  EXPECT_EQ(cudaMemcpy(h.data(), d, n * sizeof(bf16), cudaMemcpyDeviceToHost), cudaSuccess);
+  std::vector<float> f(n);
+  for (int64_t i = 0; i < n; ++i) f[i] = __bfloat162float(h[i]);
+  return f;
+}
+
+const char* KernelName(PrefillAttentionKernel k) {
+  switch (k) {
+    case PrefillAttentionKernel::kAuto:
+      return "auto";
+    case PrefillAttentionKernel::kMmaSync:
+      return "mma.sync";
+    case PrefillAttentionKernel::kWgmma:
+      return "wgmma";
+  }
+  return "?";
+}
+
+struct PrefillCase {
+  PrefillAttentionKernel kernel;
+  int batch, q_len, start_pos, hq, hkv, head_dim;
+  bool causal;
+  float q_scale = 1.0f;  // larger: peakier softmax (exercises the running-max rescaling)
+};
+
+std::ostream& operator<<(std::ostream& os, const PrefillCase& c) {
+  return os << KernelName(c.kernel) << " batch=" << c.batch << " q_len=" << c.q_len
+            << " start_pos=" << c.start_pos << " Hq=" << c.hq << " Hkv=" << c.hkv
+            << " d=" << c.head_dim << (c.causal ? " causal" : " full") << " q_scale=" << c.q_scale;
+}
+
+// The inputs of one case on the device, plus their host copies.
+class PrefillFixture {
+ public:
+  PrefillFixture(const PrefillCase& c, uint64_t seed, cudaStream_t stream)
+      : c_(c),
+        kv_len_(c.start_pos + c.q_len),
+        cap_(kv_len_ + 5),
+        q_n_(static_cast<int64_t>(c.batch) * c.q_len * c.hq * c.head_dim),
+        cache_n_(static_cast<int64_t>(c.batch) * c.hkv * cap_ * c.head_dim),
+        q_(q_n_ * sizeof(bf16)),
+        k_(cache_n_ * sizeof(bf16)),
+        v_(cache_n_ * sizeof(bf16)),
+        out_(q_n_ * sizeof(bf16)) {
+    const int d = c.head_dim;
+    EXPECT_TRUE(FillRandomBf16(q(), q_n_, seed, c.q_scale, stream).ok());
+    EXPECT_TRUE(FillRandomBf16(k(), cache_n_, seed + 1, 1.0f, stream).ok());
+    EXPECT_TRUE(FillRandomBf16(v(), cache_n_, seed + 2, 1.0f, stream).ok());
+    for (int64_t bh = 0; bh < static_cast<int64_t>(c.batch) * c.hkv; ++bh) {
+      const int64_t tail = (bh * cap_ + kv_len_) * d;
+      EXPECT_TRUE(FillBf16(k() + tail, (cap_ - kv_len_) * d, NAN, stream).ok());
+      EXPECT_TRUE(FillBf16(v() + tail, (cap_ - kv_len_) * d, NAN, stream).ok());
+    }
+    hq_ = ToHost(q(), q_n_);
+    hk_ = ToHost(k(), cache_n_);
+    hv_ = ToHost(v(), cache_n_);
+  }
+
+  bf16* q() const { return q_.as<bf16>(); }
+  bf16* k() const { return k_.as<bf16>(); }
+  bf16* v() const { return v_.as<bf16>(); }
+  bf16* out() const { return out_.as<bf16>(); }
+  int cap() const { return cap_; }
+  int64_t out_n() const { return q_n_; }
+  float scale() const { return 1.0f / std::sqrt(static_cast<float>(c_.head_dim)); }
+
+  // Whether row t of (b, h) is compared with the reference: all rows of small cases; in large
+  // ones every stride-th row (offset by head, so that the heads together cover all positions)
+  // plus the first and last row.
+  bool Checked(int b, int h, int t) const {
+    const double cost = 2.0 * c_.batch * c_.hq * static_cast<double>(c_.q_len) * kv_len_ *
+                        c_.head_dim * (c_.causal ? 0.5 : 1.0);
+    const int64_t stride = std::max<int64_t>(1, static_cast<int64_t>(cost / 4e7));
+    if (t == 0 || t == c_.q_len - 1) return true;
+    return (t + 13 * (static_cast<int64_t>(b) * c_.hq + h)) % stride == 0;
+  }
+
+  // softmax(scale * q.K^T) V in double over the keys row t may see, for the checked rows.
+  void ExpectMatchesReference(const std::vector<float>& got) const {
+    ASSERT_EQ(static_cast<int64_t>(got.size()), q_n_);
+    const int d = c_.head_dim, group = c_.hq / c_.hkv;
+    const int64_t row_stride = static_cast<int64_t>(c_.hq) * d;
+    // Every element written (no NaN left from the poison).
+    int64_t nan_count = 0;
+    for (float x : got) nan_count += std::isnan(x) ? 1 : 0;
+    EXPECT_EQ(nan_count, 0) << "NaN outputs of " << q_n_;
+
+    std::vector<double> want, p(kv_len_), o(d);
+    std::vector<float> have;
+    for (int b = 0; b < c_.batch; ++b) {
+      for (int h = 0; h < c_.hq; ++h) {
+        const int64_t head = (static_cast<int64_t>(b) * c_.hkv + h / group) * cap_ * d;
+        for (int t = 0; t < c_.q_len; ++t) {
+          if (!Checked(b, h, t)) continue;
+          const int64_t row = (static_cast<int64_t>(b) * c_.q_len + t) * row_stride + h * d;
+          const float* qr = hq_.data() + row;
+          const int keys = c_.causal ? c_.start_pos + t + 1 : kv_len_;
+          double mx = -INFINITY;
+          for (int j = 0; j < keys; ++j) {
+            const float* kr = hk_.data() + head + static_cast<int64_t>(j) * d;
+            double s = 0;
+            for (int i = 0; i < d; ++i) s += static_cast<double>(qr[i]) * kr[i];
+            p[j] = s * static_cast<double>(scale());
+            mx = std::max(mx, p[j]);
+          }
+          double den = 0;
+          for (int j = 0; j < keys; ++j) den += (p[j] = std::exp(p[j] - mx));
+          std::fill(o.begin(), o.end(), 0.0);
+          for (int j = 0; j < keys; ++j) {
+            const float* vr = hv_.data() + head + static_cast<int64_t>(j) * d;
+            for (int i = 0; i < d; ++i) o[i] += p[j] * vr[i];
+          }
+          for (int i = 0; i < d; ++i) {
+            want.push_back(o[i] / den);
+            have.push_back(got[row + i]);
+          }
+        }
+      }
+    }
+    // |got - want| <= 2e-2 |want| + 1e-2 max|want|: bf16 rounding of the output and of the
+    // softmax weights fed to the tensor cores is ~0.4%; outputs near zero are judged on the
+    // case's scale.
+    double ref_scale = 0;
+    for (double w : want) ref_scale = std::max(ref_scale, std::fabs(w));
+    int64_t bad = 0;
+    double worst = 0;
+    for (size_t i = 0; i < want.size(); ++i) {
+      const double err = std::fabs(static_cast<double>(have[i]) - want[i]);
+      if (!(err <= 2e-2 * std::fabs(want[i]) + 1e-2 * ref_scale)) {
+        if (bad < 5) {
+          ADD_FAILURE() << "checked element " << i << " (row " << i / d << " of the sample, dim "
+                        << i % d << "): got " << have[i] << ", want " << want[i];
+        }
+        ++bad;
+      }
+      if (!(err <= worst)) worst = err;
+    }
+    EXPECT_EQ(bad, 0) << "of " << want.size() << " checked; worst |err| " << worst
+                      << ", max|ref| " << ref_scale;
+  }
+
+ private:
+  PrefillCase c_;
+  int kv_len_, cap_;
+  int64_t q_n_, cache_n_;
+  DeviceMem q_, k_, v_, out_;
+  std::vector<float> hq_, hk_, hv_;
+};
+
+class PrefillAttentionTest : public ::testing::TestWithParam<PrefillCase> {
+ protected:
+  void SetUp() override { ASSERT_CUDA(cudaStreamCreate(&stream_)); }
+  void TearDown() override { cudaStreamDestroy(stream_); }
+  cudaStream_t stream_ = nullptr;
+};
+
+TEST_P(PrefillAttentionTest, MatchesReference) {
+  const PrefillCase& c = GetParam();
+  SCOPED_TRACE(testing::Message() << c);
+  if (c.kernel == PrefillAttentionKernel::kWgmma && !PrefillAttentionWgmmaAvailable()) {
+    GTEST_SKIP() << "wgmma kernel not available on this device/build";
+  }
+  const uint64_t seed = 0x9E3779B1ull * (c.q_len + 1) + 7919ull * c.start_pos + 104729ull * c.batch +
+                        613ull * c.hq + 37ull * c.hkv + c.head_dim + (c.causal ? 5 : 0) + 424242;
+  PrefillFixture f(c, seed, stream_);
+  ASSERT_OK(FillBf16(f.out(), f.out_n(), NAN, stream_));
+  ASSERT_OK(PrefillAttentionWithKernel(c.kernel, f.q(), f.k(), f.v(), f.out(), c.batch, c.q_len,
+                                       c.start_pos, c.hq, c.hkv, c.head_dim, f.cap(), f.scale(),
+                                       c.causal, stream_));
+  ASSERT_CUDA(cudaStreamSynchronize(stream_));
+  f.ExpectMatchesReference(ToHost(f.out(), f.out_n()));
+}
+
+std::vector<PrefillAttentionKernel> Kernels() {
+  return {PrefillAttentionKernel::kMmaSync, PrefillAttentionKernel::kWgmma};
+}
+
+struct Heads {
+  int hq, hkv;
+};
+
+// head_dim 128, start_pos 0: every q_len x causal/full x GQA shape x batch 1 and 3.
+std::vector<PrefillCase> D128Cases() {
+  std::vector<PrefillCase> cases;
+  for (PrefillAttentionKernel k : Kernels()) {
+    for (int q_len : {1, 7, 64, 65, 127, 128, 129, 1000, 2048}) {
+      for (bool causal : {true, false}) {
+        for (Heads hs : {Heads{64, 8}, Heads{8, 8}, Heads{16, 2}}) {
+          for (int batch : {1, 3}) {
+            cases.push_back({k, batch, q_len, 0, hs.hq, hs.hkv, 128, causal});
+          }
+        }
+      }
+    }
+  }
+  return cases;
+}
+INSTANTIATE_TEST_SUITE_P(D128, PrefillAttentionTest, testing::ValuesIn(D128Cases()));
+
+// Continuing a sequence: queries sit at start_pos + t, keys before start_pos are all visible.
+std::vector<PrefillCase> StartPosCases() {
+  struct Pos {
+    int q_len, start_pos;
+  };
+  std::vector<PrefillCase> cases;
+  for (PrefillAttentionKernel k : Kernels()) {
+    for (Pos ps : {Pos{65, 100}, Pos{1, 1000}, Pos{7, 4093}, Pos{129, 37}, Pos{128, 128},
+                   Pos{1000, 3000}, Pos{300, 64}}) {
+      for (bool causal : {true, false}) {
+        cases.push_back({k, 3, ps.q_len, ps.start_pos, 64, 8, 128, causal});
+        cases.push_back({k, 1, ps.q_len, ps.start_pos, 16, 2, 128, causal});
+      }
+    }
+  }
+  return cases;
+}
+INSTANTIATE_TEST_SUITE_P(StartPos, PrefillAttentionTest, testing::ValuesIn(StartPosCases()));
+
+// head_dim 64 (the mma.sync kernel; kAuto picks it for d = 64).
+std::vector<PrefillCase> D64Cases() {
+  std::vector<PrefillCase> cases;
+  for (int q_len : {1, 7, 65, 129, 1000}) {
+    for (bool causal : {true, false}) {
+      cases.push_back({PrefillAttentionKernel::kMmaSync, 3, q_len, 0, 16, 2, 64, causal});
+      cases.push_back({PrefillAttentionKernel::kAuto, 1, q_len, 0, 8, 8, 64, causal});
+    }
+  }
+  cases.push_back({PrefillAttentionKernel::kMmaSync, 2, 77, 500, 32, 8, 64, true});
+  cases.push_back({PrefillAttentionKernel::kMmaSync, 2, 77, 500, 32, 8, 64, false});
+  return cases;
+}
+INSTANTIATE_TEST_SUITE_P(D64, PrefillAttentionTest, testing::ValuesIn(D64Cases()));
+
+// Peaky softmax: large scores make the running max move a lot between tiles.
+std::vector<PrefillCase> PeakyCases() {
+  std::vector<PrefillCase> cases;
+  for (PrefillAttentionKernel k : {PrefillAttentionKernel::kMmaSync, PrefillAttentionKernel::kWgmma,
+                                   PrefillAttentionKernel::kAuto}) {
+    for (bool causal : {true, false}) {
+      cases.push_back({k, 2, 777, 0, 16, 2, 128, causal, 8.0f});
+      cases.push_back({k, 1, 300, 2000, 8, 8, 128, causal, 8.0f});
+    }
+  }
+  return cases;
+}
+INSTANTIATE_TEST_SUITE_P(Peaky, PrefillAttentionTest, testing::ValuesIn(PeakyCases()));
+
+TEST(PrefillAttentionArgsTest, RejectsBadArguments) {
+  bf16* p = reinterpret_cast<bf16*>(uintptr_t{256});  // never dereferenced: validation fails
+  auto call = [&](int batch, int q_len, int start_pos, int hq, int hkv, int d, int cap,
+                  float scale) {
+    return PrefillAttention(p, p, p, p, batch, q_len, start_pos, hq, hkv, d, cap, scale, true,
+                            nullptr);
+  };
+  EXPECT_EQ(call(1, 8, 0, 64, 8, 96, 8, 0.1f).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(call(1, 8, 0, 12, 8, 128, 8, 0.1f).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(call(1, 8, 1, 64, 8, 128, 8, 0.1f).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(call(1, -1, 0, 64, 8, 128, 8, 0.1f).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(call(1, 8, 0, 64, 8, 128, 8, 0.0f).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(call(1, 8, 0, 64, 8, 128, 8, NAN).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(call(0, 8, 0, 64, 8, 128, 8, 0.1f).ok());  // empty batch: nothing to do
+  EXPECT_TRUE(call(2, 0, 5, 64, 8, 128, 8, 0.1f).ok());  // empty step
+  bf16* odd = reinterpret_cast<bf16*>(uintptr_t{258});
+  EXPECT_EQ(PrefillAttention(odd, p, p, p, 1, 8, 0, 64, 8, 128, 8, 0.1f, true, nullptr).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(PrefillAttentionWithKernel(PrefillAttentionKernel::kWgmma, p, p, p, p, 1, 8, 0, 64, 8,
+                                       64, 8, 0.1f, true, nullptr)
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(PrefillAttentionGraphTest, CapturesInCudaGraph) {
+  const PrefillCase c{PrefillAttentionKernel::kAuto, 2, 300, 50, 64, 8, 128, true};
+  cudaStream_t stream;
+  ASSERT_CUDA(cudaStreamCreate(&stream));
+  PrefillFixture f(c, 4711, stream);
+  // First call outside capture (sets the kernel attributes once per device).
+  ASSERT_OK(PrefillAttention(f.q(), f.k(), f.v(), f.out(), c.batch, c.q_len, c.start_pos, c.hq,
+                             c.hkv, c.head_dim, f.cap(), f.scale(), c.causal, stream));
+  ASSERT_CUDA(cudaStreamSynchronize(stream));
+
+  cudaGraph_t graph;
+  ASSERT_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+  const absl::Status fill = FillBf16(f.out(), f.out_n(), NAN, stream);
+  const absl::Status attn =
+      PrefillAttention(f.q(), f.k(), f.v(), f.out(), c.batch, c.q_len, c.start_pos, c.hq, c.hkv,
+                       c.head_dim, f.cap(), f.scale(), c.causal, stream);
+  ASSERT_CUDA(cudaStreamEndCapture(stream, &graph));
+  ASSERT_OK(fill);
+  ASSERT_OK(attn);
+  cudaGraphExec_t exec;
+  ASSERT_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_CUDA(cudaGraphLaunch(exec, stream));
+    ASSERT_CUDA(cudaStreamSynchronize(stream));
+    f.ExpectMatchesReference(ToHost(f.out(), f.out_n()));
+  }
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaStreamDestroy(stream);
+}
+
+// Not a pass/fail check (other GPU tests may share the device): prints each kernel's rate at
+// Llama-70B heads. Causal FLOPs count the visible (query, key) pairs: 4 d Hq B S (S + 1) / 2.
+TEST(PrefillAttentionPerfTest, ReportsTflops) {
+  struct PerfShape {
+    int batch, seq;
+  };
+  constexpr int kHq = 64, kHkv = 8, kD = 128, kIters = 10;
+  cudaStream_t stream;
+  ASSERT_CUDA(cudaStreamCreate(&stream));
+  cudaEvent_t start, stop;
+  ASSERT_CUDA(cudaEventCreate(&start));
+  ASSERT_CUDA(cudaEventCreate(&stop));
+  std::vector<PrefillAttentionKernel> kernels = {PrefillAttentionKernel::kMmaSync};
+  if (PrefillAttentionWgmmaAvailable()) kernels.push_back(PrefillAttentionKernel::kWgmma);
+  for (const PerfShape& s : {PerfShape{1, 8192}, PerfShape{8, 2048}, PerfShape{4, 4096}}) {
+    const int64_t q_n = static_cast<int64_t>(s.batch) * s.seq * kHq * kD;
+    const int64_t cache_n = static_cast<int64_t>(s.batch) * kHkv * s.seq * kD;
+    DeviceMem q(q_n * sizeof(bf16)), k(cache_n * sizeof(bf16)), v(cache_n * sizeof(bf16)),
+        out(q_n * sizeof(bf16));
+    ASSERT_OK(FillRandomBf16(q.as<bf16>(), q_n, 11, 1.0f, stream));
+    ASSERT_OK(FillRandomBf16(k.as<bf16>(), cache_n, 12, 1.0f, stream));
+    ASSERT_OK(FillRandomBf16(v.as<bf16>(), cache_n, 13, 1.0f, stream));
+    for (bool causal : {true, false}) {
+      for (PrefillAttentionKernel kernel : kernels) {
+        auto run = [&] {
+          return PrefillAttentionWithKernel(kernel, q.as<bf16>(), k.as<bf16>(), v.as<bf16>(),
+                                            out.as<bf16>(), s.batch, s.seq, 0, kHq, kHkv, kD,
+                                            s.seq, 0.088f, causal, stream);
+        };
+        ASSERT_OK(run());  // warm-up
+        ASSERT_CUDA(cudaEventRecord(start, stream));
+        for (int i = 0; i < kIters; ++i) ASSERT_OK(run());
+        ASSERT_CUDA(cudaEventRecord(stop, stream));
+        ASSERT_CUDA(cudaEventSynchronize(stop));
+        float ms = 0;
+        ASSERT_CUDA(cudaEventElapsedTime(&ms, start, stop));
+        const double sec = 1e-3 * ms / kIters;
+        const double pairs = causal ? 0.5 * s.seq * (s.seq + 1.0) : 1.0 * s.seq * s.seq;
+        const double flops = 4.0 * kD * kHq * s.batch * pairs;
+        std::printf("PrefillAttention %-8s Hq=%d Hkv=%d d=%d batch=%d seq=%d %s: %.3f ms, "
+                    "%.1f TFLOP/s\n",
+                    KernelName(kernel), kHq, kHkv, kD, s.batch, s.seq,
+                    causal ? "causal" : "full  ", 1e3 * sec, flops / sec / 1e12);
+      }
+    }
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  cudaStreamDestroy(stream);
+}
+
+}  // namespace
+}  // namespace truthput

@@ -1,0 +1,128 @@
+#include "kernels/stream_kernels.h"
+
+#include <cstdint>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "kernels/cuda_status.h"
+
+namespace truthput {
+namespace {
+
+constexpr int kThreads = 1024;
+constexpr int kBlocksPerSm = 2;  // 2 x 1024 = 2048 threads: an H100/H200 SM's maximum.
+constexpr int kInFlight = 4;     // Independent 16-byte accesses per thread per iteration.
+
+// Each thread handles vectors i, i + stride, ..., kInFlight of them per iteration, so every
+// warp access is 512 contiguous bytes and a thread has kInFlight loads outstanding at once.
+__global__ void __launch_bounds__(kThreads, kBlocksPerSm)
+    ReadKernel(const uint4* __restrict__ src, int64_t n, uint32_t* __restrict__ sink) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  uint32_t acc = 0;
+  for (; i + (kInFlight - 1) * stride < n; i += kInFlight * stride) {
+    uint4 v[kInFlight];
+#pragma unroll
+    for (int u = 0; u < kInFlight; ++u) v[u] = src[i + u * stride];
+#pragma unroll
+    for (int u = 0; u < kInFlight; ++u) acc ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
+  }
+  for (; i < n; i += stride) {
+    const uint4 v = src[i];
+    acc ^= v.x ^ v.y ^ v.z ^ v.w;
+  }
+  // Every thread gets here (no early exit) and blockDim is a multiple of 32: full-mask shuffles.
+  for (int offset = 16; offset > 0; offset /= 2) acc ^= __shfl_xor_sync(0xffffffffu, acc, offset);
+  if (threadIdx.x % 32 == 0) atomicXor(sink, acc);
+}
+
+__global__ void __launch_bounds__(kThreads, kBlocksPerSm)
+    WriteKernel(uint4* __restrict__ dst, int64_t n, uint32_t pattern) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const uint4 v = make_uint4(pattern, pattern, pattern, pattern);
+  for (; i + (kInFlight - 1) * stride < n; i += kInFlight * stride) {
+#pragma unroll
+    for (int u = 0; u < kInFlight; ++u) dst[i + u * stride] = v;
+  }
+  for (; i < n; i += stride) dst[i] = v;
+}
+
+__global__ void __launch_bounds__(kThreads, kBlocksPerSm)
+    CopyKernel(const uint4* __restrict__ src, uint4* __restrict__ dst, int64_t n) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  for (; i + (kInFlight - 1) * stride < n; i += kInFlight * stride) {
+    uint4 v[kInFlight];
+#pragma unroll
+    for (int u = 0; u < kInFlight; ++u) v[u] = src[i + u * stride];
+#pragma unroll
+    for (int u = 0; u < kInFlight; ++u) dst[i + u * stride] = v[u];
+  }
+  for (; i < n; i += stride) dst[i] = src[i];
+}
+
+__global__ void EmptyKernel() {}
+
+bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+absl::Status CheckBuffer(const void* p, int64_t bytes, const char* api, const char* what) {
+  if (bytes < 0 || bytes % 16 != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(api, ": bytes must be a non-negative multiple of 16, got ", bytes));
+  }
+  if (bytes > 0 && p == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(api, ": ", what, " is null"));
+  }
+  if (!Aligned16(p)) {
+    return absl::InvalidArgumentError(absl::StrCat(api, ": ", what, " not 16-byte aligned"));
+  }
+  return absl::OkStatus();
+}
+
+// One full wave: kBlocksPerSm CTAs on every SM of the current device.
+absl::StatusOr<unsigned> GridSize() {
+  int device = 0, sms = 0;
+  TP_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  TP_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  return static_cast<unsigned>(sms * kBlocksPerSm);
+}
+
+}  // namespace
+
+absl::Status StreamReadKernel(const void* src, int64_t bytes, uint32_t* sink, cudaStream_t stream) {
+  TP_RETURN_IF_ERROR(CheckBuffer(src, bytes, "StreamReadKernel", "src"));
+  if (sink == nullptr) return absl::InvalidArgumentError("StreamReadKernel: sink is null");
+  absl::StatusOr<unsigned> grid = GridSize();
+  if (!grid.ok()) return grid.status();
+  ReadKernel<<<*grid, kThreads, 0, stream>>>(static_cast<const uint4*>(src), bytes / 16, sink);
+  return CudaStatus(cudaGetLastError(), "ReadKernel<<<>>>");
+}
+
+absl::Status StreamWriteKernel(void* dst, int64_t bytes, uint32_t pattern, cudaStream_t stream) {
+  TP_RETURN_IF_ERROR(CheckBuffer(dst, bytes, "StreamWriteKernel", "dst"));
+  absl::StatusOr<unsigned> grid = GridSize();
+  if (!grid.ok()) return grid.status();
+  WriteKernel<<<*grid, kThreads, 0, stream>>>(static_cast<uint4*>(dst), bytes / 16, pattern);
+  return CudaStatus(cudaGetLastError(), "WriteKernel<<<>>>");
+}
+
+absl::Status StreamCopyKernel(const void* src, void* dst, int64_t bytes, cudaStream_t stream) {
+  TP_RETURN_IF_ERROR(CheckBuffer(src, bytes, "StreamCopyKernel", "src"));
+  TP_RETURN_IF_ERROR(CheckBuffer(dst, bytes, "StreamCopyKernel", "dst"));
+  absl::StatusOr<unsigned> grid = GridSize();
+  if (!grid.ok()) return grid.status();
+  CopyKernel<<<*grid, kThreads, 0, stream>>>(static_cast<const uint4*>(src),
+                                             static_cast<uint4*>(dst), bytes / 16);
+  return CudaStatus(cudaGetLastError(), "CopyKernel<<<>>>");
+}
+
+absl::Status StreamEmptyKernels(int count, cudaStream_t stream) {
+  if (count < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("StreamEmptyKernels: count ", count, " < 0"));
+  }
+  for (int i = 0; i < count; ++i) EmptyKernel<<<1, 1, 0, stream>>>();
+  return CudaStatus(cudaGetLastError(), "EmptyKernel<<<>>>");
+}
+
+}  // namespace truthput

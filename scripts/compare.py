@@ -1,0 +1,268 @@
+#!/usr/bin/python3
+"""Compare truthput runs of the same workload on different GPUs (or builds), batch by batch.
+
+    scripts/compare.py A.json B.json [C.json ...] [--allow-mismatch] [--out DIR] [--md FILE]
+
+A is the baseline; every other file is compared with it. For each batch both runs have:
+tokens/s, step p50 (ms), MBU and MFU of each, their ratios B/A, and the ratio the datasheets
+predict: the bandwidth ratio where the point is memory-bound, the dense tensor peak ratio
+(bf16 for bf16 weights) where it is compute-bound (each point's `bound`); where A and B are
+bound by different resources, the ratio of their roofline bounds (bound_tokens_per_s). The last
+column says how far the measured tokens/s ratio is from the predicted one, in percent.
+
+Runs of different models (or weight precision), phase, context or TP degree, or with no batch
+in common, are refused with one line and exit status 2, unless --allow-mismatch.
+Prints a markdown table per pair; writes a chart of the measured and predicted ratios vs batch
+to --out (default: the current directory).
+"""
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import truthput_results as tr  # noqa: E402
+
+EXIT_MISMATCH = 2
+
+
+def point_key(run, p):
+    return (p["batch"], p["seq_len"]) if run["config"].get("phase") == "prefill" else p["batch"]
+
+
+def key_label(key):
+    return f"{key[0]} / seq {key[1]}" if isinstance(key, tuple) else str(key)
+
+
+def usable_points(run):
+    return {point_key(run, p): p for p in run["points"] if not p.get("skipped")}
+
+
+def mismatches(a, b):
+    """Reasons A and B are not the same workload (empty list when they are)."""
+    out = []
+    ca, cb = a["config"], b["config"]
+    if tr.model_name(a) != tr.model_name(b):
+        out.append(f"model {tr.model_name(a)} vs {tr.model_name(b)}")
+    if tr.precision(a) != tr.precision(b):
+        out.append(f"weight precision {tr.precision(a)} vs {tr.precision(b)}")
+    if (ca.get("phase") or "decode") != (cb.get("phase") or "decode"):
+        out.append(f"phase {ca.get('phase')} vs {cb.get('phase')}")
+    if ca.get("context", 0) != cb.get("context", 0):
+        out.append(f"context {ca.get('context', 0)} vs {cb.get('context', 0)}")
+    if (ca.get("tp") or 1) != (cb.get("tp") or 1):
+        out.append(f"tp {ca.get('tp') or 1} vs {cb.get('tp') or 1}")
+    ka, kb = set(usable_points(a)), set(usable_points(b))
+    if not ka & kb:
+        def show(keys):
+            return ",".join(key_label(k) for k in sorted(keys)) or "none"
+        out.append(f"no batch in common (A: {show(ka)}; B: {show(kb)})")
+    return out
+
+
+def _ratio(x, y):
+    """y / x, or None where either is missing or x is zero."""
+    if x is None or y is None or x == 0:
+        return None
+    return y / x
+
+
+def predicted_ratio(a, b, pa, pb):
+    """(tokens/s ratio B/A the datasheets predict for this point, basis string)."""
+    ba, bb = pa.get("bound") or "", pb.get("bound") or ""
+    if ba == bb == "memory":
+        r = _ratio(tr.bandwidth_gbps(a), tr.bandwidth_gbps(b))
+        return r, "memory: bandwidth"
+    if ba == bb == "compute":
+        r = _ratio(tr.peak_tflops(a), tr.peak_tflops(b))
+        return r, f"compute: {tr.precision(b)} TFLOP/s"
+    r = _ratio(pa.get("bound_tokens_per_s") or None, pb.get("bound_tokens_per_s") or None)
+    return r, f"mixed ({ba or '?'}/{bb or '?'}): roofline bound"
+
+
+def compare_rows(a, b):
+    pa_all, pb_all = usable_points(a), usable_points(b)
+    rows = []
+    for key in sorted(set(pa_all) & set(pb_all)):
+        pa, pb = pa_all[key], pb_all[key]
+        pred, basis = predicted_ratio(a, b, pa, pb)
+        tps = _ratio(pa.get("tokens_per_s"), pb.get("tokens_per_s"))
+        rows.append({
+            "key": key,
+            "tps_a": pa.get("tokens_per_s"), "tps_b": pb.get("tokens_per_s"), "tps_ratio": tps,
+            "ms_a": pa.get("step_ms_p50"), "ms_b": pb.get("step_ms_p50"),
+            "ms_ratio": _ratio(pa.get("step_ms_p50"), pb.get("step_ms_p50")),
+            "mbu_a": pa.get("mbu"), "mbu_b": pb.get("mbu"),
+            "mbu_ratio": _ratio(pa.get("mbu"), pb.get("mbu")),
+            "mfu_a": pa.get("mfu"), "mfu_b": pb.get("mfu"),
+            "mfu_ratio": _ratio(pa.get("mfu"), pb.get("mfu")),
+            "bound_a": pa.get("bound"), "bound_b": pb.get("bound"),
+            "predicted": pred, "basis": basis,
+            "off_pct": (tps / pred - 1) * 100 if tps is not None and pred else None,
+        })
+    return rows
+
+
+def _x(v):
+    return "—" if v is None else f"{v:.3f}×"
+
+
+def _signed(v):
+    return "—" if v is None else f"{v:+.1f}%"
+
+
+def markdown(a, b, rows, notes=()):
+    la, lb = tr.label(a), tr.label(b)
+    lines = [
+        f"### {tr.gpu_id(b)} vs {tr.gpu_id(a)}: {tr.model_name(a)}, {tr.context_label(a)}, "
+        f"{tr.precision(a)}",
+        "",
+        f"- A: {la} — `{a['path']}`",
+        f"- B: {lb} — `{b['path']}`",
+        f"- datasheets: bandwidth {tr.bandwidth_gbps(a):g} → {tr.bandwidth_gbps(b):g} GB/s "
+        f"({_x(_ratio(tr.bandwidth_gbps(a), tr.bandwidth_gbps(b)))}), "
+        f"{tr.precision(b)} peak {tr.peak_tflops(a):g} → {tr.peak_tflops(b):g} TFLOP/s "
+        f"({_x(_ratio(tr.peak_tflops(a), tr.peak_tflops(b)))})",
+    ]
+    lines += [f"- note: {n}" for n in notes]
+    lines += [
+        "",
+        "| batch | tok/s A | tok/s B | B/A | step ms A | step ms B | B/A | MBU A | MBU B | B/A "
+        "| MFU A | MFU B | B/A | bound A/B | predicted B/A (basis) | measured vs predicted |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|",
+    ]
+    for r in rows:
+        bound = r["bound_a"] if r["bound_a"] == r["bound_b"] else f"{r['bound_a']}/{r['bound_b']}"
+        lines.append(
+            f"| {key_label(r['key'])} | {tr.fmt(r['tps_a'])} | {tr.fmt(r['tps_b'])} | "
+            f"{_x(r['tps_ratio'])} | {tr.fmt(r['ms_a'])} | {tr.fmt(r['ms_b'])} | "
+            f"{_x(r['ms_ratio'])} | {tr.fmt(r['mbu_a'], 2)} | {tr.fmt(r['mbu_b'], 2)} | "
+            f"{_x(r['mbu_ratio'])} | {tr.fmt(r['mfu_a'], 2)} | {tr.fmt(r['mfu_b'], 2)} | "
+            f"{_x(r['mfu_ratio'])} | {bound} | {_x(r['predicted'])} ({r['basis']}) | "
+            f"{_signed(r['off_pct'])} |")
+    if not rows:
+        lines.append("| (no batch in common) | | | | | | | | | | | | | | | |")
+    lines += ["", "Ratios are B/A (step ms B/A below 1 means B is faster). Predicted: datasheet "
+              "ratio for the resource that bounds the point; measured vs predicted = tok/s "
+              "ratio / predicted − 1.", ""]
+    return "\n".join(lines)
+
+
+def chart(a, pairs, out_dir, formats=("png", "svg")):
+    """tokens/s ratio vs batch for each B, with its predicted ratio dashed."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+    plt.rcParams.update({"svg.fonttype": "none", "svg.hashsalt": "truthput"})
+
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    xs_all = []
+    for i, (b, rows) in enumerate(pairs):
+        color = colors[i % len(colors)]
+        x = [r["key"][0] if isinstance(r["key"], tuple) else r["key"] for r in rows]
+        xs_all += x
+        pm = [(xi, r["tps_ratio"]) for xi, r in zip(x, rows) if r["tps_ratio"] is not None]
+        pp = [(xi, r["predicted"]) for xi, r in zip(x, rows) if r["predicted"] is not None]
+        name = f"{tr.gpu_id(b)} / {tr.gpu_id(a)}"
+        if pp:
+            ax.plot([p[0] for p in pp], [p[1] for p in pp], ls="--", lw=1.5, color=color,
+                    marker="x", ms=5, label=f"{name}: predicted by datasheets")
+        if pm:
+            ax.plot([p[0] for p in pm], [p[1] for p in pm], lw=2, color=color, marker="o",
+                    ms=5, label=f"{name}: measured tokens/s ratio")
+            for (xi, yi), r in zip(pm, [r for r in rows if r["tps_ratio"] is not None]):
+                if r["off_pct"] is not None:
+                    ax.annotate(f"{r['off_pct']:+.0f}%", (xi, yi), textcoords="offset points",
+                                xytext=(0, 7), ha="center", fontsize=7.5, color=color)
+    ax.axhline(1.0, color="0.5", lw=1, ls=":")
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
+    if xs_all:
+        lo, hi = min(xs_all), max(xs_all)
+        pad = 1.4 if lo != hi else 2
+        ax.set_xlim(lo / pad, hi * pad)
+        ticks = sorted(set(xs_all))
+        if len(ticks) <= 16:
+            ax.set_xticks(ticks)
+            ax.minorticks_off()
+    ys = [v for _b, rows in pairs for r in rows for v in (r["tps_ratio"], r["predicted"])
+          if v is not None]
+    if ys:
+        ax.set_ylim(min(0.9, min(ys) * 0.9), max(ys) * 1.12)
+    ax.grid(True, alpha=0.35)
+    ax.set_xlabel("batch (sequences decoded together)")
+    ax.set_ylabel("tokens/s ratio (B / A)")
+    bs = ", ".join(tr.gpu_name(b) for b, _ in pairs)
+    ax.set_title(f"Measured vs datasheet-predicted speedup over {tr.gpu_name(a)}\n"
+                 f"{tr.model_name(a)}, {tr.context_label(a)}, {tr.precision(a)} — B: {bs}",
+                 fontsize=10.5)
+    ax.legend(loc="best", fontsize=8)
+    fig.text(0.01, 0.01, "labels: measured vs predicted; predicted = bandwidth ratio "
+             "(memory-bound) or tensor peak ratio (compute-bound)", fontsize=7, color="0.35")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    os.makedirs(out_dir, exist_ok=True)
+    base = "compare_" + tr.gpu_id(a) + "_vs_" + "_".join(tr.gpu_id(b) for b, _ in pairs)
+    base += "_" + tr.stem(a)
+    base = "".join(c if c.isalnum() or c in "-_." else "_" for c in base)
+    paths = []
+    for ext in formats:
+        path = os.path.join(out_dir, f"{base}.{ext}")
+        fig.savefig(path, dpi=150, metadata={"Date": None} if ext == "svg" else None)
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("baseline", metavar="A.json")
+    ap.add_argument("others", nargs="+", metavar="B.json")
+    ap.add_argument("--allow-mismatch", action="store_true",
+                    help="compare even when model, phase, context or TP differ")
+    ap.add_argument("--out", default=".", metavar="DIR", help="directory for the chart")
+    ap.add_argument("--md", metavar="FILE", help="also write the markdown tables to FILE")
+    ap.add_argument("--no-chart", action="store_true", help="print the table only")
+    args = ap.parse_args(argv)
+    try:
+        a = tr.load(args.baseline)
+        others = [tr.load(p) for p in args.others]
+    except tr.ResultError as e:
+        print(f"compare: {e}", file=sys.stderr)
+        return 1
+    pairs, texts = [], []
+    for b in others:
+        bad = mismatches(a, b)
+        if bad and not args.allow_mismatch:
+            print(f"compare: {a['path']} and {b['path']} are not the same workload: "
+                  f"{'; '.join(bad)} (pass --allow-mismatch to compare anyway)", file=sys.stderr)
+            return EXIT_MISMATCH
+        rows = compare_rows(a, b)
+        if not rows:
+            print(f"compare: {a['path']} and {b['path']} have no batch in common; "
+                  f"nothing to compare", file=sys.stderr)
+            return EXIT_MISMATCH
+        notes = [f"mismatch allowed: {m}" for m in bad]
+        if a["config"].get("graph", True) != b["config"].get("graph", True):
+            notes.append("one run used eager launches, the other CUDA graphs")
+        if a["config"].get("gemm") != b["config"].get("gemm"):
+            notes.append(f"GEMM implementation {a['config'].get('gemm') or '?'} vs "
+                         f"{b['config'].get('gemm') or '?'}")
+        pairs.append((b, rows))
+        texts.append(markdown(a, b, rows, notes))
+    text = "\n".join(texts)
+    print(text)
+    if args.md:
+        os.makedirs(os.path.dirname(os.path.abspath(args.md)), exist_ok=True)
+        with open(args.md, "w", encoding="utf-8") as f:
+            f.write(text)
+    if not args.no_chart:
+        for p in chart(a, pairs, args.out):
+            print(f"chart: {p}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Regenerate the report from the committed result files:
+#   results/<gpu>/plots/        charts of every result file of that GPU (scripts/plot.py)
+#   results/compare/            GPU-vs-GPU tables and charts, for each decode file name that two
+#                               or more GPU directories have (scripts/compare.py; the baseline is
+#                               h100-sxm where it has the file, else the first GPU by name)
+#   results/CLAIMS.md           the article's claims checked (scripts/claims.py)
+#
+#   scripts/make_report.sh [RESULTS_DIR]      (default: results)
+#
+# Needs Debian's python3 with python3-matplotlib; PYTHON overrides the interpreter,
+# PLOT_FORMATS the chart formats (default png,svg).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-/usr/bin/python3}
+FORMATS=${PLOT_FORMATS:-png,svg}
+RESULTS=${1:-results}
+RESULTS=${RESULTS%/}
+shopt -s nullglob
+
+if ! "$PY" -c 'import matplotlib' 2>/dev/null; then
+  echo "make_report: $PY has no matplotlib (apt-get install python3-matplotlib, or set PYTHON)" >&2
+  exit 1
+fi
+
+gpus=()
+for dir in "$RESULTS"/*/; do
+  dir=${dir%/}
+  files=("$dir"/*.json)
+  [ ${#files[@]} -gt 0 ] || continue
+  gpus+=("$(basename "$dir")")
+  rm -f "$dir"/plots/*.png "$dir"/plots/*.svg
+  if "$PY" scripts/plot.py --skip-other --formats "$FORMATS" "${files[@]}" --out "$dir/plots" \
+      >/dev/null; then
+    echo "plots: $dir/plots ($(find "$dir/plots" -maxdepth 1 -type f | wc -l) files)"
+  else
+    echo "make_report: no plots for $dir" >&2
+  fi
+done
+
+# Comparisons: the same decode file name (CUDA-graph sweeps) under two or more GPUs.
+names=()
+for gpu in "${gpus[@]}"; do
+  for f in "$RESULTS/$gpu"/decode_*.json; do
+    name=$(basename "$f")
+    [[ $name == *_eager.json ]] && continue
+    names+=("$name")
+  done
+done
+if [ ${#names[@]} -gt 0 ]; then
+  mapfile -t names < <(printf '%s\n' "${names[@]}" | sort -u)
+fi
+compared=0
+for name in "${names[@]}"; do
+  have=()
+  for gpu in "${gpus[@]}"; do
+    [ -f "$RESULTS/$gpu/$name" ] && have+=("$gpu")
+  done
+  [ ${#have[@]} -ge 2 ] || continue
+  base=${have[0]}
+  for gpu in "${have[@]}"; do
+    if [ "$gpu" = h100-sxm ]; then base=h100-sxm; fi
+  done
+  others=()
+  for gpu in "${have[@]}"; do
+    [ "$gpu" = "$base" ] || others+=("$RESULTS/$gpu/$name")
+  done
+  if [ $compared -eq 0 ]; then
+    mkdir -p "$RESULTS/compare"
+    rm -f "$RESULTS"/compare/*.png "$RESULTS"/compare/*.svg "$RESULTS"/compare/*.md
+  fi
+  md="$RESULTS/compare/${name%.json}.md"
+  if "$PY" scripts/compare.py "$RESULTS/$base/$name" "${others[@]}" \
+      --out "$RESULTS/compare" --md "$md" >/dev/null 2>"$RESULTS/compare/.stderr"; then
+    echo "compare: $md (baseline $base)"
+    compared=$((compared + 1))
+  else
+    echo "make_report: skipped comparing $name: $(grep -v '^chart:' "$RESULTS/compare/.stderr")" >&2
+  fi
+  rm -f "$RESULTS/compare/.stderr"
+done
+[ $compared -gt 0 ] || echo "compare: no decode result under two GPUs; nothing to compare"
+
+"$PY" scripts/claims.py "$RESULTS" --out "$RESULTS/CLAIMS.md" | tail -n 1

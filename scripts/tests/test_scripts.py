@@ -1,0 +1,288 @@
+"""Tests of the report scripts (plot.py, compare.py, claims.py, make_report.sh).
+
+Run: /usr/bin/python3 -m pytest -q scripts/tests
+
+The result files under data/ are small synthetic RunResults written for these tests:
+  h100-sxm/decode_70b_bf16_ctx2048.json          batches 1, 16, 1024 (memory, memory, compute);
+                                                 20 / 300 / 4400 tok/s; batch 1: smi 100%,
+                                                 MFU 0.283%; per-op times at batches 1 and 16
+  h100-sxm/decode_70b_bf16_ctx2048_b1_eager.json batch 1, eager: step 53 ms vs 50 ms; small
+                                                 ops 0.32 + 0.12 ms vs 0.24 + 0.09 ms (25%)
+  h200/decode_70b_bf16_ctx2048.json              same batches, 28 / 420 / 4500 tok/s; no truth
+                                                 columns; some uint64 fields as strings
+"""
+
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCRIPTS = os.path.dirname(HERE)
+REPO = os.path.dirname(SCRIPTS)
+DATA = os.path.join(HERE, "data")
+H100 = os.path.join(DATA, "h100-sxm", "decode_70b_bf16_ctx2048.json")
+H100_EAGER = os.path.join(DATA, "h100-sxm", "decode_70b_bf16_ctx2048_b1_eager.json")
+H200 = os.path.join(DATA, "h200", "decode_70b_bf16_ctx2048.json")
+
+sys.path.insert(0, SCRIPTS)
+import claims  # noqa: E402
+import compare  # noqa: E402
+import truthput_results as tr  # noqa: E402
+
+
+def run_script(name, *args, cwd=None):
+    return subprocess.run([sys.executable, os.path.join(SCRIPTS, name), *args],
+                          capture_output=True, text=True, cwd=cwd or REPO, timeout=120)
+
+
+def write_variant(tmp_path, src, name, change):
+    with open(src, encoding="utf-8") as f:
+        raw = json.load(f)
+    change(raw)
+    path = tmp_path / name
+    path.write_text(json.dumps(raw), encoding="utf-8")
+    return str(path)
+
+
+# ------------------------------------------------------------------------ truthput_results
+
+
+def test_load_fills_absent_fields_and_parses_string_numbers():
+    run = tr.load(H200)
+    p1 = tr.point_at(run, 1)
+    assert p1["reps"] == 20                 # "20" in the file (uint64 as a string)
+    assert run["predicted_ridge_batch"] == 650
+    assert p1["smi_util_pct"] is None       # absent optional: None, never 0
+    assert p1["sm_active_pct"] is None
+    assert p1["ops"] == []
+    assert run["unavailable"] == []
+    assert run["config"]["seq_lens"] == []
+    assert [p["batch"] for p in run["points"]] == [1, 16, 1024]
+
+
+def test_labels():
+    a, b, e = tr.load(H100), tr.load(H200), tr.load(H100_EAGER)
+    assert tr.label(a) == "Llama-3.1-70B, NVIDIA H100 80GB HBM3, ctx 2048, bf16"
+    assert tr.precision(b) == "bf16"
+    assert tr.gpu_name(b) == "NVIDIA H200"
+    assert tr.label(e).endswith(", eager")
+    assert tr.peak_tflops(a) == 989.4 and tr.bandwidth_gbps(b) == 4800
+    assert tr.parse_result_name("decode_70b_bf16_ctx2048_b1_eager.json") == {
+        "phase": "decode", "model": "70b", "precision": "bf16", "context": 2048, "eager": True}
+    assert tr.parse_result_name("notes.json") is None
+
+
+def test_load_errors_are_one_line(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json", encoding="utf-8")
+    with pytest.raises(tr.ResultError) as e:
+        tr.load(str(bad))
+    assert "not valid JSON" in str(e.value)
+    with pytest.raises(tr.ResultError):
+        tr.load(str(tmp_path / "missing.json"))
+
+
+# ----------------------------------------------------------------------------------- plot
+
+
+def test_plot_writes_png_and_svg(tmp_path):
+    out = tmp_path / "plots"
+    r = run_script("plot.py", H100, H100_EAGER, H200, "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    names = set(os.listdir(out))
+    for stem in ("decode_70b_bf16_ctx2048", "decode_70b_bf16_ctx2048_b1_eager"):
+        for chart in ("throughput", "utilization", "op_share", "roofline"):
+            for ext in ("png", "svg"):
+                assert f"{stem}_{chart}.{ext}" in names
+    assert "combined_decode_llama-3.1-70b_bf16_throughput.png" in names
+    assert "combined_decode_llama-3.1-70b_bf16_roofline.svg" in names
+    # 2 stems in the H100 dir + 1 (same stem) from H200 overwrite -> 2 * 4 * 2 + 2 * 2
+    assert len(names) == 20
+    png = (out / "decode_70b_bf16_ctx2048_roofline.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    svg = (out / "decode_70b_bf16_ctx2048_utilization.svg").read_text(encoding="utf-8")
+    assert "<svg" in svg
+    # The H200 file was plotted last: its utilization chart names the missing truth columns.
+    assert "not measured in this file" in svg and "smi_util_pct" in svg
+
+
+def test_plot_refuses_unreadable_file(tmp_path):
+    r = run_script("plot.py", str(tmp_path / "nope.json"), "--out", str(tmp_path))
+    assert r.returncode == 1
+    assert "cannot read" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+# -------------------------------------------------------------------------------- compare
+
+
+def test_compare_ratios_against_datasheets():
+    a, b = tr.load(H100), tr.load(H200)
+    assert compare.mismatches(a, b) == []
+    rows = {r["key"]: r for r in compare.compare_rows(a, b)}
+    assert sorted(rows) == [1, 16, 1024]
+    r1 = rows[1]
+    assert r1["tps_ratio"] == pytest.approx(28.0 / 20.0)
+    assert r1["ms_ratio"] == pytest.approx((1000 / 28) / 50.0, rel=1e-4)
+    assert r1["mbu_ratio"] == pytest.approx(b["points"][0]["mbu"] / a["points"][0]["mbu"])
+    assert r1["mfu_ratio"] == pytest.approx(1.4, rel=1e-3)
+    assert r1["predicted"] == pytest.approx(4800 / 3350)          # memory-bound: bandwidth
+    assert r1["basis"].startswith("memory")
+    assert r1["off_pct"] == pytest.approx((1.4 / (4800 / 3350) - 1) * 100)   # -2.29%
+    r3 = rows[1024]
+    assert r3["predicted"] == pytest.approx(1.0)                  # compute-bound: bf16 peak
+    assert r3["tps_ratio"] == pytest.approx(4500 / 4400)
+    assert r3["off_pct"] == pytest.approx((4500 / 4400 - 1) * 100)
+
+
+def test_compare_mixed_bounds_use_roofline_ratio():
+    a, b = tr.load(H100), tr.load(H200)
+    pa, pb = copy.deepcopy(a["points"][1]), copy.deepcopy(b["points"][1])
+    pb["bound"] = "compute"
+    ratio, basis = compare.predicted_ratio(a, b, pa, pb)
+    assert ratio == pytest.approx(pb["bound_tokens_per_s"] / pa["bound_tokens_per_s"])
+    assert basis.startswith("mixed")
+
+
+def test_compare_cli_prints_table_and_writes_chart(tmp_path):
+    md = tmp_path / "cmp.md"
+    r = run_script("compare.py", H100, H200, "--out", str(tmp_path), "--md", str(md))
+    assert r.returncode == 0, r.stderr
+    assert "| 1 | 20.0 | 28.0 | 1.400× |" in r.stdout
+    assert "1.433× (memory: bandwidth)" in r.stdout
+    assert "-2.3%" in r.stdout and "+2.3%" in r.stdout
+    assert md.read_text(encoding="utf-8").strip() == r.stdout.strip()
+    assert (tmp_path / "compare_h100-sxm_vs_h200_decode_70b_bf16_ctx2048.png").exists()
+    assert (tmp_path / "compare_h100-sxm_vs_h200_decode_70b_bf16_ctx2048.svg").exists()
+
+
+@pytest.mark.parametrize("change, reason", [
+    (lambda d: d["config"].update(context=0), "context 2048 vs 0"),
+    (lambda d: d["config"]["model"].update(name="Llama-3.1-8B"), "model Llama-3.1-70B vs"),
+    (lambda d: d["config"].update(phase="prefill"), "phase decode vs prefill"),
+    (lambda d: d["config"].update(tp=2), "tp 1 vs 2"),
+    (lambda d: [p.update(batch=p["batch"] * 3) for p in d["points"]], "no batch in common"),
+])
+def test_compare_refuses_mismatch(tmp_path, change, reason):
+    other = write_variant(tmp_path, H200, "other.json", change)
+    r = run_script("compare.py", H100, other, "--out", str(tmp_path))
+    assert r.returncode == 2
+    assert r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert reason in lines[0] and "--allow-mismatch" in lines[0]
+    assert not list(tmp_path.glob("*.png"))
+
+
+def test_compare_allow_mismatch(tmp_path):
+    other = write_variant(tmp_path, H200, "other.json", lambda d: d["config"].update(context=0))
+    r = run_script("compare.py", H100, other, "--allow-mismatch", "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert "mismatch allowed: context 2048 vs 0" in r.stdout
+
+
+# --------------------------------------------------------------------------------- claims
+
+
+def verdicts(md):
+    """{(claim, run): verdict} from CLAIMS.md."""
+    out, claim = {}, None
+    for line in md.splitlines():
+        m = re.match(r"## \((\w)\)", line)
+        if m:
+            claim = m.group(1)
+            continue
+        m = re.match(r"\| ([^|]+) \| .* \| \*\*([a-z ]+)\*\* \|", line)
+        if claim and m:
+            out[(claim, m.group(1).strip())] = m.group(2)
+    return out
+
+
+def test_claims_verdicts(tmp_path):
+    out = tmp_path / "CLAIMS.md"
+    r = run_script("claims.py", DATA, "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    md = out.read_text(encoding="utf-8")
+    v = verdicts(md)
+    assert v[("a", "h100-sxm")] == "holds"                    # bound 23.9, measured 20.0
+    assert v[("b", "h100-sxm, ctx 2048")] == "holds"          # x1.97 per doubling
+    assert v[("b", "h100-sxm, ctx 0")] == "not measured"      # no ctx0 file
+    assert v[("c", "h100-sxm")] == "holds"                    # 0.71% at 50 tok/s
+    assert v[("d", "h100-sxm, 70b, ctx 2048")] == "holds"     # smi 100%, MFU 0.28%
+    assert v[("d", "h200, 70b, ctx 2048")] == "not measured"
+    assert v[("e", "h100-sxm, 70b bf16, ctx 2048, batch 1")] == "holds"   # small ops 25%
+    assert "smi_util_pct not measured in this file" in md
+    assert "MFU 0.71% at 50 tok/s" in md
+    assert "+25.0% together" in md and "whole step: +5.7%" in md
+    assert "(missing)" in md
+    assert "decode_70b_bf16_ctx2048.json" in md
+
+
+def test_claims_low_smi_and_high_mfu_does_not_hold(tmp_path):
+    gpu = tmp_path / "results" / "h100-sxm"
+    gpu.mkdir(parents=True)
+    write_variant(gpu, H100, "decode_70b_bf16_ctx2048.json",
+                  lambda d: d["points"][0].update(smi_util_pct=30.0, mfu=0.3))
+    rows = claims.check_all(str(tmp_path / "results"))
+    d = [r for r in rows if r["claim"] == "d"]
+    assert [r["verdict"] for r in d] == ["does not hold"]
+
+
+def test_claims_empty_dir_never_crashes(tmp_path):
+    out = tmp_path / "CLAIMS.md"
+    r = run_script("claims.py", str(tmp_path / "nothing"), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    v = verdicts(out.read_text(encoding="utf-8"))
+    assert v and set(v.values()) == {"not measured"}
+
+
+def test_claims_unreadable_file_is_not_measured(tmp_path):
+    gpu = tmp_path / "h100-sxm"
+    gpu.mkdir()
+    (gpu / "decode_70b_bf16_ctx2048.json").write_text("{", encoding="utf-8")
+    rows = claims.check_all(str(tmp_path))
+    a = [r for r in rows if r["claim"] == "a"]
+    assert a[0]["verdict"] == "not measured" and "unreadable" in a[0]["ours"]
+
+
+def test_mfu_interpolation():
+    pts = [{"batch": 1, "tokens_per_s": 20.0, "mfu": 0.002},
+           {"batch": 4, "tokens_per_s": 80.0, "mfu": 0.008}]
+    mfu, how = claims.mfu_at_tps(pts, 40.0)
+    assert mfu == pytest.approx(0.004)
+    assert "interpolated" in how
+
+
+# ---------------------------------------------------------------------------- make_report
+
+
+def test_make_report(tmp_path):
+    results = tmp_path / "results"
+    shutil.copytree(DATA, results)
+    r = subprocess.run(["bash", os.path.join(SCRIPTS, "make_report.sh"), str(results)],
+                       capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, PYTHON=sys.executable, PLOT_FORMATS="png"))
+    assert r.returncode == 0, r.stderr
+    assert (results / "h100-sxm" / "plots" / "decode_70b_bf16_ctx2048_roofline.png").exists()
+    assert (results / "h200" / "plots" / "decode_70b_bf16_ctx2048_utilization.png").exists()
+    assert (results / "compare" / "decode_70b_bf16_ctx2048.md").exists()
+    assert (results / "compare" / "compare_h100-sxm_vs_h200_decode_70b_bf16_ctx2048.png").exists()
+    assert "holds" in (results / "CLAIMS.md").read_text(encoding="utf-8")
+
+
+def test_plot_skips_other_json_only_when_asked(tmp_path):
+    other = tmp_path / "ceilings.json"
+    other.write_text(json.dumps({"read_gbps": 3000.0, "machine": {"gpu_name": "x"}}),
+                     encoding="utf-8")
+    r = run_script("plot.py", str(other), H200, "--out", str(tmp_path / "p"))
+    assert r.returncode == 1 and "not a truthput RunResult" in r.stderr
+    r = run_script("plot.py", "--skip-other", "--formats", "png", str(other), H200,
+                   "--out", str(tmp_path / "p"))
+    assert r.returncode == 0, r.stderr
+    assert "skipping" in r.stderr
+    assert (tmp_path / "p" / "decode_70b_bf16_ctx2048_throughput.png").exists()
