@@ -28,6 +28,9 @@ ABSL_FLAG(std::string, profile, "step",
           "hardware counters (CUPTI), in a pass of their own after timing: off, step (one range "
           "per step) or ops (also one range per op kind)");
 ABSL_FLAG(double, usd_per_gpu_hour, 0, "GPU price for the cost column (0: datasheet's public price)");
+ABSL_FLAG(std::string, ceilings, "",
+          "bench_ceilings --json file of this GPU, the measured denominators of mbu_measured and "
+          "mfu_measured; empty: measure them at start-up (quick sweep, ~15 s); none: skip");
 ABSL_FLAG(std::string, csv, "", "write the points as CSV to this path");
 ABSL_FLAG(std::string, json, "", "write the RunResult as JSON (protobuf mapping) to this path");
 ABSL_FLAG(bool, overwrite, false, "replace existing --csv/--json files");
@@ -56,6 +59,7 @@ int BenchMain(const std::string& tool, Phase phase, int argc, char** argv,
   f.verify = absl::GetFlag(FLAGS_verify);
   f.profile = absl::GetFlag(FLAGS_profile);
   f.usd_per_gpu_hour = absl::GetFlag(FLAGS_usd_per_gpu_hour);
+  f.ceilings = absl::GetFlag(FLAGS_ceilings);
   f.csv = absl::GetFlag(FLAGS_csv);
   f.json = absl::GetFlag(FLAGS_json);
   f.overwrite = absl::GetFlag(FLAGS_overwrite);

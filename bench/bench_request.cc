@@ -69,6 +69,10 @@ absl::StatusOr<BenchRequest> MakeBenchRequest(std::string tool, Phase phase,
   }
   r.usd_per_gpu_hour = f.usd_per_gpu_hour;
 
+  r.ceilings_path = f.ceilings;
+  if (!f.ceilings.empty() && f.ceilings != "none" && !std::filesystem::exists(f.ceilings)) {
+    return absl::NotFoundError(absl::StrCat("--ceilings=", f.ceilings, ": no such file"));
+  }
   r.csv_path = f.csv;
   r.json_path = f.json;
   r.overwrite = f.overwrite;

@@ -27,6 +27,9 @@ struct BenchRequest {
   bool verify = true;
   std::string profile = "step";  // CUPTI depth: "off", "step", "ops"
   double usd_per_gpu_hour = 0;  // 0: the datasheet's public price
+  // Ceilings file of this GPU (bench_ceilings --json) for mbu_measured/mfu_measured; "" measures
+  // them at start-up (quick sweep); "none" skips them.
+  std::string ceilings_path;
   std::string csv_path;
   std::string json_path;
   bool overwrite = false;
@@ -38,7 +41,7 @@ struct BenchRequest {
 
 // Raw flag values, as typed.
 struct BenchFlagValues {
-  std::string model, batch, seq, gpu, csv, json, profile = "step";
+  std::string model, batch, seq, gpu, csv, json, profile = "step", ceilings;
   int64_t context = 0;
   int64_t tp = 1;
   bool predict = false, graph = true, verify = true, overwrite = false;

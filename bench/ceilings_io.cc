@@ -130,7 +130,7 @@ absl::StatusOr<MeasuredCeilings> LoadCeilings(const std::string& path) {
 
 absl::Status CheckCeilingsGpu(const MeasuredCeilings& c, const std::string& running_gpu_name) {
   if (c.machine().gpu_name() == running_gpu_name) return absl::OkStatus();
-  return absl::FailedPreconditionError(absl::StrCat(
+  return absl::InvalidArgumentError(absl::StrCat(
       "ceilings were measured on a '", c.machine().gpu_name(), "', but this GPU is a '",
       running_gpu_name, "'; measure this one with bench_ceilings --json=PATH"));
 }

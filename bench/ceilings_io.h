@@ -30,8 +30,9 @@ absl::Status ValidateCeilings(const MeasuredCeilings& c);
 // the path.
 absl::StatusOr<MeasuredCeilings> LoadCeilings(const std::string& path);
 
-// FailedPrecondition unless the ceilings were measured on a GPU of exactly this name (as
-// cudaGetDeviceProperties reports it): ceilings of another GPU model mean nothing here.
+// InvalidArgument unless the ceilings were measured on a GPU of exactly this name (as
+// cudaGetDeviceProperties reports it): ceilings of another GPU model mean nothing here. (Not
+// FailedPrecondition, which bench_main reads as "no GPU".)
 absl::Status CheckCeilingsGpu(const MeasuredCeilings& c, const std::string& running_gpu_name);
 
 // LoadCeilings, then CheckCeilingsGpu; errors name the path.

@@ -87,7 +87,7 @@ TEST(CeilingsIo, RefusesAnotherGpu) {
   const std::string path = WriteTemp("ceilings_other.json", *FormatCeilingsJson(H100Ceilings()));
   absl::StatusOr<MeasuredCeilings> c = LoadCeilingsForGpu(path, "NVIDIA H200");
   ASSERT_FALSE(c.ok());
-  EXPECT_EQ(c.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(c.status().message(), HasSubstr(path));
   EXPECT_THAT(c.status().message(), HasSubstr(kH100));
   EXPECT_THAT(c.status().message(), HasSubstr("NVIDIA H200"));

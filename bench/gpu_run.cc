@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <sstream>
 #include <set>
 
 #include "absl/cleanup/cleanup.h"
@@ -12,6 +14,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "bench/ceilings.h"
+#include "bench/ceilings_io.h"
 #include "bench/cupti_range_profiler.h"
 #include "bench/device_info.h"
 #include "bench/gpu_timer.h"
@@ -234,9 +238,31 @@ absl::StatusOr<RunResult> RunOnGpu(const BenchRequest& request, std::ostream& lo
     result.mutable_config()->add_notes("--verify=false: the correctness check was skipped");
   }
 
+  std::set<std::string> unavailable;
+  // The measured roofline: this GPU's own ceilings, the second denominator of MBU and MFU.
+  std::optional<MeasuredCeilings> measured;
+  if (request.ceilings_path == "none") {
+    unavailable.insert("mbu_measured, mfu_measured: --ceilings=none");
+  } else {
+    absl::StatusOr<MeasuredCeilings> m;
+    if (request.ceilings_path.empty()) {
+      log << "ceilings: no --ceilings file; measuring this GPU's (bench_ceilings --quick)\n";
+      std::ostringstream ceilings_log;
+      m = MeasureCeilings({.quick = true, .command_line = "bench_ceilings --quick (in-run)"},
+                          ceilings_log);
+    } else {
+      m = LoadCeilingsForGpu(request.ceilings_path, id->name);
+    }
+    if (!m.ok()) return m.status();
+    measured = *std::move(m);
+    result.mutable_config()->add_notes(absl::StrFormat(
+        "mbu_measured/mfu_measured against %s: read %.0f GB/s, bf16 GEMM %.0f TFLOP/s",
+        request.ceilings_path.empty() ? "ceilings measured at start-up" : request.ceilings_path,
+        measured->read_gbps(), measured->bf16_tflops()));
+  }
+
   // The truth columns' tools. Where one cannot work, its columns read n/a with the reason,
   // once, and the run goes on.
-  std::set<std::string> unavailable;
   std::unique_ptr<NvmlSampler> nvml;
   if (absl::StatusOr<std::unique_ptr<NvmlSampler>> n = NvmlSampler::Create(id->uuid); n.ok()) {
     nvml = *std::move(n);
@@ -297,6 +323,7 @@ absl::StatusOr<RunResult> RunOnGpu(const BenchRequest& request, std::ostream& lo
         stream, step_timing);
     if (!t.ok()) return t.status();
     AddMeasured(*p, *t, *datasheet, dtype, usd);
+    if (measured) AddMeasuredAgainstCeilings(*p, *measured, dtype);
 
     // Each op alone, all its executions in one graph: its share of the step and its own rates.
     TimingOptions op_timing;

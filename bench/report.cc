@@ -117,9 +117,9 @@ void PrintMeasuredTable(const RunResult& r, std::ostream& out) {
   std::string head = absl::StrFormat("%6s", "batch");
   if (Prefill(r)) head += absl::StrFormat(" %6s", "seq");
   head += absl::StrFormat(
-      " %6s %6s %6s %6s %7s %9s | %8s %8s %9s %6s %-7s %8s %6s %6s %7s %7s", "smi%", "SMact%",
-      "tens%", "MBU", "MFU", "tok/s", Prefill(r) ? "TTFT_ms" : "p50_ms", "p99_ms", "bound_t/s", "eff", "bound", "DRAM/mdl",
-      "HW_TF", "W", "J/tok", "$/Mtok");
+      " %6s %6s %6s %6s %7s %9s | %8s %8s %9s %6s %-7s %8s %6s %6s %7s %7s %6s %6s", "smi%",
+      "SMact%", "tens%", "MBU", "MFU", "tok/s", Prefill(r) ? "TTFT_ms" : "p50_ms", "p99_ms", "bound_t/s", "eff", "bound", "DRAM/mdl",
+      "HW_TF", "W", "J/tok", "$/Mtok", "MBUm", "MFUm");
   out << head << "\n";
   for (const BatchPoint& p : r.points()) {
     std::string line = absl::StrFormat("%6d", p.batch());
@@ -142,7 +142,9 @@ void PrintMeasuredTable(const RunResult& r, std::ostream& out) {
             Cell(p, &P::has_hw_tflops, &P::hw_tflops, 6, 1) +
             Cell(p, &P::has_power_w, &P::power_w, 6, 0) +
             Cell(p, &P::has_joules_per_token, &P::joules_per_token, 7, 3) +
-            Cell(p, &P::has_usd_per_mtok, &P::usd_per_mtok, 7, 3);
+            Cell(p, &P::has_usd_per_mtok, &P::usd_per_mtok, 7, 3) +
+            Cell(p, &P::has_mbu_measured, &P::mbu_measured, 6, 3) +
+            Cell(p, &P::has_mfu_measured, &P::mfu_measured, 6, 3);
     if (Prefill(r) && p.has_attention_time_share()) {
       line += absl::StrFormat("  attention: %.0f%% of time, %.0f%% of FLOPs",
                               100 * p.attention_time_share(), 100 * p.attention_flops_share());
@@ -152,7 +154,7 @@ void PrintMeasuredTable(const RunResult& r, std::ostream& out) {
   out << "smi%: nvidia-smi utilization.gpu; SMact%/tens%: SMs busy / tensor pipe busy (CUPTI); "
          "MBU/MFU: model bytes/FLOPs per step time over the datasheet peaks; eff: bound / "
          "measured time; DRAM/mdl: DRAM bytes counted over the model's minimum; HW_TF: tensor "
-         "FLOPs counted per second\n";
+         "FLOPs counted per second; MBUm/MFUm: against this GPU's measured ceilings\n";
   for (const std::string& u : r.unavailable()) out << "n/a: " << u << "\n";
 }
 
@@ -169,7 +171,8 @@ std::string FormatCsv(const RunResult& r) {
     for (const char* c : {"step_ms_p50", "step_ms_p99", "tokens_per_s", "achieved_gbps", "mbu",
                           "achieved_tflops", "mfu", "roofline_eff", "usd_per_mtok",
                           "step_rel_spread", "reps", "residency", "skipped", "skip_reason",
-                          "attention_time_share", "attention_flops_share"}) {
+                          "attention_time_share", "attention_flops_share", "mbu_measured",
+                          "mfu_measured"}) {
       header.push_back(c);
     }
     for (const TruthColumn& t : TruthColumns()) header.push_back(t.name);
@@ -201,6 +204,8 @@ std::string FormatCsv(const RunResult& r) {
       row.push_back(CsvQuote(p.skip_reason()));
       row.push_back(Opt(p, &P::has_attention_time_share, &P::attention_time_share, 4));
       row.push_back(Opt(p, &P::has_attention_flops_share, &P::attention_flops_share, 4));
+      row.push_back(Opt(p, &P::has_mbu_measured, &P::mbu_measured, 4));
+      row.push_back(Opt(p, &P::has_mfu_measured, &P::mfu_measured, 5));
       for (const TruthColumn& t : TruthColumns()) row.push_back(TruthValue(p, t));
       row.push_back(p.skipped() ? "" : p.throttle().empty() ? "n/a" : CsvQuote(p.throttle()));
     }

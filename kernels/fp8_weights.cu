@@ -87,8 +87,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int j = 0; j < 2; ++j) {
 #pragma unroll
       for (int pair = 0; pair < 2; ++pair) {
-        const __nv_fp8x2_storage_t two =
-            static_cast<__nv_fp8x2_storage_t>(words[j] >> (16 * pair));
+        const __nv_fp8x2_storage_t two = static_cast<__nv_fp8x2_storage_t>(words[j] >> (16 * pair));
         const float2 f = __half22float2(__half2(__nv_cvt_fp8x2_to_halfraw2(two, __NV_E4M3)));
         const __nv_bfloat162 b = __floats2bfloat162_rn(f.x * scale, f.y * scale);
         o[2 * j + pair] = *reinterpret_cast<const uint32_t*>(&b);
@@ -102,8 +101,8 @@ bool AlignedTo(const void* p, uintptr_t n) { return reinterpret_cast<uintptr_t>(
 
 absl::Status CheckShape(const char* api, int64_t n, int64_t k) {
   if (n < 1 || k < 1 || k % 8 != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        api, ": need n >= 1 and k a positive multiple of 8; got n=", n, " k=", k));
+    return absl::InvalidArgumentError(
+        absl::StrCat(api, ": need n >= 1 and k a positive multiple of 8; got n=", n, " k=", k));
   }
   if (n > std::numeric_limits<int64_t>::max() / k) {
     return absl::InvalidArgumentError(absl::StrCat(api, ": n * k overflows"));
@@ -126,8 +125,8 @@ absl::Status QuantizeWeightsFp8(const bf16* w, __nv_fp8_e4m3* wq, float* scales,
   return CudaStatus(cudaGetLastError(), "QuantizeKernel<<<>>>");
 }
 
-absl::Status DequantizeWeightsFp8(const __nv_fp8_e4m3* wq, const float* scales, bf16* w,
-                                  int64_t n, int64_t k, cudaStream_t stream) {
+absl::Status DequantizeWeightsFp8(const __nv_fp8_e4m3* wq, const float* scales, bf16* w, int64_t n,
+                                  int64_t k, cudaStream_t stream) {
   TP_RETURN_IF_ERROR(CheckShape("DequantizeWeightsFp8", n, k));
   if (w == nullptr || wq == nullptr || scales == nullptr || !AlignedTo(w, 16) ||
       !AlignedTo(wq, 8) || !AlignedTo(scales, 4)) {

@@ -34,8 +34,8 @@ absl::Status QuantizeWeightsFp8(const bf16* w, __nv_fp8_e4m3* wq, float* scales,
 
 // w[j,i] = bf16(float(wq[j,i]) * scales[j]): the bf16 weights SkinnyGemmFp8 multiplies by, up to
 // this rounding to bf16 (for references). Requirements as QuantizeWeightsFp8.
-absl::Status DequantizeWeightsFp8(const __nv_fp8_e4m3* wq, const float* scales, bf16* w,
-                                  int64_t n, int64_t k, cudaStream_t stream);
+absl::Status DequantizeWeightsFp8(const __nv_fp8_e4m3* wq, const float* scales, bf16* w, int64_t n,
+                                  int64_t k, cudaStream_t stream);
 
 // y[m,n] = x[m,k] · (wq * scales)^T, fp32 accumulation, the scale applied to the fp32 sum.
 // Requirements: as SkinnyGemmBf16 (1 <= m <= 16, k a multiple of 8, x 16-byte aligned, workspace
@@ -43,8 +43,8 @@ absl::Status DequantizeWeightsFp8(const __nv_fp8_e4m3* wq, const float* scales, 
 // 4-byte aligned. Rows of wq are read with 16-byte loads when k is a multiple of 16, else with
 // 8-byte loads (rows then start only 8-byte aligned).
 absl::Status SkinnyGemmFp8(const bf16* x, const __nv_fp8_e4m3* wq, const float* scales, bf16* y,
-                           int64_t m, int64_t n, int64_t k, void* workspace,
-                           size_t workspace_bytes, cudaStream_t stream);
+                           int64_t m, int64_t n, int64_t k, void* workspace, size_t workspace_bytes,
+                           cudaStream_t stream);
 
 }  // namespace truthput
 

@@ -25,14 +25,19 @@ constexpr int kThreads = kWarps * 32;
 constexpr int kWarpRows = 16;
 constexpr int kTileRows = kWarps * kWarpRows;
 // A k-step is 64 bytes of a W row: 4 lanes (one mma thread group) x 16 bytes, i.e. 32 bf16 or 64
-// fp8 weights. Lanes load k-steps in rounds of kUnroll, two rows each (g and g + 8): 8
-// independent 16-byte loads per round, and the next round is issued before this one is used.
+// fp8 weights. For each k-step a lane copies 16 bytes of row g and of row g + 8 into its own
+// slot of the warp's shared-memory ring with cp.async; kStages k-steps are in the ring, so
+// kStages - 1 are in flight while one is consumed: (kStages - 1) KB per warp, ~64 KB per SM with
+// 16 resident warps, well past the ~25 KB per SM that HBM's latency-bandwidth product needs.
+// cp.async keeps the bytes in flight out of registers (a register-staged version of the same
+// depth needs more than the 128 registers two CTAs per SM allow, and spills).
 constexpr int kKstepBytes = 64;
-constexpr int kUnroll = 4;
-// Two resident CTAs per SM (16 warps, ~64 KB of loads in flight per SM) saturate HBM; a CTA
-// gets at least two rounds of work, so tiny GEMMs use fewer CTAs rather than more partial sums.
+constexpr int kStages = 5;
+constexpr int kStageUint4s = 2 * 32;  // per warp: rows g and g + 8, 32 lanes
+// Two resident CTAs per SM (16 warps) saturate HBM; a CTA gets at least 2 * kStages k-steps, so
+// tiny GEMMs use fewer CTAs rather than more partial sums.
 constexpr int kCtasPerSm = 2;
-constexpr int64_t kMinKstepsPerCta = 2 * kUnroll;
+constexpr int64_t kMinKstepsPerCta = 2 * kStages;
 // A partial-sum slot holds one warp's accumulators for one n-tile: 32 lanes x 4 floats, in the
 // mma's fragment order (so writing and reading it back are coalesced float4 accesses).
 constexpr int kSlotFloat4s = 32;
@@ -65,21 +70,42 @@ __device__ __forceinline__ uint64_t EvictFirstPolicy() {
   return policy;
 }
 
-// 16 (or 8) bytes of W: non-coherent path, no L1 allocation (never reused by this SM), L2
-// evict-first, and a 256-byte L2 prefetch (a lane group reads 256 contiguous bytes of a row per
-// round).
-__device__ __forceinline__ uint4 LoadW16(const uint8_t* p, uint64_t policy) {
-  uint4 v;
-  asm("ld.global.nc.L1::no_allocate.L2::cache_hint.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4], %5;"
-      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-      : "l"(p), "l"(policy));
-  return v;
+__device__ __forceinline__ uint32_t SmemAddr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
-__device__ __forceinline__ uint2 LoadW8(const uint8_t* p, uint64_t policy) {
-  uint2 v;
-  asm("ld.global.nc.L1::no_allocate.L2::cache_hint.L2::256B.v2.u32 {%0, %1}, [%2], %3;"
-      : "=r"(v.x), "=r"(v.y)
-      : "l"(p), "l"(policy));
+
+// Copies 16 bytes of W to shared memory, or writes 16 zeros without reading W where !valid:
+// bypasses L1 (.cg: never reused by this SM), L2 evict-first, and a 256-byte L2 prefetch (a
+// lane group reads a row's 64-byte k-steps in order, so the next ones are fetched with it).
+__device__ __forceinline__ void CopyW16(uint32_t dst, const uint8_t* src, bool valid,
+                                        uint64_t policy) {
+  asm volatile(
+      "cp.async.cg.shared.global.L2::cache_hint.L2::256B [%0], [%1], 16, %2, %3;\n" ::"r"(dst),
+      "l"(src), "r"(valid ? 16 : 0), "l"(policy)
+      : "memory");
+}
+// As CopyW16 for 8 bytes (rows of fp8 weights with k % 16 == 8 are only 8-byte aligned; .cg
+// takes 16-byte copies only, so this one goes through L1).
+__device__ __forceinline__ void CopyW8(uint32_t dst, const uint8_t* src, bool valid,
+                                       uint64_t policy) {
+  asm volatile(
+      "cp.async.ca.shared.global.L2::cache_hint.L2::256B [%0], [%1], 8, %2, %3;\n" ::"r"(dst),
+      "l"(src), "r"(valid ? 8 : 0), "l"(policy)
+      : "memory");
+}
+__device__ __forceinline__ void CpAsyncCommit() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+template <int N>
+__device__ __forceinline__ void CpAsyncWait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+__device__ __forceinline__ uint4 LoadShared16(uint32_t addr) {
+  uint4 v;
+  asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "r"(addr)
+               : "memory");
   return v;
 }
 
@@ -116,8 +142,8 @@ __device__ __forceinline__ void Fp8x4ToBf16x4(uint32_t w, uint32_t& lo, uint32_t
   constexpr uint32_t kMask = 0x87F087F0u;
   const uint32_t l = (Prmt(w, 0x9180u) << 4) & kMask;
   const uint32_t h = (Prmt(w, 0xB3A2u) << 4) & kMask;
-  const __nv_bfloat162 k2p120 = __halves2bfloat162(__ushort_as_bfloat16(0x7B80),
-                                                   __ushort_as_bfloat16(0x7B80));
+  const __nv_bfloat162 k2p120 =
+      __halves2bfloat162(__ushort_as_bfloat16(0x7B80), __ushort_as_bfloat16(0x7B80));
   const __nv_bfloat162 lv = __hmul2(*reinterpret_cast<const __nv_bfloat162*>(&l), k2p120);
   const __nv_bfloat162 hv = __hmul2(*reinterpret_cast<const __nv_bfloat162*>(&h), k2p120);
   lo = *reinterpret_cast<const uint32_t*>(&lv);
@@ -138,25 +164,26 @@ __device__ __forceinline__ void Fp8x4ToBf16x4(uint32_t w, uint32_t& lo, uint32_t
 // B alike. Over the 4 lanes of a group and the E / 4 mmas, that covers all 4E weights of the
 // k-step exactly once.
 //
-// Pipelining: the lane keeps kUnroll k-steps of both rows in registers (2 * kUnroll 16-byte
-// loads). Each time one k-step is consumed, its registers are refilled with the k-step kUnroll
-// ahead before the math on it starts, so 2 * kUnroll loads stay in flight at all times.
+// Pipelining: each warp runs its own cp.async ring of kStages k-steps in shared memory (no CTA
+// barrier in the main loop). A lane only ever reads back the 32 bytes it copied itself, so its
+// own cp.async.wait_group is all the synchronization the ring needs.
 template <bool kFp8, bool kVec16, int NT>
 struct WarpGemm {
   static constexpr int kElems = kFp8 ? 16 : 8;   // weights per lane per k-step
   static constexpr int kStepElems = 4 * kElems;  // weights per row per k-step
   static constexpr int kXVecs = kElems / 8;      // 16-byte x loads per token per k-step
 
-  const uint8_t* wa;  // row g (clamped into W), at this lane's byte offset t * 16
-  const uint8_t* wb;  // row g + 8
+  const uint8_t* wa;     // row g (clamped into W), at this lane's byte offset t * 16
+  const uint8_t* wb;     // row g + 8
   const bf16* xrow[NT];  // token g + 8 * nt (clamped), at this lane's element offset t * E
+  uint32_t ring;         // shared address of this lane's row-g chunk in stage 0
   int lane_bytes_left;   // row_bytes - t * 16: k-step s is in the row iff s * 64 < this
   int lane_elems_left;   // k - t * E
   bool row_a, row_b;     // whether rows g and g + 8 exist
   bool token[NT];        // whether token g + 8 * nt exists
   uint64_t policy;
 
-  __device__ __forceinline__ WarpGemm(const Params& p, int64_t row0) {
+  __device__ __forceinline__ WarpGemm(const Params& p, int64_t row0, uint4* warp_ring) {
     const int lane = threadIdx.x % 32;
     const int g = lane / 4;
     const int t = lane % 4;
@@ -174,30 +201,33 @@ struct WarpGemm {
       xrow[nt] = p.x + static_cast<int64_t>(token[nt] ? tok : p.m - 1) * p.k + t * kElems;
     }
     lane_elems_left = static_cast<int>(p.k) - t * kElems;
+    ring = SmemAddr(warp_ring + lane);
     policy = EvictFirstPolicy();
   }
 
-  // This lane's 16 bytes of a row at k-step s (s < end); zero past the row's end (for 8-byte
-  // aligned fp8 rows, each 8-byte half separately) or for s >= end.
-  __device__ __forceinline__ uint4 LoadChunk(const uint8_t* row, bool row_ok, int s,
-                                             int end) const {
+  // Starts copying k-step s (zeros where s >= end or past the row's end) into ring stage `stage`
+  // and commits it as one cp.async group (an empty group keeps the group count uniform).
+  __device__ __forceinline__ void Issue(int stage, int s, int end) const {
+    const uint32_t dst_a = ring + stage * kStageUint4s * 16;
+    const uint32_t dst_b = dst_a + 32 * 16;
     const int off = s * kKstepBytes;
-    const bool ok = row_ok && s < end;
     if constexpr (kVec16) {
-      uint4 v = make_uint4(0, 0, 0, 0);
-      if (ok && off < lane_bytes_left) v = LoadW16(row + off, policy);
-      return v;
+      const bool in = s < end && off < lane_bytes_left;
+      CopyW16(dst_a, in && row_a ? wa + off : wa, in && row_a, policy);
+      CopyW16(dst_b, in && row_b ? wb + off : wb, in && row_b, policy);
     } else {
-      uint2 lo = make_uint2(0, 0), hi = make_uint2(0, 0);
-      if (ok && off < lane_bytes_left) lo = LoadW8(row + off, policy);
-      if (ok && off + 8 < lane_bytes_left) hi = LoadW8(row + off + 8, policy);
-      return make_uint4(lo.x, lo.y, hi.x, hi.y);
+      const bool lo = s < end && off < lane_bytes_left;
+      const bool hi = s < end && off + 8 < lane_bytes_left;
+      CopyW8(dst_a, lo && row_a ? wa + off : wa, lo && row_a, policy);
+      CopyW8(dst_a + 8, hi && row_a ? wa + off + 8 : wa, hi && row_a, policy);
+      CopyW8(dst_b, lo && row_b ? wb + off : wb, lo && row_b, policy);
+      CopyW8(dst_b + 8, hi && row_b ? wb + off + 8 : wb, hi && row_b, policy);
     }
+    CpAsyncCommit();
   }
 
   // acc += rows g, g + 8 (chunks a, b of k-step s) times the tokens' x at k-step s.
-  __device__ __forceinline__ void Step(uint4 a, uint4 b, int s, bool ok,
-                                       float (&acc)[NT][4]) const {
+  __device__ __forceinline__ void Step(uint4 a, uint4 b, int s, float (&acc)[NT][4]) const {
     const int e = s * kStepElems;  // element offset of the k-step
     uint32_t xw[NT][kElems / 2];
 #pragma unroll
@@ -205,7 +235,7 @@ struct WarpGemm {
 #pragma unroll
       for (int v = 0; v < kXVecs; ++v) {
         uint4 q = make_uint4(0, 0, 0, 0);
-        if (token[nt] && ok && e + 8 * v < lane_elems_left) q = LoadX(xrow[nt] + e + 8 * v);
+        if (token[nt] && e + 8 * v < lane_elems_left) q = LoadX(xrow[nt] + e + 8 * v);
         xw[nt][4 * v + 0] = q.x;
         xw[nt][4 * v + 1] = q.y;
         xw[nt][4 * v + 2] = q.z;
@@ -235,23 +265,24 @@ struct WarpGemm {
     }
   }
 
-  // acc += this warp's 16 rows x tokens over k-steps [ks0, ks1) of the tile.
+  // acc += this warp's 16 rows x tokens over k-steps [ks0, ks1) of the tile. Leaves no cp.async
+  // in flight (the ring is reused by the next segment).
   __device__ __forceinline__ void Run(int ks0, int ks1, float (&acc)[NT][4]) const {
-    uint4 a[kUnroll], b[kUnroll];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      a[u] = LoadChunk(wa, row_a, ks0 + u, ks1);
-      b[u] = LoadChunk(wb, row_b, ks0 + u, ks1);
+    for (int i = 0; i < kStages - 1; ++i) Issue(i, ks0 + i, ks1);
+    int stage = 0;
+    for (int s = ks0; s < ks1; ++s) {
+      CpAsyncWait<kStages - 2>();  // k-step s has landed (this lane's copies)
+      // Refill the stage consumed in the previous iteration with k-step s + kStages - 1.
+      const int refill = stage == 0 ? kStages - 1 : stage - 1;
+      Issue(refill, s + kStages - 1, ks1);
+      const uint32_t at = ring + stage * kStageUint4s * 16;
+      const uint4 a = LoadShared16(at);
+      const uint4 b = LoadShared16(at + 32 * 16);
+      Step(a, b, s, acc);
+      stage = stage == kStages - 1 ? 0 : stage + 1;
     }
-    for (int s0 = ks0; s0 < ks1; s0 += kUnroll) {
-#pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
-        const uint4 ca = a[u], cb = b[u];
-        a[u] = LoadChunk(wa, row_a, s0 + kUnroll + u, ks1);
-        b[u] = LoadChunk(wb, row_b, s0 + kUnroll + u, ks1);
-        Step(ca, cb, s0 + u, s0 + u < ks1, acc);
-      }
-    }
+    CpAsyncWait<0>();
   }
 };
 
@@ -281,8 +312,8 @@ __device__ __forceinline__ void StoreRows(const Params& p, int64_t row0,
   }
 }
 
-__device__ __forceinline__ float4* Slot(const Params& p, int64_t cta, int which, int warp,
-                                        int nt, int nts) {
+__device__ __forceinline__ float4* Slot(const Params& p, int64_t cta, int which, int warp, int nt,
+                                        int nts) {
   return p.partials + (((cta * 2 + which) * kWarps + warp) * nts + nt) * kSlotFloat4s;
 }
 
@@ -344,6 +375,7 @@ __device__ void FinishSplitTile(const Params& p, int64_t tile, int which, int64_
 // barriers inside FinishSplitTile are reached by all threads.
 template <bool kFp8, bool kVec16, int NT>
 __global__ void __launch_bounds__(kThreads, kCtasPerSm) SkinnyGemmKernel(const Params p) {
+  __shared__ uint4 s_ring[kWarps][kStages * kStageUint4s];
   __shared__ bool s_last;
   const int warp = threadIdx.x / 32;
   const int64_t begin = static_cast<int64_t>(blockIdx.x) * p.ksteps_per_cta;
@@ -355,7 +387,8 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm) SkinnyGemmKernel(const P
     const int64_t row0 = tile * kTileRows + warp * kWarpRows;
     float acc[NT][4] = {};
     if (row0 < p.n) {
-      WarpGemm<kFp8, kVec16, NT>(p, row0).Run(static_cast<int>(ks0), static_cast<int>(ks1), acc);
+      WarpGemm<kFp8, kVec16, NT>(p, row0, s_ring[warp])
+          .Run(static_cast<int>(ks0), static_cast<int>(ks1), acc);
     }
     if (ks0 == 0 && ks1 == p.ksteps_per_tile) {
       if (row0 < p.n) StoreRows<kFp8, NT>(p, row0, acc);
@@ -388,9 +421,9 @@ absl::StatusOr<int> CurrentSmCount() {
 }
 
 template <bool kFp8>
-absl::Status Launch(const char* api, const bf16* x, const uint8_t* w, const float* scales,
-                    bf16* y, int64_t m, int64_t n, int64_t k, void* workspace,
-                    size_t workspace_bytes, cudaStream_t stream) {
+absl::Status Launch(const char* api, const bf16* x, const uint8_t* w, const float* scales, bf16* y,
+                    int64_t m, int64_t n, int64_t k, void* workspace, size_t workspace_bytes,
+                    cudaStream_t stream) {
   if (m < 1 || m > kSkinnyGemmMaxM || n < 1 || k < 8 || k % 8 != 0) {
     return absl::InvalidArgumentError(
         absl::StrCat(api, ": need 1 <= m <= ", kSkinnyGemmMaxM,
@@ -414,8 +447,8 @@ absl::Status Launch(const char* api, const bf16* x, const uint8_t* w, const floa
   if (plan.split) {
     if (workspace == nullptr || workspace_bytes < plan.workspace_bytes) {
       return absl::InvalidArgumentError(absl::StrCat(
-          api, ": m=", m, " n=", n, " k=", k, " needs a zeroed workspace of ",
-          plan.workspace_bytes, " bytes (SkinnyGemmWorkspaceBytes), got ", workspace_bytes));
+          api, ": m=", m, " n=", n, " k=", k, " needs a zeroed workspace of ", plan.workspace_bytes,
+          " bytes (SkinnyGemmWorkspaceBytes), got ", workspace_bytes));
     }
     if (!AlignedTo(workspace, 16)) {
       return absl::InvalidArgumentError(absl::StrCat(api, ": workspace must be 16-byte aligned"));
@@ -435,9 +468,8 @@ absl::Status Launch(const char* api, const bf16* x, const uint8_t* w, const floa
   p.total_ksteps = plan.total_ksteps;
   if (plan.split) {
     p.counters = static_cast<unsigned*>(workspace);
-    p.partials = reinterpret_cast<float4*>(static_cast<char*>(workspace) +
-                                           AlignUp(plan.row_tiles * sizeof(unsigned),
-                                                   kCounterAlign));
+    p.partials = reinterpret_cast<float4*>(
+        static_cast<char*>(workspace) + AlignUp(plan.row_tiles * sizeof(unsigned), kCounterAlign));
   }
   const dim3 grid(static_cast<unsigned>(plan.ctas));
   const bool vec16 = p.row_bytes % 16 == 0;
@@ -478,8 +510,8 @@ SkinnyGemmPlan PlanSkinnyGemm(int64_t m, int64_t n, int64_t k, int weight_bytes,
   plan.ksteps_per_tile = CeilDiv(k * weight_bytes, kKstepBytes);
   plan.total_ksteps = plan.row_tiles * plan.ksteps_per_tile;
   const int64_t max_ctas = static_cast<int64_t>(kCtasPerSm) * sm_count;
-  const int64_t want = std::clamp<int64_t>(CeilDiv(plan.total_ksteps, kMinKstepsPerCta), 1,
-                                           max_ctas);
+  const int64_t want =
+      std::clamp<int64_t>(CeilDiv(plan.total_ksteps, kMinKstepsPerCta), 1, max_ctas);
   plan.ksteps_per_cta = CeilDiv(plan.total_ksteps, want);
   plan.ctas = static_cast<int>(CeilDiv(plan.total_ksteps, plan.ksteps_per_cta));
   plan.split = plan.ctas > 1 && plan.ksteps_per_cta % plan.ksteps_per_tile != 0;
@@ -502,18 +534,17 @@ std::string SkinnyGemmPlanDescription(const SkinnyGemmPlan& plan) {
                       plan.split ? " split" : " whole-tiles");
 }
 
-absl::Status SkinnyGemmBf16(const bf16* x, const bf16* w, bf16* y, int64_t m, int64_t n,
-                            int64_t k, void* workspace, size_t workspace_bytes,
-                            cudaStream_t stream) {
-  return Launch<false>("SkinnyGemmBf16", x, reinterpret_cast<const uint8_t*>(w), nullptr, y, m,
-                       n, k, workspace, workspace_bytes, stream);
+absl::Status SkinnyGemmBf16(const bf16* x, const bf16* w, bf16* y, int64_t m, int64_t n, int64_t k,
+                            void* workspace, size_t workspace_bytes, cudaStream_t stream) {
+  return Launch<false>("SkinnyGemmBf16", x, reinterpret_cast<const uint8_t*>(w), nullptr, y, m, n,
+                       k, workspace, workspace_bytes, stream);
 }
 
 absl::Status SkinnyGemmFp8(const bf16* x, const __nv_fp8_e4m3* wq, const float* scales, bf16* y,
-                           int64_t m, int64_t n, int64_t k, void* workspace,
-                           size_t workspace_bytes, cudaStream_t stream) {
-  return Launch<true>("SkinnyGemmFp8", x, reinterpret_cast<const uint8_t*>(wq), scales, y, m, n,
-                      k, workspace, workspace_bytes, stream);
+                           int64_t m, int64_t n, int64_t k, void* workspace, size_t workspace_bytes,
+                           cudaStream_t stream) {
+  return Launch<true>("SkinnyGemmFp8", x, reinterpret_cast<const uint8_t*>(wq), scales, y, m, n, k,
+                      workspace, workspace_bytes, stream);
 }
 
 }  // namespace truthput

@@ -5,20 +5,23 @@
 //
 // Design (see gemv.cu for the details):
 //   * A CTA of 8 warps owns 128 output channels (16 per warp) and a range of k. Each lane streams
-//     its rows of W with 16-byte loads (ld.global.nc, no L1 allocation, L2 evict-first: W is
-//     read once), 8 independent loads in flight plus the next round's 8 prefetched.
+//     16 bytes of two W rows per 64-byte k-step with cp.async into its warp's 5-stage
+//     shared-memory ring (L1 bypassed, L2 evict-first and 256-byte prefetch: W is read once), so
+//     4 k-steps (4 KB per warp, ~64 KB per SM) are in flight at all times without holding
+//     registers.
 //   * The product runs on tensor cores (mma.sync m16n8k16, fp32 accumulation) with W as the
 //     16-row operand and the m tokens as the 8-column one (two n-tiles for m > 8). The order of
-//     the k summation is free, so W is fed exactly as the 16-byte loads deliver it and x is read
-//     in the matching order: no shuffles, no shared memory. x comes through L1 (all warps of a
-//     CTA walk the same k range together, so it is read from L2 about once per CTA).
-//   * Stream-K grid: min(2 CTAs per SM, enough to keep each CTA >= 8 k-steps) persistent CTAs
-//     split the flattened (128-row tile, 32-element k-step) space into equal contiguous ranges.
-//     Every CTA gets the same number of weight bytes for every n (1024 .. 128256) and k, so
-//     there is no partial last wave. Tiles a CTA covers entirely are written straight to y; a
-//     tile cut between CTAs (split-K) has each CTA's fp32 partial in the workspace, and the last
-//     CTA to arrive (an atomic counter per tile) sums the partials in a fixed order and writes
-//     y: deterministic, one kernel, no second launch.
+//     the k summation is free, so W is fed exactly as each lane's 16 bytes arrive and x is read
+//     in the matching order: no shuffles, no ldmatrix, no CTA barrier in the main loop. x comes
+//     through L1 (all warps of a CTA walk the same k range together, so it is read from L2 about
+//     once per CTA).
+//   * Stream-K grid: min(2 CTAs per SM, enough to give each CTA >= 10 k-steps) CTAs split the
+//     flattened (128-row tile, k-step) space into equal contiguous ranges. Every CTA gets the
+//     same number of weight bytes for every n (1024 .. 128256) and k, so there is no partial
+//     last wave, and small n gets split-K automatically. Tiles a CTA covers entirely are written
+//     straight to y; a tile cut between CTAs has each CTA's fp32 partial in the workspace, and
+//     the last CTA to arrive (an atomic counter per tile) sums the partials in a fixed order and
+//     writes y: deterministic, one kernel, no second launch.
 //
 // Requirements (InvalidArgument otherwise, never a silent slow path):
 //   * 1 <= m <= 16, n >= 1, k >= 8 and k a multiple of 8 (16-byte rows);
@@ -74,9 +77,8 @@ size_t SkinnyGemmWorkspaceBytes(int64_t m, int64_t n, int64_t k, int sm_count);
 std::string SkinnyGemmPlanDescription(const SkinnyGemmPlan& plan);
 
 // Enqueues y = x · w^T on stream. See the header comment for requirements.
-absl::Status SkinnyGemmBf16(const bf16* x, const bf16* w, bf16* y, int64_t m, int64_t n,
-                            int64_t k, void* workspace, size_t workspace_bytes,
-                            cudaStream_t stream);
+absl::Status SkinnyGemmBf16(const bf16* x, const bf16* w, bf16* y, int64_t m, int64_t n, int64_t k,
+                            void* workspace, size_t workspace_bytes, cudaStream_t stream);
 
 }  // namespace truthput
 

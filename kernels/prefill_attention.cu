@@ -360,9 +360,10 @@ __global__ void __launch_bounds__(kThreads, 2) PrefillMmaKernel(const Params p) 
     l_hi += __shfl_xor_sync(0xffffffffu, l_hi, o);
   }
   const float inv_lo = 1.0f / l_lo, inv_hi = 1.0f / l_hi;
-  bf16* out_lo = p.out + (static_cast<int64_t>(b) * p.q_len + r_lo) * row_stride +
-                 static_cast<int64_t>(h) * D + 2 * t;
-  bf16* out_hi = out_lo + 8 * row_stride;
+  bf16* out_base = p.out + static_cast<int64_t>(b) * p.q_len * row_stride +
+                   static_cast<int64_t>(h) * D + 2 * t;
+  bf16* out_lo = out_base + static_cast<int64_t>(has_lo ? r_lo : 0) * row_stride;
+  bf16* out_hi = out_base + static_cast<int64_t>(has_hi ? r_hi : 0) * row_stride;
 #pragma unroll
   for (int i = 0; i < kDTiles; ++i) {
     if (has_lo) {
@@ -387,7 +388,7 @@ namespace fa3 {
 constexpr int kD = 128;
 constexpr int kBlockM = 128;  // query rows per CTA: 64 per consumer warpgroup (wgmma M)
 constexpr int kBlockN = 128;  // keys per K/V tile (N of Q.K^T, K of P.V)
-constexpr int kStages = 2;
+constexpr int kStages = 3;  // K/V ring: tile j + 2 loads while tiles j - 1 (P.V) and j (Q.K^T) run
 constexpr int kConsumerWarps = 8;                    // warpgroups 0 and 1
 constexpr int kThreads = (kConsumerWarps + 4) * 32;  // + producer warpgroup 2
 // Register split (setmaxnreg): 384 threads launch at 168 registers each; the producer
@@ -401,9 +402,11 @@ constexpr int kTileBytes = 2 * kHalfBytes;  // [128 rows][128 dims] as two 64-di
 constexpr int kQOffset = 0;
 constexpr int kKOffset = kQOffset + kTileBytes;
 constexpr int kVOffset = kKOffset + kStages * kTileBytes;
-constexpr int kBarOffset = kVOffset + kStages * kTileBytes;  // 160 KB
+constexpr int kBarOffset = kVOffset + kStages * kTileBytes;  // 224 KB
 constexpr int kNumBars = 1 + 3 * kStages;                    // q_full, full_k[], full_v[], empty[]
 constexpr int kSmemBytes = kBarOffset + kNumBars * 8 + 1024;  // + slack to align the base
+static_assert(kSmemBytes <= 227 * 1024, "over the sm_90 per-block shared memory limit");
+
 struct Params {
   CUtensorMap tm_q;  // [B][q_len][Hq][128] as (d, Hq, q_len, B), box (64, 1, 128, 1)
   CUtensorMap tm_k;  // [B * Hkv][kv_len][128] (row stride cache_capacity), box (64, 128, 1)
@@ -447,20 +450,33 @@ __device__ __forceinline__ void MbarArriveExpectTx(uint32_t bar, int bytes) {
   asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes)
                : "memory");
 }
+__device__ __forceinline__ bool MbarTryWait(uint32_t bar, int parity) {
+  uint32_t done;
+  asm volatile(
+      "{\n"
+      ".reg .pred p;\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+      "selp.u32 %0, 1, 0, p;\n"
+      "}\n"
+      : "=r"(done)
+      : "r"(bar), "r"(parity)
+      : "memory");
+  return done != 0;
+}
 // Waits until the phase of parity `parity` has completed.
 __device__ __forceinline__ void MbarWait(uint32_t bar, int parity) {
-  uint32_t done = 0;
-  do {
-    asm volatile(
-        "{\n"
-        ".reg .pred p;\n"
-        "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-        "selp.u32 %0, 1, 0, p;\n"
-        "}\n"
-        : "=r"(done)
-        : "r"(bar), "r"(parity)
-        : "memory");
-  } while (done == 0);
+  while (!MbarTryWait(bar, parity)) {
+  }
+}
+// As MbarWait, but a wait of more than ~2^34 cycles (several seconds) can only be a pipeline bug:
+// trap, so that it surfaces as a launch error rather than a hung process. (Producer only: the
+// clock costs registers that the consumers do not have to spare.)
+__device__ __forceinline__ void MbarWaitOrTrap(uint32_t bar, int parity) {
+  if (MbarTryWait(bar, parity)) return;
+  const long long start = clock64();
+  while (!MbarTryWait(bar, parity)) {
+    if (clock64() - start > (1ll << 34)) __trap();
+  }
 }
 
 __device__ __forceinline__ void NamedBarSync(int id, int threads) {
@@ -665,7 +681,7 @@ __global__ void __launch_bounds__(kThreads, 1) PrefillWgmmaKernel(const __grid_c
       const int kv_head = b * p.num_kv_heads + kvh;
       for (int j = 0; j < num_tiles; ++j) {
         const int s = j % kStages;
-        if (j >= kStages) MbarWait(empty(s), ((j / kStages) - 1) & 1);
+        if (j >= kStages) MbarWaitOrTrap(empty(s), ((j / kStages) - 1) & 1);
         const int key0 = j * kBlockN;
         MbarArriveExpectTx(full_k(s), kTileBytes);
         TmaLoad3d(k_tile(s), &p.tm_k, full_k(s), 0, key0, kv_head);
@@ -674,6 +690,10 @@ __global__ void __launch_bounds__(kThreads, 1) PrefillWgmmaKernel(const __grid_c
         TmaLoad3d(v_tile(s), &p.tm_v, full_v(s), 0, key0, kv_head);
         TmaLoad3d(v_tile(s) + kHalfBytes, &p.tm_v, full_v(s), 64, key0, kv_head);
       }
+      // Watchdog: Q and the last K/V tile must land (if they never do, the consumers hang).
+      const int jl = num_tiles - 1;
+      MbarWaitOrTrap(q_full, 0);
+      MbarWaitOrTrap(full_v(jl % kStages), (jl / kStages) & 1);
     }
     return;
   }

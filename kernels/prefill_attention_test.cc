@@ -13,9 +13,11 @@
 #include <cstdint>
 #include <cstdio>
 #include <ostream>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "kernels/random_fill.h"
 
@@ -85,6 +87,17 @@ std::ostream& operator<<(std::ostream& os, const PrefillCase& c) {
 }
 
 // The inputs of one case on the device, plus their host copies.
+// Test names such as "wgmma_b3_q129_s0_h64x8_d128_causal", so --gtest_filter can pick a kernel.
+std::string CaseName(const testing::TestParamInfo<PrefillCase>& info) {
+  const PrefillCase& c = info.param;
+  const char* kernel = c.kernel == PrefillAttentionKernel::kWgmma     ? "wgmma"
+                       : c.kernel == PrefillAttentionKernel::kMmaSync ? "mma"
+                                                                      : "auto";
+  return absl::StrCat(kernel, "_b", c.batch, "_q", c.q_len, "_s", c.start_pos, "_h", c.hq, "x",
+                      c.hkv, "_d", c.head_dim, c.causal ? "_causal" : "_full",
+                      c.q_scale != 1.0f ? "_peaky" : "");
+}
+
 class PrefillFixture {
  public:
   PrefillFixture(const PrefillCase& c, uint64_t seed, cudaStream_t stream)
@@ -250,7 +263,8 @@ std::vector<PrefillCase> D128Cases() {
   }
   return cases;
 }
-INSTANTIATE_TEST_SUITE_P(D128, PrefillAttentionTest, testing::ValuesIn(D128Cases()));
+INSTANTIATE_TEST_SUITE_P(D128, PrefillAttentionTest, testing::ValuesIn(D128Cases()),
+                         CaseName);
 
 // Continuing a sequence: queries sit at start_pos + t, keys before start_pos are all visible.
 std::vector<PrefillCase> StartPosCases() {
@@ -269,7 +283,8 @@ std::vector<PrefillCase> StartPosCases() {
   }
   return cases;
 }
-INSTANTIATE_TEST_SUITE_P(StartPos, PrefillAttentionTest, testing::ValuesIn(StartPosCases()));
+INSTANTIATE_TEST_SUITE_P(StartPos, PrefillAttentionTest, testing::ValuesIn(StartPosCases()),
+                         CaseName);
 
 // head_dim 64 (the mma.sync kernel; kAuto picks it for d = 64).
 std::vector<PrefillCase> D64Cases() {
@@ -284,7 +299,8 @@ std::vector<PrefillCase> D64Cases() {
   cases.push_back({PrefillAttentionKernel::kMmaSync, 2, 77, 500, 32, 8, 64, false});
   return cases;
 }
-INSTANTIATE_TEST_SUITE_P(D64, PrefillAttentionTest, testing::ValuesIn(D64Cases()));
+INSTANTIATE_TEST_SUITE_P(D64, PrefillAttentionTest, testing::ValuesIn(D64Cases()),
+                         CaseName);
 
 // Peaky softmax: large scores make the running max move a lot between tiles.
 std::vector<PrefillCase> PeakyCases() {
@@ -298,7 +314,8 @@ std::vector<PrefillCase> PeakyCases() {
   }
   return cases;
 }
-INSTANTIATE_TEST_SUITE_P(Peaky, PrefillAttentionTest, testing::ValuesIn(PeakyCases()));
+INSTANTIATE_TEST_SUITE_P(Peaky, PrefillAttentionTest, testing::ValuesIn(PeakyCases()),
+                         CaseName);
 
 TEST(PrefillAttentionArgsTest, RejectsBadArguments) {
   bf16* p = reinterpret_cast<bf16*>(uintptr_t{256});  // never dereferenced: validation fails

@@ -26,7 +26,7 @@ __device__ __forceinline__ uint4 LoadStreaming(const uint4* p) {
 
 __global__ void __launch_bounds__(kThreads, kCtasPerSm)
     StreamRead16Kernel(const uint4* __restrict__ p, int64_t vecs, const uint8_t* __restrict__ tail,
-                     int tail_bytes, float* sink) {
+                       int tail_bytes, float* sink) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   uint32_t acc = 0;
@@ -73,8 +73,8 @@ absl::Status StreamRead(const void* p, int64_t bytes, float* sink, cudaStream_t 
   const int64_t vecs = bytes / 16;
   const int tail_bytes = static_cast<int>(bytes % 16);
   const uint8_t* tail = static_cast<const uint8_t*>(p) + vecs * 16;
-  StreamRead16Kernel<<<kCtasPerSm * *sms, kThreads, 0, stream>>>(static_cast<const uint4*>(p), vecs,
-                                                              tail, tail_bytes, sink);
+  StreamRead16Kernel<<<kCtasPerSm* * sms, kThreads, 0, stream>>>(static_cast<const uint4*>(p), vecs,
+                                                                 tail, tail_bytes, sink);
   return CudaStatus(cudaGetLastError(), "StreamRead16Kernel<<<>>>");
 }
 

@@ -24,14 +24,14 @@ tests=$(ctest --test-dir "$BUILD_DIR" -L gpu --show-only=json-v1 | python3 -c '
 import json, sys
 for t in json.load(sys.stdin)["tests"]:
     print(t["command"][0])')
-bins=("$BUILD_DIR/bench/bench_decode" "$BUILD_DIR/bench/bench_prefill")
+bins=("$BUILD_DIR/bench/bench_decode" "$BUILD_DIR/bench/bench_prefill"
+      "$BUILD_DIR/bench/bench_ceilings" "$BUILD_DIR/bench/bench_kernels")
 for t in $tests; do bins+=("$t"); done
 for b in "${bins[@]}"; do
   [[ -f "$b" ]] || continue
   cp "$b" "$DIR/bin/"
   strip "$DIR/bin/$(basename "$b")"
 done
-[[ -f "$BUILD_DIR/bench/bench_kernels" ]] && cp "$BUILD_DIR/bench/bench_kernels" "$DIR/bin/"
 
 # Shared libraries that a bare CUDA machine lacks. CUDA's own (cudart, cuBLAS, CUPTI) and the
 # C/C++ runtime come from that machine.

@@ -1,0 +1,633 @@
+// bench_kernels: Google Benchmark microbenchmarks of the decode-step kernels on the GPU, each
+// held against the streaming-read ceiling at the same byte count.
+//
+// Families (names are --benchmark_filter friendly):
+//   StreamRead/<bytes>                        StreamRead (kernels/stream_read.h): the ceiling.
+//   Gemm/<model>/<proj>/b<batch>/<impl>       every projection of Llama-3.1 8B/70B/405B at TP 1
+//       impl: own_bf16, own_fp8 (SkinnyGemm, batch <= 16), cublaslt (autotuned),
+//             cublaslt_heuristic (the heuristic's first choice).
+//   DecodeAttention/70b/b<batch>/ctx<context> DecodeAttention at Llama-3.1-70B's heads.
+//
+// Timing: each iteration is one call; its GPU time comes from a pair of CUDA events around it,
+// with rounds of 16 calls enqueued behind a closed StreamGate so the GPU runs them back to back
+// (no host launch time inside a sample). Manual time (UseManualTime), so rates are per GPU second.
+// No point is served from L2: calls rotate over enough distinct weight (or KV) buffers that more
+// than 4x the L2 size is read between two uses of one buffer.
+//
+// Counters: bytes_per_second (the minimum bytes the call must move: weights + activations, or
+// K/V + q + out), flops (per second), stream_read_bytes_per_second (StreamRead over the same
+// buffers' byte count) and pct_stream_read (bytes_per_second as a percentage of it). JSON with
+// the standard --benchmark_out=FILE --benchmark_out_format=json, for Google Benchmark's
+// compare.py. Without --benchmark_min_time, each point runs for at least 0.05 s of GPU time.
+//
+// Where no CUDA GPU is usable, prints a SKIPPED line and exits 0.
+#include <benchmark/benchmark.h>
+#include <cuda_bf16.h>
+#include <cuda_fp8.h>
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "bench/device_buffer.h"
+#include "bench/stream_gate.h"
+#include "kernels/cublaslt_gemm.h"
+#include "kernels/cuda_status.h"
+#include "kernels/decode_attention.h"
+#include "kernels/fp8_weights.h"
+#include "kernels/gemv.h"
+#include "kernels/random_fill.h"
+#include "kernels/stream_read.h"
+#include "workloads/model_registry.h"
+#include "workloads/workload.h"
+
+namespace truthput {
+namespace {
+
+constexpr int64_t kBatches[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
+constexpr int64_t kAttentionBatches[] = {1, 8, 32};
+constexpr int64_t kMinContext = 512, kMaxContext = 32768;
+constexpr int kCallsPerRound = 16;
+constexpr int64_t kGateTimeoutNs = 500'000'000;
+constexpr int64_t kMaxRotation = 256;
+constexpr int kAutotuneOperandSets = 8;
+constexpr const char* kDefaultMinTime = "--benchmark_min_time=0.05";
+
+// --- Process-wide GPU state -------------------------------------------------------------------
+
+struct Gpu {
+  int device = 0;
+  int sms = 0;
+  int64_t l2_bytes = 0;
+  cudaStream_t stream = nullptr;
+  std::unique_ptr<StreamGate> gate;
+  std::vector<cudaEvent_t> events;  // 2 per call of a round
+  DeviceBuffer sink;                // StreamRead's float
+  std::unique_ptr<CublasLtGemm> tuned;      // Autotune per shape
+  std::unique_ptr<CublasLtGemm> heuristic;  // the heuristic's first choice
+  std::map<int64_t, double> stream_read_bps;  // ceiling by byte count, measured once
+
+  ~Gpu() {
+    for (cudaEvent_t e : events) cudaEventDestroy(e);
+    tuned.reset();
+    heuristic.reset();
+    gate.reset();
+    if (stream != nullptr) cudaStreamDestroy(stream);
+  }
+};
+Gpu* g_gpu = nullptr;
+
+absl::Status InitGpu(Gpu* g) {
+  TP_CUDA_RETURN_IF_ERROR(cudaGetDevice(&g->device));
+  TP_CUDA_RETURN_IF_ERROR(
+      cudaDeviceGetAttribute(&g->sms, cudaDevAttrMultiProcessorCount, g->device));
+  int l2 = 0;
+  TP_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, g->device));
+  g->l2_bytes = l2;
+  TP_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&g->stream, cudaStreamNonBlocking));
+  absl::StatusOr<std::unique_ptr<StreamGate>> gate = StreamGate::Create();
+  if (!gate.ok()) return gate.status();
+  g->gate = *std::move(gate);
+  for (int i = 0; i < 2 * kCallsPerRound; ++i) {
+    cudaEvent_t e = nullptr;
+    TP_CUDA_RETURN_IF_ERROR(cudaEventCreate(&e));
+    g->events.push_back(e);
+  }
+  absl::StatusOr<DeviceBuffer> sink = DeviceBuffer::Allocate(sizeof(float), "sink");
+  if (!sink.ok()) return sink.status();
+  g->sink = *std::move(sink);
+  absl::StatusOr<std::unique_ptr<CublasLtGemm>> tuned = CublasLtGemm::Create();
+  if (!tuned.ok()) return tuned.status();
+  g->tuned = *std::move(tuned);
+  absl::StatusOr<std::unique_ptr<CublasLtGemm>> heuristic = CublasLtGemm::Create();
+  if (!heuristic.ok()) return heuristic.status();
+  g->heuristic = *std::move(heuristic);
+  cudaDeviceProp prop{};
+  TP_CUDA_RETURN_IF_ERROR(cudaGetDeviceProperties(&prop, g->device));
+  benchmark::AddCustomContext("gpu", prop.name);
+  benchmark::AddCustomContext("gpu_sm_count", absl::StrCat(g->sms));
+  benchmark::AddCustomContext("gpu_l2_bytes", absl::StrCat(g->l2_bytes));
+  benchmark::AddCustomContext("cublaslt_version", CublasLtGemm::Version());
+  return absl::OkStatus();
+}
+
+// Distinct buffers to rotate over so that more than 4x the L2 size is read between two uses of
+// one of them (capped: tiny buffers would otherwise need thousands).
+int64_t Rotation(int64_t bytes_per_buffer) {
+  const int64_t want = (4 * g_gpu->l2_bytes) / std::max<int64_t>(1, bytes_per_buffer) + 1;
+  return std::clamp<int64_t>(want, 1, kMaxRotation);
+}
+
+// --- Buffers resident between benchmark runs ----------------------------------------------------
+//
+// Google Benchmark calls a benchmark function several times while it settles the iteration
+// count, and consecutive benchmarks mostly share a shape: the buffers of the last key stay
+// allocated (one key at a time, so device memory holds one shape's buffers at most).
+
+struct Resident {
+  virtual ~Resident() = default;
+};
+std::string g_resident_key;
+std::unique_ptr<Resident> g_resident;
+
+template <typename T>
+absl::StatusOr<T*> GetResident(const std::string& key,
+                               const std::function<absl::Status(T*)>& make) {
+  if (g_resident != nullptr && g_resident_key == key) return static_cast<T*>(g_resident.get());
+  g_resident.reset();  // free before allocating the next
+  g_resident_key.clear();
+  auto fresh = std::make_unique<T>();
+  TP_RETURN_IF_ERROR(make(fresh.get()));
+  TP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(g_gpu->stream));
+  g_resident = std::move(fresh);
+  g_resident_key = key;
+  return static_cast<T*>(g_resident.get());
+}
+
+absl::Status Allocate(int64_t bytes, const char* what, DeviceBuffer* out) {
+  absl::StatusOr<DeviceBuffer> b = DeviceBuffer::Allocate(bytes, what);
+  if (!b.ok()) return b.status();
+  *out = *std::move(b);
+  return absl::OkStatus();
+}
+
+// --- Timing ---------------------------------------------------------------------------------
+
+using Call = std::function<absl::Status(int64_t)>;  // enqueues call number i on g_gpu->stream
+
+// Runs calls [0, count) eagerly and waits: lazy module loading and first-call setup happen here,
+// never behind a closed gate.
+absl::Status WarmUp(const Call& call, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) TP_RETURN_IF_ERROR(call(i));
+  TP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(g_gpu->stream));
+  return CudaStatus(cudaGetLastError(), "cudaGetLastError (after warm-up)");
+}
+
+// GPU seconds of calls [first, first + kCallsPerRound), each between its own events, enqueued
+// behind a closed gate so the GPU runs them back to back.
+absl::Status TimeRound(const Call& call, int64_t first, std::vector<double>* seconds) {
+  Gpu& g = *g_gpu;
+  TP_RETURN_IF_ERROR(g.gate->Close(g.stream, kGateTimeoutNs));
+  absl::Status enqueued;
+  for (int i = 0; i < kCallsPerRound && enqueued.ok(); ++i) {
+    enqueued = CudaStatus(cudaEventRecord(g.events[2 * i], g.stream), "cudaEventRecord");
+    if (enqueued.ok()) enqueued = call(first + i);
+    if (enqueued.ok()) {
+      enqueued = CudaStatus(cudaEventRecord(g.events[2 * i + 1], g.stream), "cudaEventRecord");
+    }
+  }
+  g.gate->Open();
+  TP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(g.stream));
+  TP_RETURN_IF_ERROR(enqueued);
+  if (g.gate->TimedOut()) {
+    return absl::DeadlineExceededError("the host took longer than the gate's timeout to enqueue");
+  }
+  for (int i = 0; i < kCallsPerRound; ++i) {
+    float ms = 0;
+    TP_CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&ms, g.events[2 * i], g.events[2 * i + 1]));
+    seconds->push_back(ms * 1e-3);
+  }
+  return absl::OkStatus();
+}
+
+// The benchmark loop: one call per iteration, its GPU time as the iteration's manual time.
+// Returns the mean seconds per call, or 0 after SkipWithError.
+double RunLoop(benchmark::State& state, const Call& call, int64_t rotation) {
+  if (absl::Status st = WarmUp(call, rotation); !st.ok()) {
+    state.SkipWithError(st.ToString().c_str());
+    return 0;
+  }
+  std::vector<double> samples;
+  size_t next = 0;
+  int64_t issued = rotation;
+  double total = 0;
+  int64_t timed = 0;
+  for (auto _ : state) {
+    if (next == samples.size()) {
+      samples.clear();
+      next = 0;
+      const absl::Status st = TimeRound(call, issued, &samples);
+      issued += kCallsPerRound;
+      if (!st.ok()) {
+        state.SkipWithError(st.ToString().c_str());
+        break;
+      }
+    }
+    state.SetIterationTime(samples[next]);
+    total += samples[next];
+    ++next;
+    ++timed;
+  }
+  return timed > 0 ? total / static_cast<double>(timed) : 0;
+}
+
+// StreamRead's bandwidth at `bytes`, over `buffers` (rotated): measured once per byte count
+// (the StreamRead family records its own measurement here too).
+absl::StatusOr<double> StreamReadBandwidth(int64_t bytes, const std::vector<const void*>& buffers) {
+  Gpu& g = *g_gpu;
+  if (auto it = g.stream_read_bps.find(bytes); it != g.stream_read_bps.end()) return it->second;
+  const Call call = [&](int64_t i) {
+    return StreamRead(buffers[i % buffers.size()], bytes, g.sink.as<float>(), g.stream);
+  };
+  TP_RETURN_IF_ERROR(WarmUp(call, static_cast<int64_t>(buffers.size())));
+  std::vector<double> seconds;
+  for (int round = 0; round < 4; ++round) {
+    TP_RETURN_IF_ERROR(TimeRound(call, round * kCallsPerRound, &seconds));
+  }
+  std::sort(seconds.begin(), seconds.end());
+  const double bps = static_cast<double>(bytes) / seconds[seconds.size() / 2];
+  g.stream_read_bps[bytes] = bps;
+  return bps;
+}
+
+// Sets the counters every family reports.
+void ReportCounters(benchmark::State& state, double mean_seconds, int64_t bytes_per_call,
+                    int64_t flops_per_call, double ceiling_bps) {
+  state.SetBytesProcessed(state.iterations() * bytes_per_call);
+  state.counters["flops"] = benchmark::Counter(static_cast<double>(flops_per_call),
+                                               benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["stream_read_bytes_per_second"] = ceiling_bps;
+  if (mean_seconds > 0 && ceiling_bps > 0) {
+    state.counters["pct_stream_read"] =
+        100.0 * (static_cast<double>(bytes_per_call) / mean_seconds) / ceiling_bps;
+  }
+}
+
+// --- StreamRead/<bytes> -------------------------------------------------------------------------
+
+struct ReadBuffers : Resident {
+  std::vector<DeviceBuffer> bufs;
+};
+
+void BM_StreamRead(benchmark::State& state, int64_t bytes) {
+  const int64_t rotation = Rotation(bytes);
+  absl::StatusOr<ReadBuffers*> r = GetResident<ReadBuffers>(
+      absl::StrCat("read/", bytes), [&](ReadBuffers* b) -> absl::Status {
+        b->bufs.resize(rotation);
+        for (DeviceBuffer& buf : b->bufs) TP_RETURN_IF_ERROR(Allocate(bytes, "read buffer", &buf));
+        return absl::OkStatus();
+      });
+  if (!r.ok()) {
+    state.SkipWithError(r.status().ToString().c_str());
+    return;
+  }
+  Gpu& g = *g_gpu;
+  const Call call = [&](int64_t i) {
+    return StreamRead((*r)->bufs[i % rotation].get(), bytes, g.sink.as<float>(), g.stream);
+  };
+  const double mean = RunLoop(state, call, rotation);
+  if (mean <= 0) return;
+  const double bps = static_cast<double>(bytes) / mean;
+  g.stream_read_bps[bytes] = bps;
+  ReportCounters(state, mean, bytes, 0, bps);
+  state.SetLabel(absl::StrCat("rotation=", rotation));
+}
+
+// --- Gemm/<model>/<proj>/b<batch>/<impl> -------------------------------------------------------
+
+enum class Impl { kOwnBf16, kOwnFp8, kCublasLt, kCublasLtHeuristic };
+const char* ImplName(Impl impl) {
+  switch (impl) {
+    case Impl::kOwnBf16:
+      return "own_bf16";
+    case Impl::kOwnFp8:
+      return "own_fp8";
+    case Impl::kCublasLt:
+      return "cublaslt";
+    case Impl::kCublasLtHeuristic:
+      return "cublaslt_heuristic";
+  }
+  return "?";
+}
+
+struct GemmShape {
+  std::string model;  // "70b"
+  std::string proj;   // "gate_up"
+  int64_t n = 0, k = 0;
+};
+
+// One shape's operands: rotated bf16 weights (and, once asked for, their fp8 quantization), x
+// and y for the largest batch, and a zeroed SkinnyGemm workspace.
+struct GemmBuffers : Resident {
+  int64_t n = 0, k = 0;
+  std::vector<DeviceBuffer> w;
+  std::vector<DeviceBuffer> wq, scales;
+  DeviceBuffer x, y, workspace;
+  size_t workspace_bytes = 0;
+
+  absl::Status EnsureFp8(cudaStream_t stream) {
+    if (!wq.empty()) return absl::OkStatus();
+    const int64_t rotation = Rotation(n * k);
+    wq.resize(rotation);
+    scales.resize(rotation);
+    for (int64_t i = 0; i < rotation; ++i) {
+      TP_RETURN_IF_ERROR(Allocate(n * k, "fp8 weights", &wq[i]));
+      TP_RETURN_IF_ERROR(Allocate(n * static_cast<int64_t>(sizeof(float)), "scales", &scales[i]));
+      TP_RETURN_IF_ERROR(QuantizeWeightsFp8(w[i % w.size()].as<bf16>(), wq[i].as<__nv_fp8_e4m3>(),
+                                            scales[i].as<float>(), n, k, stream));
+    }
+    return CudaStatus(cudaStreamSynchronize(stream), "cudaStreamSynchronize (fp8 weights)");
+  }
+};
+
+absl::StatusOr<GemmBuffers*> GetGemmBuffers(int64_t n, int64_t k) {
+  Gpu& g = *g_gpu;
+  const int64_t max_batch = kBatches[std::size(kBatches) - 1];
+  return GetResident<GemmBuffers>(
+      absl::StrCat("gemm/", n, "x", k), [&](GemmBuffers* b) -> absl::Status {
+        b->n = n;
+        b->k = k;
+        const int64_t w_bytes = n * k * static_cast<int64_t>(sizeof(bf16));
+        b->w.resize(Rotation(w_bytes));
+        for (size_t i = 0; i < b->w.size(); ++i) {
+          TP_RETURN_IF_ERROR(Allocate(w_bytes, "bf16 weights", &b->w[i]));
+          TP_RETURN_IF_ERROR(FillRandomBf16(b->w[i].as<bf16>(), n * k, 1000 + i, 0.05f, g.stream));
+        }
+        TP_RETURN_IF_ERROR(Allocate(max_batch * k * 2, "x", &b->x));
+        TP_RETURN_IF_ERROR(FillRandomBf16(b->x.as<bf16>(), max_batch * k, 7, 1.0f, g.stream));
+        TP_RETURN_IF_ERROR(Allocate(max_batch * n * 2, "y", &b->y));
+        for (int64_t m = 1; m <= kSkinnyGemmMaxM; ++m) {
+          b->workspace_bytes = std::max(b->workspace_bytes, SkinnyGemmWorkspaceBytes(m, n, k, g.sms));
+        }
+        if (b->workspace_bytes > 0) {
+          TP_RETURN_IF_ERROR(Allocate(static_cast<int64_t>(b->workspace_bytes), "workspace",
+                                      &b->workspace));
+          TP_CUDA_RETURN_IF_ERROR(
+              cudaMemsetAsync(b->workspace.get(), 0, b->workspace_bytes, g.stream));
+        }
+        return absl::OkStatus();
+      });
+}
+
+void BM_Gemm(benchmark::State& state, const GemmShape& shape, int64_t m, Impl impl) {
+  Gpu& g = *g_gpu;
+  const int64_t n = shape.n, k = shape.k;
+  absl::StatusOr<GemmBuffers*> got = GetGemmBuffers(n, k);
+  absl::Status st = got.status();
+  if (st.ok() && impl == Impl::kOwnFp8) st = (*got)->EnsureFp8(g.stream);
+  if (!st.ok()) {
+    state.SkipWithError(st.ToString().c_str());
+    return;
+  }
+  GemmBuffers& b = **got;
+  const bf16* x = b.x.as<bf16>();
+  bf16* y = b.y.as<bf16>();
+  Call call;
+  int64_t rotation = 0;
+  int64_t weight_bytes = 0;  // what the ceiling is measured at
+  int64_t extra_bytes = 0;   // per-channel scales
+  std::vector<const void*> weights;
+  std::string label;
+  switch (impl) {
+    case Impl::kOwnBf16:
+      rotation = static_cast<int64_t>(b.w.size());
+      weight_bytes = n * k * 2;
+      call = [&](int64_t i) {
+        return SkinnyGemmBf16(x, b.w[i % rotation].as<bf16>(), y, m, n, k, b.workspace.get(),
+                              b.workspace_bytes, g.stream);
+      };
+      label = SkinnyGemmPlanDescription(PlanSkinnyGemm(m, n, k, 2, g.sms));
+      break;
+    case Impl::kOwnFp8:
+      rotation = static_cast<int64_t>(b.wq.size());
+      weight_bytes = n * k;
+      extra_bytes = n * static_cast<int64_t>(sizeof(float));
+      call = [&](int64_t i) {
+        return SkinnyGemmFp8(x, b.wq[i % rotation].as<__nv_fp8_e4m3>(),
+                             b.scales[i % rotation].as<float>(), y, m, n, k, b.workspace.get(),
+                             b.workspace_bytes, g.stream);
+      };
+      label = SkinnyGemmPlanDescription(PlanSkinnyGemm(m, n, k, 1, g.sms));
+      break;
+    case Impl::kCublasLt:
+    case Impl::kCublasLtHeuristic: {
+      rotation = static_cast<int64_t>(b.w.size());
+      weight_bytes = n * k * 2;
+      CublasLtGemm* gemm = impl == Impl::kCublasLt ? g.tuned.get() : g.heuristic.get();
+      if (impl == Impl::kCublasLt) {
+        std::vector<CublasLtGemm::Operands> operands;
+        for (int64_t i = 0; i < std::min<int64_t>(rotation, kAutotuneOperandSets); ++i) {
+          operands.push_back({x, b.w[i].as<bf16>(), y});
+        }
+        st = gemm->Autotune(m, n, k, operands, g.stream);
+      } else {
+        st = gemm->Prepare(m, n, k);
+      }
+      if (!st.ok()) {
+        state.SkipWithError(st.ToString().c_str());
+        return;
+      }
+      call = [&, gemm](int64_t i) {
+        return gemm->Run(x, b.w[i % rotation].as<bf16>(), y, m, n, k, g.stream);
+      };
+      label = gemm->AlgoDescription(m, n, k);
+      break;
+    }
+  }
+  for (int64_t i = 0; i < rotation; ++i) {
+    weights.push_back(impl == Impl::kOwnFp8 ? b.wq[i].get() : b.w[i].get());
+  }
+  const absl::StatusOr<double> ceiling = StreamReadBandwidth(weight_bytes, weights);
+  if (!ceiling.ok()) {
+    state.SkipWithError(ceiling.status().ToString().c_str());
+    return;
+  }
+  const double mean = RunLoop(state, call, rotation);
+  if (mean <= 0) return;
+  const int64_t bytes = weight_bytes + extra_bytes + (m * k + m * n) * 2;
+  ReportCounters(state, mean, bytes, 2 * m * n * k, *ceiling);
+  state.SetLabel(label);
+}
+
+// --- DecodeAttention/70b/b<batch>/ctx<context> -------------------------------------------------
+
+struct AttentionShape {
+  int64_t q_heads = 0, kv_heads = 0, head_dim = 0;
+};
+
+// Rotated KV caches ([K | V] in one buffer, capacity = context), q, out and the split workspace.
+struct AttentionBuffers : Resident {
+  std::vector<DeviceBuffer> kv;
+  DeviceBuffer q, out, workspace;
+};
+
+int64_t KvBytes(const AttentionShape& a, int64_t batch, int64_t context) {
+  return 2 * batch * a.kv_heads * context * a.head_dim * static_cast<int64_t>(sizeof(bf16));
+}
+
+void BM_DecodeAttention(benchmark::State& state, const AttentionShape& a, int64_t batch,
+                        int64_t context) {
+  Gpu& g = *g_gpu;
+  const int64_t kv_bytes = KvBytes(a, batch, context);
+  const int64_t rotation = Rotation(kv_bytes);
+  const int splits = ChooseDecodeSplits(static_cast<int>(batch), static_cast<int>(a.kv_heads),
+                                        static_cast<int>(context), g.sms);
+  const size_t ws_bytes =
+      DecodeAttentionWorkspaceBytes(static_cast<int>(batch), static_cast<int>(a.q_heads),
+                                    static_cast<int>(a.head_dim), splits);
+  const int64_t q_elems = batch * a.q_heads * a.head_dim;
+  absl::StatusOr<AttentionBuffers*> got = GetResident<AttentionBuffers>(
+      absl::StrCat("attention/", batch, "/", context), [&](AttentionBuffers* b) -> absl::Status {
+        b->kv.resize(rotation);
+        for (int64_t i = 0; i < rotation; ++i) {
+          TP_RETURN_IF_ERROR(Allocate(kv_bytes, "kv cache", &b->kv[i]));
+          TP_RETURN_IF_ERROR(FillRandomBf16(b->kv[i].as<bf16>(), kv_bytes / 2, 500 + i, 1.0f,
+                                            g.stream));
+        }
+        TP_RETURN_IF_ERROR(Allocate(q_elems * 2, "q", &b->q));
+        TP_RETURN_IF_ERROR(FillRandomBf16(b->q.as<bf16>(), q_elems, 3, 1.0f, g.stream));
+        TP_RETURN_IF_ERROR(Allocate(q_elems * 2, "out", &b->out));
+        return Allocate(static_cast<int64_t>(ws_bytes), "attention workspace", &b->workspace);
+      });
+  if (!got.ok()) {
+    state.SkipWithError(got.status().ToString().c_str());
+    return;
+  }
+  AttentionBuffers& b = **got;
+  const int64_t k_elems = kv_bytes / 4;  // K is the first half of [K | V]
+  const float scale = 1.0f / std::sqrt(static_cast<float>(a.head_dim));
+  const Call call = [&](int64_t i) {
+    const bf16* k_cache = b.kv[i % rotation].as<bf16>();
+    return DecodeAttention(b.q.as<bf16>(), k_cache, k_cache + k_elems, b.out.as<bf16>(),
+                           static_cast<int>(batch), static_cast<int>(a.q_heads),
+                           static_cast<int>(a.kv_heads), static_cast<int>(a.head_dim),
+                           static_cast<int>(context), static_cast<int>(context), scale, splits,
+                           b.workspace.as<float>(), g.stream);
+  };
+  std::vector<const void*> caches;
+  for (const DeviceBuffer& kv : b.kv) caches.push_back(kv.get());
+  const absl::StatusOr<double> ceiling = StreamReadBandwidth(kv_bytes, caches);
+  if (!ceiling.ok()) {
+    state.SkipWithError(ceiling.status().ToString().c_str());
+    return;
+  }
+  const double mean = RunLoop(state, call, rotation);
+  if (mean <= 0) return;
+  const int64_t bytes = kv_bytes + 2 * q_elems * 2;
+  const int64_t flops = 4 * batch * a.q_heads * a.head_dim * context;
+  ReportCounters(state, mean, bytes, flops, *ceiling);
+  state.SetLabel(absl::StrCat("splits=", splits, " rotation=", rotation));
+}
+
+// --- Registration -----------------------------------------------------------------------------
+
+absl::StatusOr<std::vector<GemmShape>> ModelGemmShapes(const std::string& alias) {
+  absl::StatusOr<ModelSpec> model = LoadModel(alias);
+  if (!model.ok()) return model.status();
+  absl::StatusOr<Workload> w = Workload::Build(
+      *model, StepConfig{.phase = Phase::kDecode, .batch = 1, .context = 0, .tp = 1});
+  if (!w.ok()) return w.status();
+  std::vector<GemmShape> shapes;
+  for (const Op& op : w->ops()) {
+    if (op.kind != OpKind::kGemm) continue;
+    std::string proj = op.name;
+    if (const size_t at = proj.rfind("_proj"); at != std::string::npos) proj.erase(at);
+    shapes.push_back({alias, proj, op.n, op.k});
+  }
+  return shapes;
+}
+
+absl::Status RegisterAll() {
+  std::vector<GemmShape> gemms;
+  for (const char* alias : {"8b", "70b", "405b"}) {
+    absl::StatusOr<std::vector<GemmShape>> shapes = ModelGemmShapes(alias);
+    if (!shapes.ok()) return shapes.status();
+    gemms.insert(gemms.end(), shapes->begin(), shapes->end());
+  }
+  absl::StatusOr<ModelSpec> m70 = LoadModel("70b");
+  if (!m70.ok()) return m70.status();
+  const AttentionShape attention{m70->num_heads(), m70->num_kv_heads(), m70->head_dim()};
+
+  // The ceiling at every byte count the other families read.
+  std::set<int64_t> read_bytes;
+  for (const GemmShape& s : gemms) {
+    read_bytes.insert(s.n * s.k * 2);
+    read_bytes.insert(s.n * s.k);
+  }
+  for (int64_t batch : kAttentionBatches) {
+    for (int64_t ctx = kMinContext; ctx <= kMaxContext; ctx *= 2) {
+      read_bytes.insert(KvBytes(attention, batch, ctx));
+    }
+  }
+  for (int64_t bytes : read_bytes) {
+    benchmark::RegisterBenchmark(absl::StrCat("StreamRead/", bytes).c_str(),
+                                 [bytes](benchmark::State& st) { BM_StreamRead(st, bytes); })
+        ->UseManualTime()
+        ->Unit(benchmark::kMicrosecond);
+  }
+  for (const GemmShape& s : gemms) {
+    for (int64_t batch : kBatches) {
+      for (Impl impl : {Impl::kOwnBf16, Impl::kOwnFp8, Impl::kCublasLt, Impl::kCublasLtHeuristic}) {
+        if ((impl == Impl::kOwnBf16 || impl == Impl::kOwnFp8) && batch > kSkinnyGemmMaxM) continue;
+        const std::string name =
+            absl::StrCat("Gemm/", s.model, "/", s.proj, "/b", batch, "/", ImplName(impl));
+        benchmark::RegisterBenchmark(
+            name.c_str(), [s, batch, impl](benchmark::State& st) { BM_Gemm(st, s, batch, impl); })
+            ->UseManualTime()
+            ->Unit(benchmark::kMicrosecond);
+      }
+    }
+  }
+  for (int64_t batch : kAttentionBatches) {
+    for (int64_t ctx = kMinContext; ctx <= kMaxContext; ctx *= 2) {
+      benchmark::RegisterBenchmark(
+          absl::StrCat("DecodeAttention/70b/b", batch, "/ctx", ctx).c_str(),
+          [attention, batch, ctx](benchmark::State& st) {
+            BM_DecodeAttention(st, attention, batch, ctx);
+          })
+          ->UseManualTime()
+          ->Unit(benchmark::kMicrosecond);
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+}  // namespace truthput
+
+int main(int argc, char** argv) {
+  int count = 0;
+  const cudaError_t err = cudaGetDeviceCount(&count);
+  if (err != cudaSuccess || count == 0) {
+    std::printf("SKIPPED: bench_kernels needs a CUDA GPU (%s)\n",
+                err != cudaSuccess ? cudaGetErrorString(err) : "0 devices");
+    return 0;
+  }
+  // A shorter default minimum time than Google Benchmark's 0.5 s (the full run stays within a
+  // few minutes); a --benchmark_min_time given on the command line comes later and wins.
+  std::vector<char*> args(argv, argv + argc);
+  std::string min_time = truthput::kDefaultMinTime;
+  args.insert(args.begin() + 1, min_time.data());
+  int args_count = static_cast<int>(args.size());
+  benchmark::Initialize(&args_count, args.data());
+  if (benchmark::ReportUnrecognizedArguments(args_count, args.data())) return 1;
+
+  auto gpu = std::make_unique<truthput::Gpu>();
+  if (const absl::Status st = truthput::InitGpu(gpu.get()); !st.ok()) {
+    std::fprintf(stderr, "bench_kernels: %s\n", st.ToString().c_str());
+    return 1;
+  }
+  truthput::g_gpu = gpu.get();
+  if (const absl::Status st = truthput::RegisterAll(); !st.ok()) {
+    std::fprintf(stderr, "bench_kernels: %s\n", st.ToString().c_str());
+    return 1;
+  }
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  truthput::g_resident.reset();
+  truthput::g_gpu = nullptr;
+  return 0;
+}

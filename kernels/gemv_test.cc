@@ -1,0 +1,499 @@
+// GPU tests of the small-batch decode GEMMs (gemv.h, fp8_weights.h) against ReferenceGemm, a
+// plain fp32 GEMM that shares no code with them. Every projection shape of Llama-3.1 8B, 70B and
+// 405B at TP 1 and TP 8 (from the op list), plus shapes that are no multiple of any tile, at
+// m = 1, 2, 3, 5, 8 and 16; bf16 weights, and fp8 weights against the reference on their
+// dequantized copy. Inputs come from fresh seeds (printed on failure); outputs are poisoned with
+// NaN first, so an element the kernel skips shows. One zeroed workspace serves all calls of a
+// shape, so a split-K counter left non-zero by one call breaks the next.
+#include "kernels/gemv.h"
+
+#include <cuda_bf16.h>
+#include <cuda_fp8.h>
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <random>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "kernels/fp8_weights.h"
+#include "kernels/random_fill.h"
+#include "kernels/reference_gemm.h"
+#include "workloads/model_registry.h"
+#include "workloads/workload.h"
+
+namespace truthput {
+namespace {
+
+#define ASSERT_OK(expr)                            \
+  do {                                             \
+    const absl::Status _st = (expr);               \
+    ASSERT_TRUE(_st.ok()) << #expr << ": " << _st; \
+  } while (0)
+#define ASSERT_CUDA(expr)                                                      \
+  do {                                                                         \
+    const cudaError_t _err = (expr);                                           \
+    ASSERT_EQ(_err, cudaSuccess) << #expr << ": " << cudaGetErrorString(_err); \
+  } while (0)
+
+using fp8 = __nv_fp8_e4m3;
+
+struct CudaFree {
+  void operator()(void* p) const { cudaFree(p); }
+};
+template <typename T>
+using DevicePtr = std::unique_ptr<T, CudaFree>;
+
+template <typename T>
+DevicePtr<T> DeviceAlloc(int64_t count) {
+  void* p = nullptr;
+  if (cudaMalloc(&p, std::max<size_t>(1, static_cast<size_t>(count) * sizeof(T))) != cudaSuccess) {
+    return nullptr;
+  }
+  return DevicePtr<T>(static_cast<T*>(p));
+}
+
+struct StreamDeleter {
+  void operator()(cudaStream_t s) const { cudaStreamDestroy(s); }
+};
+using StreamPtr = std::unique_ptr<CUstream_st, StreamDeleter>;
+
+StreamPtr MakeStream() {
+  cudaStream_t s = nullptr;
+  EXPECT_EQ(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess);
+  return StreamPtr(s);
+}
+
+uint64_t FreshSeed() {
+  std::random_device rd;
+  return (static_cast<uint64_t>(rd()) << 32) ^ rd();
+}
+
+int SmCount() {
+  int device = 0, sms = 0;
+  EXPECT_EQ(cudaGetDevice(&device), cudaSuccess);
+  EXPECT_EQ(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), cudaSuccess);
+  return sms;
+}
+
+constexpr float kXScale = 1.0f;
+constexpr float kWScale = 0.05f;
+constexpr int64_t kMs[] = {1, 2, 3, 5, 8, 16};
+
+// Checks y (bf16, from the kernel under test) against ref (fp32), with the bounds of
+// cublaslt_gemm_test.cc without split-K in bf16 (these kernels reduce split-K partials in fp32):
+//   |y - ref| <= 2^-7 |ref| + 2^-6 rms(ref)   per element,   relative L2 error <= 2^-7.
+// The relative term covers rounding the output to bf16 (2^-8) with a factor 2 of slack; the
+// absolute term covers summation-order differences and, for fp8, the reference's rounding of the
+// dequantized weights to bf16 (about 2^-9 rms(ref) per element, a random walk over k). A wrong
+// index, a missed k-step or a lost partial gives errors of order rms(ref). NaN never passes.
+void ExpectClose(const std::vector<bf16>& y, const std::vector<float>& ref, int64_t m, int64_t n) {
+  double sum_sq_ref = 0;
+  for (float r : ref) {
+    ASSERT_TRUE(std::isfinite(r)) << "reference output not finite";
+    sum_sq_ref += static_cast<double>(r) * r;
+  }
+  const double rms = std::sqrt(sum_sq_ref / static_cast<double>(ref.size()));
+  ASSERT_GT(rms, 0.0);
+  const double abs_bound = std::ldexp(rms, -6);
+  double sum_sq_err = 0;
+  int64_t bad = 0;
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      const double g = __bfloat162float(y[i * n + j]);
+      const double r = ref[i * n + j];
+      const double err = std::fabs(g - r);
+      const bool ok = std::isfinite(g) && err <= std::ldexp(std::fabs(r), -7) + abs_bound;
+      if (std::isfinite(g)) sum_sq_err += err * err;
+      if (!ok && ++bad <= 5) {
+        ADD_FAILURE() << "y[" << i << "," << j << "] = " << g << ", reference " << r << " (rms "
+                      << rms << ")";
+      }
+    }
+  }
+  EXPECT_EQ(bad, 0) << "elements out of bound, of " << m * n;
+  const double rel_l2 = std::sqrt(sum_sq_err / sum_sq_ref);
+  EXPECT_LE(rel_l2, std::ldexp(1.0, -7)) << "relative L2 error";
+}
+
+// The weights of one shape on the device: bf16, their fp8 quantization and its dequantization.
+struct Weights {
+  int64_t n = 0, k = 0;
+  DevicePtr<bf16> w;
+  DevicePtr<fp8> wq;
+  DevicePtr<float> scales;
+  DevicePtr<bf16> w_deq;
+};
+
+void MakeWeights(int64_t n, int64_t k, uint64_t seed, cudaStream_t stream, Weights* out) {
+  out->n = n;
+  out->k = k;
+  out->w = DeviceAlloc<bf16>(n * k);
+  out->wq = DeviceAlloc<fp8>(n * k);
+  out->scales = DeviceAlloc<float>(n);
+  out->w_deq = DeviceAlloc<bf16>(n * k);
+  ASSERT_TRUE(out->w && out->wq && out->scales && out->w_deq) << "out of device memory";
+  ASSERT_OK(FillRandomBf16(out->w.get(), n * k, seed, kWScale, stream));
+  ASSERT_OK(QuantizeWeightsFp8(out->w.get(), out->wq.get(), out->scales.get(), n, k, stream));
+  ASSERT_OK(DequantizeWeightsFp8(out->wq.get(), out->scales.get(), out->w_deq.get(), n, k, stream));
+}
+
+enum class Kind { kBf16, kFp8 };
+const char* KindName(Kind kind) { return kind == Kind::kBf16 ? "bf16" : "fp8"; }
+
+absl::Status RunKernel(Kind kind, const Weights& w, const bf16* x, bf16* y, int64_t m,
+                       void* workspace, size_t workspace_bytes, cudaStream_t stream) {
+  if (kind == Kind::kBf16) {
+    return SkinnyGemmBf16(x, w.w.get(), y, m, w.n, w.k, workspace, workspace_bytes, stream);
+  }
+  return SkinnyGemmFp8(x, w.wq.get(), w.scales.get(), y, m, w.n, w.k, workspace, workspace_bytes,
+                       stream);
+}
+
+// Runs the kernel and the reference (on the bf16 or the dequantized weights) on fresh x.
+void CheckProduct(Kind kind, const Weights& w, int64_t m, void* workspace, size_t workspace_bytes,
+                  cudaStream_t stream) {
+  const int64_t n = w.n, k = w.k;
+  const uint64_t seed = FreshSeed();
+  SCOPED_TRACE(absl::StrCat(KindName(kind), " m=", m, " n=", n, " k=", k, " x seed=", seed));
+  DevicePtr<bf16> x = DeviceAlloc<bf16>(m * k);
+  DevicePtr<bf16> y = DeviceAlloc<bf16>(m * n);
+  DevicePtr<float> ref = DeviceAlloc<float>(m * n);
+  ASSERT_TRUE(x && y && ref);
+  ASSERT_OK(FillRandomBf16(x.get(), m * k, seed, kXScale, stream));
+  ASSERT_OK(FillBf16(y.get(), m * n, std::numeric_limits<float>::quiet_NaN(), stream));
+  ASSERT_CUDA(cudaMemsetAsync(ref.get(), 0xFF, m * n * sizeof(float), stream));  // NaN.
+  ASSERT_OK(RunKernel(kind, w, x.get(), y.get(), m, workspace, workspace_bytes, stream));
+  const bf16* ref_w = kind == Kind::kBf16 ? w.w.get() : w.w_deq.get();
+  ASSERT_OK(ReferenceGemm(x.get(), ref_w, ref.get(), m, n, k, stream));
+  ASSERT_CUDA(cudaStreamSynchronize(stream));
+  std::vector<bf16> y_host(m * n);
+  std::vector<float> ref_host(m * n);
+  ASSERT_CUDA(cudaMemcpy(y_host.data(), y.get(), m * n * sizeof(bf16), cudaMemcpyDeviceToHost));
+  ASSERT_CUDA(
+      cudaMemcpy(ref_host.data(), ref.get(), m * n * sizeof(float), cudaMemcpyDeviceToHost));
+  ExpectClose(y_host, ref_host, m, n);
+}
+
+// A zeroed workspace big enough for every m at this shape.
+DevicePtr<char> ZeroedWorkspace(int64_t n, int64_t k, size_t* bytes) {
+  *bytes = 0;
+  for (int64_t m = 1; m <= kSkinnyGemmMaxM; ++m) {
+    *bytes = std::max(*bytes, SkinnyGemmWorkspaceBytes(m, n, k, SmCount()));
+  }
+  DevicePtr<char> ws = DeviceAlloc<char>(static_cast<int64_t>(*bytes));
+  if (ws != nullptr) {
+    EXPECT_EQ(cudaMemset(ws.get(), 0, std::max<size_t>(1, *bytes)), cudaSuccess);
+  }
+  return ws;
+}
+
+struct Shape {
+  std::string name;
+  int64_t n = 0, k = 0;
+};
+
+// Every distinct (n, k) of the GEMMs of a decode step of Llama-3.1 8B, 70B and 405B at TP 1 and
+// 8, from the op list, plus shapes that are no multiple of any tile (n odd, k % 16 == 8, a single
+// k-step). A model that fails to load gives a shape with n = 0, which fails its test.
+std::vector<Shape> AllShapes() {
+  std::vector<Shape> shapes;
+  std::set<std::pair<int64_t, int64_t>> seen;
+  for (const char* model_name : {"8b", "70b", "405b"}) {
+    absl::StatusOr<ModelSpec> model = LoadModel(model_name);
+    for (int64_t tp : {1, 8}) {
+      absl::StatusOr<Workload> w =
+          model.ok()
+              ? Workload::Build(
+                    *model, StepConfig{.phase = Phase::kDecode, .batch = 1, .context = 0, .tp = tp})
+              : absl::StatusOr<Workload>(model.status());
+      if (!w.ok()) {
+        shapes.push_back({absl::StrCat("load_failed_", model_name, "_tp", tp), 0, 0});
+        continue;
+      }
+      for (const Op& op : w->ops()) {
+        if (op.kind != OpKind::kGemm || !seen.insert({op.n, op.k}).second) continue;
+        shapes.push_back(
+            {absl::StrCat("llama", model_name, "_tp", tp, "_", op.name, "_", op.n, "x", op.k), op.n,
+             op.k});
+      }
+    }
+  }
+  for (auto [n, k] : {std::pair<int64_t, int64_t>{1000, 1032},
+                      {8, 8},
+                      {129, 4104},
+                      {1, 8},
+                      {1024, 28672},
+                      {200, 24}}) {
+    if (seen.insert({n, k}).second) shapes.push_back({absl::StrCat("odd_", n, "x", k), n, k});
+  }
+  return shapes;
+}
+
+class SkinnyGemmShapeTest : public testing::TestWithParam<Shape> {};
+
+TEST_P(SkinnyGemmShapeTest, MatchesReference) {
+  const Shape shape = GetParam();
+  ASSERT_GT(shape.n, 0) << shape.name;
+  StreamPtr stream = MakeStream();
+  const uint64_t w_seed = FreshSeed();
+  SCOPED_TRACE(absl::StrCat(shape.name, " w seed=", w_seed));
+  Weights w;
+  MakeWeights(shape.n, shape.k, w_seed, stream.get(), &w);
+  if (HasFatalFailure()) return;
+  size_t ws_bytes = 0;
+  DevicePtr<char> ws = ZeroedWorkspace(shape.n, shape.k, &ws_bytes);
+  ASSERT_TRUE(ws);
+  for (int64_t m : kMs) {
+    for (Kind kind : {Kind::kBf16, Kind::kFp8}) {
+      const SkinnyGemmPlan plan =
+          PlanSkinnyGemm(m, shape.n, shape.k, kind == Kind::kBf16 ? 2 : 1, SmCount());
+      std::printf("%s %s m=%lld: %s\n", shape.name.c_str(), KindName(kind),
+                  static_cast<long long>(m), SkinnyGemmPlanDescription(plan).c_str());
+      CheckProduct(kind, w, m, ws.get(), ws_bytes, stream.get());
+      if (HasFatalFailure()) return;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Llama31, SkinnyGemmShapeTest, testing::ValuesIn(AllShapes()),
+                         [](const testing::TestParamInfo<Shape>& p) { return p.param.name; });
+
+// The same calls captured into a CUDA graph and replayed twice (the second replay overwrites a
+// re-poisoned y), for a split-K shape and a whole-tile one; then eager calls on the same
+// workspace, which a replay that left a counter non-zero would break.
+TEST(SkinnyGemm, RunsInsideGraphCaptureAndReplays) {
+  StreamPtr stream = MakeStream();
+  for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{5, 1024, 28672},
+                         {16, 8192, 1024},
+                         {3, 128256, 4096}}) {
+    SCOPED_TRACE(absl::StrCat("m=", m, " n=", n, " k=", k));
+    Weights w;
+    MakeWeights(n, k, FreshSeed(), stream.get(), &w);
+    if (HasFatalFailure()) return;
+    size_t ws_bytes = 0;
+    DevicePtr<char> ws = ZeroedWorkspace(n, k, &ws_bytes);
+    DevicePtr<bf16> x = DeviceAlloc<bf16>(m * k);
+    DevicePtr<bf16> y16 = DeviceAlloc<bf16>(m * n);
+    DevicePtr<bf16> y8 = DeviceAlloc<bf16>(m * n);
+    DevicePtr<float> ref16 = DeviceAlloc<float>(m * n);
+    DevicePtr<float> ref8 = DeviceAlloc<float>(m * n);
+    ASSERT_TRUE(ws && x && y16 && y8 && ref16 && ref8);
+    ASSERT_OK(FillRandomBf16(x.get(), m * k, FreshSeed(), kXScale, stream.get()));
+    ASSERT_OK(ReferenceGemm(x.get(), w.w.get(), ref16.get(), m, n, k, stream.get()));
+    ASSERT_OK(ReferenceGemm(x.get(), w.w_deq.get(), ref8.get(), m, n, k, stream.get()));
+    ASSERT_CUDA(cudaStreamSynchronize(stream.get()));
+
+    ASSERT_CUDA(cudaStreamBeginCapture(stream.get(), cudaStreamCaptureModeThreadLocal));
+    const absl::Status run16 =
+        RunKernel(Kind::kBf16, w, x.get(), y16.get(), m, ws.get(), ws_bytes, stream.get());
+    const absl::Status run8 =
+        RunKernel(Kind::kFp8, w, x.get(), y8.get(), m, ws.get(), ws_bytes, stream.get());
+    cudaGraph_t graph = nullptr;
+    const cudaError_t end = cudaStreamEndCapture(stream.get(), &graph);
+    const std::unique_ptr<CUgraph_st, cudaError_t (*)(cudaGraph_t)> graph_owner(graph,
+                                                                                cudaGraphDestroy);
+    ASSERT_OK(run16);
+    ASSERT_OK(run8);
+    ASSERT_CUDA(end);
+    cudaGraphExec_t exec = nullptr;
+    ASSERT_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+    const std::unique_ptr<CUgraphExec_st, cudaError_t (*)(cudaGraphExec_t)> exec_owner(
+        exec, cudaGraphExecDestroy);
+    for (int replay = 0; replay < 2; ++replay) {
+      ASSERT_OK(FillBf16(y16.get(), m * n, std::numeric_limits<float>::quiet_NaN(), stream.get()));
+      ASSERT_OK(FillBf16(y8.get(), m * n, std::numeric_limits<float>::quiet_NaN(), stream.get()));
+      ASSERT_CUDA(cudaGraphLaunch(exec, stream.get()));
+    }
+    ASSERT_CUDA(cudaStreamSynchronize(stream.get()));
+    std::vector<bf16> y_host(m * n);
+    std::vector<float> ref_host(m * n);
+    for (auto [y, ref] : {std::pair{y16.get(), ref16.get()}, std::pair{y8.get(), ref8.get()}}) {
+      ASSERT_CUDA(cudaMemcpy(y_host.data(), y, m * n * sizeof(bf16), cudaMemcpyDeviceToHost));
+      ASSERT_CUDA(cudaMemcpy(ref_host.data(), ref, m * n * sizeof(float), cudaMemcpyDeviceToHost));
+      ExpectClose(y_host, ref_host, m, n);
+    }
+    // Eager calls after the replays, on the same workspace.
+    CheckProduct(Kind::kBf16, w, m, ws.get(), ws_bytes, stream.get());
+    CheckProduct(Kind::kFp8, w, m, ws.get(), ws_bytes, stream.get());
+    if (HasFatalFailure()) return;
+  }
+}
+
+// Split-K partials are summed in a fixed order whichever CTA arrives last: bitwise-identical
+// results from run to run.
+TEST(SkinnyGemm, IsDeterministic) {
+  constexpr int64_t m = 7, n = 1280, k = 8192;
+  StreamPtr stream = MakeStream();
+  Weights w;
+  MakeWeights(n, k, FreshSeed(), stream.get(), &w);
+  if (HasFatalFailure()) return;
+  ASSERT_TRUE(PlanSkinnyGemm(m, n, k, 2, SmCount()).split);
+  size_t ws_bytes = 0;
+  DevicePtr<char> ws = ZeroedWorkspace(n, k, &ws_bytes);
+  DevicePtr<bf16> x = DeviceAlloc<bf16>(m * k);
+  DevicePtr<bf16> y = DeviceAlloc<bf16>(m * n);
+  ASSERT_TRUE(ws && x && y);
+  ASSERT_OK(FillRandomBf16(x.get(), m * k, FreshSeed(), kXScale, stream.get()));
+  std::vector<uint16_t> first(m * n), again(m * n);
+  for (Kind kind : {Kind::kBf16, Kind::kFp8}) {
+    for (int run = 0; run < 5; ++run) {
+      ASSERT_OK(RunKernel(kind, w, x.get(), y.get(), m, ws.get(), ws_bytes, stream.get()));
+      ASSERT_CUDA(cudaStreamSynchronize(stream.get()));
+      std::vector<uint16_t>& dst = run == 0 ? first : again;
+      ASSERT_CUDA(cudaMemcpy(dst.data(), y.get(), m * n * sizeof(bf16), cudaMemcpyDeviceToHost));
+      if (run > 0) {
+        EXPECT_EQ(first, again) << KindName(kind) << " run " << run;
+      }
+    }
+  }
+}
+
+// The fp8 -> bf16 conversion in registers is exact for every e4m3 code (zero, subnormals,
+// normals, both signs; NaN excluded), checked against DequantizeWeightsFp8 with unit scales, which
+// makes the reference's weights exact too.
+TEST(SkinnyGemmFp8, DecodesEveryCodeExactly) {
+  constexpr int64_t n = 256, k = 1024;
+  StreamPtr stream = MakeStream();
+  std::vector<uint8_t> codes(n * k);
+  std::mt19937 rng(static_cast<uint32_t>(FreshSeed()));
+  for (int64_t i = 0; i < n * k; ++i) {
+    uint8_t c = static_cast<uint8_t>((i * 37 + i / k) % 256);
+    if ((c & 0x7F) == 0x7F) c = static_cast<uint8_t>(rng() % 0x7F);  // not NaN
+    codes[i] = c;
+  }
+  Weights w;
+  w.n = n;
+  w.k = k;
+  w.wq = DeviceAlloc<fp8>(n * k);
+  w.scales = DeviceAlloc<float>(n);
+  w.w_deq = DeviceAlloc<bf16>(n * k);
+  ASSERT_TRUE(w.wq && w.scales && w.w_deq);
+  const std::vector<float> ones(n, 1.0f);
+  ASSERT_CUDA(cudaMemcpy(w.wq.get(), codes.data(), n * k, cudaMemcpyHostToDevice));
+  ASSERT_CUDA(cudaMemcpy(w.scales.get(), ones.data(), n * sizeof(float), cudaMemcpyHostToDevice));
+  ASSERT_OK(DequantizeWeightsFp8(w.wq.get(), w.scales.get(), w.w_deq.get(), n, k, stream.get()));
+  size_t ws_bytes = 0;
+  DevicePtr<char> ws = ZeroedWorkspace(n, k, &ws_bytes);
+  ASSERT_TRUE(ws);
+  for (int64_t m : {int64_t{1}, int64_t{9}}) {
+    CheckProduct(Kind::kFp8, w, m, ws.get(), ws_bytes, stream.get());
+    if (HasFatalFailure()) return;
+  }
+  // And the dequantization itself is the e4m3 value.
+  std::vector<bf16> deq(n * k);
+  ASSERT_CUDA(cudaMemcpy(deq.data(), w.w_deq.get(), n * k * sizeof(bf16), cudaMemcpyDeviceToHost));
+  for (int64_t i = 0; i < n * k; ++i) {
+    __nv_fp8_e4m3 q;
+    q.__x = codes[i];
+    ASSERT_EQ(__bfloat162float(deq[i]), static_cast<float>(q)) << "code " << int{codes[i]};
+  }
+}
+
+// Quantization: scales = max|row| / 448 and wq = RN_satfinite(w / scale), as the host computes
+// them; an all-zero row gets scale 0 and zero codes.
+TEST(QuantizeWeightsFp8, MatchesHostRounding) {
+  constexpr int64_t n = 37, k = 264;
+  StreamPtr stream = MakeStream();
+  DevicePtr<bf16> w = DeviceAlloc<bf16>(n * k);
+  DevicePtr<fp8> wq = DeviceAlloc<fp8>(n * k);
+  DevicePtr<float> scales = DeviceAlloc<float>(n);
+  ASSERT_TRUE(w && wq && scales);
+  ASSERT_OK(FillRandomBf16(w.get(), n * k, FreshSeed(), 3.0f, stream.get()));
+  ASSERT_OK(FillBf16(w.get() + 5 * k, k, 0.0f, stream.get()));  // row 5: all zero
+  ASSERT_OK(QuantizeWeightsFp8(w.get(), wq.get(), scales.get(), n, k, stream.get()));
+  ASSERT_CUDA(cudaStreamSynchronize(stream.get()));
+  std::vector<bf16> w_host(n * k);
+  std::vector<uint8_t> q_host(n * k);
+  std::vector<float> s_host(n);
+  ASSERT_CUDA(cudaMemcpy(w_host.data(), w.get(), n * k * sizeof(bf16), cudaMemcpyDeviceToHost));
+  ASSERT_CUDA(cudaMemcpy(q_host.data(), wq.get(), n * k, cudaMemcpyDeviceToHost));
+  ASSERT_CUDA(cudaMemcpy(s_host.data(), scales.get(), n * sizeof(float), cudaMemcpyDeviceToHost));
+  for (int64_t j = 0; j < n; ++j) {
+    float amax = 0;
+    for (int64_t i = 0; i < k; ++i)
+      amax = std::max(amax, std::fabs(__bfloat162float(w_host[j * k + i])));
+    const float scale = amax / 448.0f;
+    ASSERT_EQ(s_host[j], scale) << "row " << j;
+    for (int64_t i = 0; i < k; ++i) {
+      const float v = scale > 0 ? __bfloat162float(w_host[j * k + i]) / scale : 0.0f;
+      const uint8_t want = __nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3);
+      ASSERT_EQ(int{q_host[j * k + i]}, int{want}) << "row " << j << " col " << i;
+    }
+  }
+  EXPECT_EQ(s_host[5], 0.0f);
+}
+
+TEST(SkinnyGemm, RejectsBadArguments) {
+  DevicePtr<char> buf = DeviceAlloc<char>(1 << 20);
+  ASSERT_TRUE(buf);
+  bf16* x = reinterpret_cast<bf16*>(buf.get());
+  bf16* w = x + 64 * 1024;
+  bf16* y = w + 128 * 1024;
+  fp8* wq = reinterpret_cast<fp8*>(y + 64 * 1024);
+  float* scales = reinterpret_cast<float*>(wq + 128 * 1024);
+  const auto code = [](const absl::Status& s) { return s.code(); };
+  constexpr auto kInvalid = absl::StatusCode::kInvalidArgument;
+  // m out of range, k not a multiple of 8, misaligned x or w.
+  EXPECT_EQ(code(SkinnyGemmBf16(x, w, y, 0, 128, 64, nullptr, 0, nullptr)), kInvalid);
+  EXPECT_EQ(code(SkinnyGemmBf16(x, w, y, 17, 128, 64, nullptr, 0, nullptr)), kInvalid);
+  EXPECT_EQ(code(SkinnyGemmBf16(x, w, y, 1, 128, 60, nullptr, 0, nullptr)), kInvalid);
+  EXPECT_EQ(code(SkinnyGemmBf16(x, w, y, 1, 0, 64, nullptr, 0, nullptr)), kInvalid);
+  EXPECT_EQ(code(SkinnyGemmBf16(x + 4, w, y, 1, 128, 64, nullptr, 0, nullptr)), kInvalid);
+  EXPECT_EQ(code(SkinnyGemmBf16(x, w + 4, y, 1, 128, 64, nullptr, 0, nullptr)), kInvalid);
+  EXPECT_EQ(code(SkinnyGemmFp8(x, wq + 8, scales, y, 1, 128, 64, nullptr, 0, nullptr)), kInvalid);
+  EXPECT_EQ(code(SkinnyGemmFp8(x, wq, nullptr, y, 1, 128, 64, nullptr, 0, nullptr)), kInvalid);
+  // A split shape without (enough) workspace.
+  const int sms = SmCount();
+  ASSERT_TRUE(PlanSkinnyGemm(1, 128, 1024, 2, sms).split);
+  const size_t need = SkinnyGemmWorkspaceBytes(1, 128, 1024, sms);
+  ASSERT_GT(need, 0u);
+  EXPECT_EQ(code(SkinnyGemmBf16(x, w, y, 1, 128, 1024, nullptr, 0, nullptr)), kInvalid);
+  EXPECT_EQ(code(SkinnyGemmBf16(x, w, y, 1, 128, 1024, buf.get(), need - 1, nullptr)), kInvalid);
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+}
+
+// The plan's invariants, over many shapes: the CTAs' ranges tile the k-step space exactly, the
+// grid stays within two CTAs per SM, and the workspace is needed exactly when a tile is split.
+TEST(PlanSkinnyGemm, CoversTheWorkExactly) {
+  for (int sms : {132, 114, 78, 1}) {
+    for (int64_t n : {1, 8, 127, 128, 1000, 1024, 1280, 8192, 57344, 128256}) {
+      for (int64_t k : {8, 24, 1024, 1032, 4096, 8192, 28672, 53248}) {
+        for (int bytes : {1, 2}) {
+          for (int64_t m : {1, 9}) {
+            SCOPED_TRACE(absl::StrCat("sms=", sms, " n=", n, " k=", k, " bytes=", bytes));
+            const SkinnyGemmPlan p = PlanSkinnyGemm(m, n, k, bytes, sms);
+            ASSERT_GE(p.ctas, 1);
+            EXPECT_LE(p.ctas, 2 * sms);
+            EXPECT_EQ(p.row_tiles, (n + 127) / 128);
+            EXPECT_EQ(p.ksteps_per_tile, (k * bytes + 63) / 64);
+            EXPECT_GE(static_cast<int64_t>(p.ctas) * p.ksteps_per_cta, p.total_ksteps);
+            EXPECT_LT(static_cast<int64_t>(p.ctas - 1) * p.ksteps_per_cta, p.total_ksteps);
+            EXPECT_EQ(p.split, p.workspace_bytes > 0);
+            EXPECT_LE(p.workspace_bytes, SkinnyGemmWorkspaceBytes(m, n, k, sms));
+          }
+        }
+      }
+    }
+  }
+  // Small n at large k must be split to fill the GPU; a huge vocabulary fills it whole.
+  EXPECT_TRUE(PlanSkinnyGemm(1, 1024, 28672, 2, 132).split);
+  EXPECT_GE(PlanSkinnyGemm(1, 1024, 28672, 2, 132).ctas, 250);
+  EXPECT_EQ(PlanSkinnyGemm(16, 128256, 16384, 2, 132).ctas, 264);
+  EXPECT_EQ(PlanSkinnyGemm(0, 1024, 1024, 2, 132).ctas, 0);
+}
+
+}  // namespace
+}  // namespace truthput
