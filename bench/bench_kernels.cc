@@ -74,10 +74,10 @@ struct Gpu {
   int64_t l2_bytes = 0;
   cudaStream_t stream = nullptr;
   std::unique_ptr<StreamGate> gate;
-  std::vector<cudaEvent_t> events;  // 2 per call of a round
-  DeviceBuffer sink;                // StreamRead's float
-  std::unique_ptr<CublasLtGemm> tuned;      // Autotune per shape
-  std::unique_ptr<CublasLtGemm> heuristic;  // the heuristic's first choice
+  std::vector<cudaEvent_t> events;            // 2 per call of a round
+  DeviceBuffer sink;                          // StreamRead's float
+  std::unique_ptr<CublasLtGemm> tuned;        // Autotune per shape
+  std::unique_ptr<CublasLtGemm> heuristic;    // the heuristic's first choice
   std::map<int64_t, double> stream_read_bps;  // ceiling by byte count, measured once
 
   ~Gpu() {
@@ -274,8 +274,8 @@ struct ReadBuffers : Resident {
 
 void BM_StreamRead(benchmark::State& state, int64_t bytes) {
   const int64_t rotation = Rotation(bytes);
-  absl::StatusOr<ReadBuffers*> r = GetResident<ReadBuffers>(
-      absl::StrCat("read/", bytes), [&](ReadBuffers* b) -> absl::Status {
+  absl::StatusOr<ReadBuffers*> r =
+      GetResident<ReadBuffers>(absl::StrCat("read/", bytes), [&](ReadBuffers* b) -> absl::Status {
         b->bufs.resize(rotation);
         for (DeviceBuffer& buf : b->bufs) TP_RETURN_IF_ERROR(Allocate(bytes, "read buffer", &buf));
         return absl::OkStatus();
@@ -360,11 +360,12 @@ absl::StatusOr<GemmBuffers*> GetGemmBuffers(int64_t n, int64_t k) {
         TP_RETURN_IF_ERROR(FillRandomBf16(b->x.as<bf16>(), max_batch * k, 7, 1.0f, g.stream));
         TP_RETURN_IF_ERROR(Allocate(max_batch * n * 2, "y", &b->y));
         for (int64_t m = 1; m <= kSkinnyGemmMaxM; ++m) {
-          b->workspace_bytes = std::max(b->workspace_bytes, SkinnyGemmWorkspaceBytes(m, n, k, g.sms));
+          b->workspace_bytes =
+              std::max(b->workspace_bytes, SkinnyGemmWorkspaceBytes(m, n, k, g.sms));
         }
         if (b->workspace_bytes > 0) {
-          TP_RETURN_IF_ERROR(Allocate(static_cast<int64_t>(b->workspace_bytes), "workspace",
-                                      &b->workspace));
+          TP_RETURN_IF_ERROR(
+              Allocate(static_cast<int64_t>(b->workspace_bytes), "workspace", &b->workspace));
           TP_CUDA_RETURN_IF_ERROR(
               cudaMemsetAsync(b->workspace.get(), 0, b->workspace_bytes, g.stream));
         }
@@ -475,17 +476,16 @@ void BM_DecodeAttention(benchmark::State& state, const AttentionShape& a, int64_
   const int64_t rotation = Rotation(kv_bytes);
   const int splits = ChooseDecodeSplits(static_cast<int>(batch), static_cast<int>(a.kv_heads),
                                         static_cast<int>(context), g.sms);
-  const size_t ws_bytes =
-      DecodeAttentionWorkspaceBytes(static_cast<int>(batch), static_cast<int>(a.q_heads),
-                                    static_cast<int>(a.head_dim), splits);
+  const size_t ws_bytes = DecodeAttentionWorkspaceBytes(
+      static_cast<int>(batch), static_cast<int>(a.q_heads), static_cast<int>(a.head_dim), splits);
   const int64_t q_elems = batch * a.q_heads * a.head_dim;
   absl::StatusOr<AttentionBuffers*> got = GetResident<AttentionBuffers>(
       absl::StrCat("attention/", batch, "/", context), [&](AttentionBuffers* b) -> absl::Status {
         b->kv.resize(rotation);
         for (int64_t i = 0; i < rotation; ++i) {
           TP_RETURN_IF_ERROR(Allocate(kv_bytes, "kv cache", &b->kv[i]));
-          TP_RETURN_IF_ERROR(FillRandomBf16(b->kv[i].as<bf16>(), kv_bytes / 2, 500 + i, 1.0f,
-                                            g.stream));
+          TP_RETURN_IF_ERROR(
+              FillRandomBf16(b->kv[i].as<bf16>(), kv_bytes / 2, 500 + i, 1.0f, g.stream));
         }
         TP_RETURN_IF_ERROR(Allocate(q_elems * 2, "q", &b->q));
         TP_RETURN_IF_ERROR(FillRandomBf16(b->q.as<bf16>(), q_elems, 3, 1.0f, g.stream));

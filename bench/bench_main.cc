@@ -27,6 +27,9 @@ ABSL_FLAG(bool, verify, true, "check a reduced-size step against a reference bef
 ABSL_FLAG(std::string, profile, "step",
           "hardware counters (CUPTI), in a pass of their own after timing: off, step (one range "
           "per step) or ops (also one range per op kind)");
+ABSL_FLAG(std::string, gemm, "auto",
+          "projections: cublaslt, own (the project's skinny GEMM, batch <= 16), or auto (both "
+          "timed per shape at start-up on the step's buffers, the faster runs; recorded per op)");
 ABSL_FLAG(double, usd_per_gpu_hour, 0, "GPU price for the cost column (0: datasheet's public price)");
 ABSL_FLAG(std::string, ceilings, "",
           "bench_ceilings --json file of this GPU, the measured denominators of mbu_measured and "
@@ -58,6 +61,7 @@ int BenchMain(const std::string& tool, Phase phase, int argc, char** argv,
   f.graph = absl::GetFlag(FLAGS_graph);
   f.verify = absl::GetFlag(FLAGS_verify);
   f.profile = absl::GetFlag(FLAGS_profile);
+  f.gemm = absl::GetFlag(FLAGS_gemm);
   f.usd_per_gpu_hour = absl::GetFlag(FLAGS_usd_per_gpu_hour);
   f.ceilings = absl::GetFlag(FLAGS_ceilings);
   f.csv = absl::GetFlag(FLAGS_csv);

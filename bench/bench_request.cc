@@ -64,6 +64,11 @@ absl::StatusOr<BenchRequest> MakeBenchRequest(std::string tool, Phase phase,
         absl::StrCat("--profile=", f.profile, ": must be off, step or ops"));
   }
   r.profile = f.profile;
+  if (f.gemm != "auto" && f.gemm != "own" && f.gemm != "cublaslt") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--gemm=", f.gemm, ": must be auto, own or cublaslt"));
+  }
+  r.gemm = f.gemm;
   if (f.usd_per_gpu_hour < 0) {
     return absl::InvalidArgumentError("--usd_per_gpu_hour must be >= 0");
   }

@@ -26,6 +26,7 @@ struct BenchRequest {
   bool graph = true;
   bool verify = true;
   std::string profile = "step";  // CUPTI depth: "off", "step", "ops"
+  std::string gemm = "auto";     // projections: "auto", "own", "cublaslt"
   double usd_per_gpu_hour = 0;  // 0: the datasheet's public price
   // Ceilings file of this GPU (bench_ceilings --json) for mbu_measured/mfu_measured; "" measures
   // them at start-up (quick sweep); "none" skips them.
@@ -41,7 +42,8 @@ struct BenchRequest {
 
 // Raw flag values, as typed.
 struct BenchFlagValues {
-  std::string model, batch, seq, gpu, csv, json, profile = "step", ceilings;
+  std::string model, batch, seq, gpu, csv, json, profile = "step", ceilings,
+      gemm = "auto";
   int64_t context = 0;
   int64_t tp = 1;
   bool predict = false, graph = true, verify = true, overwrite = false;

@@ -73,6 +73,12 @@ TEST(BenchRequest, BadInputGetsOneClearLine) {
   f.profile = "deep";
   EXPECT_THAT(Error(f), HasSubstr("--profile=deep: must be off, step or ops"));
   f = Flags();
+  f.gemm = "magma";
+  EXPECT_THAT(Error(f), HasSubstr("--gemm=magma: must be auto, own or cublaslt"));
+  f = Flags();
+  f.ceilings = "/nonexistent/ceilings.json";
+  EXPECT_THAT(Error(f), HasSubstr("no such file"));
+  f = Flags();
   f.seq = "0";
   EXPECT_THAT(Error(f, Phase::kPrefill), HasSubstr("--seq"));
 }

@@ -11,6 +11,7 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -75,16 +76,27 @@ absl::Status Verify(const BenchRequest& request, const DeviceIdentity& id, Cubla
   if (!w.ok()) return w.status();
   absl::StatusOr<int64_t> free = FreeBytes();
   if (!free.ok()) return free.status();
-  absl::StatusOr<std::unique_ptr<StepRunner>> runner = StepRunner::Create(
-      *w, gemm, {.free_bytes = *free, .l2_bytes = id.l2_bytes, .sm_count = id.sm_count, .seed = 99},
-      stream);
-  if (!runner.ok()) return runner.status();
-  TP_RETURN_IF_ERROR(VerifyStep(**runner, stream));
+  // Every GEMM implementation the run may use is checked.
+  std::vector<std::string> variants;
+  if (request.gemm != "cublaslt") variants.push_back("own");
+  if (request.gemm != "own") variants.push_back("cublaslt");
+  for (const std::string& variant : variants) {
+    absl::StatusOr<std::unique_ptr<StepRunner>> runner =
+        StepRunner::Create(*w, gemm,
+                           {.free_bytes = *free, .l2_bytes = id.l2_bytes,
+                            .sm_count = id.sm_count, .seed = 99, .gemm = variant},
+                           stream);
+    if (!runner.ok()) return runner.status();
+    absl::Status st = VerifyStep(**runner, stream);
+    if (!st.ok()) {
+      return absl::InternalError(absl::StrCat(st.message(), " (projections: ", variant, ")"));
+    }
+  }
   log << absl::StrFormat(
       "verify: ok: every op of a reduced step (%s with %d layers, vocab %d, batch %d, context "
-      "%d, %d new tokens) matches the CPU reference\n",
+      "%d, %d new tokens; projections by %s) matches the CPU reference\n",
       reduced->name(), reduced->num_layers(), reduced->vocab_size(), step.batch, step.context,
-      step.seq_len);
+      step.seq_len, absl::StrJoin(variants, " and "));
   return absl::OkStatus();
 }
 
@@ -219,7 +231,8 @@ absl::StatusOr<RunResult> RunOnGpu(const BenchRequest& request, std::ostream& lo
 
   RunResult result = NewRunResult(request, *datasheet);
   *result.mutable_machine() = ToMachineInfo(*id);
-  result.mutable_config()->set_gemm(absl::StrCat("cublaslt ", CublasLtGemm::Version()));
+  result.mutable_config()->set_gemm(
+      absl::StrCat(request.gemm, " (cuBLASLt ", CublasLtGemm::Version(), ")"));
   if (!request.graph) {
     result.mutable_config()->add_notes("--graph=false: eager launches, launch overhead included");
   }
@@ -299,7 +312,11 @@ absl::StatusOr<RunResult> RunOnGpu(const BenchRequest& request, std::ostream& lo
     if (!free.ok()) return free.status();
     absl::StatusOr<std::unique_ptr<StepRunner>> runner = StepRunner::Create(
         *w, gemm->get(),
-        {.free_bytes = *free, .l2_bytes = id->l2_bytes, .sm_count = id->sm_count, .seed = 1},
+        {.free_bytes = *free,
+         .l2_bytes = id->l2_bytes,
+         .sm_count = id->sm_count,
+         .seed = 1,
+         .gemm = request.gemm},
         stream);
     if (absl::IsResourceExhausted(runner.status())) {
       p->set_skipped(true);
@@ -313,8 +330,17 @@ absl::StatusOr<RunResult> RunOnGpu(const BenchRequest& request, std::ostream& lo
 
     const NvtxRange point_range(absl::StrCat(PhaseName(step.phase), " batch=", step.batch,
                                              " context=", step.context));
+    // Steps of a second or more (large prefills) get short rounds: the statistics need reps, not
+    // ten-step rounds; an estimate from the roofline bound decides before any run.
+    const bool long_step = p->bound_ms() > 200;
     TimingOptions step_timing;
     step_timing.use_graph = request.graph;
+    if (long_step) {
+      step_timing.warmup = 1;
+      step_timing.reps_per_round = 2;
+      step_timing.min_reps = 6;
+      step_timing.max_seconds = 20;
+    }
     absl::StatusOr<TimingStats> t = TimeGpuWork(
         [&r](cudaStream_t s) {
           const NvtxRange range("step");
@@ -331,6 +357,11 @@ absl::StatusOr<RunResult> RunOnGpu(const BenchRequest& request, std::ostream& lo
     op_timing.min_reps = 5;
     op_timing.max_seconds = 0.5;
     op_timing.target_rel_ci = 0.01;
+    if (long_step) {
+      op_timing.warmup = 1;
+      op_timing.reps_per_round = 2;
+      op_timing.min_reps = 2;
+    }
     for (size_t i = 0; i < w->ops().size(); ++i) {
       absl::StatusOr<TimingStats> ot =
           TimeGpuWork([&r, i](cudaStream_t s) { return r.EnqueueOp(i, s); }, stream, op_timing);

@@ -1,5 +1,6 @@
 #include "bench/step_runner.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -7,7 +8,10 @@
 #include "kernels/cuda_status.h"
 #include "kernels/decode_attention.h"
 #include "kernels/elementwise.h"
+#include "absl/cleanup/cleanup.h"
+#include "absl/strings/str_format.h"
 #include "kernels/embedding.h"
+#include "kernels/gemv.h"
 #include "kernels/prefill_attention.h"
 #include "kernels/random_fill.h"
 
@@ -85,10 +89,21 @@ LayerLayout LayoutLayer(const Dims& d) {
 
 struct SharedLayout {
   int64_t embedding, lm_head, final_norm_w, ids, last_ids, x_last, x, xn, qkv, q, attn_out, tmp_h,
-      gate_up, act, logits, attn_ws, total;
+      gate_up, act, logits, attn_ws, gemm_ws, total;
 };
 
-SharedLayout LayoutShared(const Workload& w, const Dims& d, int num_splits) {
+// Workspace of the own skinny GEMM: the largest any GEMM op of the step needs.
+int64_t SkinnyWorkspaceBytes(const Workload& w, int sm_count) {
+  int64_t bytes = 0;
+  for (const Op& op : w.ops()) {
+    if (op.kind == OpKind::kGemm && op.m <= kSkinnyGemmMaxM) {
+      bytes = std::max<int64_t>(bytes, SkinnyGemmWorkspaceBytes(op.m, op.n, op.k, sm_count));
+    }
+  }
+  return bytes;
+}
+
+SharedLayout LayoutShared(const Workload& w, const Dims& d, int num_splits, int sm_count) {
   Layout l;
   SharedLayout o;
   o.embedding = l.Add(d.V * d.h * 2);
@@ -108,6 +123,7 @@ SharedLayout LayoutShared(const Workload& w, const Dims& d, int num_splits) {
   o.logits = l.Add(d.B * d.V * 2);
   o.attn_ws = l.Add(static_cast<int64_t>(DecodeAttentionWorkspaceBytes(
       static_cast<int>(d.B), static_cast<int>(d.Hq), static_cast<int>(d.d), num_splits)));
+  o.gemm_ws = l.Add(SkinnyWorkspaceBytes(w, sm_count));
   o.total = l.size();
   return o;
 }
@@ -132,7 +148,8 @@ ResidencyInput StepRunner::Sizes(const Workload& w, const Options& options) {
   for (const Op& op : w.ops()) {
     if (op.per_layer) in.layer_step_bytes += op.bytes();
   }
-  in.shared_bytes = LayoutShared(w, *d, SplitsFor(*d, options.sm_count)).total;
+  in.shared_bytes =
+      LayoutShared(w, *d, SplitsFor(*d, options.sm_count), options.sm_count).total;
   in.free_bytes = options.free_bytes;
   in.l2_bytes = options.l2_bytes;
   return in;
@@ -153,8 +170,9 @@ absl::StatusOr<std::unique_ptr<StepRunner>> StepRunner::Create(const Workload& w
   r.plan_ = *plan;
   r.cache_capacity_ = d.capacity;
   r.num_splits_ = SplitsFor(d, options.sm_count);
+  r.sm_count_ = options.sm_count;
 
-  const SharedLayout s = LayoutShared(w, d, r.num_splits_);
+  const SharedLayout s = LayoutShared(w, d, r.num_splits_, options.sm_count);
   absl::StatusOr<DeviceBuffer> shared = DeviceBuffer::Allocate(s.total, "shared buffers");
   if (!shared.ok()) return shared.status();
   r.shared_ = *std::move(shared);
@@ -167,6 +185,8 @@ absl::StatusOr<std::unique_ptr<StepRunner>> StepRunner::Create(const Workload& w
                        At(r.shared_, s.tmp_h), At(r.shared_, s.gate_up), At(r.shared_, s.act),
                        At(r.shared_, s.logits)};
   r.attn_workspace_ = reinterpret_cast<float*>(r.shared_.as<char>() + s.attn_ws);
+  r.gemm_workspace_ = r.shared_.as<char>() + s.gemm_ws;
+  r.gemm_workspace_bytes_ = static_cast<size_t>(SkinnyWorkspaceBytes(w, options.sm_count));
 
   const LayerLayout ll = LayoutLayer(d);
   for (int64_t i = 0; i < r.plan_.layer_buffers; ++i) {
@@ -212,13 +232,35 @@ absl::StatusOr<std::unique_ptr<StepRunner>> StepRunner::Create(const Workload& w
 
   // cuBLASLt's heuristic runs on the host before any graph capture; its candidates are timed on
   // the real buffers (rotating the layer buffers) and the fastest kept, once per shape.
-  for (const Op& op : w.ops()) {
+  // Then, for --gemm=auto, the project's own skinny GEMM is timed against the tuned cuBLASLt
+  // algorithm on the same buffers and the faster one runs the op.
+  r.gemm_choice_.assign(w.ops().size(), GemmChoice{});
+  for (size_t i = 0; i < w.ops().size(); ++i) {
+    const Op& op = w.ops()[i];
     if (op.kind != OpKind::kGemm) continue;
     std::vector<CublasLtGemm::Operands> operands;
     for (int64_t layer = 0; layer < (op.per_layer ? r.plan_.layer_buffers : 1); ++layer) {
       operands.push_back(r.GemmOperands(op, layer));
     }
     TP_RETURN_IF_ERROR(gemm->Autotune(op.m, op.n, op.k, operands, stream));
+    GemmChoice& c = r.gemm_choice_[i];
+    const bool own_fits = op.m <= kSkinnyGemmMaxM;
+    if (options.gemm == "own" && !own_fits) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--gemm=own: the own skinny GEMM handles batch <= ", kSkinnyGemmMaxM, ", op ", op.name,
+          " has m=", op.m, "; use --gemm=auto"));
+    }
+    if (options.gemm == "cublaslt" || !own_fits) continue;
+    c.own = true;
+    if (options.gemm == "own") continue;
+    absl::StatusOr<double> own_ms = r.TimeRotated(i, operands.size(), stream);
+    if (!own_ms.ok()) return own_ms.status();
+    c.own = false;
+    absl::StatusOr<double> lt_ms = r.TimeRotated(i, operands.size(), stream);
+    if (!lt_ms.ok()) return lt_ms.status();
+    c.own = *own_ms <= *lt_ms;
+    c.calibration = absl::StrFormat("auto: own %.1f us vs cuBLASLt %.1f us per call", 1e3 * *own_ms,
+                                    1e3 * *lt_ms);
   }
   TP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
   return runner;
@@ -258,6 +300,11 @@ absl::Status StepRunner::Launch(const Op& op, int64_t layer, cudaStream_t stream
   if (op.kind == OpKind::kGemm) {
     const CublasLtGemm::Operands o = GemmOperands(op, layer);
     if (o.w == nullptr) return absl::UnimplementedError(absl::StrCat("no weights for op '", n, "'"));
+    const size_t index = static_cast<size_t>(&op - workload_.ops().data());
+    if (index < gemm_choice_.size() && gemm_choice_[index].own) {
+      return SkinnyGemmBf16(o.x, o.w, o.y, op.m, op.n, op.k, gemm_workspace_,
+                            gemm_workspace_bytes_, stream);
+    }
     return gemm_->Run(o.x, o.w, o.y, op.m, op.n, op.k, stream);
   }
   if (n == "rope_kv_append") {
@@ -330,9 +377,41 @@ absl::Status StepRunner::EnqueueStep(cudaStream_t stream) const {
   return absl::OkStatus();
 }
 
+absl::StatusOr<double> StepRunner::TimeRotated(size_t op_index, size_t layers,
+                                               cudaStream_t stream) const {
+  const Op& op = workload_.ops().at(op_index);
+  cudaEvent_t start = nullptr, stop = nullptr;
+  TP_CUDA_RETURN_IF_ERROR(cudaEventCreate(&start));
+  const absl::Cleanup destroy_start = [start] { cudaEventDestroy(start); };
+  TP_CUDA_RETURN_IF_ERROR(cudaEventCreate(&stop));
+  const absl::Cleanup destroy_stop = [stop] { cudaEventDestroy(stop); };
+  // Distinct layer buffers one after another, as in the step, so no call finds W in L2.
+  const int64_t per_round = static_cast<int64_t>(std::min<size_t>(layers, 8));
+  double best = 0;
+  for (int round = 0; round < 4; ++round) {  // round 0 warms up
+    TP_CUDA_RETURN_IF_ERROR(cudaEventRecord(start, stream));
+    for (int64_t l = 0; l < per_round; ++l) TP_RETURN_IF_ERROR(Launch(op, l, stream));
+    TP_CUDA_RETURN_IF_ERROR(cudaEventRecord(stop, stream));
+    TP_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(stop));
+    float ms = 0;
+    TP_CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&ms, start, stop));
+    if (round == 1 || (round > 1 && ms / per_round < best)) best = ms / per_round;
+  }
+  return best;
+}
+
 std::string StepRunner::Implementation(size_t op_index) const {
   const Op& op = workload_.ops().at(op_index);
-  if (op.kind == OpKind::kGemm) return gemm_->AlgoDescription(op.m, op.n, op.k);
+  if (op.kind == OpKind::kGemm) {
+    const GemmChoice& c = gemm_choice_.at(op_index);
+    std::string what = c.own ? absl::StrCat("truthput skinny_gemm_bf16 (",
+                                            SkinnyGemmPlanDescription(PlanSkinnyGemm(
+                                                op.m, op.n, op.k, 2, sm_count_)),
+                                            ")")
+                             : gemm_->AlgoDescription(op.m, op.n, op.k);
+    if (!c.calibration.empty()) absl::StrAppend(&what, "; ", c.calibration);
+    return what;
+  }
   if (op.kind == OpKind::kAttention && op.attn.q_len > 1) {
     return "truthput prefill_attention (causal, GQA, flash-style)";
   }

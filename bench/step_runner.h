@@ -27,6 +27,9 @@ class StepRunner {
     int64_t l2_bytes = 0;
     int sm_count = 0;
     uint64_t seed = 1;
+    // Who runs the projections: "cublaslt"; "own" (the project's skinny GEMM, batch <= 16);
+    // "auto": for batch <= 16 both are timed on the step's buffers and the faster runs.
+    std::string gemm = "auto";
   };
 
   // Sizes of the buffers, for the residency plan; no GPU needed.
@@ -74,6 +77,13 @@ class StepRunner {
   absl::Status Launch(const Op& op, int64_t layer, cudaStream_t stream) const;
   // The input, weight and output buffers of a GEMM op in `layer`; null pointers for other ops.
   CublasLtGemm::Operands GemmOperands(const Op& op, int64_t layer) const;
+  // Per call of op `op_index` as configured now, over up to 8 distinct layer buffers.
+  absl::StatusOr<double> TimeRotated(size_t op_index, size_t layers, cudaStream_t stream) const;
+
+  struct GemmChoice {
+    bool own = false;         // the project's skinny GEMM, else cuBLASLt
+    std::string calibration;  // what --gemm=auto measured
+  };
 
   Workload workload_;
   CublasLtGemm* gemm_;
@@ -85,6 +95,10 @@ class StepRunner {
   std::vector<LayerBuffers> layers_;
   Activations act_{};
   float* attn_workspace_ = nullptr;
+  void* gemm_workspace_ = nullptr;
+  size_t gemm_workspace_bytes_ = 0;
+  int sm_count_ = 0;
+  std::vector<GemmChoice> gemm_choice_;  // parallel to workload_.ops()
 };
 
 }  // namespace truthput

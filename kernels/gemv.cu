@@ -34,10 +34,11 @@ constexpr int kTileRows = kWarps * kWarpRows;
 constexpr int kKstepBytes = 64;
 constexpr int kStages = 5;
 constexpr int kStageUint4s = 2 * 32;  // per warp: rows g and g + 8, 32 lanes
-// Two resident CTAs per SM (16 warps) saturate HBM; a CTA gets at least 2 * kStages k-steps, so
-// tiny GEMMs use fewer CTAs rather than more partial sums.
+// Two resident CTAs per SM (16 warps) saturate HBM. A CTA gets at least one ring's worth of
+// k-steps (all of them in flight at once), so a tiny GEMM uses fewer CTAs rather than more
+// partial sums; below about 264 * 4 * 8 KB = 8.6 MB of weights the grid shrinks.
 constexpr int kCtasPerSm = 2;
-constexpr int64_t kMinKstepsPerCta = 2 * kStages;
+constexpr int64_t kMinKstepsPerCta = kStages - 1;
 // A partial-sum slot holds one warp's accumulators for one n-tile: 32 lanes x 4 floats, in the
 // mma's fragment order (so writing and reading it back are coalesced float4 accesses).
 constexpr int kSlotFloat4s = 32;
@@ -175,6 +176,7 @@ struct WarpGemm {
 
   const uint8_t* wa;     // row g (clamped into W), at this lane's byte offset t * 16
   const uint8_t* wb;     // row g + 8
+  const uint8_t* safe;   // W itself: the (unread) source of zero-filling copies
   const bf16* xrow[NT];  // token g + 8 * nt (clamped), at this lane's element offset t * E
   uint32_t ring;         // shared address of this lane's row-g chunk in stage 0
   int lane_bytes_left;   // row_bytes - t * 16: k-step s is in the row iff s * 64 < this
@@ -193,6 +195,7 @@ struct WarpGemm {
     const int64_t rb = row_b ? row0 + g + 8 : p.n - 1;
     wa = p.w + ra * p.row_bytes + t * 16;
     wb = p.w + rb * p.row_bytes + t * 16;
+    safe = p.w;
     lane_bytes_left = static_cast<int>(p.row_bytes) - t * 16;
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) {
@@ -213,15 +216,15 @@ struct WarpGemm {
     const int off = s * kKstepBytes;
     if constexpr (kVec16) {
       const bool in = s < end && off < lane_bytes_left;
-      CopyW16(dst_a, in && row_a ? wa + off : wa, in && row_a, policy);
-      CopyW16(dst_b, in && row_b ? wb + off : wb, in && row_b, policy);
+      CopyW16(dst_a, in && row_a ? wa + off : safe, in && row_a, policy);
+      CopyW16(dst_b, in && row_b ? wb + off : safe, in && row_b, policy);
     } else {
       const bool lo = s < end && off < lane_bytes_left;
       const bool hi = s < end && off + 8 < lane_bytes_left;
-      CopyW8(dst_a, lo && row_a ? wa + off : wa, lo && row_a, policy);
-      CopyW8(dst_a + 8, hi && row_a ? wa + off + 8 : wa, hi && row_a, policy);
-      CopyW8(dst_b, lo && row_b ? wb + off : wb, lo && row_b, policy);
-      CopyW8(dst_b + 8, hi && row_b ? wb + off + 8 : wb, hi && row_b, policy);
+      CopyW8(dst_a, lo && row_a ? wa + off : safe, lo && row_a, policy);
+      CopyW8(dst_a + 8, hi && row_a ? wa + off + 8 : safe, hi && row_a, policy);
+      CopyW8(dst_b, lo && row_b ? wb + off : safe, lo && row_b, policy);
+      CopyW8(dst_b + 8, hi && row_b ? wb + off + 8 : safe, hi && row_b, policy);
     }
     CpAsyncCommit();
   }
@@ -352,6 +355,7 @@ __device__ void FinishSplitTile(const Params& p, int64_t tile, int which, int64_
   __threadfence();  // order the reads below after the other CTAs' published partials
   if (!has_rows) return;
   float sum[NT][4] = {};
+#pragma unroll 4
   for (int64_t c = first; c <= last; ++c) {
     const int slot = c * p.ksteps_per_cta >= tile * p.ksteps_per_tile ? 0 : 1;
 #pragma unroll

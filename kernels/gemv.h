@@ -15,7 +15,7 @@
 //     in the matching order: no shuffles, no ldmatrix, no CTA barrier in the main loop. x comes
 //     through L1 (all warps of a CTA walk the same k range together, so it is read from L2 about
 //     once per CTA).
-//   * Stream-K grid: min(2 CTAs per SM, enough to give each CTA >= 10 k-steps) CTAs split the
+//   * Stream-K grid: min(2 CTAs per SM, enough to give each CTA >= 4 k-steps) CTAs split the
 //     flattened (128-row tile, k-step) space into equal contiguous ranges. Every CTA gets the
 //     same number of weight bytes for every n (1024 .. 128256) and k, so there is no partial
 //     last wave, and small n gets split-K automatically. Tiles a CTA covers entirely are written
