@@ -187,6 +187,12 @@ absl::StatusOr<std::unique_ptr<StepRunner>> StepRunner::Create(const Workload& w
   r.attn_workspace_ = reinterpret_cast<float*>(r.shared_.as<char>() + s.attn_ws);
   r.gemm_workspace_ = r.shared_.as<char>() + s.gemm_ws;
   r.gemm_workspace_bytes_ = static_cast<size_t>(SkinnyWorkspaceBytes(w, options.sm_count));
+  // The skinny GEMM's split-K counters and partials must start at zero; every call leaves them
+  // zero again.
+  if (r.gemm_workspace_bytes_ > 0) {
+    TP_CUDA_RETURN_IF_ERROR(
+        cudaMemsetAsync(r.gemm_workspace_, 0, r.gemm_workspace_bytes_, stream));
+  }
 
   const LayerLayout ll = LayoutLayer(d);
   for (int64_t i = 0; i < r.plan_.layer_buffers; ++i) {
