@@ -92,15 +92,20 @@ struct SharedLayout {
       gate_up, act, logits, attn_ws, gemm_ws, total;
 };
 
-// Workspace of the own skinny GEMM: the largest any GEMM op of the step needs.
-int64_t SkinnyWorkspaceBytes(const Workload& w, int sm_count) {
-  int64_t bytes = 0;
+// Workspace of the own skinny GEMM: one region per GEMM op (a workspace is only reusable by
+// calls of the same shape), each 256-byte aligned. Returns the total; `offsets` (if given) gets
+// each op's offset, parallel to the op list.
+int64_t SkinnyWorkspaceBytes(const Workload& w, int sm_count,
+                             std::vector<int64_t>* offsets = nullptr) {
+  Layout l;
   for (const Op& op : w.ops()) {
+    int64_t at = 0;
     if (op.kind == OpKind::kGemm && op.m <= kSkinnyGemmMaxM) {
-      bytes = std::max<int64_t>(bytes, SkinnyGemmWorkspaceBytes(op.m, op.n, op.k, sm_count));
+      at = l.Add(static_cast<int64_t>(SkinnyGemmWorkspaceBytes(op.m, op.n, op.k, sm_count)));
     }
+    if (offsets != nullptr) offsets->push_back(at);
   }
-  return bytes;
+  return l.size();
 }
 
 SharedLayout LayoutShared(const Workload& w, const Dims& d, int num_splits, int sm_count) {
@@ -186,7 +191,8 @@ absl::StatusOr<std::unique_ptr<StepRunner>> StepRunner::Create(const Workload& w
                        At(r.shared_, s.logits)};
   r.attn_workspace_ = reinterpret_cast<float*>(r.shared_.as<char>() + s.attn_ws);
   r.gemm_workspace_ = r.shared_.as<char>() + s.gemm_ws;
-  r.gemm_workspace_bytes_ = static_cast<size_t>(SkinnyWorkspaceBytes(w, options.sm_count));
+  r.gemm_workspace_bytes_ = static_cast<size_t>(
+      SkinnyWorkspaceBytes(w, options.sm_count, &r.gemm_workspace_offsets_));
   // The skinny GEMM's split-K counters and partials must start at zero; every call leaves them
   // zero again.
   if (r.gemm_workspace_bytes_ > 0) {
@@ -308,8 +314,10 @@ absl::Status StepRunner::Launch(const Op& op, int64_t layer, cudaStream_t stream
     if (o.w == nullptr) return absl::UnimplementedError(absl::StrCat("no weights for op '", n, "'"));
     const size_t index = static_cast<size_t>(&op - workload_.ops().data());
     if (index < gemm_choice_.size() && gemm_choice_[index].own) {
-      return SkinnyGemmBf16(o.x, o.w, o.y, op.m, op.n, op.k, gemm_workspace_,
-                            gemm_workspace_bytes_, stream);
+      const int64_t offset = gemm_workspace_offsets_[index];
+      return SkinnyGemmBf16(o.x, o.w, o.y, op.m, op.n, op.k,
+                            static_cast<char*>(gemm_workspace_) + offset,
+                            gemm_workspace_bytes_ - static_cast<size_t>(offset), stream);
     }
     return gemm_->Run(o.x, o.w, o.y, op.m, op.n, op.k, stream);
   }

@@ -97,6 +97,7 @@ class StepRunner {
   float* attn_workspace_ = nullptr;
   void* gemm_workspace_ = nullptr;
   size_t gemm_workspace_bytes_ = 0;
+  std::vector<int64_t> gemm_workspace_offsets_;  // per op: its own region (see gemv.h)
   int sm_count_ = 0;
   std::vector<GemmChoice> gemm_choice_;  // parallel to workload_.ops()
 };

@@ -28,9 +28,11 @@
 //   * x and w 16-byte aligned, y 2-byte aligned;
 //   * workspace: at least SkinnyGemmWorkspaceBytes(m, n, k, SMs of the current device) bytes,
 //     16-byte aligned, ZERO-FILLED BEFORE ITS FIRST USE (e.g. cudaMemsetAsync once after
-//     allocating it). Every call leaves it zero again, so it can be reused for any later call of
-//     any shape. May be null when the size needed is 0. Calls sharing a workspace must not run
-//     concurrently (on different streams).
+//     allocating it). Every call leaves its tile counters zero again, but not its fp32 partials,
+//     and where the counters end and the partials begin depends on the shape: a workspace may be
+//     reused only by later calls of the SAME (m, n, k) (one shape's partials land on another's
+//     counters: seen on the H100 as whole tiles left unwritten). May be null when the size
+//     needed is 0. Calls sharing a workspace must not run concurrently (on different streams).
 //
 // No allocation, no synchronization, no host-device traffic: capturable into a CUDA graph (the
 // graph bakes in the workspace pointer).
