@@ -28,8 +28,9 @@ ABSL_FLAG(std::string, profile, "step",
           "hardware counters (CUPTI), in a pass of their own after timing: off, step (one range "
           "per step) or ops (also one range per op kind)");
 ABSL_FLAG(std::string, gemm, "auto",
-          "projections: cublaslt, own (the project's skinny GEMM, batch <= 16), or auto (both "
-          "timed per shape at start-up on the step's buffers, the faster runs; recorded per op)");
+          "projections: cublaslt, own (the project's skinny GEMM for GEMMs of <= 16 rows, "
+          "cuBLASLt for larger), or auto (where both can, both timed per shape at start-up on "
+          "the step's buffers, the faster runs; recorded per op)");
 ABSL_FLAG(double, usd_per_gpu_hour, 0, "GPU price for the cost column (0: datasheet's public price)");
 ABSL_FLAG(std::string, ceilings, "",
           "bench_ceilings --json file of this GPU, the measured denominators of mbu_measured and "

@@ -257,11 +257,6 @@ absl::StatusOr<std::unique_ptr<StepRunner>> StepRunner::Create(const Workload& w
     TP_RETURN_IF_ERROR(gemm->Autotune(op.m, op.n, op.k, operands, stream));
     GemmChoice& c = r.gemm_choice_[i];
     const bool own_fits = op.m <= kSkinnyGemmMaxM;
-    if (options.gemm == "own" && !own_fits) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--gemm=own: the own skinny GEMM handles batch <= ", kSkinnyGemmMaxM, ", op ", op.name,
-          " has m=", op.m, "; use --gemm=auto"));
-    }
     if (options.gemm == "cublaslt" || !own_fits) continue;
     c.own = true;
     if (options.gemm == "own") continue;

@@ -27,8 +27,9 @@ class StepRunner {
     int64_t l2_bytes = 0;
     int sm_count = 0;
     uint64_t seed = 1;
-    // Who runs the projections: "cublaslt"; "own" (the project's skinny GEMM, batch <= 16);
-    // "auto": for batch <= 16 both are timed on the step's buffers and the faster runs.
+    // Who runs the projections: "cublaslt"; "own" (the project's skinny GEMM where a GEMM has
+    // at most 16 rows, cuBLASLt elsewhere); "auto": where both can, both are timed on the
+    // step's buffers and the faster runs.
     std::string gemm = "auto";
   };
 
