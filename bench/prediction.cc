@@ -1,5 +1,8 @@
 #include "bench/prediction.h"
 
+#include <cmath>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -44,19 +47,34 @@ RunResult NewRunResult(const BenchRequest& r, const GpuSpec& datasheet) {
 }
 
 void SetMeasuredKnee(RunResult& result) {
-  const BatchPoint* first = nullptr;
-  const BatchPoint* last = nullptr;
+  std::vector<const BatchPoint*> measured;
   for (const BatchPoint& p : result.points()) {
-    if (!p.has_step_ms_p50()) continue;
-    if (first == nullptr) first = &p;
-    last = &p;
+    if (p.has_step_ms_p50()) measured.push_back(&p);
   }
-  if (first == nullptr || last == first || !result.has_predicted_ridge_batch() ||
-      last->batch() <= result.predicted_ridge_batch()) {
+  if (measured.size() < 2 || !result.has_predicted_ridge_batch() ||
+      measured.back()->batch() <= result.predicted_ridge_batch()) {
     return;
   }
-  result.set_measured_knee_batch(first->step_ms_p50() / (last->step_ms_p50() / last->tokens()) /
-                                 first->tokens());
+  // The roofline's own construction with this GPU's achieved rates in place of the datasheet's:
+  // the bandwidth the smallest batch reached (memory-bound) and the FLOP rate the largest
+  // reached (compute-bound) meet at intensity I*; the knee is the batch whose step has it.
+  const BatchPoint& first = *measured.front();
+  const BatchPoint& last = *measured.back();
+  const double bandwidth = first.model_gbytes() / first.step_ms_p50();
+  const double flop_rate = last.model_gflops() / last.step_ms_p50();
+  const double ridge_intensity = flop_rate / bandwidth;
+  for (size_t i = 0; i + 1 < measured.size(); ++i) {
+    const BatchPoint& a = *measured[i];
+    const BatchPoint& b = *measured[i + 1];
+    if (a.intensity() <= ridge_intensity && ridge_intensity <= b.intensity()) {
+      // Intensity grows about linearly in the batch: interpolate in log-log.
+      const double t = std::log(ridge_intensity / a.intensity()) /
+                       std::log(b.intensity() / a.intensity());
+      result.set_measured_knee_batch(a.batch() *
+                                     std::pow(static_cast<double>(b.batch()) / a.batch(), t));
+      return;
+    }
+  }
 }
 
 BatchPoint PredictPoint(const Workload& w, const GpuSpec& datasheet, int64_t memory_bytes) {

@@ -22,8 +22,9 @@ RunResult NewRunResult(const BenchRequest& request, const GpuSpec& datasheet);
 // in `memory_bytes` (the GPU's memory, or its datasheet size), with per-op predictions.
 BatchPoint PredictPoint(const Workload& workload, const GpuSpec& datasheet, int64_t memory_bytes);
 
-// Sets result.measured_knee_batch when the sweep reaches past the predicted ridge: where the
-// flat step time of the smallest batch meets the per-token time of the largest batch.
+// Sets result.measured_knee_batch when the sweep reaches past the predicted ridge: the ridge of
+// the measured roofline, i.e. the batch whose step intensity equals the FLOP rate reached at
+// the largest batch over the bandwidth reached at the smallest.
 void SetMeasuredKnee(RunResult& result);
 
 // Every point of the request against the datasheet of `gpu`.

@@ -1,5 +1,7 @@
 #include "bench/prediction.h"
 
+#include <cmath>
+
 #include "gtest/gtest.h"
 #include "workloads/gpu_datasheet.h"
 
@@ -48,11 +50,23 @@ TEST(Prediction, RidgeAndMeasuredKnee) {
   EXPECT_NEAR(r.predicted_ridge_batch(), 335, 10);
   SetMeasuredKnee(r);
   EXPECT_FALSE(r.has_measured_knee_batch());  // nothing measured
-  // 50 ms at batch 1; 100 ms for 512 tokens: 0.195 ms per token: the asymptotes meet at 256.
+  // 50 ms at batch 1 (139.06 GB: 2.78 GB/ms) and 100 ms at batch 512 (71180 GFLOP: 712
+  // GFLOP/ms) put the measured ridge at 256 FLOP/B; intensity is 1.0 at batch 1 and 425 at
+  // 512, so log-log interpolation puts the knee at 512^(ln 256 / ln 425) = 304.
   r.mutable_points(0)->set_step_ms_p50(50);
   r.mutable_points(1)->set_step_ms_p50(100);
   SetMeasuredKnee(r);
-  EXPECT_DOUBLE_EQ(r.measured_knee_batch(), 256);
+  const BatchPoint& b1 = r.points(0);
+  const BatchPoint& b512 = r.points(1);
+  const double ridge = (b512.model_gflops() / 100) / (b1.model_gbytes() / 50);
+  const double want = std::pow(512.0, std::log(ridge / b1.intensity()) /
+                                          std::log(b512.intensity() / b1.intensity()));
+  EXPECT_NEAR(r.measured_knee_batch(), want, 1e-9);
+  EXPECT_NEAR(r.measured_knee_batch(), 304, 5);
+  // Slower big batches (a lower FLOP rate) move the knee to smaller batches.
+  r.mutable_points(1)->set_step_ms_p50(200);
+  SetMeasuredKnee(r);
+  EXPECT_LT(r.measured_knee_batch(), 200);
   // At context 32768 decode never turns compute-bound: no ridge, no knee.
   EXPECT_FALSE(Predict(Request("1", 32768), *FindGpu("h100-sxm"))->has_predicted_ridge_batch());
 }
