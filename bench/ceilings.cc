@@ -21,6 +21,7 @@
 #include "absl/time/time.h"
 #include "bench/device_buffer.h"
 #include "bench/device_info.h"
+#include "bench/machine_info.h"
 #include "bench/gpu_timer.h"
 #include "bench/prediction.h"
 #include "bench/stats.h"
@@ -39,23 +40,6 @@ constexpr int64_t kMiB = int64_t{1} << 20;
 constexpr int64_t kGiB = int64_t{1} << 30;
 // Left free for cuBLASLt workspaces, graphs and the context beyond what we allocate.
 constexpr int64_t kReserveBytes = kGiB;
-
-MachineInfo ToMachineInfo(const DeviceIdentity& id) {
-  MachineInfo m;
-  m.set_gpu_name(id.name);
-  m.set_sm_count(id.sm_count);
-  m.set_memory_gbytes(id.memory_bytes / 1e9);
-  m.set_l2_mbytes(id.l2_bytes / double{1 << 20});
-  m.set_sm_clock_mhz_max(id.sm_clock_mhz_max);
-  m.set_mem_clock_mhz_max(id.mem_clock_mhz_max);
-  m.set_compute_capability(absl::StrCat(id.cc_major, ".", id.cc_minor));
-  m.set_driver_version(id.driver_version);
-  m.set_cuda_runtime_version(id.cuda_runtime_version);
-  m.set_cublas_version(id.cublas_version);
-  m.set_gpu_uuid(id.uuid);
-  m.set_hostname(id.hostname);
-  return m;
-}
 
 absl::StatusOr<int64_t> FreeBytes() {
   size_t free = 0, total = 0;

@@ -19,6 +19,7 @@
 #include "bench/ceilings_io.h"
 #include "bench/cupti_range_profiler.h"
 #include "bench/device_info.h"
+#include "bench/machine_info.h"
 #include "bench/gpu_timer.h"
 #include "bench/nvml_sampler.h"
 #include "bench/nvtx_range.h"
@@ -34,23 +35,6 @@ namespace {
 
 // Memory left to cuBLASLt, graphs and the CUDA context beyond what the runner allocates.
 constexpr int64_t kReserveBytes = int64_t{3} << 29;  // 1.5 GiB
-
-MachineInfo ToMachineInfo(const DeviceIdentity& id) {
-  MachineInfo m;
-  m.set_gpu_name(id.name);
-  m.set_sm_count(id.sm_count);
-  m.set_memory_gbytes(id.memory_bytes / 1e9);
-  m.set_l2_mbytes(id.l2_bytes / double{1 << 20});
-  m.set_sm_clock_mhz_max(id.sm_clock_mhz_max);
-  m.set_mem_clock_mhz_max(id.mem_clock_mhz_max);
-  m.set_compute_capability(absl::StrCat(id.cc_major, ".", id.cc_minor));
-  m.set_driver_version(id.driver_version);
-  m.set_cuda_runtime_version(id.cuda_runtime_version);
-  m.set_cublas_version(id.cublas_version);
-  m.set_gpu_uuid(id.uuid);
-  m.set_hostname(id.hostname);
-  return m;
-}
 
 absl::StatusOr<int64_t> FreeBytes() {
   size_t free = 0, total = 0;
