@@ -314,8 +314,8 @@ absl::StatusOr<RunResult> RunOnGpu(const BenchRequest& request, std::ostream& lo
 
     const NvtxRange point_range(absl::StrCat(PhaseName(step.phase), " batch=", step.batch,
                                              " context=", step.context));
-    // Steps of a second or more (large prefills) get short rounds: the statistics need reps, not
-    // ten-step rounds; an estimate from the roofline bound decides before any run.
+    // Steps bounded at 200 ms or more (large prefills) get short rounds: the statistics need reps,
+    // not ten-step rounds; the roofline bound decides before anything runs.
     const bool long_step = p->bound_ms() > 200;
     TimingOptions step_timing;
     step_timing.use_graph = request.graph;
