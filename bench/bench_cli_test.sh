@@ -4,6 +4,7 @@
 set -uo pipefail
 decode=$1
 prefill=$2
+to_csv=$3
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail=0
@@ -31,6 +32,9 @@ ratio=$(awk -F, 'NR==FNR && FNR==2 {a=$7} NR!=FNR && FNR==2 {b=$7} END {printf "
   "$tmp/h100.csv" "$tmp/h200.csv")
 [[ "$ratio" == "1.4328" ]] || { echo "FAIL: h200/h100 batch-1 bound ratio $ratio, want 1.4328"; fail=1; }
 grep -q '"points"' "$tmp/h100.json" || { echo "FAIL: JSON has no points"; fail=1; }
+# The JSON holds everything the CSV does: converting it back gives the same file.
+"$to_csv" "$tmp/h100.json" "$tmp/back.csv" && cmp -s "$tmp/h100.csv" "$tmp/back.csv" \
+  || { echo "FAIL: result_to_csv of the JSON differs from --csv"; fail=1; }
 grep -q 'Llama-3.1-70B' "$tmp/out.txt" || { echo "FAIL: table lacks the model"; fail=1; }
 "$prefill" --model=8b --batch=1,8 --seq=512..2048 --predict --gpu=h100 >"$tmp/prefill.txt" \
   || { echo "FAIL: predict prefill"; fail=1; }
