@@ -5,6 +5,7 @@ set -uo pipefail
 decode=$1
 prefill=$2
 to_csv=$3
+results=$4  # the committed results/ folder
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail=0
@@ -40,6 +41,15 @@ grep -q 'Llama-3.1-70B' "$tmp/out.txt" || { echo "FAIL: table lacks the model"; 
   || { echo "FAIL: predict prefill"; fail=1; }
 [[ $(grep -cE '^ +(1|8) +(512|1024|2048) ' "$tmp/prefill.txt") -eq 6 ]] \
   || { echo "FAIL: prefill rows"; cat "$tmp/prefill.txt"; fail=1; }
+
+# A projection for a GPU not at hand, scaled by the efficiency measured on the H100.
+"$decode" --model=70b --batch=1..256 --predict --gpu=b200 \
+  --calibrate="$results/h100-sxm/decode_70b_bf16_ctx2048.json" --csv="$tmp/b200.csv" >/dev/null \
+  || { echo "FAIL: calibrated projection"; fail=1; }
+head -1 "$tmp/b200.csv" | grep -q 'calibration_eff,calibration_batch,projected_tokens_per_s' \
+  || { echo "FAIL: projection columns: $(head -1 "$tmp/b200.csv")"; fail=1; }
+expect_error "its model is Llama-3.1-70B" "$decode" --model=8b --predict --gpu=b200 \
+  --calibrate="$results/h100-sxm/decode_70b_bf16_ctx2048.json"
 
 # Bad input: one line, non-zero exit.
 expect_error "unknown model '71b'" "$decode" --model=71b --predict --gpu=h100

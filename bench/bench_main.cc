@@ -1,6 +1,8 @@
 #include "bench/bench_main.h"
 
+#include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -35,6 +37,9 @@ ABSL_FLAG(double, usd_per_gpu_hour, 0, "GPU price for the cost column (0: datash
 ABSL_FLAG(std::string, ceilings, "",
           "bench_ceilings --json file of this GPU, the measured denominators of mbu_measured and "
           "mfu_measured; empty: measure them at start-up (quick sweep, ~15 s); none: skip");
+ABSL_FLAG(std::string, calibrate, "",
+          "with --predict: a result JSON measured on another GPU; each point's bound is scaled "
+          "by the roofline efficiency measured there (projected_tokens_per_s)");
 ABSL_FLAG(std::string, csv, "", "write the points as CSV to this path");
 ABSL_FLAG(std::string, json, "", "write the RunResult as JSON (protobuf mapping) to this path");
 ABSL_FLAG(bool, overwrite, false, "replace existing --csv/--json files");
@@ -65,6 +70,7 @@ int BenchMain(const std::string& tool, Phase phase, int argc, char** argv,
   f.gemm = absl::GetFlag(FLAGS_gemm);
   f.usd_per_gpu_hour = absl::GetFlag(FLAGS_usd_per_gpu_hour);
   f.ceilings = absl::GetFlag(FLAGS_ceilings);
+  f.calibrate = absl::GetFlag(FLAGS_calibrate);
   f.csv = absl::GetFlag(FLAGS_csv);
   f.json = absl::GetFlag(FLAGS_json);
   f.overwrite = absl::GetFlag(FLAGS_overwrite);
@@ -81,6 +87,22 @@ int BenchMain(const std::string& tool, Phase phase, int argc, char** argv,
   absl::StatusOr<RunResult> result;
   if (request->predict) {
     result = Predict(*request, *FindGpu(request->gpu_arg));
+    if (result.ok() && !request->calibrate_path.empty()) {
+      std::ifstream in(request->calibrate_path);
+      std::stringstream json;
+      json << in.rdbuf();
+      absl::StatusOr<RunResult> measured = ParseJson(json.str());
+      if (!measured.ok()) {
+        std::cerr << tool << ": --calibrate=" << request->calibrate_path << ": "
+                  << measured.status().message() << "\n";
+        return 2;
+      }
+      if (absl::Status st = ApplyCalibration(*measured, request->calibrate_path, *result);
+          !st.ok()) {
+        std::cerr << tool << ": " << st.message() << "\n";
+        return 2;
+      }
+    }
   } else {
     result = RunOnGpu(*request, std::cout);
     if (!result.ok() && absl::IsFailedPrecondition(result.status())) {

@@ -78,6 +78,13 @@ absl::StatusOr<BenchRequest> MakeBenchRequest(std::string tool, Phase phase,
   if (!f.ceilings.empty() && f.ceilings != "none" && !std::filesystem::exists(f.ceilings)) {
     return absl::NotFoundError(absl::StrCat("--ceilings=", f.ceilings, ": no such file"));
   }
+  r.calibrate_path = f.calibrate;
+  if (!f.calibrate.empty()) {
+    if (!f.predict) return absl::InvalidArgumentError("--calibrate needs --predict");
+    if (!std::filesystem::exists(f.calibrate)) {
+      return absl::NotFoundError(absl::StrCat("--calibrate=", f.calibrate, ": no such file"));
+    }
+  }
   r.csv_path = f.csv;
   r.json_path = f.json;
   r.overwrite = f.overwrite;

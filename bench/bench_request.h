@@ -31,6 +31,8 @@ struct BenchRequest {
   // Ceilings file of this GPU (bench_ceilings --json) for mbu_measured/mfu_measured; "" measures
   // them at start-up (quick sweep); "none" skips them.
   std::string ceilings_path;
+  // --predict --calibrate: a measured run whose roofline efficiency scales the prediction.
+  std::string calibrate_path;
   std::string csv_path;
   std::string json_path;
   bool overwrite = false;
@@ -43,7 +45,7 @@ struct BenchRequest {
 // Raw flag values, as typed.
 struct BenchFlagValues {
   std::string model, batch, seq, gpu, csv, json, profile = "step", ceilings,
-      gemm = "auto";
+      gemm = "auto", calibrate;
   int64_t context = 0;
   int64_t tp = 1;
   bool predict = false, graph = true, verify = true, overwrite = false;

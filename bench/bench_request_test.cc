@@ -79,6 +79,13 @@ TEST(BenchRequest, BadInputGetsOneClearLine) {
   f.ceilings = "/nonexistent/ceilings.json";
   EXPECT_THAT(Error(f), HasSubstr("no such file"));
   f = Flags();
+  f.calibrate = "run.json";
+  EXPECT_THAT(Error(f), HasSubstr("--calibrate needs --predict"));
+  f.predict = true;
+  f.gpu = "b200";
+  f.calibrate = "/nonexistent/run.json";
+  EXPECT_THAT(Error(f), HasSubstr("no such file"));
+  f = Flags();
   f.seq = "0";
   EXPECT_THAT(Error(f, Phase::kPrefill), HasSubstr("--seq"));
 }

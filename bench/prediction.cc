@@ -109,6 +109,62 @@ BatchPoint PredictPoint(const Workload& w, const GpuSpec& datasheet, int64_t mem
   return p;
 }
 
+absl::Status ApplyCalibration(const RunResult& measured, const std::string& source,
+                              RunResult& prediction) {
+  const RunConfig& m = measured.config();
+  const RunConfig& p = prediction.config();
+  auto mismatch = [&](absl::string_view what, const std::string& a, const std::string& b) {
+    return absl::InvalidArgumentError(absl::StrCat("--calibrate=", source, ": its ", what, " is ",
+                                                   a, ", the prediction's is ", b));
+  };
+  if (m.predict_only()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--calibrate=", source, ": a prediction, not a measured run"));
+  }
+  if (m.model().name() != p.model().name()) return mismatch("model", m.model().name(), p.model().name());
+  if (m.phase() != p.phase()) return mismatch("phase", m.phase(), p.phase());
+  if (m.tp() != p.tp()) return mismatch("tp", absl::StrCat(m.tp()), absl::StrCat(p.tp()));
+  if (m.model().weight_dtype() != p.model().weight_dtype()) {
+    return mismatch("weight dtype", DType_Name(m.model().weight_dtype()),
+                    DType_Name(p.model().weight_dtype()));
+  }
+  std::vector<const BatchPoint*> points;
+  for (const BatchPoint& q : measured.points()) {
+    if (q.has_roofline_eff()) points.push_back(&q);
+  }
+  if (points.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--calibrate=", source, ": no measured points"));
+  }
+  for (BatchPoint& target : *prediction.mutable_points()) {
+    const BatchPoint* best = nullptr;
+    double best_distance = 0;
+    for (const BatchPoint* q : points) {
+      if (q->context() != target.context() || q->seq_len() != target.seq_len()) continue;
+      const double distance = std::abs(std::log(static_cast<double>(q->batch()) / target.batch()));
+      if (best == nullptr || distance < best_distance) {
+        best = q;
+        best_distance = distance;
+      }
+    }
+    if (best == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--calibrate=", source, ": no measured point at context ", target.context(),
+          " and sequence length ", target.seq_len()));
+    }
+    target.set_calibration_eff(best->roofline_eff());
+    target.set_calibration_batch(best->batch());
+    target.set_projected_tokens_per_s(target.bound_tokens_per_s() * best->roofline_eff());
+  }
+  const std::string on =
+      measured.has_machine() ? measured.machine().gpu_name() : measured.datasheet().display_name();
+  prediction.mutable_config()->set_calibration(source);
+  prediction.mutable_config()->add_notes(absl::StrCat(
+      "projected_tokens_per_s: this GPU's roofline bound times the roofline efficiency measured on ",
+      on, " (", source, ") at the same or the nearest batch: a projection, not a measurement"));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<RunResult> Predict(const BenchRequest& request, const GpuSpec& gpu) {
   RunResult result = NewRunResult(request, gpu);
   const int64_t memory = static_cast<int64_t>(gpu.memory_gbytes() * 1e9);

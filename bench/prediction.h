@@ -27,6 +27,13 @@ BatchPoint PredictPoint(const Workload& workload, const GpuSpec& datasheet, int6
 // the largest batch over the bandwidth reached at the smallest.
 void SetMeasuredKnee(RunResult& result);
 
+// Scales a prediction by the efficiency a real run measured: each point's bound tokens/s times
+// the roofline_eff of the measured point at the same batch (or the nearest measured batch, on
+// a log scale). The model, phase, context or prompt length and TP must match; InvalidArgument
+// says which does not.
+absl::Status ApplyCalibration(const RunResult& measured, const std::string& source,
+                              RunResult& prediction);
+
 // Every point of the request against the datasheet of `gpu`.
 absl::StatusOr<RunResult> Predict(const BenchRequest& request, const GpuSpec& gpu);
 

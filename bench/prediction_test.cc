@@ -71,6 +71,40 @@ TEST(Prediction, RidgeAndMeasuredKnee) {
   EXPECT_FALSE(Predict(Request("1", 32768), *FindGpu("h100-sxm"))->has_predicted_ridge_batch());
 }
 
+TEST(Prediction, CalibrationScalesTheBoundByTheMeasuredEfficiency) {
+  RunResult measured = *Predict(Request("1,16", 2048), *FindGpu("h100-sxm"));
+  measured.mutable_config()->set_predict_only(false);
+  measured.mutable_machine()->set_gpu_name("NVIDIA H100 80GB HBM3");
+  measured.mutable_points(0)->set_roofline_eff(0.8);
+  measured.mutable_points(1)->set_roofline_eff(0.6);
+  RunResult b200 = *Predict(Request("1,2,8,64", 2048), *FindGpu("b200"));
+  ASSERT_TRUE(ApplyCalibration(measured, "h100.json", b200).ok());
+  EXPECT_EQ(b200.config().calibration(), "h100.json");
+  // Batch 1 and 2 take batch 1's efficiency (2 is nearer 1 than 16 on a log scale); 8 and 64
+  // take batch 16's.
+  const double want[] = {0.8, 0.8, 0.6, 0.6};
+  for (int i = 0; i < 4; ++i) {
+    const BatchPoint& p = b200.points(i);
+    EXPECT_DOUBLE_EQ(p.calibration_eff(), want[i]) << p.batch();
+    EXPECT_DOUBLE_EQ(p.projected_tokens_per_s(), p.bound_tokens_per_s() * want[i]);
+  }
+  EXPECT_EQ(b200.points(1).calibration_batch(), 1u);
+  EXPECT_EQ(b200.points(2).calibration_batch(), 16u);
+  EXPECT_NE(b200.config().notes(b200.config().notes_size() - 1).find("not a measurement"),
+            std::string::npos);
+
+  // Mismatches are refused with what differs.
+  RunResult other = *Predict(Request("1", 0), *FindGpu("b200"));
+  absl::Status st = ApplyCalibration(measured, "h100.json", other);
+  EXPECT_NE(st.message().find("no measured point at context 0"), std::string::npos) << st;
+  RunResult unmeasured = *Predict(Request("1", 2048), *FindGpu("h100-sxm"));
+  st = ApplyCalibration(unmeasured, "p.json", other);
+  EXPECT_NE(st.message().find("a prediction, not a measured run"), std::string::npos) << st;
+  measured.mutable_config()->mutable_model()->set_name("Other");
+  st = ApplyCalibration(measured, "h100.json", b200);
+  EXPECT_NE(st.message().find("its model is Other"), std::string::npos) << st;
+}
+
 TEST(Prediction, H200OverH100IsTheBandwidthRatio) {
   BenchRequest req = Request("1", 2048);
   const double h100 = Predict(req, *FindGpu("h100-sxm"))->points(0).bound_tokens_per_s();

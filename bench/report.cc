@@ -167,6 +167,12 @@ std::string FormatCsv(const RunResult& r) {
                         "intensity", "footprint_gbytes", "fits", "tp_needed"}) {
     header.push_back(c);
   }
+  const bool calibrated = !r.config().calibration().empty();
+  if (calibrated) {
+    for (const char* c : {"calibration_eff", "calibration_batch", "projected_tokens_per_s"}) {
+      header.push_back(c);
+    }
+  }
   if (Measured(r)) {
     for (const char* c : {"step_ms_p50", "step_ms_p99", "tokens_per_s", "achieved_gbps", "mbu",
                           "achieved_tflops", "mfu", "roofline_eff", "usd_per_mtok",
@@ -186,6 +192,12 @@ std::string FormatCsv(const RunResult& r) {
                            Num(p.bound_ms(), 4), Num(p.bound_tokens_per_s(), 3),
                            Num(p.intensity(), 4), Num(p.footprint_gbytes(), 3),
                            p.fits() ? "true" : "false", absl::StrCat(p.tp_needed())});
+    if (calibrated) {
+      using P = BatchPoint;
+      row.push_back(Opt(p, &P::has_calibration_eff, &P::calibration_eff, 4));
+      row.push_back(p.has_calibration_batch() ? absl::StrCat(p.calibration_batch()) : "");
+      row.push_back(Opt(p, &P::has_projected_tokens_per_s, &P::projected_tokens_per_s, 3));
+    }
     if (Measured(r)) {
       using P = BatchPoint;
       row.push_back(Opt(p, &P::has_step_ms_p50, &P::step_ms_p50, 4));
@@ -240,6 +252,7 @@ void PrintTable(const RunResult& r, std::ostream& out) {
     if (Prefill(r)) head += absl::StrFormat(" %6s", "seq");
     head += absl::StrFormat(" %9s %10s %7s %-7s %9s %9s %9s %5s %4s", "model_GB", "GFLOP",
                             "FLOP/B", "bound", "bound_ms", "bound_t/s", "need_GB", "fits", "tp");
+    if (!c.calibration().empty()) head += absl::StrFormat(" %8s %10s", "cal_eff", "proj_t/s");
     out << head << "\n";
     for (const BatchPoint& p : r.points()) {
       std::string line = absl::StrFormat("%6d", p.batch());
@@ -249,6 +262,9 @@ void PrintTable(const RunResult& r, std::ostream& out) {
                               p.bound_ms(), p.bound_tokens_per_s(), p.footprint_gbytes(),
                               p.fits() ? "yes" : "no",
                               p.tp_needed() ? absl::StrCat(p.tp_needed()) : "-");
+      if (p.has_projected_tokens_per_s()) {
+        line += absl::StrFormat(" %8.3f %10.1f", p.calibration_eff(), p.projected_tokens_per_s());
+      }
       out << line << "\n";
     }
   }
