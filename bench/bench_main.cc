@@ -37,6 +37,9 @@ ABSL_FLAG(double, usd_per_gpu_hour, 0, "GPU price for the cost column (0: datash
 ABSL_FLAG(std::string, ceilings, "",
           "bench_ceilings --json file of this GPU, the measured denominators of mbu_measured and "
           "mfu_measured; empty: measure them at start-up (quick sweep, ~15 s); none: skip");
+ABSL_FLAG(std::string, weights, "",
+          "weight dtype: bf16 or fp8 (e4m3, per-output-channel fp32 scales); default: the "
+          "model spec's. fp8 is modelled (--predict) but not yet run on the GPU");
 ABSL_FLAG(std::string, calibrate, "",
           "with --predict: a result JSON measured on another GPU; each point's bound is scaled "
           "by the roofline efficiency measured there (projected_tokens_per_s)");
@@ -71,6 +74,7 @@ int BenchMain(const std::string& tool, Phase phase, int argc, char** argv,
   f.usd_per_gpu_hour = absl::GetFlag(FLAGS_usd_per_gpu_hour);
   f.ceilings = absl::GetFlag(FLAGS_ceilings);
   f.calibrate = absl::GetFlag(FLAGS_calibrate);
+  f.weights = absl::GetFlag(FLAGS_weights);
   f.csv = absl::GetFlag(FLAGS_csv);
   f.json = absl::GetFlag(FLAGS_json);
   f.overwrite = absl::GetFlag(FLAGS_overwrite);

@@ -29,6 +29,13 @@ absl::StatusOr<BenchRequest> MakeBenchRequest(std::string tool, Phase phase,
   absl::StatusOr<ModelSpec> model = LoadModel(f.model);
   if (!model.ok()) return model.status();
   r.model = *std::move(model);
+  if (f.weights == "fp8") {
+    r.model.set_weight_dtype(FP8_E4M3);
+  } else if (f.weights == "bf16") {
+    r.model.set_weight_dtype(BF16);
+  } else if (!f.weights.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("--weights=", f.weights, ": must be bf16 or fp8"));
+  }
 
   absl::StatusOr<std::vector<int64_t>> batches = ParseSizeList(f.batch, "batch");
   if (!batches.ok()) return batches.status();

@@ -45,7 +45,7 @@ struct BenchRequest {
 // Raw flag values, as typed.
 struct BenchFlagValues {
   std::string model, batch, seq, gpu, csv, json, profile = "step", ceilings,
-      gemm = "auto", calibrate;
+      gemm = "auto", calibrate, weights;
   int64_t context = 0;
   int64_t tp = 1;
   bool predict = false, graph = true, verify = true, overwrite = false;

@@ -86,8 +86,19 @@ TEST(BenchRequest, BadInputGetsOneClearLine) {
   f.calibrate = "/nonexistent/run.json";
   EXPECT_THAT(Error(f), HasSubstr("no such file"));
   f = Flags();
+  f.weights = "int4";
+  EXPECT_THAT(Error(f), HasSubstr("--weights=int4: must be bf16 or fp8"));
+  f = Flags();
   f.seq = "0";
   EXPECT_THAT(Error(f, Phase::kPrefill), HasSubstr("--seq"));
+}
+
+TEST(BenchRequest, Fp8WeightsChangeTheModelsDtype) {
+  BenchFlagValues f = Flags();
+  f.weights = "fp8";
+  absl::StatusOr<BenchRequest> r = MakeBenchRequest("bench_decode", Phase::kDecode, f);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->model.weight_dtype(), FP8_E4M3);
 }
 
 TEST(BenchRequest, RefusesToOverwriteResults) {

@@ -36,6 +36,7 @@ Op Gemm(std::string name, int64_t count, int64_t m, int64_t n, int64_t k, DType 
   op.flops = 2 * m * n * k;
   op.tensor_flops = true;
   op.weight_bytes = n * k * DTypeBytes(wt);
+  if (wt == FP8_E4M3) op.weight_bytes += n * 4;  // one fp32 scale per output channel
   op.act_bytes = (m * k + m * n) * kActBytes;
   return op;
 }

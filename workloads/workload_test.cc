@@ -140,6 +140,17 @@ TEST(Workload, FootprintAndTpNeeded) {
   EXPECT_EQ(TpNeeded(Llama70B(), c, int64_t{1} * 1000 * 1000 * 1000), 0);
 }
 
+TEST(Workload, Fp8WeightsHalveTheWeightBytesPlusScales) {
+  ModelSpec fp8 = Llama70B();
+  fp8.set_weight_dtype(FP8_E4M3);
+  Workload w8 = *Workload::Build(fp8, {.batch = 1});
+  Workload w16 = Decode(1, 0);
+  const Op& q8 = FindOp(w8, "qkv_proj");
+  EXPECT_EQ(q8.weight_bytes, 10240 * 8192 + 10240 * 4);  // 1 byte per weight + fp32 scales
+  EXPECT_EQ(q8.flops, FindOp(w16, "qkv_proj").flops);
+  EXPECT_NEAR(static_cast<double>(w8.total_weight_bytes()) / w16.total_weight_bytes(), 0.5, 0.01);
+}
+
 TEST(Workload, BadInput) {
   auto err = [](StepConfig c) {
     absl::StatusOr<Workload> w = Workload::Build(Llama70B(), c);
