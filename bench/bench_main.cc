@@ -1,8 +1,6 @@
 #include "bench/bench_main.h"
 
-#include <fstream>
 #include <iostream>
-#include <sstream>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -92,13 +90,9 @@ int BenchMain(const std::string& tool, Phase phase, int argc, char** argv,
   if (request->predict) {
     result = Predict(*request, *FindGpu(request->gpu_arg));
     if (result.ok() && !request->calibrate_path.empty()) {
-      std::ifstream in(request->calibrate_path);
-      std::stringstream json;
-      json << in.rdbuf();
-      absl::StatusOr<RunResult> measured = ParseJson(json.str());
+      absl::StatusOr<RunResult> measured = LoadResultJson(request->calibrate_path);
       if (!measured.ok()) {
-        std::cerr << tool << ": --calibrate=" << request->calibrate_path << ": "
-                  << measured.status().message() << "\n";
+        std::cerr << tool << ": --calibrate=" << measured.status().message() << "\n";
         return 2;
       }
       if (absl::Status st = ApplyCalibration(*measured, request->calibrate_path, *result);

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "bench/report.h"
 #include "google/protobuf/util/json_util.h"
 
 namespace truthput {
@@ -70,14 +71,7 @@ void UsRow(std::ostream& out, const std::string& name, double us, const std::str
 }  // namespace
 
 absl::StatusOr<std::string> FormatCeilingsJson(const MeasuredCeilings& c) {
-  google::protobuf::util::JsonPrintOptions options;
-  options.add_whitespace = true;
-  options.always_print_primitive_fields = true;
-  options.preserve_proto_field_names = true;
-  std::string json;
-  auto status = google::protobuf::util::MessageToJsonString(c, &json, options);
-  if (!status.ok()) return absl::InternalError(std::string(status.message()));
-  return json;
+  return MessageToJson(c);
 }
 
 absl::StatusOr<MeasuredCeilings> ParseCeilingsJson(const std::string& json) {

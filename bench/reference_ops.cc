@@ -150,36 +150,10 @@ std::vector<double> DecodeAttention(const std::vector<float>& q, const std::vect
                                     const std::vector<float>& v_cache, int64_t batch,
                                     int64_t num_q_heads, int64_t num_kv_heads, int64_t head_dim,
                                     int64_t kv_len, int64_t cache_capacity, double scale) {
-  const int64_t d = head_dim, hq = num_q_heads, hkv = num_kv_heads;
-  if (batch < 0 || hq < 1 || hkv < 1 || hq % hkv != 0 || d < 1 || kv_len < 1 ||
-      kv_len > cache_capacity || !SizeIs(q, batch * hq * d) ||
-      !SizeIs(k_cache, batch * hkv * cache_capacity * d) ||
-      !SizeIs(v_cache, batch * hkv * cache_capacity * d)) {
-    return {};
-  }
-  const int64_t group = hq / hkv;
-  std::vector<double> out(batch * hq * d, 0.0);
-  std::vector<double> p(kv_len);
-  for (int64_t b = 0; b < batch; ++b) {
-    for (int64_t h = 0; h < hq; ++h) {
-      const float* qh = q.data() + (b * hq + h) * d;
-      const int64_t base = (b * hkv + h / group) * cache_capacity * d;
-      double max_s = -INFINITY;
-      for (int64_t j = 0; j < kv_len; ++j) {
-        p[j] = scale * Dot(qh, k_cache.data() + base + j * d, d);
-        max_s = std::max(max_s, p[j]);
-      }
-      double sum = 0;
-      for (int64_t j = 0; j < kv_len; ++j) sum += (p[j] = std::exp(p[j] - max_s));
-      double* o = out.data() + (b * hq + h) * d;
-      for (int64_t j = 0; j < kv_len; ++j) {
-        const float* vj = v_cache.data() + base + j * d;
-        const double pj = p[j] / sum;
-        for (int64_t i = 0; i < d; ++i) o[i] += pj * vj[i];
-      }
-    }
-  }
-  return out;
+  // One query per sequence, at the last cached position, seeing every key.
+  if (kv_len < 1) return {};
+  return Attention(q, k_cache, v_cache, batch, /*q_len=*/1, /*start_pos=*/kv_len - 1, num_q_heads,
+                   num_kv_heads, head_dim, cache_capacity, scale, /*causal=*/false);
 }
 
 std::vector<double> Attention(const std::vector<float>& q, const std::vector<float>& k_cache,

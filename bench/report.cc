@@ -5,6 +5,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -288,7 +289,9 @@ void PrintTable(const RunResult& r, std::ostream& out) {
   }
 }
 
-absl::StatusOr<std::string> FormatJson(const RunResult& r) {
+absl::StatusOr<std::string> FormatJson(const RunResult& r) { return MessageToJson(r); }
+
+absl::StatusOr<std::string> MessageToJson(const google::protobuf::Message& r) {
   google::protobuf::util::JsonPrintOptions options;
   options.add_whitespace = true;
   options.always_print_primitive_fields = true;
@@ -303,6 +306,16 @@ absl::StatusOr<RunResult> ParseJson(const std::string& json) {
   RunResult r;
   auto status = google::protobuf::util::JsonStringToMessage(json, &r);
   if (!status.ok()) return absl::InvalidArgumentError(std::string(status.message()));
+  return r;
+}
+
+absl::StatusOr<RunResult> LoadResultJson(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  std::stringstream json;
+  json << in.rdbuf();
+  absl::StatusOr<RunResult> r = ParseJson(json.str());
+  if (!r.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", r.status().message()));
   return r;
 }
 

@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "google/protobuf/message.h"
 #include "results/results.pb.h"
 
 namespace truthput {
@@ -16,9 +17,15 @@ void PrintTable(const RunResult& result, std::ostream& out);
 // CSV with a header row. Column names are a published contract: add, never rename.
 std::string FormatCsv(const RunResult& result);
 
+// The protobuf JSON mapping of any of the result messages (field names as in the .proto,
+// unset primitive fields printed, indented).
+absl::StatusOr<std::string> MessageToJson(const google::protobuf::Message& message);
+
 // The protobuf JSON mapping of RunResult (field names as in results.proto).
 absl::StatusOr<std::string> FormatJson(const RunResult& result);
 absl::StatusOr<RunResult> ParseJson(const std::string& json);
+// ParseJson of a file; errors name the path.
+absl::StatusOr<RunResult> LoadResultJson(const std::string& path);
 
 // Writes `content` to `path` through a temporary file; refuses to replace an existing file
 // unless `overwrite`.

@@ -1,8 +1,6 @@
 // result_to_csv IN.json [OUT.csv]: the CSV of a RunResult JSON file, in the same columns
 // bench_decode / bench_prefill --csv write (stdout without OUT; OUT is never overwritten).
-#include <fstream>
 #include <iostream>
-#include <sstream>
 
 #include "bench/report.h"
 
@@ -11,16 +9,9 @@ int main(int argc, char** argv) {
     std::cerr << "usage: result_to_csv IN.json [OUT.csv]\n";
     return 2;
   }
-  std::ifstream in(argv[1]);
-  if (!in) {
-    std::cerr << "result_to_csv: cannot read " << argv[1] << "\n";
-    return 2;
-  }
-  std::stringstream json;
-  json << in.rdbuf();
-  absl::StatusOr<truthput::RunResult> result = truthput::ParseJson(json.str());
+  absl::StatusOr<truthput::RunResult> result = truthput::LoadResultJson(argv[1]);
   if (!result.ok()) {
-    std::cerr << "result_to_csv: " << argv[1] << ": " << result.status().message() << "\n";
+    std::cerr << "result_to_csv: " << result.status().message() << "\n";
     return 2;
   }
   const std::string csv = truthput::FormatCsv(*result);
