@@ -174,8 +174,11 @@ def chart(a, pairs, out_dir, formats=("png", "svg")):
                     ms=5, label=f"{name}: measured tokens/s ratio")
             for (xi, yi), r in zip(pm, [r for r in rows if r["tps_ratio"] is not None]):
                 if r["off_pct"] is not None:
+                    # Below the point when measured < predicted, so the line never hides a sign.
+                    below = r["off_pct"] < 0
                     ax.annotate(f"{r['off_pct']:+.0f}%", (xi, yi), textcoords="offset points",
-                                xytext=(0, 7), ha="center", fontsize=7.5, color=color)
+                                xytext=(0, -12 if below else 7), ha="center", fontsize=7.5,
+                                color=color)
     ax.axhline(1.0, color="0.5", lw=1, ls=":")
     ax.set_xscale("log", base=2)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Regenerate the report from the committed result files:
 #   results/<gpu>/plots/        charts of every result file of that GPU (scripts/plot.py)
-#   results/compare/            GPU-vs-GPU tables and charts, for each decode file name that two
-#                               or more GPU directories have (scripts/compare.py; the baseline is
-#                               h100-sxm where it has the file, else the first GPU by name)
+#   results/compare/            GPU-vs-GPU tables and charts, for each decode or prefill file
+#                               name that two or more GPU directories have (scripts/compare.py;
+#                               the baseline is h100-sxm where it has the file, else the first
+#                               GPU by name)
 #   results/CLAIMS.md           the article's claims checked (scripts/claims.py)
 #
 #   scripts/make_report.sh [RESULTS_DIR]      (default: results)
@@ -38,10 +39,10 @@ for dir in "$RESULTS"/*/; do
   fi
 done
 
-# Comparisons: the same decode file name (CUDA-graph sweeps) under two or more GPUs.
+# Comparisons: the same decode or prefill file name (CUDA-graph runs) under two or more GPUs.
 names=()
 for gpu in "${gpus[@]}"; do
-  for f in "$RESULTS/$gpu"/decode_*.json; do
+  for f in "$RESULTS/$gpu"/decode_*.json "$RESULTS/$gpu"/prefill_*.json; do
     name=$(basename "$f")
     [[ $name == *_eager.json ]] && continue
     names+=("$name")
@@ -79,6 +80,6 @@ for name in "${names[@]}"; do
   fi
   rm -f "$RESULTS/compare/.stderr"
 done
-[ $compared -gt 0 ] || echo "compare: no decode result under two GPUs; nothing to compare"
+[ $compared -gt 0 ] || echo "compare: no result file under two GPUs; nothing to compare"
 
 "$PY" scripts/claims.py "$RESULTS" --out "$RESULTS/CLAIMS.md" | tail -n 1
