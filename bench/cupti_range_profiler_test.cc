@@ -16,21 +16,11 @@
 #include "gtest/gtest.h"
 #include "kernels/cublaslt_gemm.h"
 #include "kernels/cuda_status.h"
+#include "kernels/gpu_test_util.h"
 #include "kernels/random_fill.h"
 
 namespace truthput {
 namespace {
-
-#define ASSERT_OK(expr)                            \
-  do {                                             \
-    const absl::Status _st = (expr);               \
-    ASSERT_TRUE(_st.ok()) << #expr << ": " << _st; \
-  } while (0)
-#define ASSERT_CUDA(expr)                                                      \
-  do {                                                                         \
-    const cudaError_t _err = (expr);                                           \
-    ASSERT_EQ(_err, cudaSuccess) << #expr << ": " << cudaGetErrorString(_err); \
-  } while (0)
 
 // Creates a profiler into `var`, or skips the test where counters cannot be read on this machine
 // (no permission, another profiler attached, MIG): those are facts about the machine, not bugs.
@@ -46,17 +36,6 @@ namespace {
     ASSERT_TRUE(_p.ok()) << _p.status();                                              \
     var = *std::move(_p);                                                             \
   } while (0)
-
-struct CudaFree {
-  void operator()(void* p) const { cudaFree(p); }
-};
-using DeviceMemory = std::unique_ptr<void, CudaFree>;
-
-DeviceMemory Allocate(size_t bytes) {
-  void* p = nullptr;
-  if (cudaMalloc(&p, bytes) != cudaSuccess) return nullptr;
-  return DeviceMemory(p);
-}
 
 void PrintMetrics(const RangeMetrics& m) {
   std::printf("range %s (%d passes):\n", m.range.c_str(), m.passes);
@@ -87,10 +66,11 @@ TEST_F(CuptiRangeProfilerTest, CopyMovesOneGibibyteEachWay) {
     std::printf("  unsupported: %s\n", m.c_str());
   }
 
-  DeviceMemory src = Allocate(kGiB), dst = Allocate(kGiB);
+  DevicePtr<char> src = DeviceAlloc<char>(kGiB), dst = DeviceAlloc<char>(kGiB);
   ASSERT_NE(src, nullptr);
   ASSERT_NE(dst, nullptr);
-  ASSERT_OK(FillRandomBf16(static_cast<__nv_bfloat16*>(src.get()), kGiB / 2, 7, 1.0f, stream_));
+  ASSERT_OK(
+      FillRandomBf16(reinterpret_cast<__nv_bfloat16*>(src.get()), kGiB / 2, 7, 1.0f, stream_));
   auto copy = [&](cudaStream_t s) -> absl::Status {
     TP_CUDA_RETURN_IF_ERROR(
         cudaMemcpyAsync(dst.get(), src.get(), kGiB, cudaMemcpyDeviceToDevice, s));
@@ -124,14 +104,14 @@ TEST_F(CuptiRangeProfilerTest, GemmTensorFlopsAndActivity) {
   constexpr int64_t m = 4096, n = 4096, k = 4096;
   absl::StatusOr<std::unique_ptr<CublasLtGemm>> gemm = CublasLtGemm::Create();
   ASSERT_TRUE(gemm.ok()) << gemm.status();
-  DeviceMemory x = Allocate(m * k * sizeof(bf16)), w = Allocate(n * k * sizeof(bf16)),
-               y = Allocate(m * n * sizeof(bf16));
+  DevicePtr<bf16> x = DeviceAlloc<bf16>(m * k), w = DeviceAlloc<bf16>(n * k),
+                  y = DeviceAlloc<bf16>(m * n);
   ASSERT_NE(x, nullptr);
   ASSERT_NE(w, nullptr);
   ASSERT_NE(y, nullptr);
-  bf16* xp = static_cast<bf16*>(x.get());
-  bf16* wp = static_cast<bf16*>(w.get());
-  bf16* yp = static_cast<bf16*>(y.get());
+  bf16* xp = x.get();
+  bf16* wp = w.get();
+  bf16* yp = y.get();
   ASSERT_OK(FillRandomBf16(xp, m * k, 11, 1.0f, stream_));
   ASSERT_OK(FillRandomBf16(wp, n * k, 12, 0.05f, stream_));
   ASSERT_OK((*gemm)->Prepare(m, n, k));
@@ -172,7 +152,7 @@ TEST_F(CuptiRangeProfilerTest, UnknownMetricIsReportedAndOthersRead) {
             (std::vector<std::string>{"dram__bytes_read.sum", "gpu__time_duration.sum"}));
 
   constexpr size_t kBytes = 256 << 20;
-  DeviceMemory src = Allocate(kBytes), dst = Allocate(kBytes);
+  DevicePtr<char> src = DeviceAlloc<char>(kBytes), dst = DeviceAlloc<char>(kBytes);
   ASSERT_NE(src, nullptr);
   ASSERT_NE(dst, nullptr);
   ASSERT_CUDA(cudaMemsetAsync(src.get(), 1, kBytes, stream_));
@@ -214,7 +194,7 @@ TEST_F(CuptiRangeProfilerTest, WorkErrorPropagates) {
   EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_EQ(r.status().message(), "work failed on purpose");
 
-  DeviceMemory buf = Allocate(64 << 20);
+  DevicePtr<char> buf = DeviceAlloc<char>(64 << 20);
   ASSERT_NE(buf, nullptr);
   absl::StatusOr<RangeMetrics> ok = profiler->Profile(
       "memset",
@@ -232,7 +212,7 @@ TEST_F(CuptiRangeProfilerTest, ProfileManyKeepsRangesApart) {
   CREATE_PROFILER_OR_SKIP(
       profiler, (std::vector<std::string>{"dram__bytes_read.sum", "dram__bytes_write.sum"}));
   constexpr size_t kSmall = 128 << 20, kLarge = 512 << 20;
-  DeviceMemory src = Allocate(kLarge), dst = Allocate(kLarge);
+  DevicePtr<char> src = DeviceAlloc<char>(kLarge), dst = DeviceAlloc<char>(kLarge);
   ASSERT_NE(src, nullptr);
   ASSERT_NE(dst, nullptr);
   ASSERT_CUDA(cudaMemsetAsync(src.get(), 3, kLarge, stream_));

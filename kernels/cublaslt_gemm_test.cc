@@ -9,47 +9,18 @@
 #include <cstdlib>
 #include <limits>
 #include <memory>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "kernels/gpu_test_util.h"
 #include "kernels/random_fill.h"
 #include "kernels/reference_gemm.h"
 
 namespace truthput {
 namespace {
-
-#define ASSERT_OK(expr)                            \
-  do {                                             \
-    const absl::Status _st = (expr);               \
-    ASSERT_TRUE(_st.ok()) << #expr << ": " << _st; \
-  } while (0)
-#define ASSERT_CUDA(expr)                                                      \
-  do {                                                                         \
-    const cudaError_t _err = (expr);                                           \
-    ASSERT_EQ(_err, cudaSuccess) << #expr << ": " << cudaGetErrorString(_err); \
-  } while (0)
-
-struct CudaFree {
-  void operator()(void* p) const { cudaFree(p); }
-};
-template <typename T>
-using DevicePtr = std::unique_ptr<T, CudaFree>;
-
-template <typename T>
-DevicePtr<T> DeviceAlloc(int64_t count) {
-  void* p = nullptr;
-  if (cudaMalloc(&p, static_cast<size_t>(count) * sizeof(T)) != cudaSuccess) return nullptr;
-  return DevicePtr<T>(static_cast<T*>(p));
-}
-
-uint64_t FreshSeed() {
-  std::random_device rd;
-  return (static_cast<uint64_t>(rd()) << 32) ^ rd();
-}
 
 constexpr float kXScale = 1.0f;
 constexpr float kWScale = 0.05f;
@@ -57,6 +28,10 @@ constexpr float kWScale = 0.05f;
 // How much rounding of split-K partials to bf16 can add, from the algorithm description: with S
 // splits reduced in the output type (reduction=inplace or output_type), S bf16 roundings of
 // partial sums of size up to rms(ref) accumulate like a random walk, i.e. about sqrt(S) of one.
+// Outputs are checked with ExpectCloseToReference (gpu_test_util.h), whose absolute term
+// (2^-6 rms(ref), times this factor) is about 2^-8 rms(ref) per rounding with a factor 4 of slack
+// for the tail of millions of elements; without split-K in bf16 the output rounding is the whole
+// error, since fp32 summation-order differences are ~1e-6 relative.
 double Bf16PartialsFactor(const std::string& algo) {
   const size_t at = algo.find("splitk=");
   if (at == std::string::npos) return 1.0;
@@ -64,45 +39,6 @@ double Bf16PartialsFactor(const std::string& algo) {
   const bool bf16_partials = algo.find("reduction=inplace") != std::string::npos ||
                              algo.find("reduction=output_type") != std::string::npos;
   return bf16_partials && splits > 1 ? std::sqrt(static_cast<double>(splits)) : 1.0;
-}
-
-// Checks y (bf16, from the GEMM under test) against ref (fp32). Bound per element:
-//   |y - ref| <= 2^-7 |ref| + 2^-6 rms(ref) * partials_factor
-// The relative term covers rounding the output to bf16 (unit roundoff 2^-8) with a factor 2 of
-// slack; without split-K in bf16 it is the whole error, since fp32 summation-order differences are
-// ~1e-6 relative. The absolute term covers split-K partials rounded to bf16 (about 2^-8 rms(ref)
-// per rounding; see Bf16PartialsFactor), with a factor 4 of slack for the tail of millions of
-// elements. A wrong index or a missing tile gives errors of order rms(ref), so the bound still
-// catches real bugs. NaN or Inf anywhere never passes.
-void ExpectClose(const std::vector<bf16>& y, const std::vector<float>& ref, int64_t m, int64_t n,
-                 double partials_factor) {
-  double sum_sq_ref = 0;
-  for (float r : ref) {
-    ASSERT_TRUE(std::isfinite(r)) << "reference output not finite";
-    sum_sq_ref += static_cast<double>(r) * r;
-  }
-  const double rms = std::sqrt(sum_sq_ref / static_cast<double>(ref.size()));
-  ASSERT_GT(rms, 0.0);
-  const double abs_bound = std::ldexp(rms, -6) * partials_factor;
-  double sum_sq_err = 0;
-  int64_t bad = 0;
-  for (int64_t i = 0; i < m; ++i) {
-    for (int64_t j = 0; j < n; ++j) {
-      const double g = __bfloat162float(y[i * n + j]);
-      const double r = ref[i * n + j];
-      const double err = std::fabs(g - r);
-      const bool ok = std::isfinite(g) && err <= std::ldexp(std::fabs(r), -7) + abs_bound;
-      if (std::isfinite(g)) sum_sq_err += err * err;
-      if (!ok && ++bad <= 5) {
-        ADD_FAILURE() << "y[" << i << "," << j << "] = " << g << ", reference " << r << " (rms "
-                      << rms << ", partials factor " << partials_factor << ")";
-      }
-    }
-  }
-  EXPECT_EQ(bad, 0) << "elements out of bound, of " << m * n;
-  // Expected: about 2^-9 from output rounding alone (more with bf16 split-K partials).
-  const double rel_l2 = std::sqrt(sum_sq_err / sum_sq_ref);
-  EXPECT_LE(rel_l2, std::ldexp(1.0, -7) * partials_factor) << "relative L2 error";
 }
 
 // Runs the GEMM under test and the reference on one shape, both outputs poisoned with NaN first.
@@ -134,7 +70,7 @@ void CheckShape(CublasLtGemm& gemm, const bf16* w, int64_t m, int64_t n, int64_t
   ASSERT_CUDA(cudaMemcpy(y_host.data(), y.get(), m * n * sizeof(bf16), cudaMemcpyDeviceToHost));
   ASSERT_CUDA(
       cudaMemcpy(ref_host.data(), ref.get(), m * n * sizeof(float), cudaMemcpyDeviceToHost));
-  ExpectClose(y_host, ref_host, m, n, Bf16PartialsFactor(algo));
+  ExpectCloseToReference(y_host, ref_host, m, n, Bf16PartialsFactor(algo));
 }
 
 struct WeightShape {
@@ -250,7 +186,8 @@ TEST(CublasLtGemm, RunsInsideStreamCapture) {
   ASSERT_CUDA(cudaMemcpy(y_host.data(), y.get(), m * n * sizeof(bf16), cudaMemcpyDeviceToHost));
   ASSERT_CUDA(
       cudaMemcpy(ref_host.data(), ref.get(), m * n * sizeof(float), cudaMemcpyDeviceToHost));
-  ExpectClose(y_host, ref_host, m, n, Bf16PartialsFactor((*gemm)->AlgoDescription(m, n, k)));
+  ExpectCloseToReference(y_host, ref_host, m, n,
+                         Bf16PartialsFactor((*gemm)->AlgoDescription(m, n, k)));
 }
 
 TEST(CublasLtGemm, UnpreparedShapeDuringCaptureIsRefused) {

@@ -14,19 +14,13 @@
 
 #include "absl/status/status.h"
 #include "gtest/gtest.h"
+#include "kernels/gpu_test_util.h"
 #include "kernels/random_fill.h"
 
 namespace truthput {
 namespace {
 
 using bf16 = __nv_bfloat16;
-
-#define ASSERT_CUDA(expr) ASSERT_EQ((expr), cudaSuccess) << #expr
-#define ASSERT_OK(expr)              \
-  do {                               \
-    const absl::Status _st = (expr); \
-    ASSERT_TRUE(_st.ok()) << _st;    \
-  } while (0)
 
 // Device bf16 buffer with a little slack, so tests can also run at misaligned offsets.
 class DeviceBf16 {
@@ -43,16 +37,6 @@ class DeviceBf16 {
   bf16* p_ = nullptr;
   int64_t n_;
 };
-
-// Synchronous copy-back (the device is synchronized first, so no stream semantics are assumed).
-std::vector<float> ToHost(const bf16* d, int64_t n) {
-  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-  std::vector<bf16> h(n);
-  EXPECT_EQ(cudaMemcpy(h.data(), d, n * sizeof(bf16), cudaMemcpyDeviceToHost), cudaSuccess);
-  std::vector<float> f(n);
-  for (int64_t i = 0; i < n; ++i) f[i] = __bfloat162float(h[i]);
-  return f;
-}
 
 // Every got[i] must satisfy |got - want| <= rtol * |want| + atol (NaN never does).
 void ExpectClose(const std::vector<float>& got, const std::vector<double>& want, double rtol,

@@ -19,47 +19,13 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "kernels/gpu_test_util.h"
 #include "kernels/random_fill.h"
 
 namespace truthput {
 namespace {
 
 using bf16 = __nv_bfloat16;
-
-#define ASSERT_CUDA(expr) ASSERT_EQ((expr), cudaSuccess) << #expr
-#define ASSERT_OK(expr)              \
-  do {                               \
-    const absl::Status _st = (expr); \
-    ASSERT_TRUE(_st.ok()) << _st;    \
-  } while (0)
-
-class DeviceMem {
- public:
-  explicit DeviceMem(size_t bytes) {
-    if (bytes > 0) {
-      EXPECT_EQ(cudaMalloc(&p_, bytes), cudaSuccess);
-    }
-  }
-  ~DeviceMem() { cudaFree(p_); }
-  DeviceMem(const DeviceMem&) = delete;
-  DeviceMem& operator=(const DeviceMem&) = delete;
-  template <typename T>
-  T* as() const {
-    return static_cast<T*>(p_);
-  }
-
- private:
-  void* p_ = nullptr;
-};
-
-std::vector<float> ToHost(const bf16* d, int64_t n) {
-  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-  std::vector<bf16> h(n);
-  EXPECT_EQ(cudaMemcpy(h.data(), d, n * sizeof(bf16), cudaMemcpyDeviceToHost), cudaSuccess);
-  std::vector<float> f(n);
-  for (int64_t i = 0; i < n; ++i) f[i] = __bfloat162float(h[i]);
-  return f;
-}
 
 const char* KernelName(PrefillAttentionKernel k) {
   switch (k) {

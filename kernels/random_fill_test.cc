@@ -12,16 +12,10 @@
 
 #include "absl/status/status.h"
 #include "gtest/gtest.h"
+#include "kernels/gpu_test_util.h"
 
 namespace truthput {
 namespace {
-
-#define ASSERT_CUDA(expr) ASSERT_EQ((expr), cudaSuccess) << #expr
-#define ASSERT_OK(expr)                 \
-  do {                                  \
-    const absl::Status _st = (expr);    \
-    ASSERT_TRUE(_st.ok()) << _st;       \
-  } while (0)
 
 // Host copy of the documented formula (see random_fill.h).
 float ExpectedUniform(uint64_t seed, uint64_t i, float scale) {
