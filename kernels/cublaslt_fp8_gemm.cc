@@ -31,6 +31,20 @@ absl::Status CheckShape(int64_t m, int64_t n, int64_t k) {
   return absl::OkStatus();
 }
 
+absl::Status CheckOperands(const CublasLtFp8Gemm::ScaledOperands& o, bool per_row,
+                           const char* who) {
+  if (!Aligned(o.x) || !Aligned(o.w) || !Aligned(o.y)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("CublasLtFp8Gemm::", who, ": x, w and y must be 16-byte aligned"));
+  }
+  if (per_row && (o.x_scales == nullptr || o.w_scales == nullptr || !Aligned(o.x_scales) ||
+                  !Aligned(o.w_scales))) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "CublasLtFp8Gemm::", who, ": x_scales and w_scales must be non-null and 16-byte aligned"));
+  }
+  return absl::OkStatus();
+}
+
 // " name=value" for one algo-config attribute, " name=?" where cuBLASLt will not say, and the
 // printable name through `namer` where one is given and knows the value.
 template <typename T>
@@ -68,8 +82,10 @@ const char* ReductionName(uint32_t scheme) {
   }
 }
 
-std::string Describe(const cublasLtMatmulHeuristicResult_t& r, bool fast_accum) {
-  std::string s = fast_accum ? "cublasLt fp8 fast_accum" : "cublasLt fp8";
+std::string Describe(const cublasLtMatmulHeuristicResult_t& r, bool fast_accum, bool per_row) {
+  std::string s = "cublasLt fp8";
+  if (per_row) s += " per_row";
+  if (fast_accum) s += " fast_accum";
   AppendAttr<int32_t>(&s, "algo", r.algo, CUBLASLT_ALGO_CONFIG_ID);
   AppendAttr<uint32_t>(&s, "tile", r.algo, CUBLASLT_ALGO_CONFIG_TILE_ID, CublasLtTileName);
   AppendAttr<uint32_t>(&s, "stages", r.algo, CUBLASLT_ALGO_CONFIG_STAGES_ID, CublasLtStagesName);
@@ -86,6 +102,7 @@ std::string Describe(const cublasLtMatmulHeuristicResult_t& r, bool fast_accum) 
 }  // namespace
 
 struct CublasLtFp8Gemm::Plan {
+  Scaling scaling = Scaling::kUnit;
   cublasLtMatmulDesc_t op = nullptr;
   cublasLtMatrixLayout_t a = nullptr;  // W: fp8, column-major [k, n], ld k, op T.
   cublasLtMatrixLayout_t b = nullptr;  // x: fp8, column-major [k, m], ld k, op N.
@@ -145,31 +162,48 @@ CublasLtFp8Gemm::~CublasLtFp8Gemm() {
   cublasLtDestroy(handle_);
 }
 
-absl::Status CublasLtFp8Gemm::Prepare(int64_t m, int64_t n, int64_t k) {
-  TP_RETURN_IF_ERROR(CheckShape(m, n, k));
-  const Shape shape{m, n, k};
-  if (plans_.contains(shape)) return absl::OkStatus();
-
-  auto plan = std::make_unique<Plan>();
+absl::Status CublasLtFp8Gemm::BuildDescriptors(Plan& plan, int64_t m, int64_t n, int64_t k,
+                                               Scaling scaling) const {
+  plan.scaling = scaling;
   // As CublasLtGemm: read column-major, y^T[n,m] = op_T(W[k,n]) · op_N(x[k,m]): "TN".
-  TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescCreate(&plan->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescCreate(&plan.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   const cublasOperation_t trans_a = CUBLAS_OP_T;
   const cublasOperation_t trans_b = CUBLAS_OP_N;
-  TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_TRANSA,
+  TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_TRANSA,
                                                            &trans_a, sizeof(trans_a)));
-  TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_TRANSB,
+  TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_TRANSB,
                                                            &trans_b, sizeof(trans_b)));
+  if (scaling == Scaling::kPerRow) {
+    // A's vector has cuBLASLt's M = our n entries (w_scales), B's has N = our m (x_scales).
+    const int32_t mode = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
+    TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
+        plan.op, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &mode, sizeof(mode)));
+    TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
+        plan.op, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &mode, sizeof(mode)));
+  }
+  // kPerRow: a placeholder until Enqueue sets the caller's vectors, so that the heuristic sees
+  // the descriptor Run will use (scale pointers set); it dereferences nothing.
   const void* scale = scale_;
   TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
-      plan->op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &scale, sizeof(scale)));
+      plan.op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &scale, sizeof(scale)));
   TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
-      plan->op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &scale, sizeof(scale)));
+      plan.op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &scale, sizeof(scale)));
   const int8_t fast_accum = fast_accum_ ? 1 : 0;
   TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
-      plan->op, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast_accum, sizeof(fast_accum)));
-  TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&plan->a, CUDA_R_8F_E4M3, k, n, k));
-  TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&plan->b, CUDA_R_8F_E4M3, k, m, k));
-  TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&plan->c, CUDA_R_16BF, n, m, n));
+      plan.op, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast_accum, sizeof(fast_accum)));
+  TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&plan.a, CUDA_R_8F_E4M3, k, n, k));
+  TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&plan.b, CUDA_R_8F_E4M3, k, m, k));
+  TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&plan.c, CUDA_R_16BF, n, m, n));
+  return absl::OkStatus();
+}
+
+absl::Status CublasLtFp8Gemm::Prepare(int64_t m, int64_t n, int64_t k, Scaling scaling) {
+  TP_RETURN_IF_ERROR(CheckShape(m, n, k));
+  const Key key{m, n, k, scaling};
+  if (plans_.contains(key)) return absl::OkStatus();
+
+  auto plan = std::make_unique<Plan>();
+  TP_RETURN_IF_ERROR(BuildDescriptors(*plan, m, n, k, scaling));
 
   cublasLtMatmulPreference_t pref = nullptr;
   TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulPreferenceCreate(&pref));
@@ -184,13 +218,17 @@ absl::Status CublasLtFp8Gemm::Prepare(int64_t m, int64_t n, int64_t k) {
                                                                    sizeof(kAlignmentBytes)));
   }
 
+  const bool per_row = scaling == Scaling::kPerRow;
   cublasLtMatmulHeuristicResult_t results[kHeuristicResults] = {};
   int returned = 0;
   const cublasStatus_t heuristic =
       cublasLtMatmulAlgoGetHeuristic(handle_, plan->op, plan->a, plan->b, plan->c, plan->c, pref,
                                      kHeuristicResults, results, &returned);
-  // NOT_SUPPORTED here means no fp8 kernel for this GPU or shape: say so as NotFound, below.
-  if (heuristic != CUBLAS_STATUS_NOT_SUPPORTED) {
+  // NOT_SUPPORTED here means no fp8 kernel for this GPU or shape: say so as NotFound, below. A
+  // cuBLASLt without per-row kernels for this GPU may say INVALID_VALUE instead: the same.
+  const bool none = heuristic == CUBLAS_STATUS_NOT_SUPPORTED ||
+                    (per_row && heuristic == CUBLAS_STATUS_INVALID_VALUE);
+  if (!none) {
     TP_RETURN_IF_ERROR(CublasStatus(heuristic, "cublasLtMatmulAlgoGetHeuristic(fp8)"));
   } else {
     returned = 0;
@@ -201,56 +239,101 @@ absl::Status CublasLtFp8Gemm::Prepare(int64_t m, int64_t n, int64_t k) {
     }
   }
   if (plan->candidates.empty()) {
-    return absl::NotFoundError(
-        absl::StrCat("cublasLtMatmulAlgoGetHeuristic: no fp8 e4m3 algorithm for m=", m, " n=", n,
-                     " k=", k, " with ", workspace_bytes_, " workspace bytes (", returned,
-                     " candidates; fp8 needs compute capability 8.9 or later)"));
+    return absl::NotFoundError(absl::StrCat(
+        "cublasLtMatmulAlgoGetHeuristic: no fp8 e4m3 algorithm",
+        per_row ? " with per-row scales (OUTER_VEC_32F)" : "", " for m=", m, " n=", n, " k=", k,
+        " with ", workspace_bytes_, " workspace bytes (", cublasLtGetStatusName(heuristic), ", ",
+        returned, " candidates; fp8 needs compute capability 8.9 or later)"));
   }
   plan->algo = plan->candidates.front().algo;
-  plan->description = Describe(plan->candidates.front(), fast_accum_);
-  plans_.emplace(shape, std::move(plan));
+  plan->description = Describe(plan->candidates.front(), fast_accum_, per_row);
+  plans_.emplace(key, std::move(plan));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<CublasLtFp8Gemm::Plan*> CublasLtFp8Gemm::FindOrPrepare(const Key& key,
+                                                                     cudaStream_t stream) {
+  auto it = plans_.find(key);
+  if (it != plans_.end()) return it->second.get();
+  const auto& [m, n, k, scaling] = key;
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  TP_CUDA_RETURN_IF_ERROR(cudaStreamIsCapturing(stream, &capture));
+  if (capture != cudaStreamCaptureStatusNone) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("CublasLtFp8Gemm::Run: shape m=", m, " n=", n, " k=", k,
+                     scaling == Scaling::kPerRow ? " (per-row scales)" : "",
+                     " not prepared before stream capture; call Prepare first"));
+  }
+  TP_RETURN_IF_ERROR(Prepare(m, n, k, scaling));
+  return plans_.find(key)->second.get();
+}
+
+absl::Status CublasLtFp8Gemm::Enqueue(Plan& plan, const cublasLtMatmulAlgo_t& algo,
+                                      const ScaledOperands& o, cudaStream_t stream) {
+  if (plan.scaling == Scaling::kPerRow) {
+    // cublasLtMatmul reads the descriptor when it enqueues, so each call (and a captured graph)
+    // keeps the vectors set here.
+    const void* a_scale = o.w_scales;
+    const void* b_scale = o.x_scales;
+    TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
+        plan.op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &a_scale, sizeof(a_scale)));
+    TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
+        plan.op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &b_scale, sizeof(b_scale)));
+  }
+  const float alpha = 1.0f;
+  const float beta = 0.0f;  // y's prior contents (even NaN) are never read.
+  TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatmul(handle_, plan.op, &alpha, o.w, plan.a, o.x, plan.b,
+                                           &beta, o.y, plan.c, o.y, plan.c, &algo, workspace_,
+                                           workspace_bytes_, stream));
   return absl::OkStatus();
 }
 
 absl::Status CublasLtFp8Gemm::Run(const fp8_e4m3* x, const fp8_e4m3* w, __nv_bfloat16* y, int64_t m,
                                   int64_t n, int64_t k, cudaStream_t stream) {
-  if (!Aligned(x) || !Aligned(w) || !Aligned(y)) {
-    return absl::InvalidArgumentError("CublasLtFp8Gemm::Run: x, w and y must be 16-byte aligned");
-  }
-  auto it = plans_.find(Shape{m, n, k});
-  if (it == plans_.end()) {
-    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-    TP_CUDA_RETURN_IF_ERROR(cudaStreamIsCapturing(stream, &capture));
-    if (capture != cudaStreamCaptureStatusNone) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("CublasLtFp8Gemm::Run: shape m=", m, " n=", n, " k=", k,
-                       " not prepared before stream capture; call Prepare first"));
-    }
-    TP_RETURN_IF_ERROR(Prepare(m, n, k));
-    it = plans_.find(Shape{m, n, k});
-  }
-  const Plan& plan = *it->second;
-  const float alpha = 1.0f;
-  const float beta = 0.0f;  // y's prior contents (even NaN) are never read.
-  TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatmul(handle_, plan.op, &alpha, w, plan.a, x, plan.b, &beta, y,
-                                           plan.c, y, plan.c, &plan.algo, workspace_,
-                                           workspace_bytes_, stream));
-  return absl::OkStatus();
+  const ScaledOperands o{x, nullptr, w, nullptr, y};
+  TP_RETURN_IF_ERROR(CheckOperands(o, /*per_row=*/false, "Run"));
+  absl::StatusOr<Plan*> plan = FindOrPrepare(Key{m, n, k, Scaling::kUnit}, stream);
+  if (!plan.ok()) return plan.status();
+  return Enqueue(**plan, (*plan)->algo, o, stream);
+}
+
+absl::Status CublasLtFp8Gemm::Run(const fp8_e4m3* x, const float* x_scales, const fp8_e4m3* w,
+                                  const float* w_scales, __nv_bfloat16* y, int64_t m, int64_t n,
+                                  int64_t k, cudaStream_t stream) {
+  const ScaledOperands o{x, x_scales, w, w_scales, y};
+  TP_RETURN_IF_ERROR(CheckOperands(o, /*per_row=*/true, "Run"));
+  absl::StatusOr<Plan*> plan = FindOrPrepare(Key{m, n, k, Scaling::kPerRow}, stream);
+  if (!plan.ok()) return plan.status();
+  return Enqueue(**plan, (*plan)->algo, o, stream);
 }
 
 absl::Status CublasLtFp8Gemm::Autotune(int64_t m, int64_t n, int64_t k,
                                        const std::vector<Operands>& operands, cudaStream_t stream) {
-  TP_RETURN_IF_ERROR(Prepare(m, n, k));
+  std::vector<ScaledOperands> unscaled;
+  unscaled.reserve(operands.size());
+  for (const Operands& o : operands) unscaled.push_back({o.x, nullptr, o.w, nullptr, o.y});
+  return AutotuneImpl(Key{m, n, k, Scaling::kUnit}, unscaled, stream);
+}
+
+absl::Status CublasLtFp8Gemm::Autotune(int64_t m, int64_t n, int64_t k,
+                                       const std::vector<ScaledOperands>& operands,
+                                       cudaStream_t stream) {
+  return AutotuneImpl(Key{m, n, k, Scaling::kPerRow}, operands, stream);
+}
+
+absl::Status CublasLtFp8Gemm::AutotuneImpl(const Key& key,
+                                           const std::vector<ScaledOperands>& operands,
+                                           cudaStream_t stream) {
+  const auto& [m, n, k, scaling] = key;
+  const bool per_row = scaling == Scaling::kPerRow;
+  TP_RETURN_IF_ERROR(Prepare(m, n, k, scaling));
   if (operands.empty()) {
     return absl::InvalidArgumentError("CublasLtFp8Gemm::Autotune: no operands");
   }
-  for (const Operands& o : operands) {
-    if (!Aligned(o.x) || !Aligned(o.w) || !Aligned(o.y)) {
-      return absl::InvalidArgumentError(
-          "CublasLtFp8Gemm::Autotune: x, w and y must be 16-byte aligned");
-    }
+  for (const ScaledOperands& o : operands) {
+    TP_RETURN_IF_ERROR(CheckOperands(o, per_row, "Autotune"));
   }
-  Plan& plan = *plans_.find(Shape{m, n, k})->second;
+  Plan& plan = *plans_.find(key)->second;
   if (plan.tuned) return absl::OkStatus();
   if (plan.candidates.size() < 2) {
     plan.tuned = true;
@@ -264,17 +347,13 @@ absl::Status CublasLtFp8Gemm::Autotune(int64_t m, int64_t n, int64_t k,
   const absl::Cleanup destroy_stop = [stop] { cudaEventDestroy(stop); };
   const size_t per_round = std::min<size_t>(operands.size(), 8);
   const int reps = std::max<int>(3, static_cast<int>(12 / per_round));
-  const float alpha = 1.0f, beta = 0.0f;
   float best_ms = 0;
   size_t best = 0;
   for (size_t c = 0; c < plan.candidates.size(); ++c) {
-    const cublasLtMatmulAlgo_t* algo = &plan.candidates[c].algo;
+    const cublasLtMatmulAlgo_t& algo = plan.candidates[c].algo;
     auto run_round = [&]() -> absl::Status {
       for (size_t i = 0; i < per_round; ++i) {
-        const Operands& o = operands[i];
-        TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatmul(handle_, plan.op, &alpha, o.w, plan.a, o.x, plan.b,
-                                                 &beta, o.y, plan.c, o.y, plan.c, algo, workspace_,
-                                                 workspace_bytes_, stream));
+        TP_RETURN_IF_ERROR(Enqueue(plan, algo, operands[i], stream));
       }
       return absl::OkStatus();
     };
@@ -296,13 +375,14 @@ absl::Status CublasLtFp8Gemm::Autotune(int64_t m, int64_t n, int64_t k,
   }
   plan.algo = plan.candidates[best].algo;
   plan.tuned = true;
-  plan.description = absl::StrCat(Describe(plan.candidates[best], fast_accum_),
+  plan.description = absl::StrCat(Describe(plan.candidates[best], fast_accum_, per_row),
                                   " autotuned=", best + 1, "/", plan.candidates.size());
   return absl::OkStatus();
 }
 
-std::string CublasLtFp8Gemm::AlgoDescription(int64_t m, int64_t n, int64_t k) const {
-  auto it = plans_.find(Shape{m, n, k});
+std::string CublasLtFp8Gemm::AlgoDescription(int64_t m, int64_t n, int64_t k,
+                                             Scaling scaling) const {
+  auto it = plans_.find(Key{m, n, k, scaling});
   return it == plans_.end() ? "not prepared" : it->second->description;
 }
 

@@ -4,6 +4,8 @@
 #include <cuda_fp8.h>
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -18,34 +20,11 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "kernels/gpu_test_util.h"
 #include "kernels/reference_gemm.h"
 
 namespace truthput {
 namespace {
-
-#define ASSERT_OK(expr)                            \
-  do {                                             \
-    const absl::Status _st = (expr);               \
-    ASSERT_TRUE(_st.ok()) << #expr << ": " << _st; \
-  } while (0)
-#define ASSERT_CUDA(expr)                                                      \
-  do {                                                                         \
-    const cudaError_t _err = (expr);                                           \
-    ASSERT_EQ(_err, cudaSuccess) << #expr << ": " << cudaGetErrorString(_err); \
-  } while (0)
-
-struct CudaFree {
-  void operator()(void* p) const { cudaFree(p); }
-};
-template <typename T>
-using DevicePtr = std::unique_ptr<T, CudaFree>;
-
-template <typename T>
-DevicePtr<T> DeviceAlloc(int64_t count) {
-  void* p = nullptr;
-  if (cudaMalloc(&p, static_cast<size_t>(count) * sizeof(T)) != cudaSuccess) return nullptr;
-  return DevicePtr<T>(static_cast<T*>(p));
-}
 
 template <typename T>
 DevicePtr<T> Upload(const std::vector<T>& host) {
@@ -345,6 +324,240 @@ TEST(CublasLtFp8Gemm, OddBatchIsCorrectOrRefused) {
     if (HasFatalFailure()) return;
     ExpectClose(y, ref, n, std::ldexp(1.0, -8), SplitKSlack((*gemm)->AlgoDescription(m, n, k)));
   }
+}
+
+
+// Per-row scales (W8A8): y[i,j] = x_scales[i] * w_scales[j] * sum_k x[i,k] * w[j,k].
+
+// 4096 values of uniform(-range, range), each quantized to e4m3: random operands are drawn from
+// it by 12 hash bits, fast enough for the 470M-element weights of the 70B FFN shapes.
+std::vector<fp8_e4m3> UniformE4m3Table(float range) {
+  std::vector<fp8_e4m3> table;
+  table.reserve(4096);
+  for (int t = 0; t < 4096; ++t) {
+    table.push_back(fp8_e4m3(range * ((static_cast<float>(t) + 0.5f) / 2048.0f - 1.0f)));
+  }
+  return table;
+}
+
+std::vector<fp8_e4m3> RandomE4m3(int64_t count, uint64_t seed,
+                                 const std::vector<fp8_e4m3>& table) {
+  std::vector<fp8_e4m3> v(static_cast<size_t>(count));
+  for (int64_t i = 0; i < count; ++i) v[i] = table[Hash(seed, i) & 4095];
+  return v;
+}
+
+std::vector<float> RandomScales(int64_t count, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> dist(0.5f, 2.0f);
+  std::vector<float> v(static_cast<size_t>(count));
+  for (float& s : v) s = dist(rng);
+  return v;
+}
+
+// The value of every e4m3 byte, for the reference's inner loop.
+std::array<double, 256> E4m3Values() {
+  std::array<double, 256> values{};
+  for (int b = 0; b < 256; ++b) {
+    const uint8_t byte = static_cast<uint8_t>(b);
+    fp8_e4m3 v;
+    std::memcpy(&v, &byte, 1);
+    values[b] = static_cast<double>(static_cast<float>(v));
+  }
+  return values;
+}
+
+struct Entry {
+  int64_t i, j;
+};
+
+// Checks y at `entries` against the double reference. The bound is MatchesDequantizedReference's
+// applied to the unscaled sum s = sum_k x[i,k] w[j,k] and carried through the scaling (the
+// scales multiply in the fp32 epilogue, whose rounding is negligible):
+//   |y - ref| <= 2^-7 |ref| + abs_rms * x_scales[i] * w_scales[j] * rms(s over entries).
+// NaN or Inf never passes. A swapped or misindexed scale vector is off by a factor up to 4.
+void ExpectPerRowClose(const std::vector<__nv_bfloat16>& y, const std::vector<fp8_e4m3>& x,
+                       const std::vector<float>& x_scales, const std::vector<fp8_e4m3>& w,
+                       const std::vector<float>& w_scales, int64_t n, int64_t k,
+                       const std::vector<Entry>& entries, const std::vector<double>& sums,
+                       double abs_rms) {
+  double sum_sq = 0;
+  for (double s : sums) sum_sq += s * s;
+  const double rms = std::sqrt(sum_sq / static_cast<double>(sums.size()));
+  ASSERT_GT(rms, 0.0);
+  int64_t bad = 0;
+  for (size_t e = 0; e < entries.size(); ++e) {
+    const auto [i, j] = entries[e];
+    const double scale = static_cast<double>(x_scales[i]) * w_scales[j];
+    const double r = scale * sums[e];
+    const double g = __bfloat162float(y[i * n + j]);
+    if (std::isfinite(g) &&
+        std::fabs(g - r) <= std::ldexp(std::fabs(r), -7) + abs_rms * scale * rms) {
+      continue;
+    }
+    if (++bad <= 5) {
+      ADD_FAILURE() << "y[" << i << "," << j << "] = " << g << ", reference " << r << " (scales "
+                    << x_scales[i] << " x " << w_scales[j] << ", rms of sums " << rms << ")";
+    }
+  }
+  EXPECT_EQ(bad, 0) << "entries out of bound, of " << entries.size();
+}
+
+// Random e4m3 operands and scales in [0.5, 2] against a double reference, with fast and precise
+// accumulation, at decode batch sizes and the Llama-3.1-70B projections (QKV, O, gate+up, down)
+// at m=64, where 2000 random entries and the corners are checked. Refusal (NotFound) fails: a GPU
+// with fp8 is expected to have per-row-scaled kernels.
+TEST(CublasLtFp8GemmPerRow, MatchesDoubleReference) {
+  SKIP_WITHOUT_FP8();
+  absl::StatusOr<std::unique_ptr<CublasLtFp8Gemm>> fast = CublasLtFp8Gemm::Create();
+  ASSERT_TRUE(fast.ok()) << fast.status();
+  absl::StatusOr<std::unique_ptr<CublasLtFp8Gemm>> precise =
+      CublasLtFp8Gemm::Create({.fast_accum = false});
+  ASSERT_TRUE(precise.ok()) << precise.status();
+  Stream stream;
+  const std::vector<fp8_e4m3> x_table = UniformE4m3Table(4.0f), w_table = UniformE4m3Table(0.5f);
+  const std::array<double, 256> value = E4m3Values();
+  struct Case {
+    int64_t m, n, k;
+    bool sampled;
+  };
+  const Case cases[] = {
+      {17, 1024, 2048, false},   {64, 1024, 2048, false},   {256, 1024, 2048, false},
+      {37, 1040, 688, false},  // n and k multiples of 16 but of no larger power of two.
+      {64, 10240, 8192, true},   {64, 8192, 8192, true},    {64, 57344, 8192, true},
+      {64, 8192, 28672, true},
+  };
+  uint64_t seed = 100;
+  for (const auto& [m, n, k, sampled] : cases) {
+    SCOPED_TRACE(absl::StrCat("m=", m, " n=", n, " k=", k));
+    seed += 4;
+    const std::vector<fp8_e4m3> x = RandomE4m3(m * k, seed, x_table);
+    const std::vector<fp8_e4m3> w = RandomE4m3(n * k, seed + 1, w_table);
+    const std::vector<float> x_scales = RandomScales(m, seed + 2);
+    const std::vector<float> w_scales = RandomScales(n, seed + 3);
+    DevicePtr<fp8_e4m3> x8 = Upload(x), w8 = Upload(w);
+    DevicePtr<float> xs = Upload(x_scales), ws = Upload(w_scales);
+    DevicePtr<__nv_bfloat16> y = DeviceAlloc<__nv_bfloat16>(m * n);
+    ASSERT_TRUE(x8 && w8 && xs && ws && y);
+
+    std::vector<Entry> entries;
+    if (sampled) {
+      std::mt19937_64 rng(seed);
+      entries = {{0, 0}, {0, n - 1}, {m - 1, 0}, {m - 1, n - 1}};
+      for (int e = 0; e < 2000; ++e) {
+        entries.push_back({static_cast<int64_t>(rng() % m), static_cast<int64_t>(rng() % n)});
+      }
+    } else {
+      for (int64_t i = 0; i < m; ++i) {
+        for (int64_t j = 0; j < n; ++j) entries.push_back({i, j});
+      }
+    }
+    std::vector<double> sums(entries.size());
+    const auto* xb = reinterpret_cast<const uint8_t*>(x.data());
+    const auto* wb = reinterpret_cast<const uint8_t*>(w.data());
+    for (size_t e = 0; e < entries.size(); ++e) {
+      const uint8_t* xr = xb + entries[e].i * k;
+      const uint8_t* wr = wb + entries[e].j * k;
+      double s = 0;
+      for (int64_t kk = 0; kk < k; ++kk) s += value[xr[kk]] * value[wr[kk]];
+      sums[e] = s;
+    }
+
+    for (CublasLtFp8Gemm* gemm : {fast->get(), precise->get()}) {
+      SCOPED_TRACE(gemm->fast_accum() ? "fast_accum" : "precise");
+      ASSERT_OK(gemm->Prepare(m, n, k, CublasLtFp8Gemm::Scaling::kPerRow));
+      // NaN first, so an unwritten element can never pass.
+      ASSERT_CUDA(cudaMemsetAsync(y.get(), 0xFF, m * n * sizeof(__nv_bfloat16), stream.get()));
+      ASSERT_OK(gemm->Run(x8.get(), xs.get(), w8.get(), ws.get(), y.get(), m, n, k, stream.get()));
+      ASSERT_CUDA(cudaStreamSynchronize(stream.get()));
+      const std::vector<__nv_bfloat16> got = Download(y.get(), m * n);
+      ASSERT_EQ(got.size(), static_cast<size_t>(m * n));
+      const std::string algo = gemm->AlgoDescription(m, n, k, CublasLtFp8Gemm::Scaling::kPerRow);
+      std::printf("per-row m=%lld n=%lld k=%lld: %s\n", static_cast<long long>(m),
+                  static_cast<long long>(n), static_cast<long long>(k), algo.c_str());
+      EXPECT_NE(algo.find("per_row"), std::string::npos) << algo;
+      // MatchesDequantizedReference's allowances at k=4096. Fast accumulation's error (the
+      // accumulator drops low bits at every k step) grows with the step count: scaled with k.
+      const double abs_rms =
+          (gemm->fast_accum() ? 3e-2 * std::max(1.0, static_cast<double>(k) / 4096) : 1e-2) +
+          SplitKSlack(algo);
+      ExpectPerRowClose(got, x, x_scales, w, w_scales, n, k, entries, sums, abs_rms);
+      if (HasFatalFailure()) return;
+    }
+  }
+}
+
+// A shape prepared with unit scales is not prepared with per-row scales (a separate plan);
+// prepared, a per-row Run captures into a graph that gives the eager result bit for bit.
+TEST(CublasLtFp8GemmPerRow, SeparatePlanAndCapturesIntoGraph) {
+  SKIP_WITHOUT_FP8();
+  absl::StatusOr<std::unique_ptr<CublasLtFp8Gemm>> gemm = CublasLtFp8Gemm::Create();
+  ASSERT_TRUE(gemm.ok()) << gemm.status();
+  Stream stream;
+  const int64_t m = 64, n = 512, k = 256;
+  const std::vector<fp8_e4m3> x = RandomE4m3(m * k, 9, UniformE4m3Table(4.0f));
+  const std::vector<fp8_e4m3> w = RandomE4m3(n * k, 10, UniformE4m3Table(0.5f));
+  DevicePtr<fp8_e4m3> x8 = Upload(x), w8 = Upload(w);
+  DevicePtr<float> xs = Upload(RandomScales(m, 11)), ws = Upload(RandomScales(n, 12));
+  DevicePtr<__nv_bfloat16> eager = DeviceAlloc<__nv_bfloat16>(m * n);
+  DevicePtr<__nv_bfloat16> graphed = DeviceAlloc<__nv_bfloat16>(m * n);
+  ASSERT_TRUE(x8 && w8 && xs && ws && eager && graphed);
+  using Scaling = CublasLtFp8Gemm::Scaling;
+
+  ASSERT_OK((*gemm)->Prepare(m, n, k));
+  EXPECT_EQ((*gemm)->AlgoDescription(m, n, k, Scaling::kPerRow), "not prepared");
+  ASSERT_CUDA(cudaStreamBeginCapture(stream.get(), cudaStreamCaptureModeThreadLocal));
+  const absl::Status unprepared = (*gemm)->Run(x8.get(), xs.get(), w8.get(), ws.get(),
+                                               graphed.get(), m, n, k, stream.get());
+  cudaGraph_t graph = nullptr;
+  ASSERT_CUDA(cudaStreamEndCapture(stream.get(), &graph));
+  cudaGraphDestroy(graph);
+  EXPECT_EQ(unprepared.code(), absl::StatusCode::kFailedPrecondition) << unprepared;
+
+  ASSERT_OK((*gemm)->Prepare(m, n, k, Scaling::kPerRow));
+  EXPECT_EQ((*gemm)->AlgoDescription(m, n, k).find("per_row"), std::string::npos);
+  EXPECT_NE((*gemm)->AlgoDescription(m, n, k, Scaling::kPerRow).find("per_row"),
+            std::string::npos);
+  ASSERT_OK((*gemm)->Run(x8.get(), xs.get(), w8.get(), ws.get(), eager.get(), m, n, k,
+                         stream.get()));
+  ASSERT_CUDA(cudaMemsetAsync(graphed.get(), 0xFF, m * n * sizeof(__nv_bfloat16), stream.get()));
+  ASSERT_CUDA(cudaStreamSynchronize(stream.get()));
+  ASSERT_CUDA(cudaStreamBeginCapture(stream.get(), cudaStreamCaptureModeThreadLocal));
+  const absl::Status run = (*gemm)->Run(x8.get(), xs.get(), w8.get(), ws.get(), graphed.get(), m,
+                                        n, k, stream.get());
+  ASSERT_CUDA(cudaStreamEndCapture(stream.get(), &graph));
+  ASSERT_OK(run);
+  cudaGraphExec_t exec = nullptr;
+  ASSERT_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+  ASSERT_CUDA(cudaGraphLaunch(exec, stream.get()));
+  ASSERT_CUDA(cudaStreamSynchronize(stream.get()));
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  const std::vector<__nv_bfloat16> a = Download(eager.get(), m * n);
+  const std::vector<__nv_bfloat16> b = Download(graphed.get(), m * n);
+  ASSERT_EQ(a.size(), b.size());
+  ASSERT_FALSE(a.empty());
+  EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(a[0])), 0);
+}
+
+TEST(CublasLtFp8GemmPerRow, RejectsBadShapesAndScales) {
+  absl::StatusOr<std::unique_ptr<CublasLtFp8Gemm>> gemm = CublasLtFp8Gemm::Create();
+  ASSERT_TRUE(gemm.ok()) << gemm.status();
+  using Scaling = CublasLtFp8Gemm::Scaling;
+  EXPECT_EQ((*gemm)->Prepare(16, 24, 64, Scaling::kPerRow).code(),
+            absl::StatusCode::kInvalidArgument);
+  DevicePtr<uint8_t> buf = DeviceAlloc<uint8_t>(1 << 20);
+  ASSERT_TRUE(buf);
+  const auto* x = reinterpret_cast<const fp8_e4m3*>(buf.get());
+  const auto* w = reinterpret_cast<const fp8_e4m3*>(buf.get() + (1 << 18));
+  auto* y = reinterpret_cast<__nv_bfloat16*>(buf.get() + (1 << 19));
+  const auto* s = reinterpret_cast<const float*>(buf.get() + 3 * (1 << 18));
+  const auto* misaligned = reinterpret_cast<const float*>(buf.get() + 3 * (1 << 18) + 4);
+  EXPECT_EQ((*gemm)->Run(x, nullptr, w, s, y, 16, 64, 64, nullptr).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((*gemm)->Run(x, s, w, misaligned, y, 16, 64, 64, nullptr).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((*gemm)->AlgoDescription(16, 64, 64, Scaling::kPerRow), "not prepared");
 }
 
 }  // namespace
