@@ -4,7 +4,7 @@
 // Families (names are --benchmark_filter friendly):
 //   StreamRead/<bytes>                        StreamRead (kernels/stream_read.h): the ceiling.
 //   Gemm/<model>/<proj>/b<batch>/<impl>       every projection of Llama-3.1 8B/70B/405B at TP 1
-//       impl: own_bf16, own_fp8 (SkinnyGemm, batch <= 16), cublaslt (autotuned),
+//       impl: own_bf16, own_fp8 (SkinnyGemm, batch <= 32), cublaslt (autotuned),
 //             cublaslt_heuristic (the heuristic's first choice).
 //   DecodeAttention/70b/b<batch>/ctx<context> DecodeAttention at Llama-3.1-70B's heads.
 //

@@ -38,7 +38,7 @@ absl::Status DequantizeWeightsFp8(const __nv_fp8_e4m3* wq, const float* scales, 
                                   int64_t k, cudaStream_t stream);
 
 // y[m,n] = x[m,k] · (wq * scales)^T, fp32 accumulation, the scale applied to the fp32 sum.
-// Requirements: as SkinnyGemmBf16 (1 <= m <= 16, k a multiple of 8, x 16-byte aligned, workspace
+// Requirements: as SkinnyGemmBf16 (1 <= m <= 32, k a multiple of 8, x 16-byte aligned, workspace
 // of SkinnyGemmWorkspaceBytes zero-filled before first use), and wq 16-byte aligned, scales
 // 4-byte aligned. Rows of wq are read with 16-byte loads when k is a multiple of 16, else with
 // 8-byte loads (rows then start only 8-byte aligned).

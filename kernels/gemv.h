@@ -1,16 +1,16 @@
 // SkinnyGemmBf16: the decode-step linear layer y[m,n] = x[m,k] · W[n,k]^T for small batches
-// (1 <= m <= 16), written for the HBM limit: every weight byte is read from memory exactly once
+// (1 <= m <= 32), written for the HBM limit: every weight byte is read from memory exactly once
 // per call, whatever m is. Same layout as CublasLtGemm (PyTorch nn.Linear: W row-major [n,k],
 // x row-major [m,k], y row-major [m,n]; bf16 in and out, fp32 accumulation).
 //
 // Design (see gemv.cu for the details):
 //   * A CTA of 8 warps owns 128 output channels (16 per warp) and a range of k. Each lane streams
 //     16 bytes of two W rows per 64-byte k-step with cp.async into its warp's 5-stage
-//     shared-memory ring (L1 bypassed, L2 evict-first and 256-byte prefetch: W is read once), so
+//     shared-memory ring (L1 bypassed, 256-byte L2 prefetch, normal L2 priority: see gemv.cu), so
 //     4 k-steps (4 KB per warp, ~64 KB per SM) are in flight at all times without holding
 //     registers.
 //   * The product runs on tensor cores (mma.sync m16n8k16, fp32 accumulation) with W as the
-//     16-row operand and the m tokens as the 8-column one (two n-tiles for m > 8). The order of
+//     16-row operand and the m tokens as the 8-column one (ceil(m / 8) n-tiles). The order of
 //     the k summation is free, so W is fed exactly as each lane's 16 bytes arrive and x is read
 //     in the matching order: no shuffles, no ldmatrix, no CTA barrier in the main loop. x comes
 //     through L1 (all warps of a CTA walk the same k range together, so it is read from L2 about
@@ -24,7 +24,7 @@
 //     writes y: deterministic, one kernel, no second launch.
 //
 // Requirements (InvalidArgument otherwise, never a silent slow path):
-//   * 1 <= m <= 16, n >= 1, k >= 8 and k a multiple of 8 (16-byte rows);
+//   * 1 <= m <= 32, n >= 1, k >= 8 and k a multiple of 8 (16-byte rows);
 //   * x and w 16-byte aligned, y 2-byte aligned;
 //   * workspace: at least SkinnyGemmWorkspaceBytes(m, n, k, SMs of the current device) bytes,
 //     16-byte aligned, ZERO-FILLED BEFORE ITS FIRST USE (e.g. cudaMemsetAsync once after
@@ -52,7 +52,7 @@ namespace truthput {
 
 using bf16 = __nv_bfloat16;
 
-inline constexpr int64_t kSkinnyGemmMaxM = 16;
+inline constexpr int64_t kSkinnyGemmMaxM = 32;
 
 // How a SkinnyGemm call is laid out on the GPU. Pure host code, deterministic; exposed for tests,
 // benchmarks labels and tuning.
@@ -67,7 +67,7 @@ struct SkinnyGemmPlan {
 };
 
 // The plan for weights of `weight_bytes` bytes per element (2: bf16, 1: fp8) on a GPU with
-// sm_count SMs (sm_count <= 0 is taken as 132, an H100 SXM). Shapes must be valid (m in 1..16,
+// sm_count SMs (sm_count <= 0 is taken as 132, an H100 SXM). Shapes must be valid (m in 1..32,
 // n >= 1, k >= 8); others give a zero plan.
 SkinnyGemmPlan PlanSkinnyGemm(int64_t m, int64_t n, int64_t k, int weight_bytes, int sm_count);
 

@@ -4,7 +4,8 @@
 // m = 1, 2, 3, 5, 8 and 16; bf16 weights, and fp8 weights against the reference on their
 // dequantized copy. Inputs come from fresh seeds (printed on failure); outputs are poisoned with
 // NaN first, so an element the kernel skips shows. One zeroed workspace serves all calls of a
-// shape, so a split-K counter left non-zero by one call breaks the next.
+// shape, so a split-K counter left non-zero by one call breaks the next; two shapes called in
+// turn, each on its own workspace region, must not disturb each other.
 #include "kernels/gemv.h"
 
 #include <cuda_bf16.h>
@@ -29,6 +30,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "kernels/fp8_weights.h"
+#include "kernels/gpu_test_util.h"
 #include "kernels/random_fill.h"
 #include "kernels/reference_gemm.h"
 #include "workloads/model_registry.h"
@@ -37,33 +39,7 @@
 namespace truthput {
 namespace {
 
-#define ASSERT_OK(expr)                            \
-  do {                                             \
-    const absl::Status _st = (expr);               \
-    ASSERT_TRUE(_st.ok()) << #expr << ": " << _st; \
-  } while (0)
-#define ASSERT_CUDA(expr)                                                      \
-  do {                                                                         \
-    const cudaError_t _err = (expr);                                           \
-    ASSERT_EQ(_err, cudaSuccess) << #expr << ": " << cudaGetErrorString(_err); \
-  } while (0)
-
 using fp8 = __nv_fp8_e4m3;
-
-struct CudaFree {
-  void operator()(void* p) const { cudaFree(p); }
-};
-template <typename T>
-using DevicePtr = std::unique_ptr<T, CudaFree>;
-
-template <typename T>
-DevicePtr<T> DeviceAlloc(int64_t count) {
-  void* p = nullptr;
-  if (cudaMalloc(&p, std::max<size_t>(1, static_cast<size_t>(count) * sizeof(T))) != cudaSuccess) {
-    return nullptr;
-  }
-  return DevicePtr<T>(static_cast<T*>(p));
-}
 
 struct StreamDeleter {
   void operator()(cudaStream_t s) const { cudaStreamDestroy(s); }
@@ -76,57 +52,14 @@ StreamPtr MakeStream() {
   return StreamPtr(s);
 }
 
-uint64_t FreshSeed() {
-  std::random_device rd;
-  return (static_cast<uint64_t>(rd()) << 32) ^ rd();
-}
-
-int SmCount() {
-  int device = 0, sms = 0;
-  EXPECT_EQ(cudaGetDevice(&device), cudaSuccess);
-  EXPECT_EQ(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), cudaSuccess);
-  return sms;
-}
-
 constexpr float kXScale = 1.0f;
 constexpr float kWScale = 0.05f;
-constexpr int64_t kMs[] = {1, 2, 3, 5, 8, 16};
+constexpr int64_t kMs[] = {1, 2, 3, 5, 8, 16, 17, 24, 31, 32};  // 1 to 4 n-tiles
 
-// Checks y (bf16, from the kernel under test) against ref (fp32), with the bounds of
-// cublaslt_gemm_test.cc without split-K in bf16 (these kernels reduce split-K partials in fp32):
-//   |y - ref| <= 2^-7 |ref| + 2^-6 rms(ref)   per element,   relative L2 error <= 2^-7.
-// The relative term covers rounding the output to bf16 (2^-8) with a factor 2 of slack; the
-// absolute term covers summation-order differences and, for fp8, the reference's rounding of the
-// dequantized weights to bf16 (about 2^-9 rms(ref) per element, a random walk over k). A wrong
-// index, a missed k-step or a lost partial gives errors of order rms(ref). NaN never passes.
-void ExpectClose(const std::vector<bf16>& y, const std::vector<float>& ref, int64_t m, int64_t n) {
-  double sum_sq_ref = 0;
-  for (float r : ref) {
-    ASSERT_TRUE(std::isfinite(r)) << "reference output not finite";
-    sum_sq_ref += static_cast<double>(r) * r;
-  }
-  const double rms = std::sqrt(sum_sq_ref / static_cast<double>(ref.size()));
-  ASSERT_GT(rms, 0.0);
-  const double abs_bound = std::ldexp(rms, -6);
-  double sum_sq_err = 0;
-  int64_t bad = 0;
-  for (int64_t i = 0; i < m; ++i) {
-    for (int64_t j = 0; j < n; ++j) {
-      const double g = __bfloat162float(y[i * n + j]);
-      const double r = ref[i * n + j];
-      const double err = std::fabs(g - r);
-      const bool ok = std::isfinite(g) && err <= std::ldexp(std::fabs(r), -7) + abs_bound;
-      if (std::isfinite(g)) sum_sq_err += err * err;
-      if (!ok && ++bad <= 5) {
-        ADD_FAILURE() << "y[" << i << "," << j << "] = " << g << ", reference " << r << " (rms "
-                      << rms << ")";
-      }
-    }
-  }
-  EXPECT_EQ(bad, 0) << "elements out of bound, of " << m * n;
-  const double rel_l2 = std::sqrt(sum_sq_err / sum_sq_ref);
-  EXPECT_LE(rel_l2, std::ldexp(1.0, -7)) << "relative L2 error";
-}
+// Outputs are checked with ExpectCloseToReference (gpu_test_util.h), with the bounds of
+// cublaslt_gemm_test.cc without split-K in bf16 (these kernels reduce split-K partials in fp32).
+// For fp8 its absolute term also covers the reference's rounding of the dequantized weights to
+// bf16 (about 2^-9 rms(ref) per element, a random walk over k).
 
 // The weights of one shape on the device: bf16, their fp8 quantization and its dequantization.
 struct Weights {
@@ -184,7 +117,7 @@ void CheckProduct(Kind kind, const Weights& w, int64_t m, void* workspace, size_
   ASSERT_CUDA(cudaMemcpy(y_host.data(), y.get(), m * n * sizeof(bf16), cudaMemcpyDeviceToHost));
   ASSERT_CUDA(
       cudaMemcpy(ref_host.data(), ref.get(), m * n * sizeof(float), cudaMemcpyDeviceToHost));
-  ExpectClose(y_host, ref_host, m, n);
+  ExpectCloseToReference(y_host, ref_host, m, n);
 }
 
 // A zeroed workspace big enough for every m at this shape.
@@ -196,6 +129,8 @@ DevicePtr<char> ZeroedWorkspace(int64_t n, int64_t k, size_t* bytes) {
   DevicePtr<char> ws = DeviceAlloc<char>(static_cast<int64_t>(*bytes));
   if (ws != nullptr) {
     EXPECT_EQ(cudaMemset(ws.get(), 0, std::max<size_t>(1, *bytes)), cudaSuccess);
+    // The kernels run on non-blocking streams, which do not wait for the legacy stream.
+    EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   }
   return ws;
 }
@@ -323,12 +258,50 @@ TEST(SkinnyGemm, RunsInsideGraphCaptureAndReplays) {
     for (auto [y, ref] : {std::pair{y16.get(), ref16.get()}, std::pair{y8.get(), ref8.get()}}) {
       ASSERT_CUDA(cudaMemcpy(y_host.data(), y, m * n * sizeof(bf16), cudaMemcpyDeviceToHost));
       ASSERT_CUDA(cudaMemcpy(ref_host.data(), ref, m * n * sizeof(float), cudaMemcpyDeviceToHost));
-      ExpectClose(y_host, ref_host, m, n);
+      ExpectCloseToReference(y_host, ref_host, m, n);
     }
     // Eager calls after the replays, on the same workspace.
     CheckProduct(Kind::kBf16, w, m, ws.get(), ws_bytes, stream.get());
     CheckProduct(Kind::kFp8, w, m, ws.get(), ws_bytes, stream.get());
     if (HasFatalFailure()) return;
+  }
+}
+
+// The workspace rule of gemv.h: a workspace serves only later calls of the same (m, n, k), so two
+// shapes interleaved on one stream each get their own zero-filled region. Both regions are cut
+// from one allocation, back to back (the second starts where the first ends, rounded up to 256
+// bytes), so a call that wrote outside its region or left a counter non-zero breaks the other
+// shape's next call. Calls go A, B, A, B, ...; every result must match the reference.
+TEST(SkinnyGemm, TwoShapesWithTheirOwnWorkspacesInterleave) {
+  struct Case {
+    int64_t m, n, k;
+  };
+  constexpr Case kCases[] = {{5, 1024, 28672}, {16, 1280, 8192}};
+  constexpr int kRounds = 4;
+  StreamPtr stream = MakeStream();
+  const int sms = SmCount();
+  Weights w[2];
+  size_t offset[2] = {0, 0}, bytes[2] = {0, 0}, total = 0;
+  for (int s = 0; s < 2; ++s) {
+    const auto [m, n, k] = kCases[s];
+    SCOPED_TRACE(absl::StrCat("m=", m, " n=", n, " k=", k));
+    ASSERT_TRUE(PlanSkinnyGemm(m, n, k, 2, sms).split) << "needs no workspace";
+    MakeWeights(n, k, FreshSeed(), stream.get(), &w[s]);
+    if (HasFatalFailure()) return;
+    bytes[s] = SkinnyGemmWorkspaceBytes(m, n, k, sms);
+    ASSERT_GT(bytes[s], 0u);
+    offset[s] = total;
+    total += (bytes[s] + 255) / 256 * 256;
+  }
+  DevicePtr<char> ws = DeviceAlloc<char>(static_cast<int64_t>(total));
+  ASSERT_TRUE(ws);
+  ASSERT_CUDA(cudaMemsetAsync(ws.get(), 0, total, stream.get()));
+  for (int round = 0; round < kRounds; ++round) {
+    for (int s = 0; s < 2; ++s) {
+      SCOPED_TRACE(absl::StrCat("round ", round, ", shape ", s == 0 ? "A" : "B"));
+      CheckProduct(Kind::kBf16, w[s], kCases[s].m, ws.get() + offset[s], bytes[s], stream.get());
+      if (HasFatalFailure()) return;
+    }
   }
 }
 
@@ -490,7 +463,8 @@ TEST(SkinnyGemm, RejectsBadArguments) {
   constexpr auto kInvalid = absl::StatusCode::kInvalidArgument;
   // m out of range, k not a multiple of 8, misaligned x or w.
   EXPECT_EQ(code(SkinnyGemmBf16(x, w, y, 0, 128, 64, nullptr, 0, nullptr)), kInvalid);
-  EXPECT_EQ(code(SkinnyGemmBf16(x, w, y, 17, 128, 64, nullptr, 0, nullptr)), kInvalid);
+  EXPECT_EQ(code(SkinnyGemmBf16(x, w, y, kSkinnyGemmMaxM + 1, 128, 64, nullptr, 0, nullptr)),
+            kInvalid);
   EXPECT_EQ(code(SkinnyGemmBf16(x, w, y, 1, 128, 60, nullptr, 0, nullptr)), kInvalid);
   EXPECT_EQ(code(SkinnyGemmBf16(x, w, y, 1, 0, 64, nullptr, 0, nullptr)), kInvalid);
   EXPECT_EQ(code(SkinnyGemmBf16(x + 4, w, y, 1, 128, 64, nullptr, 0, nullptr)), kInvalid);
