@@ -28,7 +28,7 @@ ABSL_FLAG(std::string, profile, "step",
           "hardware counters (CUPTI), in a pass of their own after timing: off, step (one range "
           "per step) or ops (also one range per op kind)");
 ABSL_FLAG(std::string, gemm, "auto",
-          "projections: cublaslt, own (the project's skinny GEMM for GEMMs of <= 16 rows, "
+          "projections: cublaslt, own (the project's skinny GEMM for GEMMs of <= 32 rows, "
           "cuBLASLt for larger), or auto (where both can, both timed per shape at start-up on "
           "the step's buffers, the faster runs; recorded per op)");
 ABSL_FLAG(double, usd_per_gpu_hour, 0, "GPU price for the cost column (0: datasheet's public price)");
@@ -36,8 +36,8 @@ ABSL_FLAG(std::string, ceilings, "",
           "bench_ceilings --json file of this GPU, the measured denominators of mbu_measured and "
           "mfu_measured; empty: measure them at start-up (quick sweep, ~15 s); none: skip");
 ABSL_FLAG(std::string, weights, "",
-          "weight dtype: bf16 or fp8 (e4m3, per-output-channel fp32 scales); default: the "
-          "model spec's. fp8 is modelled (--predict) but not yet run on the GPU");
+          "weight dtype of the blocks' linear layers: bf16 or fp8 (e4m3, per-output-channel "
+          "fp32 scales; embedding and LM head stay bf16); default: the model spec's");
 ABSL_FLAG(std::string, calibrate, "",
           "with --predict: a result JSON measured on another GPU; each point's bound is scaled "
           "by the roofline efficiency measured there (projected_tokens_per_s)");

@@ -206,12 +206,6 @@ void AddMeasured(BatchPoint& p, const TimingStats& t, const GpuSpec& g, DType dt
 }  // namespace
 
 absl::StatusOr<RunResult> RunOnGpu(const BenchRequest& request, std::ostream& log) {
-  if (request.model.weight_dtype() != BF16) {
-    // The fp8 skinny GEMM and cuBLASLt fp8 GEMM exist and are tested (kernels/gemv.h,
-    // kernels/cublaslt_fp8_gemm.h); the step runner does not hold fp8 weights yet.
-    return absl::UnimplementedError(
-        "fp8 weights run in --predict only for now; the GPU step runs bf16 weights");
-  }
   absl::StatusOr<DeviceIdentity> id = ReadDeviceIdentity(0);
   if (!id.ok()) return id.status();
   absl::StatusOr<GpuSpec> datasheet =

@@ -11,6 +11,7 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_format.h"
 #include "kernels/embedding.h"
+#include "kernels/fp8_weights.h"
 #include "kernels/gemv.h"
 #include "kernels/prefill_attention.h"
 #include "kernels/random_fill.h"
@@ -31,6 +32,7 @@ const Op* FindOp(const Workload& w, absl::string_view name) {
 // The shapes a step's buffers need, read off the op list itself.
 struct Dims {
   int64_t B, T, h, q, kv, f, V, Hq, Hkv, d, capacity;
+  bool fp8;  // the blocks' linear layers hold e4m3 weights and fp32 scales
 };
 
 absl::StatusOr<Dims> DimsOf(const Workload& w) {
@@ -51,6 +53,7 @@ absl::StatusOr<Dims> DimsOf(const Workload& w) {
   d.f = gu->n / 2;
   d.V = lm->n;
   d.capacity = at->attn.kv_len();
+  d.fp8 = qkv->weight_dtype == FP8_E4M3;
   return d;
 }
 
@@ -69,18 +72,27 @@ class Layout {
 };
 
 struct LayerLayout {
-  int64_t attn_norm_w, ffn_norm_w, w_qkv, w_o, w_gate_up, w_down, k_cache, v_cache, total;
+  int64_t attn_norm_w, ffn_norm_w, w_qkv, w_o, w_gate_up, w_down;
+  int64_t s_qkv = -1, s_o = -1, s_gate_up = -1, s_down = -1;  // fp8 scales; -1: none
+  int64_t k_cache, v_cache, total;
 };
 
 LayerLayout LayoutLayer(const Dims& d) {
   Layout l;
   LayerLayout o;
+  const int64_t wb = d.fp8 ? 1 : 2;
   o.attn_norm_w = l.Add(d.h * 2);
   o.ffn_norm_w = l.Add(d.h * 2);
-  o.w_qkv = l.Add((d.q + 2 * d.kv) * d.h * 2);
-  o.w_o = l.Add(d.h * d.q * 2);
-  o.w_gate_up = l.Add(2 * d.f * d.h * 2);
-  o.w_down = l.Add(d.h * d.f * 2);
+  o.w_qkv = l.Add((d.q + 2 * d.kv) * d.h * wb);
+  o.w_o = l.Add(d.h * d.q * wb);
+  o.w_gate_up = l.Add(2 * d.f * d.h * wb);
+  o.w_down = l.Add(d.h * d.f * wb);
+  if (d.fp8) {
+    o.s_qkv = l.Add((d.q + 2 * d.kv) * 4);
+    o.s_o = l.Add(d.h * 4);
+    o.s_gate_up = l.Add(2 * d.f * 4);
+    o.s_down = l.Add(d.h * 4);
+  }
   o.k_cache = l.Add(d.B * d.kv * d.capacity * 2);
   o.v_cache = l.Add(d.B * d.kv * d.capacity * 2);
   o.total = l.size();
@@ -89,8 +101,13 @@ LayerLayout LayoutLayer(const Dims& d) {
 
 struct SharedLayout {
   int64_t embedding, lm_head, final_norm_w, ids, last_ids, x_last, x, xn, qkv, q, attn_out, tmp_h,
-      gate_up, act, logits, attn_ws, gemm_ws, total;
+      gate_up, act, logits, attn_ws, gemm_ws;
+  int64_t xq = -1, x_scales = -1, staging = -1;  // fp8 weights only
+  int64_t total;
 };
+
+// fp8 weights are made from random bf16 rows, this many bytes at a time.
+constexpr int64_t kFp8StagingBytes = int64_t{64} << 20;
 
 // Workspace of the own skinny GEMM: one region per GEMM op (a workspace is only reusable by
 // calls of the same shape), each 256-byte aligned. Returns the total; `offsets` (if given) gets
@@ -129,6 +146,11 @@ SharedLayout LayoutShared(const Workload& w, const Dims& d, int num_splits, int 
   o.attn_ws = l.Add(static_cast<int64_t>(DecodeAttentionWorkspaceBytes(
       static_cast<int>(d.B), static_cast<int>(d.Hq), static_cast<int>(d.d), num_splits)));
   o.gemm_ws = l.Add(SkinnyWorkspaceBytes(w, sm_count));
+  if (d.fp8) {
+    o.xq = l.Add(d.T * std::max({d.h, d.q, d.f}));
+    o.x_scales = l.Add(d.T * 4);
+    o.staging = l.Add(std::max(kFp8StagingBytes, std::max(d.h, d.f) * 2));
+  }
   o.total = l.size();
   return o;
 }
@@ -140,6 +162,11 @@ int SplitsFor(const Dims& d, int sm_count) {
 
 __nv_bfloat16* At(const DeviceBuffer& b, int64_t offset) {
   return reinterpret_cast<__nv_bfloat16*>(b.as<char>() + offset);
+}
+
+template <typename T>
+T* AtOrNull(const DeviceBuffer& b, int64_t offset) {
+  return offset < 0 ? nullptr : reinterpret_cast<T*>(b.as<char>() + offset);
 }
 
 }  // namespace
@@ -188,7 +215,8 @@ absl::StatusOr<std::unique_ptr<StepRunner>> StepRunner::Create(const Workload& w
                        At(r.shared_, s.final_norm_w), At(r.shared_, s.x), At(r.shared_, s.xn),
                        At(r.shared_, s.qkv), At(r.shared_, s.q), At(r.shared_, s.attn_out),
                        At(r.shared_, s.tmp_h), At(r.shared_, s.gate_up), At(r.shared_, s.act),
-                       At(r.shared_, s.logits)};
+                       At(r.shared_, s.logits), AtOrNull<__nv_fp8_e4m3>(r.shared_, s.xq),
+                       AtOrNull<float>(r.shared_, s.x_scales)};
   r.attn_workspace_ = reinterpret_cast<float*>(r.shared_.as<char>() + s.attn_ws);
   r.gemm_workspace_ = r.shared_.as<char>() + s.gemm_ws;
   r.gemm_workspace_bytes_ = static_cast<size_t>(
@@ -205,9 +233,12 @@ absl::StatusOr<std::unique_ptr<StepRunner>> StepRunner::Create(const Workload& w
     absl::StatusOr<DeviceBuffer> b =
         DeviceBuffer::Allocate(ll.total, absl::StrCat("layer buffer ", i).c_str());
     if (!b.ok()) return b.status();
-    r.layers_.push_back(LayerBuffers{At(*b, ll.attn_norm_w), At(*b, ll.ffn_norm_w),
-                                     At(*b, ll.w_qkv), At(*b, ll.w_o), At(*b, ll.w_gate_up),
-                                     At(*b, ll.w_down), At(*b, ll.k_cache), At(*b, ll.v_cache)});
+    r.layers_.push_back(LayerBuffers{
+        At(*b, ll.attn_norm_w), At(*b, ll.ffn_norm_w), AtOrNull<void>(*b, ll.w_qkv),
+        AtOrNull<void>(*b, ll.w_o), AtOrNull<void>(*b, ll.w_gate_up), AtOrNull<void>(*b, ll.w_down),
+        AtOrNull<float>(*b, ll.s_qkv), AtOrNull<float>(*b, ll.s_o),
+        AtOrNull<float>(*b, ll.s_gate_up), AtOrNull<float>(*b, ll.s_down), At(*b, ll.k_cache),
+        At(*b, ll.v_cache)});
     r.layer_memory_.push_back(*std::move(b));
   }
 
@@ -218,6 +249,21 @@ absl::StatusOr<std::unique_ptr<StepRunner>> StepRunner::Create(const Workload& w
     return FillRandomBf16(p, n, seed++, scale, stream);
   };
   auto ws = [](int64_t k) { return std::sqrt(3.0f / static_cast<float>(k)); };
+  // A weight matrix [n,k]: random bf16 as is, or for fp8 random bf16 rows quantized per row
+  // through the staging buffer, a slice at a time.
+  __nv_bfloat16* staging = d.fp8 ? At(r.shared_, s.staging) : nullptr;
+  const int64_t staging_bytes = d.fp8 ? s.total - s.staging : 0;
+  auto fill_weight = [&](void* p, float* scales, int64_t n, int64_t k) -> absl::Status {
+    if (!d.fp8) return fill(static_cast<__nv_bfloat16*>(p), n * k, ws(k));
+    const int64_t rows = std::max<int64_t>(1, staging_bytes / (k * 2));
+    for (int64_t r0 = 0; r0 < n; r0 += rows) {
+      const int64_t nr = std::min(rows, n - r0);
+      TP_RETURN_IF_ERROR(fill(staging, nr * k, ws(k)));
+      TP_RETURN_IF_ERROR(QuantizeWeightsFp8(
+          staging, static_cast<__nv_fp8_e4m3*>(p) + r0 * k, scales + r0, nr, k, stream));
+    }
+    return absl::OkStatus();
+  };
   TP_RETURN_IF_ERROR(fill(r.act_.embedding, d.V * d.h, 1.0f));
   if (!w.model().tied_embeddings()) TP_RETURN_IF_ERROR(fill(r.act_.lm_head, d.V * d.h, ws(d.h)));
   TP_RETURN_IF_ERROR(fill(r.act_.final_norm_w, d.h, 1.0f));
@@ -231,16 +277,23 @@ absl::StatusOr<std::unique_ptr<StepRunner>> StepRunner::Create(const Workload& w
   for (const LayerBuffers& l : r.layers_) {
     TP_RETURN_IF_ERROR(fill(l.attn_norm_w, d.h, 1.0f));
     TP_RETURN_IF_ERROR(fill(l.ffn_norm_w, d.h, 1.0f));
-    TP_RETURN_IF_ERROR(fill(l.w_qkv, (d.q + 2 * d.kv) * d.h, ws(d.h)));
-    TP_RETURN_IF_ERROR(fill(l.w_o, d.h * d.q, ws(d.q)));
-    TP_RETURN_IF_ERROR(fill(l.w_gate_up, 2 * d.f * d.h, ws(d.h)));
-    TP_RETURN_IF_ERROR(fill(l.w_down, d.h * d.f, ws(d.f)));
+    TP_RETURN_IF_ERROR(fill_weight(l.w_qkv, l.s_qkv, d.q + 2 * d.kv, d.h));
+    TP_RETURN_IF_ERROR(fill_weight(l.w_o, l.s_o, d.h, d.q));
+    TP_RETURN_IF_ERROR(fill_weight(l.w_gate_up, l.s_gate_up, 2 * d.f, d.h));
+    TP_RETURN_IF_ERROR(fill_weight(l.w_down, l.s_down, d.h, d.f));
     TP_RETURN_IF_ERROR(fill(l.k_cache, d.B * d.kv * d.capacity, 1.0f));
     TP_RETURN_IF_ERROR(fill(l.v_cache, d.B * d.kv * d.capacity, 1.0f));
   }
   // Activations get random contents too, so that no op ever reads zeros.
   const int64_t act_elems = (s.logits + d.B * d.V * 2 - s.x) / 2;
   TP_RETURN_IF_ERROR(fill(r.act_.x, act_elems, 1.0f));
+  if (d.fp8) {
+    // Valid e4m3 activations and scales for the fp8 GEMM's tuning runs.
+    TP_RETURN_IF_ERROR(QuantizeWeightsFp8(r.act_.x, r.act_.xq, r.act_.x_scales, d.T, d.h, stream));
+    absl::StatusOr<std::unique_ptr<CublasLtFp8Gemm>> fp8 = CublasLtFp8Gemm::Create();
+    if (!fp8.ok()) return fp8.status();
+    r.fp8_gemm_ = *std::move(fp8);
+  }
 
   // cuBLASLt's heuristic runs on the host before any graph capture; its candidates are timed on
   // the real buffers (rotating the layer buffers) and the fastest kept, once per shape.
@@ -250,20 +303,20 @@ absl::StatusOr<std::unique_ptr<StepRunner>> StepRunner::Create(const Workload& w
   for (size_t i = 0; i < w.ops().size(); ++i) {
     const Op& op = w.ops()[i];
     if (op.kind != OpKind::kGemm) continue;
-    std::vector<CublasLtGemm::Operands> operands;
-    for (int64_t layer = 0; layer < (op.per_layer ? r.plan_.layer_buffers : 1); ++layer) {
-      operands.push_back(r.GemmOperands(op, layer));
-    }
-    TP_RETURN_IF_ERROR(gemm->Autotune(op.m, op.n, op.k, operands, stream));
+    const size_t layers = op.per_layer ? static_cast<size_t>(r.plan_.layer_buffers) : 1;
     GemmChoice& c = r.gemm_choice_[i];
     const bool own_fits = op.m <= kSkinnyGemmMaxM;
+    if (options.gemm == "own" && own_fits) {
+      c.own = true;
+      continue;
+    }
+    TP_RETURN_IF_ERROR(r.AutotuneCublasLt(i, stream));
     if (options.gemm == "cublaslt" || !own_fits) continue;
     c.own = true;
-    if (options.gemm == "own") continue;
-    absl::StatusOr<double> own_ms = r.TimeRotated(i, operands.size(), stream);
+    absl::StatusOr<double> own_ms = r.TimeRotated(i, layers, stream);
     if (!own_ms.ok()) return own_ms.status();
     c.own = false;
-    absl::StatusOr<double> lt_ms = r.TimeRotated(i, operands.size(), stream);
+    absl::StatusOr<double> lt_ms = r.TimeRotated(i, layers, stream);
     if (!lt_ms.ok()) return lt_ms.status();
     c.own = *own_ms <= *lt_ms;
     c.calibration = absl::StrFormat("auto: own %.1f us vs cuBLASLt %.1f us per call", 1e3 * *own_ms,
@@ -304,18 +357,7 @@ absl::Status StepRunner::Launch(const Op& op, int64_t layer, cudaStream_t stream
     return RmsNorm(rows, a.final_norm_w, a.xn, static_cast<int>(op.m), static_cast<int>(op.n),
                    eps, stream);
   }
-  if (op.kind == OpKind::kGemm) {
-    const CublasLtGemm::Operands o = GemmOperands(op, layer);
-    if (o.w == nullptr) return absl::UnimplementedError(absl::StrCat("no weights for op '", n, "'"));
-    const size_t index = static_cast<size_t>(&op - workload_.ops().data());
-    if (index < gemm_choice_.size() && gemm_choice_[index].own) {
-      const int64_t offset = gemm_workspace_offsets_[index];
-      return SkinnyGemmBf16(o.x, o.w, o.y, op.m, op.n, op.k,
-                            static_cast<char*>(gemm_workspace_) + offset,
-                            gemm_workspace_bytes_ - static_cast<size_t>(offset), stream);
-    }
-    return gemm_->Run(o.x, o.w, o.y, op.m, op.n, op.k, stream);
-  }
+  if (op.kind == OpKind::kGemm) return LaunchGemm(op, layer, stream);
   if (n == "rope_kv_append") {
     return RopeKvAppend(a.qkv, a.q, l.k_cache, l.v_cache, static_cast<int>(at.batch),
                         static_cast<int>(at.q_len), static_cast<int>(at.start_pos),
@@ -348,16 +390,72 @@ absl::Status StepRunner::Launch(const Op& op, int64_t layer, cudaStream_t stream
   return absl::UnimplementedError(absl::StrCat("no kernel for op '", n, "'"));
 }
 
-CublasLtGemm::Operands StepRunner::GemmOperands(const Op& op, int64_t layer) const {
+absl::StatusOr<StepRunner::GemmBuffers> StepRunner::GemmBuffersOf(const Op& op,
+                                                                  int64_t layer) const {
   const Activations& a = act_;
   const LayerBuffers& l = layer_buffers(layer);
   const std::string& n = op.name;
-  if (n == "qkv_proj") return {a.xn, l.w_qkv, a.qkv};
-  if (n == "o_proj") return {a.attn_out, l.w_o, a.tmp_h};
-  if (n == "gate_up_proj") return {a.xn, l.w_gate_up, a.gate_up};
-  if (n == "down_proj") return {a.act, l.w_down, a.tmp_h};
-  if (n == "lm_head") return {a.xn, a.lm_head, a.logits};
-  return {nullptr, nullptr, nullptr};
+  if (n == "qkv_proj") return GemmBuffers{a.xn, l.w_qkv, l.s_qkv, a.qkv};
+  if (n == "o_proj") return GemmBuffers{a.attn_out, l.w_o, l.s_o, a.tmp_h};
+  if (n == "gate_up_proj") return GemmBuffers{a.xn, l.w_gate_up, l.s_gate_up, a.gate_up};
+  if (n == "down_proj") return GemmBuffers{a.act, l.w_down, l.s_down, a.tmp_h};
+  if (n == "lm_head") return GemmBuffers{a.xn, a.lm_head, nullptr, a.logits};
+  return absl::InvalidArgumentError(absl::StrCat("op '", n, "' is not a GEMM of the step"));
+}
+
+bool StepRunner::QuantizesActivations(size_t op_index) const {
+  const Op& op = workload_.ops().at(op_index);
+  if (op.kind != OpKind::kGemm || op.weight_dtype != FP8_E4M3) return false;
+  return op_index >= gemm_choice_.size() || !gemm_choice_[op_index].own;
+}
+
+absl::Status StepRunner::LaunchGemm(const Op& op, int64_t layer, cudaStream_t stream) const {
+  absl::StatusOr<GemmBuffers> o = GemmBuffersOf(op, layer);
+  if (!o.ok()) return o.status();
+  const size_t index = static_cast<size_t>(&op - workload_.ops().data());
+  const bool fp8 = o->w_scales != nullptr;
+  if (index < gemm_choice_.size() && gemm_choice_[index].own) {
+    const int64_t offset = gemm_workspace_offsets_[index];
+    void* ws = static_cast<char*>(gemm_workspace_) + offset;
+    const size_t ws_bytes = gemm_workspace_bytes_ - static_cast<size_t>(offset);
+    if (fp8) {
+      return SkinnyGemmFp8(o->x, static_cast<const __nv_fp8_e4m3*>(o->w), o->w_scales, o->y,
+                           op.m, op.n, op.k, ws, ws_bytes, stream);
+    }
+    return SkinnyGemmBf16(o->x, static_cast<const __nv_bfloat16*>(o->w), o->y, op.m, op.n, op.k,
+                          ws, ws_bytes, stream);
+  }
+  if (fp8) {
+    // W8A8: the activations to e4m3 per token (the same per-row quantizer as the weights).
+    TP_RETURN_IF_ERROR(QuantizeWeightsFp8(o->x, act_.xq, act_.x_scales, op.m, op.k, stream));
+    return fp8_gemm_->Run(act_.xq, act_.x_scales, static_cast<const __nv_fp8_e4m3*>(o->w),
+                          o->w_scales, o->y, op.m, op.n, op.k, stream);
+  }
+  return gemm_->Run(o->x, static_cast<const __nv_bfloat16*>(o->w), o->y, op.m, op.n, op.k, stream);
+}
+
+absl::Status StepRunner::AutotuneCublasLt(size_t op_index, cudaStream_t stream) {
+  const Op& op = workload_.ops().at(op_index);
+  const int64_t layers = op.per_layer ? plan_.layer_buffers : 1;
+  std::vector<GemmBuffers> buffers;
+  for (int64_t layer = 0; layer < layers; ++layer) {
+    absl::StatusOr<GemmBuffers> b = GemmBuffersOf(op, layer);
+    if (!b.ok()) return b.status();
+    buffers.push_back(*b);
+  }
+  if (buffers.front().w_scales != nullptr) {
+    std::vector<CublasLtFp8Gemm::ScaledOperands> operands;
+    for (const GemmBuffers& b : buffers) {
+      operands.push_back({act_.xq, act_.x_scales, static_cast<const __nv_fp8_e4m3*>(b.w),
+                          b.w_scales, b.y});
+    }
+    return fp8_gemm_->Autotune(op.m, op.n, op.k, operands, stream);
+  }
+  std::vector<CublasLtGemm::Operands> operands;
+  for (const GemmBuffers& b : buffers) {
+    operands.push_back({b.x, static_cast<const __nv_bfloat16*>(b.w), b.y});
+  }
+  return gemm_->Autotune(op.m, op.n, op.k, operands, stream);
 }
 
 absl::Status StepRunner::EnqueueOpOnce(size_t op_index, int64_t layer, cudaStream_t stream) const {
@@ -413,11 +511,16 @@ std::string StepRunner::Implementation(size_t op_index) const {
   const Op& op = workload_.ops().at(op_index);
   if (op.kind == OpKind::kGemm) {
     const GemmChoice& c = gemm_choice_.at(op_index);
-    std::string what = c.own ? absl::StrCat("truthput skinny_gemm_bf16 (",
-                                            SkinnyGemmPlanDescription(PlanSkinnyGemm(
-                                                op.m, op.n, op.k, 2, sm_count_)),
-                                            ")")
-                             : gemm_->AlgoDescription(op.m, op.n, op.k);
+    const bool fp8 = op.weight_dtype == FP8_E4M3;
+    std::string what =
+        c.own ? absl::StrCat("truthput skinny_gemm_", fp8 ? "fp8" : "bf16", " (",
+                             SkinnyGemmPlanDescription(
+                                 PlanSkinnyGemm(op.m, op.n, op.k, fp8 ? 1 : 2, sm_count_)),
+                             ")")
+        : fp8 ? absl::StrCat("activations to e4m3 per token, then ",
+                             fp8_gemm_->AlgoDescription(op.m, op.n, op.k,
+                                                        CublasLtFp8Gemm::Scaling::kPerRow))
+              : gemm_->AlgoDescription(op.m, op.n, op.k);
     if (!c.calibration.empty()) absl::StrAppend(&what, "; ", c.calibration);
     return what;
   }

@@ -1,10 +1,17 @@
 // StepRunner: the op list of one step on real GPU buffers. It allocates the layer buffers the
 // residency plan allows, fills everything with random data, and launches a real kernel for each
 // op of the Workload, in the Workload's order: the same list the roofline prediction uses.
+//
+// FP8 weights (ModelSpec weight_dtype FP8_E4M3): the blocks' linear layers hold e4m3 weights with
+// one fp32 scale per output channel (kernels/fp8_weights.h), quantized from random bf16 at
+// start-up. The project's skinny GEMM reads them directly (bf16 activations); cuBLASLt runs them
+// as W8A8: each GEMM first quantizes its activations per token (one extra small kernel), then an
+// fp8 GEMM applies both scale vectors. The embedding table and the LM head stay bf16.
 #ifndef TRUTHPUT_BENCH_STEP_RUNNER_H_
 #define TRUTHPUT_BENCH_STEP_RUNNER_H_
 
 #include <cuda_bf16.h>
+#include <cuda_fp8.h>
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
@@ -15,6 +22,7 @@
 #include "absl/status/statusor.h"
 #include "bench/device_buffer.h"
 #include "bench/residency.h"
+#include "kernels/cublaslt_fp8_gemm.h"
 #include "kernels/cublaslt_gemm.h"
 #include "workloads/workload.h"
 
@@ -28,8 +36,8 @@ class StepRunner {
     int sm_count = 0;
     uint64_t seed = 1;
     // Who runs the projections: "cublaslt"; "own" (the project's skinny GEMM where a GEMM has
-    // at most 16 rows, cuBLASLt elsewhere); "auto": where both can, both are timed on the
-    // step's buffers and the faster runs.
+    // at most 32 rows, cuBLASLt elsewhere); "auto": where both can, both are timed on the
+    // step's buffers and the faster runs. With fp8 weights, cuBLASLt means its W8A8 fp8 GEMM.
     std::string gemm = "auto";
   };
 
@@ -37,7 +45,8 @@ class StepRunner {
   static ResidencyInput Sizes(const Workload& w, const Options& options);
 
   // ResourceExhausted (with the reason) when the step cannot run honestly in the free memory;
-  // Unimplemented for ops without a kernel yet. Leaves the buffers filled with random data.
+  // Unimplemented for ops without a kernel yet; NotFound where cuBLASLt has no fp8 algorithm for
+  // a shape that needs one. Leaves the buffers filled with random data.
   static absl::StatusOr<std::unique_ptr<StepRunner>> Create(const Workload& w, CublasLtGemm* gemm,
                                                             const Options& options,
                                                             cudaStream_t stream);
@@ -53,10 +62,15 @@ class StepRunner {
   const ResidencyPlan& residency() const { return plan_; }
   // What ran op `op_index`: the project's kernel, or cuBLASLt and its algorithm.
   std::string Implementation(size_t op_index) const;
+  // Whether GEMM op `op_index` quantizes its activations to e4m3 per token before the product
+  // (fp8 weights through cuBLASLt): its reference must too.
+  bool QuantizesActivations(size_t op_index) const;
 
   // The buffers, for the correctness check.
   struct LayerBuffers {
-    __nv_bfloat16 *attn_norm_w, *ffn_norm_w, *w_qkv, *w_o, *w_gate_up, *w_down;
+    __nv_bfloat16 *attn_norm_w, *ffn_norm_w;
+    void *w_qkv, *w_o, *w_gate_up, *w_down;   // bf16, or e4m3 with fp8 weights
+    float *s_qkv, *s_o, *s_gate_up, *s_down;  // fp8 weights' per-channel scales; else null
     __nv_bfloat16 *k_cache, *v_cache;  // [batch][kv_heads][cache_capacity][head_dim]
   };
   struct Activations {
@@ -65,7 +79,18 @@ class StepRunner {
     __nv_bfloat16* x_last;   // prefill: those rows, gathered for the final norm
     __nv_bfloat16 *embedding, *lm_head, *final_norm_w;
     __nv_bfloat16 *x, *xn, *qkv, *q, *attn_out, *tmp_h, *gate_up, *act, *logits;
+    __nv_fp8_e4m3* xq;  // W8A8: a GEMM's activations quantized per token; else null
+    float* x_scales;    // their scales, one per token
   };
+  // A GEMM op's buffers in `layer`, exactly as Launch uses them.
+  struct GemmBuffers {
+    const __nv_bfloat16* x;
+    const void* w;         // bf16 [n,k], or e4m3 [n,k] when w_scales is set
+    const float* w_scales;  // fp8 weights: one per output channel; null for bf16
+    __nv_bfloat16* y;
+  };
+  // InvalidArgument for an op that is not one of the step's GEMMs.
+  absl::StatusOr<GemmBuffers> GemmBuffersOf(const Op& op, int64_t layer) const;
   const LayerBuffers& layer_buffers(int64_t layer) const {
     return layers_[layer % plan_.layer_buffers];
   }
@@ -76,8 +101,9 @@ class StepRunner {
  private:
   StepRunner(const Workload& w, CublasLtGemm* gemm) : workload_(w), gemm_(gemm) {}
   absl::Status Launch(const Op& op, int64_t layer, cudaStream_t stream) const;
-  // The input, weight and output buffers of a GEMM op in `layer`; null pointers for other ops.
-  CublasLtGemm::Operands GemmOperands(const Op& op, int64_t layer) const;
+  absl::Status LaunchGemm(const Op& op, int64_t layer, cudaStream_t stream) const;
+  // Tunes cuBLASLt (bf16 or W8A8 fp8) for GEMM op `op_index` on the step's buffers.
+  absl::Status AutotuneCublasLt(size_t op_index, cudaStream_t stream);
   // Per call of op `op_index` as configured now, over up to 8 distinct layer buffers.
   absl::StatusOr<double> TimeRotated(size_t op_index, size_t layers, cudaStream_t stream) const;
 
@@ -88,6 +114,7 @@ class StepRunner {
 
   Workload workload_;
   CublasLtGemm* gemm_;
+  std::unique_ptr<CublasLtFp8Gemm> fp8_gemm_;  // fp8 weights only
   ResidencyPlan plan_;
   int64_t cache_capacity_ = 0;
   int num_splits_ = 1;

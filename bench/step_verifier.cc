@@ -1,6 +1,7 @@
 #include "bench/step_verifier.h"
 
 #include <cuda_bf16.h>
+#include <cuda_fp8.h>
 
 #include <algorithm>
 #include <bit>
@@ -44,12 +45,23 @@ std::vector<float> ToFloat(const std::vector<uint16_t>& bits) {
   return f;
 }
 
-// The buffers of a GEMM op, as StepRunner::Launch uses them.
-struct GemmBuffers {
-  const bf16* x;
-  const bf16* w;
-  bf16* y;
-};
+// What the GPU's per-row e4m3 quantization (QuantizeWeightsFp8) does to x [rows, cols], undone:
+// row r becomes float(e4m3(x / s_r)) * s_r with s_r = max |x[r, :]| / 448, through the same
+// CUDA conversion (round to nearest, saturating). The W8A8 GEMM's reference multiplies these.
+std::vector<float> Fp8RowsRoundTrip(const std::vector<float>& x, int64_t rows, int64_t cols) {
+  std::vector<float> out(x.size());
+  for (int64_t r = 0; r < rows; ++r) {
+    float amax = 0.0f;
+    for (int64_t c = 0; c < cols; ++c) amax = std::max(amax, std::fabs(x[r * cols + c]));
+    const float scale = amax / 448.0f;
+    for (int64_t c = 0; c < cols; ++c) {
+      const float v = x[r * cols + c];
+      out[r * cols + c] =
+          scale > 0.0f ? static_cast<float>(__nv_fp8_e4m3(v / scale)) * scale : 0.0f;
+    }
+  }
+  return out;
+}
 
 // Checks one step, op by op. Holds the description of the op being checked for its messages.
 class Verifier {
@@ -233,31 +245,38 @@ class Verifier {
     return Check(*got, ref::RmsNorm(*x, *weight, rows, cols, eps), kRtolElementwise, {rows, cols});
   }
 
-  absl::Status VerifyGemm(const Op& op, size_t index, int64_t layer) {
-    const StepRunner::Activations& a = r_.activations();
-    const StepRunner::LayerBuffers& l = r_.layer_buffers(layer);
-    GemmBuffers b{};
-    if (op.name == "qkv_proj") {
-      b = {a.xn, l.w_qkv, a.qkv};
-    } else if (op.name == "o_proj") {
-      b = {a.attn_out, l.w_o, a.tmp_h};
-    } else if (op.name == "gate_up_proj") {
-      b = {a.xn, l.w_gate_up, a.gate_up};
-    } else if (op.name == "down_proj") {
-      b = {a.act, l.w_down, a.tmp_h};
-    } else if (op.name == "lm_head") {
-      b = {a.xn, a.lm_head, a.logits};
-    } else {
-      return NoReference(op);
+  // fp8 weights [n, k] with their per-row scales, dequantized (float(e4m3) * scale).
+  absl::StatusOr<std::vector<float>> Fp8Weight(const void* wq, const float* scales, int64_t n,
+                                               int64_t k) const {
+    std::vector<__nv_fp8_e4m3> q(n * k);
+    std::vector<float> s(n);
+    TP_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(q.data(), wq, n * k, cudaMemcpyDeviceToHost, s_));
+    TP_CUDA_RETURN_IF_ERROR(
+        cudaMemcpyAsync(s.data(), scales, n * sizeof(float), cudaMemcpyDeviceToHost, s_));
+    TP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s_));
+    std::vector<float> w(n * k);
+    for (int64_t j = 0; j < n; ++j) {
+      for (int64_t i = 0; i < k; ++i) w[j * k + i] = static_cast<float>(q[j * k + i]) * s[j];
     }
+    TP_RETURN_IF_ERROR(CheckInput(w, "fp8 weight"));
+    return w;
+  }
+
+  absl::Status VerifyGemm(const Op& op, size_t index, int64_t layer) {
+    // The runner's own mapping of the op to its buffers: what Launch uses, by construction.
+    absl::StatusOr<StepRunner::GemmBuffers> b = r_.GemmBuffersOf(op, layer);
+    if (!b.ok()) return NoReference(op);
     const int64_t m = op.m, n = op.n, k = op.k;
-    absl::StatusOr<std::vector<float>> x = Input(b.x, m * k, "x");
+    absl::StatusOr<std::vector<float>> x = Input(b->x, m * k, "x");
     if (!x.ok()) return x.status();
-    absl::StatusOr<std::vector<float>> w = Input(b.w, n * k, "weight");
+    absl::StatusOr<std::vector<float>> w =
+        b->w_scales == nullptr ? Input(static_cast<const bf16*>(b->w), n * k, "weight")
+                               : Fp8Weight(b->w, b->w_scales, n, k);
     if (!w.ok()) return w.status();
-    TP_RETURN_IF_ERROR(Poison(b.y, m * n));
+    if (r_.QuantizesActivations(index)) *x = Fp8RowsRoundTrip(*x, m, k);
+    TP_RETURN_IF_ERROR(Poison(b->y, m * n));
     TP_RETURN_IF_ERROR(Launch(index, layer));
-    absl::StatusOr<std::vector<float>> got = Floats(b.y, m * n);
+    absl::StatusOr<std::vector<float>> got = Floats(b->y, m * n);
     if (!got.ok()) return got.status();
     std::vector<double> want = ref::Gemm(*x, *w, m, n, k);
     w->clear();

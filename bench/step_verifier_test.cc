@@ -11,6 +11,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kernels/cublaslt_gemm.h"
+#include "kernels/gpu_test_util.h"
 #include "workloads/model_registry.h"
 #include "workloads/workload.h"
 
@@ -18,17 +19,6 @@ namespace truthput {
 namespace {
 
 using ::testing::HasSubstr;
-
-#define ASSERT_OK(expr)                            \
-  do {                                             \
-    const absl::Status _st = (expr);               \
-    ASSERT_TRUE(_st.ok()) << #expr << ": " << _st; \
-  } while (0)
-#define ASSERT_CUDA(expr)                                                      \
-  do {                                                                         \
-    const cudaError_t _err = (expr);                                           \
-    ASSERT_EQ(_err, cudaSuccess) << #expr << ": " << cudaGetErrorString(_err); \
-  } while (0)
 
 // hidden 256, 4 query heads and 2 KV heads of 64, FFN 512, vocabulary 1000, 2 layers.
 ModelSpec TinyModel() {
@@ -62,7 +52,7 @@ class StepVerifierTest : public ::testing::Test {
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
   }
 
-  StepRunner::Options RunnerOptions() {
+  StepRunner::Options RunnerOptions(const std::string& gemm = "auto") {
     size_t free_bytes = 0, total_bytes = 0;
     EXPECT_EQ(cudaMemGetInfo(&free_bytes, &total_bytes), cudaSuccess);
     int device = 0, l2 = 0, sms = 0;
@@ -74,23 +64,26 @@ class StepVerifierTest : public ::testing::Test {
     o.l2_bytes = l2;
     o.sm_count = sms;
     o.seed = 7;
+    o.gemm = gemm;
     return o;
   }
 
   // A decode step of `model` on the GPU, ready to verify.
   absl::StatusOr<std::unique_ptr<StepRunner>> MakeRunner(const ModelSpec& model, int64_t batch,
-                                                         int64_t context) {
+                                                         int64_t context,
+                                                         const std::string& gemm = "auto") {
     StepConfig config;
     config.phase = Phase::kDecode;
     config.batch = batch;
     config.context = context;
     absl::StatusOr<Workload> w = Workload::Build(model, config);
     if (!w.ok()) return w.status();
-    return StepRunner::Create(*w, gemm_.get(), RunnerOptions(), stream_);
+    return StepRunner::Create(*w, gemm_.get(), RunnerOptions(gemm), stream_);
   }
 
-  void ExpectVerifies(const ModelSpec& model, int64_t batch, int64_t context) {
-    absl::StatusOr<std::unique_ptr<StepRunner>> runner = MakeRunner(model, batch, context);
+  void ExpectVerifies(const ModelSpec& model, int64_t batch, int64_t context,
+                      const std::string& gemm = "auto") {
+    absl::StatusOr<std::unique_ptr<StepRunner>> runner = MakeRunner(model, batch, context, gemm);
     ASSERT_TRUE(runner.ok()) << runner.status();
     ASSERT_OK(VerifyStep(**runner, stream_));
     // The buffers are left as a step leaves them: a second pass verifies too.
@@ -115,6 +108,42 @@ TEST_F(StepVerifierTest, ReducedLlama70bBatch2) {
   EXPECT_EQ(reduced->hidden_size(), model->hidden_size());
   EXPECT_EQ(reduced->ffn_size(), model->ffn_size());
   ExpectVerifies(*reduced, 2, 129);
+}
+
+ModelSpec TinyFp8Model() {
+  ModelSpec m = TinyModel();
+  m.set_weight_dtype(FP8_E4M3);
+  return m;
+}
+
+// fp8 weights through the own kernel (bf16 activations) and through cuBLASLt (W8A8, activations
+// quantized per token); batch 40 is past the own kernel's 32 rows, so "own" falls back there.
+TEST_F(StepVerifierTest, TinyFp8OwnBatch3) { ExpectVerifies(TinyFp8Model(), 3, 37, "own"); }
+TEST_F(StepVerifierTest, TinyFp8CublasLtBatch3) {
+  ExpectVerifies(TinyFp8Model(), 3, 37, "cublaslt");
+}
+TEST_F(StepVerifierTest, TinyFp8OwnBatch40) { ExpectVerifies(TinyFp8Model(), 40, 37, "own"); }
+
+TEST_F(StepVerifierTest, Fp8RunnerHoldsFp8WeightsAndSaysWhichPathQuantizes) {
+  for (const std::string gemm : {"own", "cublaslt"}) {
+    absl::StatusOr<std::unique_ptr<StepRunner>> runner = MakeRunner(TinyFp8Model(), 3, 37, gemm);
+    ASSERT_TRUE(runner.ok()) << runner.status();
+    const StepRunner& r = **runner;
+    const std::vector<Op>& ops = r.workload().ops();
+    for (size_t i = 0; i < ops.size(); ++i) {
+      if (ops[i].kind != OpKind::kGemm) continue;
+      absl::StatusOr<StepRunner::GemmBuffers> b = r.GemmBuffersOf(ops[i], 0);
+      ASSERT_TRUE(b.ok()) << b.status();
+      const bool block_linear = ops[i].name != "lm_head";  // the LM head stays bf16
+      EXPECT_EQ(b->w_scales != nullptr, block_linear) << ops[i].name;
+      EXPECT_EQ(r.QuantizesActivations(i), block_linear && gemm == "cublaslt") << ops[i].name;
+      EXPECT_THAT(r.Implementation(i),
+                  HasSubstr(!block_linear       ? (gemm == "own" ? "bf16" : "cublasLt")
+                            : gemm == "own"     ? "skinny_gemm_fp8"
+                                                : "activations to e4m3 per token"))
+          << ops[i].name;
+    }
+  }
 }
 
 TEST_F(StepVerifierTest, RejectsAllZeroInput) {

@@ -126,7 +126,7 @@ absl::StatusOr<Workload> Workload::Build(const ModelSpec& model, const StepConfi
 
   // The new tokens' embedding rows (a gather, not the whole table).
   Op emb{.name = "embedding", .kind = OpKind::kEmbedding, .count = 1, .m = T, .n = d.hidden};
-  emb.weight_bytes = T * d.hidden * DTypeBytes(wt);
+  emb.weight_bytes = T * d.hidden * kActBytes;  // the table is bf16 whatever weight_dtype is
   emb.act_bytes = T * d.hidden * kActBytes;
   w.ops_.push_back(emb);
   const size_t first_layer_op = w.ops_.size();
@@ -176,7 +176,7 @@ absl::StatusOr<Workload> Workload::Build(const ModelSpec& model, const StepConfi
 
   // Logits only for the last token of each sequence, as serving engines do.
   w.ops_.push_back(RmsNorm("final_norm", 1, B, d.hidden));
-  w.ops_.push_back(Gemm("lm_head", 1, B, d.vocab, d.hidden, wt));
+  w.ops_.push_back(Gemm("lm_head", 1, B, d.vocab, d.hidden, BF16));  // bf16 even for fp8 models
   return w;
 }
 
@@ -215,8 +215,13 @@ MemoryFootprint Workload::Footprint() const {
   const int64_t per_layer = d.hidden * (d.q() + 2 * d.kv()) + d.q() * d.hidden +
                             3 * d.hidden * d.ffn;
   const int64_t table = d.vocab * d.hidden;  // vocab-parallel embedding / LM head shard
-  f.weight_bytes = (d.layers * per_layer + (model_.tied_embeddings() ? 1 : 2) * table) * wb +
-                   (2 * d.layers + 1) * d.hidden * kActBytes;  // norm weights
+  // fp8: one fp32 scale per output channel of each block's linear layers.
+  const int64_t scales = model_.weight_dtype() == FP8_E4M3
+                             ? d.layers * (d.q() + 2 * d.kv() + d.hidden + 2 * d.ffn + d.hidden) * 4
+                             : 0;
+  f.weight_bytes = d.layers * per_layer * wb + scales +
+                   (model_.tied_embeddings() ? 1 : 2) * table * kActBytes +  // bf16 tables
+                   (2 * d.layers + 1) * d.hidden * kActBytes;                // norm weights
   const int64_t cached = config_.context + config_.seq_len;
   f.kv_cache_bytes =
       config_.batch * cached * d.layers * 2 * d.kv() * DTypeBytes(model_.kv_dtype());

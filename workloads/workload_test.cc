@@ -148,7 +148,17 @@ TEST(Workload, Fp8WeightsHalveTheWeightBytesPlusScales) {
   const Op& q8 = FindOp(w8, "qkv_proj");
   EXPECT_EQ(q8.weight_bytes, 10240 * 8192 + 10240 * 4);  // 1 byte per weight + fp32 scales
   EXPECT_EQ(q8.flops, FindOp(w16, "qkv_proj").flops);
-  EXPECT_NEAR(static_cast<double>(w8.total_weight_bytes()) / w16.total_weight_bytes(), 0.5, 0.01);
+  // The embedding table and the LM head stay bf16: 2.1 GB of 70.6 GB.
+  EXPECT_EQ(FindOp(w8, "lm_head").weight_bytes, FindOp(w16, "lm_head").weight_bytes);
+  EXPECT_EQ(FindOp(w8, "embedding").weight_bytes, FindOp(w16, "embedding").weight_bytes);
+  const double ratio = static_cast<double>(w8.total_weight_bytes()) / w16.total_weight_bytes();
+  EXPECT_NEAR(ratio, 0.5 + 0.5 * 128256.0 * 8192 * 2 / w16.total_weight_bytes(), 0.001);
+  // The footprint counts the same: block weights and scales in fp8, tables in bf16.
+  const int64_t block_params = 80 * int64_t{8192} * (10240 + 8192 + 3 * 28672);
+  const int64_t scales = 80 * int64_t{10240 + 8192 + 2 * 28672 + 8192} * 4;
+  const int64_t tables = 2 * int64_t{128256} * 8192 * 2;
+  const int64_t norms = (2 * 80 + 1) * 8192 * 2;
+  EXPECT_EQ(w8.Footprint().weight_bytes, block_params + scales + tables + norms);
 }
 
 TEST(Workload, BadInput) {
