@@ -70,6 +70,11 @@ def _ratio(x, y):
 def predicted_ratio(a, b, pa, pb):
     """(tokens/s ratio B/A the datasheets predict for this point, basis string)."""
     ba, bb = pa.get("bound") or "", pb.get("bound") or ""
+    if tr.precision(a) != tr.precision(b):
+        # Different weight bytes per step: the datasheet ratio alone says nothing; the ratio of
+        # the two roofline bounds (each the run's own bytes and FLOPs) does.
+        r = _ratio(pa.get("bound_tokens_per_s") or None, pb.get("bound_tokens_per_s") or None)
+        return r, f"{tr.precision(a)} vs {tr.precision(b)}: roofline bound"
     if ba == bb == "memory":
         r = _ratio(tr.bandwidth_gbps(a), tr.bandwidth_gbps(b))
         return r, "memory: bandwidth"
@@ -156,6 +161,12 @@ def chart(a, pairs, out_dir, formats=("png", "svg")):
     from matplotlib.ticker import FuncFormatter
     plt.rcParams.update({"svg.fonttype": "none", "svg.hashsalt": "truthput"})
 
+    # The precision joins the GPU in labels and file name where the runs differ in it.
+    mixed = len({tr.precision(r) for r in [a] + [b for b, _ in pairs]}) > 1
+
+    def name(r):
+        return tr.gpu_id(r) + (" " + tr.precision(r) if mixed else "")
+
     fig, ax = plt.subplots(figsize=(9, 5.5))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     xs_all = []
@@ -165,13 +176,13 @@ def chart(a, pairs, out_dir, formats=("png", "svg")):
         xs_all += x
         pm = [(xi, r["tps_ratio"]) for xi, r in zip(x, rows) if r["tps_ratio"] is not None]
         pp = [(xi, r["predicted"]) for xi, r in zip(x, rows) if r["predicted"] is not None]
-        name = f"{tr.gpu_id(b)} / {tr.gpu_id(a)}"
+        label = f"{name(b)} / {name(a)}"
         if pp:
             ax.plot([p[0] for p in pp], [p[1] for p in pp], ls="--", lw=1.5, color=color,
-                    marker="x", ms=5, label=f"{name}: predicted by datasheets")
+                    marker="x", ms=5, label=f"{label}: predicted by datasheets")
         if pm:
             ax.plot([p[0] for p in pm], [p[1] for p in pm], lw=2, color=color, marker="o",
-                    ms=5, label=f"{name}: measured tokens/s ratio")
+                    ms=5, label=f"{label}: measured tokens/s ratio")
             for (xi, yi), r in zip(pm, [r for r in rows if r["tps_ratio"] is not None]):
                 if r["off_pct"] is not None:
                     # Below the point when measured < predicted, so the line never hides a sign.
@@ -197,16 +208,17 @@ def chart(a, pairs, out_dir, formats=("png", "svg")):
     ax.grid(True, alpha=0.35)
     ax.set_xlabel("batch (sequences decoded together)")
     ax.set_ylabel("tokens/s ratio (B / A)")
-    bs = ", ".join(tr.gpu_name(b) for b, _ in pairs)
+    bs = ", ".join(tr.gpu_name(b) + (f" {tr.precision(b)}" if mixed else "") for b, _ in pairs)
     ax.set_title(f"Measured vs datasheet-predicted speedup over {tr.gpu_name(a)}\n"
                  f"{tr.model_name(a)}, {tr.context_label(a)}, {tr.precision(a)} — B: {bs}",
                  fontsize=10.5)
     ax.legend(loc="best", fontsize=8)
     fig.text(0.01, 0.01, "labels: measured vs predicted; predicted = bandwidth ratio "
-             "(memory-bound) or tensor peak ratio (compute-bound)", fontsize=7, color="0.35")
+             "(memory-bound) or tensor peak ratio (compute-bound); the roofline-bound ratio across "
+             "precisions or mixed bounds", fontsize=7, color="0.35")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     os.makedirs(out_dir, exist_ok=True)
-    base = "compare_" + tr.gpu_id(a) + "_vs_" + "_".join(tr.gpu_id(b) for b, _ in pairs)
+    base = "compare_" + name(a) + "_vs_" + "_".join(name(b) for b, _ in pairs)
     base += "_" + tr.stem(a)
     base = "".join(c if c.isalnum() or c in "-_." else "_" for c in base)
     paths = []

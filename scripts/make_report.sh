@@ -4,7 +4,7 @@
 #   results/compare/            GPU-vs-GPU tables and charts, for each decode or prefill file
 #                               name that two or more GPU directories have (scripts/compare.py;
 #                               the baseline is h100-sxm where it has the file, else the first
-#                               GPU by name)
+#                               GPU by name), and each fp8 result against its bf16 twin
 #   results/CLAIMS.md           the article's claims checked (scripts/claims.py)
 #
 #   scripts/make_report.sh [RESULTS_DIR]      (default: results)
@@ -81,5 +81,21 @@ for name in "${names[@]}"; do
   rm -f "$RESULTS/compare/.stderr"
 done
 [ $compared -gt 0 ] || echo "compare: no result file under two GPUs; nothing to compare"
+
+# Precisions: each fp8 result against the bf16 one of the same GPU and configuration.
+for f8 in "$RESULTS"/*/decode_*_fp8_*.json "$RESULTS"/*/prefill_*_fp8_*.json; do
+  f16=${f8/_fp8_/_bf16_}
+  [ -f "$f16" ] || continue
+  gpu=$(basename "$(dirname "$f8")")
+  mkdir -p "$RESULTS/compare"
+  md="$RESULTS/compare/${gpu}_$(basename "${f8%.json}")_vs_bf16.md"
+  if "$PY" scripts/compare.py "$f16" "$f8" --allow-mismatch --out "$RESULTS/compare" --md "$md" \
+      >/dev/null 2>"$RESULTS/compare/.stderr"; then
+    echo "compare: $md (fp8 vs bf16 on $gpu)"
+  else
+    echo "make_report: skipped comparing $f8: $(grep -v '^chart:' "$RESULTS/compare/.stderr")" >&2
+  fi
+  rm -f "$RESULTS/compare/.stderr"
+done
 
 "$PY" scripts/claims.py "$RESULTS" --out "$RESULTS/CLAIMS.md" | tail -n 1

@@ -149,6 +149,17 @@ def test_compare_mixed_bounds_use_roofline_ratio():
     assert basis.startswith("mixed")
 
 
+def test_compare_precisions_use_roofline_ratio():
+    a = tr.load(H100)
+    b = copy.deepcopy(a)
+    b["config"]["model"]["weight_dtype"] = "FP8_E4M3"
+    pa, pb = a["points"][0], b["points"][0]
+    pb["bound_tokens_per_s"] = 1.96 * pa["bound_tokens_per_s"]
+    ratio, basis = compare.predicted_ratio(a, b, pa, pb)
+    assert ratio == pytest.approx(1.96)       # not the bandwidth ratio of one GPU with itself
+    assert basis == "bf16 vs fp8: roofline bound"
+
+
 def test_compare_cli_prints_table_and_writes_chart(tmp_path):
     md = tmp_path / "cmp.md"
     r = run_script("compare.py", H100, H200, "--out", str(tmp_path), "--md", str(md))
