@@ -206,6 +206,14 @@ void AddMeasured(BatchPoint& p, const TimingStats& t, const GpuSpec& g, DType dt
 }  // namespace
 
 absl::StatusOr<RunResult> RunOnGpu(const BenchRequest& request, std::ostream& log) {
+  // The step runner's kernels: bf16 or fp8 block weights, bf16 everything else.
+  const DType wt = request.model.weight_dtype();
+  if ((wt != BF16 && wt != FP8_E4M3) || request.model.kv_dtype() != BF16) {
+    return absl::UnimplementedError(absl::StrCat(
+        "the GPU step runs bf16 or fp8 weights with a bf16 KV cache; this model has ",
+        DType_Name(wt), " weights and a ", DType_Name(request.model.kv_dtype()),
+        " KV cache (--predict models it)"));
+  }
   absl::StatusOr<DeviceIdentity> id = ReadDeviceIdentity(0);
   if (!id.ok()) return id.status();
   absl::StatusOr<GpuSpec> datasheet =

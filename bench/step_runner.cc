@@ -149,7 +149,7 @@ SharedLayout LayoutShared(const Workload& w, const Dims& d, int num_splits, int 
   if (d.fp8) {
     o.xq = l.Add(d.T * std::max({d.h, d.q, d.f}));
     o.x_scales = l.Add(d.T * 4);
-    o.staging = l.Add(std::max(kFp8StagingBytes, std::max(d.h, d.f) * 2));
+    o.staging = l.Add(std::max(kFp8StagingBytes, std::max({d.h, d.q, d.f}) * 2));
   }
   o.total = l.size();
   return o;
@@ -288,8 +288,6 @@ absl::StatusOr<std::unique_ptr<StepRunner>> StepRunner::Create(const Workload& w
   const int64_t act_elems = (s.logits + d.B * d.V * 2 - s.x) / 2;
   TP_RETURN_IF_ERROR(fill(r.act_.x, act_elems, 1.0f));
   if (d.fp8) {
-    // Valid e4m3 activations and scales for the fp8 GEMM's tuning runs.
-    TP_RETURN_IF_ERROR(QuantizeWeightsFp8(r.act_.x, r.act_.xq, r.act_.x_scales, d.T, d.h, stream));
     absl::StatusOr<std::unique_ptr<CublasLtFp8Gemm>> fp8 = CublasLtFp8Gemm::Create();
     if (!fp8.ok()) return fp8.status();
     r.fp8_gemm_ = *std::move(fp8);
@@ -310,7 +308,15 @@ absl::StatusOr<std::unique_ptr<StepRunner>> StepRunner::Create(const Workload& w
       c.own = true;
       continue;
     }
-    TP_RETURN_IF_ERROR(r.AutotuneCublasLt(i, stream));
+    if (absl::Status tuned = r.AutotuneCublasLt(i, stream); !tuned.ok()) {
+      // cuBLASLt may have no kernel for a shape (e.g. no per-row-scaled fp8 on this GPU); auto
+      // then runs the own kernel where it can, and says why.
+      const bool no_kernel = absl::IsNotFound(tuned) || absl::IsInvalidArgument(tuned);
+      if (options.gemm != "auto" || !own_fits || !no_kernel) return tuned;
+      c.own = true;
+      c.calibration = absl::StrCat("auto: cuBLASLt unavailable (", tuned.message(), ")");
+      continue;
+    }
     if (options.gemm == "cublaslt" || !own_fits) continue;
     c.own = true;
     absl::StatusOr<double> own_ms = r.TimeRotated(i, layers, stream);
@@ -444,6 +450,9 @@ absl::Status StepRunner::AutotuneCublasLt(size_t op_index, cudaStream_t stream) 
     buffers.push_back(*b);
   }
   if (buffers.front().w_scales != nullptr) {
+    // The op's own activations quantized, so the candidates are timed on real e4m3 data.
+    TP_RETURN_IF_ERROR(QuantizeWeightsFp8(buffers.front().x, act_.xq, act_.x_scales, op.m, op.k,
+                                          stream));
     std::vector<CublasLtFp8Gemm::ScaledOperands> operands;
     for (const GemmBuffers& b : buffers) {
       operands.push_back({act_.xq, act_.x_scales, static_cast<const __nv_fp8_e4m3*>(b.w),

@@ -23,7 +23,8 @@ namespace truthput {
 //      ops (the residual adds) instead keep a host copy of x from before;
 //   3. launches it with runner.EnqueueOpOnce and synchronizes;
 //   4. compares the outputs with ref::Compare against the reference computed from the copied
-//      inputs: rtol 2e-2 for the bf16 element-wise ops, 3e-2 for GEMMs and attention, exact for
+//      inputs (fp8 weights dequantized with their scales; for a W8A8 GEMM the activations also
+//      go through the GPU's per-token e4m3 quantization, redone on the host): rtol 2e-2 for the bf16 element-wise ops, 3e-2 for GEMMs and attention, exact for
 //      copies (embedding rows, appended V rows). rope_kv_append also must leave every cache
 //      position outside the appended ones bit-for-bit unchanged.
 // All shapes come from the ops and runner.cache_capacity(). Blocks the host (it synchronizes

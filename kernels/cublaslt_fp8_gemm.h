@@ -1,5 +1,6 @@
 // CublasLtFp8Gemm: the linear-layer GEMM y[m,n] = x[m,k] · W[n,k]^T with fp8 e4m3 inputs through
-// cuBLASLt, for measuring the GPU's fp8 tensor-core rate.
+// cuBLASLt: the GPU's fp8 tensor-core rate (bench_ceilings) and the W8A8 projections of an fp8
+// decode step (per-row scales, below).
 //
 // Layout is CublasLtGemm's (nn.Linear: W row-major [n,k], x row-major [m,k], y row-major [m,n]),
 // which in cuBLASLt's column-major terms is A = W transposed, B = x not transposed: the "TN" form

@@ -7,7 +7,8 @@ A is the baseline; every other file is compared with it. For each batch both run
 tokens/s, step p50 (ms), MBU and MFU of each, their ratios B/A, and the ratio the datasheets
 predict: the bandwidth ratio where the point is memory-bound, the dense tensor peak ratio
 (bf16 for bf16 weights) where it is compute-bound (each point's `bound`); where A and B are
-bound by different resources, the ratio of their roofline bounds (bound_tokens_per_s). The last
+bound by different resources, or differ in weight precision (fp8 vs bf16, compared with
+--allow-mismatch), the ratio of their roofline bounds (bound_tokens_per_s). The last
 column says how far the measured tokens/s ratio is from the predicted one, in percent.
 
 Runs of different models (or weight precision), phase, context or TP degree, or with no batch
