@@ -7,7 +7,7 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
-#include "kernels/cublaslt_names.h"
+#include "kernels/cublaslt_algo.h"
 #include "kernels/cuda_status.h"
 
 namespace truthput {
@@ -45,58 +45,9 @@ absl::Status CheckOperands(const CublasLtFp8Gemm::ScaledOperands& o, bool per_ro
   return absl::OkStatus();
 }
 
-// " name=value" for one algo-config attribute, " name=?" where cuBLASLt will not say, and the
-// printable name through `namer` where one is given and knows the value.
-template <typename T>
-void AppendAttr(std::string* out, const char* name, const cublasLtMatmulAlgo_t& algo,
-                cublasLtMatmulAlgoConfigAttributes_t attr,
-                const char* (*namer)(uint32_t) = nullptr) {
-  T value{};
-  size_t written = 0;
-  if (cublasLtMatmulAlgoConfigGetAttribute(&algo, attr, &value, sizeof(value), &written) !=
-          CUBLAS_STATUS_SUCCESS ||
-      written != sizeof(value)) {
-    absl::StrAppend(out, " ", name, "=?");
-    return;
-  }
-  const char* s = namer != nullptr ? namer(static_cast<uint32_t>(value)) : nullptr;
-  if (s != nullptr) {
-    absl::StrAppend(out, " ", name, "=", s);
-  } else {
-    absl::StrAppend(out, " ", name, "=", value);
-  }
-}
-
-const char* ReductionName(uint32_t scheme) {
-  switch (scheme) {
-    case CUBLASLT_REDUCTION_SCHEME_NONE:
-      return "none";
-    case CUBLASLT_REDUCTION_SCHEME_INPLACE:
-      return "inplace";
-    case CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE:
-      return "compute_type";
-    case CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE:
-      return "output_type";
-    default:
-      return nullptr;
-  }
-}
-
 std::string Describe(const cublasLtMatmulHeuristicResult_t& r, bool fast_accum, bool per_row) {
-  std::string s = "cublasLt fp8";
-  if (per_row) s += " per_row";
-  if (fast_accum) s += " fast_accum";
-  AppendAttr<int32_t>(&s, "algo", r.algo, CUBLASLT_ALGO_CONFIG_ID);
-  AppendAttr<uint32_t>(&s, "tile", r.algo, CUBLASLT_ALGO_CONFIG_TILE_ID, CublasLtTileName);
-  AppendAttr<uint32_t>(&s, "stages", r.algo, CUBLASLT_ALGO_CONFIG_STAGES_ID, CublasLtStagesName);
-  AppendAttr<int32_t>(&s, "splitk", r.algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM);
-  AppendAttr<uint32_t>(&s, "reduction", r.algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME,
-                       ReductionName);
-  AppendAttr<uint32_t>(&s, "swizzle", r.algo, CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING);
-  AppendAttr<uint16_t>(&s, "cluster", r.algo, CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID,
-                       CublasLtClusterShapeName);
-  absl::StrAppend(&s, " workspace=", r.workspaceSize, " waves=", r.wavesCount);
-  return s;
+  return absl::StrCat("cublasLt fp8", per_row ? " per_row" : "", fast_accum ? " fast_accum" : "",
+                      CublasLtAlgoAttributes(r));
 }
 
 }  // namespace
@@ -340,39 +291,14 @@ absl::Status CublasLtFp8Gemm::AutotuneImpl(const Key& key,
     plan.description += " autotuned=1/1";
     return absl::OkStatus();
   }
-  cudaEvent_t start = nullptr, stop = nullptr;
-  TP_CUDA_RETURN_IF_ERROR(cudaEventCreate(&start));
-  const absl::Cleanup destroy_start = [start] { cudaEventDestroy(start); };
-  TP_CUDA_RETURN_IF_ERROR(cudaEventCreate(&stop));
-  const absl::Cleanup destroy_stop = [stop] { cudaEventDestroy(stop); };
-  const size_t per_round = std::min<size_t>(operands.size(), 8);
-  const int reps = std::max<int>(3, static_cast<int>(12 / per_round));
-  float best_ms = 0;
-  size_t best = 0;
-  for (size_t c = 0; c < plan.candidates.size(); ++c) {
-    const cublasLtMatmulAlgo_t& algo = plan.candidates[c].algo;
-    auto run_round = [&]() -> absl::Status {
-      for (size_t i = 0; i < per_round; ++i) {
-        TP_RETURN_IF_ERROR(Enqueue(plan, algo, operands[i], stream));
-      }
-      return absl::OkStatus();
-    };
-    TP_RETURN_IF_ERROR(run_round());  // Warm-up, and a check that the algorithm runs at all.
-    float round_best = 0;
-    for (int r = 0; r < reps; ++r) {
-      TP_CUDA_RETURN_IF_ERROR(cudaEventRecord(start, stream));
-      TP_RETURN_IF_ERROR(run_round());
-      TP_CUDA_RETURN_IF_ERROR(cudaEventRecord(stop, stream));
-      TP_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(stop));
-      float ms = 0;
-      TP_CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&ms, start, stop));
-      if (r == 0 || ms < round_best) round_best = ms;
-    }
-    if (c == 0 || round_best < best_ms) {
-      best_ms = round_best;
-      best = c;
-    }
-  }
+  absl::StatusOr<size_t> fastest = FastestCublasLtCandidate(
+      plan.candidates.size(), operands.size(),
+      [&](size_t c, size_t i) {
+        return Enqueue(plan, plan.candidates[c].algo, operands[i], stream);
+      },
+      stream);
+  if (!fastest.ok()) return fastest.status();
+  const size_t best = *fastest;
   plan.algo = plan.candidates[best].algo;
   plan.tuned = true;
   plan.description = absl::StrCat(Describe(plan.candidates[best], fast_accum_, per_row),

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <random>
@@ -240,6 +241,29 @@ INSTANTIATE_TEST_SUITE_P(Accumulation, CublasLtFp8GemmTest, testing::Bool(),
                            return std::string(p.param ? "FastAccum" : "PreciseAccum");
                          });
 
+// Captures what `enqueue` puts on `stream` into a graph and replays it once.
+void ReplayCaptured(cudaStream_t stream, const std::function<void()>& enqueue) {
+  ASSERT_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  enqueue();
+  cudaGraph_t graph = nullptr;
+  ASSERT_CUDA(cudaStreamEndCapture(stream, &graph));
+  cudaGraphExec_t exec = nullptr;
+  ASSERT_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+  ASSERT_CUDA(cudaGraphLaunch(exec, stream));
+  ASSERT_CUDA(cudaStreamSynchronize(stream));
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+}
+
+// The graph's output equals the eager one bit for bit.
+void ExpectSameBits(const __nv_bfloat16* eager, const __nv_bfloat16* graphed, int64_t count) {
+  const std::vector<__nv_bfloat16> a = Download(eager, count);
+  const std::vector<__nv_bfloat16> b = Download(graphed, count);
+  ASSERT_EQ(a.size(), b.size());
+  ASSERT_FALSE(a.empty());
+  EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(a[0])), 0);
+}
+
 // Prepared shapes run inside stream capture, and the graph gives the eager result bit for bit.
 TEST(CublasLtFp8Gemm, CapturesIntoGraph) {
   SKIP_WITHOUT_FP8();
@@ -259,27 +283,15 @@ TEST(CublasLtFp8Gemm, CapturesIntoGraph) {
   ASSERT_CUDA(cudaMemsetAsync(graphed.get(), 0xFF, m * n * sizeof(__nv_bfloat16), stream.get()));
   ASSERT_CUDA(cudaStreamSynchronize(stream.get()));
 
-  ASSERT_CUDA(cudaStreamBeginCapture(stream.get(), cudaStreamCaptureModeThreadLocal));
-  const absl::Status run = (*gemm)->Run(x8.get(), w8.get(), graphed.get(), m, n, k, stream.get());
-  // Unprepared shapes are refused during capture rather than prepared mid-capture.
-  const absl::Status unprepared =
-      (*gemm)->Run(x8.get(), w8.get(), graphed.get(), m, n, 128, stream.get());
-  cudaGraph_t graph = nullptr;
-  ASSERT_CUDA(cudaStreamEndCapture(stream.get(), &graph));
+  absl::Status run, unprepared;
+  ASSERT_NO_FATAL_FAILURE(ReplayCaptured(stream.get(), [&] {
+    run = (*gemm)->Run(x8.get(), w8.get(), graphed.get(), m, n, k, stream.get());
+    // Unprepared shapes are refused during capture rather than prepared mid-capture.
+    unprepared = (*gemm)->Run(x8.get(), w8.get(), graphed.get(), m, n, 128, stream.get());
+  }));
   ASSERT_OK(run);
   EXPECT_EQ(unprepared.code(), absl::StatusCode::kFailedPrecondition) << unprepared;
-  cudaGraphExec_t exec = nullptr;
-  ASSERT_CUDA(cudaGraphInstantiate(&exec, graph, 0));
-  ASSERT_CUDA(cudaGraphLaunch(exec, stream.get()));
-  ASSERT_CUDA(cudaStreamSynchronize(stream.get()));
-  cudaGraphExecDestroy(exec);
-  cudaGraphDestroy(graph);
-
-  const std::vector<__nv_bfloat16> a = Download(eager.get(), m * n);
-  const std::vector<__nv_bfloat16> b = Download(graphed.get(), m * n);
-  ASSERT_EQ(a.size(), b.size());
-  ASSERT_FALSE(a.empty());
-  EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(a[0])), 0);
+  ExpectSameBits(eager.get(), graphed.get(), m * n);
 }
 
 TEST(CublasLtFp8Gemm, RejectsBadShapesAndAlignment) {
@@ -522,22 +534,13 @@ TEST(CublasLtFp8GemmPerRow, SeparatePlanAndCapturesIntoGraph) {
                          stream.get()));
   ASSERT_CUDA(cudaMemsetAsync(graphed.get(), 0xFF, m * n * sizeof(__nv_bfloat16), stream.get()));
   ASSERT_CUDA(cudaStreamSynchronize(stream.get()));
-  ASSERT_CUDA(cudaStreamBeginCapture(stream.get(), cudaStreamCaptureModeThreadLocal));
-  const absl::Status run = (*gemm)->Run(x8.get(), xs.get(), w8.get(), ws.get(), graphed.get(), m,
-                                        n, k, stream.get());
-  ASSERT_CUDA(cudaStreamEndCapture(stream.get(), &graph));
+  absl::Status run;
+  ASSERT_NO_FATAL_FAILURE(ReplayCaptured(stream.get(), [&] {
+    run = (*gemm)->Run(x8.get(), xs.get(), w8.get(), ws.get(), graphed.get(), m, n, k,
+                       stream.get());
+  }));
   ASSERT_OK(run);
-  cudaGraphExec_t exec = nullptr;
-  ASSERT_CUDA(cudaGraphInstantiate(&exec, graph, 0));
-  ASSERT_CUDA(cudaGraphLaunch(exec, stream.get()));
-  ASSERT_CUDA(cudaStreamSynchronize(stream.get()));
-  cudaGraphExecDestroy(exec);
-  cudaGraphDestroy(graph);
-  const std::vector<__nv_bfloat16> a = Download(eager.get(), m * n);
-  const std::vector<__nv_bfloat16> b = Download(graphed.get(), m * n);
-  ASSERT_EQ(a.size(), b.size());
-  ASSERT_FALSE(a.empty());
-  EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(a[0])), 0);
+  ExpectSameBits(eager.get(), graphed.get(), m * n);
 }
 
 TEST(CublasLtFp8GemmPerRow, RejectsBadShapesAndScales) {

@@ -7,7 +7,7 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
-#include "kernels/cublaslt_names.h"
+#include "kernels/cublaslt_algo.h"
 #include "kernels/cuda_status.h"
 
 namespace truthput {
@@ -32,81 +32,8 @@ absl::Status CheckShape(int64_t m, int64_t n, int64_t k) {
   return absl::OkStatus();
 }
 
-// Reads one algo-config attribute of type T (the size must match cuBLASLt's storage exactly).
-template <typename T>
-T ReadAlgoAttr(const cublasLtMatmulAlgo_t& algo, cublasLtMatmulAlgoConfigAttributes_t attr,
-               bool* ok) {
-  T value{};
-  size_t written = 0;
-  *ok = cublasLtMatmulAlgoConfigGetAttribute(&algo, attr, &value, sizeof(value), &written) ==
-            CUBLAS_STATUS_SUCCESS &&
-        written == sizeof(value);
-  return value;
-}
-
-// Append " name=value" for one attribute, or " name=?" if cuBLASLt will not say: the description
-// is informational, so an unreadable field must not fail a benchmark.
-template <typename T>
-void AppendNumber(std::string* out, const char* name, const cublasLtMatmulAlgo_t& algo,
-                  cublasLtMatmulAlgoConfigAttributes_t attr) {
-  bool ok = false;
-  const T v = ReadAlgoAttr<T>(algo, attr, &ok);
-  if (ok) {
-    absl::StrAppend(out, " ", name, "=", v);
-  } else {
-    absl::StrAppend(out, " ", name, "=?");
-  }
-}
-
-template <typename T>
-void AppendNamed(std::string* out, const char* name, const cublasLtMatmulAlgo_t& algo,
-                 cublasLtMatmulAlgoConfigAttributes_t attr, const char* (*namer)(uint32_t)) {
-  bool ok = false;
-  const T v = ReadAlgoAttr<T>(algo, attr, &ok);
-  if (!ok) {
-    absl::StrAppend(out, " ", name, "=?");
-    return;
-  }
-  const char* s = namer(static_cast<uint32_t>(v));
-  if (s != nullptr) {
-    absl::StrAppend(out, " ", name, "=", s);
-  } else {
-    absl::StrAppend(out, " ", name, "=#", v);
-  }
-}
-
-const char* ReductionName(uint32_t scheme) {
-  switch (scheme) {
-    case CUBLASLT_REDUCTION_SCHEME_NONE:
-      return "none";
-    case CUBLASLT_REDUCTION_SCHEME_INPLACE:
-      return "inplace";
-    case CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE:
-      return "compute_type";
-    case CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE:
-      return "output_type";
-    default:
-      return nullptr;
-  }
-}
-
 std::string Describe(const cublasLtMatmulHeuristicResult_t& result) {
-  const cublasLtMatmulAlgo_t& algo = result.algo;
-  std::string s = "cublasLt";
-  AppendNumber<int32_t>(&s, "algo", algo, CUBLASLT_ALGO_CONFIG_ID);
-  AppendNamed<uint32_t>(&s, "tile", algo, CUBLASLT_ALGO_CONFIG_TILE_ID, CublasLtTileName);
-  AppendNamed<uint32_t>(&s, "stages", algo, CUBLASLT_ALGO_CONFIG_STAGES_ID, CublasLtStagesName);
-  AppendNumber<int32_t>(&s, "splitk", algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM);
-  AppendNamed<uint32_t>(&s, "reduction", algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME,
-                        ReductionName);
-  AppendNumber<uint32_t>(&s, "swizzle", algo, CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING);
-  AppendNumber<uint32_t>(&s, "custom", algo, CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION);
-  AppendNamed<uint16_t>(&s, "inner", algo, CUBLASLT_ALGO_CONFIG_INNER_SHAPE_ID,
-                        CublasLtInnerShapeName);
-  AppendNamed<uint16_t>(&s, "cluster", algo, CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID,
-                        CublasLtClusterShapeName);
-  absl::StrAppend(&s, " workspace=", result.workspaceSize, " waves=", result.wavesCount);
-  return s;
+  return absl::StrCat("cublasLt", CublasLtAlgoAttributes(result));
 }
 
 }  // namespace
@@ -259,45 +186,20 @@ absl::Status CublasLtGemm::Autotune(int64_t m, int64_t n, int64_t k,
     plan.description += " autotuned=1/1";
     return absl::OkStatus();
   }
-  cudaEvent_t start = nullptr, stop = nullptr;
-  TP_CUDA_RETURN_IF_ERROR(cudaEventCreate(&start));
-  const absl::Cleanup destroy_start = [start] { cudaEventDestroy(start); };
-  TP_CUDA_RETURN_IF_ERROR(cudaEventCreate(&stop));
-  const absl::Cleanup destroy_stop = [stop] { cudaEventDestroy(stop); };
-  // Each round runs every operand set once, so no run finds its weights in L2 when the caller
-  // passes distinct buffers (at most 8 sets per round, to keep tuning short).
-  const size_t per_round = std::min<size_t>(operands.size(), 8);
-  const int reps = std::max<int>(3, static_cast<int>(12 / per_round));
   const float alpha = 1.0f, beta = 0.0f;
-  float best_ms = 0;
-  size_t best = 0;
-  for (size_t c = 0; c < plan.candidates.size(); ++c) {
-    const cublasLtMatmulAlgo_t* algo = &plan.candidates[c].algo;
-    auto run_round = [&]() -> absl::Status {
-      for (size_t i = 0; i < per_round; ++i) {
+  absl::StatusOr<size_t> fastest = FastestCublasLtCandidate(
+      plan.candidates.size(), operands.size(),
+      [&](size_t c, size_t i) -> absl::Status {
         const Operands& o = operands[i];
         TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatmul(handle_, plan.op, &alpha, o.w, plan.a, o.x,
-                                                 plan.b, &beta, o.y, plan.c, o.y, plan.c, algo,
-                                                 workspace_, workspace_bytes_, stream));
-      }
-      return absl::OkStatus();
-    };
-    TP_RETURN_IF_ERROR(run_round());  // warm-up (and a check that the algorithm runs at all)
-    float round_best = 0;
-    for (int r = 0; r < reps; ++r) {
-      TP_CUDA_RETURN_IF_ERROR(cudaEventRecord(start, stream));
-      TP_RETURN_IF_ERROR(run_round());
-      TP_CUDA_RETURN_IF_ERROR(cudaEventRecord(stop, stream));
-      TP_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(stop));
-      float ms = 0;
-      TP_CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&ms, start, stop));
-      if (r == 0 || ms < round_best) round_best = ms;
-    }
-    if (c == 0 || round_best < best_ms) {
-      best_ms = round_best;
-      best = c;
-    }
-  }
+                                                 plan.b, &beta, o.y, plan.c, o.y, plan.c,
+                                                 &plan.candidates[c].algo, workspace_,
+                                                 workspace_bytes_, stream));
+        return absl::OkStatus();
+      },
+      stream);
+  if (!fastest.ok()) return fastest.status();
+  const size_t best = *fastest;
   plan.algo = plan.candidates[best].algo;
   plan.tuned = true;
   plan.description = absl::StrCat(Describe(plan.candidates[best]), " autotuned=", best + 1, "/",

@@ -1,4 +1,5 @@
-// Turning CUDA runtime and cuBLAS(Lt) error codes into absl::Status, with the failing call named.
+// Turning CUDA runtime and cuBLAS(Lt) error codes into absl::Status, with the failing call named;
+// and the current device's SM count, which kernel launchers size their grids by.
 #ifndef TRUTHPUT_KERNELS_CUDA_STATUS_H_
 #define TRUTHPUT_KERNELS_CUDA_STATUS_H_
 
@@ -6,12 +7,17 @@
 #include <cuda_runtime_api.h>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace truthput {
 
 // OK for cudaSuccess; otherwise an Internal error "CALL: cudaErrorName (description)".
 absl::Status CudaStatus(cudaError_t err, const char* call);
 absl::Status CublasStatus(cublasStatus_t err, const char* call);
+
+// SM count of the current device, cached per device (the attribute query would otherwise be
+// host work on every launch, e.g. on every decode GEMM).
+absl::StatusOr<int> CurrentSmCount();
 
 }  // namespace truthput
 

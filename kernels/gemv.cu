@@ -6,7 +6,6 @@
 #include <cuda_fp8.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 #include <limits>
 
@@ -411,23 +410,6 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm) SkinnyGemmKernel(const P
 // --- Host side --------------------------------------------------------------------------------
 
 bool AlignedTo(const void* p, uintptr_t n) { return reinterpret_cast<uintptr_t>(p) % n == 0; }
-
-// SM count of the current device, cached per device (the attribute query is host work on every
-// decode GEMM otherwise).
-absl::StatusOr<int> CurrentSmCount() {
-  constexpr int kMaxDevices = 64;
-  static std::atomic<int> cache[kMaxDevices] = {};
-  int device = 0;
-  TP_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
-  if (device >= 0 && device < kMaxDevices) {
-    const int cached = cache[device].load(std::memory_order_relaxed);
-    if (cached > 0) return cached;
-  }
-  int sms = 0;
-  TP_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  if (device >= 0 && device < kMaxDevices) cache[device].store(sms, std::memory_order_relaxed);
-  return sms;
-}
 
 // The kernel instantiated for the number of 8-token n-tiles (1 .. kSkinnyGemmMaxM / 8).
 template <bool kFp8, bool kVec16>

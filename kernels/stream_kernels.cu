@@ -82,10 +82,9 @@ absl::Status CheckBuffer(const void* p, int64_t bytes, const char* api, const ch
 
 // One full wave: kBlocksPerSm CTAs on every SM of the current device.
 absl::StatusOr<unsigned> GridSize() {
-  int device = 0, sms = 0;
-  TP_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
-  TP_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  return static_cast<unsigned>(sms * kBlocksPerSm);
+  absl::StatusOr<int> sms = CurrentSmCount();
+  if (!sms.ok()) return sms.status();
+  return static_cast<unsigned>(*sms * kBlocksPerSm);
 }
 
 }  // namespace

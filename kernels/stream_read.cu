@@ -1,6 +1,5 @@
 #include "kernels/stream_read.h"
 
-#include <atomic>
 #include <cstdint>
 
 #include "absl/status/statusor.h"
@@ -45,21 +44,6 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm)
   if (acc == kImprobable) *sink = __uint_as_float(acc);
 }
 
-absl::StatusOr<int> SmCount() {
-  constexpr int kMaxDevices = 64;
-  static std::atomic<int> cache[kMaxDevices] = {};
-  int device = 0;
-  TP_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
-  if (device >= 0 && device < kMaxDevices) {
-    const int cached = cache[device].load(std::memory_order_relaxed);
-    if (cached > 0) return cached;
-  }
-  int sms = 0;
-  TP_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  if (device >= 0 && device < kMaxDevices) cache[device].store(sms, std::memory_order_relaxed);
-  return sms;
-}
-
 }  // namespace
 
 absl::Status StreamRead(const void* p, int64_t bytes, float* sink, cudaStream_t stream) {
@@ -68,7 +52,7 @@ absl::Status StreamRead(const void* p, int64_t bytes, float* sink, cudaStream_t 
   if (p == nullptr || sink == nullptr || reinterpret_cast<uintptr_t>(p) % 16 != 0) {
     return absl::InvalidArgumentError("StreamRead: p must be non-null and 16-byte aligned");
   }
-  absl::StatusOr<int> sms = SmCount();
+  absl::StatusOr<int> sms = CurrentSmCount();
   if (!sms.ok()) return sms.status();
   const int64_t vecs = bytes / 16;
   const int tail_bytes = static_cast<int>(bytes % 16);

@@ -220,26 +220,22 @@ def label(run, with_gpu=True):
     parts.append(precision(run))
     if cfg.get("phase") and cfg["phase"] != "decode":
         parts.append(cfg["phase"])
-    if cfg.get("tp", 0) > 1:
-        parts.append(f"tp {cfg['tp']}")
-    if cfg.get("predict_only"):
-        parts.append("predicted")
-    elif not cfg.get("graph", True):
-        parts.append("eager")
-    return ", ".join(parts)
+    return ", ".join(parts + _knobs(cfg))
 
 
 def short_label(run):
     """Label without the model (for legends of runs of one model)."""
-    cfg = run["config"]
-    parts = [gpu_id(run), context_label(run), precision(run)]
-    if cfg.get("tp", 0) > 1:
-        parts.append(f"tp {cfg['tp']}")
+    return " ".join([gpu_id(run), context_label(run), precision(run)] + _knobs(run["config"]))
+
+
+def _knobs(cfg):
+    """The non-default settings a label names: TP degree, prediction only, eager launches."""
+    knobs = [f"tp {cfg['tp']}"] if cfg.get("tp", 0) > 1 else []
     if cfg.get("predict_only"):
-        parts.append("predicted")
+        knobs.append("predicted")
     elif not cfg.get("graph", True):
-        parts.append("eager")
-    return " ".join(parts)
+        knobs.append("eager")
+    return knobs
 
 
 def stem(run):
