@@ -62,41 +62,32 @@ struct Params {
 
 // --- Loads -----------------------------------------------------------------------------------
 
-// L2 policy for W: evict normal. Evict-first looked right (W is read once) and wins when the
-// kernel runs alone, but inside a decode step the L2 is full of normal-priority lines (KV cache,
-// activations), so evict-first lines are the only ones replaced: the 256-byte prefetches below
-// were dropped before use and re-read. Measured on the H100 (70B, context 2048, own GEMMs):
-// DRAM bytes over the model's 1.195 -> 1.016 at batch 16 and step time 68.6 -> 59.8 ms; fp8
-// batch 1 1.116 -> 1.012 and 32.5 -> 31.0 ms; bf16 batch 1 53.3 -> 54.8 ms. Without the
-// prefetch either policy was slower still (results/h100-sxm/l2_policy_experiment.txt).
-__device__ __forceinline__ uint64_t WeightPolicy() {
-  uint64_t policy;
-  asm volatile("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;" : "=l"(policy));
-  return policy;
-}
+// W is loaded at the L2's default (normal) priority, with no cache-policy operand. Evict-first
+// looked right (W is read once) and wins when the kernel runs alone, but inside a decode step
+// the L2 is full of normal-priority lines (KV cache, activations), so evict-first lines are the
+// only ones replaced: the 256-byte prefetches below were dropped before use and re-read (DRAM
+// bytes over the model's 1.195 -> 1.016 at batch 16 on the H100,
+// results/h100-sxm/l2_policy_experiment.txt). An explicit evict-normal policy operand then cost
+// 2-4% of step time against none (same machine, results/h100-sxm/gemv_load_experiment.txt).
 
 __device__ __forceinline__ uint32_t SmemAddr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
 // Copies 16 bytes of W to shared memory, or writes 16 zeros without reading W where !valid:
-// bypasses L1 (.cg: never reused by this SM), the weight L2 policy, and a 256-byte L2 prefetch (a
-// lane group reads a row's 64-byte k-steps in order, so the next ones are fetched with it).
-__device__ __forceinline__ void CopyW16(uint32_t dst, const uint8_t* src, bool valid,
-                                        uint64_t policy) {
-  asm volatile(
-      "cp.async.cg.shared.global.L2::cache_hint.L2::256B [%0], [%1], 16, %2, %3;\n" ::"r"(dst),
-      "l"(src), "r"(valid ? 16 : 0), "l"(policy)
-      : "memory");
+// bypasses L1 (.cg: never reused by this SM), with a 256-byte L2 prefetch (a lane group reads a
+// row's 64-byte k-steps in order, so the next ones are fetched with it).
+__device__ __forceinline__ void CopyW16(uint32_t dst, const uint8_t* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+               "r"(valid ? 16 : 0)
+               : "memory");
 }
 // As CopyW16 for 8 bytes (rows of fp8 weights with k % 16 == 8 are only 8-byte aligned; .cg
 // takes 16-byte copies only, so this one goes through L1).
-__device__ __forceinline__ void CopyW8(uint32_t dst, const uint8_t* src, bool valid,
-                                       uint64_t policy) {
-  asm volatile(
-      "cp.async.ca.shared.global.L2::cache_hint.L2::256B [%0], [%1], 8, %2, %3;\n" ::"r"(dst),
-      "l"(src), "r"(valid ? 8 : 0), "l"(policy)
-      : "memory");
+__device__ __forceinline__ void CopyW8(uint32_t dst, const uint8_t* src, bool valid) {
+  asm volatile("cp.async.ca.shared.global.L2::256B [%0], [%1], 8, %2;\n" ::"r"(dst), "l"(src),
+               "r"(valid ? 8 : 0)
+               : "memory");
 }
 __device__ __forceinline__ void CpAsyncCommit() {
   asm volatile("cp.async.commit_group;\n" ::: "memory");
@@ -187,7 +178,6 @@ struct WarpGemm {
   int lane_elems_left;   // k - t * E
   bool row_a, row_b;     // whether rows g and g + 8 exist
   bool token[NT];        // whether token g + 8 * nt exists
-  uint64_t policy;
 
   __device__ __forceinline__ WarpGemm(const Params& p, int64_t row0, uint4* warp_ring) {
     const int lane = threadIdx.x % 32;
@@ -209,7 +199,6 @@ struct WarpGemm {
     }
     lane_elems_left = static_cast<int>(p.k) - t * kElems;
     ring = SmemAddr(warp_ring + lane);
-    policy = WeightPolicy();
   }
 
   // Starts copying k-step s (zeros where s >= end or past the row's end) into ring stage `stage`
@@ -220,15 +209,15 @@ struct WarpGemm {
     const int off = s * kKstepBytes;
     if constexpr (kVec16) {
       const bool in = s < end && off < lane_bytes_left;
-      CopyW16(dst_a, in && row_a ? wa + off : safe, in && row_a, policy);
-      CopyW16(dst_b, in && row_b ? wb + off : safe, in && row_b, policy);
+      CopyW16(dst_a, in && row_a ? wa + off : safe, in && row_a);
+      CopyW16(dst_b, in && row_b ? wb + off : safe, in && row_b);
     } else {
       const bool lo = s < end && off < lane_bytes_left;
       const bool hi = s < end && off + 8 < lane_bytes_left;
-      CopyW8(dst_a, lo && row_a ? wa + off : safe, lo && row_a, policy);
-      CopyW8(dst_a + 8, hi && row_a ? wa + off + 8 : safe, hi && row_a, policy);
-      CopyW8(dst_b, lo && row_b ? wb + off : safe, lo && row_b, policy);
-      CopyW8(dst_b + 8, hi && row_b ? wb + off + 8 : safe, hi && row_b, policy);
+      CopyW8(dst_a, lo && row_a ? wa + off : safe, lo && row_a);
+      CopyW8(dst_a + 8, hi && row_a ? wa + off + 8 : safe, hi && row_a);
+      CopyW8(dst_b, lo && row_b ? wb + off : safe, lo && row_b);
+      CopyW8(dst_b + 8, hi && row_b ? wb + off + 8 : safe, hi && row_b);
     }
     CpAsyncCommit();
   }
