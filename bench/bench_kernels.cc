@@ -5,7 +5,9 @@
 //   StreamRead/<bytes>                        StreamRead (kernels/stream_read.h): the ceiling.
 //   Gemm/<model>/<proj>/b<batch>/<impl>       every projection of Llama-3.1 8B/70B/405B at TP 1
 //       impl: own_bf16, own_fp8 (SkinnyGemm, batch <= 32), cublaslt (autotuned),
-//             cublaslt_heuristic (the heuristic's first choice).
+//             cublaslt_heuristic (the heuristic's first choice), cublas_default (cublasGemmEx,
+//             CUBLAS_GEMM_DEFAULT), cublaslt_w8a8 (fp8 weights: activations to e4m3 per token,
+//             then CublasLtFp8Gemm with per-row scales, autotuned: bench_decode's W8A8 path).
 //   DecodeAttention/70b/b<batch>/ctx<context> DecodeAttention at Llama-3.1-70B's heads.
 //
 // Timing: each iteration is one call; its GPU time comes from a pair of CUDA events around it,
@@ -44,6 +46,8 @@
 #include "absl/strings/str_cat.h"
 #include "bench/device_buffer.h"
 #include "bench/stream_gate.h"
+#include "kernels/cublas_gemm.h"
+#include "kernels/cublaslt_fp8_gemm.h"
 #include "kernels/cublaslt_gemm.h"
 #include "kernels/cuda_status.h"
 #include "kernels/decode_attention.h"
@@ -78,12 +82,16 @@ struct Gpu {
   DeviceBuffer sink;                          // StreamRead's float
   std::unique_ptr<CublasLtGemm> tuned;        // Autotune per shape
   std::unique_ptr<CublasLtGemm> heuristic;    // the heuristic's first choice
+  std::unique_ptr<CublasGemm> cublas;         // cublasGemmEx, CUBLAS_GEMM_DEFAULT
+  std::unique_ptr<CublasLtFp8Gemm> fp8;       // W8A8, per-row scales, Autotune per shape
   std::map<int64_t, double> stream_read_bps;  // ceiling by byte count, measured once
 
   ~Gpu() {
     for (cudaEvent_t e : events) cudaEventDestroy(e);
     tuned.reset();
     heuristic.reset();
+    cublas.reset();
+    fp8.reset();
     gate.reset();
     if (stream != nullptr) cudaStreamDestroy(stream);
   }
@@ -115,6 +123,12 @@ absl::Status InitGpu(Gpu* g) {
   absl::StatusOr<std::unique_ptr<CublasLtGemm>> heuristic = CublasLtGemm::Create();
   if (!heuristic.ok()) return heuristic.status();
   g->heuristic = *std::move(heuristic);
+  absl::StatusOr<std::unique_ptr<CublasGemm>> cublas = CublasGemm::Create();
+  if (!cublas.ok()) return cublas.status();
+  g->cublas = *std::move(cublas);
+  absl::StatusOr<std::unique_ptr<CublasLtFp8Gemm>> fp8 = CublasLtFp8Gemm::Create();
+  if (!fp8.ok()) return fp8.status();
+  g->fp8 = *std::move(fp8);
   cudaDeviceProp prop{};
   TP_CUDA_RETURN_IF_ERROR(cudaGetDeviceProperties(&prop, g->device));
   benchmark::AddCustomContext("gpu", prop.name);
@@ -298,7 +312,7 @@ void BM_StreamRead(benchmark::State& state, int64_t bytes) {
 
 // --- Gemm/<model>/<proj>/b<batch>/<impl> -------------------------------------------------------
 
-enum class Impl { kOwnBf16, kOwnFp8, kCublasLt, kCublasLtHeuristic };
+enum class Impl { kOwnBf16, kOwnFp8, kCublasLt, kCublasLtHeuristic, kCublasDefault, kCublasLtW8A8 };
 const char* ImplName(Impl impl) {
   switch (impl) {
     case Impl::kOwnBf16:
@@ -309,6 +323,10 @@ const char* ImplName(Impl impl) {
       return "cublaslt";
     case Impl::kCublasLtHeuristic:
       return "cublaslt_heuristic";
+    case Impl::kCublasDefault:
+      return "cublas_default";
+    case Impl::kCublasLtW8A8:
+      return "cublaslt_w8a8";
   }
   return "?";
 }
@@ -319,18 +337,24 @@ struct GemmShape {
   int64_t n = 0, k = 0;
 };
 
-// One shape's operands: rotated bf16 weights (and, once asked for, their fp8 quantization), x
-// and y for the largest batch, and a zeroed SkinnyGemm workspace.
+// One shape's operands: rotated bf16 weights (and, once asked for, their fp8 quantization and
+// room for x quantized per token), x and y for the largest batch, and a zeroed SkinnyGemm
+// workspace.
 struct GemmBuffers : Resident {
   int64_t n = 0, k = 0;
   std::vector<DeviceBuffer> w;
   std::vector<DeviceBuffer> wq, scales;
+  DeviceBuffer xq, x_scales;
   DeviceBuffer x, y, workspace;
   size_t workspace_bytes = 0;
 
   absl::Status EnsureFp8(cudaStream_t stream) {
     if (!wq.empty()) return absl::OkStatus();
     const int64_t rotation = Rotation(n * k);
+    const int64_t max_batch = kBatches[std::size(kBatches) - 1];
+    TP_RETURN_IF_ERROR(Allocate(max_batch * k, "x in e4m3", &xq));
+    TP_RETURN_IF_ERROR(
+        Allocate(max_batch * static_cast<int64_t>(sizeof(float)), "x scales", &x_scales));
     wq.resize(rotation);
     scales.resize(rotation);
     for (int64_t i = 0; i < rotation; ++i) {
@@ -378,7 +402,9 @@ void BM_Gemm(benchmark::State& state, const GemmShape& shape, int64_t m, Impl im
   const int64_t n = shape.n, k = shape.k;
   absl::StatusOr<GemmBuffers*> got = GetGemmBuffers(n, k);
   absl::Status st = got.status();
-  if (st.ok() && impl == Impl::kOwnFp8) st = (*got)->EnsureFp8(g.stream);
+  if (st.ok() && (impl == Impl::kOwnFp8 || impl == Impl::kCublasLtW8A8)) {
+    st = (*got)->EnsureFp8(g.stream);
+  }
   if (!st.ok()) {
     state.SkipWithError(st.ToString().c_str());
     return;
@@ -435,6 +461,40 @@ void BM_Gemm(benchmark::State& state, const GemmShape& shape, int64_t m, Impl im
         return gemm->Run(x, b.w[i % rotation].as<bf16>(), y, m, n, k, g.stream);
       };
       label = gemm->AlgoDescription(m, n, k);
+      break;
+    }
+    case Impl::kCublasDefault:
+      rotation = static_cast<int64_t>(b.w.size());
+      weight_bytes = n * k * 2;
+      call = [&](int64_t i) {
+        return g.cublas->Run(x, b.w[i % rotation].as<bf16>(), y, m, n, k, g.stream);
+      };
+      label = "cublasGemmEx CUBLAS_GEMM_DEFAULT";
+      break;
+    case Impl::kCublasLtW8A8: {
+      rotation = static_cast<int64_t>(b.wq.size());
+      weight_bytes = n * k;
+      extra_bytes = n * static_cast<int64_t>(sizeof(float));
+      auto* xq = b.xq.as<__nv_fp8_e4m3>();
+      float* x_scales = b.x_scales.as<float>();
+      // Tuned on x's own quantization, as the step does.
+      st = QuantizeWeightsFp8(x, xq, x_scales, m, k, g.stream);
+      std::vector<CublasLtFp8Gemm::ScaledOperands> operands;
+      for (int64_t i = 0; i < std::min<int64_t>(rotation, kAutotuneOperandSets); ++i) {
+        operands.push_back({xq, x_scales, b.wq[i].as<__nv_fp8_e4m3>(), b.scales[i].as<float>(), y});
+      }
+      if (st.ok()) st = g.fp8->Autotune(m, n, k, operands, g.stream);
+      if (!st.ok()) {
+        state.SkipWithError(st.ToString().c_str());
+        return;
+      }
+      call = [&, xq, x_scales](int64_t i) -> absl::Status {
+        TP_RETURN_IF_ERROR(QuantizeWeightsFp8(x, xq, x_scales, m, k, g.stream));
+        return g.fp8->Run(xq, x_scales, b.wq[i % rotation].as<__nv_fp8_e4m3>(),
+                          b.scales[i % rotation].as<float>(), y, m, n, k, g.stream);
+      };
+      label = absl::StrCat("activations to e4m3 per token, then ",
+                           g.fp8->AlgoDescription(m, n, k, CublasLtFp8Gemm::Scaling::kPerRow));
       break;
     }
   }
@@ -570,7 +630,8 @@ absl::Status RegisterAll() {
   }
   for (const GemmShape& s : gemms) {
     for (int64_t batch : kBatches) {
-      for (Impl impl : {Impl::kOwnBf16, Impl::kOwnFp8, Impl::kCublasLt, Impl::kCublasLtHeuristic}) {
+      for (Impl impl : {Impl::kOwnBf16, Impl::kOwnFp8, Impl::kCublasLt, Impl::kCublasLtHeuristic,
+                        Impl::kCublasDefault, Impl::kCublasLtW8A8}) {
         if ((impl == Impl::kOwnBf16 || impl == Impl::kOwnFp8) && batch > kSkinnyGemmMaxM) continue;
         const std::string name =
             absl::StrCat("Gemm/", s.model, "/", s.proj, "/b", batch, "/", ImplName(impl));
