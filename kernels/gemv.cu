@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda_status.h"
+#include "kernels/ptx.cuh"
 #include "kernels/fp8_weights.h"
 
 namespace truthput {
@@ -70,9 +71,7 @@ struct Params {
 // results/h100-sxm/l2_policy_experiment.txt). An explicit evict-normal policy operand then cost
 // 2-4% of step time against none (same machine, results/h100-sxm/gemv_load_experiment.txt).
 
-__device__ __forceinline__ uint32_t SmemAddr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
+using ptx::SmemAddr;
 
 // Copies 16 bytes of W to shared memory, or writes 16 zeros without reading W where !valid:
 // bypasses L1 (.cg: never reused by this SM), with a 256-byte L2 prefetch (a lane group reads a
@@ -89,13 +88,8 @@ __device__ __forceinline__ void CopyW8(uint32_t dst, const uint8_t* src, bool va
                "r"(valid ? 8 : 0)
                : "memory");
 }
-__device__ __forceinline__ void CpAsyncCommit() {
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-template <int N>
-__device__ __forceinline__ void CpAsyncWait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
+using ptx::CpAsyncCommit;
+using ptx::CpAsyncWait;
 __device__ __forceinline__ uint4 LoadShared16(uint32_t addr) {
   uint4 v;
   asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"

@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda_status.h"
+#include "kernels/ptx.cuh"
 
 // TRUTHPUT_PREFILL_SM90A is defined (kernels/CMakeLists.txt) when CMAKE_CUDA_ARCHITECTURES holds
 // sm_90a: only then does the wgmma kernel have real device code for H100-class GPUs.
@@ -34,9 +35,7 @@ using bf16 = __nv_bfloat16;
 // ------------------------------------------------------------------------------------------------
 // Helpers shared by both kernels.
 
-__device__ __forceinline__ uint32_t SmemAddr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
+using ptx::SmemAddr;
 
 // 2^x on the SFU (ex2.approx(-inf) = +0).
 __device__ __forceinline__ float Exp2(float x) {
@@ -160,38 +159,14 @@ struct Params {
   bool causal;
 };
 
-__device__ __forceinline__ void CpAsync16(uint32_t dst, const void* src, bool valid) {
-  const int src_bytes = valid ? 16 : 0;
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-               "r"(src_bytes)
-               : "memory");
-}
-__device__ __forceinline__ void CpAsyncCommit() {
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-template <int N>
-__device__ __forceinline__ void CpAsyncWait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
-
-__device__ __forceinline__ void Ldmatrix4(uint32_t addr, uint32_t (&r)[4]) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
-__device__ __forceinline__ void Ldmatrix4Trans(uint32_t addr, uint32_t (&r)[4]) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
-
+using ptx::CpAsync16;
+using ptx::CpAsyncCommit;
+using ptx::CpAsyncWait;
+using ptx::Ldmatrix4;
+using ptx::Ldmatrix4Trans;
 // c += a * b for one m16n8k16 bf16 tile, fp32 accumulators (c: 4 consecutive floats).
 __device__ __forceinline__ void Mma(float* c, const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-      "{%8, %9}, {%0, %1, %2, %3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  ptx::MmaBf16(c, a, b0, b1);
 }
 
 // Tiles are [kKeys][D] bf16 with 16-byte chunk c of row r stored at chunk c ^ (r & 7), so the 8
