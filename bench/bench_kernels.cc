@@ -481,7 +481,8 @@ void BM_Gemm(benchmark::State& state, const GemmShape& shape, int64_t m, Impl im
       st = QuantizeWeightsFp8(x, xq, x_scales, m, k, g.stream);
       std::vector<CublasLtFp8Gemm::ScaledOperands> operands;
       for (int64_t i = 0; i < std::min<int64_t>(rotation, kAutotuneOperandSets); ++i) {
-        operands.push_back({xq, x_scales, b.wq[i].as<__nv_fp8_e4m3>(), b.scales[i].as<float>(), y});
+        operands.push_back(
+            {xq, x_scales, b.wq[i].as<__nv_fp8_e4m3>(), b.scales[i].as<float>(), y});
       }
       if (st.ok()) st = g.fp8->Autotune(m, n, k, operands, g.stream);
       if (!st.ok()) {
