@@ -58,12 +58,8 @@ using ptx::CpAsyncCommit;
 using ptx::CpAsyncWait;
 using ptx::Ldmatrix4;
 using ptx::Ldmatrix4Trans;
+using ptx::MmaBf16;
 using ptx::SmemAddr;
-// c += a * b for one m16n8k16 bf16 tile, fp32 accumulators.
-__device__ __forceinline__ void Mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
-                                    uint32_t b1) {
-  ptx::MmaBf16(c, a, b0, b1);
-}
 
 // Packs (lo, hi) to a bf16x2 register (lo in the low half: the lower column of a fragment) and
 // returns the rounded values' sum, so the softmax denominator adds exactly the weights the
@@ -207,8 +203,8 @@ __global__ void __launch_bounds__(kThreads, 2) DecodeAttentionKernel(AttnParams 
     for (int kk = 0; kk < kKSteps; ++kk) {
       uint32_t kb[4];
       Ldmatrix4(k_smem + SwizzledOffset<D>(k_row, 2 * kk + k_chunk), kb);
-      Mma(s[0], qa[kk], kb[0], kb[1]);
-      Mma(s[1], qa[kk], kb[2], kb[3]);
+      MmaBf16(s[0], qa[kk], kb[0], kb[1]);
+      MmaBf16(s[1], qa[kk], kb[2], kb[3]);
     }
 
     // Online softmax in the exp2 domain. key0 < key_end, so every quad sees a finite max.
@@ -252,8 +248,8 @@ __global__ void __launch_bounds__(kThreads, 2) DecodeAttentionKernel(AttnParams 
     for (int j2 = 0; j2 < kNTiles / 2; ++j2) {
       uint32_t vb[4];
       Ldmatrix4Trans(v_smem + SwizzledOffset<D>(v_row, 2 * j2 + v_chunk), vb);
-      Mma(acc[2 * j2], pa, vb[0], vb[1]);
-      Mma(acc[2 * j2 + 1], pa, vb[2], vb[3]);
+      MmaBf16(acc[2 * j2], pa, vb[0], vb[1]);
+      MmaBf16(acc[2 * j2 + 1], pa, vb[2], vb[3]);
     }
     __syncwarp();  // every lane is done with this stage before it is refilled
   }

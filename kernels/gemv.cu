@@ -69,7 +69,8 @@ struct Params {
 // only ones replaced: the 256-byte prefetches below were dropped before use and re-read (DRAM
 // bytes over the model's 1.195 -> 1.016 at batch 16 on the H100,
 // results/h100-sxm/l2_policy_experiment.txt). An explicit evict-normal policy operand then cost
-// 2-4% of step time against none (same machine, results/h100-sxm/gemv_load_experiment.txt).
+// 3-4% of batch-1 step time against none, bf16 and fp8, and was within 2% at batch 16 (same
+// machine, results/h100-sxm/gemv_load_experiment.txt).
 
 using ptx::SmemAddr;
 

@@ -164,10 +164,7 @@ using ptx::CpAsyncCommit;
 using ptx::CpAsyncWait;
 using ptx::Ldmatrix4;
 using ptx::Ldmatrix4Trans;
-// c += a * b for one m16n8k16 bf16 tile, fp32 accumulators (c: 4 consecutive floats).
-__device__ __forceinline__ void Mma(float* c, const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  ptx::MmaBf16(c, a, b0, b1);
-}
+using ptx::MmaBf16;
 
 // Tiles are [kKeys][D] bf16 with 16-byte chunk c of row r stored at chunk c ^ (r & 7), so the 8
 // rows an ldmatrix reads (and the 8 chunks 8 lanes of a cp.async write) hit 8 bank groups.
@@ -300,8 +297,8 @@ __global__ void __launch_bounds__(kThreads, 2) PrefillMmaKernel(const Params p) 
       for (int np = 0; np < kKeys / 16; ++np) {
         uint32_t kb[4];
         Ldmatrix4(k_smem + SwizzledOffset<D>(np * 16 + k_row, 2 * kk + k_chunk), kb);
-        Mma(&s[8 * np], qa[kk], kb[0], kb[1]);
-        Mma(&s[8 * np + 4], qa[kk], kb[2], kb[3]);
+        MmaBf16(&s[8 * np], qa[kk], kb[0], kb[1]);
+        MmaBf16(&s[8 * np + 4], qa[kk], kb[2], kb[3]);
       }
     }
     if (j >= first_masked) MaskScores<kKeys>(s, j * kKeys, t, lim_lo, lim_hi);
@@ -322,8 +319,8 @@ __global__ void __launch_bounds__(kThreads, 2) PrefillMmaKernel(const Params p) 
       for (int j2 = 0; j2 < D / 16; ++j2) {
         uint32_t vb[4];
         Ldmatrix4Trans(v_smem + SwizzledOffset<D>(kk * 16 + v_row, 2 * j2 + v_chunk), vb);
-        Mma(&acc[8 * j2], pa[kk], vb[0], vb[1]);
-        Mma(&acc[8 * j2 + 4], pa[kk], vb[2], vb[3]);
+        MmaBf16(&acc[8 * j2], pa[kk], vb[0], vb[1]);
+        MmaBf16(&acc[8 * j2 + 4], pa[kk], vb[2], vb[3]);
       }
     }
   }
