@@ -100,7 +100,12 @@ __device__ __forceinline__ uint4 LoadShared16(uint32_t addr) {
   return v;
 }
 
-// x through L1 (read-only for the kernel; shared by the CTA's 8 warps).
+// x through L1 (read-only for the kernel; shared by the CTA's 8 warps). A warp loads x one
+// k-step ahead of its use (WarpGemm::Run), so an x load that misses L1 waits behind a whole
+// k-step rather than stalling its mma. Loading it when used cost 2-4% of decode step time with
+// fp8 weights (batch 1 and 16) and up to 1% with bf16; prefetching it into L1 kStages - 1 k-steps ahead (beside W) was
+// no better at batch 1 and 10-20 points worse at batch 16 (same machine, results/h100-sxm/
+// gemv_load_experiment.txt, section 5).
 __device__ __forceinline__ uint4 LoadX(const bf16* p) {
   return __ldg(reinterpret_cast<const uint4*>(p));
 }
@@ -217,10 +222,9 @@ struct WarpGemm {
     CpAsyncCommit();
   }
 
-  // acc += rows g, g + 8 (chunks a, b of k-step s) times the tokens' x at k-step s.
-  __device__ __forceinline__ void Step(uint4 a, uint4 b, int s, float (&acc)[NT][4]) const {
+  // The tokens' x at k-step s (zeros for missing tokens and past the row's end).
+  __device__ __forceinline__ void LoadXStep(int s, uint32_t (&xw)[NT][kElems / 2]) const {
     const int e = s * kStepElems;  // element offset of the k-step
-    uint32_t xw[NT][kElems / 2];
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) {
 #pragma unroll
@@ -233,6 +237,11 @@ struct WarpGemm {
         xw[nt][4 * v + 3] = q.w;
       }
     }
+  }
+
+  // acc += rows g, g + 8 (chunks a, b of a k-step) times the tokens' x (xw) at that k-step.
+  __device__ __forceinline__ void Step(uint4 a, uint4 b, const uint32_t (&xw)[NT][kElems / 2],
+                                       float (&acc)[NT][4]) const {
     uint32_t aw[kElems / 2], bw[kElems / 2];
     if constexpr (kFp8) {
       const uint32_t a4[4] = {a.x, a.y, a.z, a.w};
@@ -261,6 +270,8 @@ struct WarpGemm {
   __device__ __forceinline__ void Run(int ks0, int ks1, float (&acc)[NT][4]) const {
 #pragma unroll
     for (int i = 0; i < kStages - 1; ++i) Issue(i, ks0 + i, ks1);
+    uint32_t x[NT][kElems / 2];
+    LoadXStep(ks0, x);
     int stage = 0;
     for (int s = ks0; s < ks1; ++s) {
       CpAsyncWait<kStages - 2>();  // k-step s has landed (this lane's copies)
@@ -270,7 +281,14 @@ struct WarpGemm {
       const uint32_t at = ring + stage * kStageUint4s * 16;
       const uint4 a = LoadShared16(at);
       const uint4 b = LoadShared16(at + 32 * 16);
-      Step(a, b, s, acc);
+      uint32_t x_next[NT][kElems / 2];
+      LoadXStep(s + 1, x_next);  // past the row's end: zeros, nothing read
+      Step(a, b, x, acc);
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+        for (int i = 0; i < kElems / 2; ++i) x[nt][i] = x_next[nt][i];
+      }
       stage = stage == kStages - 1 ? 0 : stage + 1;
     }
     CpAsyncWait<0>();

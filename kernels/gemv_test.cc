@@ -1,9 +1,10 @@
 // GPU tests of the small-batch decode GEMMs (gemv.h, fp8_weights.h) against ReferenceGemm, a
 // plain fp32 GEMM that shares no code with them. Every projection shape of Llama-3.1 8B, 70B and
 // 405B at TP 1 and TP 8 (from the op list), plus shapes that are no multiple of any tile, at
-// m = 1, 2, 3, 5, 8 and 16; bf16 weights, and fp8 weights against the reference on their
-// dequantized copy. Inputs come from fresh seeds (printed on failure); outputs are poisoned with
-// NaN first, so an element the kernel skips shows. One zeroed workspace serves all calls of a
+// m = 1 to 32; bf16 weights, and fp8 weights against the reference on their values (exact in
+// bf16) with the per-channel scales applied to its fp32 sums, as the kernel applies them. Inputs
+// come from fresh seeds (printed on failure); outputs are poisoned with NaN first, so an element
+// the kernel skips shows. One zeroed workspace serves all calls of a
 // shape, so a split-K counter left non-zero by one call breaks the next; two shapes called in
 // turn, each on its own workspace region, must not disturb each other.
 #include "kernels/gemv.h"
@@ -58,16 +59,20 @@ constexpr int64_t kMs[] = {1, 2, 3, 5, 8, 16, 17, 24, 31, 32};  // 1 to 4 n-tile
 
 // Outputs are checked with ExpectCloseToReference (gpu_test_util.h), with the bounds of
 // cublaslt_gemm_test.cc without split-K in bf16 (these kernels reduce split-K partials in fp32).
-// For fp8 its absolute term also covers the reference's rounding of the dequantized weights to
-// bf16 (about 2^-9 rms(ref) per element, a random walk over k).
+// The fp8 reference is exact up to fp32 summation: it multiplies x by the e4m3 values themselves
+// (every e4m3 value is a bf16 value) and scales the fp32 sums per channel. (A reference on
+// weights dequantized to bf16 carries their rounding, 2^-9 each; with cancellation in a short
+// dot product that alone broke the 2^-7 relative bound, seen at n = 1, k = 8.)
 
-// The weights of one shape on the device: bf16, their fp8 quantization and its dequantization.
+// The weights of one shape: bf16, their fp8 quantization (values and per-channel scales), and
+// the fp8 values unscaled as bf16 (exact), for the reference.
 struct Weights {
   int64_t n = 0, k = 0;
   DevicePtr<bf16> w;
   DevicePtr<fp8> wq;
   DevicePtr<float> scales;
-  DevicePtr<bf16> w_deq;
+  DevicePtr<bf16> wq_values;
+  std::vector<float> scales_host;
 };
 
 void MakeWeights(int64_t n, int64_t k, uint64_t seed, cudaStream_t stream, Weights* out) {
@@ -76,11 +81,20 @@ void MakeWeights(int64_t n, int64_t k, uint64_t seed, cudaStream_t stream, Weigh
   out->w = DeviceAlloc<bf16>(n * k);
   out->wq = DeviceAlloc<fp8>(n * k);
   out->scales = DeviceAlloc<float>(n);
-  out->w_deq = DeviceAlloc<bf16>(n * k);
-  ASSERT_TRUE(out->w && out->wq && out->scales && out->w_deq) << "out of device memory";
+  out->wq_values = DeviceAlloc<bf16>(n * k);
+  DevicePtr<float> ones = DeviceAlloc<float>(n);
+  ASSERT_TRUE(out->w && out->wq && out->scales && out->wq_values && ones)
+      << "out of device memory";
   ASSERT_OK(FillRandomBf16(out->w.get(), n * k, seed, kWScale, stream));
   ASSERT_OK(QuantizeWeightsFp8(out->w.get(), out->wq.get(), out->scales.get(), n, k, stream));
-  ASSERT_OK(DequantizeWeightsFp8(out->wq.get(), out->scales.get(), out->w_deq.get(), n, k, stream));
+  const std::vector<float> ones_host(n, 1.0f);
+  ASSERT_CUDA(cudaMemcpyAsync(ones.get(), ones_host.data(), n * sizeof(float),
+                              cudaMemcpyHostToDevice, stream));
+  ASSERT_OK(DequantizeWeightsFp8(out->wq.get(), ones.get(), out->wq_values.get(), n, k, stream));
+  out->scales_host.resize(n);
+  ASSERT_CUDA(cudaMemcpyAsync(out->scales_host.data(), out->scales.get(), n * sizeof(float),
+                              cudaMemcpyDeviceToHost, stream));
+  ASSERT_CUDA(cudaStreamSynchronize(stream));
 }
 
 enum class Kind { kBf16, kFp8 };
@@ -95,7 +109,15 @@ absl::Status RunKernel(Kind kind, const Weights& w, const bf16* x, bf16* y, int6
                        stream);
 }
 
-// Runs the kernel and the reference (on the bf16 or the dequantized weights) on fresh x.
+// Applies the fp8 weights' per-channel scales to a reference computed on their values.
+void ScaleReference(const Weights& w, int64_t m, std::vector<float>* ref) {
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < w.n; ++j) (*ref)[i * w.n + j] *= w.scales_host[j];
+  }
+}
+
+// Runs the kernel and the reference (on the bf16 weights, or on the fp8 values with the scales
+// applied to its sums) on fresh x.
 void CheckProduct(Kind kind, const Weights& w, int64_t m, void* workspace, size_t workspace_bytes,
                   cudaStream_t stream) {
   const int64_t n = w.n, k = w.k;
@@ -109,7 +131,7 @@ void CheckProduct(Kind kind, const Weights& w, int64_t m, void* workspace, size_
   ASSERT_OK(FillBf16(y.get(), m * n, std::numeric_limits<float>::quiet_NaN(), stream));
   ASSERT_CUDA(cudaMemsetAsync(ref.get(), 0xFF, m * n * sizeof(float), stream));  // NaN.
   ASSERT_OK(RunKernel(kind, w, x.get(), y.get(), m, workspace, workspace_bytes, stream));
-  const bf16* ref_w = kind == Kind::kBf16 ? w.w.get() : w.w_deq.get();
+  const bf16* ref_w = kind == Kind::kBf16 ? w.w.get() : w.wq_values.get();
   ASSERT_OK(ReferenceGemm(x.get(), ref_w, ref.get(), m, n, k, stream));
   ASSERT_CUDA(cudaStreamSynchronize(stream));
   std::vector<bf16> y_host(m * n);
@@ -117,6 +139,7 @@ void CheckProduct(Kind kind, const Weights& w, int64_t m, void* workspace, size_
   ASSERT_CUDA(cudaMemcpy(y_host.data(), y.get(), m * n * sizeof(bf16), cudaMemcpyDeviceToHost));
   ASSERT_CUDA(
       cudaMemcpy(ref_host.data(), ref.get(), m * n * sizeof(float), cudaMemcpyDeviceToHost));
+  if (kind == Kind::kFp8) ScaleReference(w, m, &ref_host);
   ExpectCloseToReference(y_host, ref_host, m, n);
 }
 
@@ -228,7 +251,7 @@ TEST(SkinnyGemm, RunsInsideGraphCaptureAndReplays) {
     ASSERT_TRUE(ws && x && y16 && y8 && ref16 && ref8);
     ASSERT_OK(FillRandomBf16(x.get(), m * k, FreshSeed(), kXScale, stream.get()));
     ASSERT_OK(ReferenceGemm(x.get(), w.w.get(), ref16.get(), m, n, k, stream.get()));
-    ASSERT_OK(ReferenceGemm(x.get(), w.w_deq.get(), ref8.get(), m, n, k, stream.get()));
+    ASSERT_OK(ReferenceGemm(x.get(), w.wq_values.get(), ref8.get(), m, n, k, stream.get()));
     ASSERT_CUDA(cudaStreamSynchronize(stream.get()));
 
     ASSERT_CUDA(cudaStreamBeginCapture(stream.get(), cudaStreamCaptureModeThreadLocal));
@@ -258,6 +281,7 @@ TEST(SkinnyGemm, RunsInsideGraphCaptureAndReplays) {
     for (auto [y, ref] : {std::pair{y16.get(), ref16.get()}, std::pair{y8.get(), ref8.get()}}) {
       ASSERT_CUDA(cudaMemcpy(y_host.data(), y, m * n * sizeof(bf16), cudaMemcpyDeviceToHost));
       ASSERT_CUDA(cudaMemcpy(ref_host.data(), ref, m * n * sizeof(float), cudaMemcpyDeviceToHost));
+      if (y == y8.get()) ScaleReference(w, m, &ref_host);
       ExpectCloseToReference(y_host, ref_host, m, n);
     }
     // Eager calls after the replays, on the same workspace.
@@ -386,8 +410,8 @@ TEST(SkinnyGemmFp8, DecodesEveryCodeExactly) {
   }
 }
 
-// Random codes over the whole e4m3 range (no NaN) with unit scales: the reference's dequantized
-// weights are then exact, so this checks the kernel's layout at large magnitudes.
+// Random codes over the whole e4m3 range (no NaN) with unit scales: checks the kernel's layout
+// and conversion at large magnitudes.
 TEST(SkinnyGemmFp8, MatchesReferenceOnArbitraryCodes) {
   constexpr int64_t n = 384, k = 1032;
   StreamPtr stream = MakeStream();
@@ -402,12 +426,14 @@ TEST(SkinnyGemmFp8, MatchesReferenceOnArbitraryCodes) {
   w.k = k;
   w.wq = DeviceAlloc<fp8>(n * k);
   w.scales = DeviceAlloc<float>(n);
-  w.w_deq = DeviceAlloc<bf16>(n * k);
-  ASSERT_TRUE(w.wq && w.scales && w.w_deq);
+  w.wq_values = DeviceAlloc<bf16>(n * k);
+  ASSERT_TRUE(w.wq && w.scales && w.wq_values);
   const std::vector<float> ones(n, 1.0f);
+  w.scales_host = ones;
   ASSERT_CUDA(cudaMemcpy(w.wq.get(), codes.data(), n * k, cudaMemcpyHostToDevice));
   ASSERT_CUDA(cudaMemcpy(w.scales.get(), ones.data(), n * sizeof(float), cudaMemcpyHostToDevice));
-  ASSERT_OK(DequantizeWeightsFp8(w.wq.get(), w.scales.get(), w.w_deq.get(), n, k, stream.get()));
+  ASSERT_OK(
+      DequantizeWeightsFp8(w.wq.get(), w.scales.get(), w.wq_values.get(), n, k, stream.get()));
   size_t ws_bytes = 0;
   DevicePtr<char> ws = ZeroedWorkspace(n, k, &ws_bytes);
   ASSERT_TRUE(ws);
