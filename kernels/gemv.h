@@ -14,7 +14,7 @@
 //     the k summation is free, so W is fed exactly as each lane's 16 bytes arrive and x is read
 //     in the matching order: no shuffles, no ldmatrix, no CTA barrier in the main loop. x comes
 //     through L1 (all warps of a CTA walk the same k range together, so it is read from L2 about
-//     once per CTA).
+//     once per CTA), one k-step ahead of its use.
 //   * Stream-K grid: min(2 CTAs per SM, enough to give each CTA >= 4 k-steps) CTAs split the
 //     flattened (128-row tile, k-step) space into equal contiguous ranges. Every CTA gets the
 //     same number of weight bytes for every n (1024 .. 128256) and k, so there is no partial
