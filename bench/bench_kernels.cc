@@ -409,6 +409,18 @@ void BM_Gemm(benchmark::State& state, const GemmShape& shape, int64_t m, Impl im
     state.SkipWithError(st.ToString().c_str());
     return;
   }
+  // The own kernels read W in their packed layout (gemv.h). Here they read the random weight
+  // buffers as if packed: the same bytes, random either way; bench_kernels times, gemv_test
+  // checks the products. That needs the packed form to have W's size.
+  const int own_bytes = impl == Impl::kOwnBf16 ? 2 : 1;
+  if ((impl == Impl::kOwnBf16 || impl == Impl::kOwnFp8) &&
+      SkinnyGemmPackedBytes(n, k, own_bytes) != static_cast<size_t>(n * k * own_bytes)) {
+    state.SkipWithError(absl::StrCat("n=", n, " k=", k,
+                                     ": the packed weights would be larger than W (n % 128 != 0 "
+                                     "or k * bytes % 64 != 0)")
+                            .c_str());
+    return;
+  }
   GemmBuffers& b = **got;
   const bf16* x = b.x.as<bf16>();
   bf16* y = b.y.as<bf16>();

@@ -77,16 +77,22 @@ struct LayerLayout {
   int64_t k_cache, v_cache, total;
 };
 
+// Bytes of a weight matrix [n,k]: room for its packed form too (the own GEMM's, gemv.h), which
+// is larger only where n % 128 or k * bytes % 64 is not 0 (no built-in model's projection).
+int64_t WeightBytes(int64_t n, int64_t k, int bytes) {
+  return std::max(n * k * bytes, static_cast<int64_t>(SkinnyGemmPackedBytes(n, k, bytes)));
+}
+
 LayerLayout LayoutLayer(const Dims& d) {
   Layout l;
   LayerLayout o;
-  const int64_t wb = d.fp8 ? 1 : 2;
+  const int wb = d.fp8 ? 1 : 2;
   o.attn_norm_w = l.Add(d.h * 2);
   o.ffn_norm_w = l.Add(d.h * 2);
-  o.w_qkv = l.Add((d.q + 2 * d.kv) * d.h * wb);
-  o.w_o = l.Add(d.h * d.q * wb);
-  o.w_gate_up = l.Add(2 * d.f * d.h * wb);
-  o.w_down = l.Add(d.h * d.f * wb);
+  o.w_qkv = l.Add(WeightBytes(d.q + 2 * d.kv, d.h, wb));
+  o.w_o = l.Add(WeightBytes(d.h, d.q, wb));
+  o.w_gate_up = l.Add(WeightBytes(2 * d.f, d.h, wb));
+  o.w_down = l.Add(WeightBytes(d.h, d.f, wb));
   if (d.fp8) {
     o.s_qkv = l.Add((d.q + 2 * d.kv) * 4);
     o.s_o = l.Add(d.h * 4);
@@ -102,12 +108,14 @@ LayerLayout LayoutLayer(const Dims& d) {
 struct SharedLayout {
   int64_t embedding, lm_head, final_norm_w, ids, last_ids, x_last, x, xn, qkv, q, attn_out, tmp_h,
       gate_up, act, logits, attn_ws, gemm_ws;
-  int64_t xq = -1, x_scales = -1, staging = -1;  // fp8 weights only
+  int64_t xq = -1, x_scales = -1;  // fp8 weights only
+  int64_t staging = -1;  // fp8 weights are made, own-GEMM weights packed, through it
   int64_t total;
 };
 
-// fp8 weights are made from random bf16 rows, this many bytes at a time.
-constexpr int64_t kFp8StagingBytes = int64_t{64} << 20;
+// fp8 weights are made from random bf16 rows, and the own GEMM's weights packed in place, through
+// a staging buffer of this many bytes (or one 128-row tile of the widest weight, if larger).
+constexpr int64_t kStagingBytes = int64_t{64} << 20;
 
 // Workspace of the own skinny GEMM: one region per GEMM op (a workspace is only reusable by
 // calls of the same shape), each 256-byte aligned. Returns the total; `offsets` (if given) gets
@@ -129,7 +137,7 @@ SharedLayout LayoutShared(const Workload& w, const Dims& d, int num_splits, int 
   Layout l;
   SharedLayout o;
   o.embedding = l.Add(d.V * d.h * 2);
-  o.lm_head = w.model().tied_embeddings() ? o.embedding : l.Add(d.V * d.h * 2);
+  o.lm_head = w.model().tied_embeddings() ? o.embedding : l.Add(WeightBytes(d.V, d.h, 2));
   o.final_norm_w = l.Add(d.h * 2);
   o.ids = l.Add(d.T * 4);
   o.last_ids = l.Add(d.B * 4);
@@ -149,7 +157,12 @@ SharedLayout LayoutShared(const Workload& w, const Dims& d, int num_splits, int 
   if (d.fp8) {
     o.xq = l.Add(d.T * std::max({d.h, d.q, d.f}));
     o.x_scales = l.Add(d.T * 4);
-    o.staging = l.Add(std::max(kFp8StagingBytes, std::max({d.h, d.q, d.f}) * 2));
+  }
+  const bool small_batch_gemm = std::any_of(w.ops().begin(), w.ops().end(), [](const Op& op) {
+    return op.kind == OpKind::kGemm && op.m <= kSkinnyGemmMaxM;
+  });
+  if (d.fp8 || small_batch_gemm) {
+    o.staging = l.Add(std::max(kStagingBytes, 128 * std::max({d.h, d.q, d.f}) * 2));
   }
   o.total = l.size();
   return o;
@@ -251,8 +264,8 @@ absl::StatusOr<std::unique_ptr<StepRunner>> StepRunner::Create(const Workload& w
   auto ws = [](int64_t k) { return std::sqrt(3.0f / static_cast<float>(k)); };
   // A weight matrix [n,k]: random bf16 as is, or for fp8 random bf16 rows quantized per row
   // through the staging buffer, a slice at a time.
-  __nv_bfloat16* staging = d.fp8 ? At(r.shared_, s.staging) : nullptr;
-  const int64_t staging_bytes = d.fp8 ? s.total - s.staging : 0;
+  __nv_bfloat16* staging = s.staging >= 0 ? At(r.shared_, s.staging) : nullptr;
+  const int64_t staging_bytes = s.staging >= 0 ? s.total - s.staging : 0;
   auto fill_weight = [&](void* p, float* scales, int64_t n, int64_t k) -> absl::Status {
     if (!d.fp8) return fill(static_cast<__nv_bfloat16*>(p), n * k, ws(k));
     const int64_t rows = std::max<int64_t>(1, staging_bytes / (k * 2));
@@ -303,7 +316,13 @@ absl::StatusOr<std::unique_ptr<StepRunner>> StepRunner::Create(const Workload& w
     if (op.kind != OpKind::kGemm) continue;
     const size_t layers = op.per_layer ? static_cast<size_t>(r.plan_.layer_buffers) : 1;
     GemmChoice& c = r.gemm_choice_[i];
-    const bool own_fits = op.m <= kSkinnyGemmMaxM;
+    // The own GEMM reads its weights packed, in place (gemv.h): not an LM head that is also the
+    // embedding table, which the embedding op reads row-major.
+    const bool shared_weights = op.name == "lm_head" && w.model().tied_embeddings();
+    const bool own_fits = op.m <= kSkinnyGemmMaxM && !shared_weights;
+    if (options.gemm == "own" && op.m <= kSkinnyGemmMaxM && shared_weights) {
+      c.calibration = "own: not on the LM head, whose weights are the embedding table";
+    }
     if (options.gemm == "own" && own_fits) {
       c.own = true;
       continue;
@@ -327,6 +346,21 @@ absl::StatusOr<std::unique_ptr<StepRunner>> StepRunner::Create(const Workload& w
     c.own = *own_ms <= *lt_ms;
     c.calibration = absl::StrFormat("auto: own %.1f us vs cuBLASLt %.1f us per call", 1e3 * *own_ms,
                                     1e3 * *lt_ms);
+  }
+  // Timing did not depend on the weights' values; the products do. Each weight the own GEMM
+  // runs on is now packed, in place, in every layer buffer.
+  for (size_t i = 0; i < w.ops().size(); ++i) {
+    const Op& op = w.ops()[i];
+    if (op.kind != OpKind::kGemm || !r.gemm_choice_[i].own) continue;
+    const int64_t layers = op.per_layer ? r.plan_.layer_buffers : 1;
+    for (int64_t layer = 0; layer < layers; ++layer) {
+      absl::StatusOr<GemmBuffers> b = r.GemmBuffersOf(op, layer);
+      if (!b.ok()) return b.status();
+      void* weights = const_cast<void*>(b->w);  // the runner's own buffer
+      TP_RETURN_IF_ERROR(PackSkinnyGemmWeightsInPlace(weights, op.n, op.k,
+                                                      op.weight_dtype == FP8_E4M3 ? 1 : 2, staging,
+                                                      static_cast<size_t>(staging_bytes), stream));
+    }
   }
   TP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
   return runner;
@@ -407,6 +441,10 @@ absl::StatusOr<StepRunner::GemmBuffers> StepRunner::GemmBuffersOf(const Op& op,
   if (n == "down_proj") return GemmBuffers{a.act, l.w_down, l.s_down, a.tmp_h};
   if (n == "lm_head") return GemmBuffers{a.xn, a.lm_head, nullptr, a.logits};
   return absl::InvalidArgumentError(absl::StrCat("op '", n, "' is not a GEMM of the step"));
+}
+
+bool StepRunner::PacksWeights(size_t op_index) const {
+  return op_index < gemm_choice_.size() && gemm_choice_[op_index].own;
 }
 
 bool StepRunner::QuantizesActivations(size_t op_index) const {

@@ -65,6 +65,9 @@ class StepRunner {
   // Whether GEMM op `op_index` quantizes its activations to e4m3 per token before the product
   // (fp8 weights through cuBLASLt): its reference must too.
   bool QuantizesActivations(size_t op_index) const;
+  // Whether GEMM op `op_index` runs the own skinny GEMM, whose weights the runner packed in place
+  // (gemv.h): its reference must read them through SkinnyGemmPackedOffset.
+  bool PacksWeights(size_t op_index) const;
 
   // The buffers, for the correctness check.
   struct LayerBuffers {

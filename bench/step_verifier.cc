@@ -7,6 +7,7 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
@@ -16,6 +17,7 @@
 #include "absl/strings/string_view.h"
 #include "bench/reference_ops.h"
 #include "kernels/cuda_status.h"
+#include "kernels/gemv.h"
 #include "kernels/random_fill.h"
 #include "workloads/model_registry.h"
 
@@ -246,17 +248,53 @@ class Verifier {
   }
 
   // fp8 weights [n, k] with their per-row scales, dequantized (float(e4m3) * scale).
+  // A weight matrix's bytes in row-major order: as stored, or unpacked from the own GEMM's
+  // layout (gemv.h).
+  absl::StatusOr<std::vector<uint8_t>> WeightBytes(const void* w, int64_t n, int64_t k,
+                                                   int bytes, bool packed) const {
+    std::vector<uint8_t> raw(packed ? static_cast<int64_t>(SkinnyGemmPackedBytes(n, k, bytes))
+                                    : n * k * bytes);
+    TP_CUDA_RETURN_IF_ERROR(
+        cudaMemcpyAsync(raw.data(), w, raw.size(), cudaMemcpyDeviceToHost, s_));
+    TP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s_));
+    if (!packed) return raw;
+    std::vector<uint8_t> rows(n * k * bytes);
+    const int64_t row_bytes = k * bytes;
+    for (int64_t r = 0; r < n; ++r) {
+      for (int64_t b = 0; b < row_bytes; b += 64) {  // 64 bytes of a row stay together
+        std::memcpy(&rows[r * row_bytes + b], &raw[SkinnyGemmPackedOffset(r, b, k, bytes)],
+                    std::min<int64_t>(64, row_bytes - b));
+      }
+    }
+    return rows;
+  }
+
+  absl::StatusOr<std::vector<float>> Bf16Weight(const void* w, int64_t n, int64_t k,
+                                                bool packed) const {
+    absl::StatusOr<std::vector<uint8_t>> raw = WeightBytes(w, n, k, 2, packed);
+    if (!raw.ok()) return raw.status();
+    std::vector<uint16_t> bits(n * k);
+    std::memcpy(bits.data(), raw->data(), raw->size());
+    std::vector<float> f = ToFloat(bits);
+    TP_RETURN_IF_ERROR(CheckInput(f, "weight"));
+    return f;
+  }
+
   absl::StatusOr<std::vector<float>> Fp8Weight(const void* wq, const float* scales, int64_t n,
-                                               int64_t k) const {
-    std::vector<__nv_fp8_e4m3> q(n * k);
+                                               int64_t k, bool packed) const {
+    absl::StatusOr<std::vector<uint8_t>> raw = WeightBytes(wq, n, k, 1, packed);
+    if (!raw.ok()) return raw.status();
     std::vector<float> s(n);
-    TP_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(q.data(), wq, n * k, cudaMemcpyDeviceToHost, s_));
     TP_CUDA_RETURN_IF_ERROR(
         cudaMemcpyAsync(s.data(), scales, n * sizeof(float), cudaMemcpyDeviceToHost, s_));
     TP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s_));
     std::vector<float> w(n * k);
     for (int64_t j = 0; j < n; ++j) {
-      for (int64_t i = 0; i < k; ++i) w[j * k + i] = static_cast<float>(q[j * k + i]) * s[j];
+      for (int64_t i = 0; i < k; ++i) {
+        __nv_fp8_e4m3 q;
+        q.__x = static_cast<__nv_fp8_storage_t>((*raw)[j * k + i]);
+        w[j * k + i] = static_cast<float>(q) * s[j];
+      }
     }
     TP_RETURN_IF_ERROR(CheckInput(w, "fp8 weight"));
     return w;
@@ -269,9 +307,10 @@ class Verifier {
     const int64_t m = op.m, n = op.n, k = op.k;
     absl::StatusOr<std::vector<float>> x = Input(b->x, m * k, "x");
     if (!x.ok()) return x.status();
-    absl::StatusOr<std::vector<float>> w =
-        b->w_scales == nullptr ? Input(static_cast<const bf16*>(b->w), n * k, "weight")
-                               : Fp8Weight(b->w, b->w_scales, n, k);
+    const bool packed = r_.PacksWeights(index);
+    absl::StatusOr<std::vector<float>> w = b->w_scales == nullptr
+                                               ? Bf16Weight(b->w, n, k, packed)
+                                               : Fp8Weight(b->w, b->w_scales, n, k, packed);
     if (!w.ok()) return w.status();
     if (r_.QuantizesActivations(index)) *x = Fp8RowsRoundTrip(*x, m, k);
     TP_RETURN_IF_ERROR(Poison(b->y, m * n));

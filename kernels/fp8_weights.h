@@ -5,10 +5,11 @@
 // max_i |W[j,i]| / 448 (0 for an all-zero row, whose wq is all zero). Quantization rounds to
 // nearest and saturates to ±448.
 //
-// SkinnyGemmFp8 is SkinnyGemmBf16's kernel (gemv.h; same stream-K grid, same workspace rules)
-// with 16-byte loads of 16 fp8 weights, converted exactly to bf16 in registers (sign-extending
-// byte permute, shift, mask, then a multiply by 2^120 that also makes e4m3 subnormals exact);
-// the per-channel scale is applied to the fp32 accumulator. It is defined in gemv.cu.
+// SkinnyGemmFp8 is SkinnyGemmBf16's kernel (gemv.h; same stream-K grid, same workspace rules, same
+// packed weight layout with 1-byte elements) with 16-byte loads of 16 fp8 weights, converted
+// exactly to bf16 in registers (sign-extending byte permute, shift, mask, then a multiply by 2^120
+// that also makes e4m3 subnormals exact); the per-channel scale is applied to the fp32 accumulator.
+// It is defined in gemv.cu.
 //
 // No allocation, no synchronization: everything here is capturable into a CUDA graph.
 #ifndef TRUTHPUT_KERNELS_FP8_WEIGHTS_H_
@@ -37,14 +38,13 @@ absl::Status QuantizeWeightsFp8(const bf16* w, __nv_fp8_e4m3* wq, float* scales,
 absl::Status DequantizeWeightsFp8(const __nv_fp8_e4m3* wq, const float* scales, bf16* w, int64_t n,
                                   int64_t k, cudaStream_t stream);
 
-// y[m,n] = x[m,k] · (wq * scales)^T, fp32 accumulation, the scale applied to the fp32 sum.
-// Requirements: as SkinnyGemmBf16 (1 <= m <= 32, k a multiple of 8, x 16-byte aligned, workspace
-// of SkinnyGemmWorkspaceBytes zero-filled before first use), and wq 16-byte aligned, scales
-// 4-byte aligned. Rows of wq are read with 16-byte loads when k is a multiple of 16, else with
-// 8-byte loads (rows then start only 8-byte aligned).
-absl::Status SkinnyGemmFp8(const bf16* x, const __nv_fp8_e4m3* wq, const float* scales, bf16* y,
-                           int64_t m, int64_t n, int64_t k, void* workspace, size_t workspace_bytes,
-                           cudaStream_t stream);
+// y[m,n] = x[m,k] · (wq * scales)^T, fp32 accumulation, the scale applied to the fp32 sum, with
+// wq_packed = PackSkinnyGemmWeights(wq, ..., weight_bytes = 1) (gemv.h). Requirements: as
+// SkinnyGemmBf16 (1 <= m <= 32, k a multiple of 8, x and wq_packed 16-byte aligned, workspace of
+// SkinnyGemmWorkspaceBytes zero-filled before first use), and scales 4-byte aligned.
+absl::Status SkinnyGemmFp8(const bf16* x, const __nv_fp8_e4m3* wq_packed, const float* scales,
+                           bf16* y, int64_t m, int64_t n, int64_t k, void* workspace,
+                           size_t workspace_bytes, cudaStream_t stream);
 
 }  // namespace truthput
 

@@ -1,5 +1,5 @@
 // The small-batch decode GEMM of gemv.h (bf16 weights) and fp8_weights.h (e4m3 weights): one
-// kernel template, instantiated per weight type, row alignment and number of 8-token n-tiles.
+// kernel template, instantiated per weight type and number of 8-token n-tiles.
 #include "kernels/gemv.h"
 
 #include <cuda_bf16.h>
@@ -34,6 +34,11 @@ constexpr int kTileRows = kWarps * kWarpRows;
 constexpr int kKstepBytes = 64;
 constexpr int kStages = 5;
 constexpr int kStageUint4s = 2 * 32;  // per warp: rows g and g + 8, 32 lanes
+// The packed weight layout (gemv.h): a tile's k-step is its 128 rows' 64 bytes in row order, so a
+// warp's k-step (16 rows) is 1 KB of consecutive memory, lane (g, t)'s chunks of rows g and g + 8
+// at 16 * lane and 512 + 16 * lane, and a CTA's k-step 8 KB.
+constexpr int kWarpKstepBytes = kStageUint4s * 16;
+constexpr int64_t kCtaKstepBytes = int64_t{kWarps} * kWarpKstepBytes;
 // Two resident CTAs per SM (16 warps) saturate HBM. A CTA gets at least one ring's worth of
 // k-steps (all of them in flight at once), so a tiny GEMM uses fewer CTAs rather than more
 // partial sums; below about 264 * 4 * 8 KB = 8.6 MB of weights the grid shrinks.
@@ -50,12 +55,11 @@ int NTiles(int64_t m) { return static_cast<int>(CeilDiv(m, 8)); }  // 8-token mm
 
 struct Params {
   const bf16* x;
-  const uint8_t* w;
+  const uint8_t* w;     // packed (PackSkinnyGemmWeights)
   const float* scales;  // fp8 only: per output channel
   bf16* y;
   int m;
   int64_t n, k;
-  int64_t row_bytes;  // bytes of one W row: k * sizeof(weight)
   int64_t ksteps_per_tile, ksteps_per_cta, total_ksteps;
   unsigned* counters;  // [row_tiles] arrivals at split tiles; zero between calls
   float4* partials;    // [ctas][2 slots: first, last segment][kWarps][n-tiles][32 lanes]
@@ -74,19 +78,10 @@ struct Params {
 
 using ptx::SmemAddr;
 
-// Copies 16 bytes of W to shared memory, or writes 16 zeros without reading W where !valid:
-// bypasses L1 (.cg: never reused by this SM), with a 256-byte L2 prefetch (a lane group reads a
-// row's 64-byte k-steps in order, so the next ones are fetched with it).
-__device__ __forceinline__ void CopyW16(uint32_t dst, const uint8_t* src, bool valid) {
-  asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-               "r"(valid ? 16 : 0)
-               : "memory");
-}
-// As CopyW16 for 8 bytes (rows of fp8 weights with k % 16 == 8 are only 8-byte aligned; .cg
-// takes 16-byte copies only, so this one goes through L1).
-__device__ __forceinline__ void CopyW8(uint32_t dst, const uint8_t* src, bool valid) {
-  asm volatile("cp.async.ca.shared.global.L2::256B [%0], [%1], 8, %2;\n" ::"r"(dst), "l"(src),
-               "r"(valid ? 8 : 0)
+// Copies 16 bytes of packed W to shared memory: bypasses L1 (.cg: never reused by this SM), with
+// a 256-byte L2 prefetch.
+__device__ __forceinline__ void CopyW16(uint32_t dst, const uint8_t* src) {
+  asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16;\n" ::"r"(dst), "l"(src)
                : "memory");
 }
 using ptx::CpAsyncCommit;
@@ -100,10 +95,10 @@ __device__ __forceinline__ uint4 LoadShared16(uint32_t addr) {
   return v;
 }
 
-// x through L1 (read-only for the kernel; shared by the CTA's 8 warps). A warp loads x one
-// k-step ahead of its use (WarpGemm::Run), so an x load that misses L1 waits behind a whole
-// k-step rather than stalling its mma. Loading it when used cost 2-4% of decode step time with
-// fp8 weights (batch 1 and 16) and up to 1% with bf16; prefetching it into L1 kStages - 1 k-steps ahead (beside W) was
+// x through L1 (read-only for the kernel; shared by the CTA's 8 warps). A warp loads x one k-step
+// ahead of its use (WarpGemm::Run), so an x load that misses L1 waits behind a whole k-step rather
+// than stalling its mma. Loading it when used cost 2-4% of decode step time with fp8 weights (batch
+// 1 and 16) and up to 1% with bf16; prefetching it into L1 kStages - 1 k-steps ahead (beside W) was
 // no better at batch 1 and 10-20 points worse at batch 16 (same machine, results/h100-sxm/
 // gemv_load_experiment.txt, section 5).
 __device__ __forceinline__ uint4 LoadX(const bf16* p) {
@@ -152,45 +147,34 @@ __device__ __forceinline__ void Fp8x4ToBf16x4(uint32_t w, uint32_t& lo, uint32_t
 // logical k columns {2t, 2t+1} and {2t+8, 2t+9}. B (16x8): logical k rows {2t, 2t+1} and
 // {2t+8, 2t+9} of column (token) g. C (16x8): rows g and g + 8, columns 2t and 2t + 1.
 //
-// The order in which k is summed does not matter, so logical k positions are mapped onto memory
-// as the loads deliver them: at k-step s, lane (g, t) loads 16 bytes of W row g and of row g + 8
-// at byte s * 64 + t * 16 of the row, i.e. E consecutive weights (E = 8 bf16 or 16 fp8), and the
-// same E consecutive elements of x for token g. Those E weights feed E / 4 mmas: the h-th takes
-// weights {4h, 4h+1} as logical {2t, 2t+1} and {4h+2, 4h+3} as logical {2t+8, 2t+9}, in A and in
-// B alike. Over the 4 lanes of a group and the E / 4 mmas, that covers all 4E weights of the
-// k-step exactly once.
+// The order in which k is summed does not matter, so logical k positions are mapped onto memory as
+// the loads deliver them: at k-step s, lane (g, t) loads 16 bytes of W row g and of row g + 8 from
+// byte s * 64 + t * 16 of the row (two consecutive 16-byte slots of the packed layout), i.e. E
+// consecutive weights (E = 8 bf16 or 16 fp8), and the same E consecutive elements of x for token g.
+// Those E weights feed E / 4 mmas: the h-th takes weights {4h, 4h+1} as logical {2t, 2t+1} and
+// {4h+2, 4h+3} as logical {2t+8, 2t+9}, in A and in B alike. Over the 4 lanes of a group and the E
+// / 4 mmas, that covers all 4E weights of the k-step exactly once.
 //
 // Pipelining: each warp runs its own cp.async ring of kStages k-steps in shared memory (no CTA
 // barrier in the main loop). A lane only ever reads back the 32 bytes it copied itself, so its
 // own cp.async.wait_group is all the synchronization the ring needs.
-template <bool kFp8, bool kVec16, int NT>
+template <bool kFp8, int NT>
 struct WarpGemm {
   static constexpr int kElems = kFp8 ? 16 : 8;   // weights per lane per k-step
   static constexpr int kStepElems = 4 * kElems;  // weights per row per k-step
   static constexpr int kXVecs = kElems / 8;      // 16-byte x loads per token per k-step
 
-  const uint8_t* wa;     // row g (clamped into W), at this lane's byte offset t * 16
-  const uint8_t* wb;     // row g + 8
-  const uint8_t* safe;   // W itself: the (unread) source of zero-filling copies
+  const uint8_t* wk;     // this lane's row-g chunk of the warp's k-step 0 in the tile (packed)
   const bf16* xrow[NT];  // token g + 8 * nt (clamped), at this lane's element offset t * E
   uint32_t ring;         // shared address of this lane's row-g chunk in stage 0
-  int lane_bytes_left;   // row_bytes - t * 16: k-step s is in the row iff s * 64 < this
   int lane_elems_left;   // k - t * E
-  bool row_a, row_b;     // whether rows g and g + 8 exist
   bool token[NT];        // whether token g + 8 * nt exists
 
-  __device__ __forceinline__ WarpGemm(const Params& p, int64_t row0, uint4* warp_ring) {
+  __device__ __forceinline__ WarpGemm(const Params& p, int64_t tile, int warp, uint4* warp_ring) {
     const int lane = threadIdx.x % 32;
     const int g = lane / 4;
     const int t = lane % 4;
-    row_a = row0 + g < p.n;
-    row_b = row0 + g + 8 < p.n;
-    const int64_t ra = row_a ? row0 + g : p.n - 1;
-    const int64_t rb = row_b ? row0 + g + 8 : p.n - 1;
-    wa = p.w + ra * p.row_bytes + t * 16;
-    wb = p.w + rb * p.row_bytes + t * 16;
-    safe = p.w;
-    lane_bytes_left = static_cast<int>(p.row_bytes) - t * 16;
+    wk = p.w + (tile * p.ksteps_per_tile * kWarps + warp) * kWarpKstepBytes + lane * 16;
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) {
       const int tok = nt * 8 + g;
@@ -201,23 +185,15 @@ struct WarpGemm {
     ring = SmemAddr(warp_ring + lane);
   }
 
-  // Starts copying k-step s (zeros where s >= end or past the row's end) into ring stage `stage`
-  // and commits it as one cp.async group (an empty group keeps the group count uniform).
+  // Starts copying k-step s into ring stage `stage` unless s >= end, and commits it as one
+  // cp.async group (an empty group keeps the group count uniform). Rows past n and bytes past
+  // the row's end are zeros in the packed layout, so every copy is whole.
   __device__ __forceinline__ void Issue(int stage, int s, int end) const {
-    const uint32_t dst_a = ring + stage * kStageUint4s * 16;
-    const uint32_t dst_b = dst_a + 32 * 16;
-    const int off = s * kKstepBytes;
-    if constexpr (kVec16) {
-      const bool in = s < end && off < lane_bytes_left;
-      CopyW16(dst_a, in && row_a ? wa + off : safe, in && row_a);
-      CopyW16(dst_b, in && row_b ? wb + off : safe, in && row_b);
-    } else {
-      const bool lo = s < end && off < lane_bytes_left;
-      const bool hi = s < end && off + 8 < lane_bytes_left;
-      CopyW8(dst_a, lo && row_a ? wa + off : safe, lo && row_a);
-      CopyW8(dst_a + 8, hi && row_a ? wa + off + 8 : safe, hi && row_a);
-      CopyW8(dst_b, lo && row_b ? wb + off : safe, lo && row_b);
-      CopyW8(dst_b + 8, hi && row_b ? wb + off + 8 : safe, hi && row_b);
+    if (s < end) {
+      const uint32_t dst = ring + stage * kStageUint4s * 16;
+      const uint8_t* src = wk + s * kCtaKstepBytes;
+      CopyW16(dst, src);
+      CopyW16(dst + 32 * 16, src + 32 * 16);
     }
     CpAsyncCommit();
   }
@@ -383,7 +359,7 @@ __device__ void FinishSplitTile(const Params& p, int64_t tile, int which, int64_
 // major. It walks them tile by tile: a whole tile goes straight to y, a partial one through
 // FinishSplitTile. `seg`, the tile and the k-step bounds are uniform across the CTA, so the
 // barriers inside FinishSplitTile are reached by all threads.
-template <bool kFp8, bool kVec16, int NT>
+template <bool kFp8, int NT>
 __global__ void __launch_bounds__(kThreads, kCtasPerSm) SkinnyGemmKernel(const Params p) {
   __shared__ uint4 s_ring[kWarps][kStages * kStageUint4s];
   __shared__ bool s_last;
@@ -397,7 +373,7 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm) SkinnyGemmKernel(const P
     const int64_t row0 = tile * kTileRows + warp * kWarpRows;
     float acc[NT][4] = {};
     if (row0 < p.n) {
-      WarpGemm<kFp8, kVec16, NT>(p, row0, s_ring[warp])
+      WarpGemm<kFp8, NT>(p, tile, warp, s_ring[warp])
           .Run(static_cast<int>(ks0), static_cast<int>(ks1), acc);
     }
     if (ks0 == 0 && ks1 == p.ksteps_per_tile) {
@@ -409,19 +385,38 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm) SkinnyGemmKernel(const P
   }
 }
 
+// One thread per 8 bytes of the packed layout (rows of fp8 weights may be only 8-byte aligned).
+__global__ void __launch_bounds__(256) PackWeightsKernel(const uint8_t* __restrict__ w,
+                                                         uint8_t* __restrict__ packed, int64_t n,
+                                                         int64_t row_bytes, int64_t ksteps_per_tile,
+                                                         int64_t words) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < words;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t piece = i / (kKstepBytes / 8);  // [tile][k-step][row in tile] of 64 bytes
+    const int64_t ks = piece / kTileRows % ksteps_per_tile;
+    const int64_t row = piece / kTileRows / ksteps_per_tile * kTileRows + piece % kTileRows;
+    const int64_t byte = ks * kKstepBytes + i % (kKstepBytes / 8) * 8;
+    uint2 v = make_uint2(0, 0);
+    if (row < n && byte < row_bytes) {
+      v = *reinterpret_cast<const uint2*>(w + row * row_bytes + byte);
+    }
+    reinterpret_cast<uint2*>(packed)[i] = v;
+  }
+}
+
 // --- Host side --------------------------------------------------------------------------------
 
 bool AlignedTo(const void* p, uintptr_t n) { return reinterpret_cast<uintptr_t>(p) % n == 0; }
 
 // The kernel instantiated for the number of 8-token n-tiles (1 .. kSkinnyGemmMaxM / 8).
-template <bool kFp8, bool kVec16>
+template <bool kFp8>
 void LaunchForTiles(int ntiles, dim3 grid, const Params& p, cudaStream_t stream) {
   static_assert(kSkinnyGemmMaxM == 32, "instantiate one kernel per n-tile count");
   switch (ntiles) {
-    case 1: SkinnyGemmKernel<kFp8, kVec16, 1><<<grid, kThreads, 0, stream>>>(p); break;
-    case 2: SkinnyGemmKernel<kFp8, kVec16, 2><<<grid, kThreads, 0, stream>>>(p); break;
-    case 3: SkinnyGemmKernel<kFp8, kVec16, 3><<<grid, kThreads, 0, stream>>>(p); break;
-    default: SkinnyGemmKernel<kFp8, kVec16, 4><<<grid, kThreads, 0, stream>>>(p); break;
+    case 1: SkinnyGemmKernel<kFp8, 1><<<grid, kThreads, 0, stream>>>(p); break;
+    case 2: SkinnyGemmKernel<kFp8, 2><<<grid, kThreads, 0, stream>>>(p); break;
+    case 3: SkinnyGemmKernel<kFp8, 3><<<grid, kThreads, 0, stream>>>(p); break;
+    default: SkinnyGemmKernel<kFp8, 4><<<grid, kThreads, 0, stream>>>(p); break;
   }
 }
 
@@ -467,7 +462,6 @@ absl::Status Launch(const char* api, const bf16* x, const uint8_t* w, const floa
   p.m = static_cast<int>(m);
   p.n = n;
   p.k = k;
-  p.row_bytes = k * (kFp8 ? 1 : 2);
   p.ksteps_per_tile = plan.ksteps_per_tile;
   p.ksteps_per_cta = plan.ksteps_per_cta;
   p.total_ksteps = plan.total_ksteps;
@@ -476,13 +470,7 @@ absl::Status Launch(const char* api, const bf16* x, const uint8_t* w, const floa
     p.partials = reinterpret_cast<float4*>(
         static_cast<char*>(workspace) + AlignUp(plan.row_tiles * sizeof(unsigned), kCounterAlign));
   }
-  const dim3 grid(static_cast<unsigned>(plan.ctas));
-  // bf16 rows (k % 8 == 0) are always 16-byte multiples; fp8 rows may be 8-byte ones.
-  if (!kFp8 || p.row_bytes % 16 == 0) {
-    LaunchForTiles<kFp8, true>(NTiles(m), grid, p, stream);
-  } else {
-    LaunchForTiles<kFp8, false>(NTiles(m), grid, p, stream);
-  }
+  LaunchForTiles<kFp8>(NTiles(m), dim3(static_cast<unsigned>(plan.ctas)), p, stream);
   return CudaStatus(cudaGetLastError(), api);
 }
 
@@ -522,17 +510,89 @@ std::string SkinnyGemmPlanDescription(const SkinnyGemmPlan& plan) {
                       plan.split ? " split" : " whole-tiles");
 }
 
-absl::Status SkinnyGemmBf16(const bf16* x, const bf16* w, bf16* y, int64_t m, int64_t n, int64_t k,
-                            void* workspace, size_t workspace_bytes, cudaStream_t stream) {
-  return Launch<false>("SkinnyGemmBf16", x, reinterpret_cast<const uint8_t*>(w), nullptr, y, m, n,
-                       k, workspace, workspace_bytes, stream);
+size_t SkinnyGemmPackedBytes(int64_t n, int64_t k, int weight_bytes) {
+  if (n < 1 || k < 1) return 0;
+  return static_cast<size_t>(CeilDiv(n, kTileRows) * CeilDiv(k * weight_bytes, kKstepBytes) *
+                             kCtaKstepBytes);
 }
 
-absl::Status SkinnyGemmFp8(const bf16* x, const __nv_fp8_e4m3* wq, const float* scales, bf16* y,
-                           int64_t m, int64_t n, int64_t k, void* workspace, size_t workspace_bytes,
-                           cudaStream_t stream) {
-  return Launch<true>("SkinnyGemmFp8", x, reinterpret_cast<const uint8_t*>(wq), scales, y, m, n, k,
-                      workspace, workspace_bytes, stream);
+int64_t SkinnyGemmPackedOffset(int64_t row, int64_t byte, int64_t k, int weight_bytes) {
+  const int64_t ksteps_per_tile = CeilDiv(k * weight_bytes, kKstepBytes);
+  return ((row / kTileRows * ksteps_per_tile + byte / kKstepBytes) * kTileRows + row % kTileRows) *
+             kKstepBytes +
+         byte % kKstepBytes;
+}
+
+absl::Status PackSkinnyGemmWeights(const void* w, void* packed, int64_t n, int64_t k,
+                                   int weight_bytes, cudaStream_t stream) {
+  if (n < 1 || k < 8 || k % 8 != 0 || (weight_bytes != 1 && weight_bytes != 2)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("PackSkinnyGemmWeights: need n >= 1, k a positive multiple of 8 and 1- or "
+                     "2-byte weights; got n=", n, " k=", k, " weight_bytes=", weight_bytes));
+  }
+  if (w == nullptr || packed == nullptr || !AlignedTo(w, 16) || !AlignedTo(packed, 16)) {
+    return absl::InvalidArgumentError(
+        "PackSkinnyGemmWeights: w and packed must be non-null and 16-byte aligned");
+  }
+  const int64_t bytes = static_cast<int64_t>(SkinnyGemmPackedBytes(n, k, weight_bytes));
+  const auto src = reinterpret_cast<uintptr_t>(w);
+  const auto dst = reinterpret_cast<uintptr_t>(packed);
+  if (dst < src + static_cast<uintptr_t>(n * k * weight_bytes) && src < dst + bytes) {
+    return absl::InvalidArgumentError("PackSkinnyGemmWeights: w and packed overlap");
+  }
+  const int64_t words = bytes / 8;
+  const int blocks = static_cast<int>(std::min<int64_t>(CeilDiv(words, 256), 65536));
+  PackWeightsKernel<<<blocks, 256, 0, stream>>>(
+      static_cast<const uint8_t*>(w), static_cast<uint8_t*>(packed), n, k * weight_bytes,
+      CeilDiv(k * weight_bytes, kKstepBytes), words);
+  return CudaStatus(cudaGetLastError(), "PackWeightsKernel");
+}
+
+absl::Status PackSkinnyGemmWeightsInPlace(void* w, int64_t n, int64_t k, int weight_bytes,
+                                          void* scratch, size_t scratch_bytes,
+                                          cudaStream_t stream) {
+  if (n < 1 || k < 8 || k % 8 != 0 || (weight_bytes != 1 && weight_bytes != 2)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "PackSkinnyGemmWeightsInPlace: need n >= 1, k a positive multiple of 8 and 1- or 2-byte "
+        "weights; got n=", n, " k=", k, " weight_bytes=", weight_bytes));
+  }
+  const int64_t row_bytes = k * weight_bytes;
+  const int64_t tile_rows_bytes = kTileRows * row_bytes;  // a tile of W, row-major
+  if (scratch == nullptr || static_cast<int64_t>(scratch_bytes) < tile_rows_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("PackSkinnyGemmWeightsInPlace: scratch of ",
+                                                   scratch_bytes, " bytes, need ",
+                                                   tile_rows_bytes));
+  }
+  // A group of tiles packs to its own place: tile t's packed bytes start at t * tile_packed >=
+  // t * tile_rows_bytes, where its rows start. Going from the last group to the first, a group's
+  // packed bytes overwrite only its own rows (copied to scratch first) and groups already packed.
+  const int64_t tiles = CeilDiv(n, kTileRows);
+  const int64_t tile_packed = CeilDiv(row_bytes, kKstepBytes) * kCtaKstepBytes;
+  const int64_t group = static_cast<int64_t>(scratch_bytes) / tile_rows_bytes;
+  auto* base = static_cast<uint8_t*>(w);
+  for (int64_t t1 = tiles; t1 > 0; t1 -= group) {
+    const int64_t t0 = std::max<int64_t>(0, t1 - group);
+    const int64_t rows = std::min(n, t1 * kTileRows) - t0 * kTileRows;
+    TP_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(scratch, base + t0 * tile_rows_bytes, rows * row_bytes,
+                                            cudaMemcpyDeviceToDevice, stream));
+    TP_RETURN_IF_ERROR(
+        PackSkinnyGemmWeights(scratch, base + t0 * tile_packed, rows, k, weight_bytes, stream));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SkinnyGemmBf16(const bf16* x, const bf16* w_packed, bf16* y, int64_t m, int64_t n,
+                            int64_t k, void* workspace, size_t workspace_bytes,
+                            cudaStream_t stream) {
+  return Launch<false>("SkinnyGemmBf16", x, reinterpret_cast<const uint8_t*>(w_packed), nullptr, y,
+                       m, n, k, workspace, workspace_bytes, stream);
+}
+
+absl::Status SkinnyGemmFp8(const bf16* x, const __nv_fp8_e4m3* wq_packed, const float* scales,
+                           bf16* y, int64_t m, int64_t n, int64_t k, void* workspace,
+                           size_t workspace_bytes, cudaStream_t stream) {
+  return Launch<true>("SkinnyGemmFp8", x, reinterpret_cast<const uint8_t*>(wq_packed), scales, y,
+                      m, n, k, workspace, workspace_bytes, stream);
 }
 
 }  // namespace truthput

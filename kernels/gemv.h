@@ -1,14 +1,16 @@
 // SkinnyGemmBf16: the decode-step linear layer y[m,n] = x[m,k] · W[n,k]^T for small batches
 // (1 <= m <= 32), written for the HBM limit: every weight byte is read from memory exactly once
-// per call, whatever m is. Same layout as CublasLtGemm (PyTorch nn.Linear: W row-major [n,k],
-// x row-major [m,k], y row-major [m,n]; bf16 in and out, fp32 accumulation).
+// per call, whatever m is. The math of CublasLtGemm (PyTorch nn.Linear: W [n,k], x row-major
+// [m,k], y row-major [m,n]; bf16 in and out, fp32 accumulation), with W packed beforehand into
+// the order the kernel reads it (PackSkinnyGemmWeights).
 //
 // Design (see gemv.cu for the details):
 //   * A CTA of 8 warps owns 128 output channels (16 per warp) and a range of k. Each lane streams
 //     16 bytes of two W rows per 64-byte k-step with cp.async into its warp's 5-stage
 //     shared-memory ring (L1 bypassed, 256-byte L2 prefetch, normal L2 priority: see gemv.cu), so
 //     4 k-steps (4 KB per warp, ~64 KB per SM) are in flight at all times without holding
-//     registers.
+//     registers. In the packed layout (below) a warp's k-step is 1 KB of consecutive memory
+//     and a CTA's 8 KB, so the CTAs read W as a streaming read does.
 //   * The product runs on tensor cores (mma.sync m16n8k16, fp32 accumulation) with W as the
 //     16-row operand and the m tokens as the 8-column one (ceil(m / 8) n-tiles). The order of
 //     the k summation is free, so W is fed exactly as each lane's 16 bytes arrive and x is read
@@ -24,7 +26,8 @@
 //     writes y: deterministic, one kernel, no second launch.
 //
 // Requirements (InvalidArgument otherwise, never a silent slow path):
-//   * 1 <= m <= 32, n >= 1, k >= 8 and k a multiple of 8 (16-byte rows);
+//   * 1 <= m <= 32, n >= 1, k >= 8 and k a multiple of 8;
+//   * w: PackSkinnyGemmWeights' output for this (n, k) (SkinnyGemmPackedBytes bytes);
 //   * x and w 16-byte aligned, y 2-byte aligned;
 //   * workspace: at least SkinnyGemmWorkspaceBytes(m, n, k, SMs of the current device) bytes,
 //     16-byte aligned, ZERO-FILLED BEFORE ITS FIRST USE (e.g. cudaMemsetAsync once after
@@ -78,9 +81,40 @@ size_t SkinnyGemmWorkspaceBytes(int64_t m, int64_t n, int64_t k, int sm_count);
 // "ctas=264 ksteps/cta=486 tiles=1002x128 split" or "... whole-tiles": for benchmark labels.
 std::string SkinnyGemmPlanDescription(const SkinnyGemmPlan& plan);
 
-// Enqueues y = x · w^T on stream. See the header comment for requirements.
-absl::Status SkinnyGemmBf16(const bf16* x, const bf16* w, bf16* y, int64_t m, int64_t n, int64_t k,
-                            void* workspace, size_t workspace_bytes, cudaStream_t stream);
+// The packed weight layout. W [n,k] of weight_bytes-byte elements (2: bf16, 1: fp8) is cut into
+// 128-row tiles and 64-byte k-steps, and stored [tile][k-step][row of the tile][64 bytes]: each
+// tile's k-steps in order, each k-step its 128 rows' 64 bytes in row order, so the kernel's warps
+// (16 rows each) read 1 KB and its CTAs 8 KB of consecutive memory per k-step. Rows past n and
+// bytes past a row's end are zero. Reading W row-major instead (16 rows x 64 bytes per warp and
+// k-step) made the 70B decode step 2-8% slower on the H100
+// (results/h100-sxm/gemv_load_experiment.txt, section 8).
+//
+// Bytes of the packed form: ceil(n / 128) * ceil(k * weight_bytes / 64) * 8192, equal to
+// n * k * weight_bytes when n % 128 == 0 and k * weight_bytes % 64 == 0. 0 for empty shapes.
+size_t SkinnyGemmPackedBytes(int64_t n, int64_t k, int weight_bytes);
+
+// Where byte `byte` (< k * weight_bytes) of row `row` (< n) lands in the packed form.
+int64_t SkinnyGemmPackedOffset(int64_t row, int64_t byte, int64_t k, int weight_bytes);
+
+// Enqueues packed = W in the packed layout, zero padding included. w row-major [n,k]; n >= 1,
+// k a positive multiple of 8; w and packed 16-byte aligned and not overlapping; packed holds
+// SkinnyGemmPackedBytes(n, k, weight_bytes) bytes.
+absl::Status PackSkinnyGemmWeights(const void* w, void* packed, int64_t n, int64_t k,
+                                   int weight_bytes, cudaStream_t stream);
+
+// As PackSkinnyGemmWeights over W itself (for weights too large to hold twice): w holds
+// SkinnyGemmPackedBytes(n, k, weight_bytes) bytes, W row-major at its start; tiles go a few at a
+// time, last first, through `scratch`, which holds at least 128 * k * weight_bytes bytes (one
+// tile of W) and does not overlap w.
+absl::Status PackSkinnyGemmWeightsInPlace(void* w, int64_t n, int64_t k, int weight_bytes,
+                                          void* scratch, size_t scratch_bytes,
+                                          cudaStream_t stream);
+
+// Enqueues y = x · W^T on stream, w_packed = PackSkinnyGemmWeights(W). See the header comment for
+// requirements.
+absl::Status SkinnyGemmBf16(const bf16* x, const bf16* w_packed, bf16* y, int64_t m, int64_t n,
+                            int64_t k, void* workspace, size_t workspace_bytes,
+                            cudaStream_t stream);
 
 }  // namespace truthput
 

@@ -2,11 +2,13 @@
 // plain fp32 GEMM that shares no code with them. Every projection shape of Llama-3.1 8B, 70B and
 // 405B at TP 1 and TP 8 (from the op list), plus shapes that are no multiple of any tile, at
 // m = 1 to 32; bf16 weights, and fp8 weights against the reference on their values (exact in
-// bf16) with the per-channel scales applied to its fp32 sums, as the kernel applies them. Inputs
+// bf16) with the per-channel scales applied to its fp32 sums, as the kernel applies them. The
+// kernels run on weights packed by PackSkinnyGemmWeights and the reference on the row-major
+// originals, so the packing is checked with the kernel; the layout alone is checked too. Inputs
 // come from fresh seeds (printed on failure); outputs are poisoned with NaN first, so an element
-// the kernel skips shows. One zeroed workspace serves all calls of a
-// shape, so a split-K counter left non-zero by one call breaks the next; two shapes called in
-// turn, each on its own workspace region, must not disturb each other.
+// the kernel skips shows. One zeroed workspace serves all calls of a shape, so a split-K counter
+// left non-zero by one call breaks the next; two shapes called in turn, each on its own workspace
+// region, must not disturb each other.
 #include "kernels/gemv.h"
 
 #include <cuda_bf16.h>
@@ -23,6 +25,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -64,8 +67,8 @@ constexpr int64_t kMs[] = {1, 2, 3, 5, 8, 16, 17, 24, 31, 32};  // 1 to 4 n-tile
 // weights dequantized to bf16 carries their rounding, 2^-9 each; with cancellation in a short
 // dot product that alone broke the 2^-7 relative bound, seen at n = 1, k = 8.)
 
-// The weights of one shape: bf16, their fp8 quantization (values and per-channel scales), and
-// the fp8 values unscaled as bf16 (exact), for the reference.
+// The weights of one shape: bf16, their fp8 quantization (values and per-channel scales), the
+// fp8 values unscaled as bf16 (exact), for the reference, and both packed for the kernels.
 struct Weights {
   int64_t n = 0, k = 0;
   DevicePtr<bf16> w;
@@ -73,7 +76,19 @@ struct Weights {
   DevicePtr<float> scales;
   DevicePtr<bf16> wq_values;
   std::vector<float> scales_host;
+  DevicePtr<char> w_packed, wq_packed;
 };
+
+// Packs w (if any) and wq, already filled, into w_packed and wq_packed.
+void PackWeights(Weights* w, cudaStream_t stream) {
+  w->wq_packed = DeviceAlloc<char>(static_cast<int64_t>(SkinnyGemmPackedBytes(w->n, w->k, 1)));
+  ASSERT_TRUE(w->wq_packed) << "out of device memory";
+  ASSERT_OK(PackSkinnyGemmWeights(w->wq.get(), w->wq_packed.get(), w->n, w->k, 1, stream));
+  if (w->w == nullptr) return;
+  w->w_packed = DeviceAlloc<char>(static_cast<int64_t>(SkinnyGemmPackedBytes(w->n, w->k, 2)));
+  ASSERT_TRUE(w->w_packed) << "out of device memory";
+  ASSERT_OK(PackSkinnyGemmWeights(w->w.get(), w->w_packed.get(), w->n, w->k, 2, stream));
+}
 
 void MakeWeights(int64_t n, int64_t k, uint64_t seed, cudaStream_t stream, Weights* out) {
   out->n = n;
@@ -95,6 +110,7 @@ void MakeWeights(int64_t n, int64_t k, uint64_t seed, cudaStream_t stream, Weigh
   ASSERT_CUDA(cudaMemcpyAsync(out->scales_host.data(), out->scales.get(), n * sizeof(float),
                               cudaMemcpyDeviceToHost, stream));
   ASSERT_CUDA(cudaStreamSynchronize(stream));
+  PackWeights(out, stream);
 }
 
 enum class Kind { kBf16, kFp8 };
@@ -103,10 +119,11 @@ const char* KindName(Kind kind) { return kind == Kind::kBf16 ? "bf16" : "fp8"; }
 absl::Status RunKernel(Kind kind, const Weights& w, const bf16* x, bf16* y, int64_t m,
                        void* workspace, size_t workspace_bytes, cudaStream_t stream) {
   if (kind == Kind::kBf16) {
-    return SkinnyGemmBf16(x, w.w.get(), y, m, w.n, w.k, workspace, workspace_bytes, stream);
+    return SkinnyGemmBf16(x, reinterpret_cast<const bf16*>(w.w_packed.get()), y, m, w.n, w.k,
+                          workspace, workspace_bytes, stream);
   }
-  return SkinnyGemmFp8(x, w.wq.get(), w.scales.get(), y, m, w.n, w.k, workspace, workspace_bytes,
-                       stream);
+  return SkinnyGemmFp8(x, reinterpret_cast<const fp8*>(w.wq_packed.get()), w.scales.get(), y, m,
+                       w.n, w.k, workspace, workspace_bytes, stream);
 }
 
 // Applies the fp8 weights' per-channel scales to a reference computed on their values.
@@ -374,20 +391,22 @@ TEST(SkinnyGemmFp8, DecodesEveryCodeExactly) {
     want[j] = static_cast<float>(q);
   }
   DevicePtr<fp8> wq = DeviceAlloc<fp8>(n * k);
+  DevicePtr<fp8> wq_packed = DeviceAlloc<fp8>(n * k);  // n % 128 == 0, k = 64: the same size
   DevicePtr<float> scales = DeviceAlloc<float>(n);
   DevicePtr<bf16> x = DeviceAlloc<bf16>(kSkinnyGemmMaxM * k);
   DevicePtr<bf16> y = DeviceAlloc<bf16>(kSkinnyGemmMaxM * n);
   size_t ws_bytes = 0;
   DevicePtr<char> ws = ZeroedWorkspace(n, k, &ws_bytes);
-  ASSERT_TRUE(wq && scales && x && y && ws);
+  ASSERT_TRUE(wq && wq_packed && scales && x && y && ws);
   const std::vector<float> ones(n, 1.0f);
   ASSERT_CUDA(cudaMemcpy(wq.get(), codes.data(), n * k, cudaMemcpyHostToDevice));
+  ASSERT_OK(PackSkinnyGemmWeights(wq.get(), wq_packed.get(), n, k, 1, stream.get()));
   ASSERT_CUDA(cudaMemcpy(scales.get(), ones.data(), n * sizeof(float), cudaMemcpyHostToDevice));
   ASSERT_OK(FillBf16(x.get(), kSkinnyGemmMaxM * k, 1.0f, stream.get()));
   for (int64_t m : {int64_t{1}, int64_t{9}}) {
     ASSERT_OK(FillBf16(y.get(), m * n, std::numeric_limits<float>::quiet_NaN(), stream.get()));
-    ASSERT_OK(SkinnyGemmFp8(x.get(), wq.get(), scales.get(), y.get(), m, n, k, ws.get(), ws_bytes,
-                            stream.get()));
+    ASSERT_OK(SkinnyGemmFp8(x.get(), wq_packed.get(), scales.get(), y.get(), m, n, k, ws.get(),
+                            ws_bytes, stream.get()));
     ASSERT_CUDA(cudaStreamSynchronize(stream.get()));
     std::vector<bf16> y_host(m * n);
     ASSERT_CUDA(cudaMemcpy(y_host.data(), y.get(), m * n * sizeof(bf16), cudaMemcpyDeviceToHost));
@@ -434,6 +453,8 @@ TEST(SkinnyGemmFp8, MatchesReferenceOnArbitraryCodes) {
   ASSERT_CUDA(cudaMemcpy(w.scales.get(), ones.data(), n * sizeof(float), cudaMemcpyHostToDevice));
   ASSERT_OK(
       DequantizeWeightsFp8(w.wq.get(), w.scales.get(), w.wq_values.get(), n, k, stream.get()));
+  PackWeights(&w, stream.get());
+  if (HasFatalFailure()) return;
   size_t ws_bytes = 0;
   DevicePtr<char> ws = ZeroedWorkspace(n, k, &ws_bytes);
   ASSERT_TRUE(ws);
@@ -505,6 +526,85 @@ TEST(SkinnyGemm, RejectsBadArguments) {
   EXPECT_EQ(code(SkinnyGemmBf16(x, w, y, 1, 128, 1024, nullptr, 0, nullptr)), kInvalid);
   EXPECT_EQ(code(SkinnyGemmBf16(x, w, y, 1, 128, 1024, buf.get(), need - 1, nullptr)), kInvalid);
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+}
+
+// The packed layout on the host: every byte of W has its own place, inside the packed size, and
+// the places no byte of W maps to (padding) are exactly the packed size minus W's size.
+TEST(SkinnyGemmPackedLayout, OffsetsAreABijectionOntoThePackedBuffer) {
+  for (auto [n, k] : {std::pair<int64_t, int64_t>{128, 32}, {200, 24}, {129, 1032}, {256, 64}}) {
+    for (int bytes : {1, 2}) {
+      SCOPED_TRACE(absl::StrCat("n=", n, " k=", k, " bytes=", bytes));
+      const int64_t packed = static_cast<int64_t>(SkinnyGemmPackedBytes(n, k, bytes));
+      ASSERT_GE(packed, n * k * bytes);
+      std::vector<uint8_t> hit(packed, 0);
+      for (int64_t r = 0; r < n; ++r) {
+        for (int64_t b = 0; b < k * bytes; ++b) {
+          const int64_t at = SkinnyGemmPackedOffset(r, b, k, bytes);
+          ASSERT_GE(at, 0);
+          ASSERT_LT(at, packed);
+          ASSERT_EQ(hit[at]++, 0) << "row " << r << " byte " << b << " lands on a taken place";
+        }
+      }
+      EXPECT_EQ(packed == n * k * bytes, n % 128 == 0 && k * bytes % 64 == 0);
+    }
+  }
+  // A k-step of a tile is its 128 rows' 64 bytes in row order.
+  EXPECT_EQ(SkinnyGemmPackedOffset(0, 64, 1024, 2), 128 * 64);
+  EXPECT_EQ(SkinnyGemmPackedOffset(1, 0, 1024, 2), 64);
+  EXPECT_EQ(SkinnyGemmPackedOffset(128, 0, 1024, 2), 128 * 2048);
+}
+
+// PackSkinnyGemmWeights puts every byte where SkinnyGemmPackedOffset says and zeros everywhere
+// else (the output is poisoned first), for rows that are no multiple of 16 bytes (fp8, k % 16 ==
+// 8) and shapes that are no multiple of the tile; PackSkinnyGemmWeightsInPlace gives the same
+// bytes over W itself (in a buffer of the packed size), through a scratch of 2.5 tiles.
+TEST(SkinnyGemmPackedLayout, PackMatchesTheOffsets) {
+  StreamPtr stream = MakeStream();
+  for (auto [n, k, bytes] : {std::tuple<int64_t, int64_t, int>{200, 24, 1},
+                             {129, 1032, 2},
+                             {1024, 1088, 1},
+                             {640, 512, 2},
+                             {700, 1000, 2}}) {
+    SCOPED_TRACE(absl::StrCat("n=", n, " k=", k, " bytes=", bytes));
+    const int64_t size = n * k * bytes;
+    const int64_t packed_size = static_cast<int64_t>(SkinnyGemmPackedBytes(n, k, bytes));
+    std::vector<uint8_t> w(size);
+    std::mt19937 rng(static_cast<uint32_t>(FreshSeed()));
+    for (uint8_t& b : w) b = static_cast<uint8_t>(rng() % 255 + 1);  // never 0, like padding
+    DevicePtr<char> w_dev = DeviceAlloc<char>(size);
+    DevicePtr<char> packed_dev = DeviceAlloc<char>(packed_size);
+    ASSERT_TRUE(w_dev && packed_dev);
+    ASSERT_CUDA(cudaMemcpy(w_dev.get(), w.data(), size, cudaMemcpyHostToDevice));
+    ASSERT_CUDA(cudaMemset(packed_dev.get(), 0xFF, packed_size));
+    ASSERT_CUDA(cudaDeviceSynchronize());  // the stream below does not wait for the legacy one
+    ASSERT_OK(PackSkinnyGemmWeights(w_dev.get(), packed_dev.get(), n, k, bytes, stream.get()));
+    ASSERT_CUDA(cudaStreamSynchronize(stream.get()));
+    std::vector<uint8_t> got(packed_size);
+    ASSERT_CUDA(cudaMemcpy(got.data(), packed_dev.get(), packed_size, cudaMemcpyDeviceToHost));
+    std::vector<uint8_t> want(packed_size, 0);
+    for (int64_t r = 0; r < n; ++r) {
+      for (int64_t b = 0; b < k * bytes; ++b) {
+        want[SkinnyGemmPackedOffset(r, b, k, bytes)] = w[r * k * bytes + b];
+      }
+    }
+    ASSERT_EQ(got, want);
+    // In place: W at the start of a buffer of the packed size, the rest poisoned.
+    ASSERT_CUDA(cudaMemset(packed_dev.get(), 0xFF, packed_size));
+    ASSERT_CUDA(cudaMemcpy(packed_dev.get(), w.data(), size, cudaMemcpyHostToDevice));
+    ASSERT_CUDA(cudaDeviceSynchronize());
+    const size_t tile = static_cast<size_t>(128 * k * bytes);
+    DevicePtr<char> scratch = DeviceAlloc<char>(static_cast<int64_t>(tile * 5 / 2));
+    ASSERT_TRUE(scratch);
+    EXPECT_EQ(PackSkinnyGemmWeightsInPlace(packed_dev.get(), n, k, bytes, scratch.get(), tile - 1,
+                                           stream.get())
+                  .code(),
+              absl::StatusCode::kInvalidArgument);
+    ASSERT_OK(PackSkinnyGemmWeightsInPlace(packed_dev.get(), n, k, bytes, scratch.get(),
+                                           tile * 5 / 2, stream.get()));
+    ASSERT_CUDA(cudaStreamSynchronize(stream.get()));
+    ASSERT_CUDA(cudaMemcpy(got.data(), packed_dev.get(), packed_size, cudaMemcpyDeviceToHost));
+    EXPECT_EQ(got, want);
+  }
 }
 
 // The plan's invariants, over many shapes: the CTAs' ranges tile the k-step space exactly, the
