@@ -152,8 +152,8 @@ __device__ __forceinline__ void Fp8x4ToBf16x4(uint32_t w, uint32_t& lo, uint32_t
 // byte s * 64 + t * 16 of the row (two consecutive 16-byte slots of the packed layout), i.e. E
 // consecutive weights (E = 8 bf16 or 16 fp8), and the same E consecutive elements of x for token g.
 // Those E weights feed E / 4 mmas: the h-th takes weights {4h, 4h+1} as logical {2t, 2t+1} and
-// {4h+2, 4h+3} as logical {2t+8, 2t+9}, in A and in B alike. Over the 4 lanes of a group and the E
-// / 4 mmas, that covers all 4E weights of the k-step exactly once.
+// {4h+2, 4h+3} as logical {2t+8, 2t+9}, in A and in B alike. Over the 4 lanes of a group and the
+// E / 4 mmas, that covers all 4E weights of the k-step exactly once.
 //
 // Pipelining: each warp runs its own cp.async ring of kStages k-steps in shared memory (no CTA
 // barrier in the main loop). A lane only ever reads back the 32 bytes it copied itself, so its
@@ -523,13 +523,20 @@ int64_t SkinnyGemmPackedOffset(int64_t row, int64_t byte, int64_t k, int weight_
          byte % kKstepBytes;
 }
 
+namespace {
+absl::Status CheckPackShape(const char* api, int64_t n, int64_t k, int weight_bytes) {
+  if (n >= 1 && k >= 8 && k % 8 == 0 && (weight_bytes == 1 || weight_bytes == 2)) {
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      api, ": need n >= 1, k a positive multiple of 8 and 1- or 2-byte weights; got n=", n,
+      " k=", k, " weight_bytes=", weight_bytes));
+}
+}  // namespace
+
 absl::Status PackSkinnyGemmWeights(const void* w, void* packed, int64_t n, int64_t k,
                                    int weight_bytes, cudaStream_t stream) {
-  if (n < 1 || k < 8 || k % 8 != 0 || (weight_bytes != 1 && weight_bytes != 2)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("PackSkinnyGemmWeights: need n >= 1, k a positive multiple of 8 and 1- or "
-                     "2-byte weights; got n=", n, " k=", k, " weight_bytes=", weight_bytes));
-  }
+  TP_RETURN_IF_ERROR(CheckPackShape("PackSkinnyGemmWeights", n, k, weight_bytes));
   if (w == nullptr || packed == nullptr || !AlignedTo(w, 16) || !AlignedTo(packed, 16)) {
     return absl::InvalidArgumentError(
         "PackSkinnyGemmWeights: w and packed must be non-null and 16-byte aligned");
@@ -551,11 +558,7 @@ absl::Status PackSkinnyGemmWeights(const void* w, void* packed, int64_t n, int64
 absl::Status PackSkinnyGemmWeightsInPlace(void* w, int64_t n, int64_t k, int weight_bytes,
                                           void* scratch, size_t scratch_bytes,
                                           cudaStream_t stream) {
-  if (n < 1 || k < 8 || k % 8 != 0 || (weight_bytes != 1 && weight_bytes != 2)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "PackSkinnyGemmWeightsInPlace: need n >= 1, k a positive multiple of 8 and 1- or 2-byte "
-        "weights; got n=", n, " k=", k, " weight_bytes=", weight_bytes));
-  }
+  TP_RETURN_IF_ERROR(CheckPackShape("PackSkinnyGemmWeightsInPlace", n, k, weight_bytes));
   const int64_t row_bytes = k * weight_bytes;
   const int64_t tile_rows_bytes = kTileRows * row_bytes;  // a tile of W, row-major
   if (scratch == nullptr || static_cast<int64_t>(scratch_bytes) < tile_rows_bytes) {
