@@ -45,6 +45,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "bench/device_buffer.h"
+#include "bench/device_info.h"
 #include "bench/stream_gate.h"
 #include "kernels/cublas_gemm.h"
 #include "kernels/cublaslt_fp8_gemm.h"
@@ -129,9 +130,13 @@ absl::Status InitGpu(Gpu* g) {
   absl::StatusOr<std::unique_ptr<CublasLtFp8Gemm>> fp8 = CublasLtFp8Gemm::Create();
   if (!fp8.ok()) return fp8.status();
   g->fp8 = *std::move(fp8);
-  cudaDeviceProp prop{};
-  TP_CUDA_RETURN_IF_ERROR(cudaGetDeviceProperties(&prop, g->device));
-  benchmark::AddCustomContext("gpu", prop.name);
+  absl::StatusOr<DeviceIdentity> id = ReadDeviceIdentity(g->device);
+  if (!id.ok()) return id.status();
+  // The machine's identity travels with the numbers (Google Benchmark's own context has the host).
+  benchmark::AddCustomContext("gpu", id->name);
+  benchmark::AddCustomContext("gpu_uuid", id->uuid);
+  benchmark::AddCustomContext("gpu_driver", id->driver_version);
+  benchmark::AddCustomContext("cuda_runtime", id->cuda_runtime_version);
   benchmark::AddCustomContext("gpu_sm_count", absl::StrCat(g->sms));
   benchmark::AddCustomContext("gpu_l2_bytes", absl::StrCat(g->l2_bytes));
   benchmark::AddCustomContext("cublaslt_version", CublasLtGemm::Version());

@@ -46,13 +46,11 @@ void CheckShape(CublasLtGemm& gemm, const bf16* w, int64_t m, int64_t n, int64_t
                 cudaStream_t stream) {
   const uint64_t seed = FreshSeed();
   SCOPED_TRACE(absl::StrCat("m=", m, " n=", n, " k=", k, " x seed=", seed));
-  DevicePtr<bf16> x = DeviceAlloc<bf16>(m * k);
-  DevicePtr<bf16> y = DeviceAlloc<bf16>(m * n);
-  DevicePtr<float> ref = DeviceAlloc<float>(m * n);
-  ASSERT_TRUE(x && y && ref);
-  ASSERT_OK(FillRandomBf16(x.get(), m * k, seed, kXScale, stream));
-  ASSERT_OK(FillBf16(y.get(), m * n, std::numeric_limits<float>::quiet_NaN(), stream));
-  ASSERT_CUDA(cudaMemsetAsync(ref.get(), 0xFF, m * n * sizeof(float), stream));  // NaN.
+  GemmOperands op;
+  ASSERT_OK(MakeGemmOperands(m, n, k, seed, kXScale, stream, &op));
+  const DevicePtr<bf16>& x = op.x;
+  const DevicePtr<bf16>& y = op.y;
+  const DevicePtr<float>& ref = op.ref;
 
   ASSERT_OK(gemm.Prepare(m, n, k));
   ASSERT_OK(gemm.Run(x.get(), w, y.get(), m, n, k, stream));
@@ -150,15 +148,14 @@ TEST(CublasLtGemm, RunsInsideStreamCapture) {
                                                                                  cudaStreamDestroy);
   const uint64_t seed = FreshSeed();
   SCOPED_TRACE(absl::StrCat("seed=", seed));
-  DevicePtr<bf16> x = DeviceAlloc<bf16>(m * k);
+  GemmOperands op;
+  ASSERT_OK(MakeGemmOperands(m, n, k, seed, kXScale, stream, &op));
+  const DevicePtr<bf16>& x = op.x;
+  const DevicePtr<bf16>& y = op.y;
+  const DevicePtr<float>& ref = op.ref;
   DevicePtr<bf16> w = DeviceAlloc<bf16>(n * k);
-  DevicePtr<bf16> y = DeviceAlloc<bf16>(m * n);
-  DevicePtr<float> ref = DeviceAlloc<float>(m * n);
-  ASSERT_TRUE(x && w && y && ref);
-  ASSERT_OK(FillRandomBf16(x.get(), m * k, seed, kXScale, stream));
+  ASSERT_TRUE(w);
   ASSERT_OK(FillRandomBf16(w.get(), n * k, seed + 1, kWScale, stream));
-  ASSERT_OK(FillBf16(y.get(), m * n, std::numeric_limits<float>::quiet_NaN(), stream));
-  ASSERT_CUDA(cudaMemsetAsync(ref.get(), 0xFF, m * n * sizeof(float), stream));
   ASSERT_OK(ReferenceGemm(x.get(), w.get(), ref.get(), m, n, k, stream));
   ASSERT_CUDA(cudaStreamSynchronize(stream));
 

@@ -23,10 +23,14 @@
 namespace truthput {
 
 // How many context splits to use so that batch * num_kv_heads * splits CTAs fill the GPU (about
-// two resident CTAs per SM), with every split at least kDecodeMinKeysPerSplit keys long; 1 when
-// batch * num_kv_heads alone fills the SMs. Deterministic; pure host code (no CUDA calls).
-// Non-positive arguments give 1 (sm_count <= 0 is taken as 132, an H100 SXM).
+// two resident CTAs per SM), with every split at least kDecodeMinKeysPerSplit keys long and at
+// most kDecodeMaxSplits splits; 1 when batch * num_kv_heads alone fills the SMs. Deterministic;
+// pure host code (no CUDA calls). Non-positive arguments give 1 (sm_count <= 0 is taken as 132,
+// an H100 SXM).
 inline constexpr int kDecodeMinKeysPerSplit = 256;
+// Bounds the merge kernel's registers: it holds every split's partial so as to read them all at
+// once.
+inline constexpr int kDecodeMaxSplits = 16;
 int ChooseDecodeSplits(int batch, int num_kv_heads, int kv_len, int sm_count);
 
 // Bytes of fp32 workspace DecodeAttention needs for num_splits; 0 when num_splits <= 1 (a single
@@ -41,9 +45,9 @@ size_t DecodeAttentionWorkspaceBytes(int batch, int num_q_heads, int head_dim, i
 // workspace:        DecodeAttentionWorkspaceBytes(batch, num_q_heads, head_dim, num_splits)
 //                   bytes (may be null when num_splits == 1).
 // Requirements (else InvalidArgument): head_dim 64 or 128; num_q_heads a multiple of
-// num_kv_heads; 1 <= kv_len <= cache_capacity; num_splits >= 1; k_cache and v_cache 16-byte
-// aligned, q 4-byte aligned. num_splits may exceed what the context can use (empty splits are
-// harmless).
+// num_kv_heads; 1 <= kv_len <= cache_capacity; 1 <= num_splits <= kDecodeMaxSplits; k_cache
+// and v_cache 16-byte aligned, q 4-byte aligned. num_splits may exceed what the context can use
+// (empty splits are harmless).
 absl::Status DecodeAttention(const __nv_bfloat16* q, const __nv_bfloat16* k_cache,
                              const __nv_bfloat16* v_cache, __nv_bfloat16* out, int batch,
                              int num_q_heads, int num_kv_heads, int head_dim, int kv_len,

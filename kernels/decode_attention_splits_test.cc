@@ -19,6 +19,7 @@ TEST(ChooseDecodeSplitsTest, Properties) {
           const int s = ChooseDecodeSplits(batch, hkv, kv_len, sms);
           EXPECT_EQ(s, ChooseDecodeSplits(batch, hkv, kv_len, sms));  // deterministic
           ASSERT_GE(s, 1);
+          EXPECT_LE(s, kDecodeMaxSplits);
           const int64_t ctas = static_cast<int64_t>(batch) * hkv;
           if (ctas >= sms) {
             EXPECT_EQ(s, 1);
@@ -34,8 +35,9 @@ TEST(ChooseDecodeSplitsTest, Properties) {
 }
 
 TEST(ChooseDecodeSplitsTest, TypicalLlama70BShapes) {
-  // One sequence, 8 KV heads on 132 SMs: as many 256+-key splits as fill two CTAs per SM.
-  EXPECT_EQ(ChooseDecodeSplits(1, 8, 131072, 132), 33);
+  // One sequence, 8 KV heads on 132 SMs: as many 256+-key splits as fill two CTAs per SM, at
+  // most kDecodeMaxSplits.
+  EXPECT_EQ(ChooseDecodeSplits(1, 8, 131072, 132), 16);
   EXPECT_EQ(ChooseDecodeSplits(1, 8, 2048, 132), 8);
   EXPECT_EQ(ChooseDecodeSplits(1, 8, 300, 132), 1);
   EXPECT_EQ(ChooseDecodeSplits(3, 8, 4097, 132), 11);
@@ -44,7 +46,7 @@ TEST(ChooseDecodeSplitsTest, TypicalLlama70BShapes) {
   // Degenerate arguments.
   EXPECT_EQ(ChooseDecodeSplits(0, 8, 4096, 132), 1);
   EXPECT_EQ(ChooseDecodeSplits(1, 8, 0, 132), 1);
-  EXPECT_EQ(ChooseDecodeSplits(1, 8, 131072, 0), 33);  // 0 SMs: assume an H100
+  EXPECT_EQ(ChooseDecodeSplits(4, 8, 131072, 0), 8);  // 0 SMs: assume an H100
 }
 
 TEST(DecodeAttentionWorkspaceBytesTest, Sizes) {
@@ -68,6 +70,7 @@ TEST(DecodeAttentionTest, RejectsBadArguments) {
   EXPECT_EQ(call(64, 6, 128, 16, 16, 1, nullptr), kInvalid);   // Hq % Hkv
   EXPECT_EQ(call(64, 8, 128, 16, 16, 0, nullptr), kInvalid);   // num_splits
   EXPECT_EQ(call(64, 8, 128, 16, 16, 2, nullptr), kInvalid);   // no workspace
+  EXPECT_EQ(call(64, 8, 128, 16, 16, kDecodeMaxSplits + 1, ws), kInvalid);
   EXPECT_EQ(DecodeAttention(p + 1, p, p, p, 1, 64, 8, 128, 16, 16, 0.1f, 2, ws, nullptr).code(),
             kInvalid);  // misaligned q
   EXPECT_EQ(DecodeAttention(p, p + 4, p, p, 1, 64, 8, 128, 16, 16, 0.1f, 2, ws, nullptr).code(),

@@ -185,8 +185,11 @@ INSTANTIATE_TEST_SUITE_P(
                     AttnCase{1, 128, 8, 128, 2049, 1},   //
                     AttnCase{2, 48, 2, 128, 300, 1},     // group 24: two head tiles, one partial
                     AttnCase{2, 48, 2, 128, 300, 3},     //
-                    AttnCase{1, 64, 8, 128, 100, 50},    // more splits than tiles
+                    AttnCase{2, 48, 2, 128, 5000, 16},   // two head tiles, the most splits
+                    AttnCase{1, 64, 8, 128, 100, 16},    // more splits than tiles
                     AttnCase{1, 64, 8, 128, 32768, 0},   // long context, many splits
+                    AttnCase{1, 8, 1, 128, 20000, 0},    // one KV head: chooser's cap
+                    AttnCase{1, 8, 1, 64, 9000, 13},     // head_dim 64, splits not a power of 2
                     AttnCase{8, 64, 8, 128, 515, 0}));   // batch * Hkv < SMs, short context
 
 INSTANTIATE_TEST_SUITE_P(

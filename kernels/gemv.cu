@@ -385,6 +385,58 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm) SkinnyGemmKernel(const P
   }
 }
 
+// Row split (plan.rows_per_cta = R, 32 or 64): CTA c owns output channels [R c, R c + R) over
+// the whole k range, so no partial sum leaves it and there is no end-of-kernel reduction across
+// CTAs. Its R / 16 row groups of warps each take 16 of those rows, and the warps of a row group
+// split the k-steps into kWarps * 16 / R contiguous parts, added through shared memory in a fixed
+// order. Chosen (PlanSkinnyGemm) where n / R CTAs fill the GPU: on an H100 the cross-CTA
+// reduction of Stream-K costs about 6 us at the end of a 70B o projection (50 us at batch 1).
+template <bool kFp8, int NT, int R>
+__global__ void __launch_bounds__(kThreads, kCtasPerSm) SkinnyGemmRowSplitKernel(const Params p) {
+  constexpr int kRowGroups = R / kWarpRows;
+  constexpr int kParts = kWarps / kRowGroups;
+  static_assert(kTileRows % R == 0 && kParts >= 2);
+  __shared__ uint4 s_ring[kWarps][kStages * kStageUint4s];
+  static_assert(sizeof(s_ring) >= kWarps * NT * kSlotFloat4s * sizeof(float4));
+  const int warp = threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  const int group = warp % kRowGroups;
+  const int part = warp / kRowGroups;
+  const int64_t tile = blockIdx.x / (kTileRows / R);  // the 128-row tile of the packed layout
+  const int tile_warp = static_cast<int>(blockIdx.x % (kTileRows / R)) * kRowGroups + group;
+  const int64_t row0 = tile * kTileRows + tile_warp * kWarpRows;
+  const int64_t kpt = p.ksteps_per_tile;
+  float acc[NT][4] = {};
+  if (row0 < p.n) {
+    WarpGemm<kFp8, NT>(p, tile, tile_warp, s_ring[warp])
+        .Run(static_cast<int>(part * kpt / kParts), static_cast<int>((part + 1) * kpt / kParts),
+             acc);
+  }
+  __syncthreads();  // every ring is idle now (Run leaves no copy in flight): reuse it for the sums
+  float4* sums = reinterpret_cast<float4*>(&s_ring[0][0]);  // [warp][n-tile][lane]
+  if (part > 0) {
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      sums[(warp * NT + nt) * kSlotFloat4s + lane] =
+          make_float4(acc[nt][0], acc[nt][1], acc[nt][2], acc[nt][3]);
+    }
+  }
+  __syncthreads();
+  if (part > 0 || row0 >= p.n) return;
+#pragma unroll
+  for (int q = 1; q < kParts; ++q) {
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      const float4 v = sums[((q * kRowGroups + group) * NT + nt) * kSlotFloat4s + lane];
+      acc[nt][0] += v.x;
+      acc[nt][1] += v.y;
+      acc[nt][2] += v.z;
+      acc[nt][3] += v.w;
+    }
+  }
+  StoreRows<kFp8, NT>(p, row0, acc);
+}
+
 // One thread per 8 bytes of the packed layout (rows of fp8 weights may be only 8-byte aligned).
 __global__ void __launch_bounds__(256) PackWeightsKernel(const uint8_t* __restrict__ w,
                                                          uint8_t* __restrict__ packed, int64_t n,
@@ -417,6 +469,16 @@ void LaunchForTiles(int ntiles, dim3 grid, const Params& p, cudaStream_t stream)
     case 2: SkinnyGemmKernel<kFp8, 2><<<grid, kThreads, 0, stream>>>(p); break;
     case 3: SkinnyGemmKernel<kFp8, 3><<<grid, kThreads, 0, stream>>>(p); break;
     default: SkinnyGemmKernel<kFp8, 4><<<grid, kThreads, 0, stream>>>(p); break;
+  }
+}
+
+template <bool kFp8, int R>
+void LaunchRowSplit(int ntiles, dim3 grid, const Params& p, cudaStream_t stream) {
+  switch (ntiles) {
+    case 1: SkinnyGemmRowSplitKernel<kFp8, 1, R><<<grid, kThreads, 0, stream>>>(p); break;
+    case 2: SkinnyGemmRowSplitKernel<kFp8, 2, R><<<grid, kThreads, 0, stream>>>(p); break;
+    case 3: SkinnyGemmRowSplitKernel<kFp8, 3, R><<<grid, kThreads, 0, stream>>>(p); break;
+    default: SkinnyGemmRowSplitKernel<kFp8, 4, R><<<grid, kThreads, 0, stream>>>(p); break;
   }
 }
 
@@ -470,7 +532,14 @@ absl::Status Launch(const char* api, const bf16* x, const uint8_t* w, const floa
     p.partials = reinterpret_cast<float4*>(
         static_cast<char*>(workspace) + AlignUp(plan.row_tiles * sizeof(unsigned), kCounterAlign));
   }
-  LaunchForTiles<kFp8>(NTiles(m), dim3(static_cast<unsigned>(plan.ctas)), p, stream);
+  const dim3 grid(static_cast<unsigned>(plan.ctas));
+  if (plan.rows_per_cta == 32) {
+    LaunchRowSplit<kFp8, 32>(NTiles(m), grid, p, stream);
+  } else if (plan.rows_per_cta == 64) {
+    LaunchRowSplit<kFp8, 64>(NTiles(m), grid, p, stream);
+  } else {
+    LaunchForTiles<kFp8>(NTiles(m), grid, p, stream);
+  }
   return CudaStatus(cudaGetLastError(), api);
 }
 
@@ -486,6 +555,27 @@ SkinnyGemmPlan PlanSkinnyGemm(int64_t m, int64_t n, int64_t k, int weight_bytes,
   plan.ksteps_per_tile = CeilDiv(k * weight_bytes, kKstepBytes);
   plan.total_ksteps = plan.row_tiles * plan.ksteps_per_tile;
   const int64_t max_ctas = static_cast<int64_t>(kCtasPerSm) * sm_count;
+  // Row split where whole 32-row CTAs fill at least 3/4 of the GPU's CTA slots, or 64-row ones
+  // half of them at m = 1, with a ring's worth of k-steps for every warp. Measured on an H100
+  // (Llama-3.1-70B, % of the streaming-read ceiling against Stream-K,
+  // results/h100-sxm/gemv_load_experiment.txt, section 10): 32 rows (o, n = 8192) gained 4-16
+  // points at 1-32 tokens, except 0 at 8; with bf16 weights and one n-tile, long rows (down, 896
+  // k-steps) lost 1-7 points, so those stay Stream-K, whose fixed cost their length amortizes.
+  // 64 rows (qkv, 160 CTAs) gained 1.5 (bf16) and 9 (fp8) points at m = 1 but lost up to 10 at
+  // 4-16 tokens.
+  const bool long_bf16_row = weight_bytes == 2 && NTiles(m) == 1 && plan.ksteps_per_tile > 256;
+  for (const int rows : {32, 64}) {
+    if (long_bf16_row || (rows == 64 && m > 1)) continue;
+    const int64_t ctas = CeilDiv(n, rows);
+    const int64_t parts = kWarps * kWarpRows / rows;
+    const int64_t min_ctas = rows == 32 ? CeilDiv(3 * max_ctas, 4) : CeilDiv(max_ctas, 2);
+    if (ctas <= max_ctas && ctas >= min_ctas && plan.ksteps_per_tile >= parts * kMinKstepsPerCta) {
+      plan.rows_per_cta = rows;
+      plan.ctas = static_cast<int>(ctas);
+      plan.ksteps_per_cta = plan.ksteps_per_tile;
+      return plan;
+    }
+  }
   const int64_t want =
       std::clamp<int64_t>(CeilDiv(plan.total_ksteps, kMinKstepsPerCta), 1, max_ctas);
   plan.ksteps_per_cta = CeilDiv(plan.total_ksteps, want);
@@ -505,6 +595,10 @@ size_t SkinnyGemmWorkspaceBytes(int64_t m, int64_t n, int64_t k, int sm_count) {
 }
 
 std::string SkinnyGemmPlanDescription(const SkinnyGemmPlan& plan) {
+  if (plan.rows_per_cta > 0) {
+    return absl::StrCat("ctas=", plan.ctas, " rows/cta=", plan.rows_per_cta,
+                        " tiles=", plan.row_tiles, "x", plan.ksteps_per_tile, " row-split");
+  }
   return absl::StrCat("ctas=", plan.ctas, " ksteps/cta=", plan.ksteps_per_cta,
                       " tiles=", plan.row_tiles, "x", plan.ksteps_per_tile,
                       plan.split ? " split" : " whole-tiles");

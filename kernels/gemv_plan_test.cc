@@ -51,8 +51,18 @@ TEST(PlanSkinnyGemm, CoversTheWorkExactly) {
             EXPECT_LE(p.ctas, 2 * sms);
             EXPECT_EQ(p.row_tiles, (n + 127) / 128);
             EXPECT_EQ(p.ksteps_per_tile, (k * bytes + 63) / 64);
-            EXPECT_GE(static_cast<int64_t>(p.ctas) * p.ksteps_per_cta, p.total_ksteps);
-            EXPECT_LT(static_cast<int64_t>(p.ctas - 1) * p.ksteps_per_cta, p.total_ksteps);
+            if (p.rows_per_cta > 0) {  // row split: the CTAs' rows tile [0, n) exactly
+              EXPECT_TRUE(p.rows_per_cta == 32 || p.rows_per_cta == 64);
+              EXPECT_GE(static_cast<int64_t>(p.ctas) * p.rows_per_cta, n);
+              EXPECT_LT(static_cast<int64_t>(p.ctas - 1) * p.rows_per_cta, n);
+              EXPECT_EQ(p.ksteps_per_cta, p.ksteps_per_tile);
+              // Each of a CTA's 8 * 16 / rows_per_cta k-parts gets a ring's worth (4) of k-steps.
+              EXPECT_GE(p.ksteps_per_tile, 128 / p.rows_per_cta * 4);
+              EXPECT_FALSE(p.split);
+            } else {
+              EXPECT_GE(static_cast<int64_t>(p.ctas) * p.ksteps_per_cta, p.total_ksteps);
+              EXPECT_LT(static_cast<int64_t>(p.ctas - 1) * p.ksteps_per_cta, p.total_ksteps);
+            }
             EXPECT_EQ(p.split, p.workspace_bytes > 0);
             EXPECT_LE(p.workspace_bytes, SkinnyGemmWorkspaceBytes(m, n, k, sms));
           }
@@ -65,6 +75,31 @@ TEST(PlanSkinnyGemm, CoversTheWorkExactly) {
   EXPECT_GE(PlanSkinnyGemm(1, 1024, 28672, 2, 132).ctas, 250);
   EXPECT_EQ(PlanSkinnyGemm(16, 128256, 16384, 2, 132).ctas, 264);
   EXPECT_EQ(PlanSkinnyGemm(0, 1024, 1024, 2, 132).ctas, 0);
+}
+
+// Where whole rows per CTA fill the GPU, the plan is a row split (no cross-CTA reduction); Llama
+// 3.1 70B on 132 SMs.
+TEST(PlanSkinnyGemm, RowSplitWhereWholeRowsFillTheGpu) {
+  const SkinnyGemmPlan o = PlanSkinnyGemm(1, 8192, 8192, 2, 132);  // o_proj: 256 CTAs of 32 rows
+  EXPECT_EQ(o.rows_per_cta, 32);
+  EXPECT_EQ(o.ctas, 256);
+  EXPECT_EQ(o.workspace_bytes, 0u);
+  // qkv: 64-row CTAs (160) at one token only.
+  EXPECT_EQ(PlanSkinnyGemm(1, 10240, 8192, 2, 132).rows_per_cta, 64);
+  EXPECT_EQ(PlanSkinnyGemm(1, 10240, 8192, 2, 132).ctas, 160);
+  EXPECT_EQ(PlanSkinnyGemm(1, 10240, 8192, 1, 132).rows_per_cta, 64);
+  EXPECT_EQ(PlanSkinnyGemm(2, 10240, 8192, 2, 132).rows_per_cta, 0);
+  // down_proj: bf16 with one n-tile stays Stream-K (its long rows amortize the reduction); fp8
+  // weights or 9+ tokens split rows.
+  EXPECT_EQ(PlanSkinnyGemm(8, 8192, 28672, 2, 132).rows_per_cta, 0);
+  EXPECT_EQ(PlanSkinnyGemm(9, 8192, 28672, 2, 132).rows_per_cta, 32);
+  EXPECT_EQ(PlanSkinnyGemm(1, 8192, 28672, 1, 132).rows_per_cta, 32);
+  // Too many rows (gate_up, lm_head) or too few (8B's o on an H100) for a row split.
+  EXPECT_EQ(PlanSkinnyGemm(1, 57344, 8192, 2, 132).rows_per_cta, 0);
+  EXPECT_EQ(PlanSkinnyGemm(1, 128256, 8192, 2, 132).rows_per_cta, 0);
+  EXPECT_EQ(PlanSkinnyGemm(1, 4096, 4096, 2, 132).rows_per_cta, 0);
+  // Too few k-steps for 4 k-parts of 4: Stream-K.
+  EXPECT_EQ(PlanSkinnyGemm(1, 8192, 256, 2, 132).rows_per_cta, 0);
 }
 
 }  // namespace

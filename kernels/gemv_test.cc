@@ -140,22 +140,18 @@ void CheckProduct(Kind kind, const Weights& w, int64_t m, void* workspace, size_
   const int64_t n = w.n, k = w.k;
   const uint64_t seed = FreshSeed();
   SCOPED_TRACE(absl::StrCat(KindName(kind), " m=", m, " n=", n, " k=", k, " x seed=", seed));
-  DevicePtr<bf16> x = DeviceAlloc<bf16>(m * k);
-  DevicePtr<bf16> y = DeviceAlloc<bf16>(m * n);
-  DevicePtr<float> ref = DeviceAlloc<float>(m * n);
-  ASSERT_TRUE(x && y && ref);
-  ASSERT_OK(FillRandomBf16(x.get(), m * k, seed, kXScale, stream));
-  ASSERT_OK(FillBf16(y.get(), m * n, std::numeric_limits<float>::quiet_NaN(), stream));
-  ASSERT_CUDA(cudaMemsetAsync(ref.get(), 0xFF, m * n * sizeof(float), stream));  // NaN.
-  ASSERT_OK(RunKernel(kind, w, x.get(), y.get(), m, workspace, workspace_bytes, stream));
+  GemmOperands op;
+  ASSERT_OK(MakeGemmOperands(m, n, k, seed, kXScale, stream, &op));
+  ASSERT_OK(RunKernel(kind, w, op.x.get(), op.y.get(), m, workspace, workspace_bytes, stream));
   const bf16* ref_w = kind == Kind::kBf16 ? w.w.get() : w.wq_values.get();
-  ASSERT_OK(ReferenceGemm(x.get(), ref_w, ref.get(), m, n, k, stream));
+  ASSERT_OK(ReferenceGemm(op.x.get(), ref_w, op.ref.get(), m, n, k, stream));
   ASSERT_CUDA(cudaStreamSynchronize(stream));
   std::vector<bf16> y_host(m * n);
   std::vector<float> ref_host(m * n);
-  ASSERT_CUDA(cudaMemcpy(y_host.data(), y.get(), m * n * sizeof(bf16), cudaMemcpyDeviceToHost));
   ASSERT_CUDA(
-      cudaMemcpy(ref_host.data(), ref.get(), m * n * sizeof(float), cudaMemcpyDeviceToHost));
+      cudaMemcpy(y_host.data(), op.y.get(), m * n * sizeof(bf16), cudaMemcpyDeviceToHost));
+  ASSERT_CUDA(
+      cudaMemcpy(ref_host.data(), op.ref.get(), m * n * sizeof(float), cudaMemcpyDeviceToHost));
   if (kind == Kind::kFp8) ScaleReference(w, m, &ref_host);
   ExpectCloseToReference(y_host, ref_host, m, n);
 }
@@ -211,7 +207,9 @@ std::vector<Shape> AllShapes() {
                       {129, 4104},
                       {1, 8},
                       {1024, 28672},
-                      {200, 24}}) {
+                      {200, 24},
+                      {8000, 1000},   // row split, 32 rows per CTA, partial last CTA
+                      {9000, 1000}}) {  // row split, 64 rows per CTA (m = 1), partial CTA
     if (seen.insert({n, k}).second) shapes.push_back({absl::StrCat("odd_", n, "x", k), n, k});
   }
   return shapes;

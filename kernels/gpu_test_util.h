@@ -1,7 +1,7 @@
 // Helpers shared by the GPU tests (gtest, test code only; header-only): fatal assertions on an
 // absl::Status or a cudaError_t, owned device allocations, bf16 copies back to the host, fresh
-// random seeds, the SM count, and the bound the GEMM tests check a bf16 output against an fp32
-// reference with.
+// random seeds, the SM count, the operands of a checked GEMM, and the bound the GEMM tests check
+// a bf16 output against an fp32 reference with.
 #ifndef TRUTHPUT_KERNELS_GPU_TEST_UTIL_H_
 #define TRUTHPUT_KERNELS_GPU_TEST_UTIL_H_
 
@@ -18,6 +18,8 @@
 
 #include "absl/status/status.h"
 #include "gtest/gtest.h"
+#include "kernels/cuda_status.h"
+#include "kernels/random_fill.h"
 
 // Fatal failure unless `expr` (an absl::Status) is OK; prints the expression and the status.
 #define ASSERT_OK(expr)                            \
@@ -52,6 +54,25 @@ DevicePtr<T> DeviceAlloc(int64_t count) {
     return nullptr;
   }
   return DevicePtr<T>(static_cast<T*>(p));
+}
+
+// The activations and outputs of one checked GEMM y[m, n] = x[m, k] . W^T: x random
+// (FillRandomBf16 with `seed` and `x_scale`), y and the fp32 reference poisoned with NaN, so that
+// an element the kernel or the reference skips can never pass.
+struct GemmOperands {
+  DevicePtr<__nv_bfloat16> x, y;
+  DevicePtr<float> ref;
+};
+inline absl::Status MakeGemmOperands(int64_t m, int64_t n, int64_t k, uint64_t seed,
+                                     float x_scale, cudaStream_t stream, GemmOperands* out) {
+  out->x = DeviceAlloc<__nv_bfloat16>(m * k);
+  out->y = DeviceAlloc<__nv_bfloat16>(m * n);
+  out->ref = DeviceAlloc<float>(m * n);
+  if (!out->x || !out->y || !out->ref) return absl::ResourceExhaustedError("GEMM operands");
+  TP_RETURN_IF_ERROR(FillRandomBf16(out->x.get(), m * k, seed, x_scale, stream));
+  TP_RETURN_IF_ERROR(FillBf16(out->y.get(), m * n, NAN, stream));
+  return CudaStatus(cudaMemsetAsync(out->ref.get(), 0xFF, m * n * sizeof(float), stream),
+                    "cudaMemsetAsync (NaN reference)");
 }
 
 // An untyped device allocation of `bytes` bytes (none, and a null pointer, for 0), freed on
