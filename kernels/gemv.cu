@@ -243,22 +243,23 @@ struct WarpGemm {
 
   // acc += this warp's 16 rows x tokens over k-steps [ks0, ks1) of the tile. Leaves no cp.async
   // in flight (the ring is reused by the next segment).
+  template <int kStride = 1>
   __device__ __forceinline__ void Run(int ks0, int ks1, float (&acc)[NT][4]) const {
 #pragma unroll
-    for (int i = 0; i < kStages - 1; ++i) Issue(i, ks0 + i, ks1);
+    for (int i = 0; i < kStages - 1; ++i) Issue(i, ks0 + i * kStride, ks1);
     uint32_t x[NT][kElems / 2];
     LoadXStep(ks0, x);
     int stage = 0;
-    for (int s = ks0; s < ks1; ++s) {
+    for (int s = ks0; s < ks1; s += kStride) {
       CpAsyncWait<kStages - 2>();  // k-step s has landed (this lane's copies)
       // Refill the stage consumed in the previous iteration with k-step s + kStages - 1.
       const int refill = stage == 0 ? kStages - 1 : stage - 1;
-      Issue(refill, s + kStages - 1, ks1);
+      Issue(refill, s + (kStages - 1) * kStride, ks1);
       const uint32_t at = ring + stage * kStageUint4s * 16;
       const uint4 a = LoadShared16(at);
       const uint4 b = LoadShared16(at + 32 * 16);
       uint32_t x_next[NT][kElems / 2];
-      LoadXStep(s + 1, x_next);  // past the row's end: zeros, nothing read
+      LoadXStep(s + kStride, x_next);  // past the row's end: zeros, nothing read
       Step(a, b, x, acc);
 #pragma unroll
       for (int nt = 0; nt < NT; ++nt) {
@@ -388,9 +389,10 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm) SkinnyGemmKernel(const P
 // Row split (plan.rows_per_cta = R, 32 or 64): CTA c owns output channels [R c, R c + R) over
 // the whole k range, so no partial sum leaves it and there is no end-of-kernel reduction across
 // CTAs. Its R / 16 row groups of warps each take 16 of those rows, and the warps of a row group
-// split the k-steps into kWarps * 16 / R contiguous parts, added through shared memory in a fixed
-// order. Chosen (PlanSkinnyGemm) where n / R CTAs fill the GPU: on an H100 the cross-CTA
-// reduction of Stream-K costs about 6 us at the end of a 70B o projection (50 us at batch 1).
+// split the k-steps into kWarps * 16 / R parts (interleaved with one n-tile, contiguous with
+// more: each measured faster there), added through shared memory in a fixed order. Chosen
+// (PlanSkinnyGemm) where n / R CTAs fill the GPU: on an H100 the cross-CTA reduction of
+// Stream-K costs about 6 us at the end of a 70B o projection (50 us at batch 1).
 template <bool kFp8, int NT, int R>
 __global__ void __launch_bounds__(kThreads, kCtasPerSm) SkinnyGemmRowSplitKernel(const Params p) {
   constexpr int kRowGroups = R / kWarpRows;
@@ -408,9 +410,15 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm) SkinnyGemmRowSplitKernel
   const int64_t kpt = p.ksteps_per_tile;
   float acc[NT][4] = {};
   if (row0 < p.n) {
-    WarpGemm<kFp8, NT>(p, tile, tile_warp, s_ring[warp])
-        .Run(static_cast<int>(part * kpt / kParts), static_cast<int>((part + 1) * kpt / kParts),
-             acc);
+    const WarpGemm<kFp8, NT> gemm(p, tile, tile_warp, s_ring[warp]);
+    if constexpr (NT == 1) {
+      // Parts interleaved k-step by k-step: the CTA's warps read neighbouring k-steps of the
+      // same rows at once, one region of memory instead of kParts far apart.
+      gemm.template Run<kParts>(part, static_cast<int>(kpt), acc);
+    } else {
+      gemm.Run(static_cast<int>(part * kpt / kParts), static_cast<int>((part + 1) * kpt / kParts),
+               acc);
+    }
   }
   __syncthreads();  // every ring is idle now (Run leaves no copy in flight): reuse it for the sums
   float4* sums = reinterpret_cast<float4*>(&s_ring[0][0]);  // [warp][n-tile][lane]
@@ -555,17 +563,15 @@ SkinnyGemmPlan PlanSkinnyGemm(int64_t m, int64_t n, int64_t k, int weight_bytes,
   plan.ksteps_per_tile = CeilDiv(k * weight_bytes, kKstepBytes);
   plan.total_ksteps = plan.row_tiles * plan.ksteps_per_tile;
   const int64_t max_ctas = static_cast<int64_t>(kCtasPerSm) * sm_count;
-  // Row split where whole 32-row CTAs fill at least 3/4 of the GPU's CTA slots, or 64-row ones
-  // half of them at m = 1, with a ring's worth of k-steps for every warp. Measured on an H100
-  // (Llama-3.1-70B, % of the streaming-read ceiling against Stream-K,
-  // results/h100-sxm/gemv_load_experiment.txt, section 10): 32 rows (o, n = 8192) gained 4-16
-  // points at 1-32 tokens, except 0 at 8; with bf16 weights and one n-tile, long rows (down, 896
-  // k-steps) lost 1-7 points, so those stay Stream-K, whose fixed cost their length amortizes.
-  // 64 rows (qkv, 160 CTAs) gained 1.5 (bf16) and 9 (fp8) points at m = 1 but lost up to 10 at
-  // 4-16 tokens.
-  const bool long_bf16_row = weight_bytes == 2 && NTiles(m) == 1 && plan.ksteps_per_tile > 256;
+  // Row split where whole 32-row CTAs fill at least 3/4 of the GPU's CTA slots, or, with one
+  // n-tile, 64-row CTAs half of them; every warp gets a ring's worth of k-steps. Measured on an
+  // H100, Llama-3.1-70B, % of the streaming-read ceiling against Stream-K
+  // (results/h100-sxm/gemv_load_experiment.txt, section 10): 32 rows (o, down) at 1-8 tokens
+  // 97-99% with bf16 weights against 88-94%, 83-95% with fp8 against 69-80%, and 6-18 points
+  // more at 9-32 tokens; 64 rows (qkv) at 1-8 tokens 97-99% with bf16 against 88-89%, but with
+  // fp8 better only to 4 tokens (at 8, 71% against 74%); at 9+ tokens behind Stream-K.
   for (const int rows : {32, 64}) {
-    if (long_bf16_row || (rows == 64 && m > 1)) continue;
+    if (rows == 64 && (NTiles(m) > 1 || (weight_bytes == 1 && m > 4))) continue;
     const int64_t ctas = CeilDiv(n, rows);
     const int64_t parts = kWarps * kWarpRows / rows;
     const int64_t min_ctas = rows == 32 ? CeilDiv(3 * max_ctas, 4) : CeilDiv(max_ctas, 2);

@@ -24,11 +24,11 @@
 //     straight to y; a tile cut between CTAs has each CTA's fp32 partial in the workspace, and
 //     the last CTA to arrive (an atomic counter per tile) sums the partials in a fixed order and
 //     writes y: deterministic, one kernel, no second launch.
-//   * Row split instead, where whole rows fill the GPU (PlanSkinnyGemm; 70B's o and, with fp8
-//     weights or 9+ tokens, down projections, and qkv at one token): each CTA owns 32 or 64 rows
-//     over all of k, its warps split k and add their parts in shared memory, so no partial sum
-//     leaves the CTA. The cross-CTA reduction at the end of Stream-K costs about 6 us on the
-//     H100, 10% of a 70B o projection at batch 1.
+//   * Row split instead, where whole rows fill the GPU (PlanSkinnyGemm; 70B's o and down
+//     projections, qkv up to 8 tokens (4 with fp8)): each CTA owns 32 or 64 rows over all of k,
+//     its warps split k and add their parts in shared memory, so no partial sum leaves the
+//     CTA. The cross-CTA reduction at the end of Stream-K costs about 6 us on the H100, 10% of
+//     a 70B o projection at batch 1.
 //
 // Requirements (InvalidArgument otherwise, never a silent slow path):
 //   * 1 <= m <= 32, n >= 1, k >= 8 and k a multiple of 8;

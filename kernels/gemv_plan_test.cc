@@ -84,15 +84,17 @@ TEST(PlanSkinnyGemm, RowSplitWhereWholeRowsFillTheGpu) {
   EXPECT_EQ(o.rows_per_cta, 32);
   EXPECT_EQ(o.ctas, 256);
   EXPECT_EQ(o.workspace_bytes, 0u);
-  // qkv: 64-row CTAs (160) at one token only.
+  EXPECT_EQ(PlanSkinnyGemm(32, 8192, 8192, 1, 132).rows_per_cta, 32);
+  // qkv: 64-row CTAs (160) with one n-tile, and with fp8 weights up to 4 tokens.
   EXPECT_EQ(PlanSkinnyGemm(1, 10240, 8192, 2, 132).rows_per_cta, 64);
   EXPECT_EQ(PlanSkinnyGemm(1, 10240, 8192, 2, 132).ctas, 160);
-  EXPECT_EQ(PlanSkinnyGemm(1, 10240, 8192, 1, 132).rows_per_cta, 64);
-  EXPECT_EQ(PlanSkinnyGemm(2, 10240, 8192, 2, 132).rows_per_cta, 0);
-  // down_proj: bf16 with one n-tile stays Stream-K (its long rows amortize the reduction); fp8
-  // weights or 9+ tokens split rows.
-  EXPECT_EQ(PlanSkinnyGemm(8, 8192, 28672, 2, 132).rows_per_cta, 0);
-  EXPECT_EQ(PlanSkinnyGemm(9, 8192, 28672, 2, 132).rows_per_cta, 32);
+  EXPECT_EQ(PlanSkinnyGemm(8, 10240, 8192, 2, 132).rows_per_cta, 64);
+  EXPECT_EQ(PlanSkinnyGemm(9, 10240, 8192, 2, 132).rows_per_cta, 0);
+  EXPECT_EQ(PlanSkinnyGemm(4, 10240, 8192, 1, 132).rows_per_cta, 64);
+  EXPECT_EQ(PlanSkinnyGemm(5, 10240, 8192, 1, 132).rows_per_cta, 0);
+  // down_proj (896 k-steps of bf16): 32 rows at every m, both weight types.
+  EXPECT_EQ(PlanSkinnyGemm(1, 8192, 28672, 2, 132).rows_per_cta, 32);
+  EXPECT_EQ(PlanSkinnyGemm(17, 8192, 28672, 2, 132).rows_per_cta, 32);
   EXPECT_EQ(PlanSkinnyGemm(1, 8192, 28672, 1, 132).rows_per_cta, 32);
   // Too many rows (gate_up, lm_head) or too few (8B's o on an H100) for a row split.
   EXPECT_EQ(PlanSkinnyGemm(1, 57344, 8192, 2, 132).rows_per_cta, 0);
