@@ -386,13 +386,14 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm) SkinnyGemmKernel(const P
   }
 }
 
-// Row split (plan.rows_per_cta = R, 32 or 64): CTA c owns output channels [R c, R c + R) over
-// the whole k range, so no partial sum leaves it and there is no end-of-kernel reduction across
-// CTAs. Its R / 16 row groups of warps each take 16 of those rows, and the warps of a row group
-// split the k-steps into kWarps * 16 / R parts (interleaved with one n-tile, contiguous with
-// more: each measured faster there), added through shared memory in a fixed order. Chosen
-// (PlanSkinnyGemm) where n / R CTAs fill the GPU: on an H100 the cross-CTA reduction of
-// Stream-K costs about 6 us at the end of a 70B o projection (50 us at batch 1).
+// Row split (plan.rows_per_cta = R, 32 or 64): CTA c owns output channels [R c, R c + R) (and,
+// where n / R exceeds the grid, every gridDim.x-th block of R rows after them) over the whole k
+// range, so no partial sum leaves it and there is no end-of-kernel reduction across CTAs. Its R /
+// 16 row groups of warps each take 16 of those rows, and the warps of a row group split the k-steps
+// into kWarps * 16 / R parts (interleaved with one n-tile, contiguous with more: each measured
+// faster there), added through shared memory in a fixed order. Chosen (PlanSkinnyGemm) where the
+// blocks fill the GPU: on an H100 the cross-CTA reduction of Stream-K costs about 6 us at the end of
+// a 70B o projection (50 us at batch 1).
 template <bool kFp8, int NT, int R>
 __global__ void __launch_bounds__(kThreads, kCtasPerSm) SkinnyGemmRowSplitKernel(const Params p) {
   constexpr int kRowGroups = R / kWarpRows;
@@ -404,45 +405,52 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm) SkinnyGemmRowSplitKernel
   const int lane = threadIdx.x % 32;
   const int group = warp % kRowGroups;
   const int part = warp / kRowGroups;
-  const int64_t tile = blockIdx.x / (kTileRows / R);  // the 128-row tile of the packed layout
-  const int tile_warp = static_cast<int>(blockIdx.x % (kTileRows / R)) * kRowGroups + group;
-  const int64_t row0 = tile * kTileRows + tile_warp * kWarpRows;
   const int64_t kpt = p.ksteps_per_tile;
-  float acc[NT][4] = {};
-  if (row0 < p.n) {
-    const WarpGemm<kFp8, NT> gemm(p, tile, tile_warp, s_ring[warp]);
-    if constexpr (NT == 1) {
-      // Parts interleaved k-step by k-step: the CTA's warps read neighbouring k-steps of the
-      // same rows at once, one region of memory instead of kParts far apart.
-      gemm.template Run<kParts>(part, static_cast<int>(kpt), acc);
-    } else {
-      gemm.Run(static_cast<int>(part * kpt / kParts), static_cast<int>((part + 1) * kpt / kParts),
-               acc);
+  const int64_t blocks = (p.n + R - 1) / R;
+  // One block of R rows per CTA, or, for large n, blocks strided over the grid (concurrent CTAs
+  // read neighbouring blocks).
+  for (int64_t block = blockIdx.x; block < blocks; block += gridDim.x) {
+    const int64_t tile = block / (kTileRows / R);  // the 128-row tile of the packed layout
+    const int tile_warp = static_cast<int>(block % (kTileRows / R)) * kRowGroups + group;
+    const int64_t row0 = tile * kTileRows + tile_warp * kWarpRows;
+    float acc[NT][4] = {};
+    if (row0 < p.n) {
+      const WarpGemm<kFp8, NT> gemm(p, tile, tile_warp, s_ring[warp]);
+      if constexpr (NT == 1) {
+        // Parts interleaved k-step by k-step: the CTA's warps read neighbouring k-steps of the
+        // same rows at once, one region of memory instead of kParts far apart.
+        gemm.template Run<kParts>(part, static_cast<int>(kpt), acc);
+      } else {
+        gemm.Run(static_cast<int>(part * kpt / kParts),
+                 static_cast<int>((part + 1) * kpt / kParts), acc);
+      }
     }
-  }
-  __syncthreads();  // every ring is idle now (Run leaves no copy in flight): reuse it for the sums
-  float4* sums = reinterpret_cast<float4*>(&s_ring[0][0]);  // [warp][n-tile][lane]
-  if (part > 0) {
+    __syncthreads();  // every ring is idle (Run leaves no copy in flight): reuse it for the sums
+    float4* sums = reinterpret_cast<float4*>(&s_ring[0][0]);  // [warp][n-tile][lane]
+    if (part > 0) {
 #pragma unroll
-    for (int nt = 0; nt < NT; ++nt) {
-      sums[(warp * NT + nt) * kSlotFloat4s + lane] =
-          make_float4(acc[nt][0], acc[nt][1], acc[nt][2], acc[nt][3]);
+      for (int nt = 0; nt < NT; ++nt) {
+        sums[(warp * NT + nt) * kSlotFloat4s + lane] =
+            make_float4(acc[nt][0], acc[nt][1], acc[nt][2], acc[nt][3]);
+      }
     }
-  }
-  __syncthreads();
-  if (part > 0 || row0 >= p.n) return;
+    __syncthreads();
+    if (part == 0 && row0 < p.n) {
 #pragma unroll
-  for (int q = 1; q < kParts; ++q) {
+      for (int q = 1; q < kParts; ++q) {
 #pragma unroll
-    for (int nt = 0; nt < NT; ++nt) {
-      const float4 v = sums[((q * kRowGroups + group) * NT + nt) * kSlotFloat4s + lane];
-      acc[nt][0] += v.x;
-      acc[nt][1] += v.y;
-      acc[nt][2] += v.z;
-      acc[nt][3] += v.w;
+        for (int nt = 0; nt < NT; ++nt) {
+          const float4 v = sums[((q * kRowGroups + group) * NT + nt) * kSlotFloat4s + lane];
+          acc[nt][0] += v.x;
+          acc[nt][1] += v.y;
+          acc[nt][2] += v.z;
+          acc[nt][3] += v.w;
+        }
+      }
+      StoreRows<kFp8, NT>(p, row0, acc);
     }
+    if (block + gridDim.x < blocks) __syncthreads();  // the sums are read before the next Run
   }
-  StoreRows<kFp8, NT>(p, row0, acc);
 }
 
 // One thread per 8 bytes of the packed layout (rows of fp8 weights may be only 8-byte aligned).
@@ -563,21 +571,28 @@ SkinnyGemmPlan PlanSkinnyGemm(int64_t m, int64_t n, int64_t k, int weight_bytes,
   plan.ksteps_per_tile = CeilDiv(k * weight_bytes, kKstepBytes);
   plan.total_ksteps = plan.row_tiles * plan.ksteps_per_tile;
   const int64_t max_ctas = static_cast<int64_t>(kCtasPerSm) * sm_count;
-  // Row split where whole 32-row CTAs fill at least 3/4 of the GPU's CTA slots, or, with one
-  // n-tile, 64-row CTAs half of them; every warp gets a ring's worth of k-steps. Measured on an
-  // H100, Llama-3.1-70B, % of the streaming-read ceiling against Stream-K
-  // (results/h100-sxm/gemv_load_experiment.txt, section 10): 32 rows (o, down) at 1-8 tokens
-  // 97-99% with bf16 weights against 88-94%, 83-95% with fp8 against 69-80%, and 6-18 points
-  // more at 9-32 tokens; 64 rows (qkv) at 1-8 tokens 97-99% with bf16 against 88-89%, but with
-  // fp8 better only to 4 tokens (at 8, 71% against 74%); at 9+ tokens behind Stream-K.
+  // Row split where 32-row blocks fill at least 3/4 of the GPU's CTA slots (or 4 times all of
+  // them: each CTA then takes every ctas-th block), or, with one n-tile, 64-row blocks half of
+  // them; every warp gets a ring's worth of k-steps. Measured on an H100, Llama-3.1-70B, % of the
+  // streaming-read ceiling against Stream-K (results/h100-sxm/gemv_load_experiment.txt, section
+  // 10): 32 rows (o, down) at 1-8 tokens 97-99% with bf16 weights against 88-94%, 83-95% with
+  // fp8 against 69-80%, and 6-18 points more at 9-32 tokens; 64 rows (qkv) at 1-8 tokens 97-99%
+  // with bf16 against 88-89%, but with fp8 better only to 4 tokens (at 8, 71% against 74%); at
+  // 9+ tokens behind Stream-K. Many blocks per CTA (gate_up, lm_head) at one token: 98.8-99.2%
+  // with bf16 and 93.6-96.0% with fp8 against 95.7-97.4% and 86-88%; with bf16 at 32 tokens 14-15
+  // points more; but with fp8 at 16-32 tokens 6-11 points less (not yet excluded: section 10 f).
   for (const int rows : {32, 64}) {
     if (rows == 64 && (NTiles(m) > 1 || (weight_bytes == 1 && m > 4))) continue;
-    const int64_t ctas = CeilDiv(n, rows);
+    const int64_t blocks = CeilDiv(n, rows);
     const int64_t parts = kWarps * kWarpRows / rows;
-    const int64_t min_ctas = rows == 32 ? CeilDiv(3 * max_ctas, 4) : CeilDiv(max_ctas, 2);
-    if (ctas <= max_ctas && ctas >= min_ctas && plan.ksteps_per_tile >= parts * kMinKstepsPerCta) {
+    const int64_t min_blocks = rows == 32 ? CeilDiv(3 * max_ctas, 4) : CeilDiv(max_ctas, 2);
+    // One wave of blocks, or (32 rows) at least 4 blocks per CTA, so that the last round, when
+    // some CTAs have run out of blocks, is a small part of the call.
+    const bool fits = (blocks <= max_ctas && blocks >= min_blocks) ||
+                      (rows == 32 && blocks >= 4 * max_ctas);
+    if (fits && plan.ksteps_per_tile >= parts * kMinKstepsPerCta) {
       plan.rows_per_cta = rows;
-      plan.ctas = static_cast<int>(ctas);
+      plan.ctas = static_cast<int>(std::min(blocks, max_ctas));
       plan.ksteps_per_cta = plan.ksteps_per_tile;
       return plan;
     }

@@ -24,11 +24,11 @@
 //     straight to y; a tile cut between CTAs has each CTA's fp32 partial in the workspace, and
 //     the last CTA to arrive (an atomic counter per tile) sums the partials in a fixed order and
 //     writes y: deterministic, one kernel, no second launch.
-//   * Row split instead, where whole rows fill the GPU (PlanSkinnyGemm; 70B's o and down
-//     projections, qkv up to 8 tokens (4 with fp8)): each CTA owns 32 or 64 rows over all of k,
-//     its warps split k and add their parts in shared memory, so no partial sum leaves the
-//     CTA. The cross-CTA reduction at the end of Stream-K costs about 6 us on the H100, 10% of
-//     a 70B o projection at batch 1.
+//   * Row split instead, where whole rows fill the GPU (PlanSkinnyGemm; every 70B projection,
+//     qkv up to 8 tokens (4 with fp8)): each CTA owns blocks of 32 or 64 rows over all of k, its
+//     warps split k and add their parts in shared memory, so no partial sum leaves the CTA.
+//     The cross-CTA reduction at the end of Stream-K costs about 6 us on the H100, 10% of a 70B
+//     o projection at batch 1.
 //
 // Requirements (InvalidArgument otherwise, never a silent slow path):
 //   * 1 <= m <= 32, n >= 1, k >= 8 and k a multiple of 8;
@@ -70,8 +70,9 @@ struct SkinnyGemmPlan {
   int64_t total_ksteps = 0;     // row_tiles * ksteps_per_tile
   int64_t ksteps_per_cta = 0;   // each CTA's contiguous share of the flattened k-steps
   int ctas = 0;                 // grid size
-  // 32 or 64 for a row split: each CTA owns that many whole rows (ceil(n / rows_per_cta) CTAs,
-  // ksteps_per_cta = ksteps_per_tile); 0 for Stream-K.
+  // 32 or 64 for a row split: each CTA owns blocks of that many whole rows (one block each, or
+  // every ctas-th block where there are 4+ per CTA; ksteps_per_cta = ksteps_per_tile); 0 for
+  // Stream-K.
   int rows_per_cta = 0;
   bool split = false;           // some tile is shared by several CTAs (needs the workspace)
   size_t workspace_bytes = 0;   // 0 when !split

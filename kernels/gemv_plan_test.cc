@@ -51,10 +51,16 @@ TEST(PlanSkinnyGemm, CoversTheWorkExactly) {
             EXPECT_LE(p.ctas, 2 * sms);
             EXPECT_EQ(p.row_tiles, (n + 127) / 128);
             EXPECT_EQ(p.ksteps_per_tile, (k * bytes + 63) / 64);
-            if (p.rows_per_cta > 0) {  // row split: the CTAs' rows tile [0, n) exactly
+            if (p.rows_per_cta > 0) {  // row split: one wave of blocks, or 4+ blocks per CTA
               EXPECT_TRUE(p.rows_per_cta == 32 || p.rows_per_cta == 64);
-              EXPECT_GE(static_cast<int64_t>(p.ctas) * p.rows_per_cta, n);
-              EXPECT_LT(static_cast<int64_t>(p.ctas - 1) * p.rows_per_cta, n);
+              const int64_t blocks = (n + p.rows_per_cta - 1) / p.rows_per_cta;
+              if (blocks > 2 * sms) {
+                EXPECT_EQ(p.rows_per_cta, 32);
+                EXPECT_EQ(p.ctas, 2 * sms);
+                EXPECT_GE(blocks, 4 * p.ctas);
+              } else {
+                EXPECT_EQ(p.ctas, blocks);
+              }
               EXPECT_EQ(p.ksteps_per_cta, p.ksteps_per_tile);
               // Each of a CTA's 8 * 16 / rows_per_cta k-parts gets a ring's worth (4) of k-steps.
               EXPECT_GE(p.ksteps_per_tile, 128 / p.rows_per_cta * 4);
@@ -96,10 +102,14 @@ TEST(PlanSkinnyGemm, RowSplitWhereWholeRowsFillTheGpu) {
   EXPECT_EQ(PlanSkinnyGemm(1, 8192, 28672, 2, 132).rows_per_cta, 32);
   EXPECT_EQ(PlanSkinnyGemm(17, 8192, 28672, 2, 132).rows_per_cta, 32);
   EXPECT_EQ(PlanSkinnyGemm(1, 8192, 28672, 1, 132).rows_per_cta, 32);
-  // Too many rows (gate_up, lm_head) or too few (8B's o on an H100) for a row split.
-  EXPECT_EQ(PlanSkinnyGemm(1, 57344, 8192, 2, 132).rows_per_cta, 0);
-  EXPECT_EQ(PlanSkinnyGemm(1, 128256, 8192, 2, 132).rows_per_cta, 0);
+  // gate_up and lm_head: 4+ blocks of 32 rows per CTA, all 264 CTAs.
+  EXPECT_EQ(PlanSkinnyGemm(1, 57344, 8192, 2, 132).rows_per_cta, 32);
+  EXPECT_EQ(PlanSkinnyGemm(1, 57344, 8192, 2, 132).ctas, 264);
+  EXPECT_EQ(PlanSkinnyGemm(16, 128256, 8192, 1, 132).rows_per_cta, 32);
+  // Too few blocks for one wave, too many for 4 per CTA: Stream-K (8B's o, and 8B's gate_up with
+  // 896 blocks, 3.4 per CTA).
   EXPECT_EQ(PlanSkinnyGemm(1, 4096, 4096, 2, 132).rows_per_cta, 0);
+  EXPECT_EQ(PlanSkinnyGemm(1, 28672, 4096, 2, 132).rows_per_cta, 0);
   // Too few k-steps for 4 k-parts of 4: Stream-K.
   EXPECT_EQ(PlanSkinnyGemm(1, 8192, 256, 2, 132).rows_per_cta, 0);
 }
