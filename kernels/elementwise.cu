@@ -1,5 +1,6 @@
 #include "kernels/elementwise.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -70,45 +71,64 @@ __device__ float BlockSum(float v) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// RmsNorm: one block per row. Pass 1 sums squares, pass 2 re-reads x (an L1/L2 hit) to scale it;
-// each element is read and written by the same thread, so y may alias x.
+// RmsNorm: one block per row. The vectorized form keeps the row in registers (kVecs 16-byte
+// pieces of x and of the weight per thread, all loaded at once), so a row costs one memory round
+// trip: at batch 1 the kernel is that latency, not bandwidth. Each element is read and written by
+// the same thread, so y may alias x.
 
-template <bool kVectorized>
+constexpr int kNormMaxThreads = 1024;
+constexpr int kNormMaxVecs = 4;  // rows up to 1024 * 4 * 8 = 32768 elements in registers
+
+template <int kVecs>
+__global__ void __launch_bounds__(kNormMaxThreads)
+    RmsNormRowInRegistersKernel(const bf16* x, const bf16* __restrict__ weight, bf16* y,
+                                int cols, float eps) {
+  const int64_t offset = static_cast<int64_t>(blockIdx.x) * cols;
+  const int nvec = cols / kVec;
+  float f[kVecs][kVec], w[kVecs][kVec];
+#pragma unroll
+  for (int j = 0; j < kVecs; ++j) {
+    const int v = threadIdx.x + j * blockDim.x;
+    if (v < nvec) {
+      Load8(x + offset + v * kVec, f[j]);
+      Load8(weight + v * kVec, w[j]);
+    }
+  }
+  float ss = 0.0f;
+#pragma unroll
+  for (int j = 0; j < kVecs; ++j) {
+    if (threadIdx.x + j * blockDim.x < nvec) {
+#pragma unroll
+      for (int k = 0; k < kVec; ++k) ss = fmaf(f[j][k], f[j][k], ss);
+    }
+  }
+  const float inv = rsqrtf(BlockSum(ss) / static_cast<float>(cols) + eps);
+#pragma unroll
+  for (int j = 0; j < kVecs; ++j) {
+    const int v = threadIdx.x + j * blockDim.x;
+    if (v < nvec) {
+#pragma unroll
+      for (int k = 0; k < kVec; ++k) f[j][k] = f[j][k] * inv * w[j][k];
+      Store8(y + offset + v * kVec, f[j]);
+    }
+  }
+}
+
+// Element-wise (unaligned or odd cols): pass 1 sums squares, pass 2 re-reads x (an L1/L2 hit).
 __global__ void __launch_bounds__(kThreads)
-    RmsNormKernel(const bf16* x, const bf16* __restrict__ weight, bf16* y, int cols, float eps) {
+    RmsNormScalarKernel(const bf16* x, const bf16* __restrict__ weight, bf16* y, int cols,
+                        float eps) {
   const int64_t offset = static_cast<int64_t>(blockIdx.x) * cols;
   const bf16* xr = x + offset;
   bf16* yr = y + offset;
   float ss = 0.0f;
-  if constexpr (kVectorized) {
-    const int nvec = cols / kVec;
-    for (int v = threadIdx.x; v < nvec; v += blockDim.x) {
-      float f[kVec];
-      Load8(xr + v * kVec, f);
-#pragma unroll
-      for (int k = 0; k < kVec; ++k) ss = fmaf(f[k], f[k], ss);
-    }
-  } else {
-    for (int i = threadIdx.x; i < cols; i += blockDim.x) {
-      const float f = __bfloat162float(xr[i]);
-      ss = fmaf(f, f, ss);
-    }
+  for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+    const float f = __bfloat162float(xr[i]);
+    ss = fmaf(f, f, ss);
   }
   const float inv = rsqrtf(BlockSum(ss) / static_cast<float>(cols) + eps);
-  if constexpr (kVectorized) {
-    const int nvec = cols / kVec;
-    for (int v = threadIdx.x; v < nvec; v += blockDim.x) {
-      float f[kVec], w[kVec];
-      Load8(xr + v * kVec, f);
-      Load8(weight + v * kVec, w);
-#pragma unroll
-      for (int k = 0; k < kVec; ++k) f[k] = f[k] * inv * w[k];
-      Store8(yr + v * kVec, f);
-    }
-  } else {
-    for (int i = threadIdx.x; i < cols; i += blockDim.x) {
-      yr[i] = __float2bfloat16_rn(__bfloat162float(xr[i]) * inv * __bfloat162float(weight[i]));
-    }
+  for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+    yr[i] = __float2bfloat16_rn(__bfloat162float(xr[i]) * inv * __bfloat162float(weight[i]));
   }
 }
 
@@ -177,9 +197,11 @@ __global__ void __launch_bounds__(kThreads)
 // ---------------------------------------------------------------------------------------------
 // RopeKvAppend: one block per token. The block first tabulates cos/sin for the token's position
 // (head_dim / 2 angles, shared by all heads), then rotates the Hq + Hkv Q/K heads and copies the
-// Hkv V heads. Vectorized work items are 8 rotation pairs (16 bytes from each half of a head).
+// Hkv V heads. Vectorized work items are 8 rotation pairs (16 bytes from each half of a head);
+// the block has a thread per work item (up to 1024), so a decode token's loads all go out at
+// once rather than one round trip per loop iteration.
 
-constexpr int kRopeThreads = 128;
+constexpr int kRopeMaxThreads = 1024;
 
 struct RopeParams {
   const bf16* qkv;
@@ -192,11 +214,11 @@ struct RopeParams {
   int num_kv_heads;
   int head_dim;
   int cache_capacity;
-  double rope_theta;
+  double log2_theta;
 };
 
 template <bool kVectorized>
-__global__ void __launch_bounds__(kRopeThreads) RopeKvAppendKernel(RopeParams p) {
+__global__ void __launch_bounds__(kRopeMaxThreads) RopeKvAppendKernel(RopeParams p) {
   extern __shared__ float rope_table[];  // [half] cos, then [half] sin
   const int half = p.head_dim / 2;
   float* cos_t = rope_table;
@@ -206,12 +228,13 @@ __global__ void __launch_bounds__(kRopeThreads) RopeKvAppendKernel(RopeParams p)
   const int64_t b = token / p.q_len;
   const int pos = p.start_pos + static_cast<int>(token - b * p.q_len);
   for (int i = threadIdx.x; i < half; i += blockDim.x) {
-    // Double precision so the angle is exact to well below bf16 resolution even at pos ~ 1e5.
-    const double inv_freq = pow(p.rope_theta, -2.0 * i / p.head_dim);
-    double s, c;
-    sincos(static_cast<double>(pos) * inv_freq, &s, &c);
-    cos_t[i] = static_cast<float>(c);
-    sin_t[i] = static_cast<float>(s);
+    // The angle in double, so that it is exact to well below bf16 resolution even at pos ~ 1e5,
+    // reduced to [-pi, pi] in double; cos and sin of that in fp32 (double pow and sincos made
+    // this table most of the kernel's time).
+    constexpr double kTwoPi = 6.283185307179586;
+    const double angle = pos * exp2(-2.0 * i / p.head_dim * p.log2_theta);
+    const float r = static_cast<float>(fma(-rint(angle / kTwoPi), kTwoPi, angle));
+    sincosf(r, &sin_t[i], &cos_t[i]);
   }
   __syncthreads();
 
@@ -281,13 +304,20 @@ absl::Status RmsNorm(const bf16* x, const bf16* weight, bf16* y, int rows, int c
   if (x == nullptr || weight == nullptr || y == nullptr) {
     return absl::InvalidArgumentError("RmsNorm: null pointer");
   }
-  const bool vec = cols % kVec == 0 && Aligned16(x) && Aligned16(weight) && Aligned16(y);
-  if (vec) {
-    RmsNormKernel<true><<<rows, kThreads, 0, stream>>>(x, weight, y, cols, eps);
-    return CudaStatus(cudaGetLastError(), "RmsNormKernel<vectorized>");
+  const int nvec = cols / kVec;
+  const bool vec = cols % kVec == 0 && nvec <= kNormMaxThreads * kNormMaxVecs && Aligned16(x) &&
+                   Aligned16(weight) && Aligned16(y);
+  if (!vec) {
+    RmsNormScalarKernel<<<rows, kThreads, 0, stream>>>(x, weight, y, cols, eps);
+    return CudaStatus(cudaGetLastError(), "RmsNormScalarKernel");
   }
-  RmsNormKernel<false><<<rows, kThreads, 0, stream>>>(x, weight, y, cols, eps);
-  return CudaStatus(cudaGetLastError(), "RmsNormKernel<scalar>");
+  const int vecs = (nvec + kNormMaxThreads - 1) / kNormMaxThreads;  // per thread: 1 .. 4
+  const int threads = ((nvec + vecs - 1) / vecs + 31) / 32 * 32;
+  auto* kernel = vecs == 1   ? RmsNormRowInRegistersKernel<1>
+                 : vecs == 2 ? RmsNormRowInRegistersKernel<2>
+                             : RmsNormRowInRegistersKernel<kNormMaxVecs>;
+  kernel<<<rows, threads, 0, stream>>>(x, weight, y, cols, eps);
+  return CudaStatus(cudaGetLastError(), "RmsNormRowInRegistersKernel");
 }
 
 absl::Status ResidualAdd(bf16* x, const bf16* r, int64_t n, cudaStream_t stream) {
@@ -365,15 +395,22 @@ absl::Status RopeKvAppend(const bf16* qkv, bf16* q_out, bf16* k_cache, bf16* v_c
   }
   const RopeParams p{qkv,         q_out,        k_cache,  v_cache,        q_len,
                      start_pos,   num_q_heads,  num_kv_heads, head_dim, cache_capacity,
-                     static_cast<double>(rope_theta)};
+                     std::log2(static_cast<double>(rope_theta))};
   const size_t smem = sizeof(float) * head_dim;
   const auto blocks = static_cast<unsigned>(tokens);
-  if (head_dim % (2 * kVec) == 0 && Aligned16(qkv) && Aligned16(q_out) && Aligned16(k_cache) &&
-      Aligned16(v_cache)) {
-    RopeKvAppendKernel<true><<<blocks, kRopeThreads, smem, stream>>>(p);
+  const bool vec = head_dim % (2 * kVec) == 0 && Aligned16(qkv) && Aligned16(q_out) &&
+                   Aligned16(k_cache) && Aligned16(v_cache);
+  // One thread per work item (see the kernel), at least one per angle of the table.
+  const int64_t pairs = vec ? kVec : 1;
+  const int64_t items = static_cast<int64_t>(num_q_heads + num_kv_heads) * (head_dim / 2 / pairs) +
+                        static_cast<int64_t>(num_kv_heads) * (head_dim / pairs);
+  const int threads = static_cast<int>(
+      std::min<int64_t>(kRopeMaxThreads, (std::max<int64_t>(items, head_dim / 2) + 31) / 32 * 32));
+  if (vec) {
+    RopeKvAppendKernel<true><<<blocks, threads, smem, stream>>>(p);
     return CudaStatus(cudaGetLastError(), "RopeKvAppendKernel<vectorized>");
   }
-  RopeKvAppendKernel<false><<<blocks, kRopeThreads, smem, stream>>>(p);
+  RopeKvAppendKernel<false><<<blocks, threads, smem, stream>>>(p);
   return CudaStatus(cudaGetLastError(), "RopeKvAppendKernel<scalar>");
 }
 

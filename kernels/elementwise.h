@@ -36,7 +36,8 @@ absl::Status SiluMul(const __nv_bfloat16* gate_up, __nv_bfloat16* out, int rows,
 // qkv: [batch * q_len, (Hq + 2 * Hkv) * head_dim], each row [Q heads | K heads | V heads]; token
 //      t of sequence b is row b * q_len + t and sits at position start_pos + t.
 // RoPE is the rotate-half (Llama / Hugging Face) form: for i < head_dim / 2, with
-//   angle = pos * rope_theta^(-2i / head_dim) (computed in double, then cos/sin rounded to fp32),
+//   angle = pos * rope_theta^(-2i / head_dim) (computed in double and reduced to [-pi, pi],
+//   then cos/sin in fp32),
 //   out[i]                = x[i] * cos - x[i + head_dim/2] * sin
 //   out[i + head_dim / 2] = x[i + head_dim/2] * cos + x[i] * sin.
 // (No rope_scaling variants such as Llama 3.1's "llama3" frequency rescaling.)

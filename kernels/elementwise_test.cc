@@ -104,7 +104,8 @@ void RmsNormCase(cudaStream_t stream, int rows, int cols, int offset, bool in_pl
 TEST_F(ElementwiseTest, RmsNorm) {
   uint64_t seed = 100;
   for (int rows : {1, 3}) {
-    for (int cols : {8, 200, 8192, 16384, 13, 1}) {
+    // 20000: three 16-byte pieces per thread; 40000: past the in-register row.
+    for (int cols : {8, 200, 8192, 16384, 20000, 40000, 13, 1}) {
       RmsNormCase(stream_, rows, cols, /*offset=*/0, /*in_place=*/false, seed++);
     }
   }

@@ -43,6 +43,13 @@ constexpr int64_t kCtaKstepBytes = int64_t{kWarps} * kWarpKstepBytes;
 // k-steps (all of them in flight at once), so a tiny GEMM uses fewer CTAs rather than more
 // partial sums; below about 264 * 4 * 8 KB = 8.6 MB of weights the grid shrinks.
 constexpr int kCtasPerSm = 2;
+// Row-split CTAs resident per SM: the kernel's launch bound and the plan's CTA slots. One wave
+// of fp8 blocks with one n-tile runs 4 (the instance needs 55 registers, and more warps in
+// flight than 2 CTAs give are what fp8's half-length rows lack: 70B qkv at one token 80 -> 93%
+// of the streaming ceiling, down at 8 tokens 85 -> 96%, on an H100).
+constexpr int RowSplitCtasPerSm(bool fp8, int ntiles, bool strided) {
+  return fp8 && ntiles == 1 && !strided ? 4 : kCtasPerSm;
+}
 constexpr int64_t kMinKstepsPerCta = kStages - 1;
 // A partial-sum slot holds one warp's accumulators for one n-tile: 32 lanes x 4 floats, in the
 // mma's fragment order (so writing and reading it back are coalesced float4 accesses).
@@ -386,16 +393,17 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm) SkinnyGemmKernel(const P
   }
 }
 
-// Row split (plan.rows_per_cta = R, 32 or 64): CTA c owns output channels [R c, R c + R) (and,
-// where n / R exceeds the grid, every gridDim.x-th block of R rows after them) over the whole k
+// Row split (plan.rows_per_cta = R: 16, 32 or 64): CTA c owns output channels [R c, R c + R)
+// (and, kStrided, every gridDim.x-th block of R rows after them) over the whole k
 // range, so no partial sum leaves it and there is no end-of-kernel reduction across CTAs. Its R /
 // 16 row groups of warps each take 16 of those rows, and the warps of a row group split the k-steps
 // into kWarps * 16 / R parts (interleaved with one n-tile, contiguous with more: each measured
 // faster there), added through shared memory in a fixed order. Chosen (PlanSkinnyGemm) where the
 // blocks fill the GPU: on an H100 the cross-CTA reduction of Stream-K costs about 6 us at the end of
 // a 70B o projection (50 us at batch 1).
-template <bool kFp8, int NT, int R>
-__global__ void __launch_bounds__(kThreads, kCtasPerSm) SkinnyGemmRowSplitKernel(const Params p) {
+template <bool kFp8, int NT, int R, bool kStrided>
+__global__ void __launch_bounds__(kThreads, RowSplitCtasPerSm(kFp8, NT, kStrided))
+    SkinnyGemmRowSplitKernel(const Params p) {
   constexpr int kRowGroups = R / kWarpRows;
   constexpr int kParts = kWarps / kRowGroups;
   static_assert(kTileRows % R == 0 && kParts >= 2);
@@ -407,8 +415,9 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm) SkinnyGemmRowSplitKernel
   const int part = warp / kRowGroups;
   const int64_t kpt = p.ksteps_per_tile;
   const int64_t blocks = (p.n + R - 1) / R;
-  // One block of R rows per CTA, or, for large n, blocks strided over the grid (concurrent CTAs
-  // read neighbouring blocks).
+  // One block of R rows per CTA, or (kStrided), for large n, blocks strided over the grid
+  // (concurrent CTAs read neighbouring blocks). The one-block instance runs no loop: the loop
+  // costs registers (fp8, one n-tile: 55 -> 66, too many for 4 CTAs per SM).
   for (int64_t block = blockIdx.x; block < blocks; block += gridDim.x) {
     const int64_t tile = block / (kTileRows / R);  // the 128-row tile of the packed layout
     const int tile_warp = static_cast<int>(block % (kTileRows / R)) * kRowGroups + group;
@@ -449,6 +458,7 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm) SkinnyGemmRowSplitKernel
       }
       StoreRows<kFp8, NT>(p, row0, acc);
     }
+    if constexpr (!kStrided) break;
     if (block + gridDim.x < blocks) __syncthreads();  // the sums are read before the next Run
   }
 }
@@ -488,14 +498,36 @@ void LaunchForTiles(int ntiles, dim3 grid, const Params& p, cudaStream_t stream)
   }
 }
 
-template <bool kFp8, int R>
-void LaunchRowSplit(int ntiles, dim3 grid, const Params& p, cudaStream_t stream) {
+template <bool kFp8, int NT, int R, bool kStrided>
+void LaunchRowSplitKernel(dim3 grid, const Params& p, cudaStream_t stream) {
+  SkinnyGemmRowSplitKernel<kFp8, NT, R, kStrided><<<grid, kThreads, 0, stream>>>(p);
+}
+
+template <bool kFp8, int R, bool kStrided>
+void LaunchRowSplitForTiles(int ntiles, dim3 grid, const Params& p, cudaStream_t stream) {
   switch (ntiles) {
-    case 1: SkinnyGemmRowSplitKernel<kFp8, 1, R><<<grid, kThreads, 0, stream>>>(p); break;
-    case 2: SkinnyGemmRowSplitKernel<kFp8, 2, R><<<grid, kThreads, 0, stream>>>(p); break;
-    case 3: SkinnyGemmRowSplitKernel<kFp8, 3, R><<<grid, kThreads, 0, stream>>>(p); break;
-    default: SkinnyGemmRowSplitKernel<kFp8, 4, R><<<grid, kThreads, 0, stream>>>(p); break;
+    case 1: return LaunchRowSplitKernel<kFp8, 1, R, kStrided>(grid, p, stream);
+    case 2: return LaunchRowSplitKernel<kFp8, 2, R, kStrided>(grid, p, stream);
+    case 3: return LaunchRowSplitKernel<kFp8, 3, R, kStrided>(grid, p, stream);
+    default: return LaunchRowSplitKernel<kFp8, 4, R, kStrided>(grid, p, stream);
   }
+}
+
+// The instances PlanSkinnyGemm can choose: 64-row blocks only with one n-tile; with fp8 weights,
+// 16-row blocks (one wave) and several blocks per CTA only with one n-tile.
+template <bool kFp8>
+void LaunchRowSplit(const SkinnyGemmPlan& plan, int ntiles, const Params& p,
+                    cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>(plan.ctas));
+  const bool strided = plan.blocks_per_cta > 1;
+  if (plan.rows_per_cta == 64) return LaunchRowSplitKernel<kFp8, 1, 64, false>(grid, p, stream);
+  if constexpr (kFp8) {
+    if (plan.rows_per_cta == 16) return LaunchRowSplitKernel<kFp8, 1, 16, false>(grid, p, stream);
+    if (strided) return LaunchRowSplitKernel<kFp8, 1, 32, true>(grid, p, stream);
+  } else {
+    if (strided) return LaunchRowSplitForTiles<kFp8, 32, true>(ntiles, grid, p, stream);
+  }
+  LaunchRowSplitForTiles<kFp8, 32, false>(ntiles, grid, p, stream);
 }
 
 template <bool kFp8>
@@ -548,13 +580,10 @@ absl::Status Launch(const char* api, const bf16* x, const uint8_t* w, const floa
     p.partials = reinterpret_cast<float4*>(
         static_cast<char*>(workspace) + AlignUp(plan.row_tiles * sizeof(unsigned), kCounterAlign));
   }
-  const dim3 grid(static_cast<unsigned>(plan.ctas));
-  if (plan.rows_per_cta == 32) {
-    LaunchRowSplit<kFp8, 32>(NTiles(m), grid, p, stream);
-  } else if (plan.rows_per_cta == 64) {
-    LaunchRowSplit<kFp8, 64>(NTiles(m), grid, p, stream);
+  if (plan.rows_per_cta > 0) {
+    LaunchRowSplit<kFp8>(plan, NTiles(m), p, stream);
   } else {
-    LaunchForTiles<kFp8>(NTiles(m), grid, p, stream);
+    LaunchForTiles<kFp8>(NTiles(m), dim3(static_cast<unsigned>(plan.ctas)), p, stream);
   }
   return CudaStatus(cudaGetLastError(), api);
 }
@@ -571,28 +600,39 @@ SkinnyGemmPlan PlanSkinnyGemm(int64_t m, int64_t n, int64_t k, int weight_bytes,
   plan.ksteps_per_tile = CeilDiv(k * weight_bytes, kKstepBytes);
   plan.total_ksteps = plan.row_tiles * plan.ksteps_per_tile;
   const int64_t max_ctas = static_cast<int64_t>(kCtasPerSm) * sm_count;
-  // Row split where 32-row blocks fill at least 3/4 of the GPU's CTA slots (or 4 times all of
-  // them: each CTA then takes every ctas-th block), or, with one n-tile, 64-row blocks half of
-  // them; every warp gets a ring's worth of k-steps. Measured on an H100, Llama-3.1-70B, % of the
-  // streaming-read ceiling against Stream-K (results/h100-sxm/gemv_load_experiment.txt, section
-  // 10): 32 rows (o, down) at 1-8 tokens 97-99% with bf16 weights against 88-94%, 83-95% with
-  // fp8 against 69-80%, and 6-18 points more at 9-32 tokens; 64 rows (qkv) at 1-8 tokens 97-99%
-  // with bf16 against 88-89%, but with fp8 better only to 4 tokens (at 8, 71% against 74%); at
-  // 9+ tokens behind Stream-K. Many blocks per CTA (gate_up, lm_head) at one token: 98.8-99.2%
-  // with bf16 and 93.6-96.0% with fp8 against 95.7-97.4% and 86-88%; with bf16 at 32 tokens 14-15
-  // points more; but with fp8 at 16-32 tokens 6-11 points less (not yet excluded: section 10 f).
-  for (const int rows : {32, 64}) {
-    if (rows == 64 && (NTiles(m) > 1 || (weight_bytes == 1 && m > 4))) continue;
+  // Row split where one wave of blocks fills at least 3/4 of two CTAs per SM (64-row blocks:
+  // half) without passing the instance's CTA slots, or where 32-row blocks are at least 4 per
+  // slot (each CTA then takes every ctas-th block); every warp gets a ring's worth of k-steps.
+  // Smaller blocks first: more CTAs in flight. Measured on H100s, Llama-3.1-70B, % of the
+  // streaming-read ceiling (results/h100-sxm/gemv_load_experiment.txt, sections 10 and 11):
+  // against Stream-K, 32 rows (o, down) at 1-8 tokens 97-99% with bf16 weights against 88-94%,
+  // 83-95% with fp8 against 69-80%, and 6-18 points more at 9-32 tokens; 64 rows (qkv, bf16) at
+  // 1-8 tokens 97-99% against 88-89%; many blocks per CTA (gate_up, lm_head) at one token
+  // 99-99.5% with bf16 and 94-97% with fp8 against 95.7-97.4% and 86-88%, but with fp8 and 2+
+  // n-tiles 6-11 points behind Stream-K (so not used there). With fp8 and one n-tile, 4 CTAs
+  // per SM: qkv (320 blocks of 32 rows) at one token 80 -> 93%, o and down (512 blocks of 16)
+  // at 8 tokens 84 -> 89% and 85 -> 96%.
+  const bool fp8 = weight_bytes == 1;
+  const bool one_tile = NTiles(m) == 1;
+  const int64_t wave_slots = int64_t{RowSplitCtasPerSm(fp8, NTiles(m), false)} * sm_count;
+  const int64_t strided_slots = int64_t{RowSplitCtasPerSm(fp8, NTiles(m), true)} * sm_count;
+  for (const int rows : {16, 32, 64}) {
+    if (rows == 16 && !(fp8 && one_tile)) continue;
+    if (rows == 64 && (!one_tile || (fp8 && m > 4))) continue;
     const int64_t blocks = CeilDiv(n, rows);
     const int64_t parts = kWarps * kWarpRows / rows;
-    const int64_t min_blocks = rows == 32 ? CeilDiv(3 * max_ctas, 4) : CeilDiv(max_ctas, 2);
-    // One wave of blocks, or (32 rows) at least 4 blocks per CTA, so that the last round, when
-    // some CTAs have run out of blocks, is a small part of the call.
-    const bool fits = (blocks <= max_ctas && blocks >= min_blocks) ||
-                      (rows == 32 && blocks >= 4 * max_ctas);
-    if (fits && plan.ksteps_per_tile >= parts * kMinKstepsPerCta) {
+    const int64_t min_blocks = rows == 64 ? CeilDiv(max_ctas, 2) : CeilDiv(3 * max_ctas, 4);
+    // One wave of blocks, or at least 4 blocks per CTA slot, so that the last round is a small
+    // part of the call; not with fp8 weights and 2+ n-tiles, where Stream-K is 6-11 points
+    // faster.
+    const bool one_wave = blocks <= wave_slots && blocks >= min_blocks;
+    const bool strided = rows == 32 && blocks >= 4 * strided_slots && (!fp8 || one_tile);
+    if ((one_wave || strided) && plan.ksteps_per_tile >= parts * kMinKstepsPerCta) {
       plan.rows_per_cta = rows;
-      plan.ctas = static_cast<int>(std::min(blocks, max_ctas));
+      // As few rounds of blocks as the slots allow, and the CTAs that many: every CTA then
+      // has the same number of blocks but (at most) one, so none idles through a last round.
+      plan.blocks_per_cta = one_wave ? 1 : static_cast<int>(CeilDiv(blocks, strided_slots));
+      plan.ctas = static_cast<int>(CeilDiv(blocks, plan.blocks_per_cta));
       plan.ksteps_per_cta = plan.ksteps_per_tile;
       return plan;
     }
@@ -617,7 +657,8 @@ size_t SkinnyGemmWorkspaceBytes(int64_t m, int64_t n, int64_t k, int sm_count) {
 
 std::string SkinnyGemmPlanDescription(const SkinnyGemmPlan& plan) {
   if (plan.rows_per_cta > 0) {
-    return absl::StrCat("ctas=", plan.ctas, " rows/cta=", plan.rows_per_cta,
+    return absl::StrCat("ctas=", plan.ctas, " rows/block=", plan.rows_per_cta,
+                        " blocks/cta=", plan.blocks_per_cta,
                         " tiles=", plan.row_tiles, "x", plan.ksteps_per_tile, " row-split");
   }
   return absl::StrCat("ctas=", plan.ctas, " ksteps/cta=", plan.ksteps_per_cta,

@@ -24,9 +24,10 @@
 //     straight to y; a tile cut between CTAs has each CTA's fp32 partial in the workspace, and
 //     the last CTA to arrive (an atomic counter per tile) sums the partials in a fixed order and
 //     writes y: deterministic, one kernel, no second launch.
-//   * Row split instead, where whole rows fill the GPU (PlanSkinnyGemm; every 70B projection,
-//     qkv up to 8 tokens (4 with fp8)): each CTA owns blocks of 32 or 64 rows over all of k, its
-//     warps split k and add their parts in shared memory, so no partial sum leaves the CTA.
+//   * Row split instead, where whole rows fill the GPU (PlanSkinnyGemm; every 70B projection up
+//     to 8 tokens, and o, down, gate_up and lm_head beyond with bf16): each CTA owns blocks of
+//     16, 32 or 64 rows over all of k, its warps split k and add their parts in shared memory,
+//     so no partial sum leaves the CTA.
 //     The cross-CTA reduction at the end of Stream-K costs about 6 us on the H100, 10% of a 70B
 //     o projection at batch 1.
 //
@@ -70,10 +71,10 @@ struct SkinnyGemmPlan {
   int64_t total_ksteps = 0;     // row_tiles * ksteps_per_tile
   int64_t ksteps_per_cta = 0;   // each CTA's contiguous share of the flattened k-steps
   int ctas = 0;                 // grid size
-  // 32 or 64 for a row split: each CTA owns blocks of that many whole rows (one block each, or
-  // every ctas-th block where there are 4+ per CTA; ksteps_per_cta = ksteps_per_tile); 0 for
-  // Stream-K.
+  // 16, 32 or 64 for a row split: each CTA owns blocks of that many whole rows, block b going to
+  // CTA b % ctas (ksteps_per_cta = ksteps_per_tile); 0 for Stream-K.
   int rows_per_cta = 0;
+  int blocks_per_cta = 0;       // row split: at most this many blocks per CTA (1: one wave)
   bool split = false;           // some tile is shared by several CTAs (needs the workspace)
   size_t workspace_bytes = 0;   // 0 when !split
 };
@@ -87,8 +88,8 @@ SkinnyGemmPlan PlanSkinnyGemm(int64_t m, int64_t n, int64_t k, int weight_bytes,
 // 0 when no split is needed.
 size_t SkinnyGemmWorkspaceBytes(int64_t m, int64_t n, int64_t k, int sm_count);
 
-// "ctas=264 ksteps/cta=486 tiles=1002x128 split", "... whole-tiles" or "ctas=256 rows/cta=32
-// tiles=64x256 row-split": for benchmark labels.
+// "ctas=264 ksteps/cta=486 tiles=1002x128 split", "... whole-tiles" or "ctas=256 rows/block=32
+// blocks/cta=1 tiles=64x256 row-split": for benchmark labels.
 std::string SkinnyGemmPlanDescription(const SkinnyGemmPlan& plan);
 
 // The packed weight layout. W [n,k] of weight_bytes-byte elements (2: bf16, 1: fp8) is cut into

@@ -38,29 +38,39 @@ TEST(SkinnyGemmPackedLayout, OffsetsAreABijectionOntoThePackedBuffer) {
 }
 
 // The plan's invariants, over many shapes: the CTAs' ranges tile the k-step space exactly, the
-// grid stays within two CTAs per SM, and the workspace is needed exactly when a tile is split.
+// grid stays within the CTAs an SM holds, row-split blocks are dealt evenly, and the workspace is
+// needed exactly when a tile is split.
 TEST(PlanSkinnyGemm, CoversTheWorkExactly) {
   for (int sms : {132, 114, 78, 1}) {
     for (int64_t n : {1, 8, 127, 128, 1000, 1024, 1280, 8192, 57344, 128256}) {
       for (int64_t k : {8, 24, 1024, 1032, 4096, 8192, 28672, 53248}) {
         for (int bytes : {1, 2}) {
-          for (int64_t m : {1, 9}) {
+          for (int64_t m : {1, 8, 9, 32}) {
             SCOPED_TRACE(absl::StrCat("sms=", sms, " n=", n, " k=", k, " bytes=", bytes));
             const SkinnyGemmPlan p = PlanSkinnyGemm(m, n, k, bytes, sms);
             ASSERT_GE(p.ctas, 1);
-            EXPECT_LE(p.ctas, 2 * sms);
+            EXPECT_LE(p.ctas, 4 * sms);
             EXPECT_EQ(p.row_tiles, (n + 127) / 128);
             EXPECT_EQ(p.ksteps_per_tile, (k * bytes + 63) / 64);
             if (p.rows_per_cta > 0) {  // row split: one wave of blocks, or 4+ blocks per CTA
-              EXPECT_TRUE(p.rows_per_cta == 32 || p.rows_per_cta == 64);
+              EXPECT_TRUE(p.rows_per_cta == 16 || p.rows_per_cta == 32 || p.rows_per_cta == 64);
               const int64_t blocks = (n + p.rows_per_cta - 1) / p.rows_per_cta;
-              if (blocks > 2 * sms) {
+              // Block b goes to CTA b % ctas: every CTA has blocks_per_cta or one fewer.
+              ASSERT_GE(p.blocks_per_cta, 1);
+              EXPECT_EQ((blocks + p.ctas - 1) / p.ctas, p.blocks_per_cta);
+              EXPECT_GE(blocks / p.ctas, p.blocks_per_cta - 1);
+              if (p.blocks_per_cta > 1) {
                 EXPECT_EQ(p.rows_per_cta, 32);
-                EXPECT_EQ(p.ctas, 2 * sms);
-                EXPECT_GE(blocks, 4 * p.ctas);
+                EXPECT_LE(p.ctas, 2 * sms);
+                EXPECT_GE(p.blocks_per_cta, 4);
+                EXPECT_TRUE(bytes == 2 || m <= 8) << "fp8 with 2+ n-tiles stays on Stream-K";
               } else {
                 EXPECT_EQ(p.ctas, blocks);
+                // 4 CTAs per SM only for fp8 with one n-tile, else 2.
+                EXPECT_LE(p.ctas, (bytes == 1 && m <= 8 ? 4 : 2) * sms);
               }
+              EXPECT_TRUE(p.rows_per_cta != 16 || (bytes == 1 && m <= 8));
+              EXPECT_TRUE(p.rows_per_cta != 64 || m <= 8);
               EXPECT_EQ(p.ksteps_per_cta, p.ksteps_per_tile);
               // Each of a CTA's 8 * 16 / rows_per_cta k-parts gets a ring's worth (4) of k-steps.
               EXPECT_GE(p.ksteps_per_tile, 128 / p.rows_per_cta * 4);
@@ -79,7 +89,7 @@ TEST(PlanSkinnyGemm, CoversTheWorkExactly) {
   // Small n at large k must be split to fill the GPU; a huge vocabulary fills it whole.
   EXPECT_TRUE(PlanSkinnyGemm(1, 1024, 28672, 2, 132).split);
   EXPECT_GE(PlanSkinnyGemm(1, 1024, 28672, 2, 132).ctas, 250);
-  EXPECT_EQ(PlanSkinnyGemm(16, 128256, 16384, 2, 132).ctas, 264);
+  EXPECT_EQ(PlanSkinnyGemm(16, 128256, 16384, 1, 132).ctas, 264);
   EXPECT_EQ(PlanSkinnyGemm(0, 1024, 1024, 2, 132).ctas, 0);
 }
 
@@ -91,21 +101,33 @@ TEST(PlanSkinnyGemm, RowSplitWhereWholeRowsFillTheGpu) {
   EXPECT_EQ(o.ctas, 256);
   EXPECT_EQ(o.workspace_bytes, 0u);
   EXPECT_EQ(PlanSkinnyGemm(32, 8192, 8192, 1, 132).rows_per_cta, 32);
-  // qkv: 64-row CTAs (160) with one n-tile, and with fp8 weights up to 4 tokens.
+  // qkv: 64-row CTAs (160) with one n-tile; with fp8 weights 32-row ones (320, 4 per SM).
   EXPECT_EQ(PlanSkinnyGemm(1, 10240, 8192, 2, 132).rows_per_cta, 64);
   EXPECT_EQ(PlanSkinnyGemm(1, 10240, 8192, 2, 132).ctas, 160);
   EXPECT_EQ(PlanSkinnyGemm(8, 10240, 8192, 2, 132).rows_per_cta, 64);
   EXPECT_EQ(PlanSkinnyGemm(9, 10240, 8192, 2, 132).rows_per_cta, 0);
-  EXPECT_EQ(PlanSkinnyGemm(4, 10240, 8192, 1, 132).rows_per_cta, 64);
-  EXPECT_EQ(PlanSkinnyGemm(5, 10240, 8192, 1, 132).rows_per_cta, 0);
-  // down_proj (896 k-steps of bf16): 32 rows at every m, both weight types.
+  EXPECT_EQ(PlanSkinnyGemm(1, 10240, 8192, 1, 132).rows_per_cta, 32);
+  EXPECT_EQ(PlanSkinnyGemm(8, 10240, 8192, 1, 132).ctas, 320);
+  EXPECT_EQ(PlanSkinnyGemm(9, 10240, 8192, 1, 132).rows_per_cta, 0);
+  // o and down with fp8 and one n-tile: 512 CTAs of 16 rows.
+  EXPECT_EQ(PlanSkinnyGemm(1, 8192, 8192, 1, 132).rows_per_cta, 16);
+  EXPECT_EQ(PlanSkinnyGemm(8, 8192, 28672, 1, 132).ctas, 512);
+  // down_proj (896 k-steps of bf16): 32 rows at every m, both weight types past 8 tokens.
   EXPECT_EQ(PlanSkinnyGemm(1, 8192, 28672, 2, 132).rows_per_cta, 32);
   EXPECT_EQ(PlanSkinnyGemm(17, 8192, 28672, 2, 132).rows_per_cta, 32);
-  EXPECT_EQ(PlanSkinnyGemm(1, 8192, 28672, 1, 132).rows_per_cta, 32);
-  // gate_up and lm_head: 4+ blocks of 32 rows per CTA, all 264 CTAs.
-  EXPECT_EQ(PlanSkinnyGemm(1, 57344, 8192, 2, 132).rows_per_cta, 32);
-  EXPECT_EQ(PlanSkinnyGemm(1, 57344, 8192, 2, 132).ctas, 264);
-  EXPECT_EQ(PlanSkinnyGemm(16, 128256, 8192, 1, 132).rows_per_cta, 32);
+  EXPECT_EQ(PlanSkinnyGemm(17, 8192, 28672, 1, 132).rows_per_cta, 32);
+  // gate_up and lm_head: 4+ blocks of 32 rows per CTA, as few CTAs as give the fewest rounds
+  // (1792 blocks: 256 CTAs of 7; 4008: 251 of at most 16).
+  const SkinnyGemmPlan gate_up = PlanSkinnyGemm(1, 57344, 8192, 2, 132);
+  EXPECT_EQ(gate_up.rows_per_cta, 32);
+  EXPECT_EQ(gate_up.ctas, 256);
+  EXPECT_EQ(gate_up.blocks_per_cta, 7);
+  EXPECT_EQ(PlanSkinnyGemm(1, 57344, 8192, 1, 132).ctas, 256);
+  EXPECT_EQ(PlanSkinnyGemm(16, 128256, 8192, 2, 132).ctas, 251);
+  EXPECT_EQ(PlanSkinnyGemm(16, 128256, 8192, 2, 132).blocks_per_cta, 16);
+  // ... but not with fp8 weights and 2+ n-tiles.
+  EXPECT_EQ(PlanSkinnyGemm(16, 128256, 8192, 1, 132).rows_per_cta, 0);
+  EXPECT_EQ(PlanSkinnyGemm(9, 57344, 8192, 1, 132).rows_per_cta, 0);
   // Too few blocks for one wave, too many for 4 per CTA: Stream-K (8B's o, and 8B's gate_up with
   // 896 blocks, 3.4 per CTA).
   EXPECT_EQ(PlanSkinnyGemm(1, 4096, 4096, 2, 132).rows_per_cta, 0);
