@@ -63,7 +63,7 @@ namespace truthput {
 namespace {
 
 constexpr int64_t kBatches[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
-constexpr int64_t kAttentionBatches[] = {1, 8, 32};
+constexpr int64_t kAttentionBatches[] = {1, 2, 4, 8, 16, 32};
 constexpr int64_t kMinContext = 512, kMaxContext = 32768;
 constexpr int kCallsPerRound = 16;
 constexpr int64_t kGateTimeoutNs = 500'000'000;

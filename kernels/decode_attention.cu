@@ -409,10 +409,9 @@ int ChooseDecodeSplits(int batch, int num_kv_heads, int kv_len, int sm_count) {
   if (batch <= 0 || num_kv_heads <= 0 || kv_len <= 0) return 1;
   if (sm_count <= 0) sm_count = 132;
   const int64_t ctas = static_cast<int64_t>(batch) * num_kv_heads;
-  if (ctas >= sm_count) return 1;
-  // Two CTAs fit per SM; floor so that every CTA is resident in the first wave.
-  const int64_t by_occupancy = 2 * static_cast<int64_t>(sm_count) / ctas;
-  const int64_t by_length = std::max(1, kv_len / kDecodeMinKeysPerSplit);
+  if (ctas >= kDecodeNoSplitCtas) return 1;
+  const int64_t by_occupancy = sm_count / ctas;
+  const int64_t by_length = kv_len / kDecodeMinKeysPerSplit;
   return static_cast<int>(std::max<int64_t>(
       1, std::min({by_occupancy, by_length, static_cast<int64_t>(kDecodeMaxSplits)})));
 }

@@ -23,12 +23,15 @@
 
 namespace truthput {
 
-// How many context splits to use so that batch * num_kv_heads * splits CTAs fill the GPU (about
-// two resident CTAs per SM), with every split at least kDecodeMinKeysPerSplit keys long and at
-// most kDecodeMaxSplits splits; 1 when batch * num_kv_heads alone fills the SMs. Deterministic;
-// pure host code (no CUDA calls). Non-positive arguments give 1 (sm_count <= 0 is taken as 132,
-// an H100 SXM).
-inline constexpr int kDecodeMinKeysPerSplit = 256;
+// How many context splits to use. None when batch * num_kv_heads >= kDecodeNoSplitCtas: that many
+// CTAs already stream K/V near the ceiling, and a split costs a merge (on the H100, batch 8 and
+// 16 of a 70B model at context 4096: 90-95% of the streaming-read ceiling unsplit against 85-90%
+// in 2-4 splits). Below that, about one CTA per SM (batch * num_kv_heads * splits <= sm_count),
+// every split at least kDecodeMinKeysPerSplit keys long and at most kDecodeMaxSplits splits
+// (results/h100-sxm/decode_attention_experiment.txt). Deterministic; pure host code (no CUDA
+// calls). Non-positive arguments give 1 (sm_count <= 0 is taken as 132, an H100 SXM).
+inline constexpr int kDecodeNoSplitCtas = 64;
+inline constexpr int kDecodeMinKeysPerSplit = 64;
 // Bounds the merge kernel's registers: it holds every split's partial so as to read them all at
 // once.
 inline constexpr int kDecodeMaxSplits = 16;

@@ -21,12 +21,12 @@ TEST(ChooseDecodeSplitsTest, Properties) {
           ASSERT_GE(s, 1);
           EXPECT_LE(s, kDecodeMaxSplits);
           const int64_t ctas = static_cast<int64_t>(batch) * hkv;
-          if (ctas >= sms) {
+          if (ctas >= kDecodeNoSplitCtas || ctas >= sms) {
             EXPECT_EQ(s, 1);
           }
           if (s > 1) {
-            EXPECT_LE(ctas * s, 2 * sms);                        // one wave at 2 CTAs / SM
-            EXPECT_GE(kv_len / s, kDecodeMinKeysPerSplit);        // splits are not tiny
+            EXPECT_LE(ctas * s, sms);                        // about one CTA per SM
+            EXPECT_GE(kv_len / s, kDecodeMinKeysPerSplit);    // splits are not tiny
           }
         }
       }
@@ -35,18 +35,22 @@ TEST(ChooseDecodeSplitsTest, Properties) {
 }
 
 TEST(ChooseDecodeSplitsTest, TypicalLlama70BShapes) {
-  // One sequence, 8 KV heads on 132 SMs: as many 256+-key splits as fill two CTAs per SM, at
-  // most kDecodeMaxSplits.
+  // 8 KV heads on 132 SMs: one sequence takes 16 splits (128 CTAs) from 1024 keys, fewer below;
+  // 2 and 4 sequences 8 and 4; 8 sequences (64 CTAs) and more none.
   EXPECT_EQ(ChooseDecodeSplits(1, 8, 131072, 132), 16);
-  EXPECT_EQ(ChooseDecodeSplits(1, 8, 2048, 132), 8);
-  EXPECT_EQ(ChooseDecodeSplits(1, 8, 300, 132), 1);
-  EXPECT_EQ(ChooseDecodeSplits(3, 8, 4097, 132), 11);
-  EXPECT_EQ(ChooseDecodeSplits(16, 8, 4096, 132), 2);
-  EXPECT_EQ(ChooseDecodeSplits(17, 8, 4096, 132), 1);
+  EXPECT_EQ(ChooseDecodeSplits(1, 8, 1024, 132), 16);
+  EXPECT_EQ(ChooseDecodeSplits(1, 8, 512, 132), 8);
+  EXPECT_EQ(ChooseDecodeSplits(1, 8, 100, 132), 1);
+  EXPECT_EQ(ChooseDecodeSplits(2, 8, 4096, 132), 8);
+  EXPECT_EQ(ChooseDecodeSplits(3, 8, 4097, 132), 5);
+  EXPECT_EQ(ChooseDecodeSplits(4, 8, 4096, 132), 4);
+  EXPECT_EQ(ChooseDecodeSplits(7, 8, 4096, 132), 2);
+  EXPECT_EQ(ChooseDecodeSplits(8, 8, 4096, 132), 1);
+  EXPECT_EQ(ChooseDecodeSplits(16, 8, 4096, 132), 1);
   // Degenerate arguments.
   EXPECT_EQ(ChooseDecodeSplits(0, 8, 4096, 132), 1);
   EXPECT_EQ(ChooseDecodeSplits(1, 8, 0, 132), 1);
-  EXPECT_EQ(ChooseDecodeSplits(4, 8, 131072, 0), 8);  // 0 SMs: assume an H100
+  EXPECT_EQ(ChooseDecodeSplits(4, 8, 131072, 0), 4);  // 0 SMs: assume an H100
 }
 
 TEST(DecodeAttentionWorkspaceBytesTest, Sizes) {
