@@ -44,11 +44,13 @@ constexpr int64_t kCtaKstepBytes = int64_t{kWarps} * kWarpKstepBytes;
 // partial sums; below about 264 * 4 * 8 KB = 8.6 MB of weights the grid shrinks.
 constexpr int kCtasPerSm = 2;
 // Row-split CTAs resident per SM: the kernel's launch bound and the plan's CTA slots. One wave
-// of fp8 blocks with one n-tile runs 4 (the instance needs 55 registers, and more warps in
-// flight than 2 CTAs give are what fp8's half-length rows lack: 70B qkv at one token 80 -> 93%
-// of the streaming ceiling, down at 8 tokens 85 -> 96%, on an H100).
+// of fp8 blocks runs 4 with one n-tile (the instance needs 55 registers) and 3 with two (72):
+// more warps in flight than 2 CTAs give are what fp8's half-length rows lack (70B qkv at one
+// token 80 -> 93% of the streaming ceiling, at 16 tokens 70 -> 81%; down at 8 tokens 85 -> 96%;
+// on H100s).
 constexpr int RowSplitCtasPerSm(bool fp8, int ntiles, bool strided) {
-  return fp8 && ntiles == 1 && !strided ? 4 : kCtasPerSm;
+  if (!fp8 || strided || ntiles > 2) return kCtasPerSm;
+  return ntiles == 1 ? 4 : 3;
 }
 constexpr int64_t kMinKstepsPerCta = kStages - 1;
 // A partial-sum slot holds one warp's accumulators for one n-tile: 32 lanes x 4 floats, in the
@@ -611,7 +613,7 @@ SkinnyGemmPlan PlanSkinnyGemm(int64_t m, int64_t n, int64_t k, int weight_bytes,
   // 99-99.5% with bf16 and 94-97% with fp8 against 95.7-97.4% and 86-88%, but with fp8 and 2+
   // n-tiles 6-11 points behind Stream-K (so not used there). With fp8 and one n-tile, 4 CTAs
   // per SM: qkv (320 blocks of 32 rows) at one token 80 -> 93%, o and down (512 blocks of 16)
-  // at 8 tokens 84 -> 89% and 85 -> 96%.
+  // at 8 tokens 84 -> 89% and 85 -> 96%; with two n-tiles 3: qkv at 16 tokens 70 -> 81%.
   const bool fp8 = weight_bytes == 1;
   const bool one_tile = NTiles(m) == 1;
   const int64_t wave_slots = int64_t{RowSplitCtasPerSm(fp8, NTiles(m), false)} * sm_count;

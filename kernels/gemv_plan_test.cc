@@ -66,8 +66,8 @@ TEST(PlanSkinnyGemm, CoversTheWorkExactly) {
                 EXPECT_TRUE(bytes == 2 || m <= 8) << "fp8 with 2+ n-tiles stays on Stream-K";
               } else {
                 EXPECT_EQ(p.ctas, blocks);
-                // 4 CTAs per SM only for fp8 with one n-tile, else 2.
-                EXPECT_LE(p.ctas, (bytes == 1 && m <= 8 ? 4 : 2) * sms);
+                // fp8: 4 CTAs per SM with one n-tile, 3 with two; else 2.
+                EXPECT_LE(p.ctas, (bytes == 2 ? 2 : m <= 8 ? 4 : m <= 16 ? 3 : 2) * sms);
               }
               EXPECT_TRUE(p.rows_per_cta != 16 || (bytes == 1 && m <= 8));
               EXPECT_TRUE(p.rows_per_cta != 64 || m <= 8);
@@ -101,14 +101,16 @@ TEST(PlanSkinnyGemm, RowSplitWhereWholeRowsFillTheGpu) {
   EXPECT_EQ(o.ctas, 256);
   EXPECT_EQ(o.workspace_bytes, 0u);
   EXPECT_EQ(PlanSkinnyGemm(32, 8192, 8192, 1, 132).rows_per_cta, 32);
-  // qkv: 64-row CTAs (160) with one n-tile; with fp8 weights 32-row ones (320, 4 per SM).
+  // qkv: 64-row CTAs (160) with one n-tile; with fp8 weights 32-row ones (320, 4 per SM with
+  // one n-tile, 3 with two).
   EXPECT_EQ(PlanSkinnyGemm(1, 10240, 8192, 2, 132).rows_per_cta, 64);
   EXPECT_EQ(PlanSkinnyGemm(1, 10240, 8192, 2, 132).ctas, 160);
   EXPECT_EQ(PlanSkinnyGemm(8, 10240, 8192, 2, 132).rows_per_cta, 64);
   EXPECT_EQ(PlanSkinnyGemm(9, 10240, 8192, 2, 132).rows_per_cta, 0);
   EXPECT_EQ(PlanSkinnyGemm(1, 10240, 8192, 1, 132).rows_per_cta, 32);
   EXPECT_EQ(PlanSkinnyGemm(8, 10240, 8192, 1, 132).ctas, 320);
-  EXPECT_EQ(PlanSkinnyGemm(9, 10240, 8192, 1, 132).rows_per_cta, 0);
+  EXPECT_EQ(PlanSkinnyGemm(16, 10240, 8192, 1, 132).ctas, 320);
+  EXPECT_EQ(PlanSkinnyGemm(17, 10240, 8192, 1, 132).rows_per_cta, 0);
   // o and down with fp8 and one n-tile: 512 CTAs of 16 rows.
   EXPECT_EQ(PlanSkinnyGemm(1, 8192, 8192, 1, 132).rows_per_cta, 16);
   EXPECT_EQ(PlanSkinnyGemm(8, 8192, 28672, 1, 132).ctas, 512);
