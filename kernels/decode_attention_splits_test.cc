@@ -36,21 +36,19 @@ TEST(ChooseDecodeSplitsTest, Properties) {
 
 TEST(ChooseDecodeSplitsTest, TypicalLlama70BShapes) {
   // 8 KV heads on 132 SMs: one sequence takes 16 splits (128 CTAs) from 1024 keys, fewer below;
-  // 2 and 4 sequences 8 and 4; 8 sequences (64 CTAs) and more none.
-  EXPECT_EQ(ChooseDecodeSplits(1, 8, 131072, 132), 16);
-  EXPECT_EQ(ChooseDecodeSplits(1, 8, 1024, 132), 16);
-  EXPECT_EQ(ChooseDecodeSplits(1, 8, 512, 132), 8);
-  EXPECT_EQ(ChooseDecodeSplits(1, 8, 100, 132), 1);
-  EXPECT_EQ(ChooseDecodeSplits(2, 8, 4096, 132), 8);
-  EXPECT_EQ(ChooseDecodeSplits(3, 8, 4097, 132), 5);
-  EXPECT_EQ(ChooseDecodeSplits(4, 8, 4096, 132), 4);
-  EXPECT_EQ(ChooseDecodeSplits(7, 8, 4096, 132), 2);
-  EXPECT_EQ(ChooseDecodeSplits(8, 8, 4096, 132), 1);
-  EXPECT_EQ(ChooseDecodeSplits(16, 8, 4096, 132), 1);
-  // Degenerate arguments.
-  EXPECT_EQ(ChooseDecodeSplits(0, 8, 4096, 132), 1);
-  EXPECT_EQ(ChooseDecodeSplits(1, 8, 0, 132), 1);
-  EXPECT_EQ(ChooseDecodeSplits(4, 8, 131072, 0), 4);  // 0 SMs: assume an H100
+  // 2 and 4 sequences 8 and 4; 8 sequences (64 CTAs) and more none. Degenerate arguments give 1;
+  // 0 SMs means an H100.
+  struct Case {
+    int batch, kv_len, sms, want;
+  };
+  for (const Case& c : {Case{1, 131072, 132, 16}, Case{1, 1024, 132, 16}, Case{1, 512, 132, 8},
+                        Case{1, 100, 132, 1}, Case{2, 4096, 132, 8}, Case{3, 4097, 132, 5},
+                        Case{4, 4096, 132, 4}, Case{7, 4096, 132, 2}, Case{8, 4096, 132, 1},
+                        Case{16, 4096, 132, 1}, Case{0, 4096, 132, 1}, Case{1, 0, 132, 1},
+                        Case{4, 131072, 0, 4}}) {
+    EXPECT_EQ(ChooseDecodeSplits(c.batch, 8, c.kv_len, c.sms), c.want)
+        << "batch=" << c.batch << " kv_len=" << c.kv_len << " sms=" << c.sms;
+  }
 }
 
 TEST(DecodeAttentionWorkspaceBytesTest, Sizes) {

@@ -209,7 +209,8 @@ std::vector<Shape> AllShapes() {
                       {1024, 28672},
                       {200, 24},
                       // Row splits with a partial last CTA and k-steps (33 bf16, 17 fp8) that
-                      // the CTA's k-parts do not divide: 32 rows per CTA, then 64 (m <= 8).
+                      // the CTA's k-parts do not divide: 32 rows per CTA; for 9000 rows 64 with
+                      // bf16 (m <= 8), 282 CTAs of 32 (3-4 per SM) with fp8 (m <= 16).
                       {8000, 1032},
                       {9000, 1032},
                       // fp8 with one n-tile: 16-row CTAs (500, the last with 11 rows), 33 k-steps.
