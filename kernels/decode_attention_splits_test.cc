@@ -77,6 +77,10 @@ TEST(DecodeAttentionTest, RejectsBadArguments) {
             kInvalid);  // misaligned q
   EXPECT_EQ(DecodeAttention(p, p + 4, p, p, 1, 64, 8, 128, 16, 16, 0.1f, 2, ws, nullptr).code(),
             kInvalid);  // misaligned K cache
+  EXPECT_EQ(DecodeAttention(p, p, p, p + 4, 1, 64, 8, 128, 16, 16, 0.1f, 2, ws, nullptr).code(),
+            kInvalid);  // out not 16-byte aligned (the combine stores 8 bf16 at a time)
+  EXPECT_EQ(DecodeAttention(p, p, p, p, 1, 64, 8, 128, 16, 16, 0.1f, 2, ws + 1, nullptr).code(),
+            kInvalid);  // workspace not 16-byte aligned
 }
 
 }  // namespace
