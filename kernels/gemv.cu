@@ -252,32 +252,59 @@ struct WarpGemm {
 
   // acc += this warp's 16 rows x tokens over k-steps [ks0, ks1) of the tile. Leaves no cp.async
   // in flight (the ring is reused by the next segment).
-  template <int kStride = 1>
+  //
+  // kPairs: the loop runs two k-steps per iteration with the tokens' x in two buffers that swap
+  // roles, instead of copying the prefetched x into place after every k-step. Fewer instructions
+  // per weight byte, which is what limits several tokens per warp (70B, fp8, 16 tokens: 74-80 ->
+  // 86-88% of the streaming ceiling on qkv, o and down); with one n-tile it helps fp8 with 32+
+  // rows per CTA and costs bf16 and 16-row fp8 blocks 1-6 points, so those keep the single step
+  // (results/h100-sxm/gemv_load_experiment.txt, section 13).
+  template <int kStride = 1, bool kPairs = (NT >= 2)>
   __device__ __forceinline__ void Run(int ks0, int ks1, float (&acc)[NT][4]) const {
 #pragma unroll
     for (int i = 0; i < kStages - 1; ++i) Issue(i, ks0 + i * kStride, ks1);
     uint32_t x[NT][kElems / 2];
     LoadXStep(ks0, x);
     int stage = 0;
-    for (int s = ks0; s < ks1; s += kStride) {
-      CpAsyncWait<kStages - 2>();  // k-step s has landed (this lane's copies)
-      // Refill the stage consumed in the previous iteration with k-step s + kStages - 1.
-      const int refill = stage == 0 ? kStages - 1 : stage - 1;
-      Issue(refill, s + (kStages - 1) * kStride, ks1);
-      const uint32_t at = ring + stage * kStageUint4s * 16;
-      const uint4 a = LoadShared16(at);
-      const uint4 b = LoadShared16(at + 32 * 16);
-      uint32_t x_next[NT][kElems / 2];
-      LoadXStep(s + kStride, x_next);  // past the row's end: zeros, nothing read
-      Step(a, b, x, acc);
-#pragma unroll
-      for (int nt = 0; nt < NT; ++nt) {
-#pragma unroll
-        for (int i = 0; i < kElems / 2; ++i) x[nt][i] = x_next[nt][i];
+    int s = ks0;
+    if constexpr (kPairs) {
+      uint32_t x2[NT][kElems / 2];
+      for (; s + kStride < ks1; s += 2 * kStride) {
+        KStep<kStride>(s, ks1, stage, x, x2, acc);
+        KStep<kStride>(s + kStride, ks1, stage, x2, x, acc);
       }
-      stage = stage == kStages - 1 ? 0 : stage + 1;
+      if (s < ks1) KStep<kStride>(s, ks1, stage, x, x2, acc);
+    } else {
+      for (; s < ks1; s += kStride) {
+        uint32_t x_next[NT][kElems / 2];
+        KStep<kStride>(s, ks1, stage, x, x_next, acc);
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+          for (int i = 0; i < kElems / 2; ++i) x[nt][i] = x_next[nt][i];
+        }
+      }
     }
     CpAsyncWait<0>();
+  }
+
+  // One k-step s of Run: waits for its weights, refills the ring, loads the next k-step's x into
+  // x_next and adds the products of x and the weights to acc.
+  template <int kStride>
+  __device__ __forceinline__ void KStep(int s, int ks1, int& stage,
+                                        const uint32_t (&x)[NT][kElems / 2],
+                                        uint32_t (&x_next)[NT][kElems / 2],
+                                        float (&acc)[NT][4]) const {
+    CpAsyncWait<kStages - 2>();  // k-step s has landed (this lane's copies)
+    // Refill the stage consumed in the previous k-step with k-step s + kStages - 1.
+    const int refill = stage == 0 ? kStages - 1 : stage - 1;
+    Issue(refill, s + (kStages - 1) * kStride, ks1);
+    const uint32_t at = ring + stage * kStageUint4s * 16;
+    const uint4 a = LoadShared16(at);
+    const uint4 b = LoadShared16(at + 32 * 16);
+    LoadXStep(s + kStride, x_next);  // past the row's end: zeros, nothing read
+    Step(a, b, x, acc);
+    stage = stage == kStages - 1 ? 0 : stage + 1;
   }
 };
 
@@ -430,7 +457,7 @@ __global__ void __launch_bounds__(kThreads, RowSplitCtasPerSm(kFp8, NT, kStrided
       if constexpr (NT == 1) {
         // Parts interleaved k-step by k-step: the CTA's warps read neighbouring k-steps of the
         // same rows at once, one region of memory instead of kParts far apart.
-        gemm.template Run<kParts>(part, static_cast<int>(kpt), acc);
+        gemm.template Run<kParts, kFp8 && R >= 32>(part, static_cast<int>(kpt), acc);
       } else {
         gemm.Run(static_cast<int>(part * kpt / kParts),
                  static_cast<int>((part + 1) * kpt / kParts), acc);
