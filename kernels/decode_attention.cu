@@ -29,10 +29,11 @@ constexpr int kTileBytes = kTileKeys * D * static_cast<int>(sizeof(bf16));  // o
 
 template <int D>
 constexpr size_t kPipelineSmem = static_cast<size_t>(kWarps) * kStages * 2 * kTileBytes<D>;
-// The warps' states for the end-of-CTA combine: numerator rows padded by 4 floats (rows stay
-// 16-byte aligned; the mma fragments' stores spread over more banks), then max and sum.
+// The warps' states for the end-of-CTA combine: numerator rows padded by 8 floats, so that a
+// row starts 8 banks after the one before it and the fragments' float2 stores (4 rows x 8
+// columns per half-warp) hit 32 different banks; then max and sum.
 template <int D>
-constexpr int kCombineStride = D + 4;
+constexpr int kCombineStride = D + 8;
 template <int D>
 constexpr size_t kCombineSmem =
     static_cast<size_t>(kWarps) * kRows * (kCombineStride<D> + 2) * sizeof(float);
@@ -279,9 +280,13 @@ __global__ void __launch_bounds__(kThreads, 2) DecodeAttentionKernel(AttnParams 
 #pragma unroll
     for (int jn = 0; jn < kNTiles; ++jn) {
       const int col = jn * 8 + 2 * t;
-      *reinterpret_cast<float2*>(o_w + g * kStride + col) = make_float2(acc[jn][0], acc[jn][1]);
-      *reinterpret_cast<float2*>(o_w + (g + 8) * kStride + col) =
-          make_float2(acc[jn][2], acc[jn][3]);
+      if (has_lo) {  // rows past the group (zero padding of the mma) are never read
+        *reinterpret_cast<float2*>(o_w + g * kStride + col) = make_float2(acc[jn][0], acc[jn][1]);
+      }
+      if (has_hi) {
+        *reinterpret_cast<float2*>(o_w + (g + 8) * kStride + col) =
+            make_float2(acc[jn][2], acc[jn][3]);
+      }
     }
     if (t == 0) {
       sm_m[warp * kRows + g] = m_lo;
@@ -292,24 +297,24 @@ __global__ void __launch_bounds__(kThreads, 2) DecodeAttentionKernel(AttnParams 
   }
   __syncthreads();
 
-  // Each thread combines 8 adjacent columns of one row, every load issued before the first is
-  // used. With 4 warps per SM this is latency-bound: one column per thread (8 rounds of
-  // dependent shared-memory loads) made the end of a CTA take about 1.8 us on an H100, this
-  // 0.7 us, beside a K/V stream of 5-10 us at batch 1 (decode_attention_experiment.txt).
-  constexpr int kChunks = D / 8;
+  // Each thread combines 8 columns of one row (c..c+3 and D/2+c..: a quarter-warp's float4 loads
+  // then cover all 32 banks), every load issued before the first is used. With 4 warps per SM
+  // this is latency-bound: one column per thread (8 rounds of dependent shared-memory loads) made
+  // the end of a CTA take about 1.8 us on an H100 (decode_attention_experiment.txt).
+  constexpr int kThreadsPerRow = D / 8;
   const int rows_left = p.group - head_tile * kRows;
   const int rows = rows_left < kRows ? rows_left : kRows;
-  for (int e = threadIdx.x; e < rows * kChunks; e += kThreads) {
-    const int r = e / kChunks, c = (e % kChunks) * 8;
+  for (int e = threadIdx.x; e < rows * kThreadsPerRow; e += kThreads) {
+    const int r = e / kThreadsPerRow, c = (e % kThreadsPerRow) * 4, c2 = c + D / 2;
     float mw[kWarps], lw[kWarps];
     float4 ow[kWarps][2];
 #pragma unroll
     for (int w = 0; w < kWarps; ++w) {
       mw[w] = sm_m[w * kRows + r];
       lw[w] = sm_l[w * kRows + r];
-      const float4* o = reinterpret_cast<const float4*>(sm_o + (w * kRows + r) * kStride + c);
-      ow[w][0] = o[0];
-      ow[w][1] = o[1];
+      const float* o = sm_o + (w * kRows + r) * kStride;
+      ow[w][0] = *reinterpret_cast<const float4*>(o + c);
+      ow[w][1] = *reinterpret_cast<const float4*>(o + c2);
     }
     float m = -INFINITY;
 #pragma unroll
@@ -331,20 +336,20 @@ __global__ void __launch_bounds__(kThreads, 2) DecodeAttentionKernel(AttnParams 
     const int64_t bh = q_head0 + head_tile * kRows + r;  // b * Hq + query head
     if (p.num_splits == 1) {
       const float inv = 1.0f / l;
-      uint4 packed;
-      uint32_t* w32 = &packed.x;
+      uint32_t w32[4];
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         const __nv_bfloat162 h = __floats2bfloat162_rn(o[2 * i] * inv, o[2 * i + 1] * inv);
         w32[i] = *reinterpret_cast<const uint32_t*>(&h);
       }
-      *reinterpret_cast<uint4*>(p.out + bh * D + c) = packed;
+      *reinterpret_cast<uint2*>(p.out + bh * D + c) = make_uint2(w32[0], w32[1]);
+      *reinterpret_cast<uint2*>(p.out + bh * D + c2) = make_uint2(w32[2], w32[3]);
     } else {
-      const int64_t slot = bh * p.num_splits + split;
-      float4* dst = reinterpret_cast<float4*>(p.ws_acc + slot * D + c);
-      dst[0] = make_float4(o[0], o[1], o[2], o[3]);
-      dst[1] = make_float4(o[4], o[5], o[6], o[7]);
+      float* dst = p.ws_acc + (bh * p.num_splits + split) * D;
+      *reinterpret_cast<float4*>(dst + c) = make_float4(o[0], o[1], o[2], o[3]);
+      *reinterpret_cast<float4*>(dst + c2) = make_float4(o[4], o[5], o[6], o[7]);
       if (c == 0) {
+        const int64_t slot = bh * p.num_splits + split;
         p.ws_m[slot] = m;  // -inf (with l = 0) for a split past the end of the context
         p.ws_l[slot] = l;
       }

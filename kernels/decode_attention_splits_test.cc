@@ -78,7 +78,7 @@ TEST(DecodeAttentionTest, RejectsBadArguments) {
   EXPECT_EQ(DecodeAttention(p, p + 4, p, p, 1, 64, 8, 128, 16, 16, 0.1f, 2, ws, nullptr).code(),
             kInvalid);  // misaligned K cache
   EXPECT_EQ(DecodeAttention(p, p, p, p + 4, 1, 64, 8, 128, 16, 16, 0.1f, 2, ws, nullptr).code(),
-            kInvalid);  // out not 16-byte aligned (the combine stores 8 bf16 at a time)
+            kInvalid);  // out not 16-byte aligned (as the caches must be)
   EXPECT_EQ(DecodeAttention(p, p, p, p, 1, 64, 8, 128, 16, 16, 0.1f, 2, ws + 1, nullptr).code(),
             kInvalid);  // workspace not 16-byte aligned
 }
