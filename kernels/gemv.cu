@@ -43,14 +43,18 @@ constexpr int64_t kCtaKstepBytes = int64_t{kWarps} * kWarpKstepBytes;
 // k-steps (all of them in flight at once), so a tiny GEMM uses fewer CTAs rather than more
 // partial sums; below about 264 * 4 * 8 KB = 8.6 MB of weights the grid shrinks.
 constexpr int kCtasPerSm = 2;
-// Row-split CTAs resident per SM: the kernel's launch bound and the plan's CTA slots. One wave
-// of fp8 blocks runs 4 with one n-tile (the instance needs 55 registers) and 3 with two (72):
-// more warps in flight than 2 CTAs give are what fp8's half-length rows lack (70B qkv at one
-// token 80 -> 93% of the streaming ceiling, at 16 tokens 70 -> 81%; down at 8 tokens 85 -> 96%;
-// on H100s).
+// Row-split CTAs resident per SM: the kernel's launch bound and the plan's CTA slots. More than
+// 2 where the instance's registers allow it: more warps in flight, and one wave for more blocks.
+// One wave of fp8 blocks runs 4 with one n-tile (the instance needs 55 registers) and 3 with two
+// (72): 70B qkv at one token 80 -> 93% of the streaming ceiling, at 16 tokens 70 -> 81%; down at
+// 8 tokens 85 -> 96%. One wave of bf16 blocks runs 4 with two n-tiles (64) and 3 with three (72):
+// qkv at 16 tokens leaves Stream-K, 87 -> 96%; 16-row blocks for down 95 -> 96%. bf16's strided
+// split runs 3 with two n-tiles (72): gate_up at 16 tokens 92 -> 94%, lm_head 92 -> 95%. (On
+// H100s; results/h100-sxm/gemv_load_experiment.txt.)
 constexpr int RowSplitCtasPerSm(bool fp8, int ntiles, bool strided) {
-  if (!fp8 || strided || ntiles > 2) return kCtasPerSm;
-  return ntiles == 1 ? 4 : 3;
+  if (strided) return !fp8 && ntiles == 2 ? 3 : kCtasPerSm;
+  if (fp8) return ntiles == 1 ? 4 : ntiles == 2 ? 3 : kCtasPerSm;
+  return ntiles == 2 ? 4 : ntiles == 3 ? 3 : kCtasPerSm;
 }
 constexpr int64_t kMinKstepsPerCta = kStages - 1;
 // A partial-sum slot holds one warp's accumulators for one n-tile: 32 lanes x 4 floats, in the
@@ -542,8 +546,9 @@ void LaunchRowSplitForTiles(int ntiles, dim3 grid, const Params& p, cudaStream_t
   }
 }
 
-// The instances PlanSkinnyGemm can choose: 64-row blocks only with one n-tile; with fp8 weights,
-// 16-row blocks (one wave) and several blocks per CTA only with one n-tile.
+// The instances PlanSkinnyGemm can choose: 64-row blocks only with one n-tile; 16-row blocks (one
+// wave) only at 4 CTAs per SM: fp8 with one n-tile, bf16 with two; with fp8 weights, several
+// blocks per CTA only with one n-tile.
 template <bool kFp8>
 void LaunchRowSplit(const SkinnyGemmPlan& plan, int ntiles, const Params& p,
                     cudaStream_t stream) {
@@ -554,6 +559,7 @@ void LaunchRowSplit(const SkinnyGemmPlan& plan, int ntiles, const Params& p,
     if (plan.rows_per_cta == 16) return LaunchRowSplitKernel<kFp8, 1, 16, false>(grid, p, stream);
     if (strided) return LaunchRowSplitKernel<kFp8, 1, 32, true>(grid, p, stream);
   } else {
+    if (plan.rows_per_cta == 16) return LaunchRowSplitKernel<kFp8, 2, 16, false>(grid, p, stream);
     if (strided) return LaunchRowSplitForTiles<kFp8, 32, true>(ntiles, grid, p, stream);
   }
   LaunchRowSplitForTiles<kFp8, 32, false>(ntiles, grid, p, stream);
@@ -640,13 +646,15 @@ SkinnyGemmPlan PlanSkinnyGemm(int64_t m, int64_t n, int64_t k, int weight_bytes,
   // 99-99.5% with bf16 and 94-97% with fp8 against 95.7-97.4% and 86-88%, but with fp8 and 2+
   // n-tiles 6-11 points behind Stream-K (so not used there). With fp8 and one n-tile, 4 CTAs
   // per SM: qkv (320 blocks of 32 rows) at one token 80 -> 93%, o and down (512 blocks of 16)
-  // at 8 tokens 84 -> 89% and 85 -> 96%; with two n-tiles 3: qkv at 16 tokens 70 -> 81%.
+  // at 8 tokens 84 -> 89% and 85 -> 96%; with two n-tiles 3: qkv at 16 tokens 70 -> 81%. bf16
+  // with two n-tiles, 4 per SM: qkv at 16 tokens 87 -> 96% (section 15). 16-row blocks only at
+  // 4 CTAs per SM.
   const bool fp8 = weight_bytes == 1;
   const bool one_tile = NTiles(m) == 1;
   const int64_t wave_slots = int64_t{RowSplitCtasPerSm(fp8, NTiles(m), false)} * sm_count;
   const int64_t strided_slots = int64_t{RowSplitCtasPerSm(fp8, NTiles(m), true)} * sm_count;
   for (const int rows : {16, 32, 64}) {
-    if (rows == 16 && !(fp8 && one_tile)) continue;
+    if (rows == 16 && RowSplitCtasPerSm(fp8, NTiles(m), false) < 4) continue;
     if (rows == 64 && (!one_tile || (fp8 && m > 4))) continue;
     const int64_t blocks = CeilDiv(n, rows);
     const int64_t parts = kWarps * kWarpRows / rows;

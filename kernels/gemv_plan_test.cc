@@ -45,7 +45,7 @@ TEST(PlanSkinnyGemm, CoversTheWorkExactly) {
     for (int64_t n : {1, 8, 127, 128, 1000, 1024, 1280, 8192, 57344, 128256}) {
       for (int64_t k : {8, 24, 1024, 1032, 4096, 8192, 28672, 53248}) {
         for (int bytes : {1, 2}) {
-          for (int64_t m : {1, 8, 9, 32}) {
+          for (int64_t m : {1, 8, 9, 16, 17, 32}) {
             SCOPED_TRACE(absl::StrCat("sms=", sms, " n=", n, " k=", k, " bytes=", bytes));
             const SkinnyGemmPlan p = PlanSkinnyGemm(m, n, k, bytes, sms);
             ASSERT_GE(p.ctas, 1);
@@ -61,15 +61,21 @@ TEST(PlanSkinnyGemm, CoversTheWorkExactly) {
               EXPECT_GE(blocks / p.ctas, p.blocks_per_cta - 1);
               if (p.blocks_per_cta > 1) {
                 EXPECT_EQ(p.rows_per_cta, 32);
-                EXPECT_LE(p.ctas, 2 * sms);
+                // bf16 with two n-tiles: 3 CTAs per SM; else 2.
+                EXPECT_LE(p.ctas, (bytes == 2 && m > 8 && m <= 16 ? 3 : 2) * sms);
                 EXPECT_GE(p.blocks_per_cta, 4);
                 EXPECT_TRUE(bytes == 2 || m <= 8) << "fp8 with 2+ n-tiles stays on Stream-K";
               } else {
                 EXPECT_EQ(p.ctas, blocks);
-                // fp8: 4 CTAs per SM with one n-tile, 3 with two; else 2.
-                EXPECT_LE(p.ctas, (bytes == 2 ? 2 : m <= 8 ? 4 : m <= 16 ? 3 : 2) * sms);
+                // fp8: 4 CTAs per SM with one n-tile, 3 with two; bf16: 4 with two, 3 with
+                // three; else 2.
+                const int per_sm = bytes == 1 ? (m <= 8 ? 4 : m <= 16 ? 3 : 2)
+                                              : (m <= 8 ? 2 : m <= 16 ? 4 : m <= 24 ? 3 : 2);
+                EXPECT_LE(p.ctas, per_sm * sms);
               }
-              EXPECT_TRUE(p.rows_per_cta != 16 || (bytes == 1 && m <= 8));
+              // 16-row blocks only at 4 CTAs per SM.
+              EXPECT_TRUE(p.rows_per_cta != 16 || (bytes == 1 && m <= 8) ||
+                          (bytes == 2 && m > 8 && m <= 16));
               EXPECT_TRUE(p.rows_per_cta != 64 || m <= 8);
               EXPECT_EQ(p.ksteps_per_cta, p.ksteps_per_tile);
               // Each of a CTA's 8 * 16 / rows_per_cta k-parts gets a ring's worth (4) of k-steps.
@@ -106,7 +112,11 @@ TEST(PlanSkinnyGemm, RowSplitWhereWholeRowsFillTheGpu) {
   EXPECT_EQ(PlanSkinnyGemm(1, 10240, 8192, 2, 132).rows_per_cta, 64);
   EXPECT_EQ(PlanSkinnyGemm(1, 10240, 8192, 2, 132).ctas, 160);
   EXPECT_EQ(PlanSkinnyGemm(8, 10240, 8192, 2, 132).rows_per_cta, 64);
-  EXPECT_EQ(PlanSkinnyGemm(9, 10240, 8192, 2, 132).rows_per_cta, 0);
+  // bf16 with two and three n-tiles: 320 CTAs of 32 (4 and 3 per SM); four: Stream-K.
+  EXPECT_EQ(PlanSkinnyGemm(9, 10240, 8192, 2, 132).ctas, 320);
+  EXPECT_EQ(PlanSkinnyGemm(9, 10240, 8192, 2, 132).rows_per_cta, 32);
+  EXPECT_EQ(PlanSkinnyGemm(24, 10240, 8192, 2, 132).ctas, 320);
+  EXPECT_EQ(PlanSkinnyGemm(25, 10240, 8192, 2, 132).rows_per_cta, 0);
   EXPECT_EQ(PlanSkinnyGemm(1, 10240, 8192, 1, 132).rows_per_cta, 32);
   EXPECT_EQ(PlanSkinnyGemm(8, 10240, 8192, 1, 132).ctas, 320);
   EXPECT_EQ(PlanSkinnyGemm(16, 10240, 8192, 1, 132).ctas, 320);
@@ -114,6 +124,9 @@ TEST(PlanSkinnyGemm, RowSplitWhereWholeRowsFillTheGpu) {
   // o and down with fp8 and one n-tile: 512 CTAs of 16 rows.
   EXPECT_EQ(PlanSkinnyGemm(1, 8192, 8192, 1, 132).rows_per_cta, 16);
   EXPECT_EQ(PlanSkinnyGemm(8, 8192, 28672, 1, 132).ctas, 512);
+  // ... and with bf16 and two n-tiles.
+  EXPECT_EQ(PlanSkinnyGemm(16, 8192, 28672, 2, 132).ctas, 512);
+  EXPECT_EQ(PlanSkinnyGemm(16, 8192, 28672, 2, 132).rows_per_cta, 16);
   // down_proj (896 k-steps of bf16): 32 rows at every m, both weight types past 8 tokens.
   EXPECT_EQ(PlanSkinnyGemm(1, 8192, 28672, 2, 132).rows_per_cta, 32);
   EXPECT_EQ(PlanSkinnyGemm(17, 8192, 28672, 2, 132).rows_per_cta, 32);
@@ -125,8 +138,13 @@ TEST(PlanSkinnyGemm, RowSplitWhereWholeRowsFillTheGpu) {
   EXPECT_EQ(gate_up.ctas, 256);
   EXPECT_EQ(gate_up.blocks_per_cta, 7);
   EXPECT_EQ(PlanSkinnyGemm(1, 57344, 8192, 1, 132).ctas, 256);
-  EXPECT_EQ(PlanSkinnyGemm(16, 128256, 8192, 2, 132).ctas, 251);
-  EXPECT_EQ(PlanSkinnyGemm(16, 128256, 8192, 2, 132).blocks_per_cta, 16);
+  EXPECT_EQ(PlanSkinnyGemm(24, 128256, 8192, 2, 132).ctas, 251);
+  EXPECT_EQ(PlanSkinnyGemm(24, 128256, 8192, 2, 132).blocks_per_cta, 16);
+  // bf16 with two n-tiles: 3 CTAs per SM (396 slots): 359 CTAs of 5 for gate_up, 365 of 11.
+  EXPECT_EQ(PlanSkinnyGemm(16, 57344, 8192, 2, 132).ctas, 359);
+  EXPECT_EQ(PlanSkinnyGemm(16, 57344, 8192, 2, 132).blocks_per_cta, 5);
+  EXPECT_EQ(PlanSkinnyGemm(16, 128256, 8192, 2, 132).ctas, 365);
+  EXPECT_EQ(PlanSkinnyGemm(16, 128256, 8192, 2, 132).blocks_per_cta, 11);
   // ... but not with fp8 weights and 2+ n-tiles.
   EXPECT_EQ(PlanSkinnyGemm(16, 128256, 8192, 1, 132).rows_per_cta, 0);
   EXPECT_EQ(PlanSkinnyGemm(9, 57344, 8192, 1, 132).rows_per_cta, 0);

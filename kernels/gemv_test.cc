@@ -58,7 +58,7 @@ StreamPtr MakeStream() {
 
 constexpr float kXScale = 1.0f;
 constexpr float kWScale = 0.05f;
-constexpr int64_t kMs[] = {1, 2, 3, 5, 8, 16, 17, 24, 31, 32};  // 1 to 4 n-tiles
+constexpr int64_t kMs[] = {1, 2, 3, 5, 8, 12, 16, 17, 24, 31, 32};  // 1 to 4 n-tiles
 
 // Outputs are checked with ExpectCloseToReference (gpu_test_util.h), with the bounds of
 // cublaslt_gemm_test.cc without split-K in bf16 (these kernels reduce split-K partials in fp32).
@@ -209,11 +209,13 @@ std::vector<Shape> AllShapes() {
                       {1024, 28672},
                       {200, 24},
                       // Row splits with a partial last CTA and k-steps (33 bf16, 17 fp8) that
-                      // the CTA's k-parts do not divide: 32 rows per CTA; for 9000 rows 64 with
-                      // bf16 (m <= 8), 282 CTAs of 32 (3-4 per SM) with fp8 (m <= 16).
+                      // the CTA's k-parts do not divide: 32 rows per CTA (bf16 at 9-16 tokens:
+                      // 500 CTAs of 16); for 9000 rows 64 with bf16 (m <= 8), 282 CTAs of 32
+                      // (3-4 per SM) with fp8 (m <= 16) and bf16 (9-24).
                       {8000, 1032},
                       {9000, 1032},
-                      // fp8 with one n-tile: 16-row CTAs (500, the last with 11 rows), 33 k-steps.
+                      // 16-row CTAs (fp8 with one n-tile, bf16 with two): 500, the last with 11
+                      // rows, 33 (fp8) or 65 k-steps.
                       {7995, 2056}}) {
     if (seen.insert({n, k}).second) shapes.push_back({absl::StrCat("odd_", n, "x", k), n, k});
   }
