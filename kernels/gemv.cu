@@ -555,11 +555,12 @@ void LaunchRowSplit(const SkinnyGemmPlan& plan, int ntiles, const Params& p,
   const dim3 grid(static_cast<unsigned>(plan.ctas));
   const bool strided = plan.blocks_per_cta > 1;
   if (plan.rows_per_cta == 64) return LaunchRowSplitKernel<kFp8, 1, 64, false>(grid, p, stream);
+  if (plan.rows_per_cta == 16) {
+    return LaunchRowSplitKernel<kFp8, kFp8 ? 1 : 2, 16, false>(grid, p, stream);
+  }
   if constexpr (kFp8) {
-    if (plan.rows_per_cta == 16) return LaunchRowSplitKernel<kFp8, 1, 16, false>(grid, p, stream);
     if (strided) return LaunchRowSplitKernel<kFp8, 1, 32, true>(grid, p, stream);
   } else {
-    if (plan.rows_per_cta == 16) return LaunchRowSplitKernel<kFp8, 2, 16, false>(grid, p, stream);
     if (strided) return LaunchRowSplitForTiles<kFp8, 32, true>(ntiles, grid, p, stream);
   }
   LaunchRowSplitForTiles<kFp8, 32, false>(ntiles, grid, p, stream);
