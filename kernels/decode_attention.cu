@@ -66,6 +66,7 @@ using ptx::Ldmatrix4;
 using ptx::Ldmatrix4Trans;
 using ptx::MmaBf16;
 using ptx::SmemAddr;
+using ptx::SwizzledOffset;  // tiles are [kTileKeys][D] bf16
 
 // Packs (lo, hi) to a bf16x2 register (lo in the low half: the lower column of a fragment) and
 // returns the rounded values' sum, so the softmax denominator adds exactly the weights the
@@ -75,14 +76,6 @@ __device__ __forceinline__ uint32_t PackBf16(float lo, float hi, float& rounded_
   const float2 f = __bfloat1622float2(h);
   rounded_sum += f.x + f.y;
   return *reinterpret_cast<const uint32_t*>(&h);
-}
-
-// Shared-memory tiles are [kTileKeys][D] bf16 with 16-byte chunk c of row r stored at chunk
-// c ^ (r & 7): the 8 rows an ldmatrix reads (and the 8 chunks 8 lanes of a cp.async write) hit 8
-// different bank groups.
-template <int D>
-__device__ __forceinline__ uint32_t SwizzledOffset(int row, int chunk) {
-  return static_cast<uint32_t>((row * D + ((chunk ^ (row & 7)) << 3)) * sizeof(bf16));
 }
 
 // One warp copies keys [key0, key0 + kTileKeys) of K and V (rows >= key_end zero-filled).

@@ -16,6 +16,7 @@
 
 #include "absl/status/status.h"
 #include "gtest/gtest.h"
+#include "kernels/attention_test_util.h"
 #include "kernels/gpu_test_util.h"
 #include "kernels/random_fill.h"
 
@@ -35,98 +36,26 @@ std::ostream& operator<<(std::ostream& os, const AttnCase& c) {
             << " kv_len=" << c.kv_len << " splits=" << c.splits << " q_scale=" << c.q_scale;
 }
 
-// The inputs of one case on the device, plus their host copies.
-class AttnFixture {
+// One case's inputs (the cache 3 positions longer than the context) and its reference.
+class AttnFixture : public AttentionInputs {
  public:
   AttnFixture(const AttnCase& c, uint64_t seed, cudaStream_t stream)
-      : c_(c),
-        cap_(c.kv_len + 3),
-        q_n_(static_cast<int64_t>(c.batch) * c.hq * c.head_dim),
-        cache_n_(static_cast<int64_t>(c.batch) * c.hkv * cap_ * c.head_dim),
-        q_(q_n_ * sizeof(bf16)),
-        k_(cache_n_ * sizeof(bf16)),
-        v_(cache_n_ * sizeof(bf16)),
-        out_(q_n_ * sizeof(bf16)) {
-    const int d = c.head_dim;
-    EXPECT_TRUE(FillRandomBf16(q(), q_n_, seed, c.q_scale, stream).ok());
-    EXPECT_TRUE(FillRandomBf16(k(), cache_n_, seed + 1, 1.0f, stream).ok());
-    EXPECT_TRUE(FillRandomBf16(v(), cache_n_, seed + 2, 1.0f, stream).ok());
-    for (int64_t bh = 0; bh < static_cast<int64_t>(c.batch) * c.hkv; ++bh) {
-      const int64_t tail = (bh * cap_ + c.kv_len) * d;
-      EXPECT_TRUE(FillBf16(k() + tail, (cap_ - c.kv_len) * d, NAN, stream).ok());
-      EXPECT_TRUE(FillBf16(v() + tail, (cap_ - c.kv_len) * d, NAN, stream).ok());
-    }
-    hq_ = ToHost(q(), q_n_);
-    hk_ = ToHost(k(), cache_n_);
-    hv_ = ToHost(v(), cache_n_);
-  }
+      : AttentionInputs(c.batch, /*q_len=*/1, c.hq, c.hkv, c.head_dim, c.kv_len, c.kv_len + 3,
+                        c.q_scale, seed, stream),
+        c_(c) {}
 
-  bf16* q() const { return q_.as<bf16>(); }
-  bf16* k() const { return k_.as<bf16>(); }
-  bf16* v() const { return v_.as<bf16>(); }
-  bf16* out() const { return out_.as<bf16>(); }
-  int cap() const { return cap_; }
-  int64_t out_n() const { return q_n_; }
-  float scale() const { return 1.0f / std::sqrt(static_cast<float>(c_.head_dim)); }
-
-  // softmax(scale * q.K^T) V in double, over keys [0, kv_len).
+  // softmax(scale * q.K^T) V in double over keys [0, kv_len), every row.
   std::vector<double> Reference() const {
-    const int d = c_.head_dim, group = c_.hq / c_.hkv;
-    std::vector<double> out(q_n_);
-    std::vector<double> p(c_.kv_len);
+    std::vector<double> out(q_elems());
     for (int b = 0; b < c_.batch; ++b) {
-      for (int h = 0; h < c_.hq; ++h) {
-        const float* qr = hq_.data() + (static_cast<int64_t>(b) * c_.hq + h) * d;
-        const int64_t head = (static_cast<int64_t>(b) * c_.hkv + h / group) * cap_ * d;
-        double mx = -INFINITY;
-        for (int j = 0; j < c_.kv_len; ++j) {
-          const float* kr = hk_.data() + head + static_cast<int64_t>(j) * d;
-          double s = 0;
-          for (int i = 0; i < d; ++i) s += static_cast<double>(qr[i]) * kr[i];
-          p[j] = s * static_cast<double>(scale());
-          mx = std::max(mx, p[j]);
-        }
-        double den = 0;
-        for (int j = 0; j < c_.kv_len; ++j) den += (p[j] = std::exp(p[j] - mx));
-        double* o = out.data() + (static_cast<int64_t>(b) * c_.hq + h) * d;
-        for (int i = 0; i < d; ++i) o[i] = 0;
-        for (int j = 0; j < c_.kv_len; ++j) {
-          const float* vr = hv_.data() + head + static_cast<int64_t>(j) * d;
-          for (int i = 0; i < d; ++i) o[i] += p[j] * vr[i];
-        }
-        for (int i = 0; i < d; ++i) o[i] /= den;
-      }
+      for (int h = 0; h < c_.hq; ++h) ReferenceRow(b, 0, h, c_.kv_len, out.data() + Row(b, 0, h));
     }
     return out;
   }
 
  private:
   AttnCase c_;
-  int cap_;
-  int64_t q_n_, cache_n_;
-  DeviceMem q_, k_, v_, out_;
-  std::vector<float> hq_, hk_, hv_;
 };
-
-// |got - want| <= 2e-2 |want| + 1e-2 max|want|: bf16 rounding of the output and of the softmax
-// weights fed to the tensor cores is ~0.4%; outputs near zero are judged on the case's scale.
-void ExpectAttentionClose(const std::vector<float>& got, const std::vector<double>& want) {
-  ASSERT_EQ(got.size(), want.size());
-  double ref_scale = 0;
-  for (double w : want) ref_scale = std::max(ref_scale, std::fabs(w));
-  int64_t bad = 0;
-  double worst = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    const double err = std::fabs(static_cast<double>(got[i]) - want[i]);
-    if (!(err <= 2e-2 * std::fabs(want[i]) + 1e-2 * ref_scale)) {
-      if (bad < 5) ADD_FAILURE() << "element " << i << ": got " << got[i] << ", want " << want[i];
-      ++bad;
-    }
-    if (!(err <= worst)) worst = err;
-  }
-  EXPECT_EQ(bad, 0) << "of " << got.size() << "; worst |err| " << worst << ", max|ref| "
-                    << ref_scale;
-}
 
 class DecodeAttentionTest : public ::testing::TestWithParam<AttnCase> {
  protected:
@@ -154,11 +83,11 @@ TEST_P(DecodeAttentionTest, MatchesReference) {
   // Run twice: the second run must not depend on what the first left in the workspace.
   for (int run = 0; run < 2; ++run) {
     SCOPED_TRACE(testing::Message() << "run " << run << " splits=" << splits);
-    ASSERT_OK(FillBf16(f.out(), f.out_n(), NAN, stream_));
+    ASSERT_OK(FillBf16(f.out(), f.q_elems(), NAN, stream_));
     ASSERT_OK(DecodeAttention(f.q(), f.k(), f.v(), f.out(), c.batch, c.hq, c.hkv, c.head_dim,
-                              c.kv_len, f.cap(), f.scale(), splits, ws.as<float>(), stream_));
+                              c.kv_len, f.capacity(), f.scale(), splits, ws.as<float>(), stream_));
     ASSERT_CUDA(cudaStreamSynchronize(stream_));
-    ExpectAttentionClose(ToHost(f.out(), f.out_n()), want);
+    ExpectAttentionClose(ToHost(f.out(), f.q_elems()), want, c.head_dim);
   }
 }
 
@@ -208,10 +137,10 @@ TEST(DecodeAttentionGraphTest, CapturesInCudaGraph) {
 
   cudaGraph_t graph;
   ASSERT_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-  const absl::Status fill = FillBf16(f.out(), f.out_n(), NAN, stream);
+  const absl::Status fill = FillBf16(f.out(), f.q_elems(), NAN, stream);
   const absl::Status attn =
       DecodeAttention(f.q(), f.k(), f.v(), f.out(), c.batch, c.hq, c.hkv, c.head_dim, c.kv_len,
-                      f.cap(), f.scale(), c.splits, ws.as<float>(), stream);
+                      f.capacity(), f.scale(), c.splits, ws.as<float>(), stream);
   ASSERT_CUDA(cudaStreamEndCapture(stream, &graph));
   ASSERT_OK(fill);
   ASSERT_OK(attn);
@@ -221,7 +150,7 @@ TEST(DecodeAttentionGraphTest, CapturesInCudaGraph) {
   for (int i = 0; i < 2; ++i) {
     ASSERT_CUDA(cudaGraphLaunch(exec, stream));
     ASSERT_CUDA(cudaStreamSynchronize(stream));
-    ExpectAttentionClose(ToHost(f.out(), f.out_n()), want);
+    ExpectAttentionClose(ToHost(f.out(), f.q_elems()), want, c.head_dim);
   }
   cudaGraphExecDestroy(exec);
   cudaGraphDestroy(graph);

@@ -165,13 +165,7 @@ using ptx::CpAsyncWait;
 using ptx::Ldmatrix4;
 using ptx::Ldmatrix4Trans;
 using ptx::MmaBf16;
-
-// Tiles are [kKeys][D] bf16 with 16-byte chunk c of row r stored at chunk c ^ (r & 7), so the 8
-// rows an ldmatrix reads (and the 8 chunks 8 lanes of a cp.async write) hit 8 bank groups.
-template <int D>
-__device__ __forceinline__ uint32_t SwizzledOffset(int row, int chunk) {
-  return static_cast<uint32_t>((row * D + ((chunk ^ (row & 7)) << 3)) * sizeof(bf16));
-}
+using ptx::SwizzledOffset;  // tiles are [kKeys][D] bf16
 
 // The CTA copies keys [key0, key0 + kKeys) of K and V; rows at or past kv_len are zero-filled
 // (never read: a NaN there would survive 0 * NaN in P.V).

@@ -19,6 +19,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "kernels/attention_test_util.h"
 #include "kernels/gpu_test_util.h"
 #include "kernels/random_fill.h"
 
@@ -52,7 +53,6 @@ std::ostream& operator<<(std::ostream& os, const PrefillCase& c) {
             << " d=" << c.head_dim << (c.causal ? " causal" : " full") << " q_scale=" << c.q_scale;
 }
 
-// The inputs of one case on the device, plus their host copies.
 // Test names such as "wgmma_b3_q129_s0_h64x8_d128_causal", so --gtest_filter can pick a kernel.
 std::string CaseName(const testing::TestParamInfo<PrefillCase>& info) {
   const PrefillCase& c = info.param;
@@ -64,39 +64,14 @@ std::string CaseName(const testing::TestParamInfo<PrefillCase>& info) {
                       c.q_scale != 1.0f ? "_peaky" : "");
 }
 
-class PrefillFixture {
+// One case's inputs (the cache 5 positions longer than the context) and its reference check.
+class PrefillFixture : public AttentionInputs {
  public:
   PrefillFixture(const PrefillCase& c, uint64_t seed, cudaStream_t stream)
-      : c_(c),
-        kv_len_(c.start_pos + c.q_len),
-        cap_(kv_len_ + 5),
-        q_n_(static_cast<int64_t>(c.batch) * c.q_len * c.hq * c.head_dim),
-        cache_n_(static_cast<int64_t>(c.batch) * c.hkv * cap_ * c.head_dim),
-        q_(q_n_ * sizeof(bf16)),
-        k_(cache_n_ * sizeof(bf16)),
-        v_(cache_n_ * sizeof(bf16)),
-        out_(q_n_ * sizeof(bf16)) {
-    const int d = c.head_dim;
-    EXPECT_TRUE(FillRandomBf16(q(), q_n_, seed, c.q_scale, stream).ok());
-    EXPECT_TRUE(FillRandomBf16(k(), cache_n_, seed + 1, 1.0f, stream).ok());
-    EXPECT_TRUE(FillRandomBf16(v(), cache_n_, seed + 2, 1.0f, stream).ok());
-    for (int64_t bh = 0; bh < static_cast<int64_t>(c.batch) * c.hkv; ++bh) {
-      const int64_t tail = (bh * cap_ + kv_len_) * d;
-      EXPECT_TRUE(FillBf16(k() + tail, (cap_ - kv_len_) * d, NAN, stream).ok());
-      EXPECT_TRUE(FillBf16(v() + tail, (cap_ - kv_len_) * d, NAN, stream).ok());
-    }
-    hq_ = ToHost(q(), q_n_);
-    hk_ = ToHost(k(), cache_n_);
-    hv_ = ToHost(v(), cache_n_);
-  }
-
-  bf16* q() const { return q_.as<bf16>(); }
-  bf16* k() const { return k_.as<bf16>(); }
-  bf16* v() const { return v_.as<bf16>(); }
-  bf16* out() const { return out_.as<bf16>(); }
-  int cap() const { return cap_; }
-  int64_t out_n() const { return q_n_; }
-  float scale() const { return 1.0f / std::sqrt(static_cast<float>(c_.head_dim)); }
+      : AttentionInputs(c.batch, c.q_len, c.hq, c.hkv, c.head_dim, c.start_pos + c.q_len,
+                        c.start_pos + c.q_len + 5, c.q_scale, seed, stream),
+        c_(c),
+        kv_len_(c.start_pos + c.q_len) {}
 
   // Whether row t of (b, h) is compared with the reference: all rows of small cases; in large
   // ones every stride-th row (offset by head, so that the heads together cover all positions)
@@ -109,76 +84,36 @@ class PrefillFixture {
     return (t + 13 * (static_cast<int64_t>(b) * c_.hq + h)) % stride == 0;
   }
 
-  // softmax(scale * q.K^T) V in double over the keys row t may see, for the checked rows.
+  // Every element written (no NaN left from the poison), and the checked rows against
+  // softmax(scale * q.K^T) V in double over the keys each row may see.
   void ExpectMatchesReference(const std::vector<float>& got) const {
-    ASSERT_EQ(static_cast<int64_t>(got.size()), q_n_);
-    const int d = c_.head_dim, group = c_.hq / c_.hkv;
-    const int64_t row_stride = static_cast<int64_t>(c_.hq) * d;
-    // Every element written (no NaN left from the poison).
+    ASSERT_EQ(static_cast<int64_t>(got.size()), q_elems());
     int64_t nan_count = 0;
     for (float x : got) nan_count += std::isnan(x) ? 1 : 0;
-    EXPECT_EQ(nan_count, 0) << "NaN outputs of " << q_n_;
+    EXPECT_EQ(nan_count, 0) << "NaN outputs of " << q_elems();
 
-    std::vector<double> want, p(kv_len_), o(d);
+    const int d = c_.head_dim;
+    std::vector<double> want, o(d);
     std::vector<float> have;
     for (int b = 0; b < c_.batch; ++b) {
       for (int h = 0; h < c_.hq; ++h) {
-        const int64_t head = (static_cast<int64_t>(b) * c_.hkv + h / group) * cap_ * d;
         for (int t = 0; t < c_.q_len; ++t) {
           if (!Checked(b, h, t)) continue;
-          const int64_t row = (static_cast<int64_t>(b) * c_.q_len + t) * row_stride + h * d;
-          const float* qr = hq_.data() + row;
-          const int keys = c_.causal ? c_.start_pos + t + 1 : kv_len_;
-          double mx = -INFINITY;
-          for (int j = 0; j < keys; ++j) {
-            const float* kr = hk_.data() + head + static_cast<int64_t>(j) * d;
-            double s = 0;
-            for (int i = 0; i < d; ++i) s += static_cast<double>(qr[i]) * kr[i];
-            p[j] = s * static_cast<double>(scale());
-            mx = std::max(mx, p[j]);
-          }
-          double den = 0;
-          for (int j = 0; j < keys; ++j) den += (p[j] = std::exp(p[j] - mx));
-          std::fill(o.begin(), o.end(), 0.0);
-          for (int j = 0; j < keys; ++j) {
-            const float* vr = hv_.data() + head + static_cast<int64_t>(j) * d;
-            for (int i = 0; i < d; ++i) o[i] += p[j] * vr[i];
-          }
+          ReferenceRow(b, t, h, c_.causal ? c_.start_pos + t + 1 : kv_len_, o.data());
+          const int64_t row = Row(b, t, h);
           for (int i = 0; i < d; ++i) {
-            want.push_back(o[i] / den);
+            want.push_back(o[i]);
             have.push_back(got[row + i]);
           }
         }
       }
     }
-    // |got - want| <= 2e-2 |want| + 1e-2 max|want|: bf16 rounding of the output and of the
-    // softmax weights fed to the tensor cores is ~0.4%; outputs near zero are judged on the
-    // case's scale.
-    double ref_scale = 0;
-    for (double w : want) ref_scale = std::max(ref_scale, std::fabs(w));
-    int64_t bad = 0;
-    double worst = 0;
-    for (size_t i = 0; i < want.size(); ++i) {
-      const double err = std::fabs(static_cast<double>(have[i]) - want[i]);
-      if (!(err <= 2e-2 * std::fabs(want[i]) + 1e-2 * ref_scale)) {
-        if (bad < 5) {
-          ADD_FAILURE() << "checked element " << i << " (row " << i / d << " of the sample, dim "
-                        << i % d << "): got " << have[i] << ", want " << want[i];
-        }
-        ++bad;
-      }
-      if (!(err <= worst)) worst = err;
-    }
-    EXPECT_EQ(bad, 0) << "of " << want.size() << " checked; worst |err| " << worst
-                      << ", max|ref| " << ref_scale;
+    ExpectAttentionClose(have, want, d);
   }
 
  private:
   PrefillCase c_;
-  int kv_len_, cap_;
-  int64_t q_n_, cache_n_;
-  DeviceMem q_, k_, v_, out_;
-  std::vector<float> hq_, hk_, hv_;
+  int kv_len_;
 };
 
 class PrefillAttentionTest : public ::testing::TestWithParam<PrefillCase> {
@@ -197,12 +132,12 @@ TEST_P(PrefillAttentionTest, MatchesReference) {
   const uint64_t seed = 0x9E3779B1ull * (c.q_len + 1) + 7919ull * c.start_pos + 104729ull * c.batch +
                         613ull * c.hq + 37ull * c.hkv + c.head_dim + (c.causal ? 5 : 0) + 424242;
   PrefillFixture f(c, seed, stream_);
-  ASSERT_OK(FillBf16(f.out(), f.out_n(), NAN, stream_));
+  ASSERT_OK(FillBf16(f.out(), f.q_elems(), NAN, stream_));
   ASSERT_OK(PrefillAttentionWithKernel(c.kernel, f.q(), f.k(), f.v(), f.out(), c.batch, c.q_len,
-                                       c.start_pos, c.hq, c.hkv, c.head_dim, f.cap(), f.scale(),
+                                       c.start_pos, c.hq, c.hkv, c.head_dim, f.capacity(), f.scale(),
                                        c.causal, stream_));
   ASSERT_CUDA(cudaStreamSynchronize(stream_));
-  f.ExpectMatchesReference(ToHost(f.out(), f.out_n()));
+  f.ExpectMatchesReference(ToHost(f.out(), f.q_elems()));
 }
 
 std::vector<PrefillAttentionKernel> Kernels() {
@@ -314,15 +249,15 @@ TEST(PrefillAttentionGraphTest, CapturesInCudaGraph) {
   PrefillFixture f(c, 4711, stream);
   // First call outside capture (sets the kernel attributes once per device).
   ASSERT_OK(PrefillAttention(f.q(), f.k(), f.v(), f.out(), c.batch, c.q_len, c.start_pos, c.hq,
-                             c.hkv, c.head_dim, f.cap(), f.scale(), c.causal, stream));
+                             c.hkv, c.head_dim, f.capacity(), f.scale(), c.causal, stream));
   ASSERT_CUDA(cudaStreamSynchronize(stream));
 
   cudaGraph_t graph;
   ASSERT_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-  const absl::Status fill = FillBf16(f.out(), f.out_n(), NAN, stream);
+  const absl::Status fill = FillBf16(f.out(), f.q_elems(), NAN, stream);
   const absl::Status attn =
       PrefillAttention(f.q(), f.k(), f.v(), f.out(), c.batch, c.q_len, c.start_pos, c.hq, c.hkv,
-                       c.head_dim, f.cap(), f.scale(), c.causal, stream);
+                       c.head_dim, f.capacity(), f.scale(), c.causal, stream);
   ASSERT_CUDA(cudaStreamEndCapture(stream, &graph));
   ASSERT_OK(fill);
   ASSERT_OK(attn);
@@ -331,7 +266,7 @@ TEST(PrefillAttentionGraphTest, CapturesInCudaGraph) {
   for (int i = 0; i < 2; ++i) {
     ASSERT_CUDA(cudaGraphLaunch(exec, stream));
     ASSERT_CUDA(cudaStreamSynchronize(stream));
-    f.ExpectMatchesReference(ToHost(f.out(), f.out_n()));
+    f.ExpectMatchesReference(ToHost(f.out(), f.q_elems()));
   }
   cudaGraphExecDestroy(exec);
   cudaGraphDestroy(graph);

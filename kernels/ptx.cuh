@@ -1,5 +1,6 @@
 // Thin wrappers over the PTX instructions the project's kernels share (device code only):
-// shared-memory addresses, cp.async copies into shared memory, ldmatrix, and the m16n8k16 bf16
+// shared-memory addresses, cp.async copies into shared memory, the swizzled bf16 tile layout,
+// ldmatrix, and the m16n8k16 bf16
 // tensor-core mma. One definition each, so a fix or a tuning of one reaches every kernel.
 #ifndef TRUTHPUT_KERNELS_PTX_CUH_
 #define TRUTHPUT_KERNELS_PTX_CUH_
@@ -40,6 +41,14 @@ __device__ __forceinline__ void Ldmatrix4Trans(uint32_t addr, uint32_t (&r)[4]) 
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(addr));
+}
+
+// Byte offset of 16-byte chunk `chunk` of row `row` in a shared-memory tile of D bf16 per row,
+// with chunk c of row r stored at chunk c ^ (r & 7): the 8 rows an ldmatrix reads (and the 8
+// chunks 8 lanes of a cp.async write) hit 8 different bank groups.
+template <int D>
+__device__ __forceinline__ uint32_t SwizzledOffset(int row, int chunk) {
+  return static_cast<uint32_t>((row * D + ((chunk ^ (row & 7)) << 3)) * 2);
 }
 
 // c += a * b for one m16n8k16 bf16 tile, fp32 accumulators (c: 4 consecutive floats).
