@@ -1,7 +1,7 @@
 // Thin wrappers over the PTX instructions the project's kernels share (device code only):
 // shared-memory addresses, cp.async copies into shared memory, the swizzled bf16 tile layout,
-// ldmatrix, and the m16n8k16 bf16
-// tensor-core mma. One definition each, so a fix or a tuning of one reaches every kernel.
+// ldmatrix, and the m16n8k16 bf16 tensor-core mma. One definition each, so a fix or a tuning of
+// one reaches every kernel.
 #ifndef TRUTHPUT_KERNELS_PTX_CUH_
 #define TRUTHPUT_KERNELS_PTX_CUH_
 
@@ -48,7 +48,7 @@ __device__ __forceinline__ void Ldmatrix4Trans(uint32_t addr, uint32_t (&r)[4]) 
 // chunks 8 lanes of a cp.async write) hit 8 different bank groups.
 template <int D>
 __device__ __forceinline__ uint32_t SwizzledOffset(int row, int chunk) {
-  return static_cast<uint32_t>((row * D + ((chunk ^ (row & 7)) << 3)) * 2);
+  return static_cast<uint32_t>((row * D + ((chunk ^ (row & 7)) << 3)) * 2);  // 2 bytes a bf16
 }
 
 // c += a * b for one m16n8k16 bf16 tile, fp32 accumulators (c: 4 consecutive floats).
