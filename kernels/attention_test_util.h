@@ -25,12 +25,10 @@ class AttentionInputs {
  public:
   AttentionInputs(int batch, int q_len, int hq, int hkv, int head_dim, int kv_len, int capacity,
                   float q_scale, uint64_t seed, cudaStream_t stream)
-      : batch_(batch),
-        q_len_(q_len),
+      : q_len_(q_len),
         hq_(hq),
         hkv_(hkv),
         d_(head_dim),
-        kv_len_(kv_len),
         cap_(capacity),
         q_n_(static_cast<int64_t>(batch) * q_len * hq * head_dim),
         cache_n_(static_cast<int64_t>(batch) * hkv * capacity * head_dim),
@@ -87,7 +85,7 @@ class AttentionInputs {
   }
 
  private:
-  int batch_, q_len_, hq_, hkv_, d_, kv_len_, cap_;
+  int q_len_, hq_, hkv_, d_, cap_;
   int64_t q_n_, cache_n_;
   DeviceMem q_, k_, v_, out_;
   std::vector<float> hq_host_, hk_host_, hv_host_;

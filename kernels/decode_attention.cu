@@ -338,11 +338,11 @@ __global__ void __launch_bounds__(kThreads, 2) DecodeAttentionKernel(AttnParams 
       *reinterpret_cast<uint2*>(p.out + bh * D + c) = make_uint2(w32[0], w32[1]);
       *reinterpret_cast<uint2*>(p.out + bh * D + c2) = make_uint2(w32[2], w32[3]);
     } else {
-      float* dst = p.ws_acc + (bh * p.num_splits + split) * D;
+      const int64_t slot = bh * p.num_splits + split;
+      float* dst = p.ws_acc + slot * D;
       *reinterpret_cast<float4*>(dst + c) = make_float4(o[0], o[1], o[2], o[3]);
       *reinterpret_cast<float4*>(dst + c2) = make_float4(o[4], o[5], o[6], o[7]);
       if (c == 0) {
-        const int64_t slot = bh * p.num_splits + split;
         p.ws_m[slot] = m;  // -inf (with l = 0) for a split past the end of the context
         p.ws_l[slot] = l;
       }
