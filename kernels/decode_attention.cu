@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda_status.h"
+#include "kernels/pdl.cuh"
 #include "kernels/ptx.cuh"
 
 namespace truthput {
@@ -117,9 +118,11 @@ __global__ void __launch_bounds__(kThreads, 2) DecodeAttentionKernel(AttnParams 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane >> 2, t = lane & 3;
 
-  // Lets the merge kernel (a programmatic dependent launch) start launching now; it waits for
-  // this grid's results before reading them.
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+  // Launched as a programmatic dependent of the kernel before it (pdl.cuh): q and the newest K/V
+  // row are that kernel's output. Then the merge kernel (or, unsplit, the next kernel) may start
+  // launching; it waits for this grid's results before reading them.
+  pdl::WaitForPrevious();
+  pdl::AllowNextLaunch();
   int cta = blockIdx.x;
   const int split = cta % p.num_splits;
   cta /= p.num_splits;
@@ -363,7 +366,8 @@ __global__ void __launch_bounds__(D)
   const int c = threadIdx.x;
   // Launched as a programmatic dependent of DecodeAttentionKernel: wait until that grid has
   // finished and its partials are visible.
-  asm volatile("griddepcontrol.wait;" ::: "memory");
+  pdl::WaitForPrevious();
+  pdl::AllowNextLaunch();
   float m[kMaxSplits], l[kMaxSplits], a[kMaxSplits];
 #pragma unroll
   for (int s = 0; s < kMaxSplits; ++s) {
@@ -411,30 +415,24 @@ absl::Status EnsureKernelAttributes() {
 template <int D>
 absl::Status Launch(const AttnParams& p, int64_t grid, int64_t batch_heads, cudaStream_t stream) {
   TP_RETURN_IF_ERROR(EnsureKernelAttributes<D>());
-  DecodeAttentionKernel<D><<<static_cast<unsigned>(grid), kThreads, kSmemBytes<D>, stream>>>(p);
-  TP_RETURN_IF_ERROR(CudaStatus(cudaGetLastError(), "DecodeAttentionKernel"));
+  TP_RETURN_IF_ERROR(CudaStatus(pdl::Launch(DecodeAttentionKernel<D>,
+                                            static_cast<unsigned>(grid), kThreads,
+                                            kSmemBytes<D>, stream, p),
+                                "DecodeAttentionKernel"));
   if (p.num_splits == 1) return absl::OkStatus();
-  // The merge is a programmatic dependent launch: it is launched while the attention kernel
+  // The merge is a programmatic dependent launch too: it is launched while the attention kernel
   // runs instead of after it. On an H100 that took 1.2-1.5 us off every split call at batch 1
   // and 8 in bench_kernels (batch 1, context 4096: 15.3 -> 14.0 us) and 0-4% off the attention
   // op inside a decode step's CUDA graph (results/h100-sxm/decode_attention_experiment.txt).
-  cudaLaunchAttribute pdl[1];
-  pdl[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  pdl[0].val.programmaticStreamSerializationAllowed = 1;
-  cudaLaunchConfig_t config = {};
-  config.gridDim = dim3(static_cast<unsigned>(batch_heads));
-  config.blockDim = dim3(D);
-  config.stream = stream;
-  config.attrs = pdl;
-  config.numAttrs = 1;
   // The few-split instance: fewer predicated loads, 2-5% faster at batch 8, context 512-2048
   // (one H100).
   auto* merge = p.num_splits <= 4 ? DecodeAttentionReduceKernel<D, 4>
                                   : DecodeAttentionReduceKernel<D, kDecodeMaxSplits>;
-  return CudaStatus(cudaLaunchKernelEx(&config, merge, static_cast<const float*>(p.ws_acc),
-                                       static_cast<const float*>(p.ws_m),
-                                       static_cast<const float*>(p.ws_l), p.out, p.num_splits),
-                    "cudaLaunchKernelEx(DecodeAttentionReduceKernel)");
+  return CudaStatus(pdl::Launch(merge, static_cast<unsigned>(batch_heads), D, 0, stream,
+                                static_cast<const float*>(p.ws_acc),
+                                static_cast<const float*>(p.ws_m),
+                                static_cast<const float*>(p.ws_l), p.out, p.num_splits),
+                    "DecodeAttentionReduceKernel");
 }
 
 bool AlignedTo(const void* p, uintptr_t n) { return reinterpret_cast<uintptr_t>(p) % n == 0; }

@@ -7,7 +7,8 @@
 // (mma.sync bf16, fp32 accumulation) with an online softmax in fp32; K/V tiles stream through
 // shared memory with cp.async. With num_splits > 1 the context is cut into num_splits ranges whose
 // partial (max, sum, numerator) go to `workspace`, and a second small kernel merges them
-// (launched as a programmatic dependent of the first, so its launch overlaps it).
+// (launched as a programmatic dependent of the first, so its launch overlaps it). The attention
+// kernel itself is a programmatic dependent of the kernel before it in the stream (pdl.cuh).
 //
 // No allocation, no synchronization: safe to capture in a CUDA graph (the workspace is the
 // caller's, sized by DecodeAttentionWorkspaceBytes).

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda_status.h"
+#include "kernels/pdl.cuh"
 
 namespace truthput {
 namespace {
@@ -83,6 +84,8 @@ template <int kVecs>
 __global__ void __launch_bounds__(kNormMaxThreads)
     RmsNormRowInRegistersKernel(const bf16* x, const bf16* __restrict__ weight, bf16* y,
                                 int cols, float eps) {
+  pdl::WaitForPrevious();
+  pdl::AllowNextLaunch();
   const int64_t offset = static_cast<int64_t>(blockIdx.x) * cols;
   const int nvec = cols / kVec;
   float f[kVecs][kVec], w[kVecs][kVec];
@@ -118,6 +121,8 @@ __global__ void __launch_bounds__(kNormMaxThreads)
 __global__ void __launch_bounds__(kThreads)
     RmsNormScalarKernel(const bf16* x, const bf16* __restrict__ weight, bf16* y, int cols,
                         float eps) {
+  pdl::WaitForPrevious();
+  pdl::AllowNextLaunch();
   const int64_t offset = static_cast<int64_t>(blockIdx.x) * cols;
   const bf16* xr = x + offset;
   bf16* yr = y + offset;
@@ -139,6 +144,8 @@ __global__ void __launch_bounds__(kThreads)
 __global__ void __launch_bounds__(kThreads)
     ResidualAddKernel(bf16* __restrict__ x, const bf16* __restrict__ r, int64_t n, int64_t head,
                       int64_t nvec) {
+  pdl::WaitForPrevious();
+  pdl::AllowNextLaunch();
   const int64_t tid = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t v = tid; v < nvec; v += stride) {
@@ -167,6 +174,8 @@ template <bool kVectorized>
 __global__ void __launch_bounds__(kThreads)
     SiluMulKernel(const bf16* __restrict__ gate_up, bf16* __restrict__ out, int64_t rows,
                   int64_t ffn) {
+  pdl::WaitForPrevious();
+  pdl::AllowNextLaunch();
   const int64_t tid = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   if constexpr (kVectorized) {
@@ -236,6 +245,9 @@ __global__ void __launch_bounds__(kRopeMaxThreads) RopeKvAppendKernel(RopeParams
     const float r = static_cast<float>(fma(-rint(angle / kTwoPi), kTwoPi, angle));
     sincosf(r, &sin_t[i], &cos_t[i]);
   }
+  // The table needs nothing from the previous kernel: it is built while that one finishes.
+  pdl::WaitForPrevious();
+  pdl::AllowNextLaunch();
   __syncthreads();
 
   const int d = p.head_dim;
@@ -308,16 +320,17 @@ absl::Status RmsNorm(const bf16* x, const bf16* weight, bf16* y, int rows, int c
   const bool vec = cols % kVec == 0 && nvec <= kNormMaxThreads * kNormMaxVecs && Aligned16(x) &&
                    Aligned16(weight) && Aligned16(y);
   if (!vec) {
-    RmsNormScalarKernel<<<rows, kThreads, 0, stream>>>(x, weight, y, cols, eps);
-    return CudaStatus(cudaGetLastError(), "RmsNormScalarKernel");
+    return CudaStatus(
+        pdl::Launch(RmsNormScalarKernel, rows, kThreads, 0, stream, x, weight, y, cols, eps),
+        "RmsNormScalarKernel");
   }
   const int vecs = (nvec + kNormMaxThreads - 1) / kNormMaxThreads;  // per thread: 1 .. 4
   const int threads = ((nvec + vecs - 1) / vecs + 31) / 32 * 32;
   auto* kernel = vecs == 1   ? RmsNormRowInRegistersKernel<1>
                  : vecs == 2 ? RmsNormRowInRegistersKernel<2>
                              : RmsNormRowInRegistersKernel<kNormMaxVecs>;
-  kernel<<<rows, threads, 0, stream>>>(x, weight, y, cols, eps);
-  return CudaStatus(cudaGetLastError(), "RmsNormRowInRegistersKernel");
+  return CudaStatus(pdl::Launch(kernel, rows, threads, 0, stream, x, weight, y, cols, eps),
+                    "RmsNormRowInRegistersKernel");
 }
 
 absl::Status ResidualAdd(bf16* x, const bf16* r, int64_t n, cudaStream_t stream) {
@@ -332,9 +345,9 @@ absl::Status ResidualAdd(bf16* x, const bf16* r, int64_t n, cudaStream_t stream)
     nvec = (n - head) / kVec;
   }
   const int64_t nscalar = n - nvec * kVec;
-  ResidualAddKernel<<<GridFor(nvec > nscalar ? nvec : nscalar), kThreads, 0, stream>>>(
-      x, r, n, head, nvec);
-  return CudaStatus(cudaGetLastError(), "ResidualAddKernel");
+  return CudaStatus(pdl::Launch(ResidualAddKernel, GridFor(nvec > nscalar ? nvec : nscalar),
+                                kThreads, 0, stream, x, r, n, head, nvec),
+                    "ResidualAddKernel");
 }
 
 absl::Status SiluMul(const bf16* gate_up, bf16* out, int rows, int ffn, cudaStream_t stream) {
@@ -348,11 +361,13 @@ absl::Status SiluMul(const bf16* gate_up, bf16* out, int rows, int ffn, cudaStre
   }
   const int64_t total = static_cast<int64_t>(rows) * ffn;
   if (ffn % kVec == 0 && Aligned16(gate_up) && Aligned16(out)) {
-    SiluMulKernel<true><<<GridFor(total / kVec), kThreads, 0, stream>>>(gate_up, out, rows, ffn);
-    return CudaStatus(cudaGetLastError(), "SiluMulKernel<vectorized>");
+    return CudaStatus(pdl::Launch(SiluMulKernel<true>, GridFor(total / kVec), kThreads, 0, stream,
+                                  gate_up, out, int64_t{rows}, int64_t{ffn}),
+                      "SiluMulKernel<vectorized>");
   }
-  SiluMulKernel<false><<<GridFor(total), kThreads, 0, stream>>>(gate_up, out, rows, ffn);
-  return CudaStatus(cudaGetLastError(), "SiluMulKernel<scalar>");
+  return CudaStatus(pdl::Launch(SiluMulKernel<false>, GridFor(total), kThreads, 0, stream, gate_up,
+                                out, int64_t{rows}, int64_t{ffn}),
+                    "SiluMulKernel<scalar>");
 }
 
 absl::Status RopeKvAppend(const bf16* qkv, bf16* q_out, bf16* k_cache, bf16* v_cache, int batch,
@@ -407,11 +422,11 @@ absl::Status RopeKvAppend(const bf16* qkv, bf16* q_out, bf16* k_cache, bf16* v_c
   const int threads = static_cast<int>(
       std::min<int64_t>(kRopeMaxThreads, (std::max<int64_t>(items, head_dim / 2) + 31) / 32 * 32));
   if (vec) {
-    RopeKvAppendKernel<true><<<blocks, threads, smem, stream>>>(p);
-    return CudaStatus(cudaGetLastError(), "RopeKvAppendKernel<vectorized>");
+    return CudaStatus(pdl::Launch(RopeKvAppendKernel<true>, blocks, threads, smem, stream, p),
+                      "RopeKvAppendKernel<vectorized>");
   }
-  RopeKvAppendKernel<false><<<blocks, threads, smem, stream>>>(p);
-  return CudaStatus(cudaGetLastError(), "RopeKvAppendKernel<scalar>");
+  return CudaStatus(pdl::Launch(RopeKvAppendKernel<false>, blocks, threads, smem, stream, p),
+                    "RopeKvAppendKernel<scalar>");
 }
 
 }  // namespace truthput

@@ -4,7 +4,9 @@
 // All tensors are row-major bf16 device pointers; math is fp32 and each output is rounded to bf16
 // once. Paths use 16-byte vector loads/stores where pointers and row lengths allow and fall back
 // to element-wise code otherwise, so any shape is accepted. No allocation, no synchronization:
-// every function only enqueues kernels on `stream` and is safe to capture in a CUDA graph.
+// every function only enqueues kernels on `stream` and is safe to capture in a CUDA graph. Each
+// kernel is a programmatic dependent launch (pdl.cuh): it may become resident while the kernel
+// before it runs, and waits for that kernel's completion before it touches memory.
 #ifndef TRUTHPUT_KERNELS_ELEMENTWISE_H_
 #define TRUTHPUT_KERNELS_ELEMENTWISE_H_
 

@@ -14,6 +14,7 @@
 #include "kernels/cuda_status.h"
 #include "kernels/ptx.cuh"
 #include "kernels/fp8_weights.h"
+#include "kernels/pdl.cuh"
 
 namespace truthput {
 namespace {
@@ -404,6 +405,7 @@ template <bool kFp8, int NT>
 __global__ void __launch_bounds__(kThreads, kCtasPerSm) SkinnyGemmKernel(const Params p) {
   __shared__ uint4 s_ring[kWarps][kStages * kStageUint4s];
   __shared__ bool s_last;
+  pdl::AllowNextLaunch();  // see pdl.cuh: launched plainly, but the next kernel may be early
   const int warp = threadIdx.x / 32;
   const int64_t begin = static_cast<int64_t>(blockIdx.x) * p.ksteps_per_cta;
   const int64_t end = min(begin + p.ksteps_per_cta, p.total_ksteps);
@@ -442,6 +444,7 @@ __global__ void __launch_bounds__(kThreads, RowSplitCtasPerSm(kFp8, NT, kStrided
   static_assert(kTileRows % R == 0 && kParts >= 2);
   __shared__ uint4 s_ring[kWarps][kStages * kStageUint4s];
   static_assert(sizeof(s_ring) >= kWarps * NT * kSlotFloat4s * sizeof(float4));
+  pdl::AllowNextLaunch();  // see pdl.cuh: launched plainly, but the next kernel may be early
   const int warp = threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   const int group = warp % kRowGroups;
