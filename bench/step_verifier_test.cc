@@ -82,6 +82,11 @@ class StepVerifierTest : public ::testing::Test {
     config.phase = Phase::kDecode;
     config.batch = batch;
     config.context = context;
+    return MakeRunner(model, config, gemm);
+  }
+  absl::StatusOr<std::unique_ptr<StepRunner>> MakeRunner(const ModelSpec& model,
+                                                         const StepConfig& config,
+                                                         const std::string& gemm = "auto") {
     absl::StatusOr<Workload> w = Workload::Build(model, config);
     if (!w.ok()) return w.status();
     return StepRunner::Create(*w, gemm_.get(), RunnerOptions(gemm), stream_);
@@ -152,11 +157,43 @@ TEST_F(StepVerifierTest, Fp8RunnerHoldsFp8WeightsAndSaysWhichPathQuantizes) {
   }
 }
 
-// The step as bench_decode times it, one CUDA graph in which each small kernel may start while
-// the kernel before it runs (programmatic dependent launch, kernels/pdl.cuh), computes what the
-// op-by-op run computes. Every activation is NaN in between, so a kernel that read its input
-// before the kernel writing it had finished would carry NaN into the logits.
-TEST_F(StepVerifierTest, GraphOfTheStepMatchesOpByOp) {
+// The step as bench_decode and bench_prefill time it, one CUDA graph in which each small kernel
+// may start while the kernel before it runs (programmatic dependent launch, kernels/pdl.cuh),
+// computes what the op-by-op run computes. Every activation is NaN in between, so a kernel that
+// read its input before the kernel writing it had finished would carry NaN into the logits.
+void ExpectGraphMatchesOpByOp(const StepRunner& r, int64_t batch, cudaStream_t stream) {
+  ASSERT_OK(VerifyStep(r, stream));  // op by op, each against the CPU reference
+  const StepRunner::Activations& a = r.activations();
+  const int64_t logits = batch * r.workload().model().vocab_size();
+  const std::vector<float> want = ToHost(a.logits, logits);
+
+  // x .. logits are one span of the runner's buffers, every one written before it is read.
+  const int64_t span = (a.logits - a.x) + logits;
+  ASSERT_OK(FillBf16(a.x, span, NAN, stream));
+  absl::StatusOr<GraphExecPtr> step =
+      CaptureGraph([&](cudaStream_t s) { return r.EnqueueStep(s); }, stream);
+  ASSERT_TRUE(step.ok()) << step.status();
+  ASSERT_CUDA(cudaGraphLaunch(step->get(), stream));
+  ASSERT_CUDA(cudaStreamSynchronize(stream));
+  const std::vector<float> got = ToHost(a.logits, logits);
+
+  double scale = 0;
+  for (float w : want) scale = std::max(scale, std::fabs(static_cast<double>(w)));
+  ASSERT_GT(scale, 0);
+  int64_t bad = 0;
+  for (int64_t i = 0; i < logits; ++i) {
+    // Equal but for the order of split-K sums; NaN never passes.
+    if (!(std::fabs(static_cast<double>(got[i]) - want[i]) <= 1e-2 * scale)) {
+      if (bad < 5) {
+        ADD_FAILURE() << "logit " << i << ": graph " << got[i] << ", op by op " << want[i];
+      }
+      ++bad;
+    }
+  }
+  EXPECT_EQ(bad, 0) << "of " << logits << " logits";
+}
+
+TEST_F(StepVerifierTest, GraphOfTheDecodeStepMatchesOpByOp) {
   absl::StatusOr<ModelSpec> model = LoadModel("70b");
   ASSERT_TRUE(model.ok()) << model.status();
   absl::StatusOr<ModelSpec> reduced = ReducedForVerification(*model);
@@ -166,38 +203,19 @@ TEST_F(StepVerifierTest, GraphOfTheStepMatchesOpByOp) {
     SCOPED_TRACE(gemm);
     absl::StatusOr<std::unique_ptr<StepRunner>> runner = MakeRunner(*reduced, batch, 129, gemm);
     ASSERT_TRUE(runner.ok()) << runner.status();
-    const StepRunner& r = **runner;
-    ASSERT_GT(r.num_splits(), 1);
-    ASSERT_OK(VerifyStep(r, stream_));  // op by op, each against the CPU reference
-    const StepRunner::Activations& a = r.activations();
-    const int64_t logits = batch * reduced->vocab_size();
-    const std::vector<float> want = ToHost(a.logits, logits);
-
-    // x .. logits are one span of the runner's buffers, every one written before it is read.
-    const int64_t span = (a.logits - a.x) + logits;
-    ASSERT_OK(FillBf16(a.x, span, NAN, stream_));
-    absl::StatusOr<GraphExecPtr> step =
-        CaptureGraph([&](cudaStream_t s) { return r.EnqueueStep(s); }, stream_);
-    ASSERT_TRUE(step.ok()) << step.status();
-    ASSERT_CUDA(cudaGraphLaunch(step->get(), stream_));
-    ASSERT_CUDA(cudaStreamSynchronize(stream_));
-    const std::vector<float> got = ToHost(a.logits, logits);
-
-    double scale = 0;
-    for (float w : want) scale = std::max(scale, std::fabs(static_cast<double>(w)));
-    ASSERT_GT(scale, 0);
-    int64_t bad = 0;
-    for (int64_t i = 0; i < logits; ++i) {
-      // Equal but for the order of split-K sums; NaN never passes.
-      if (!(std::fabs(static_cast<double>(got[i]) - want[i]) <= 1e-2 * scale)) {
-        if (bad < 5) {
-          ADD_FAILURE() << "logit " << i << ": graph " << got[i] << ", op by op " << want[i];
-        }
-        ++bad;
-      }
-    }
-    EXPECT_EQ(bad, 0) << "of " << logits << " logits";
+    ASSERT_GT((*runner)->num_splits(), 1);
+    ExpectGraphMatchesOpByOp(**runner, batch, stream_);
   }
+}
+
+TEST_F(StepVerifierTest, GraphOfThePrefillStepMatchesOpByOp) {
+  StepConfig config;
+  config.phase = Phase::kPrefill;
+  config.batch = 2;
+  config.seq_len = 37;
+  absl::StatusOr<std::unique_ptr<StepRunner>> runner = MakeRunner(TinyModel(), config);
+  ASSERT_TRUE(runner.ok()) << runner.status();
+  ExpectGraphMatchesOpByOp(**runner, config.batch, stream_);
 }
 
 TEST_F(StepVerifierTest, RejectsAllZeroInput) {
