@@ -9,10 +9,9 @@
 // merge) about 0.9 us per kernel, 46.81 -> 46.33 ms bf16 and 25.92 -> 25.41 ms fp8 on an H100.
 // Works in streams and in captured CUDA graphs (programmatic edges).
 //
-// The skinny GEMM is not launched this way, it only allows the next launch: launched this way
-// too, with or without its weights prefetched before the wait, the bf16 step at batch 1 was 0.9%
-// slower than without (fp8 and batch 16 gained; perhaps its one-wave grid lands around the
-// previous kernel's CTAs). results/h100-sxm/gemv_load_experiment.txt, section 17.
+// The skinny GEMM is launched this way too, issuing its first weight loads before the wait
+// (another 1.1-1.2% off the fp8 step at batch 1 and 16), except where its CTAs take a whole SM's
+// registers (gemv.cu, LaunchKernel). results/h100-sxm/gemv_load_experiment.txt, section 17.
 #ifndef TRUTHPUT_KERNELS_PDL_CUH_
 #define TRUTHPUT_KERNELS_PDL_CUH_
 
