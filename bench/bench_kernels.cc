@@ -76,6 +76,7 @@ constexpr const char* kDefaultMinTime = "--benchmark_min_time=0.05";
 struct Gpu {
   int device = 0;
   int sms = 0;
+  double dram_gbps = 0;  // peak, for the decode split policy
   int64_t l2_bytes = 0;
   cudaStream_t stream = nullptr;
   std::unique_ptr<StreamGate> gate;
@@ -132,6 +133,7 @@ absl::Status InitGpu(Gpu* g) {
   g->fp8 = *std::move(fp8);
   absl::StatusOr<DeviceIdentity> id = ReadDeviceIdentity(g->device);
   if (!id.ok()) return id.status();
+  g->dram_gbps = DramPeakGbps(*id);
   // The machine's identity travels with the numbers (Google Benchmark's own context has the host).
   benchmark::AddCustomContext("gpu", id->name);
   benchmark::AddCustomContext("gpu_uuid", id->uuid);
@@ -139,6 +141,7 @@ absl::Status InitGpu(Gpu* g) {
   benchmark::AddCustomContext("cuda_runtime", id->cuda_runtime_version);
   benchmark::AddCustomContext("gpu_sm_count", absl::StrCat(g->sms));
   benchmark::AddCustomContext("gpu_l2_bytes", absl::StrCat(g->l2_bytes));
+  benchmark::AddCustomContext("gpu_dram_peak_gbps", absl::StrCat(std::lround(g->dram_gbps)));
   benchmark::AddCustomContext("cublaslt_version", CublasLtGemm::Version());
   return absl::OkStatus();
 }
@@ -553,7 +556,7 @@ void BM_DecodeAttention(benchmark::State& state, const AttentionShape& a, int64_
   const int64_t kv_bytes = KvBytes(a, batch, context);
   const int64_t rotation = Rotation(kv_bytes);
   const int splits = ChooseDecodeSplits(static_cast<int>(batch), static_cast<int>(a.kv_heads),
-                                        static_cast<int>(context), g.sms);
+                                        static_cast<int>(context), g.sms, g.dram_gbps);
   const size_t ws_bytes = DecodeAttentionWorkspaceBytes(
       static_cast<int>(batch), static_cast<int>(a.q_heads), static_cast<int>(a.head_dim), splits);
   const int64_t q_elems = batch * a.q_heads * a.head_dim;

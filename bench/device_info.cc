@@ -124,4 +124,9 @@ absl::StatusOr<DeviceIdentity> ReadDeviceIdentity(int device) {
   return id;
 }
 
+double DramPeakGbps(const DeviceIdentity& id) {
+  if (id.mem_clock_mhz_max <= 0 || id.mem_bus_width_bits <= 0) return 0.0;
+  return 2.0 * id.mem_clock_mhz_max * 1e6 * (id.mem_bus_width_bits / 8.0) / 1e9;
+}
+
 }  // namespace truthput

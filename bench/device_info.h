@@ -31,6 +31,10 @@ struct DeviceIdentity {
   std::string hostname;
 };
 
+// Peak DRAM bandwidth in GB/s: two transfers per memory clock over the bus width (H100 SXM:
+// 2619 MHz x 5120 bits = 3352; H200: 3201 MHz x 6144 bits = 4917). 0 where either is unknown.
+double DramPeakGbps(const DeviceIdentity& id);
+
 // Reads the identity of CUDA device `device`. FailedPrecondition "no CUDA GPU: ..." where no GPU
 // is usable; InvalidArgument for an ordinal out of range. Leaves the current device unchanged.
 absl::StatusOr<DeviceIdentity> ReadDeviceIdentity(int device);

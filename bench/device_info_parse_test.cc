@@ -25,5 +25,19 @@ TEST(ParseNvidiaDriverVersion, NothingRecognizable) {
   EXPECT_EQ(ParseNvidiaDriverVersion("NVRM version: NVIDIA UNIX x86_64 Kernel Module\n"), "");
 }
 
+TEST(DramPeakGbpsTest, FromClockAndBusWidth) {
+  DeviceIdentity h100;
+  h100.mem_clock_mhz_max = 2619;
+  h100.mem_bus_width_bits = 5120;
+  EXPECT_NEAR(DramPeakGbps(h100), 3352.3, 0.1);  // the datasheet's 3.35 TB/s
+  DeviceIdentity h200;
+  h200.mem_clock_mhz_max = 3201;
+  h200.mem_bus_width_bits = 6144;
+  EXPECT_NEAR(DramPeakGbps(h200), 4916.7, 0.1);  // the datasheet's 4.8 TB/s, rounded down there
+  EXPECT_EQ(DramPeakGbps(DeviceIdentity{}), 0.0);
+  h100.mem_bus_width_bits = 0;
+  EXPECT_EQ(DramPeakGbps(h100), 0.0);
+}
+
 }  // namespace
 }  // namespace truthput

@@ -68,7 +68,8 @@ absl::Status Verify(const BenchRequest& request, const DeviceIdentity& id, Cubla
     absl::StatusOr<std::unique_ptr<StepRunner>> runner =
         StepRunner::Create(*w, gemm,
                            {.free_bytes = *free, .l2_bytes = id.l2_bytes,
-                            .sm_count = id.sm_count, .seed = 99, .gemm = variant},
+                            .sm_count = id.sm_count, .dram_gbps = DramPeakGbps(id),
+                            .seed = 99, .gemm = variant},
                            stream);
     if (!runner.ok()) return runner.status();
     absl::Status st = VerifyStep(**runner, stream);
@@ -307,6 +308,7 @@ absl::StatusOr<RunResult> RunOnGpu(const BenchRequest& request, std::ostream& lo
         {.free_bytes = *free,
          .l2_bytes = id->l2_bytes,
          .sm_count = id->sm_count,
+         .dram_gbps = DramPeakGbps(*id),
          .seed = 1,
          .gemm = request.gemm},
         stream);

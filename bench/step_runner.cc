@@ -168,9 +168,9 @@ SharedLayout LayoutShared(const Workload& w, const Dims& d, int num_splits, int 
   return o;
 }
 
-int SplitsFor(const Dims& d, int sm_count) {
+int SplitsFor(const Dims& d, const StepRunner::Options& options) {
   return ChooseDecodeSplits(static_cast<int>(d.B), static_cast<int>(d.Hkv),
-                            static_cast<int>(d.capacity), sm_count);
+                            static_cast<int>(d.capacity), options.sm_count, options.dram_gbps);
 }
 
 __nv_bfloat16* At(const DeviceBuffer& b, int64_t offset) {
@@ -194,7 +194,7 @@ ResidencyInput StepRunner::Sizes(const Workload& w, const Options& options) {
     if (op.per_layer) in.layer_step_bytes += op.bytes();
   }
   in.shared_bytes =
-      LayoutShared(w, *d, SplitsFor(*d, options.sm_count), options.sm_count).total;
+      LayoutShared(w, *d, SplitsFor(*d, options), options.sm_count).total;
   in.free_bytes = options.free_bytes;
   in.l2_bytes = options.l2_bytes;
   return in;
@@ -214,7 +214,7 @@ absl::StatusOr<std::unique_ptr<StepRunner>> StepRunner::Create(const Workload& w
   StepRunner& r = *runner;
   r.plan_ = *plan;
   r.cache_capacity_ = d.capacity;
-  r.num_splits_ = SplitsFor(d, options.sm_count);
+  r.num_splits_ = SplitsFor(d, options);
   r.sm_count_ = options.sm_count;
 
   const SharedLayout s = LayoutShared(w, d, r.num_splits_, options.sm_count);

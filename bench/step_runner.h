@@ -34,6 +34,7 @@ class StepRunner {
     int64_t free_bytes = 0;  // GPU memory the runner may use
     int64_t l2_bytes = 0;
     int sm_count = 0;
+    double dram_gbps = 0;  // peak (DramPeakGbps); sets decode attention's split policy
     uint64_t seed = 1;
     // Who runs the projections: "cublaslt"; "own" (the project's skinny GEMM where a GEMM has
     // at most 32 rows, cuBLASLt elsewhere); "auto": where both can, both are timed on the

@@ -11,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "bench/device_info.h"
 #include "bench/gpu_timer.h"
 #include "bench/step_runner.h"
 #include "gmock/gmock.h"
@@ -69,6 +70,9 @@ class StepVerifierTest : public ::testing::Test {
     o.free_bytes = static_cast<int64_t>(free_bytes) - (int64_t{1} << 30);
     o.l2_bytes = l2;
     o.sm_count = sms;
+    absl::StatusOr<DeviceIdentity> id = ReadDeviceIdentity(device);
+    EXPECT_TRUE(id.ok()) << id.status();
+    if (id.ok()) o.dram_gbps = DramPeakGbps(*id);  // the split policy bench_decode uses
     o.seed = 7;
     o.gemm = gemm;
     return o;

@@ -439,11 +439,12 @@ bool AlignedTo(const void* p, uintptr_t n) { return reinterpret_cast<uintptr_t>(
 
 }  // namespace
 
-int ChooseDecodeSplits(int batch, int num_kv_heads, int kv_len, int sm_count) {
+int ChooseDecodeSplits(int batch, int num_kv_heads, int kv_len, int sm_count, double dram_gbps) {
   if (batch <= 0 || num_kv_heads <= 0 || kv_len <= 0) return 1;
   if (sm_count <= 0) sm_count = 132;
   const int64_t ctas = static_cast<int64_t>(batch) * num_kv_heads;
-  if (ctas >= kDecodeNoSplitCtas) return 1;
+  const double drain_ctas = std::isfinite(dram_gbps) ? std::ceil(dram_gbps / kDecodeCtaGbps) : 0;
+  if (ctas >= std::max<double>(kDecodeNoSplitCtas, drain_ctas)) return 1;
   const int64_t by_occupancy = sm_count / ctas;
   const int64_t by_length = kv_len / kDecodeMinKeysPerSplit;
   return static_cast<int>(std::max<int64_t>(

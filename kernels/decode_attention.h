@@ -24,19 +24,26 @@
 
 namespace truthput {
 
-// How many context splits to use. None when batch * num_kv_heads >= kDecodeNoSplitCtas: that many
-// CTAs already stream K/V near the ceiling, and a split costs a merge (on the H100, batch 8 and
+// How many context splits to use. None when batch * num_kv_heads CTAs already stream K/V near
+// the ceiling, for a split costs a merge: from kDecodeNoSplitCtas CTAs (on the H100, batch 8 and
 // 16 of a 70B model at context 4096: 90-95% of the streaming-read ceiling unsplit against 85-90%
-// in 2-4 splits). Below that, about one CTA per SM (batch * num_kv_heads * splits <= sm_count),
-// every split at least kDecodeMinKeysPerSplit keys long and at most kDecodeMaxSplits splits
+// in 2-4 splits), and more where the memory is faster than kDecodeCtaGbps per CTA can drain (an
+// H200's 4.9 TB/s needs 87: unsplit, its batch 8 stayed at 81% at every context). Below that,
+// about one CTA per SM (batch * num_kv_heads * splits <= sm_count), every split at least
+// kDecodeMinKeysPerSplit keys long and at most kDecodeMaxSplits splits
 // (results/h100-sxm/decode_attention_experiment.txt). Deterministic; pure host code (no CUDA
-// calls). Non-positive arguments give 1 (sm_count <= 0 is taken as 132, an H100 SXM).
+// calls). dram_gbps is the device's peak memory bandwidth (bench/device_info.h's DramPeakGbps); non-positive
+// arguments give 1 split, except sm_count <= 0, taken as 132 (an H100 SXM), and dram_gbps <= 0,
+// which leaves kDecodeNoSplitCtas alone.
 inline constexpr int kDecodeNoSplitCtas = 64;
+// What one unsplit CTA streams at most: 64 of them read 3.67 TB/s of K/V on an H200 at batch 8,
+// context 32768 (57.3 GB/s each; results/h200/bench_kernels_decode_attention_h200.json).
+inline constexpr double kDecodeCtaGbps = 57.0;
 inline constexpr int kDecodeMinKeysPerSplit = 64;
 // Bounds the merge kernel's registers: it holds every split's partial so as to read them all at
 // once.
 inline constexpr int kDecodeMaxSplits = 16;
-int ChooseDecodeSplits(int batch, int num_kv_heads, int kv_len, int sm_count);
+int ChooseDecodeSplits(int batch, int num_kv_heads, int kv_len, int sm_count, double dram_gbps);
 
 // Bytes of fp32 workspace DecodeAttention needs for num_splits; 0 when num_splits <= 1 (a single
 // split writes `out` directly and never touches the workspace).

@@ -10,23 +10,27 @@ namespace truthput {
 namespace {
 
 TEST(ChooseDecodeSplitsTest, Properties) {
-  for (int sms : {1, 8, 78, 114, 132, 148}) {
-    for (int batch : {1, 2, 3, 8, 16, 17, 64, 256}) {
-      for (int hkv : {1, 2, 8, 16}) {
-        for (int kv_len : {1, 7, 255, 256, 511, 1000, 2048, 4097, 32768, 131072}) {
-          SCOPED_TRACE(testing::Message() << "sms=" << sms << " batch=" << batch
-                                          << " hkv=" << hkv << " kv_len=" << kv_len);
-          const int s = ChooseDecodeSplits(batch, hkv, kv_len, sms);
-          EXPECT_EQ(s, ChooseDecodeSplits(batch, hkv, kv_len, sms));  // deterministic
-          ASSERT_GE(s, 1);
-          EXPECT_LE(s, kDecodeMaxSplits);
-          const int64_t ctas = static_cast<int64_t>(batch) * hkv;
-          if (ctas >= kDecodeNoSplitCtas || ctas >= sms) {
-            EXPECT_EQ(s, 1);
-          }
-          if (s > 1) {
-            EXPECT_LE(ctas * s, sms);                        // about one CTA per SM
-            EXPECT_GE(kv_len / s, kDecodeMinKeysPerSplit);    // splits are not tiny
+  for (double gbps : {0.0, 2039.0, 3352.0, 4917.0, 8000.0}) {
+    for (int sms : {1, 8, 78, 114, 132, 148}) {
+      for (int batch : {1, 2, 3, 8, 16, 17, 64, 256}) {
+        for (int hkv : {1, 2, 8, 16}) {
+          for (int kv_len : {1, 7, 255, 256, 511, 1000, 2048, 4097, 32768, 131072}) {
+            SCOPED_TRACE(testing::Message() << "gbps=" << gbps << " sms=" << sms << " batch="
+                                            << batch << " hkv=" << hkv << " kv_len=" << kv_len);
+            const int s = ChooseDecodeSplits(batch, hkv, kv_len, sms, gbps);
+            EXPECT_EQ(s, ChooseDecodeSplits(batch, hkv, kv_len, sms, gbps));  // deterministic
+            ASSERT_GE(s, 1);
+            EXPECT_LE(s, kDecodeMaxSplits);
+            const int64_t ctas = static_cast<int64_t>(batch) * hkv;
+            if (ctas >= sms || (ctas >= kDecodeNoSplitCtas && ctas * kDecodeCtaGbps >= gbps)) {
+              EXPECT_EQ(s, 1);  // enough CTAs to fill the SMs or to drain the memory
+            }
+            if (s > 1) {
+              EXPECT_LE(ctas * s, sms);                        // about one CTA per SM
+              EXPECT_GE(kv_len / s, kDecodeMinKeysPerSplit);    // splits are not tiny
+            }
+            // Faster memory never means fewer splits.
+            EXPECT_GE(ChooseDecodeSplits(batch, hkv, kv_len, sms, gbps + 1000), s);
           }
         }
       }
@@ -36,18 +40,25 @@ TEST(ChooseDecodeSplitsTest, Properties) {
 
 TEST(ChooseDecodeSplitsTest, TypicalLlama70BShapes) {
   // 8 KV heads on 132 SMs: one sequence takes 16 splits (128 CTAs) from 1024 keys, fewer below;
-  // 2 and 4 sequences 8 and 4; 8 sequences (64 CTAs) and more none. Degenerate arguments give 1;
-  // 0 SMs means an H100.
+  // 2 and 4 sequences 8 and 4; on an H100 (3352 GB/s) 8 sequences (64 CTAs) and more none, on
+  // an H200 (4917 GB/s) 8 sequences 2 and 16 none. Degenerate arguments give 1; 0 SMs means an
+  // H100, unknown bandwidth the H100's policy.
   struct Case {
-    int batch, kv_len, sms, want;
+    int batch, kv_len, sms;
+    double gbps;
+    int want;
   };
-  for (const Case& c : {Case{1, 131072, 132, 16}, Case{1, 1024, 132, 16}, Case{1, 512, 132, 8},
-                        Case{1, 100, 132, 1}, Case{2, 4096, 132, 8}, Case{3, 4097, 132, 5},
-                        Case{4, 4096, 132, 4}, Case{7, 4096, 132, 2}, Case{8, 4096, 132, 1},
-                        Case{16, 4096, 132, 1}, Case{0, 4096, 132, 1}, Case{1, 0, 132, 1},
-                        Case{4, 131072, 0, 4}}) {
-    EXPECT_EQ(ChooseDecodeSplits(c.batch, 8, c.kv_len, c.sms), c.want)
-        << "batch=" << c.batch << " kv_len=" << c.kv_len << " sms=" << c.sms;
+  for (const Case& c :
+       {Case{1, 131072, 132, 3352, 16}, Case{1, 1024, 132, 3352, 16}, Case{1, 512, 132, 3352, 8},
+        Case{1, 100, 132, 3352, 1}, Case{2, 4096, 132, 3352, 8}, Case{3, 4097, 132, 3352, 5},
+        Case{4, 4096, 132, 3352, 4}, Case{7, 4096, 132, 3352, 2}, Case{8, 4096, 132, 3352, 1},
+        Case{16, 4096, 132, 3352, 1}, Case{0, 4096, 132, 3352, 1}, Case{1, 0, 132, 3352, 1},
+        Case{4, 131072, 0, 3352, 4}, Case{8, 4096, 132, 4917, 2}, Case{8, 512, 132, 4917, 2},
+        Case{16, 4096, 132, 4917, 1}, Case{1, 4096, 132, 4917, 16}, Case{8, 4096, 132, 0, 1},
+        Case{8, 4096, 132, -1, 1}}) {
+    EXPECT_EQ(ChooseDecodeSplits(c.batch, 8, c.kv_len, c.sms, c.gbps), c.want)
+        << "batch=" << c.batch << " kv_len=" << c.kv_len << " sms=" << c.sms
+        << " gbps=" << c.gbps;
   }
 }
 

@@ -25,6 +25,17 @@ namespace {
 
 using bf16 = __nv_bfloat16;
 
+// The current device's peak DRAM bandwidth (as bench/device_info.h's DramPeakGbps), for the
+// split policy the benchmarks use.
+double PeakGbps() {
+  int device = 0, clock_khz = 0, bus_bits = 0;
+  EXPECT_EQ(cudaGetDevice(&device), cudaSuccess);
+  EXPECT_EQ(cudaDeviceGetAttribute(&clock_khz, cudaDevAttrMemoryClockRate, device), cudaSuccess);
+  EXPECT_EQ(cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, device),
+            cudaSuccess);
+  return 2.0 * clock_khz * 1e3 * (bus_bits / 8.0) / 1e9;
+}
+
 struct AttnCase {
   int batch, hq, hkv, head_dim, kv_len;
   int splits;            // 0: ChooseDecodeSplits
@@ -71,7 +82,7 @@ TEST_P(DecodeAttentionTest, MatchesReference) {
       1000003ull * c.kv_len + 1009ull * c.batch + 31ull * c.hq + c.hkv + c.splits + c.head_dim;
   AttnFixture f(c, seed, stream_);
   const int splits =
-      c.splits > 0 ? c.splits : ChooseDecodeSplits(c.batch, c.hkv, c.kv_len, SmCount());
+      c.splits > 0 ? c.splits : ChooseDecodeSplits(c.batch, c.hkv, c.kv_len, SmCount(), PeakGbps());
   ASSERT_GE(splits, 1);
   const size_t ws_bytes = DecodeAttentionWorkspaceBytes(c.batch, c.hq, c.head_dim, splits);
   EXPECT_EQ(ws_bytes == 0, splits == 1);
@@ -169,10 +180,11 @@ TEST(DecodeAttentionPerfTest, ReportsKvBandwidth) {
   ASSERT_CUDA(cudaEventCreate(&start));
   ASSERT_CUDA(cudaEventCreate(&stop));
   const int sms = SmCount();
+  const double gbps = PeakGbps();
   constexpr int kHq = 64, kHkv = 8, kD = 128, kIters = 20;
   for (const Shape& s : {Shape{1, 32768}, Shape{1, 131072}, Shape{8, 8192}, Shape{16, 4096},
                          Shape{32, 2048}, Shape{32, 4096}, Shape{64, 4096}}) {
-    const int splits = ChooseDecodeSplits(s.batch, kHkv, s.kv_len, sms);
+    const int splits = ChooseDecodeSplits(s.batch, kHkv, s.kv_len, sms, gbps);
     const int64_t cache_n = static_cast<int64_t>(s.batch) * kHkv * s.kv_len * kD;
     const int64_t q_n = static_cast<int64_t>(s.batch) * kHq * kD;
     DeviceMem q(q_n * sizeof(bf16)), k(cache_n * sizeof(bf16)), v(cache_n * sizeof(bf16)),
