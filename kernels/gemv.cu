@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
-#include <utility>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
@@ -269,10 +268,6 @@ struct WarpGemm {
   __device__ __forceinline__ void Run(int ks0, int ks1, float (&acc)[NT][4]) const {
 #pragma unroll
     for (int i = 0; i < kStages - 1; ++i) Issue(i, ks0 + i * kStride, ks1);
-    // Launched as a programmatic dependent (LaunchKernel), the kernel got here while the previous
-    // kernel still ran: W never depends on it, x does. Waiting returns at once otherwise.
-    pdl::WaitForPrevious();
-    pdl::AllowNextLaunch();
     uint32_t x[NT][kElems / 2];
     LoadXStep(ks0, x);
     int stage = 0;
@@ -410,8 +405,7 @@ template <bool kFp8, int NT>
 __global__ void __launch_bounds__(kThreads, kCtasPerSm) SkinnyGemmKernel(const Params p) {
   __shared__ uint4 s_ring[kWarps][kStages * kStageUint4s];
   __shared__ bool s_last;
-  pdl::WaitForPrevious();  // a programmatic dependent launch (LaunchKernel)
-  pdl::AllowNextLaunch();
+  pdl::AllowNextLaunch();  // see pdl.cuh: launched plainly, but the next kernel may be early
   const int warp = threadIdx.x / 32;
   const int64_t begin = static_cast<int64_t>(blockIdx.x) * p.ksteps_per_cta;
   const int64_t end = min(begin + p.ksteps_per_cta, p.total_ksteps);
@@ -450,6 +444,7 @@ __global__ void __launch_bounds__(kThreads, RowSplitCtasPerSm(kFp8, NT, kStrided
   static_assert(kTileRows % R == 0 && kParts >= 2);
   __shared__ uint4 s_ring[kWarps][kStages * kStageUint4s];
   static_assert(sizeof(s_ring) >= kWarps * NT * kSlotFloat4s * sizeof(float4));
+  pdl::AllowNextLaunch();  // see pdl.cuh: launched plainly, but the next kernel may be early
   const int warp = threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   const int group = warp % kRowGroups;
@@ -527,38 +522,21 @@ __global__ void __launch_bounds__(256) PackWeightsKernel(const uint8_t* __restri
 
 bool AlignedTo(const void* p, uintptr_t n) { return reinterpret_cast<uintptr_t>(p) % n == 0; }
 
-// Every instance is launched as a programmatic dependent of the kernel before it (pdl.cuh), so
-// that its CTAs issue their first weight k-steps while that kernel finishes, except a one-wave
-// row split at 2 CTAs per SM: those CTAs need a whole SM's registers, and launched early they made
-// the bf16 batch-1 decode step 1.9% slower (on an H100; the others gained: fp8 batch 1 and 16
-// 1.1-1.2%, results/h100-sxm/gemv_load_experiment.txt section 17).
-template <typename... KernelParams, typename... Args>
-void LaunchKernel(bool dependent, void (*kernel)(KernelParams...), dim3 grid, cudaStream_t stream,
-                  Args&&... args) {
-  if (dependent) {
-    // Its error, like a <<<>>> launch's, reaches the caller's cudaGetLastError.
-    (void)pdl::Launch(kernel, grid, kThreads, 0, stream, std::forward<Args>(args)...);
-  } else {
-    kernel<<<grid, kThreads, 0, stream>>>(std::forward<Args>(args)...);
-  }
-}
-
 // The kernel instantiated for the number of 8-token n-tiles (1 .. kSkinnyGemmMaxM / 8).
 template <bool kFp8>
 void LaunchForTiles(int ntiles, dim3 grid, const Params& p, cudaStream_t stream) {
   static_assert(kSkinnyGemmMaxM == 32, "instantiate one kernel per n-tile count");
   switch (ntiles) {
-    case 1: return LaunchKernel(true, SkinnyGemmKernel<kFp8, 1>, grid, stream, p);
-    case 2: return LaunchKernel(true, SkinnyGemmKernel<kFp8, 2>, grid, stream, p);
-    case 3: return LaunchKernel(true, SkinnyGemmKernel<kFp8, 3>, grid, stream, p);
-    default: return LaunchKernel(true, SkinnyGemmKernel<kFp8, 4>, grid, stream, p);
+    case 1: SkinnyGemmKernel<kFp8, 1><<<grid, kThreads, 0, stream>>>(p); break;
+    case 2: SkinnyGemmKernel<kFp8, 2><<<grid, kThreads, 0, stream>>>(p); break;
+    case 3: SkinnyGemmKernel<kFp8, 3><<<grid, kThreads, 0, stream>>>(p); break;
+    default: SkinnyGemmKernel<kFp8, 4><<<grid, kThreads, 0, stream>>>(p); break;
   }
 }
 
 template <bool kFp8, int NT, int R, bool kStrided>
 void LaunchRowSplitKernel(dim3 grid, const Params& p, cudaStream_t stream) {
-  LaunchKernel(kStrided || RowSplitCtasPerSm(kFp8, NT, kStrided) > 2,
-               SkinnyGemmRowSplitKernel<kFp8, NT, R, kStrided>, grid, stream, p);
+  SkinnyGemmRowSplitKernel<kFp8, NT, R, kStrided><<<grid, kThreads, 0, stream>>>(p);
 }
 
 template <bool kFp8, int R, bool kStrided>

@@ -9,9 +9,11 @@
 // merge) about 0.9 us per kernel, 46.81 -> 46.33 ms bf16 and 25.92 -> 25.41 ms fp8 on an H100.
 // Works in streams and in captured CUDA graphs (programmatic edges).
 //
-// The skinny GEMM is launched this way too, issuing its first weight loads before the wait
-// (another 1.1-1.2% off the fp8 step at batch 1 and 16), except where its CTAs take a whole SM's
-// registers (gemv.cu, LaunchKernel). results/h100-sxm/gemv_load_experiment.txt, section 17.
+// The skinny GEMM is not launched this way, it only allows the next launch. Launched this way
+// too, issuing its first weight k-steps before the wait (one-wave row splits at 2 CTAs per SM
+// excepted), it gained on an H100 (fp8 step at batch 1 and 16: -1.1% and -3.9%) but lost on an
+// H200 (fp8 batch 8 and 16: +4.9% and +8.4%, bf16 batch 16 +1.5-2.5%).
+// results/h100-sxm/gemv_load_experiment.txt, section 17.
 #ifndef TRUTHPUT_KERNELS_PDL_CUH_
 #define TRUTHPUT_KERNELS_PDL_CUH_
 
