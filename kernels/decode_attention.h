@@ -27,17 +27,17 @@ namespace truthput {
 // How many context splits to use. None when batch * num_kv_heads CTAs already stream K/V near
 // the ceiling, for a split costs a merge: from kDecodeNoSplitCtas CTAs (on the H100, batch 8 and
 // 16 of a 70B model at context 4096: 90-95% of the streaming-read ceiling unsplit against 85-90%
-// in 2-4 splits), and more where the memory is faster than kDecodeCtaGbps per CTA can drain (an
-// H200's 4.9 TB/s needs 87: unsplit, its batch 8 stayed at 81% at every context). Below that,
-// about one CTA per SM (batch * num_kv_heads * splits <= sm_count), every split at least
-// kDecodeMinKeysPerSplit keys long and at most kDecodeMaxSplits splits
-// (results/h100-sxm/decode_attention_experiment.txt). Deterministic; pure host code (no CUDA
-// calls). dram_gbps is the device's peak memory bandwidth (bench/device_info.h's DramPeakGbps); non-positive
-// arguments give 1 split, except sm_count <= 0, taken as 132 (an H100 SXM), and dram_gbps <= 0,
-// which leaves kDecodeNoSplitCtas alone.
+// in 2-4 splits), and more where the memory is faster than that many CTAs drain at
+// kDecodeCtaGbps each (an H200's 4917 GB/s needs 87: its batch 8 went from 79-81% unsplit to
+// 88-97% from context 4096 in 2 splits). Below that, about one CTA per SM (batch * num_kv_heads
+// * splits <= sm_count), every split at least kDecodeMinKeysPerSplit keys long and at most
+// kDecodeMaxSplits splits (results/h100-sxm/decode_attention_experiment.txt). Deterministic;
+// pure host code (no CUDA calls). dram_gbps is the device's peak memory bandwidth
+// (bench/device_info.h's DramPeakGbps). Non-positive arguments give 1 split, except sm_count <= 0,
+// taken as 132 (an H100 SXM), and dram_gbps <= 0, which leaves kDecodeNoSplitCtas alone.
 inline constexpr int kDecodeNoSplitCtas = 64;
 // What one unsplit CTA streams at most: 64 of them read 3.67 TB/s of K/V on an H200 at batch 8,
-// context 32768 (57.3 GB/s each; results/h200/bench_kernels_decode_attention_h200.json).
+// context 32768 (57.3 GB/s each; decode_attention_experiment.txt, ninth session).
 inline constexpr double kDecodeCtaGbps = 57.0;
 inline constexpr int kDecodeMinKeysPerSplit = 64;
 // Bounds the merge kernel's registers: it holds every split's partial so as to read them all at
