@@ -446,7 +446,9 @@ int ChooseDecodeSplits(int batch, int num_kv_heads, int kv_len, int sm_count, do
   const double drain_ctas = std::isfinite(dram_gbps) ? std::ceil(dram_gbps / kDecodeCtaGbps) : 0;
   if (ctas >= std::max<double>(kDecodeNoSplitCtas, drain_ctas)) return 1;
   const int64_t by_occupancy = sm_count / ctas;
-  const int64_t by_length = kv_len / kDecodeMinKeysPerSplit;
+  // From kDecodeNoSplitCtas CTAs a split is only for the memory's sake (see the header).
+  const int64_t by_length = kv_len / (ctas >= kDecodeNoSplitCtas ? kDecodeMinKeysPerDrainSplit
+                                                                 : kDecodeMinKeysPerSplit);
   return static_cast<int>(std::max<int64_t>(
       1, std::min({by_occupancy, by_length, static_cast<int64_t>(kDecodeMaxSplits)})));
 }

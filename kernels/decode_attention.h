@@ -30,16 +30,21 @@ namespace truthput {
 // in 2-4 splits), and more where the memory is faster than that many CTAs drain at
 // kDecodeCtaGbps each (an H200's 4917 GB/s needs 87: its batch 8 went from 79-81% unsplit to
 // 88-97% from context 4096 in 2 splits). Below that, about one CTA per SM (batch * num_kv_heads
-// * splits <= sm_count), every split at least kDecodeMinKeysPerSplit keys long and at most
-// kDecodeMaxSplits splits (results/h100-sxm/decode_attention_experiment.txt). Deterministic;
-// pure host code (no CUDA calls). dram_gbps is the device's peak memory bandwidth
-// (bench/device_info.h's DramPeakGbps). Non-positive arguments give 1 split, except sm_count <= 0,
-// taken as 132 (an H100 SXM), and dram_gbps <= 0, which leaves kDecodeNoSplitCtas alone.
+// * splits <= sm_count), every split at least kDecodeMinKeysPerSplit keys long (where only the
+// faster memory needs them, kDecodeMinKeysPerDrainSplit) and at most kDecodeMaxSplits splits
+// (results/h100-sxm/decode_attention_experiment.txt). Deterministic; pure host code (no CUDA
+// calls). dram_gbps is the device's peak memory bandwidth (bench/device_info.h's DramPeakGbps).
+// Non-positive arguments give 1 split, except sm_count <= 0, taken as 132 (an H100 SXM), and
+// dram_gbps <= 0, which leaves kDecodeNoSplitCtas alone.
 inline constexpr int kDecodeNoSplitCtas = 64;
 // What one unsplit CTA streams at most: 64 of them read 3.67 TB/s of K/V on an H200 at batch 8,
 // context 32768 (57.3 GB/s each; decode_attention_experiment.txt, ninth session).
 inline constexpr double kDecodeCtaGbps = 57.0;
 inline constexpr int kDecodeMinKeysPerSplit = 64;
+// The same from kDecodeNoSplitCtas CTAs, where only memory faster than an H100's needs more: on
+// an H200, batch 8 in 2 splits of 256 keys lost 0.9 us per call to the merge (10.4 -> 11.3 us),
+// 2 of 512 broke even, 2 of 1024 gained 1 us.
+inline constexpr int kDecodeMinKeysPerDrainSplit = 512;
 // Bounds the merge kernel's registers: it holds every split's partial so as to read them all at
 // once.
 inline constexpr int kDecodeMaxSplits = 16;

@@ -28,6 +28,7 @@ TEST(ChooseDecodeSplitsTest, Properties) {
             if (s > 1) {
               EXPECT_LE(ctas * s, sms);                        // about one CTA per SM
               EXPECT_GE(kv_len / s, kDecodeMinKeysPerSplit);    // splits are not tiny
+              if (ctas >= kDecodeNoSplitCtas) EXPECT_GE(kv_len / s, kDecodeMinKeysPerDrainSplit);
             }
             // Faster memory never means fewer splits.
             EXPECT_GE(ChooseDecodeSplits(batch, hkv, kv_len, sms, gbps + 1000), s);
@@ -41,8 +42,8 @@ TEST(ChooseDecodeSplitsTest, Properties) {
 TEST(ChooseDecodeSplitsTest, TypicalLlama70BShapes) {
   // 8 KV heads on 132 SMs: one sequence takes 16 splits (128 CTAs) from 1024 keys, fewer below;
   // 2 and 4 sequences 8 and 4; on an H100 (3352 GB/s) 8 sequences (64 CTAs) and more none, on
-  // an H200 (4917 GB/s) 8 sequences 2 and 16 none. Degenerate arguments give 1; 0 SMs means an
-  // H100, unknown bandwidth the H100's policy.
+  // an H200 (4917 GB/s) 8 sequences 2 from 1024 keys and 16 none. Degenerate arguments give 1;
+  // 0 SMs means an H100, unknown bandwidth the H100's policy.
   struct Case {
     int batch, kv_len, sms;
     double gbps;
@@ -53,7 +54,8 @@ TEST(ChooseDecodeSplitsTest, TypicalLlama70BShapes) {
         Case{1, 100, 132, 3352, 1}, Case{2, 4096, 132, 3352, 8}, Case{3, 4097, 132, 3352, 5},
         Case{4, 4096, 132, 3352, 4}, Case{7, 4096, 132, 3352, 2}, Case{8, 4096, 132, 3352, 1},
         Case{16, 4096, 132, 3352, 1}, Case{0, 4096, 132, 3352, 1}, Case{1, 0, 132, 3352, 1},
-        Case{4, 131072, 0, 3352, 4}, Case{8, 4096, 132, 4917, 2}, Case{8, 512, 132, 4917, 2},
+        Case{4, 131072, 0, 3352, 4}, Case{8, 4096, 132, 4917, 2}, Case{8, 512, 132, 4917, 1},
+        Case{8, 1024, 132, 4917, 2},
         Case{16, 4096, 132, 4917, 1}, Case{1, 4096, 132, 4917, 16}, Case{8, 4096, 132, 0, 1},
         Case{8, 4096, 132, -1, 1}}) {
     EXPECT_EQ(ChooseDecodeSplits(c.batch, 8, c.kv_len, c.sms, c.gbps), c.want)
