@@ -499,6 +499,85 @@ __global__ void __launch_bounds__(kThreads, RowSplitCtasPerSm(kFp8, NT, kStrided
   }
 }
 
+// Row split for plan.two_slice (32-row blocks, one wave, fp8, 4 n-tiles): each warp owns both
+// 16-row slices of its CTA's block over an eighth of k, so one x fragment feeds the mmas of two
+// slices. At 32 tokens every k-step's x is 4 KB per warp against 1 KB of fp8 weights, and those
+// loads cost 6-18 points of the streaming ceiling (o 72.5 -> 90.0%, down 75.7 -> 92.3% with x
+// not loaded at all, a diagnostic build). Each slice has a 3-stage ring (48 KB per CTA), and x is
+// loaded when used: loading it a k-step ahead, as WarpGemm::Run does, needs 156 registers, and at
+// 1 CTA per SM (or 128 registers and more spills) o and down at 32 tokens were 4-17 points slower
+// than the kernel above; this one spills 48 bytes. On an H100, o at 32 tokens 72.4 -> 80.6% of
+// the ceiling, down 75.8 -> 82.9% (results/h100-sxm/gemv_load_experiment.txt, section 18).
+constexpr int kTwoSliceStages = 3;
+template <bool kFp8, int NT>
+__global__ void __launch_bounds__(kThreads, kCtasPerSm) SkinnyGemmTwoSliceKernel(const Params p) {
+  __shared__ uint4 s_ring[kWarps][2][kTwoSliceStages * kStageUint4s];
+  static_assert(sizeof(s_ring) >= kWarps * 2 * NT * kSlotFloat4s * sizeof(float4));
+  pdl::AllowNextLaunch();  // see pdl.cuh: launched plainly, but the next kernel may be early
+  constexpr int S = kTwoSliceStages;
+  constexpr int kXWords = WarpGemm<kFp8, NT>::kElems / 2;
+  const int warp = threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  const int64_t tile = blockIdx.x / (kTileRows / 32);  // the 128-row tile of the packed layout
+  const int tile_warp = static_cast<int>(blockIdx.x % (kTileRows / 32)) * 2;  // slice 0
+  const int64_t row0 = tile * kTileRows + tile_warp * kWarpRows;
+  const int ks0 = static_cast<int>(warp * p.ksteps_per_tile / kWarps);
+  const int ks1 = static_cast<int>((warp + 1) * p.ksteps_per_tile / kWarps);
+  float acc0[NT][4] = {}, acc1[NT][4] = {};
+  if (row0 < p.n) {
+    const WarpGemm<kFp8, NT> g0(p, tile, tile_warp, s_ring[warp][0]);
+    const WarpGemm<kFp8, NT> g1(p, tile, tile_warp + 1, s_ring[warp][1]);
+#pragma unroll
+    for (int i = 0; i < S - 1; ++i) {
+      g0.Issue(i, ks0 + i, ks1);
+      g1.Issue(i, ks0 + i, ks1);
+    }
+    int stage = 0;
+    for (int s = ks0; s < ks1; ++s) {
+      CpAsyncWait<2 * (S - 2)>();  // both slices' k-step s have landed (this lane's copies)
+      const int refill = stage == 0 ? S - 1 : stage - 1;
+      g0.Issue(refill, s + S - 1, ks1);
+      g1.Issue(refill, s + S - 1, ks1);
+      const uint32_t at0 = g0.ring + stage * kStageUint4s * 16;
+      const uint32_t at1 = g1.ring + stage * kStageUint4s * 16;
+      const uint4 a0 = LoadShared16(at0), b0 = LoadShared16(at0 + 32 * 16);
+      const uint4 a1 = LoadShared16(at1), b1 = LoadShared16(at1 + 32 * 16);
+      uint32_t x[NT][kXWords];
+      g0.LoadXStep(s, x);
+      g0.Step(a0, b0, x, acc0);
+      g1.Step(a1, b1, x, acc1);
+      stage = stage == S - 1 ? 0 : stage + 1;
+    }
+    CpAsyncWait<0>();
+  }
+  __syncthreads();  // every ring is idle: reuse it for the sums
+  float4* sums = reinterpret_cast<float4*>(&s_ring[0][0][0]);  // [warp][slice][n-tile][lane]
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt) {
+    sums[((warp * 2 + 0) * NT + nt) * kSlotFloat4s + lane] =
+        make_float4(acc0[nt][0], acc0[nt][1], acc0[nt][2], acc0[nt][3]);
+    sums[((warp * 2 + 1) * NT + nt) * kSlotFloat4s + lane] =
+        make_float4(acc1[nt][0], acc1[nt][1], acc1[nt][2], acc1[nt][3]);
+  }
+  __syncthreads();
+  // Warp w < 2 adds slice w over the 8 k-parts, in part order.
+  if (warp < 2 && row0 + warp * kWarpRows < p.n) {
+    float acc[NT][4] = {};
+#pragma unroll
+    for (int q = 0; q < kWarps; ++q) {
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) {
+        const float4 v = sums[((q * 2 + warp) * NT + nt) * kSlotFloat4s + lane];
+        acc[nt][0] += v.x;
+        acc[nt][1] += v.y;
+        acc[nt][2] += v.z;
+        acc[nt][3] += v.w;
+      }
+    }
+    StoreRows<kFp8, NT>(p, row0 + warp * kWarpRows, acc);
+  }
+}
+
 // One thread per 8 bytes of the packed layout (rows of fp8 weights may be only 8-byte aligned).
 __global__ void __launch_bounds__(256) PackWeightsKernel(const uint8_t* __restrict__ w,
                                                          uint8_t* __restrict__ packed, int64_t n,
@@ -563,6 +642,10 @@ void LaunchRowSplit(const SkinnyGemmPlan& plan, int ntiles, const Params& p,
   }
   if constexpr (kFp8) {
     if (strided) return LaunchRowSplitKernel<kFp8, 1, 32, true>(grid, p, stream);
+    if (plan.two_slice) {
+      SkinnyGemmTwoSliceKernel<kFp8, 4><<<grid, kThreads, 0, stream>>>(p);
+      return;
+    }
   } else {
     if (strided) return LaunchRowSplitForTiles<kFp8, 32, true>(ntiles, grid, p, stream);
   }
@@ -675,6 +758,7 @@ SkinnyGemmPlan PlanSkinnyGemm(int64_t m, int64_t n, int64_t k, int weight_bytes,
       plan.blocks_per_cta = one_wave ? 1 : static_cast<int>(CeilDiv(blocks, strided_slots));
       plan.ctas = static_cast<int>(CeilDiv(blocks, plan.blocks_per_cta));
       plan.ksteps_per_cta = plan.ksteps_per_tile;
+      plan.two_slice = fp8 && NTiles(m) == 4 && rows == 32 && one_wave;
       return plan;
     }
   }
@@ -700,7 +784,8 @@ std::string SkinnyGemmPlanDescription(const SkinnyGemmPlan& plan) {
   if (plan.rows_per_cta > 0) {
     return absl::StrCat("ctas=", plan.ctas, " rows/block=", plan.rows_per_cta,
                         " blocks/cta=", plan.blocks_per_cta,
-                        " tiles=", plan.row_tiles, "x", plan.ksteps_per_tile, " row-split");
+                        " tiles=", plan.row_tiles, "x", plan.ksteps_per_tile, " row-split",
+                        plan.two_slice ? " two-slice" : "");
   }
   return absl::StrCat("ctas=", plan.ctas, " ksteps/cta=", plan.ksteps_per_cta,
                       " tiles=", plan.row_tiles, "x", plan.ksteps_per_tile,

@@ -81,7 +81,13 @@ TEST(PlanSkinnyGemm, CoversTheWorkExactly) {
               // Each of a CTA's 8 * 16 / rows_per_cta k-parts gets a ring's worth (4) of k-steps.
               EXPECT_GE(p.ksteps_per_tile, 128 / p.rows_per_cta * 4);
               EXPECT_FALSE(p.split);
+              // Two-slice warps: exactly the one-wave 32-row blocks of fp8 at 25-32 tokens.
+              EXPECT_EQ(p.two_slice,
+                        bytes == 1 && m > 24 && p.rows_per_cta == 32 && p.blocks_per_cta == 1);
+              // Its 8 k-parts each get two k-steps, the ring's depth in flight.
+              if (p.two_slice) EXPECT_GE(p.ksteps_per_tile, 8 * 2);
             } else {
+              EXPECT_FALSE(p.two_slice);
               EXPECT_GE(static_cast<int64_t>(p.ctas) * p.ksteps_per_cta, p.total_ksteps);
               EXPECT_LT(static_cast<int64_t>(p.ctas - 1) * p.ksteps_per_cta, p.total_ksteps);
             }
@@ -107,6 +113,13 @@ TEST(PlanSkinnyGemm, RowSplitWhereWholeRowsFillTheGpu) {
   EXPECT_EQ(o.ctas, 256);
   EXPECT_EQ(o.workspace_bytes, 0u);
   EXPECT_EQ(PlanSkinnyGemm(32, 8192, 8192, 1, 132).rows_per_cta, 32);
+  // o and down with fp8 at 25-32 tokens: two-slice warps (not at 16 tokens, not with bf16).
+  EXPECT_TRUE(PlanSkinnyGemm(32, 8192, 8192, 1, 132).two_slice);
+  EXPECT_TRUE(PlanSkinnyGemm(25, 8192, 28672, 1, 132).two_slice);
+  EXPECT_FALSE(PlanSkinnyGemm(24, 8192, 28672, 1, 132).two_slice);
+  EXPECT_FALSE(PlanSkinnyGemm(32, 8192, 8192, 2, 132).two_slice);
+  EXPECT_NE(SkinnyGemmPlanDescription(PlanSkinnyGemm(32, 8192, 8192, 1, 132)).find("two-slice"),
+            std::string::npos);
   // qkv: 64-row CTAs (160) with one n-tile; with fp8 weights 32-row ones (320, 4 per SM with
   // one n-tile, 3 with two).
   EXPECT_EQ(PlanSkinnyGemm(1, 10240, 8192, 2, 132).rows_per_cta, 64);
