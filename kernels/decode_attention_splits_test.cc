@@ -55,9 +55,8 @@ TEST(ChooseDecodeSplitsTest, TypicalLlama70BShapes) {
         Case{4, 4096, 132, 3352, 4}, Case{7, 4096, 132, 3352, 2}, Case{8, 4096, 132, 3352, 1},
         Case{16, 4096, 132, 3352, 1}, Case{0, 4096, 132, 3352, 1}, Case{1, 0, 132, 3352, 1},
         Case{4, 131072, 0, 3352, 4}, Case{8, 4096, 132, 4917, 2}, Case{8, 512, 132, 4917, 1},
-        Case{8, 1024, 132, 4917, 2},
-        Case{16, 4096, 132, 4917, 1}, Case{1, 4096, 132, 4917, 16}, Case{8, 4096, 132, 0, 1},
-        Case{8, 4096, 132, -1, 1}}) {
+        Case{8, 1024, 132, 4917, 2}, Case{16, 4096, 132, 4917, 1}, Case{1, 4096, 132, 4917, 16},
+        Case{8, 4096, 132, 0, 1}, Case{8, 4096, 132, -1, 1}}) {
     EXPECT_EQ(ChooseDecodeSplits(c.batch, 8, c.kv_len, c.sms, c.gbps), c.want)
         << "batch=" << c.batch << " kv_len=" << c.kv_len << " sms=" << c.sms
         << " gbps=" << c.gbps;
