@@ -630,7 +630,7 @@ void LaunchRowSplitForTiles(int ntiles, dim3 grid, const Params& p, cudaStream_t
 
 // The instances PlanSkinnyGemm can choose: 64-row blocks only with one n-tile; 16-row blocks (one
 // wave) only at 4 CTAs per SM: fp8 with one n-tile, bf16 with two; with fp8 weights, several
-// blocks per CTA only with one n-tile.
+// blocks per CTA only with one n-tile, and two-slice warps only with four.
 template <bool kFp8>
 void LaunchRowSplit(const SkinnyGemmPlan& plan, int ntiles, const Params& p,
                     cudaStream_t stream) {
