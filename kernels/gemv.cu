@@ -50,8 +50,8 @@ constexpr int kCtasPerSm = 2;
 // (72): 70B qkv at one token 80 -> 93% of the streaming ceiling, at 16 tokens 70 -> 81%; down at
 // 8 tokens 85 -> 96%. One wave of bf16 blocks runs 4 with two n-tiles (64) and 3 with three (72):
 // qkv at 16 tokens leaves Stream-K, 87 -> 96%; 16-row blocks for down 95 -> 96%. bf16's strided
-// split runs 3 with two n-tiles (72): gate_up at 16 tokens 92 -> 94%, lm_head 92 -> 95%. (On
-// H100s; results/h100-sxm/gemv_load_experiment.txt.)
+// split runs 3 with two n-tiles (72): gate_up at 16 tokens 92 -> 94%, lm_head 92 -> 95% (both
+// now take the wide split). (On H100s; results/h100-sxm/gemv_load_experiment.txt.)
 constexpr int RowSplitCtasPerSm(bool fp8, int ntiles, bool strided) {
   if (strided) return !fp8 && ntiles == 2 ? 3 : kCtasPerSm;
   if (fp8) return ntiles == 1 ? 4 : ntiles == 2 ? 3 : kCtasPerSm;
@@ -499,6 +499,41 @@ __global__ void __launch_bounds__(kThreads, RowSplitCtasPerSm(kFp8, NT, kStrided
   }
 }
 
+constexpr int kTwoSliceStages = 3;
+
+// acc0, acc1 += the products of two warp slices (g0, g1: 16 rows each) over k-steps [ks0, ks1),
+// one x fragment per k-step feeding both, through a kTwoSliceStages ring per slice. Leaves no
+// cp.async in flight.
+template <bool kFp8, int NT>
+__device__ __forceinline__ void RunTwoSlices(const WarpGemm<kFp8, NT>& g0,
+                                             const WarpGemm<kFp8, NT>& g1, int ks0, int ks1,
+                                             float (&acc0)[NT][4], float (&acc1)[NT][4]) {
+  constexpr int S = kTwoSliceStages;
+  constexpr int kXWords = WarpGemm<kFp8, NT>::kElems / 2;
+#pragma unroll
+  for (int i = 0; i < S - 1; ++i) {
+    g0.Issue(i, ks0 + i, ks1);
+    g1.Issue(i, ks0 + i, ks1);
+  }
+  int stage = 0;
+  for (int s = ks0; s < ks1; ++s) {
+    CpAsyncWait<2 * (S - 2)>();  // both slices' k-step s have landed (this lane's copies)
+    const int refill = stage == 0 ? S - 1 : stage - 1;
+    g0.Issue(refill, s + S - 1, ks1);
+    g1.Issue(refill, s + S - 1, ks1);
+    const uint32_t at0 = g0.ring + stage * kStageUint4s * 16;
+    const uint32_t at1 = g1.ring + stage * kStageUint4s * 16;
+    const uint4 a0 = LoadShared16(at0), b0 = LoadShared16(at0 + 32 * 16);
+    const uint4 a1 = LoadShared16(at1), b1 = LoadShared16(at1 + 32 * 16);
+    uint32_t x[NT][kXWords];
+    g0.LoadXStep(s, x);
+    g0.Step(a0, b0, x, acc0);
+    g1.Step(a1, b1, x, acc1);
+    stage = stage == S - 1 ? 0 : stage + 1;
+  }
+  CpAsyncWait<0>();
+}
+
 // Row split for plan.two_slice (32-row blocks, one wave, fp8, 4 n-tiles): each warp owns both
 // 16-row slices of its CTA's block over an eighth of k, so one x fragment feeds the mmas of two
 // slices. At 32 tokens every k-step's x is 4 KB per warp against 1 KB of fp8 weights, and those
@@ -506,16 +541,13 @@ __global__ void __launch_bounds__(kThreads, RowSplitCtasPerSm(kFp8, NT, kStrided
 // not loaded at all, a diagnostic build). Each slice has a 3-stage ring (48 KB per CTA), and x is
 // loaded when used: loading it a k-step ahead, as WarpGemm::Run does, needs 156 registers, and at
 // 1 CTA per SM (or 128 registers and more spills) o and down at 32 tokens were 4-17 points slower
-// than the kernel above; this one spills 48 bytes. On an H100, o at 32 tokens 72.4 -> 80.6% of
+// than SkinnyGemmRowSplitKernel; this one spills 48 bytes. On an H100, o at 32 tokens 72.4 -> 80.6% of
 // the ceiling, down 75.8 -> 82.9% (results/h100-sxm/gemv_load_experiment.txt, section 18).
-constexpr int kTwoSliceStages = 3;
 template <bool kFp8, int NT>
 __global__ void __launch_bounds__(kThreads, kCtasPerSm) SkinnyGemmTwoSliceKernel(const Params p) {
   __shared__ uint4 s_ring[kWarps][2][kTwoSliceStages * kStageUint4s];
   static_assert(sizeof(s_ring) >= kWarps * 2 * NT * kSlotFloat4s * sizeof(float4));
   pdl::AllowNextLaunch();  // see pdl.cuh: launched plainly, but the next kernel may be early
-  constexpr int S = kTwoSliceStages;
-  constexpr int kXWords = WarpGemm<kFp8, NT>::kElems / 2;
   const int warp = threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   const int64_t tile = blockIdx.x / (kTileRows / 32);  // the 128-row tile of the packed layout
@@ -527,28 +559,7 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm) SkinnyGemmTwoSliceKernel
   if (row0 < p.n) {
     const WarpGemm<kFp8, NT> g0(p, tile, tile_warp, s_ring[warp][0]);
     const WarpGemm<kFp8, NT> g1(p, tile, tile_warp + 1, s_ring[warp][1]);
-#pragma unroll
-    for (int i = 0; i < S - 1; ++i) {
-      g0.Issue(i, ks0 + i, ks1);
-      g1.Issue(i, ks0 + i, ks1);
-    }
-    int stage = 0;
-    for (int s = ks0; s < ks1; ++s) {
-      CpAsyncWait<2 * (S - 2)>();  // both slices' k-step s have landed (this lane's copies)
-      const int refill = stage == 0 ? S - 1 : stage - 1;
-      g0.Issue(refill, s + S - 1, ks1);
-      g1.Issue(refill, s + S - 1, ks1);
-      const uint32_t at0 = g0.ring + stage * kStageUint4s * 16;
-      const uint32_t at1 = g1.ring + stage * kStageUint4s * 16;
-      const uint4 a0 = LoadShared16(at0), b0 = LoadShared16(at0 + 32 * 16);
-      const uint4 a1 = LoadShared16(at1), b1 = LoadShared16(at1 + 32 * 16);
-      uint32_t x[NT][kXWords];
-      g0.LoadXStep(s, x);
-      g0.Step(a0, b0, x, acc0);
-      g1.Step(a1, b1, x, acc1);
-      stage = stage == S - 1 ? 0 : stage + 1;
-    }
-    CpAsyncWait<0>();
+    RunTwoSlices(g0, g1, ks0, ks1, acc0, acc1);
   }
   __syncthreads();  // every ring is idle: reuse it for the sums
   float4* sums = reinterpret_cast<float4*>(&s_ring[0][0][0]);  // [warp][slice][n-tile][lane]
@@ -575,6 +586,36 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm) SkinnyGemmTwoSliceKernel
       }
     }
     StoreRows<kFp8, NT>(p, row0 + warp * kWarpRows, acc);
+  }
+}
+
+// Wide row split (plan.rows_per_cta = kWideRows): each warp owns 32 rows (two 16-row slices
+// sharing every x fragment, as in the kernel above) over all of k, and the CTA's 8 warps walk k
+// together, so each k-step's x is read from L2 once per CTA and from L1 by the other warps; no
+// partial sum leaves a warp, and no shared memory but the rings. kStrided: blocks of 256 rows
+// strided over the grid. Against Stream-K it removes the cross-CTA reduction and half the x
+// loads per weight byte; against the strided 32-row split, a CTA's warps share one k range (and
+// its x) instead of four.
+constexpr int kWideRows = 2 * kTileRows;
+template <bool kFp8, int NT, bool kStrided>
+__global__ void __launch_bounds__(kThreads, kCtasPerSm) SkinnyGemmWideKernel(const Params p) {
+  __shared__ uint4 s_ring[kWarps][2][kTwoSliceStages * kStageUint4s];
+  pdl::AllowNextLaunch();  // see pdl.cuh: launched plainly, but the next kernel may be early
+  const int warp = threadIdx.x / 32;
+  const int ks1 = static_cast<int>(p.ksteps_per_tile);
+  const int64_t blocks = (p.n + kWideRows - 1) / kWideRows;
+  for (int64_t block = blockIdx.x; block < blocks; block += gridDim.x) {
+    const int64_t tile = block * 2 + warp / 4;  // the 128-row tile of the packed layout
+    const int tile_warp = (warp % 4) * 2;       // slice 0
+    const int64_t row0 = tile * kTileRows + tile_warp * kWarpRows;
+    if (row0 >= p.n) break;  // warp-uniform; later blocks' rows are further on
+    float acc0[NT][4] = {}, acc1[NT][4] = {};
+    const WarpGemm<kFp8, NT> g0(p, tile, tile_warp, s_ring[warp][0]);
+    const WarpGemm<kFp8, NT> g1(p, tile, tile_warp + 1, s_ring[warp][1]);
+    RunTwoSlices(g0, g1, 0, ks1, acc0, acc1);
+    StoreRows<kFp8, NT>(p, row0, acc0);
+    StoreRows<kFp8, NT>(p, row0 + kWarpRows, acc1);
+    if constexpr (!kStrided) break;
   }
 }
 
@@ -628,14 +669,35 @@ void LaunchRowSplitForTiles(int ntiles, dim3 grid, const Params& p, cudaStream_t
   }
 }
 
+template <bool kFp8, int NT>
+void LaunchWideKernel(bool strided, dim3 grid, const Params& p, cudaStream_t stream) {
+  if (strided) {
+    SkinnyGemmWideKernel<kFp8, NT, true><<<grid, kThreads, 0, stream>>>(p);
+  } else {
+    SkinnyGemmWideKernel<kFp8, NT, false><<<grid, kThreads, 0, stream>>>(p);
+  }
+}
+
+// The wide split is planned with 2-4 n-tiles for fp8 weights, 2-3 for bf16 (PlanSkinnyGemm).
+template <bool kFp8>
+void LaunchWide(int ntiles, bool strided, dim3 grid, const Params& p, cudaStream_t stream) {
+  switch (ntiles) {
+    case 2: return LaunchWideKernel<kFp8, 2>(strided, grid, p, stream);
+    case 3: return LaunchWideKernel<kFp8, 3>(strided, grid, p, stream);
+    default: return LaunchWideKernel<kFp8, 4>(strided, grid, p, stream);
+  }
+}
+
 // The instances PlanSkinnyGemm can choose: 64-row blocks only with one n-tile; 16-row blocks (one
 // wave) only at 4 CTAs per SM: fp8 with one n-tile, bf16 with two; with fp8 weights, several
-// blocks per CTA only with one n-tile, and two-slice warps only with four.
+// 32-row blocks per CTA only with one n-tile, and two-slice warps only with four; 256-row (wide)
+// blocks with 2+ n-tiles.
 template <bool kFp8>
 void LaunchRowSplit(const SkinnyGemmPlan& plan, int ntiles, const Params& p,
                     cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(plan.ctas));
   const bool strided = plan.blocks_per_cta > 1;
+  if (plan.rows_per_cta == kWideRows) return LaunchWide<kFp8>(ntiles, strided, grid, p, stream);
   if (plan.rows_per_cta == 64) return LaunchRowSplitKernel<kFp8, 1, 64, false>(grid, p, stream);
   if (plan.rows_per_cta == 16) {
     return LaunchRowSplitKernel<kFp8, kFp8 ? 1 : 2, 16, false>(grid, p, stream);
@@ -738,6 +800,25 @@ SkinnyGemmPlan PlanSkinnyGemm(int64_t m, int64_t n, int64_t k, int weight_bytes,
   // 4 CTAs per SM.
   const bool fp8 = weight_bytes == 1;
   const bool one_tile = NTiles(m) == 1;
+  // Wide row split (256-row blocks, each warp owning 32 rows over all of k) with fp8 and 2-4
+  // n-tiles or bf16 and 2-3, where the blocks fill 3/4 of two CTAs per SM (one wave, or dealt
+  // evenly): 70B gate_up and the LM heads. On an H100, against Stream-K (fp8) and the strided
+  // 32-row split (bf16), % of the streaming ceiling: fp8 gate_up at 16 and 32 tokens 78-80 ->
+  // 84-89%, LM head 76-78 -> 87-91%; bf16 at 16 tokens gate_up 94 -> 95%, LM head 94 -> 97-98%
+  // (at 32 tokens bf16 gained nothing; results/h100-sxm/gemv_load_experiment.txt, section 19).
+  if (NTiles(m) >= 2 && (fp8 || NTiles(m) <= 3) && plan.ksteps_per_tile >= kMinKstepsPerCta) {
+    const int64_t blocks = CeilDiv(n, kWideRows);
+    const int64_t per_cta = CeilDiv(blocks, max_ctas);
+    const int64_t ctas = CeilDiv(blocks, per_cta);
+    if (ctas >= CeilDiv(3 * max_ctas, 4)) {
+      plan.rows_per_cta = kWideRows;
+      plan.blocks_per_cta = static_cast<int>(per_cta);
+      plan.ctas = static_cast<int>(ctas);
+      plan.ksteps_per_cta = plan.ksteps_per_tile;
+      plan.two_slice = true;
+      return plan;
+    }
+  }
   const int64_t wave_slots = int64_t{RowSplitCtasPerSm(fp8, NTiles(m), false)} * sm_count;
   const int64_t strided_slots = int64_t{RowSplitCtasPerSm(fp8, NTiles(m), true)} * sm_count;
   for (const int rows : {16, 32, 64}) {

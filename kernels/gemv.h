@@ -30,6 +30,10 @@
 //     its warps split k and add their parts in shared memory, so no partial sum leaves the CTA.
 //     With fp8 at 25-32 tokens (o, down) each warp owns its CTA's 32 rows over an eighth of k, so
 //     one x fragment feeds two 16-row slices (SkinnyGemmPlan::two_slice).
+//   * Wide row split where 256-row blocks fill the GPU at 9-32 tokens (fp8) or 9-24 (bf16): 70B
+//     gate_up and the LM heads. Each warp owns 32 rows (two slices sharing x, as above) over all
+//     of k and the CTA's warps walk k together, so x is read from L2 once per CTA and each x
+//     fragment feeds two slices; no partial sum leaves a warp.
 //     The cross-CTA reduction at the end of Stream-K costs about 6 us on the H100, 10% of a 70B
 //     o projection at batch 1.
 //
@@ -74,12 +78,13 @@ struct SkinnyGemmPlan {
   int64_t ksteps_per_cta = 0;   // each CTA's contiguous share of the flattened k-steps
   int ctas = 0;                 // grid size
   // 16, 32 or 64 for a row split: each CTA owns blocks of that many whole rows, block b going to
-  // CTA b % ctas (ksteps_per_cta = ksteps_per_tile); 0 for Stream-K.
+  // CTA b % ctas (ksteps_per_cta = ksteps_per_tile); 256 for the wide split (each warp owns 32
+  // of the block's rows over all of k); 0 for Stream-K.
   int rows_per_cta = 0;
   int blocks_per_cta = 0;       // row split: at most this many blocks per CTA (1: one wave)
-  // Row split of 32-row blocks in one wave, fp8 weights, 25-32 tokens: each warp owns its CTA's
-  // 32 rows (two 16-row slices sharing every x fragment) over an eighth of k, instead of 16 rows
-  // over a quarter, so it loads x once per 2 KB of weights rather than per 1 KB.
+  // Each warp owns 32 rows (two 16-row slices sharing every x fragment), so it loads x once per
+  // 2 KB of weights rather than per 1 KB: the wide split, and 32-row blocks in one wave with fp8
+  // weights at 25-32 tokens (each warp over an eighth of k, instead of 16 rows over a quarter).
   bool two_slice = false;
   bool split = false;           // some tile is shared by several CTAs (needs the workspace)
   size_t workspace_bytes = 0;   // 0 when !split

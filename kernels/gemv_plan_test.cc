@@ -52,7 +52,18 @@ TEST(PlanSkinnyGemm, CoversTheWorkExactly) {
             EXPECT_LE(p.ctas, 4 * sms);
             EXPECT_EQ(p.row_tiles, (n + 127) / 128);
             EXPECT_EQ(p.ksteps_per_tile, (k * bytes + 63) / 64);
-            if (p.rows_per_cta > 0) {  // row split: one wave of blocks, or 4+ blocks per CTA
+            if (p.rows_per_cta == 256) {  // wide split: 3/4 of 2 CTAs per SM
+              const int64_t blocks = (n + 255) / 256;
+              EXPECT_TRUE(m > 8 && (bytes == 1 || m <= 24)) << "fp8 at 9-32 tokens, bf16 at 9-24";
+              EXPECT_EQ((blocks + p.ctas - 1) / p.ctas, p.blocks_per_cta);
+              EXPECT_GE(blocks / p.ctas, p.blocks_per_cta - 1);
+              EXPECT_LE(p.ctas, 2 * sms);
+              EXPECT_GE(4 * p.ctas, 3 * 2 * sms);
+              EXPECT_EQ(p.ksteps_per_cta, p.ksteps_per_tile);
+              EXPECT_GE(p.ksteps_per_tile, 4);
+              EXPECT_TRUE(p.two_slice);
+              EXPECT_FALSE(p.split);
+            } else if (p.rows_per_cta > 0) {  // one wave of blocks, or 4+ blocks per CTA
               EXPECT_TRUE(p.rows_per_cta == 16 || p.rows_per_cta == 32 || p.rows_per_cta == 64);
               const int64_t blocks = (n + p.rows_per_cta - 1) / p.rows_per_cta;
               // Block b goes to CTA b % ctas: every CTA has blocks_per_cta or one fewer.
@@ -101,7 +112,7 @@ TEST(PlanSkinnyGemm, CoversTheWorkExactly) {
   // Small n at large k must be split to fill the GPU; a huge vocabulary fills it whole.
   EXPECT_TRUE(PlanSkinnyGemm(1, 1024, 28672, 2, 132).split);
   EXPECT_GE(PlanSkinnyGemm(1, 1024, 28672, 2, 132).ctas, 250);
-  EXPECT_EQ(PlanSkinnyGemm(16, 128256, 16384, 1, 132).ctas, 264);
+  EXPECT_EQ(PlanSkinnyGemm(16, 128256, 16384, 1, 132).ctas, 251);
   EXPECT_EQ(PlanSkinnyGemm(0, 1024, 1024, 2, 132).ctas, 0);
 }
 
@@ -151,16 +162,29 @@ TEST(PlanSkinnyGemm, RowSplitWhereWholeRowsFillTheGpu) {
   EXPECT_EQ(gate_up.ctas, 256);
   EXPECT_EQ(gate_up.blocks_per_cta, 7);
   EXPECT_EQ(PlanSkinnyGemm(1, 57344, 8192, 1, 132).ctas, 256);
-  EXPECT_EQ(PlanSkinnyGemm(24, 128256, 8192, 2, 132).ctas, 251);
-  EXPECT_EQ(PlanSkinnyGemm(24, 128256, 8192, 2, 132).blocks_per_cta, 16);
-  // bf16 with two n-tiles: 3 CTAs per SM (396 slots): 359 CTAs of 5 for gate_up, 365 of 11.
-  EXPECT_EQ(PlanSkinnyGemm(16, 57344, 8192, 2, 132).ctas, 359);
-  EXPECT_EQ(PlanSkinnyGemm(16, 57344, 8192, 2, 132).blocks_per_cta, 5);
-  EXPECT_EQ(PlanSkinnyGemm(16, 128256, 8192, 2, 132).ctas, 365);
-  EXPECT_EQ(PlanSkinnyGemm(16, 128256, 8192, 2, 132).blocks_per_cta, 11);
-  // ... but not with fp8 weights and 2+ n-tiles.
-  EXPECT_EQ(PlanSkinnyGemm(16, 128256, 8192, 1, 132).rows_per_cta, 0);
-  EXPECT_EQ(PlanSkinnyGemm(9, 57344, 8192, 1, 132).rows_per_cta, 0);
+  // bf16 with four n-tiles as well (251 CTAs of at most 16); with two and three, wide blocks
+  // (below).
+  EXPECT_EQ(PlanSkinnyGemm(32, 128256, 8192, 2, 132).ctas, 251);
+  EXPECT_EQ(PlanSkinnyGemm(32, 57344, 8192, 2, 132).blocks_per_cta, 7);
+  EXPECT_EQ(PlanSkinnyGemm(16, 57344, 8192, 2, 132).rows_per_cta, 256);
+  EXPECT_EQ(PlanSkinnyGemm(24, 128256, 8192, 2, 132).rows_per_cta, 256);
+  // fp8 with 2+ n-tiles (and bf16 with 2-3): each warp owns 32 rows of a 256-row block over all
+  // of k, one wave for gate_up (224 CTAs), 2 blocks per CTA for the LM head (251 CTAs).
+  const SkinnyGemmPlan wide = PlanSkinnyGemm(9, 57344, 8192, 1, 132);
+  EXPECT_EQ(wide.rows_per_cta, 256);
+  EXPECT_EQ(wide.ctas, 224);
+  EXPECT_EQ(wide.blocks_per_cta, 1);
+  EXPECT_TRUE(wide.two_slice);
+  EXPECT_EQ(PlanSkinnyGemm(32, 57344, 8192, 1, 132).ctas, 224);
+  EXPECT_EQ(PlanSkinnyGemm(16, 128256, 8192, 1, 132).rows_per_cta, 256);
+  EXPECT_EQ(PlanSkinnyGemm(16, 128256, 8192, 1, 132).ctas, 251);
+  EXPECT_EQ(PlanSkinnyGemm(16, 128256, 8192, 1, 132).blocks_per_cta, 2);
+  EXPECT_NE(SkinnyGemmPlanDescription(wide).find("rows/block=256"), std::string::npos);
+  // Not with one n-tile, nor where 256-row blocks leave a quarter of the slots empty: 8B's
+  // gate_up (112 blocks) and 70B's qkv (40) stay on Stream-K.
+  EXPECT_EQ(PlanSkinnyGemm(8, 57344, 8192, 1, 132).rows_per_cta, 32);
+  EXPECT_EQ(PlanSkinnyGemm(16, 28672, 4096, 1, 132).rows_per_cta, 0);
+  EXPECT_EQ(PlanSkinnyGemm(32, 10240, 8192, 1, 132).rows_per_cta, 0);
   // Too few blocks for one wave, too many for 4 per CTA: Stream-K (8B's o, and 8B's gate_up with
   // 896 blocks, 3.4 per CTA).
   EXPECT_EQ(PlanSkinnyGemm(1, 4096, 4096, 2, 132).rows_per_cta, 0);
