@@ -784,9 +784,10 @@ SkinnyGemmPlan PlanSkinnyGemm(int64_t m, int64_t n, int64_t k, int weight_bytes,
   plan.ksteps_per_tile = CeilDiv(k * weight_bytes, kKstepBytes);
   plan.total_ksteps = plan.row_tiles * plan.ksteps_per_tile;
   const int64_t max_ctas = static_cast<int64_t>(kCtasPerSm) * sm_count;
-  // Row split where one wave of blocks fills at least 3/4 of two CTAs per SM (64-row blocks:
-  // half) without passing the instance's CTA slots, or where 32-row blocks are at least 4 per
-  // slot (each CTA then takes every ctas-th block); every warp gets a ring's worth of k-steps.
+  // Row split where one wave of blocks fills at least 3/8 of two CTAs per SM (64-row blocks:
+  // half) without passing the instance's CTA slots, or where 32-row blocks are at least 3 per
+  // slot with bf16, 4 with fp8 (each CTA then takes every ctas-th block); every warp gets a ring's
+  // worth of k-steps.
   // Smaller blocks first: more CTAs in flight. Measured on H100s, Llama-3.1-70B, % of the
   // streaming-read ceiling (results/h100-sxm/gemv_load_experiment.txt, sections 10 and 11):
   // against Stream-K, 32 rows (o, down) at 1-8 tokens 97-99% with bf16 weights against 88-94%,
@@ -797,7 +798,10 @@ SkinnyGemmPlan PlanSkinnyGemm(int64_t m, int64_t n, int64_t k, int weight_bytes,
   // per SM: qkv (320 blocks of 32 rows) at one token 80 -> 93%, o and down (512 blocks of 16)
   // at 8 tokens 84 -> 89% and 85 -> 96%; with two n-tiles 3: qkv at 16 tokens 70 -> 81%. bf16
   // with two n-tiles, 4 per SM: qkv at 16 tokens 87 -> 96% (section 15). 16-row blocks only at
-  // 4 CTAs per SM.
+  // 4 CTAs per SM. Llama-3.1-8B's bf16 projections at one token (section 21): one wave from 3/8
+  // (it was 3/4) takes qkv (192 blocks of 32), o and down (128) off Stream-K, 72-80 -> 95-99%,
+  // and the strided split from 3 blocks per slot (it was 4) gate_up (896 blocks), 91 -> 98%; fp8
+  // with one n-tile keeps 4 (gate_up 88 -> 84% at one token with 3).
   const bool fp8 = weight_bytes == 1;
   const bool one_tile = NTiles(m) == 1;
   // Wide row split (256-row blocks, each warp owning 32 rows over all of k) with fp8 and 2-4
@@ -826,12 +830,13 @@ SkinnyGemmPlan PlanSkinnyGemm(int64_t m, int64_t n, int64_t k, int weight_bytes,
     if (rows == 64 && (!one_tile || (fp8 && m > 4))) continue;
     const int64_t blocks = CeilDiv(n, rows);
     const int64_t parts = kWarps * kWarpRows / rows;
-    const int64_t min_blocks = rows == 64 ? CeilDiv(max_ctas, 2) : CeilDiv(3 * max_ctas, 4);
-    // One wave of blocks, or at least 4 blocks per CTA slot, so that the last round is a small
+    const int64_t min_blocks = rows == 64 ? CeilDiv(max_ctas, 2) : CeilDiv(3 * max_ctas, 8);
+    // One wave of blocks, or at least 3-4 blocks per CTA slot, so that the last round is a small
     // part of the call; not with fp8 weights and 2+ n-tiles, where Stream-K is 6-11 points
     // faster.
     const bool one_wave = blocks <= wave_slots && blocks >= min_blocks;
-    const bool strided = rows == 32 && blocks >= 4 * strided_slots && (!fp8 || one_tile);
+    const bool strided =
+        rows == 32 && blocks >= (fp8 ? 4 : 3) * strided_slots && (!fp8 || one_tile);
     if ((one_wave || strided) && plan.ksteps_per_tile >= parts * kMinKstepsPerCta) {
       plan.rows_per_cta = rows;
       // As few rounds of blocks as the slots allow, and the CTAs that many: every CTA then

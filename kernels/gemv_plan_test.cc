@@ -74,7 +74,7 @@ TEST(PlanSkinnyGemm, CoversTheWorkExactly) {
                 EXPECT_EQ(p.rows_per_cta, 32);
                 // bf16 with two n-tiles: 3 CTAs per SM; else 2.
                 EXPECT_LE(p.ctas, (bytes == 2 && m > 8 && m <= 16 ? 3 : 2) * sms);
-                EXPECT_GE(p.blocks_per_cta, 4);
+                EXPECT_GE(p.blocks_per_cta, bytes == 2 ? 3 : 4);
                 EXPECT_TRUE(bytes == 2 || m <= 8) << "fp8 with 2+ n-tiles stays on Stream-K";
               } else {
                 EXPECT_EQ(p.ctas, blocks);
@@ -185,10 +185,17 @@ TEST(PlanSkinnyGemm, RowSplitWhereWholeRowsFillTheGpu) {
   EXPECT_EQ(PlanSkinnyGemm(8, 57344, 8192, 1, 132).rows_per_cta, 32);
   EXPECT_EQ(PlanSkinnyGemm(16, 28672, 4096, 1, 132).rows_per_cta, 0);
   EXPECT_EQ(PlanSkinnyGemm(32, 10240, 8192, 1, 132).rows_per_cta, 0);
-  // Too few blocks for one wave, too many for 4 per CTA: Stream-K (8B's o, and 8B's gate_up with
-  // 896 blocks, 3.4 per CTA).
-  EXPECT_EQ(PlanSkinnyGemm(1, 4096, 4096, 2, 132).rows_per_cta, 0);
-  EXPECT_EQ(PlanSkinnyGemm(1, 28672, 4096, 2, 132).rows_per_cta, 0);
+  // Llama-3.1-8B with bf16: one wave from 3/8 of the slots (qkv 192 CTAs of 32 rows, o and down
+  // 128), the strided split from 3 blocks per slot (gate_up: 896 blocks, 224 CTAs of 4); fp8
+  // with one n-tile needs 4 per slot (gate_up: one wave of 448 blocks of 64 rows).
+  EXPECT_EQ(PlanSkinnyGemm(1, 6144, 4096, 2, 132).ctas, 192);
+  EXPECT_EQ(PlanSkinnyGemm(1, 4096, 4096, 2, 132).rows_per_cta, 32);
+  EXPECT_EQ(PlanSkinnyGemm(1, 4096, 14336, 2, 132).ctas, 128);
+  EXPECT_EQ(PlanSkinnyGemm(1, 28672, 4096, 2, 132).ctas, 224);
+  EXPECT_EQ(PlanSkinnyGemm(1, 28672, 4096, 2, 132).blocks_per_cta, 4);
+  EXPECT_EQ(PlanSkinnyGemm(1, 28672, 4096, 1, 132).blocks_per_cta, 1);
+  // Too few blocks for one wave: Stream-K (64 blocks of 32 rows, 32 of 64).
+  EXPECT_EQ(PlanSkinnyGemm(1, 2048, 4096, 2, 132).rows_per_cta, 0);
   // Too few k-steps for 4 k-parts of 4: Stream-K.
   EXPECT_EQ(PlanSkinnyGemm(1, 8192, 256, 2, 132).rows_per_cta, 0);
 }
