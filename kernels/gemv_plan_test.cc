@@ -63,7 +63,7 @@ TEST(PlanSkinnyGemm, CoversTheWorkExactly) {
               EXPECT_GE(p.ksteps_per_tile, 4);
               EXPECT_TRUE(p.two_slice);
               EXPECT_FALSE(p.split);
-            } else if (p.rows_per_cta > 0) {  // one wave of blocks, or 4+ blocks per CTA
+            } else if (p.rows_per_cta > 0) {  // one wave of blocks, or 3+ (bf16) / 4+ per CTA
               EXPECT_TRUE(p.rows_per_cta == 16 || p.rows_per_cta == 32 || p.rows_per_cta == 64);
               const int64_t blocks = (n + p.rows_per_cta - 1) / p.rows_per_cta;
               // Block b goes to CTA b % ctas: every CTA has blocks_per_cta or one fewer.
