@@ -180,6 +180,11 @@ TEST(PlanSkinnyGemm, RowSplitWhereWholeRowsFillTheGpu) {
   EXPECT_EQ(PlanSkinnyGemm(16, 128256, 8192, 1, 132).ctas, 251);
   EXPECT_EQ(PlanSkinnyGemm(16, 128256, 8192, 1, 132).blocks_per_cta, 2);
   EXPECT_NE(SkinnyGemmPlanDescription(wide).find("rows/block=256"), std::string::npos);
+  // gemv_test's partial wide blocks: 199 CTAs of one block, 198 of two.
+  EXPECT_EQ(PlanSkinnyGemm(16, 50689, 1032, 1, 132).ctas, 199);
+  EXPECT_EQ(PlanSkinnyGemm(16, 50689, 1032, 1, 132).rows_per_cta, 256);
+  EXPECT_EQ(PlanSkinnyGemm(32, 101000, 1032, 1, 132).ctas, 198);
+  EXPECT_EQ(PlanSkinnyGemm(24, 101000, 1032, 2, 132).blocks_per_cta, 2);
   // Not with one n-tile, nor where 256-row blocks leave a quarter of the slots empty: 8B's
   // gate_up (112 blocks) and 70B's qkv (40) stay on Stream-K.
   EXPECT_EQ(PlanSkinnyGemm(8, 57344, 8192, 1, 132).rows_per_cta, 32);

@@ -216,7 +216,12 @@ std::vector<Shape> AllShapes() {
                       {9000, 1032},
                       // 16-row CTAs (fp8 with one n-tile, bf16 with two): 500, the last with 11
                       // rows, 33 (fp8) or 65 k-steps.
-                      {7995, 2056}}) {
+                      {7995, 2056},
+                      // Wide (256-row) blocks at 9-32 tokens with a partial last block: one wave
+                      // of 199 CTAs, the last with one row; 198 CTAs of two blocks, the last
+                      // block 136 rows (its second tile 8).
+                      {50689, 1032},
+                      {101000, 1032}}) {
     if (seen.insert({n, k}).second) shapes.push_back({absl::StrCat("odd_", n, "x", k), n, k});
   }
   return shapes;
