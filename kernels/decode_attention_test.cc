@@ -15,6 +15,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "bench/device_info.h"
 #include "gtest/gtest.h"
 #include "kernels/attention_test_util.h"
 #include "kernels/gpu_test_util.h"
@@ -25,15 +27,13 @@ namespace {
 
 using bf16 = __nv_bfloat16;
 
-// The current device's peak DRAM bandwidth (as bench/device_info.h's DramPeakGbps), for the
-// split policy the benchmarks use.
+// The current device's peak DRAM bandwidth, as the benchmarks give it to the split policy.
 double PeakGbps() {
-  int device = 0, clock_khz = 0, bus_bits = 0;
+  int device = 0;
   EXPECT_EQ(cudaGetDevice(&device), cudaSuccess);
-  EXPECT_EQ(cudaDeviceGetAttribute(&clock_khz, cudaDevAttrMemoryClockRate, device), cudaSuccess);
-  EXPECT_EQ(cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, device),
-            cudaSuccess);
-  return 2.0 * clock_khz * 1e3 * (bus_bits / 8.0) / 1e9;
+  absl::StatusOr<DeviceIdentity> id = ReadDeviceIdentity(device);
+  EXPECT_TRUE(id.ok()) << id.status();
+  return id.ok() ? DramPeakGbps(*id) : 0.0;
 }
 
 struct AttnCase {
