@@ -84,19 +84,22 @@ struct Params {
 // W is loaded at the L2's default (normal) priority, with no cache-policy operand. Evict-first
 // looked right (W is read once) and wins when the kernel runs alone, but inside a decode step
 // the L2 is full of normal-priority lines (KV cache, activations), so evict-first lines are the
-// only ones replaced: the 256-byte prefetches below were dropped before use and re-read (DRAM
-// bytes over the model's 1.195 -> 1.016 at batch 16 on the H100,
-// results/h100-sxm/l2_policy_experiment.txt). An explicit evict-normal policy operand then cost
-// 3-4% of batch-1 step time against none, bf16 and fp8, and was within 2% at batch 16 (same
-// machine, results/h100-sxm/gemv_load_experiment.txt).
+// only ones replaced: prefetched lines were dropped before use and re-read (DRAM bytes over the
+// model's 1.195 -> 1.016 at batch 16 on the H100, results/h100-sxm/l2_policy_experiment.txt).
+// An explicit evict-normal policy operand then cost 3-4% of batch-1 step time against none, bf16
+// and fp8, and was within 2% at batch 16 (same machine, results/h100-sxm/gemv_load_experiment.txt).
 
 using ptx::SmemAddr;
 
-// Copies 16 bytes of packed W to shared memory: bypasses L1 (.cg: never reused by this SM), with
-// a 256-byte L2 prefetch.
+// Copies 16 bytes of packed W to shared memory, bypassing L1 (.cg: never reused by this SM).
+// No L2 prefetch qualifier: a warp's copies already cover whole 512-byte runs, and .L2::256B made
+// the L2 look up a quarter of the sectors twice (70B down, batch 1: 18.6 M sectors from the SMs
+// and 11.0 M across the L2 partitions, against 14.9 M and 7.4 M without it). An H100 has L2
+// headroom (same time); an H200 streams 1.43x the bytes through the same L2, which a plain
+// streaming read already runs at 95%, so there the hint cost 5-7% (own bf16 at one token 93-95 ->
+// 99-100% of the streaming ceiling; gemv_load_experiment.txt section 22).
 __device__ __forceinline__ void CopyW16(uint32_t dst, const uint8_t* src) {
-  asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16;\n" ::"r"(dst), "l"(src)
-               : "memory");
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src) : "memory");
 }
 using ptx::CpAsyncCommit;
 using ptx::CpAsyncWait;

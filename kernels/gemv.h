@@ -7,7 +7,7 @@
 // Design (see gemv.cu for the details):
 //   * A CTA of 8 warps owns 128 output channels (16 per warp) and a range of k. Each lane streams
 //     16 bytes of two W rows per 64-byte k-step with cp.async into its warp's 5-stage
-//     shared-memory ring (L1 bypassed, 256-byte L2 prefetch, normal L2 priority: see gemv.cu), so
+//     shared-memory ring (L1 bypassed, no L2 prefetch, normal L2 priority: see gemv.cu), so
 //     4 k-steps (4 KB per warp, ~64 KB per SM) are in flight at all times without holding
 //     registers. In the packed layout (below) a warp's k-step is 1 KB of consecutive memory
 //     and a CTA's 8 KB, so the CTAs read W as a streaming read does.
