@@ -84,10 +84,11 @@ struct Params {
 // W is loaded at the L2's default (normal) priority, with no cache-policy operand. Evict-first
 // looked right (W is read once) and wins when the kernel runs alone, but inside a decode step
 // the L2 is full of normal-priority lines (KV cache, activations), so evict-first lines are the
-// only ones replaced: prefetched lines were dropped before use and re-read (DRAM bytes over the
-// model's 1.195 -> 1.016 at batch 16 on the H100, results/h100-sxm/l2_policy_experiment.txt).
-// An explicit evict-normal policy operand then cost 3-4% of batch-1 step time against none, bf16
-// and fp8, and was within 2% at batch 16 (same machine, results/h100-sxm/gemv_load_experiment.txt).
+// only ones replaced: lines the (since dropped) 256-byte prefetch brought in were evicted before
+// use and re-read (DRAM bytes over the model's 1.195 -> 1.016 at batch 16 on the H100,
+// results/h100-sxm/l2_policy_experiment.txt). An explicit evict-normal policy operand then cost
+// 3-4% of batch-1 step time against none, bf16 and fp8, and was within 2% at batch 16 (same
+// machine, results/h100-sxm/gemv_load_experiment.txt).
 
 using ptx::SmemAddr;
 
@@ -544,8 +545,9 @@ __device__ __forceinline__ void RunTwoSlices(const WarpGemm<kFp8, NT>& g0,
 // not loaded at all, a diagnostic build). Each slice has a 3-stage ring (48 KB per CTA), and x is
 // loaded when used: loading it a k-step ahead, as WarpGemm::Run does, needs 156 registers, and at
 // 1 CTA per SM (or 128 registers and more spills) o and down at 32 tokens were 4-17 points slower
-// than SkinnyGemmRowSplitKernel; this one spills 48 bytes. On an H100, o at 32 tokens 72.4 -> 80.6% of
-// the ceiling, down 75.8 -> 82.9% (results/h100-sxm/gemv_load_experiment.txt, section 18).
+// than SkinnyGemmRowSplitKernel; this one spills 48 bytes. On an H100, o at 32 tokens 72.4 ->
+// 80.6% of the ceiling, down 75.8 -> 82.9% (results/h100-sxm/gemv_load_experiment.txt,
+// section 18).
 template <bool kFp8, int NT>
 __global__ void __launch_bounds__(kThreads, kCtasPerSm) SkinnyGemmTwoSliceKernel(const Params p) {
   __shared__ uint4 s_ring[kWarps][2][kTwoSliceStages * kStageUint4s];
