@@ -4,7 +4,8 @@
 // Families (names are --benchmark_filter friendly):
 //   StreamRead/<bytes>                        StreamRead (kernels/stream_read.h): the ceiling.
 //   Gemm/<model>/<proj>/b<batch>/<impl>       every projection of Llama-3.1 8B/70B/405B at TP 1
-//       impl: own_bf16, own_fp8 (SkinnyGemm, batch <= 32), cublaslt (autotuned),
+//       impl: own_bf16, own_fp8 (SkinnyGemm, batch <= 32), own_w8a8 (SkinnyGemmW8A8 after the
+//             activations to e4m3 per token, batch <= 32), cublaslt (autotuned),
 //             cublaslt_heuristic (the heuristic's first choice), cublas_default (cublasGemmEx,
 //             CUBLAS_GEMM_DEFAULT), cublaslt_w8a8 (fp8 weights: activations to e4m3 per token,
 //             then CublasLtFp8Gemm with per-row scales, autotuned: bench_decode's W8A8 path).
@@ -320,13 +321,29 @@ void BM_StreamRead(benchmark::State& state, int64_t bytes) {
 
 // --- Gemm/<model>/<proj>/b<batch>/<impl> -------------------------------------------------------
 
-enum class Impl { kOwnBf16, kOwnFp8, kCublasLt, kCublasLtHeuristic, kCublasDefault, kCublasLtW8A8 };
+enum class Impl {
+  kOwnBf16,
+  kOwnFp8,
+  kOwnW8A8,
+  kCublasLt,
+  kCublasLtHeuristic,
+  kCublasDefault,
+  kCublasLtW8A8
+};
+bool IsOwn(Impl impl) {
+  return impl == Impl::kOwnBf16 || impl == Impl::kOwnFp8 || impl == Impl::kOwnW8A8;
+}
+bool HasFp8Weights(Impl impl) {
+  return impl == Impl::kOwnFp8 || impl == Impl::kOwnW8A8 || impl == Impl::kCublasLtW8A8;
+}
 const char* ImplName(Impl impl) {
   switch (impl) {
     case Impl::kOwnBf16:
       return "own_bf16";
     case Impl::kOwnFp8:
       return "own_fp8";
+    case Impl::kOwnW8A8:
+      return "own_w8a8";
     case Impl::kCublasLt:
       return "cublaslt";
     case Impl::kCublasLtHeuristic:
@@ -410,7 +427,7 @@ void BM_Gemm(benchmark::State& state, const GemmShape& shape, int64_t m, Impl im
   const int64_t n = shape.n, k = shape.k;
   absl::StatusOr<GemmBuffers*> got = GetGemmBuffers(n, k);
   absl::Status st = got.status();
-  if (st.ok() && (impl == Impl::kOwnFp8 || impl == Impl::kCublasLtW8A8)) {
+  if (st.ok() && HasFp8Weights(impl)) {
     st = (*got)->EnsureFp8(g.stream);
   }
   if (!st.ok()) {
@@ -421,7 +438,7 @@ void BM_Gemm(benchmark::State& state, const GemmShape& shape, int64_t m, Impl im
   // buffers as if packed: the same bytes, random either way; bench_kernels times, gemv_test
   // checks the products. That needs the packed form to have W's size.
   const int own_bytes = impl == Impl::kOwnBf16 ? 2 : 1;
-  if ((impl == Impl::kOwnBf16 || impl == Impl::kOwnFp8) &&
+  if (IsOwn(impl) &&
       SkinnyGemmPackedBytes(n, k, own_bytes) != static_cast<size_t>(n * k * own_bytes)) {
     state.SkipWithError(absl::StrCat("n=", n, " k=", k,
                                      ": the packed weights would be larger than W (n % 128 != 0 "
@@ -459,6 +476,23 @@ void BM_Gemm(benchmark::State& state, const GemmShape& shape, int64_t m, Impl im
       };
       label = SkinnyGemmPlanDescription(PlanSkinnyGemm(m, n, k, 1, g.sms));
       break;
+    case Impl::kOwnW8A8: {
+      rotation = static_cast<int64_t>(b.wq.size());
+      weight_bytes = n * k;
+      extra_bytes = n * static_cast<int64_t>(sizeof(float));
+      auto* xq = b.xq.as<__nv_fp8_e4m3>();
+      float* x_scales = b.x_scales.as<float>();
+      // Each call quantizes x first, as the step does (and as cublaslt_w8a8 is timed).
+      call = [&, xq, x_scales](int64_t i) -> absl::Status {
+        TP_RETURN_IF_ERROR(QuantizeWeightsFp8(x, xq, x_scales, m, k, g.stream));
+        return SkinnyGemmW8A8(xq, x_scales, b.wq[i % rotation].as<__nv_fp8_e4m3>(),
+                              b.scales[i % rotation].as<float>(), y, m, n, k, b.workspace.get(),
+                              b.workspace_bytes, g.stream);
+      };
+      label = absl::StrCat("activations to e4m3 per token, then ",
+                           SkinnyGemmPlanDescription(PlanSkinnyGemm(m, n, k, 1, g.sms)));
+      break;
+    }
     case Impl::kCublasLt:
     case Impl::kCublasLtHeuristic: {
       rotation = static_cast<int64_t>(b.w.size());
@@ -520,7 +554,8 @@ void BM_Gemm(benchmark::State& state, const GemmShape& shape, int64_t m, Impl im
     }
   }
   for (int64_t i = 0; i < rotation; ++i) {
-    weights.push_back(impl == Impl::kOwnFp8 ? b.wq[i].get() : b.w[i].get());
+    weights.push_back(impl == Impl::kOwnFp8 || impl == Impl::kOwnW8A8 ? b.wq[i].get()
+                                                                       : b.w[i].get());
   }
   const absl::StatusOr<double> ceiling = StreamReadBandwidth(weight_bytes, weights);
   if (!ceiling.ok()) {
@@ -651,9 +686,9 @@ absl::Status RegisterAll() {
   }
   for (const GemmShape& s : gemms) {
     for (int64_t batch : kBatches) {
-      for (Impl impl : {Impl::kOwnBf16, Impl::kOwnFp8, Impl::kCublasLt, Impl::kCublasLtHeuristic,
-                        Impl::kCublasDefault, Impl::kCublasLtW8A8}) {
-        if ((impl == Impl::kOwnBf16 || impl == Impl::kOwnFp8) && batch > kSkinnyGemmMaxM) continue;
+      for (Impl impl : {Impl::kOwnBf16, Impl::kOwnFp8, Impl::kOwnW8A8, Impl::kCublasLt,
+                        Impl::kCublasLtHeuristic, Impl::kCublasDefault, Impl::kCublasLtW8A8}) {
+        if (IsOwn(impl) && batch > kSkinnyGemmMaxM) continue;
         const std::string name =
             absl::StrCat("Gemm/", s.model, "/", s.proj, "/b", batch, "/", ImplName(impl));
         benchmark::RegisterBenchmark(

@@ -29,8 +29,9 @@ ABSL_FLAG(std::string, profile, "step",
           "per step) or ops (also one range per op kind)");
 ABSL_FLAG(std::string, gemm, "auto",
           "projections: cublaslt, own (the project's skinny GEMM for GEMMs of <= 32 rows, "
-          "cuBLASLt for larger), or auto (where both can, both timed per shape at start-up on "
-          "the step's buffers, the faster runs; recorded per op)");
+          "cuBLASLt for larger), own_w8a8 (fp8 weights: the skinny GEMM on activations "
+          "quantized per token to e4m3), or auto (where several can, all timed per shape at "
+          "start-up on the step's buffers, the fastest runs; recorded per op)");
 ABSL_FLAG(double, usd_per_gpu_hour, 0, "GPU price for the cost column (0: datasheet's public price)");
 ABSL_FLAG(std::string, ceilings, "",
           "bench_ceilings --json file of this GPU, the measured denominators of mbu_measured and "

@@ -71,9 +71,9 @@ absl::StatusOr<BenchRequest> MakeBenchRequest(std::string tool, Phase phase,
         absl::StrCat("--profile=", f.profile, ": must be off, step or ops"));
   }
   r.profile = f.profile;
-  if (f.gemm != "auto" && f.gemm != "own" && f.gemm != "cublaslt") {
+  if (f.gemm != "auto" && f.gemm != "own" && f.gemm != "own_w8a8" && f.gemm != "cublaslt") {
     return absl::InvalidArgumentError(
-        absl::StrCat("--gemm=", f.gemm, ": must be auto, own or cublaslt"));
+        absl::StrCat("--gemm=", f.gemm, ": must be auto, own, own_w8a8 or cublaslt"));
   }
   r.gemm = f.gemm;
   if (f.usd_per_gpu_hour < 0) {

@@ -74,7 +74,7 @@ TEST(BenchRequest, BadInputGetsOneClearLine) {
   EXPECT_THAT(Error(f), HasSubstr("--profile=deep: must be off, step or ops"));
   f = Flags();
   f.gemm = "magma";
-  EXPECT_THAT(Error(f), HasSubstr("--gemm=magma: must be auto, own or cublaslt"));
+  EXPECT_THAT(Error(f), HasSubstr("--gemm=magma: must be auto, own, own_w8a8 or cublaslt"));
   f = Flags();
   f.ceilings = "/nonexistent/ceilings.json";
   EXPECT_THAT(Error(f), HasSubstr("no such file"));

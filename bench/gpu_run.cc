@@ -62,8 +62,14 @@ absl::Status Verify(const BenchRequest& request, const DeviceIdentity& id, Cubla
   if (!free.ok()) return free.status();
   // Every GEMM implementation the run may use is checked.
   std::vector<std::string> variants;
-  if (request.gemm != "cublaslt") variants.push_back("own");
-  if (request.gemm != "own") variants.push_back("cublaslt");
+  const bool fp8 = reduced->weight_dtype() == FP8_E4M3;
+  if (request.gemm == "auto" || request.gemm == "own" || (request.gemm == "own_w8a8" && !fp8)) {
+    variants.push_back("own");
+  }
+  if (fp8 && (request.gemm == "auto" || request.gemm == "own_w8a8")) {
+    variants.push_back("own_w8a8");
+  }
+  if (request.gemm == "auto" || request.gemm == "cublaslt") variants.push_back("cublaslt");
   for (const std::string& variant : variants) {
     absl::StatusOr<std::unique_ptr<StepRunner>> runner =
         StepRunner::Create(*w, gemm,

@@ -38,7 +38,10 @@ class StepRunner {
     uint64_t seed = 1;
     // Who runs the projections: "cublaslt"; "own" (the project's skinny GEMM where a GEMM has
     // at most 32 rows, cuBLASLt elsewhere); "auto": where both can, both are timed on the
-    // step's buffers and the faster runs. With fp8 weights, cuBLASLt means its W8A8 fp8 GEMM.
+    // step's buffers and the faster runs. With fp8 weights, cuBLASLt means its W8A8 fp8 GEMM,
+    // "own" the skinny GEMM on bf16 activations, "own_w8a8" the skinny GEMM on activations
+    // quantized per token (SkinnyGemmW8A8, cuBLASLt's numerics; "own" where k % 16 != 0), and
+    // auto times all three. With bf16 weights "own_w8a8" is "own".
     std::string gemm = "auto";
   };
 
@@ -64,7 +67,7 @@ class StepRunner {
   // What ran op `op_index`: the project's kernel, or cuBLASLt and its algorithm.
   std::string Implementation(size_t op_index) const;
   // Whether GEMM op `op_index` quantizes its activations to e4m3 per token before the product
-  // (fp8 weights through cuBLASLt): its reference must too.
+  // (fp8 weights through cuBLASLt or SkinnyGemmW8A8): its reference must too.
   bool QuantizesActivations(size_t op_index) const;
   // Whether GEMM op `op_index` runs the own skinny GEMM, whose weights the runner packed in place
   // (gemv.h): its reference must read them through SkinnyGemmPackedOffset.
@@ -113,6 +116,7 @@ class StepRunner {
 
   struct GemmChoice {
     bool own = false;         // the project's skinny GEMM, else cuBLASLt
+    bool w8a8 = false;        // with own: SkinnyGemmW8A8 (fp8 weights, e4m3 activations)
     std::string calibration;  // what --gemm=auto measured
   };
 

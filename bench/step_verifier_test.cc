@@ -131,16 +131,20 @@ ModelSpec TinyFp8Model() {
   return m;
 }
 
-// fp8 weights through the own kernel (bf16 activations) and through cuBLASLt (W8A8, activations
-// quantized per token); batch 40 is past the own kernel's 32 rows, so "own" falls back there.
+// fp8 weights through the own kernel (bf16 activations), the own kernel on activations quantized
+// per token (W8A8) and cuBLASLt (W8A8); batch 40 is past the own kernel's 32 rows, so "own" falls
+// back there.
 TEST_F(StepVerifierTest, TinyFp8OwnBatch3) { ExpectVerifies(TinyFp8Model(), 3, 37, "own"); }
+TEST_F(StepVerifierTest, TinyFp8OwnW8A8Batch3) {
+  ExpectVerifies(TinyFp8Model(), 3, 37, "own_w8a8");
+}
 TEST_F(StepVerifierTest, TinyFp8CublasLtBatch3) {
   ExpectVerifies(TinyFp8Model(), 3, 37, "cublaslt");
 }
 TEST_F(StepVerifierTest, TinyFp8OwnBatch40) { ExpectVerifies(TinyFp8Model(), 40, 37, "own"); }
 
 TEST_F(StepVerifierTest, Fp8RunnerHoldsFp8WeightsAndSaysWhichPathQuantizes) {
-  for (const std::string gemm : {"own", "cublaslt"}) {
+  for (const std::string gemm : {"own", "own_w8a8", "cublaslt"}) {
     absl::StatusOr<std::unique_ptr<StepRunner>> runner = MakeRunner(TinyFp8Model(), 3, 37, gemm);
     ASSERT_TRUE(runner.ok()) << runner.status();
     const StepRunner& r = **runner;
@@ -151,11 +155,13 @@ TEST_F(StepVerifierTest, Fp8RunnerHoldsFp8WeightsAndSaysWhichPathQuantizes) {
       ASSERT_TRUE(b.ok()) << b.status();
       const bool block_linear = ops[i].name != "lm_head";  // the LM head stays bf16
       EXPECT_EQ(b->w_scales != nullptr, block_linear) << ops[i].name;
-      EXPECT_EQ(r.QuantizesActivations(i), block_linear && gemm == "cublaslt") << ops[i].name;
+      EXPECT_EQ(r.QuantizesActivations(i), block_linear && gemm != "own") << ops[i].name;
+      EXPECT_EQ(r.PacksWeights(i), gemm != "cublaslt") << ops[i].name;
       EXPECT_THAT(r.Implementation(i),
-                  HasSubstr(!block_linear       ? (gemm == "own" ? "bf16" : "cublasLt")
-                            : gemm == "own"     ? "skinny_gemm_fp8"
-                                                : "activations to e4m3 per token"))
+                  HasSubstr(!block_linear ? (gemm == "cublaslt" ? "cublasLt" : "skinny_gemm_bf16")
+                            : gemm == "own"      ? "skinny_gemm_fp8"
+                            : gemm == "own_w8a8" ? "e4m3 per token, then truthput skinny_gemm_w8a8"
+                                                 : "e4m3 per token, then cublasLt"))
           << ops[i].name;
     }
   }

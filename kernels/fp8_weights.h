@@ -46,6 +46,17 @@ absl::Status SkinnyGemmFp8(const bf16* x, const __nv_fp8_e4m3* wq_packed, const 
                            bf16* y, int64_t m, int64_t n, int64_t k, void* workspace,
                            size_t workspace_bytes, cudaStream_t stream);
 
+// W8A8: y[i,j] = x_scales[i] * scales[j] * sum_k xq[i,k] * wq[j,k], the activations quantized per
+// token beforehand (QuantizeWeightsFp8 on x[m,k] gives xq and x_scales), the products on the fp8
+// tensor cores (mma.sync m16n8k32 e4m3, fp32 accumulation): SkinnyGemmFp8's kernel without the
+// conversion to bf16, half its mma instructions and half its x bytes. The numerics of
+// CublasLtFp8Gemm's per-row-scaled form. Requirements: as SkinnyGemmFp8, with k a multiple of 16,
+// xq 16-byte and x_scales 4-byte aligned.
+absl::Status SkinnyGemmW8A8(const __nv_fp8_e4m3* xq, const float* x_scales,
+                            const __nv_fp8_e4m3* wq_packed, const float* scales, bf16* y,
+                            int64_t m, int64_t n, int64_t k, void* workspace,
+                            size_t workspace_bytes, cudaStream_t stream);
+
 }  // namespace truthput
 
 #endif  // TRUTHPUT_KERNELS_FP8_WEIGHTS_H_

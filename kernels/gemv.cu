@@ -1,5 +1,5 @@
-// The small-batch decode GEMM of gemv.h (bf16 weights) and fp8_weights.h (e4m3 weights): one
-// kernel template, instantiated per weight type and number of 8-token n-tiles.
+// The small-batch decode GEMM of gemv.h (bf16 weights) and fp8_weights.h (e4m3 weights, with bf16
+// or e4m3 activations): one kernel template, instantiated per Mode and number of 8-token n-tiles.
 #include "kernels/gemv.h"
 
 #include <cuda_bf16.h>
@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
@@ -58,6 +59,13 @@ constexpr int RowSplitCtasPerSm(bool fp8, int ntiles, bool strided) {
   return ntiles == 2 ? 4 : ntiles == 3 ? 3 : kCtasPerSm;
 }
 constexpr int64_t kMinKstepsPerCta = kStages - 1;
+
+// What a kernel instance multiplies: bf16 x by bf16 W; bf16 x by e4m3 W, converted to bf16 in
+// registers (kFp8); or e4m3 x, quantized per token, by e4m3 W on the fp8 tensor cores (kW8A8:
+// half the mma instructions of kFp8 per weight byte, no conversion, half the x bytes).
+enum class Mode { kBf16, kFp8, kW8A8 };
+constexpr bool Fp8Weights(Mode mode) { return mode != Mode::kBf16; }
+
 // A partial-sum slot holds one warp's accumulators for one n-tile: 32 lanes x 4 floats, in the
 // mma's fragment order (so writing and reading it back are coalesced float4 accesses).
 constexpr int kSlotFloat4s = 32;
@@ -67,16 +75,22 @@ int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 size_t AlignUp(size_t a, size_t b) { return (a + b - 1) / b * b; }
 int NTiles(int64_t m) { return static_cast<int>(CeilDiv(m, 8)); }  // 8-token mma n-tiles
 
+// W8A8's fields are last and x keeps its type: inserted after x, they shifted every parameter's
+// offset, and ptxas scheduled the bf16-activation kernels differently enough to cost 70B fp8 at 32
+// tokens 3-8% (qkv 45.3 -> 49.0 us, gate_up 176.1 -> 184.3 on one H100; gemv_load_experiment.txt
+// section 24).
 struct Params {
-  const bf16* x;
+  const bf16* x;        // null for kW8A8
   const uint8_t* w;     // packed (PackSkinnyGemmWeights)
   const float* scales;  // fp8 only: per output channel
   bf16* y;
   int m;
   int64_t n, k;
   int64_t ksteps_per_tile, ksteps_per_cta, total_ksteps;
-  unsigned* counters;  // [row_tiles] arrivals at split tiles; zero between calls
-  float4* partials;    // [ctas][2 slots: first, last segment][kWarps][n-tiles][32 lanes]
+  unsigned* counters;     // [row_tiles] arrivals at split tiles; zero between calls
+  float4* partials;       // [ctas][2 slots: first, last segment][kWarps][n-tiles][32 lanes]
+  const uint8_t* xq;      // kW8A8 only: x in e4m3
+  const float* x_scales;  // kW8A8 only: per token
 };
 
 // --- Loads -----------------------------------------------------------------------------------
@@ -119,7 +133,8 @@ __device__ __forceinline__ uint4 LoadShared16(uint32_t addr) {
 // 1 and 16) and up to 1% with bf16; prefetching it into L1 kStages - 1 k-steps ahead (beside W) was
 // no better at batch 1 and 10-20 points worse at batch 16 (same machine, results/h100-sxm/
 // gemv_load_experiment.txt, section 5).
-__device__ __forceinline__ uint4 LoadX(const bf16* p) {
+template <typename T>
+__device__ __forceinline__ uint4 LoadX(const T* p) {
   return __ldg(reinterpret_cast<const uint4*>(p));
 }
 
@@ -129,6 +144,16 @@ __device__ __forceinline__ uint4 LoadX(const bf16* p) {
 __device__ __forceinline__ void Mma(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2,
                                     uint32_t a3, uint32_t b0, uint32_t b1) {
   asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
+      "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// d += a (16x32, row-major e4m3) * b (32x8, col-major e4m3), fp32 accumulators. The fragments
+// have m16n8k16's layout with 4 one-byte elements per register where it has 2 two-byte ones.
+__device__ __forceinline__ void MmaE4m3(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2,
+                                        uint32_t a3, uint32_t b0, uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 {%0, %1, %2, %3}, "
       "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
@@ -172,21 +197,29 @@ __device__ __forceinline__ void Fp8x4ToBf16x4(uint32_t w, uint32_t& lo, uint32_t
 // Those E weights feed E / 4 mmas: the h-th takes weights {4h, 4h+1} as logical {2t, 2t+1} and
 // {4h+2, 4h+3} as logical {2t+8, 2t+9}, in A and in B alike. Over the 4 lanes of a group and the
 // E / 4 mmas, that covers all 4E weights of the k-step exactly once.
+// kW8A8 (m16n8k32 e4m3: the same fragments with 4 one-byte elements per register) takes the 16
+// weights as they come, words 2h and 2h + 1 of the chunk in the h-th of 2 mmas, with x's 16 bytes
+// alike.
 //
 // Pipelining: each warp runs its own cp.async ring of kStages k-steps in shared memory (no CTA
 // barrier in the main loop). A lane only ever reads back the 32 bytes it copied itself, so its
 // own cp.async.wait_group is all the synchronization the ring needs.
-template <bool kFp8, int NT>
+template <Mode kMode, int NT>
 struct WarpGemm {
-  static constexpr int kElems = kFp8 ? 16 : 8;   // weights per lane per k-step
-  static constexpr int kStepElems = 4 * kElems;  // weights per row per k-step
-  static constexpr int kXVecs = kElems / 8;      // 16-byte x loads per token per k-step
+  static constexpr bool kW8A8 = kMode == Mode::kW8A8;
+  static constexpr int kElems = Fp8Weights(kMode) ? 16 : 8;  // weights per lane per k-step
+  static constexpr int kStepElems = 4 * kElems;              // weights per row per k-step
+  static constexpr int kXBytes = kW8A8 ? 1 : 2;              // bytes of an x element
+  static constexpr int kXWords = kElems * kXBytes / 4;  // x words per token and lane per k-step
+  static constexpr int kXVecs = kXWords / 4;            // 16-byte x loads per token per k-step
+  static constexpr int kXVecElems = 16 / kXBytes;
+  using XElem = std::conditional_t<kW8A8, uint8_t, bf16>;
 
-  const uint8_t* wk;     // this lane's row-g chunk of the warp's k-step 0 in the tile (packed)
-  const bf16* xrow[NT];  // token g + 8 * nt (clamped), at this lane's element offset t * E
-  uint32_t ring;         // shared address of this lane's row-g chunk in stage 0
-  int lane_elems_left;   // k - t * E
-  bool token[NT];        // whether token g + 8 * nt exists
+  const uint8_t* wk;      // this lane's row-g chunk of the warp's k-step 0 in the tile (packed)
+  const XElem* xrow[NT];  // token g + 8 * nt (clamped), at this lane's element offset t * E
+  uint32_t ring;          // shared address of this lane's row-g chunk in stage 0
+  int lane_elems_left;    // k - t * E
+  bool token[NT];         // whether token g + 8 * nt exists
 
   __device__ __forceinline__ WarpGemm(const Params& p, int64_t tile, int warp, uint4* warp_ring) {
     const int lane = threadIdx.x % 32;
@@ -197,7 +230,13 @@ struct WarpGemm {
     for (int nt = 0; nt < NT; ++nt) {
       const int tok = nt * 8 + g;
       token[nt] = tok < p.m;
-      xrow[nt] = p.x + static_cast<int64_t>(token[nt] ? tok : p.m - 1) * p.k + t * kElems;
+      const XElem* x;
+      if constexpr (kW8A8) {
+        x = p.xq;
+      } else {
+        x = p.x;
+      }
+      xrow[nt] = x + static_cast<int64_t>(token[nt] ? tok : p.m - 1) * p.k + t * kElems;
     }
     lane_elems_left = static_cast<int>(p.k) - t * kElems;
     ring = SmemAddr(warp_ring + lane);
@@ -217,14 +256,16 @@ struct WarpGemm {
   }
 
   // The tokens' x at k-step s (zeros for missing tokens and past the row's end).
-  __device__ __forceinline__ void LoadXStep(int s, uint32_t (&xw)[NT][kElems / 2]) const {
+  __device__ __forceinline__ void LoadXStep(int s, uint32_t (&xw)[NT][kXWords]) const {
     const int e = s * kStepElems;  // element offset of the k-step
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) {
 #pragma unroll
       for (int v = 0; v < kXVecs; ++v) {
         uint4 q = make_uint4(0, 0, 0, 0);
-        if (token[nt] && e + 8 * v < lane_elems_left) q = LoadX(xrow[nt] + e + 8 * v);
+        if (token[nt] && e + kXVecElems * v < lane_elems_left) {
+          q = LoadX(xrow[nt] + e + kXVecElems * v);
+        }
         xw[nt][4 * v + 0] = q.x;
         xw[nt][4 * v + 1] = q.y;
         xw[nt][4 * v + 2] = q.z;
@@ -234,10 +275,18 @@ struct WarpGemm {
   }
 
   // acc += rows g, g + 8 (chunks a, b of a k-step) times the tokens' x (xw) at that k-step.
-  __device__ __forceinline__ void Step(uint4 a, uint4 b, const uint32_t (&xw)[NT][kElems / 2],
+  __device__ __forceinline__ void Step(uint4 a, uint4 b, const uint32_t (&xw)[NT][kXWords],
                                        float (&acc)[NT][4]) const {
+    if constexpr (kW8A8) {
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) {
+        MmaE4m3(acc[nt], a.x, b.x, a.y, b.y, xw[nt][0], xw[nt][1]);
+        MmaE4m3(acc[nt], a.z, b.z, a.w, b.w, xw[nt][2], xw[nt][3]);
+      }
+      return;
+    }
     uint32_t aw[kElems / 2], bw[kElems / 2];
-    if constexpr (kFp8) {
+    if constexpr (kMode == Mode::kFp8) {
       const uint32_t a4[4] = {a.x, a.y, a.z, a.w};
       const uint32_t b4[4] = {b.x, b.y, b.z, b.w};
 #pragma unroll
@@ -272,26 +321,40 @@ struct WarpGemm {
   __device__ __forceinline__ void Run(int ks0, int ks1, float (&acc)[NT][4]) const {
 #pragma unroll
     for (int i = 0; i < kStages - 1; ++i) Issue(i, ks0 + i * kStride, ks1);
-    uint32_t x[NT][kElems / 2];
+    uint32_t x[NT][kXWords];
     LoadXStep(ks0, x);
     int stage = 0;
     int s = ks0;
+    // kW8A8's k-step is short enough that the compiler unrolls these loops, and spilled (16-row
+    // blocks: 8 bytes, now none; two-slice: 32, now 4); the other modes' code is as it was tuned.
     if constexpr (kPairs) {
-      uint32_t x2[NT][kElems / 2];
-      for (; s + kStride < ks1; s += 2 * kStride) {
+      uint32_t x2[NT][kXWords];
+      const auto pair = [&] {
         KStep<kStride>(s, ks1, stage, x, x2, acc);
         KStep<kStride>(s + kStride, ks1, stage, x2, x, acc);
+      };
+      if constexpr (kW8A8) {
+#pragma unroll 1
+        for (; s + kStride < ks1; s += 2 * kStride) pair();
+      } else {
+        for (; s + kStride < ks1; s += 2 * kStride) pair();
       }
       if (s < ks1) KStep<kStride>(s, ks1, stage, x, x2, acc);
     } else {
-      for (; s < ks1; s += kStride) {
-        uint32_t x_next[NT][kElems / 2];
+      const auto step = [&] {
+        uint32_t x_next[NT][kXWords];
         KStep<kStride>(s, ks1, stage, x, x_next, acc);
 #pragma unroll
         for (int nt = 0; nt < NT; ++nt) {
 #pragma unroll
-          for (int i = 0; i < kElems / 2; ++i) x[nt][i] = x_next[nt][i];
+          for (int i = 0; i < kXWords; ++i) x[nt][i] = x_next[nt][i];
         }
+      };
+      if constexpr (kW8A8) {
+#pragma unroll 1
+        for (; s < ks1; s += kStride) step();
+      } else {
+        for (; s < ks1; s += kStride) step();
       }
     }
     CpAsyncWait<0>();
@@ -301,8 +364,8 @@ struct WarpGemm {
   // x_next and adds the products of x and the weights to acc.
   template <int kStride>
   __device__ __forceinline__ void KStep(int s, int ks1, int& stage,
-                                        const uint32_t (&x)[NT][kElems / 2],
-                                        uint32_t (&x_next)[NT][kElems / 2],
+                                        const uint32_t (&x)[NT][kXWords],
+                                        uint32_t (&x_next)[NT][kXWords],
                                         float (&acc)[NT][4]) const {
     CpAsyncWait<kStages - 2>();  // k-step s has landed (this lane's copies)
     // Refill the stage consumed in the previous k-step with k-step s + kStages - 1.
@@ -317,8 +380,9 @@ struct WarpGemm {
   }
 };
 
-// Writes the warp's 16 rows x tokens of y from fp32 sums (scaled per channel for fp8).
-template <bool kFp8, int NT>
+// Writes the warp's 16 rows x tokens of y from fp32 sums (scaled per channel for fp8 weights, and
+// per token for fp8 x).
+template <Mode kMode, int NT>
 __device__ __forceinline__ void StoreRows(const Params& p, int64_t row0,
                                           const float (&acc)[NT][4]) {
   const int lane = threadIdx.x % 32;
@@ -328,15 +392,16 @@ __device__ __forceinline__ void StoreRows(const Params& p, int64_t row0,
   for (int half = 0; half < 2; ++half) {
     const int64_t row = row0 + g + 8 * half;
     if (row >= p.n) continue;
-    const float scale = kFp8 ? p.scales[row] : 1.0f;
+    const float scale = Fp8Weights(kMode) ? p.scales[row] : 1.0f;
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) {
 #pragma unroll
       for (int c = 0; c < 2; ++c) {
         const int tok = nt * 8 + 2 * t + c;
         if (tok < p.m) {
-          p.y[static_cast<int64_t>(tok) * p.n + row] =
-              __float2bfloat16_rn(acc[nt][2 * half + c] * scale);
+          float v = acc[nt][2 * half + c] * scale;
+          if constexpr (kMode == Mode::kW8A8) v *= p.x_scales[tok];
+          p.y[static_cast<int64_t>(tok) * p.n + row] = __float2bfloat16_rn(v);
         }
       }
     }
@@ -351,7 +416,7 @@ __device__ __forceinline__ float4* Slot(const Params& p, int64_t cta, int which,
 // A tile shared by several CTAs: publish this CTA's partial sums; the last CTA to arrive adds all
 // of them in CTA order (deterministic whichever CTA is last) and writes y. `which` is this CTA's
 // slot: 0 if the tile holds the start of the CTA's range, else 1 (it then holds its end).
-template <bool kFp8, int NT>
+template <Mode kMode, int NT>
 __device__ void FinishSplitTile(const Params& p, int64_t tile, int which, int64_t row0,
                                 const float (&acc)[NT][4], bool* s_last) {
   const int warp = threadIdx.x / 32;
@@ -398,14 +463,14 @@ __device__ void FinishSplitTile(const Params& p, int64_t tile, int which, int64_
       }
     }
   }
-  StoreRows<kFp8, NT>(p, row0, sum);
+  StoreRows<kMode, NT>(p, row0, sum);
 }
 
 // Stream-K: CTA b owns flattened k-steps [b * L, (b + 1) * L) of the (tile, k-step) space, tile
 // major. It walks them tile by tile: a whole tile goes straight to y, a partial one through
 // FinishSplitTile. `seg`, the tile and the k-step bounds are uniform across the CTA, so the
 // barriers inside FinishSplitTile are reached by all threads.
-template <bool kFp8, int NT>
+template <Mode kMode, int NT>
 __global__ void __launch_bounds__(kThreads, kCtasPerSm) SkinnyGemmKernel(const Params p) {
   __shared__ uint4 s_ring[kWarps][kStages * kStageUint4s];
   __shared__ bool s_last;
@@ -420,13 +485,13 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm) SkinnyGemmKernel(const P
     const int64_t row0 = tile * kTileRows + warp * kWarpRows;
     float acc[NT][4] = {};
     if (row0 < p.n) {
-      WarpGemm<kFp8, NT>(p, tile, warp, s_ring[warp])
+      WarpGemm<kMode, NT>(p, tile, warp, s_ring[warp])
           .Run(static_cast<int>(ks0), static_cast<int>(ks1), acc);
     }
     if (ks0 == 0 && ks1 == p.ksteps_per_tile) {
-      if (row0 < p.n) StoreRows<kFp8, NT>(p, row0, acc);
+      if (row0 < p.n) StoreRows<kMode, NT>(p, row0, acc);
     } else {
-      FinishSplitTile<kFp8, NT>(p, tile, seg == begin ? 0 : 1, row0, acc, &s_last);
+      FinishSplitTile<kMode, NT>(p, tile, seg == begin ? 0 : 1, row0, acc, &s_last);
     }
     seg += ks1 - ks0;
   }
@@ -440,8 +505,8 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm) SkinnyGemmKernel(const P
 // faster there), added through shared memory in a fixed order. Chosen (PlanSkinnyGemm) where the
 // blocks fill the GPU: on an H100 the cross-CTA reduction of Stream-K costs about 6 us at the end of
 // a 70B o projection (50 us at batch 1).
-template <bool kFp8, int NT, int R, bool kStrided>
-__global__ void __launch_bounds__(kThreads, RowSplitCtasPerSm(kFp8, NT, kStrided))
+template <Mode kMode, int NT, int R, bool kStrided>
+__global__ void __launch_bounds__(kThreads, RowSplitCtasPerSm(Fp8Weights(kMode), NT, kStrided))
     SkinnyGemmRowSplitKernel(const Params p) {
   constexpr int kRowGroups = R / kWarpRows;
   constexpr int kParts = kWarps / kRowGroups;
@@ -464,11 +529,11 @@ __global__ void __launch_bounds__(kThreads, RowSplitCtasPerSm(kFp8, NT, kStrided
     const int64_t row0 = tile * kTileRows + tile_warp * kWarpRows;
     float acc[NT][4] = {};
     if (row0 < p.n) {
-      const WarpGemm<kFp8, NT> gemm(p, tile, tile_warp, s_ring[warp]);
+      const WarpGemm<kMode, NT> gemm(p, tile, tile_warp, s_ring[warp]);
       if constexpr (NT == 1) {
         // Parts interleaved k-step by k-step: the CTA's warps read neighbouring k-steps of the
         // same rows at once, one region of memory instead of kParts far apart.
-        gemm.template Run<kParts, kFp8 && R >= 32>(part, static_cast<int>(kpt), acc);
+        gemm.template Run<kParts, Fp8Weights(kMode) && R >= 32>(part, static_cast<int>(kpt), acc);
       } else {
         gemm.Run(static_cast<int>(part * kpt / kParts),
                  static_cast<int>((part + 1) * kpt / kParts), acc);
@@ -496,7 +561,7 @@ __global__ void __launch_bounds__(kThreads, RowSplitCtasPerSm(kFp8, NT, kStrided
           acc[nt][3] += v.w;
         }
       }
-      StoreRows<kFp8, NT>(p, row0, acc);
+      StoreRows<kMode, NT>(p, row0, acc);
     }
     if constexpr (!kStrided) break;
     if (block + gridDim.x < blocks) __syncthreads();  // the sums are read before the next Run
@@ -508,19 +573,19 @@ constexpr int kTwoSliceStages = 3;
 // acc0, acc1 += the products of two warp slices (g0, g1: 16 rows each) over k-steps [ks0, ks1),
 // one x fragment per k-step feeding both, through a kTwoSliceStages ring per slice. Leaves no
 // cp.async in flight.
-template <bool kFp8, int NT>
-__device__ __forceinline__ void RunTwoSlices(const WarpGemm<kFp8, NT>& g0,
-                                             const WarpGemm<kFp8, NT>& g1, int ks0, int ks1,
+template <Mode kMode, int NT>
+__device__ __forceinline__ void RunTwoSlices(const WarpGemm<kMode, NT>& g0,
+                                             const WarpGemm<kMode, NT>& g1, int ks0, int ks1,
                                              float (&acc0)[NT][4], float (&acc1)[NT][4]) {
   constexpr int S = kTwoSliceStages;
-  constexpr int kXWords = WarpGemm<kFp8, NT>::kElems / 2;
+  constexpr int kXWords = WarpGemm<kMode, NT>::kXWords;
 #pragma unroll
   for (int i = 0; i < S - 1; ++i) {
     g0.Issue(i, ks0 + i, ks1);
     g1.Issue(i, ks0 + i, ks1);
   }
   int stage = 0;
-  for (int s = ks0; s < ks1; ++s) {
+  const auto step = [&](int s) {
     CpAsyncWait<2 * (S - 2)>();  // both slices' k-step s have landed (this lane's copies)
     const int refill = stage == 0 ? S - 1 : stage - 1;
     g0.Issue(refill, s + S - 1, ks1);
@@ -534,6 +599,12 @@ __device__ __forceinline__ void RunTwoSlices(const WarpGemm<kFp8, NT>& g0,
     g0.Step(a0, b0, x, acc0);
     g1.Step(a1, b1, x, acc1);
     stage = stage == S - 1 ? 0 : stage + 1;
+  };
+  if constexpr (kMode == Mode::kW8A8) {  // not unrolled, as in WarpGemm::Run
+#pragma unroll 1
+    for (int s = ks0; s < ks1; ++s) step(s);
+  } else {
+    for (int s = ks0; s < ks1; ++s) step(s);
   }
   CpAsyncWait<0>();
 }
@@ -548,7 +619,7 @@ __device__ __forceinline__ void RunTwoSlices(const WarpGemm<kFp8, NT>& g0,
 // than SkinnyGemmRowSplitKernel; this one spills 48 bytes. On an H100, o at 32 tokens 72.4 ->
 // 80.6% of the ceiling, down 75.8 -> 82.9% (results/h100-sxm/gemv_load_experiment.txt,
 // section 18).
-template <bool kFp8, int NT>
+template <Mode kMode, int NT>
 __global__ void __launch_bounds__(kThreads, kCtasPerSm) SkinnyGemmTwoSliceKernel(const Params p) {
   __shared__ uint4 s_ring[kWarps][2][kTwoSliceStages * kStageUint4s];
   static_assert(sizeof(s_ring) >= kWarps * 2 * NT * kSlotFloat4s * sizeof(float4));
@@ -562,8 +633,8 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm) SkinnyGemmTwoSliceKernel
   const int ks1 = static_cast<int>((warp + 1) * p.ksteps_per_tile / kWarps);
   float acc0[NT][4] = {}, acc1[NT][4] = {};
   if (row0 < p.n) {
-    const WarpGemm<kFp8, NT> g0(p, tile, tile_warp, s_ring[warp][0]);
-    const WarpGemm<kFp8, NT> g1(p, tile, tile_warp + 1, s_ring[warp][1]);
+    const WarpGemm<kMode, NT> g0(p, tile, tile_warp, s_ring[warp][0]);
+    const WarpGemm<kMode, NT> g1(p, tile, tile_warp + 1, s_ring[warp][1]);
     RunTwoSlices(g0, g1, ks0, ks1, acc0, acc1);
   }
   __syncthreads();  // every ring is idle: reuse it for the sums
@@ -590,7 +661,7 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm) SkinnyGemmTwoSliceKernel
         acc[nt][3] += v.w;
       }
     }
-    StoreRows<kFp8, NT>(p, row0 + warp * kWarpRows, acc);
+    StoreRows<kMode, NT>(p, row0 + warp * kWarpRows, acc);
   }
 }
 
@@ -602,7 +673,7 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm) SkinnyGemmTwoSliceKernel
 // loads per weight byte; against the strided 32-row split, a CTA's warps share one k range (and
 // its x) instead of four.
 constexpr int kWideRows = 2 * kTileRows;
-template <bool kFp8, int NT, bool kStrided>
+template <Mode kMode, int NT, bool kStrided>
 __global__ void __launch_bounds__(kThreads, kCtasPerSm) SkinnyGemmWideKernel(const Params p) {
   __shared__ uint4 s_ring[kWarps][2][kTwoSliceStages * kStageUint4s];
   pdl::AllowNextLaunch();  // see pdl.cuh: launched plainly, but the next kernel may be early
@@ -615,11 +686,11 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm) SkinnyGemmWideKernel(con
     const int64_t row0 = tile * kTileRows + tile_warp * kWarpRows;
     if (row0 >= p.n) break;  // warp-uniform; later blocks' rows are further on
     float acc0[NT][4] = {}, acc1[NT][4] = {};
-    const WarpGemm<kFp8, NT> g0(p, tile, tile_warp, s_ring[warp][0]);
-    const WarpGemm<kFp8, NT> g1(p, tile, tile_warp + 1, s_ring[warp][1]);
+    const WarpGemm<kMode, NT> g0(p, tile, tile_warp, s_ring[warp][0]);
+    const WarpGemm<kMode, NT> g1(p, tile, tile_warp + 1, s_ring[warp][1]);
     RunTwoSlices(g0, g1, 0, ks1, acc0, acc1);
-    StoreRows<kFp8, NT>(p, row0, acc0);
-    StoreRows<kFp8, NT>(p, row0 + kWarpRows, acc1);
+    StoreRows<kMode, NT>(p, row0, acc0);
+    StoreRows<kMode, NT>(p, row0 + kWarpRows, acc1);
     if constexpr (!kStrided) break;
   }
 }
@@ -648,48 +719,48 @@ __global__ void __launch_bounds__(256) PackWeightsKernel(const uint8_t* __restri
 bool AlignedTo(const void* p, uintptr_t n) { return reinterpret_cast<uintptr_t>(p) % n == 0; }
 
 // The kernel instantiated for the number of 8-token n-tiles (1 .. kSkinnyGemmMaxM / 8).
-template <bool kFp8>
+template <Mode kMode>
 void LaunchForTiles(int ntiles, dim3 grid, const Params& p, cudaStream_t stream) {
   static_assert(kSkinnyGemmMaxM == 32, "instantiate one kernel per n-tile count");
   switch (ntiles) {
-    case 1: SkinnyGemmKernel<kFp8, 1><<<grid, kThreads, 0, stream>>>(p); break;
-    case 2: SkinnyGemmKernel<kFp8, 2><<<grid, kThreads, 0, stream>>>(p); break;
-    case 3: SkinnyGemmKernel<kFp8, 3><<<grid, kThreads, 0, stream>>>(p); break;
-    default: SkinnyGemmKernel<kFp8, 4><<<grid, kThreads, 0, stream>>>(p); break;
+    case 1: SkinnyGemmKernel<kMode, 1><<<grid, kThreads, 0, stream>>>(p); break;
+    case 2: SkinnyGemmKernel<kMode, 2><<<grid, kThreads, 0, stream>>>(p); break;
+    case 3: SkinnyGemmKernel<kMode, 3><<<grid, kThreads, 0, stream>>>(p); break;
+    default: SkinnyGemmKernel<kMode, 4><<<grid, kThreads, 0, stream>>>(p); break;
   }
 }
 
-template <bool kFp8, int NT, int R, bool kStrided>
+template <Mode kMode, int NT, int R, bool kStrided>
 void LaunchRowSplitKernel(dim3 grid, const Params& p, cudaStream_t stream) {
-  SkinnyGemmRowSplitKernel<kFp8, NT, R, kStrided><<<grid, kThreads, 0, stream>>>(p);
+  SkinnyGemmRowSplitKernel<kMode, NT, R, kStrided><<<grid, kThreads, 0, stream>>>(p);
 }
 
-template <bool kFp8, int R, bool kStrided>
+template <Mode kMode, int R, bool kStrided>
 void LaunchRowSplitForTiles(int ntiles, dim3 grid, const Params& p, cudaStream_t stream) {
   switch (ntiles) {
-    case 1: return LaunchRowSplitKernel<kFp8, 1, R, kStrided>(grid, p, stream);
-    case 2: return LaunchRowSplitKernel<kFp8, 2, R, kStrided>(grid, p, stream);
-    case 3: return LaunchRowSplitKernel<kFp8, 3, R, kStrided>(grid, p, stream);
-    default: return LaunchRowSplitKernel<kFp8, 4, R, kStrided>(grid, p, stream);
+    case 1: return LaunchRowSplitKernel<kMode, 1, R, kStrided>(grid, p, stream);
+    case 2: return LaunchRowSplitKernel<kMode, 2, R, kStrided>(grid, p, stream);
+    case 3: return LaunchRowSplitKernel<kMode, 3, R, kStrided>(grid, p, stream);
+    default: return LaunchRowSplitKernel<kMode, 4, R, kStrided>(grid, p, stream);
   }
 }
 
-template <bool kFp8, int NT>
+template <Mode kMode, int NT>
 void LaunchWideKernel(bool strided, dim3 grid, const Params& p, cudaStream_t stream) {
   if (strided) {
-    SkinnyGemmWideKernel<kFp8, NT, true><<<grid, kThreads, 0, stream>>>(p);
+    SkinnyGemmWideKernel<kMode, NT, true><<<grid, kThreads, 0, stream>>>(p);
   } else {
-    SkinnyGemmWideKernel<kFp8, NT, false><<<grid, kThreads, 0, stream>>>(p);
+    SkinnyGemmWideKernel<kMode, NT, false><<<grid, kThreads, 0, stream>>>(p);
   }
 }
 
 // The wide split is planned with 2-4 n-tiles for fp8 weights, 2-3 for bf16 (PlanSkinnyGemm).
-template <bool kFp8>
+template <Mode kMode>
 void LaunchWide(int ntiles, bool strided, dim3 grid, const Params& p, cudaStream_t stream) {
   switch (ntiles) {
-    case 2: return LaunchWideKernel<kFp8, 2>(strided, grid, p, stream);
-    case 3: return LaunchWideKernel<kFp8, 3>(strided, grid, p, stream);
-    default: return LaunchWideKernel<kFp8, 4>(strided, grid, p, stream);
+    case 2: return LaunchWideKernel<kMode, 2>(strided, grid, p, stream);
+    case 3: return LaunchWideKernel<kMode, 3>(strided, grid, p, stream);
+    default: return LaunchWideKernel<kMode, 4>(strided, grid, p, stream);
   }
 }
 
@@ -697,52 +768,57 @@ void LaunchWide(int ntiles, bool strided, dim3 grid, const Params& p, cudaStream
 // wave) only at 4 CTAs per SM: fp8 with one n-tile, bf16 with two; with fp8 weights, several
 // 32-row blocks per CTA only with one n-tile, and two-slice warps only with four; 256-row (wide)
 // blocks with 2+ n-tiles.
-template <bool kFp8>
+template <Mode kMode>
 void LaunchRowSplit(const SkinnyGemmPlan& plan, int ntiles, const Params& p,
                     cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(plan.ctas));
   const bool strided = plan.blocks_per_cta > 1;
-  if (plan.rows_per_cta == kWideRows) return LaunchWide<kFp8>(ntiles, strided, grid, p, stream);
-  if (plan.rows_per_cta == 64) return LaunchRowSplitKernel<kFp8, 1, 64, false>(grid, p, stream);
+  if (plan.rows_per_cta == kWideRows) return LaunchWide<kMode>(ntiles, strided, grid, p, stream);
+  if (plan.rows_per_cta == 64) return LaunchRowSplitKernel<kMode, 1, 64, false>(grid, p, stream);
   if (plan.rows_per_cta == 16) {
-    return LaunchRowSplitKernel<kFp8, kFp8 ? 1 : 2, 16, false>(grid, p, stream);
+    return LaunchRowSplitKernel<kMode, Fp8Weights(kMode) ? 1 : 2, 16, false>(grid, p, stream);
   }
-  if constexpr (kFp8) {
-    if (strided) return LaunchRowSplitKernel<kFp8, 1, 32, true>(grid, p, stream);
+  if constexpr (Fp8Weights(kMode)) {
+    if (strided) return LaunchRowSplitKernel<kMode, 1, 32, true>(grid, p, stream);
     if (plan.two_slice) {
-      SkinnyGemmTwoSliceKernel<kFp8, 4><<<grid, kThreads, 0, stream>>>(p);
+      SkinnyGemmTwoSliceKernel<kMode, 4><<<grid, kThreads, 0, stream>>>(p);
       return;
     }
   } else {
-    if (strided) return LaunchRowSplitForTiles<kFp8, 32, true>(ntiles, grid, p, stream);
+    if (strided) return LaunchRowSplitForTiles<kMode, 32, true>(ntiles, grid, p, stream);
   }
-  LaunchRowSplitForTiles<kFp8, 32, false>(ntiles, grid, p, stream);
+  LaunchRowSplitForTiles<kMode, 32, false>(ntiles, grid, p, stream);
 }
 
-template <bool kFp8>
-absl::Status Launch(const char* api, const bf16* x, const uint8_t* w, const float* scales, bf16* y,
-                    int64_t m, int64_t n, int64_t k, void* workspace, size_t workspace_bytes,
-                    cudaStream_t stream) {
-  if (m < 1 || m > kSkinnyGemmMaxM || n < 1 || k < 8 || k % 8 != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(api, ": need 1 <= m <= ", kSkinnyGemmMaxM,
-                     ", n >= 1 and k a positive multiple of 8; got m=", m, " n=", n, " k=", k));
+template <Mode kMode>
+absl::Status Launch(const char* api, const void* x, const float* x_scales, const uint8_t* w,
+                    const float* scales, bf16* y, int64_t m, int64_t n, int64_t k, void* workspace,
+                    size_t workspace_bytes, cudaStream_t stream) {
+  // e4m3 x is read 16 elements at a time from 16-byte aligned rows.
+  const int k_multiple = kMode == Mode::kW8A8 ? 16 : 8;
+  if (m < 1 || m > kSkinnyGemmMaxM || n < 1 || k < k_multiple || k % k_multiple != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        api, ": need 1 <= m <= ", kSkinnyGemmMaxM, ", n >= 1 and k a positive multiple of ",
+        k_multiple, "; got m=", m, " n=", n, " k=", k));
   }
   // In-row offsets are 32-bit in the kernel.
   if (n > std::numeric_limits<int32_t>::max() / 2 || k > (int64_t{1} << 28)) {
     return absl::InvalidArgumentError(
         absl::StrCat(api, ": n=", n, " or k=", k, " too large (n < 2^30, k <= 2^28)"));
   }
-  if (x == nullptr || w == nullptr || y == nullptr || (kFp8 && scales == nullptr)) {
+  if (x == nullptr || w == nullptr || y == nullptr ||
+      (Fp8Weights(kMode) && scales == nullptr) ||
+      (kMode == Mode::kW8A8 && x_scales == nullptr)) {
     return absl::InvalidArgumentError(absl::StrCat(api, ": null pointer"));
   }
-  if (!AlignedTo(x, 16) || !AlignedTo(w, 16) || !AlignedTo(y, 2) || !AlignedTo(scales, 4)) {
+  if (!AlignedTo(x, 16) || !AlignedTo(w, 16) || !AlignedTo(y, 2) || !AlignedTo(scales, 4) ||
+      !AlignedTo(x_scales, 4)) {
     return absl::InvalidArgumentError(absl::StrCat(
         api, ": x and the weights must be 16-byte aligned, y 2-byte and scales 4-byte aligned"));
   }
   absl::StatusOr<int> sms = CurrentSmCount();
   if (!sms.ok()) return sms.status();
-  const SkinnyGemmPlan plan = PlanSkinnyGemm(m, n, k, kFp8 ? 1 : 2, *sms);
+  const SkinnyGemmPlan plan = PlanSkinnyGemm(m, n, k, Fp8Weights(kMode) ? 1 : 2, *sms);
   if (plan.split) {
     if (workspace == nullptr || workspace_bytes < plan.workspace_bytes) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -754,7 +830,12 @@ absl::Status Launch(const char* api, const bf16* x, const uint8_t* w, const floa
     }
   }
   Params p{};
-  p.x = x;
+  if constexpr (kMode == Mode::kW8A8) {
+    p.xq = static_cast<const uint8_t*>(x);
+  } else {
+    p.x = static_cast<const bf16*>(x);
+  }
+  p.x_scales = x_scales;
   p.w = w;
   p.scales = scales;
   p.y = y;
@@ -770,9 +851,9 @@ absl::Status Launch(const char* api, const bf16* x, const uint8_t* w, const floa
         static_cast<char*>(workspace) + AlignUp(plan.row_tiles * sizeof(unsigned), kCounterAlign));
   }
   if (plan.rows_per_cta > 0) {
-    LaunchRowSplit<kFp8>(plan, NTiles(m), p, stream);
+    LaunchRowSplit<kMode>(plan, NTiles(m), p, stream);
   } else {
-    LaunchForTiles<kFp8>(NTiles(m), dim3(static_cast<unsigned>(plan.ctas)), p, stream);
+    LaunchForTiles<kMode>(NTiles(m), dim3(static_cast<unsigned>(plan.ctas)), p, stream);
   }
   return CudaStatus(cudaGetLastError(), api);
 }
@@ -960,15 +1041,26 @@ absl::Status PackSkinnyGemmWeightsInPlace(void* w, int64_t n, int64_t k, int wei
 absl::Status SkinnyGemmBf16(const bf16* x, const bf16* w_packed, bf16* y, int64_t m, int64_t n,
                             int64_t k, void* workspace, size_t workspace_bytes,
                             cudaStream_t stream) {
-  return Launch<false>("SkinnyGemmBf16", x, reinterpret_cast<const uint8_t*>(w_packed), nullptr, y,
-                       m, n, k, workspace, workspace_bytes, stream);
+  return Launch<Mode::kBf16>("SkinnyGemmBf16", x, nullptr,
+                             reinterpret_cast<const uint8_t*>(w_packed), nullptr, y, m, n, k,
+                             workspace, workspace_bytes, stream);
 }
 
 absl::Status SkinnyGemmFp8(const bf16* x, const __nv_fp8_e4m3* wq_packed, const float* scales,
                            bf16* y, int64_t m, int64_t n, int64_t k, void* workspace,
                            size_t workspace_bytes, cudaStream_t stream) {
-  return Launch<true>("SkinnyGemmFp8", x, reinterpret_cast<const uint8_t*>(wq_packed), scales, y,
-                      m, n, k, workspace, workspace_bytes, stream);
+  return Launch<Mode::kFp8>("SkinnyGemmFp8", x, nullptr,
+                            reinterpret_cast<const uint8_t*>(wq_packed), scales, y, m, n, k,
+                            workspace, workspace_bytes, stream);
+}
+
+absl::Status SkinnyGemmW8A8(const __nv_fp8_e4m3* xq, const float* x_scales,
+                            const __nv_fp8_e4m3* wq_packed, const float* scales, bf16* y,
+                            int64_t m, int64_t n, int64_t k, void* workspace,
+                            size_t workspace_bytes, cudaStream_t stream) {
+  return Launch<Mode::kW8A8>("SkinnyGemmW8A8", xq, x_scales,
+                             reinterpret_cast<const uint8_t*>(wq_packed), scales, y, m, n, k,
+                             workspace, workspace_bytes, stream);
 }
 
 }  // namespace truthput

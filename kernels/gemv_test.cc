@@ -8,7 +8,9 @@
 // come from fresh seeds (printed on failure); outputs are poisoned with NaN first, so an element
 // the kernel skips shows. One zeroed workspace serves all calls of a shape, so a split-K counter
 // left non-zero by one call breaks the next; two shapes called in turn, each on its own workspace
-// region, must not disturb each other.
+// region, must not disturb each other. W8A8 (SkinnyGemmW8A8) runs on x quantized per token by
+// QuantizeWeightsFp8; its reference multiplies the e4m3 values of x and W (exact in bf16) and
+// applies both scales to the fp32 sums.
 #include "kernels/gemv.h"
 
 #include <cuda_bf16.h>
@@ -113,11 +115,45 @@ void MakeWeights(int64_t n, int64_t k, uint64_t seed, cudaStream_t stream, Weigh
   PackWeights(out, stream);
 }
 
-enum class Kind { kBf16, kFp8 };
-const char* KindName(Kind kind) { return kind == Kind::kBf16 ? "bf16" : "fp8"; }
+enum class Kind { kBf16, kFp8, kW8A8 };
+const char* KindName(Kind kind) {
+  return kind == Kind::kBf16 ? "bf16" : kind == Kind::kFp8 ? "fp8" : "w8a8";
+}
 
-absl::Status RunKernel(Kind kind, const Weights& w, const bf16* x, bf16* y, int64_t m,
-                       void* workspace, size_t workspace_bytes, cudaStream_t stream) {
+// x[m,k] quantized per token (QuantizeWeightsFp8, as the decode step does for W8A8), its e4m3
+// values unscaled as bf16 (exact) for the reference, and the scales on the host.
+struct QuantizedX {
+  DevicePtr<fp8> xq;
+  DevicePtr<float> scales;
+  DevicePtr<bf16> values;
+  std::vector<float> scales_host;
+};
+
+void QuantizeX(const bf16* x, int64_t m, int64_t k, cudaStream_t stream, QuantizedX* out) {
+  out->xq = DeviceAlloc<fp8>(m * k);
+  out->scales = DeviceAlloc<float>(m);
+  out->values = DeviceAlloc<bf16>(m * k);
+  DevicePtr<float> ones = DeviceAlloc<float>(m);
+  ASSERT_TRUE(out->xq && out->scales && out->values && ones) << "out of device memory";
+  ASSERT_OK(QuantizeWeightsFp8(x, out->xq.get(), out->scales.get(), m, k, stream));
+  const std::vector<float> ones_host(m, 1.0f);
+  ASSERT_CUDA(cudaMemcpyAsync(ones.get(), ones_host.data(), m * sizeof(float),
+                              cudaMemcpyHostToDevice, stream));
+  ASSERT_OK(DequantizeWeightsFp8(out->xq.get(), ones.get(), out->values.get(), m, k, stream));
+  out->scales_host.resize(m);
+  ASSERT_CUDA(cudaMemcpyAsync(out->scales_host.data(), out->scales.get(), m * sizeof(float),
+                              cudaMemcpyDeviceToHost, stream));
+  ASSERT_CUDA(cudaStreamSynchronize(stream));
+}
+
+// x is bf16, or for kW8A8 QuantizeX's output.
+absl::Status RunKernel(Kind kind, const Weights& w, const bf16* x, const QuantizedX* xq, bf16* y,
+                       int64_t m, void* workspace, size_t workspace_bytes, cudaStream_t stream) {
+  if (kind == Kind::kW8A8) {
+    return SkinnyGemmW8A8(xq ? xq->xq.get() : nullptr, xq ? xq->scales.get() : nullptr,
+                          reinterpret_cast<const fp8*>(w.wq_packed.get()), w.scales.get(), y, m,
+                          w.n, w.k, workspace, workspace_bytes, stream);
+  }
   if (kind == Kind::kBf16) {
     return SkinnyGemmBf16(x, reinterpret_cast<const bf16*>(w.w_packed.get()), y, m, w.n, w.k,
                           workspace, workspace_bytes, stream);
@@ -126,10 +162,13 @@ absl::Status RunKernel(Kind kind, const Weights& w, const bf16* x, bf16* y, int6
                        w.n, w.k, workspace, workspace_bytes, stream);
 }
 
-// Applies the fp8 weights' per-channel scales to a reference computed on their values.
-void ScaleReference(const Weights& w, int64_t m, std::vector<float>* ref) {
+// Applies the fp8 weights' per-channel scales (and x's per-token ones, if given) to a reference
+// computed on their values.
+void ScaleReference(const Weights& w, int64_t m, std::vector<float>* ref,
+                    const QuantizedX* xq = nullptr) {
   for (int64_t i = 0; i < m; ++i) {
-    for (int64_t j = 0; j < w.n; ++j) (*ref)[i * w.n + j] *= w.scales_host[j];
+    const float x_scale = xq != nullptr ? xq->scales_host[i] : 1.0f;
+    for (int64_t j = 0; j < w.n; ++j) (*ref)[i * w.n + j] *= w.scales_host[j] * x_scale;
   }
 }
 
@@ -142,9 +181,16 @@ void CheckProduct(Kind kind, const Weights& w, int64_t m, void* workspace, size_
   SCOPED_TRACE(absl::StrCat(KindName(kind), " m=", m, " n=", n, " k=", k, " x seed=", seed));
   GemmOperands op;
   ASSERT_OK(MakeGemmOperands(m, n, k, seed, kXScale, stream, &op));
-  ASSERT_OK(RunKernel(kind, w, op.x.get(), op.y.get(), m, workspace, workspace_bytes, stream));
+  QuantizedX xq;
+  if (kind == Kind::kW8A8) {
+    QuantizeX(op.x.get(), m, k, stream, &xq);
+    if (testing::Test::HasFatalFailure()) return;
+  }
+  ASSERT_OK(
+      RunKernel(kind, w, op.x.get(), &xq, op.y.get(), m, workspace, workspace_bytes, stream));
   const bf16* ref_w = kind == Kind::kBf16 ? w.w.get() : w.wq_values.get();
-  ASSERT_OK(ReferenceGemm(op.x.get(), ref_w, op.ref.get(), m, n, k, stream));
+  const bf16* ref_x = kind == Kind::kW8A8 ? xq.values.get() : op.x.get();
+  ASSERT_OK(ReferenceGemm(ref_x, ref_w, op.ref.get(), m, n, k, stream));
   ASSERT_CUDA(cudaStreamSynchronize(stream));
   std::vector<bf16> y_host(m * n);
   std::vector<float> ref_host(m * n);
@@ -152,7 +198,7 @@ void CheckProduct(Kind kind, const Weights& w, int64_t m, void* workspace, size_
       cudaMemcpy(y_host.data(), op.y.get(), m * n * sizeof(bf16), cudaMemcpyDeviceToHost));
   ASSERT_CUDA(
       cudaMemcpy(ref_host.data(), op.ref.get(), m * n * sizeof(float), cudaMemcpyDeviceToHost));
-  if (kind == Kind::kFp8) ScaleReference(w, m, &ref_host);
+  if (kind != Kind::kBf16) ScaleReference(w, m, &ref_host, kind == Kind::kW8A8 ? &xq : nullptr);
   ExpectCloseToReference(y_host, ref_host, m, n);
 }
 
@@ -242,7 +288,15 @@ TEST_P(SkinnyGemmShapeTest, MatchesReference) {
   DevicePtr<char> ws = ZeroedWorkspace(shape.n, shape.k, &ws_bytes);
   ASSERT_TRUE(ws);
   for (int64_t m : kMs) {
-    for (Kind kind : {Kind::kBf16, Kind::kFp8}) {
+    for (Kind kind : {Kind::kBf16, Kind::kFp8, Kind::kW8A8}) {
+      if (kind == Kind::kW8A8 && shape.k % 16 != 0) {
+        // x's rows are read 16 bytes at a time: refused, not read past.
+        EXPECT_EQ(RunKernel(kind, w, nullptr, nullptr, nullptr, m, ws.get(), ws_bytes,
+                            stream.get())
+                      .code(),
+                  absl::StatusCode::kInvalidArgument);
+        continue;
+      }
       const SkinnyGemmPlan plan =
           PlanSkinnyGemm(m, shape.n, shape.k, kind == Kind::kBf16 ? 2 : 1, SmCount());
       std::printf("%s %s m=%lld: %s\n", shape.name.c_str(), KindName(kind),
@@ -273,25 +327,34 @@ TEST(SkinnyGemm, RunsInsideGraphCaptureAndReplays) {
     DevicePtr<bf16> x = DeviceAlloc<bf16>(m * k);
     DevicePtr<bf16> y16 = DeviceAlloc<bf16>(m * n);
     DevicePtr<bf16> y8 = DeviceAlloc<bf16>(m * n);
+    DevicePtr<bf16> y88 = DeviceAlloc<bf16>(m * n);
     DevicePtr<float> ref16 = DeviceAlloc<float>(m * n);
     DevicePtr<float> ref8 = DeviceAlloc<float>(m * n);
-    ASSERT_TRUE(ws && x && y16 && y8 && ref16 && ref8);
+    DevicePtr<float> ref88 = DeviceAlloc<float>(m * n);
+    ASSERT_TRUE(ws && x && y16 && y8 && y88 && ref16 && ref8 && ref88);
     ASSERT_OK(FillRandomBf16(x.get(), m * k, FreshSeed(), kXScale, stream.get()));
+    QuantizedX xq;
+    QuantizeX(x.get(), m, k, stream.get(), &xq);
+    if (HasFatalFailure()) return;
     ASSERT_OK(ReferenceGemm(x.get(), w.w.get(), ref16.get(), m, n, k, stream.get()));
     ASSERT_OK(ReferenceGemm(x.get(), w.wq_values.get(), ref8.get(), m, n, k, stream.get()));
+    ASSERT_OK(ReferenceGemm(xq.values.get(), w.wq_values.get(), ref88.get(), m, n, k, stream.get()));
     ASSERT_CUDA(cudaStreamSynchronize(stream.get()));
 
     ASSERT_CUDA(cudaStreamBeginCapture(stream.get(), cudaStreamCaptureModeThreadLocal));
-    const absl::Status run16 =
-        RunKernel(Kind::kBf16, w, x.get(), y16.get(), m, ws.get(), ws_bytes, stream.get());
-    const absl::Status run8 =
-        RunKernel(Kind::kFp8, w, x.get(), y8.get(), m, ws.get(), ws_bytes, stream.get());
+    const absl::Status run16 = RunKernel(Kind::kBf16, w, x.get(), nullptr, y16.get(), m, ws.get(),
+                                         ws_bytes, stream.get());
+    const absl::Status run8 = RunKernel(Kind::kFp8, w, x.get(), nullptr, y8.get(), m, ws.get(),
+                                        ws_bytes, stream.get());
+    const absl::Status run88 = RunKernel(Kind::kW8A8, w, nullptr, &xq, y88.get(), m, ws.get(),
+                                         ws_bytes, stream.get());
     cudaGraph_t graph = nullptr;
     const cudaError_t end = cudaStreamEndCapture(stream.get(), &graph);
     const std::unique_ptr<CUgraph_st, cudaError_t (*)(cudaGraph_t)> graph_owner(graph,
                                                                                 cudaGraphDestroy);
     ASSERT_OK(run16);
     ASSERT_OK(run8);
+    ASSERT_OK(run88);
     ASSERT_CUDA(end);
     cudaGraphExec_t exec = nullptr;
     ASSERT_CUDA(cudaGraphInstantiate(&exec, graph, 0));
@@ -300,21 +363,24 @@ TEST(SkinnyGemm, RunsInsideGraphCaptureAndReplays) {
     for (int replay = 0; replay < 2; ++replay) {
       ASSERT_OK(FillBf16(y16.get(), m * n, std::numeric_limits<float>::quiet_NaN(), stream.get()));
       ASSERT_OK(FillBf16(y8.get(), m * n, std::numeric_limits<float>::quiet_NaN(), stream.get()));
+      ASSERT_OK(FillBf16(y88.get(), m * n, std::numeric_limits<float>::quiet_NaN(), stream.get()));
       ASSERT_CUDA(cudaGraphLaunch(exec, stream.get()));
     }
     ASSERT_CUDA(cudaStreamSynchronize(stream.get()));
     std::vector<bf16> y_host(m * n);
     std::vector<float> ref_host(m * n);
-    for (auto [y, ref] : {std::pair{y16.get(), ref16.get()}, std::pair{y8.get(), ref8.get()}}) {
+    for (auto [y, ref] : {std::pair{y16.get(), ref16.get()}, std::pair{y8.get(), ref8.get()},
+                          std::pair{y88.get(), ref88.get()}}) {
       ASSERT_CUDA(cudaMemcpy(y_host.data(), y, m * n * sizeof(bf16), cudaMemcpyDeviceToHost));
       ASSERT_CUDA(cudaMemcpy(ref_host.data(), ref, m * n * sizeof(float), cudaMemcpyDeviceToHost));
-      if (y == y8.get()) ScaleReference(w, m, &ref_host);
+      if (y != y16.get()) ScaleReference(w, m, &ref_host, y == y88.get() ? &xq : nullptr);
       ExpectCloseToReference(y_host, ref_host, m, n);
     }
     // Eager calls after the replays, on the same workspace.
-    CheckProduct(Kind::kBf16, w, m, ws.get(), ws_bytes, stream.get());
-    CheckProduct(Kind::kFp8, w, m, ws.get(), ws_bytes, stream.get());
-    if (HasFatalFailure()) return;
+    for (Kind kind : {Kind::kBf16, Kind::kFp8, Kind::kW8A8}) {
+      CheckProduct(kind, w, m, ws.get(), ws_bytes, stream.get());
+      if (HasFatalFailure()) return;
+    }
   }
 }
 
@@ -371,10 +437,14 @@ TEST(SkinnyGemm, IsDeterministic) {
   DevicePtr<bf16> y = DeviceAlloc<bf16>(m * n);
   ASSERT_TRUE(ws && x && y);
   ASSERT_OK(FillRandomBf16(x.get(), m * k, FreshSeed(), kXScale, stream.get()));
+  QuantizedX xq;
+  QuantizeX(x.get(), m, k, stream.get(), &xq);
+  if (HasFatalFailure()) return;
   std::vector<uint16_t> first(m * n), again(m * n);
-  for (Kind kind : {Kind::kBf16, Kind::kFp8}) {
+  for (Kind kind : {Kind::kBf16, Kind::kFp8, Kind::kW8A8}) {
     for (int run = 0; run < 5; ++run) {
-      ASSERT_OK(RunKernel(kind, w, x.get(), y.get(), m, ws.get(), ws_bytes, stream.get()));
+      ASSERT_OK(
+          RunKernel(kind, w, x.get(), &xq, y.get(), m, ws.get(), ws_bytes, stream.get()));
       ASSERT_CUDA(cudaStreamSynchronize(stream.get()));
       std::vector<uint16_t>& dst = run == 0 ? first : again;
       ASSERT_CUDA(cudaMemcpy(dst.data(), y.get(), m * n * sizeof(bf16), cudaMemcpyDeviceToHost));
@@ -439,73 +509,84 @@ TEST(SkinnyGemmFp8, DecodesEveryCodeExactly) {
   }
 }
 
-// Random codes over the whole e4m3 range (no NaN) with unit scales: checks the kernel's layout
-// and conversion at large magnitudes.
+// Random codes over the whole e4m3 range (no NaN) with unit scales: checks the kernels' layout
+// and conversion at large magnitudes; W8A8 (whose k must be a multiple of 16) on 1024 columns.
 TEST(SkinnyGemmFp8, MatchesReferenceOnArbitraryCodes) {
-  constexpr int64_t n = 384, k = 1032;
+  constexpr int64_t n = 384;
   StreamPtr stream = MakeStream();
-  std::vector<uint8_t> codes(n * k);
-  std::mt19937 rng(static_cast<uint32_t>(FreshSeed()));
-  for (uint8_t& c : codes) {
-    c = static_cast<uint8_t>(rng() % 256);
-    if ((c & 0x7F) == 0x7F) c = 0;
-  }
-  Weights w;
-  w.n = n;
-  w.k = k;
-  w.wq = DeviceAlloc<fp8>(n * k);
-  w.scales = DeviceAlloc<float>(n);
-  w.wq_values = DeviceAlloc<bf16>(n * k);
-  ASSERT_TRUE(w.wq && w.scales && w.wq_values);
-  const std::vector<float> ones(n, 1.0f);
-  w.scales_host = ones;
-  ASSERT_CUDA(cudaMemcpy(w.wq.get(), codes.data(), n * k, cudaMemcpyHostToDevice));
-  ASSERT_CUDA(cudaMemcpy(w.scales.get(), ones.data(), n * sizeof(float), cudaMemcpyHostToDevice));
-  ASSERT_OK(
-      DequantizeWeightsFp8(w.wq.get(), w.scales.get(), w.wq_values.get(), n, k, stream.get()));
-  PackWeights(&w, stream.get());
-  if (HasFatalFailure()) return;
-  size_t ws_bytes = 0;
-  DevicePtr<char> ws = ZeroedWorkspace(n, k, &ws_bytes);
-  ASSERT_TRUE(ws);
-  for (int64_t m : {int64_t{1}, int64_t{9}, int64_t{16}}) {
-    CheckProduct(Kind::kFp8, w, m, ws.get(), ws_bytes, stream.get());
+  for (const int64_t k : {int64_t{1032}, int64_t{1024}}) {
+    SCOPED_TRACE(absl::StrCat("k=", k));
+    std::vector<uint8_t> codes(n * k);
+    std::mt19937 rng(static_cast<uint32_t>(FreshSeed()));
+    for (uint8_t& c : codes) {
+      c = static_cast<uint8_t>(rng() % 256);
+      if ((c & 0x7F) == 0x7F) c = 0;
+    }
+    Weights w;
+    w.n = n;
+    w.k = k;
+    w.wq = DeviceAlloc<fp8>(n * k);
+    w.scales = DeviceAlloc<float>(n);
+    w.wq_values = DeviceAlloc<bf16>(n * k);
+    ASSERT_TRUE(w.wq && w.scales && w.wq_values);
+    const std::vector<float> ones(n, 1.0f);
+    w.scales_host = ones;
+    ASSERT_CUDA(cudaMemcpy(w.wq.get(), codes.data(), n * k, cudaMemcpyHostToDevice));
+    ASSERT_CUDA(cudaMemcpy(w.scales.get(), ones.data(), n * sizeof(float), cudaMemcpyHostToDevice));
+    ASSERT_OK(
+        DequantizeWeightsFp8(w.wq.get(), w.scales.get(), w.wq_values.get(), n, k, stream.get()));
+    PackWeights(&w, stream.get());
     if (HasFatalFailure()) return;
+    size_t ws_bytes = 0;
+    DevicePtr<char> ws = ZeroedWorkspace(n, k, &ws_bytes);
+    ASSERT_TRUE(ws);
+    for (int64_t m : {int64_t{1}, int64_t{9}, int64_t{16}, int64_t{32}}) {
+      CheckProduct(k % 16 == 0 ? Kind::kW8A8 : Kind::kFp8, w, m, ws.get(), ws_bytes, stream.get());
+      if (HasFatalFailure()) return;
+    }
   }
 }
 
 // Quantization: scales = max|row| / 448 and wq = RN_satfinite(w / scale), as the host computes
-// them; an all-zero row gets scale 0 and zero codes.
+// them; an all-zero row gets scale 0 and zero codes. Few rows (1024-thread CTAs, as for a decode
+// step's activations), rows longer than what a thread keeps in registers (1024 x 4 x 8 = 32768),
+// and many rows (256-thread CTAs, as for weights).
 TEST(QuantizeWeightsFp8, MatchesHostRounding) {
-  constexpr int64_t n = 37, k = 264;
   StreamPtr stream = MakeStream();
-  DevicePtr<bf16> w = DeviceAlloc<bf16>(n * k);
-  DevicePtr<fp8> wq = DeviceAlloc<fp8>(n * k);
-  DevicePtr<float> scales = DeviceAlloc<float>(n);
-  ASSERT_TRUE(w && wq && scales);
-  ASSERT_OK(FillRandomBf16(w.get(), n * k, FreshSeed(), 3.0f, stream.get()));
-  ASSERT_OK(FillBf16(w.get() + 5 * k, k, 0.0f, stream.get()));  // row 5: all zero
-  ASSERT_OK(QuantizeWeightsFp8(w.get(), wq.get(), scales.get(), n, k, stream.get()));
-  ASSERT_CUDA(cudaStreamSynchronize(stream.get()));
-  std::vector<bf16> w_host(n * k);
-  std::vector<uint8_t> q_host(n * k);
-  std::vector<float> s_host(n);
-  ASSERT_CUDA(cudaMemcpy(w_host.data(), w.get(), n * k * sizeof(bf16), cudaMemcpyDeviceToHost));
-  ASSERT_CUDA(cudaMemcpy(q_host.data(), wq.get(), n * k, cudaMemcpyDeviceToHost));
-  ASSERT_CUDA(cudaMemcpy(s_host.data(), scales.get(), n * sizeof(float), cudaMemcpyDeviceToHost));
-  for (int64_t j = 0; j < n; ++j) {
-    float amax = 0;
-    for (int64_t i = 0; i < k; ++i)
-      amax = std::max(amax, std::fabs(__bfloat162float(w_host[j * k + i])));
-    const float scale = amax / 448.0f;
-    ASSERT_EQ(s_host[j], scale) << "row " << j;
-    for (int64_t i = 0; i < k; ++i) {
-      const float v = scale > 0 ? __bfloat162float(w_host[j * k + i]) / scale : 0.0f;
-      const uint8_t want = __nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3);
-      ASSERT_EQ(int{q_host[j * k + i]}, int{want}) << "row " << j << " col " << i;
+  for (auto [n, k] : {std::pair<int64_t, int64_t>{37, 264}, {6, 40008}, {300, 8200}}) {
+    SCOPED_TRACE(absl::StrCat("n=", n, " k=", k));
+    DevicePtr<bf16> w = DeviceAlloc<bf16>(n * k);
+    DevicePtr<fp8> wq = DeviceAlloc<fp8>(n * k);
+    DevicePtr<float> scales = DeviceAlloc<float>(n);
+    ASSERT_TRUE(w && wq && scales);
+    ASSERT_OK(FillRandomBf16(w.get(), n * k, FreshSeed(), 3.0f, stream.get()));
+    ASSERT_OK(FillBf16(w.get() + 5 * k, k, 0.0f, stream.get()));  // row 5: all zero
+    // Poisoned, so a code or scale the kernel skips shows.
+    ASSERT_CUDA(cudaMemsetAsync(wq.get(), 0x7F, n * k, stream.get()));
+    ASSERT_CUDA(cudaMemsetAsync(scales.get(), 0xFF, n * sizeof(float), stream.get()));  // NaN
+    ASSERT_OK(QuantizeWeightsFp8(w.get(), wq.get(), scales.get(), n, k, stream.get()));
+    ASSERT_CUDA(cudaStreamSynchronize(stream.get()));
+    std::vector<bf16> w_host(n * k);
+    std::vector<uint8_t> q_host(n * k);
+    std::vector<float> s_host(n);
+    ASSERT_CUDA(cudaMemcpy(w_host.data(), w.get(), n * k * sizeof(bf16), cudaMemcpyDeviceToHost));
+    ASSERT_CUDA(cudaMemcpy(q_host.data(), wq.get(), n * k, cudaMemcpyDeviceToHost));
+    ASSERT_CUDA(
+        cudaMemcpy(s_host.data(), scales.get(), n * sizeof(float), cudaMemcpyDeviceToHost));
+    for (int64_t j = 0; j < n; ++j) {
+      float amax = 0;
+      for (int64_t i = 0; i < k; ++i)
+        amax = std::max(amax, std::fabs(__bfloat162float(w_host[j * k + i])));
+      const float scale = amax / 448.0f;
+      ASSERT_EQ(s_host[j], scale) << "row " << j;
+      for (int64_t i = 0; i < k; ++i) {
+        const float v = scale > 0 ? __bfloat162float(w_host[j * k + i]) / scale : 0.0f;
+        const uint8_t want = __nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3);
+        ASSERT_EQ(int{q_host[j * k + i]}, int{want}) << "row " << j << " col " << i;
+      }
     }
+    EXPECT_EQ(s_host[5], 0.0f);
   }
-  EXPECT_EQ(s_host[5], 0.0f);
 }
 
 TEST(SkinnyGemm, RejectsBadArguments) {
@@ -528,6 +609,14 @@ TEST(SkinnyGemm, RejectsBadArguments) {
   EXPECT_EQ(code(SkinnyGemmBf16(x, w + 4, y, 1, 128, 64, nullptr, 0, nullptr)), kInvalid);
   EXPECT_EQ(code(SkinnyGemmFp8(x, wq + 8, scales, y, 1, 128, 64, nullptr, 0, nullptr)), kInvalid);
   EXPECT_EQ(code(SkinnyGemmFp8(x, wq, nullptr, y, 1, 128, 64, nullptr, 0, nullptr)), kInvalid);
+  // W8A8: k a multiple of 16 (x read 16 bytes at a time), x 16-byte aligned, x_scales given.
+  const fp8* xq = wq + 64 * 1024;
+  EXPECT_EQ(code(SkinnyGemmW8A8(xq, scales, wq, scales, y, 1, 128, 72, nullptr, 0, nullptr)),
+            kInvalid);
+  EXPECT_EQ(code(SkinnyGemmW8A8(xq + 8, scales, wq, scales, y, 1, 128, 64, nullptr, 0, nullptr)),
+            kInvalid);
+  EXPECT_EQ(code(SkinnyGemmW8A8(xq, nullptr, wq, scales, y, 1, 128, 64, nullptr, 0, nullptr)),
+            kInvalid);
   // A split shape without (enough) workspace.
   const int sms = SmCount();
   ASSERT_TRUE(PlanSkinnyGemm(1, 128, 1024, 2, sms).split);
