@@ -478,12 +478,15 @@ absl::Status StepRunner::LaunchGemm(const Op& op, int64_t layer, cudaStream_t st
   if (!o.ok()) return o.status();
   const size_t index = static_cast<size_t>(&op - workload_.ops().data());
   const bool fp8 = o->w_scales != nullptr;
+  if (QuantizesActivations(index)) {
+    // W8A8: the activations to e4m3 per token (the same per-row quantizer as the weights).
+    TP_RETURN_IF_ERROR(QuantizeWeightsFp8(o->x, act_.xq, act_.x_scales, op.m, op.k, stream));
+  }
   if (index < gemm_choice_.size() && gemm_choice_[index].own) {
     const int64_t offset = gemm_workspace_offsets_[index];
     void* ws = static_cast<char*>(gemm_workspace_) + offset;
     const size_t ws_bytes = gemm_workspace_bytes_ - static_cast<size_t>(offset);
     if (gemm_choice_[index].w8a8) {
-      TP_RETURN_IF_ERROR(QuantizeWeightsFp8(o->x, act_.xq, act_.x_scales, op.m, op.k, stream));
       return SkinnyGemmW8A8(act_.xq, act_.x_scales, static_cast<const __nv_fp8_e4m3*>(o->w),
                             o->w_scales, o->y, op.m, op.n, op.k, ws, ws_bytes, stream);
     }
@@ -495,8 +498,6 @@ absl::Status StepRunner::LaunchGemm(const Op& op, int64_t layer, cudaStream_t st
                           ws, ws_bytes, stream);
   }
   if (fp8) {
-    // W8A8: the activations to e4m3 per token (the same per-row quantizer as the weights).
-    TP_RETURN_IF_ERROR(QuantizeWeightsFp8(o->x, act_.xq, act_.x_scales, op.m, op.k, stream));
     return fp8_gemm_->Run(act_.xq, act_.x_scales, static_cast<const __nv_fp8_e4m3*>(o->w),
                           o->w_scales, o->y, op.m, op.n, op.k, stream);
   }

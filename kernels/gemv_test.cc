@@ -92,26 +92,47 @@ void PackWeights(Weights* w, cudaStream_t stream) {
   ASSERT_OK(PackSkinnyGemmWeights(w->w.get(), w->w_packed.get(), w->n, w->k, 2, stream));
 }
 
+// Rows [rows,k] quantized per row (QuantizeWeightsFp8: weights per output channel, and x per
+// token as the decode step does for W8A8), the e4m3 values unscaled as bf16 (exact) for the
+// reference, and the scales on the host.
+struct QuantizedRows {
+  DevicePtr<fp8> codes;
+  DevicePtr<float> scales;
+  DevicePtr<bf16> values;
+  std::vector<float> scales_host;
+};
+
+void QuantizeRows(const bf16* src, int64_t rows, int64_t k, cudaStream_t stream,
+                  QuantizedRows* out) {
+  out->codes = DeviceAlloc<fp8>(rows * k);
+  out->scales = DeviceAlloc<float>(rows);
+  out->values = DeviceAlloc<bf16>(rows * k);
+  DevicePtr<float> ones = DeviceAlloc<float>(rows);
+  ASSERT_TRUE(out->codes && out->scales && out->values && ones) << "out of device memory";
+  ASSERT_OK(QuantizeWeightsFp8(src, out->codes.get(), out->scales.get(), rows, k, stream));
+  const std::vector<float> ones_host(rows, 1.0f);
+  ASSERT_CUDA(cudaMemcpyAsync(ones.get(), ones_host.data(), rows * sizeof(float),
+                              cudaMemcpyHostToDevice, stream));
+  ASSERT_OK(DequantizeWeightsFp8(out->codes.get(), ones.get(), out->values.get(), rows, k, stream));
+  out->scales_host.resize(rows);
+  ASSERT_CUDA(cudaMemcpyAsync(out->scales_host.data(), out->scales.get(), rows * sizeof(float),
+                              cudaMemcpyDeviceToHost, stream));
+  ASSERT_CUDA(cudaStreamSynchronize(stream));
+}
+
 void MakeWeights(int64_t n, int64_t k, uint64_t seed, cudaStream_t stream, Weights* out) {
   out->n = n;
   out->k = k;
   out->w = DeviceAlloc<bf16>(n * k);
-  out->wq = DeviceAlloc<fp8>(n * k);
-  out->scales = DeviceAlloc<float>(n);
-  out->wq_values = DeviceAlloc<bf16>(n * k);
-  DevicePtr<float> ones = DeviceAlloc<float>(n);
-  ASSERT_TRUE(out->w && out->wq && out->scales && out->wq_values && ones)
-      << "out of device memory";
+  ASSERT_TRUE(out->w) << "out of device memory";
   ASSERT_OK(FillRandomBf16(out->w.get(), n * k, seed, kWScale, stream));
-  ASSERT_OK(QuantizeWeightsFp8(out->w.get(), out->wq.get(), out->scales.get(), n, k, stream));
-  const std::vector<float> ones_host(n, 1.0f);
-  ASSERT_CUDA(cudaMemcpyAsync(ones.get(), ones_host.data(), n * sizeof(float),
-                              cudaMemcpyHostToDevice, stream));
-  ASSERT_OK(DequantizeWeightsFp8(out->wq.get(), ones.get(), out->wq_values.get(), n, k, stream));
-  out->scales_host.resize(n);
-  ASSERT_CUDA(cudaMemcpyAsync(out->scales_host.data(), out->scales.get(), n * sizeof(float),
-                              cudaMemcpyDeviceToHost, stream));
-  ASSERT_CUDA(cudaStreamSynchronize(stream));
+  QuantizedRows q;
+  QuantizeRows(out->w.get(), n, k, stream, &q);
+  if (testing::Test::HasFatalFailure()) return;
+  out->wq = std::move(q.codes);
+  out->scales = std::move(q.scales);
+  out->wq_values = std::move(q.values);
+  out->scales_host = std::move(q.scales_host);
   PackWeights(out, stream);
 }
 
@@ -120,37 +141,12 @@ const char* KindName(Kind kind) {
   return kind == Kind::kBf16 ? "bf16" : kind == Kind::kFp8 ? "fp8" : "w8a8";
 }
 
-// x[m,k] quantized per token (QuantizeWeightsFp8, as the decode step does for W8A8), its e4m3
-// values unscaled as bf16 (exact) for the reference, and the scales on the host.
-struct QuantizedX {
-  DevicePtr<fp8> xq;
-  DevicePtr<float> scales;
-  DevicePtr<bf16> values;
-  std::vector<float> scales_host;
-};
-
-void QuantizeX(const bf16* x, int64_t m, int64_t k, cudaStream_t stream, QuantizedX* out) {
-  out->xq = DeviceAlloc<fp8>(m * k);
-  out->scales = DeviceAlloc<float>(m);
-  out->values = DeviceAlloc<bf16>(m * k);
-  DevicePtr<float> ones = DeviceAlloc<float>(m);
-  ASSERT_TRUE(out->xq && out->scales && out->values && ones) << "out of device memory";
-  ASSERT_OK(QuantizeWeightsFp8(x, out->xq.get(), out->scales.get(), m, k, stream));
-  const std::vector<float> ones_host(m, 1.0f);
-  ASSERT_CUDA(cudaMemcpyAsync(ones.get(), ones_host.data(), m * sizeof(float),
-                              cudaMemcpyHostToDevice, stream));
-  ASSERT_OK(DequantizeWeightsFp8(out->xq.get(), ones.get(), out->values.get(), m, k, stream));
-  out->scales_host.resize(m);
-  ASSERT_CUDA(cudaMemcpyAsync(out->scales_host.data(), out->scales.get(), m * sizeof(float),
-                              cudaMemcpyDeviceToHost, stream));
-  ASSERT_CUDA(cudaStreamSynchronize(stream));
-}
-
-// x is bf16, or for kW8A8 QuantizeX's output.
-absl::Status RunKernel(Kind kind, const Weights& w, const bf16* x, const QuantizedX* xq, bf16* y,
-                       int64_t m, void* workspace, size_t workspace_bytes, cudaStream_t stream) {
+// x is bf16, or for kW8A8 QuantizeRows's output.
+absl::Status RunKernel(Kind kind, const Weights& w, const bf16* x, const QuantizedRows* xq,
+                       bf16* y, int64_t m, void* workspace, size_t workspace_bytes,
+                       cudaStream_t stream) {
   if (kind == Kind::kW8A8) {
-    return SkinnyGemmW8A8(xq ? xq->xq.get() : nullptr, xq ? xq->scales.get() : nullptr,
+    return SkinnyGemmW8A8(xq ? xq->codes.get() : nullptr, xq ? xq->scales.get() : nullptr,
                           reinterpret_cast<const fp8*>(w.wq_packed.get()), w.scales.get(), y, m,
                           w.n, w.k, workspace, workspace_bytes, stream);
   }
@@ -165,7 +161,7 @@ absl::Status RunKernel(Kind kind, const Weights& w, const bf16* x, const Quantiz
 // Applies the fp8 weights' per-channel scales (and x's per-token ones, if given) to a reference
 // computed on their values.
 void ScaleReference(const Weights& w, int64_t m, std::vector<float>* ref,
-                    const QuantizedX* xq = nullptr) {
+                    const QuantizedRows* xq = nullptr) {
   for (int64_t i = 0; i < m; ++i) {
     const float x_scale = xq != nullptr ? xq->scales_host[i] : 1.0f;
     for (int64_t j = 0; j < w.n; ++j) (*ref)[i * w.n + j] *= w.scales_host[j] * x_scale;
@@ -181,9 +177,9 @@ void CheckProduct(Kind kind, const Weights& w, int64_t m, void* workspace, size_
   SCOPED_TRACE(absl::StrCat(KindName(kind), " m=", m, " n=", n, " k=", k, " x seed=", seed));
   GemmOperands op;
   ASSERT_OK(MakeGemmOperands(m, n, k, seed, kXScale, stream, &op));
-  QuantizedX xq;
+  QuantizedRows xq;
   if (kind == Kind::kW8A8) {
-    QuantizeX(op.x.get(), m, k, stream, &xq);
+    QuantizeRows(op.x.get(), m, k, stream, &xq);
     if (testing::Test::HasFatalFailure()) return;
   }
   ASSERT_OK(
@@ -333,12 +329,13 @@ TEST(SkinnyGemm, RunsInsideGraphCaptureAndReplays) {
     DevicePtr<float> ref88 = DeviceAlloc<float>(m * n);
     ASSERT_TRUE(ws && x && y16 && y8 && y88 && ref16 && ref8 && ref88);
     ASSERT_OK(FillRandomBf16(x.get(), m * k, FreshSeed(), kXScale, stream.get()));
-    QuantizedX xq;
-    QuantizeX(x.get(), m, k, stream.get(), &xq);
+    QuantizedRows xq;
+    QuantizeRows(x.get(), m, k, stream.get(), &xq);
     if (HasFatalFailure()) return;
     ASSERT_OK(ReferenceGemm(x.get(), w.w.get(), ref16.get(), m, n, k, stream.get()));
     ASSERT_OK(ReferenceGemm(x.get(), w.wq_values.get(), ref8.get(), m, n, k, stream.get()));
-    ASSERT_OK(ReferenceGemm(xq.values.get(), w.wq_values.get(), ref88.get(), m, n, k, stream.get()));
+    ASSERT_OK(
+        ReferenceGemm(xq.values.get(), w.wq_values.get(), ref88.get(), m, n, k, stream.get()));
     ASSERT_CUDA(cudaStreamSynchronize(stream.get()));
 
     ASSERT_CUDA(cudaStreamBeginCapture(stream.get(), cudaStreamCaptureModeThreadLocal));
@@ -437,8 +434,8 @@ TEST(SkinnyGemm, IsDeterministic) {
   DevicePtr<bf16> y = DeviceAlloc<bf16>(m * n);
   ASSERT_TRUE(ws && x && y);
   ASSERT_OK(FillRandomBf16(x.get(), m * k, FreshSeed(), kXScale, stream.get()));
-  QuantizedX xq;
-  QuantizeX(x.get(), m, k, stream.get(), &xq);
+  QuantizedRows xq;
+  QuantizeRows(x.get(), m, k, stream.get(), &xq);
   if (HasFatalFailure()) return;
   std::vector<uint16_t> first(m * n), again(m * n);
   for (Kind kind : {Kind::kBf16, Kind::kFp8, Kind::kW8A8}) {
