@@ -554,8 +554,8 @@ void BM_Gemm(benchmark::State& state, const GemmShape& shape, int64_t m, Impl im
     }
   }
   for (int64_t i = 0; i < rotation; ++i) {
-    weights.push_back(impl == Impl::kOwnFp8 || impl == Impl::kOwnW8A8 ? b.wq[i].get()
-                                                                       : b.w[i].get());
+    // The buffers `call` reads: fp8 rotations hold more buffers than bf16 ones of the shape.
+    weights.push_back(HasFp8Weights(impl) ? b.wq[i].get() : b.w[i].get());
   }
   const absl::StatusOr<double> ceiling = StreamReadBandwidth(weight_bytes, weights);
   if (!ceiling.ok()) {

@@ -9,7 +9,8 @@
 //     filled with random data. Copies count bytes read plus bytes written.
 //   * Dense GEMM rate through cuBLASLt over a sweep of large shapes (squares and Llama-3-70B-like
 //     rectangles at 8192 tokens): bf16 autotuned over the heuristic's candidates, fp8 e4m3 with
-//     fast accumulation, autotuned likewise; then fp8 without fast accumulation at fp8's best
+//     fast accumulation, autotuned over those and their tile and split-K variants
+//     (CublasLtFp8Gemm::Autotune); then fp8 without fast accumulation at fp8's best
 //     shape. Each reports the best rate and the shape that gave it. Random inputs.
 //   * Launch costs of an empty kernel: the host's enqueue time per eager launch, the GPU time per
 //     kernel when launches are queued back to back, a launch-and-synchronize round trip, and a

@@ -1,7 +1,10 @@
 #include "kernels/cublaslt_algo.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <vector>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
@@ -51,7 +54,159 @@ const char* ReductionName(uint32_t scheme) {
   }
 }
 
+template <typename T>
+bool GetConfig(const cublasLtMatmulAlgo_t& algo, cublasLtMatmulAlgoConfigAttributes_t attr,
+               T* value) {
+  size_t written = 0;
+  return cublasLtMatmulAlgoConfigGetAttribute(&algo, attr, value, sizeof(T), &written) ==
+             CUBLAS_STATUS_SUCCESS &&
+         written == sizeof(T);
+}
+
+template <typename T>
+bool SetConfig(cublasLtMatmulAlgo_t* algo, cublasLtMatmulAlgoConfigAttributes_t attr, T value) {
+  return cublasLtMatmulAlgoConfigSetAttribute(algo, attr, &value, sizeof(T)) ==
+         CUBLAS_STATUS_SUCCESS;
+}
+
+template <typename T>
+T GetCap(const cublasLtMatmulAlgo_t& algo, cublasLtMatmulAlgoCapAttributes_t attr) {
+  T value{};
+  size_t written = 0;
+  if (cublasLtMatmulAlgoCapGetAttribute(&algo, attr, &value, sizeof(T), &written) !=
+          CUBLAS_STATUS_SUCCESS ||
+      written != sizeof(T)) {
+    return T{};
+  }
+  return value;
+}
+
+std::vector<uint32_t> TileIds(const cublasLtMatmulAlgo_t& algo) {
+  size_t bytes = 0;
+  if (cublasLtMatmulAlgoCapGetAttribute(&algo, CUBLASLT_ALGO_CAP_TILE_IDS, nullptr, 0, &bytes) !=
+          CUBLAS_STATUS_SUCCESS ||
+      bytes < sizeof(uint32_t)) {
+    return {};
+  }
+  std::vector<uint32_t> ids(bytes / sizeof(uint32_t));
+  if (cublasLtMatmulAlgoCapGetAttribute(&algo, CUBLASLT_ALGO_CAP_TILE_IDS, ids.data(),
+                                        ids.size() * sizeof(uint32_t),
+                                        &bytes) != CUBLAS_STATUS_SUCCESS) {
+    return {};
+  }
+  std::erase(ids, static_cast<uint32_t>(CUBLASLT_MATMUL_TILE_UNDEFINED));
+  return ids;
+}
+
+bool SameAlgo(const cublasLtMatmulAlgo_t& x, const cublasLtMatmulAlgo_t& y) {
+  return std::memcmp(&x, &y, sizeof(x)) == 0;
+}
+
+// The algorithm with tile, split-K and reduction reset: what its variants are made from.
+cublasLtMatmulAlgo_t Base(cublasLtMatmulAlgo_t algo) {
+  SetConfig<uint32_t>(&algo, CUBLASLT_ALGO_CONFIG_TILE_ID, CUBLASLT_MATMUL_TILE_UNDEFINED);
+  SetConfig<int32_t>(&algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, 1);
+  SetConfig<uint32_t>(&algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME,
+                      CUBLASLT_REDUCTION_SCHEME_NONE);
+  return algo;
+}
+
+// How fully a launch uses the GPU over its last wave: 0.5 for half a wave, 1 for whole waves,
+// 0.6 for 1.2.
+double WaveFill(double waves) { return waves > 0 ? waves / std::ceil(waves) : 0; }
+
 }  // namespace
+
+std::vector<cublasLtMatmulHeuristicResult_t> CublasLtCandidates(
+    cublasLtHandle_t handle, cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t a,
+    cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c,
+    const std::vector<cublasLtMatmulHeuristicResult_t>& heuristic, size_t max_workspace,
+    size_t limit) {
+  std::vector<cublasLtMatmulHeuristicResult_t> out;
+  auto known = [&](const cublasLtMatmulAlgo_t& algo) {
+    return std::any_of(out.begin(), out.end(),
+                       [&](const cublasLtMatmulHeuristicResult_t& r) { return SameAlgo(r.algo, algo); });
+  };
+  for (const cublasLtMatmulHeuristicResult_t& r : heuristic) {
+    if (out.size() < limit && r.state == CUBLAS_STATUS_SUCCESS &&
+        r.workspaceSize <= max_workspace && !known(r.algo)) {
+      out.push_back(r);
+    }
+  }
+  const size_t from_heuristic = out.size();
+
+  // Variants of each distinct base (the heuristic's algorithm, stages and cluster shape).
+  constexpr int32_t kSplits[] = {1, 2, 3, 4, 6, 8};
+  std::vector<cublasLtMatmulAlgo_t> bases;
+  std::vector<cublasLtMatmulHeuristicResult_t> variants;
+  for (size_t i = 0; i < from_heuristic; ++i) {
+    const cublasLtMatmulAlgo_t base = Base(out[i].algo);
+    if (std::any_of(bases.begin(), bases.end(),
+                    [&](const cublasLtMatmulAlgo_t& x) { return SameAlgo(x, base); })) {
+      continue;
+    }
+    bases.push_back(base);
+    const bool splits_ok = GetCap<int32_t>(base, CUBLASLT_ALGO_CAP_SPLITK_SUPPORT) != 0;
+    const uint32_t schemes = GetCap<uint32_t>(base, CUBLASLT_ALGO_CAP_REDUCTION_SCHEME_MASK);
+    // Partial sums reduced in workspace, fp32 where offered: deterministic, and no bf16 rounding
+    // of partials when the compute type is available.
+    uint32_t reduction = CUBLASLT_REDUCTION_SCHEME_NONE;
+    if (schemes & CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE) {
+      reduction = CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
+    } else if (schemes & CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE) {
+      reduction = CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE;
+    }
+    for (uint32_t tile : TileIds(base)) {
+      for (int32_t splits : kSplits) {
+        if (splits > 1 && (!splits_ok || reduction == CUBLASLT_REDUCTION_SCHEME_NONE)) break;
+        cublasLtMatmulAlgo_t algo = base;
+        if (!SetConfig<uint32_t>(&algo, CUBLASLT_ALGO_CONFIG_TILE_ID, tile) ||
+            !SetConfig<int32_t>(&algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, splits) ||
+            !SetConfig<uint32_t>(&algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME,
+                                 splits > 1 ? reduction : CUBLASLT_REDUCTION_SCHEME_NONE)) {
+          continue;
+        }
+        cublasLtMatmulHeuristicResult_t checked{};
+        bool ok = cublasLtMatmulAlgoCheck(handle, op, a, b, c, c, &algo, &checked) ==
+                      CUBLAS_STATUS_SUCCESS &&
+                  checked.workspaceSize <= max_workspace;
+        if (!ok) {  // the base's cluster shape may not suit this tile; one CTA per cluster does
+          ok = SetConfig<uint16_t>(&algo, CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID,
+                                   CUBLASLT_CLUSTER_SHAPE_1x1x1) &&
+               cublasLtMatmulAlgoCheck(handle, op, a, b, c, c, &algo, &checked) ==
+                   CUBLAS_STATUS_SUCCESS &&
+               checked.workspaceSize <= max_workspace;
+        }
+        if (!ok || known(algo)) continue;
+        checked.algo = algo;  // AlgoCheck never fills it
+        checked.state = CUBLAS_STATUS_SUCCESS;
+        if (std::none_of(variants.begin(), variants.end(),
+                         [&](const cublasLtMatmulHeuristicResult_t& v) {
+                           return SameAlgo(v.algo, algo);
+                         })) {
+          variants.push_back(checked);
+        }
+      }
+    }
+  }
+  // Best-filled last wave first; among equals, fewer splits (less reduction work), then the
+  // order they were made in.
+  std::stable_sort(variants.begin(), variants.end(),
+                   [](const cublasLtMatmulHeuristicResult_t& x,
+                      const cublasLtMatmulHeuristicResult_t& y) {
+                     const double fx = WaveFill(x.wavesCount), fy = WaveFill(y.wavesCount);
+                     if (fx != fy) return fx > fy;
+                     int32_t sx = 1, sy = 1;
+                     GetConfig(x.algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &sx);
+                     GetConfig(y.algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &sy);
+                     return sx < sy;
+                   });
+  for (const cublasLtMatmulHeuristicResult_t& v : variants) {
+    if (out.size() >= limit) break;
+    out.push_back(v);
+  }
+  return out;
+}
 
 std::string CublasLtAlgoAttributes(const cublasLtMatmulHeuristicResult_t& result) {
   const cublasLtMatmulAlgo_t& algo = result.algo;

@@ -15,6 +15,7 @@ namespace {
 
 constexpr uint32_t kAlignmentBytes = 16;
 constexpr int kHeuristicResults = 8;
+constexpr size_t kMaxCandidates = 32;  // what Autotune times per shape
 
 bool Aligned(const void* p) { return reinterpret_cast<uintptr_t>(p) % kAlignmentBytes == 0; }
 
@@ -60,7 +61,9 @@ struct CublasLtFp8Gemm::Plan {
   cublasLtMatrixLayout_t c = nullptr;  // y: bf16, column-major [n, m], ld n (C and D).
   cublasLtMatmulAlgo_t algo{};
   std::string description;
-  std::vector<cublasLtMatmulHeuristicResult_t> candidates;  // Usable ones, best first.
+  // The heuristic's usable results, best first; Autotune adds variants (expanded = true).
+  std::vector<cublasLtMatmulHeuristicResult_t> candidates;
+  bool expanded = false;
   bool tuned = false;
 
   Plan() = default;
@@ -272,19 +275,55 @@ absl::Status CublasLtFp8Gemm::Autotune(int64_t m, int64_t n, int64_t k,
   return AutotuneImpl(Key{m, n, k, Scaling::kPerRow}, operands, stream);
 }
 
+absl::StatusOr<CublasLtFp8Gemm::Plan*> CublasLtFp8Gemm::ExpandedPlan(const Key& key) {
+  const auto& [m, n, k, scaling] = key;
+  TP_RETURN_IF_ERROR(Prepare(m, n, k, scaling));
+  Plan& plan = *plans_.find(key)->second;
+  if (!plan.expanded) {
+    plan.candidates = CublasLtCandidates(handle_, plan.op, plan.a, plan.b, plan.c,
+                                         plan.candidates, workspace_bytes_, kMaxCandidates);
+    plan.expanded = true;
+  }
+  return &plan;
+}
+
+absl::StatusOr<size_t> CublasLtFp8Gemm::CandidateCount(int64_t m, int64_t n, int64_t k,
+                                                       Scaling scaling) {
+  absl::StatusOr<Plan*> plan = ExpandedPlan(Key{m, n, k, scaling});
+  if (!plan.ok()) return plan.status();
+  return (*plan)->candidates.size();
+}
+
+absl::Status CublasLtFp8Gemm::UseCandidate(int64_t m, int64_t n, int64_t k, Scaling scaling,
+                                           size_t index) {
+  absl::StatusOr<Plan*> plan = ExpandedPlan(Key{m, n, k, scaling});
+  if (!plan.ok()) return plan.status();
+  Plan& p = **plan;
+  if (index >= p.candidates.size()) {
+    return absl::OutOfRangeError(absl::StrCat("CublasLtFp8Gemm::UseCandidate: index ", index,
+                                              " of ", p.candidates.size(), " candidates"));
+  }
+  p.algo = p.candidates[index].algo;
+  p.tuned = true;
+  p.description = absl::StrCat(Describe(p.candidates[index], fast_accum_,
+                                        scaling == Scaling::kPerRow),
+                               " candidate=", index + 1, "/", p.candidates.size());
+  return absl::OkStatus();
+}
+
 absl::Status CublasLtFp8Gemm::AutotuneImpl(const Key& key,
                                            const std::vector<ScaledOperands>& operands,
                                            cudaStream_t stream) {
-  const auto& [m, n, k, scaling] = key;
-  const bool per_row = scaling == Scaling::kPerRow;
-  TP_RETURN_IF_ERROR(Prepare(m, n, k, scaling));
+  const bool per_row = std::get<3>(key) == Scaling::kPerRow;
   if (operands.empty()) {
     return absl::InvalidArgumentError("CublasLtFp8Gemm::Autotune: no operands");
   }
   for (const ScaledOperands& o : operands) {
     TP_RETURN_IF_ERROR(CheckOperands(o, per_row, "Autotune"));
   }
-  Plan& plan = *plans_.find(key)->second;
+  absl::StatusOr<Plan*> expanded = ExpandedPlan(key);
+  if (!expanded.ok()) return expanded.status();
+  Plan& plan = **expanded;
   if (plan.tuned) return absl::OkStatus();
   if (plan.candidates.size() < 2) {
     plan.tuned = true;

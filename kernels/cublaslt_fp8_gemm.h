@@ -74,9 +74,10 @@ class CublasLtFp8Gemm {
   // no per-row-scaled kernel for this GPU and cuBLASLt).
   absl::Status Prepare(int64_t m, int64_t n, int64_t k, Scaling scaling = Scaling::kUnit);
 
-  // Times every usable heuristic candidate of a shape on `operands` (each round runs every set
-  // once, up to 8, so distinct weight buffers keep weights out of L2) and keeps the fastest. A
-  // shape is tuned once, per scaling: the ScaledOperands form tunes the kPerRow plan.
+  // Times the candidates of a shape (CublasLtCandidates in cublaslt_algo.h: the heuristic's,
+  // then variants of their algorithms) on `operands` (each round runs every set once, up to 8,
+  // so distinct weight buffers keep weights out of L2) and keeps the fastest. A shape is tuned
+  // once, per scaling: the ScaledOperands form tunes the kPerRow plan.
   // Synchronizes `stream`: call it before capture.
   struct Operands {
     const fp8_e4m3* x;
@@ -94,6 +95,11 @@ class CublasLtFp8Gemm {
                         cudaStream_t stream);
   absl::Status Autotune(int64_t m, int64_t n, int64_t k,
                         const std::vector<ScaledOperands>& operands, cudaStream_t stream);
+
+  // The number of candidates Autotune times for a shape (preparing it if needed), and a choice of
+  // one of them for later Runs (index < that number), so tests can check each one.
+  absl::StatusOr<size_t> CandidateCount(int64_t m, int64_t n, int64_t k, Scaling scaling);
+  absl::Status UseCandidate(int64_t m, int64_t n, int64_t k, Scaling scaling, size_t index);
 
   // Enqueues y = x · w^T on stream (see the header comment).
   absl::Status Run(const fp8_e4m3* x, const fp8_e4m3* w, __nv_bfloat16* y, int64_t m, int64_t n,
@@ -122,6 +128,8 @@ class CublasLtFp8Gemm {
   // Sets the descriptors of a new plan for `scaling`: the one place the two modes differ.
   absl::Status BuildDescriptors(Plan& plan, int64_t m, int64_t n, int64_t k,
                                 Scaling scaling) const;
+  // The prepared plan of a key with its candidates expanded beyond the heuristic's.
+  absl::StatusOr<Plan*> ExpandedPlan(const Key& key);
   // The plan of a key, prepared now where missing (FailedPrecondition during capture).
   absl::StatusOr<Plan*> FindOrPrepare(const Key& key, cudaStream_t stream);
   // One cublasLtMatmul of plan with algo; x_scales and w_scales are used (and required) for

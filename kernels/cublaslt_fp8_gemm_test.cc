@@ -15,6 +15,7 @@
 #include <limits>
 #include <memory>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -475,9 +476,7 @@ TEST(CublasLtFp8GemmPerRow, MatchesDoubleReference) {
       sums[e] = s;
     }
 
-    for (CublasLtFp8Gemm* gemm : {fast->get(), precise->get()}) {
-      SCOPED_TRACE(gemm->fast_accum() ? "fast_accum" : "precise");
-      ASSERT_OK(gemm->Prepare(m, n, k, CublasLtFp8Gemm::Scaling::kPerRow));
+    auto check = [&](CublasLtFp8Gemm* gemm) {
       // NaN first, so an unwritten element can never pass.
       ASSERT_CUDA(cudaMemsetAsync(y.get(), 0xFF, m * n * sizeof(__nv_bfloat16), stream.get()));
       ASSERT_OK(gemm->Run(x8.get(), xs.get(), w8.get(), ws.get(), y.get(), m, n, k, stream.get()));
@@ -494,8 +493,33 @@ TEST(CublasLtFp8GemmPerRow, MatchesDoubleReference) {
           (gemm->fast_accum() ? 3e-2 * std::max(1.0, static_cast<double>(k) / 4096) : 1e-2) +
           SplitKSlack(algo);
       ExpectPerRowClose(got, x, x_scales, w, w_scales, n, k, entries, sums, abs_rms);
+    };
+    for (CublasLtFp8Gemm* gemm : {fast->get(), precise->get()}) {
+      SCOPED_TRACE(gemm->fast_accum() ? "fast_accum" : "precise");
+      ASSERT_OK(gemm->Prepare(m, n, k, CublasLtFp8Gemm::Scaling::kPerRow));
+      check(gemm);
       if (HasFatalFailure()) return;
     }
+    // Every candidate Autotune may pick (split-K and tile variants included) must be as correct,
+    // on the unsampled shapes and the 70B O projection.
+    if (sampled && n != 8192) continue;
+    absl::StatusOr<size_t> count =
+        (*fast)->CandidateCount(m, n, k, CublasLtFp8Gemm::Scaling::kPerRow);
+    ASSERT_TRUE(count.ok()) << count.status();
+    std::set<std::string> seen;
+    for (size_t c = 0; c < *count; ++c) {
+      SCOPED_TRACE(absl::StrCat("candidate ", c + 1, " of ", *count));
+      ASSERT_OK((*fast)->UseCandidate(m, n, k, CublasLtFp8Gemm::Scaling::kPerRow, c));
+      std::string algo = (*fast)->AlgoDescription(m, n, k, CublasLtFp8Gemm::Scaling::kPerRow);
+      algo.erase(algo.find(" candidate="));
+      EXPECT_TRUE(seen.insert(algo).second) << "duplicate candidate: " << algo;
+      check(fast->get());
+      if (HasFatalFailure()) return;
+    }
+    EXPECT_EQ((*fast)->UseCandidate(m, n, k, CublasLtFp8Gemm::Scaling::kPerRow, *count).code(),
+              absl::StatusCode::kOutOfRange);
+    // At the 70B shape cuBLASLt offers one per-row configuration; variants of it must exist.
+    if (n == 8192) EXPECT_GT(*count, 1u);
   }
 }
 

@@ -52,7 +52,11 @@ class CublasLtGemm {
 
   // Times every usable heuristic candidate of a shape (preparing it if needed) on `operands`,
   // rotated so that distinct weight buffers keep runs from finding their weights in L2, and
-  // keeps the fastest for later Runs; a shape is tuned once. Synchronizes `stream`: call it before capture, not in it.
+  // keeps the fastest for later Runs; a shape is tuned once. Synchronizes `stream`: call it
+  // before capture, not in it. Unlike CublasLtFp8Gemm, no variants beyond the heuristic's
+  // (CublasLtCandidates): for bf16 the 70B decode steps ran no faster with 32 candidates per
+  // shape, and start-up took ~6 s longer per batch (results/h100-sxm/gemv_load_experiment.txt,
+  // section 25).
   struct Operands {
     const bf16* x;
     const bf16* w;
