@@ -267,10 +267,13 @@ absl::StatusOr<RunResult> RunOnGpu(const BenchRequest& request, std::ostream& lo
     }
     if (!m.ok()) return m.status();
     measured = *std::move(m);
+    // The tensor peak of this run's weight dtype (fp8 falls back to bf16 where not measured).
+    const double peak = MeasuredPeakTflops(*measured, wt);
+    const bool fp8_peak = wt == FP8_E4M3 && peak != measured->bf16_tflops();
     result.mutable_config()->add_notes(absl::StrFormat(
-        "mbu_measured/mfu_measured against %s: read %.0f GB/s, bf16 GEMM %.0f TFLOP/s",
+        "mbu_measured/mfu_measured against %s: read %.0f GB/s, %s GEMM %.0f TFLOP/s",
         request.ceilings_path.empty() ? "ceilings measured at start-up" : request.ceilings_path,
-        measured->read_gbps(), measured->bf16_tflops()));
+        measured->read_gbps(), fp8_peak ? "fp8" : "bf16", peak));
   }
 
   // The truth columns' tools. Where one cannot work, its columns read n/a with the reason,
