@@ -122,10 +122,12 @@ std::vector<cublasLtMatmulHeuristicResult_t> CublasLtCandidates(
     cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c,
     const std::vector<cublasLtMatmulHeuristicResult_t>& heuristic, size_t max_workspace,
     size_t limit) {
-  std::vector<cublasLtMatmulHeuristicResult_t> out;
+  std::vector<cublasLtMatmulHeuristicResult_t> out;       // the heuristic's, then variants
+  std::vector<cublasLtMatmulHeuristicResult_t> variants;  // before ordering
   auto known = [&](const cublasLtMatmulAlgo_t& algo) {
-    return std::any_of(out.begin(), out.end(),
-                       [&](const cublasLtMatmulHeuristicResult_t& r) { return SameAlgo(r.algo, algo); });
+    auto same = [&](const cublasLtMatmulHeuristicResult_t& r) { return SameAlgo(r.algo, algo); };
+    return std::any_of(out.begin(), out.end(), same) ||
+           std::any_of(variants.begin(), variants.end(), same);
   };
   for (const cublasLtMatmulHeuristicResult_t& r : heuristic) {
     if (out.size() < limit && r.state == CUBLAS_STATUS_SUCCESS &&
@@ -138,7 +140,6 @@ std::vector<cublasLtMatmulHeuristicResult_t> CublasLtCandidates(
   // Variants of each distinct base (the heuristic's algorithm, stages and cluster shape).
   constexpr int32_t kSplits[] = {1, 2, 3, 4, 6, 8};
   std::vector<cublasLtMatmulAlgo_t> bases;
-  std::vector<cublasLtMatmulHeuristicResult_t> variants;
   for (size_t i = 0; i < from_heuristic; ++i) {
     const cublasLtMatmulAlgo_t base = Base(out[i].algo);
     if (std::any_of(bases.begin(), bases.end(),
@@ -180,12 +181,7 @@ std::vector<cublasLtMatmulHeuristicResult_t> CublasLtCandidates(
         if (!ok || known(algo)) continue;
         checked.algo = algo;  // AlgoCheck never fills it
         checked.state = CUBLAS_STATUS_SUCCESS;
-        if (std::none_of(variants.begin(), variants.end(),
-                         [&](const cublasLtMatmulHeuristicResult_t& v) {
-                           return SameAlgo(v.algo, algo);
-                         })) {
-          variants.push_back(checked);
-        }
+        variants.push_back(checked);
       }
     }
   }
