@@ -359,12 +359,14 @@ absl::StatusOr<std::unique_ptr<StepRunner>> StepRunner::Create(const Workload& w
     const double best_own = std::min(*own_ms, w8a8_ms.value_or(*own_ms));
     c.own = best_own <= *lt_ms;
     c.w8a8 = c.own && w8a8_ms.has_value() && *w8a8_ms < *own_ms;
+    const Op* producer = r.CalibratedWith(i);
+    const std::string with = producer ? absl::StrCat(" with ", producer->name) : "";
     c.calibration =
         w8a8_ms.has_value()
-            ? absl::StrFormat("auto: own %.1f us, own W8A8 %.1f us, cuBLASLt %.1f us per call",
-                              1e3 * *own_ms, 1e3 * *w8a8_ms, 1e3 * *lt_ms)
-            : absl::StrFormat("auto: own %.1f us vs cuBLASLt %.1f us per call", 1e3 * *own_ms,
-                              1e3 * *lt_ms);
+            ? absl::StrFormat("auto: own %.1f us, own W8A8 %.1f us, cuBLASLt %.1f us per call%s",
+                              1e3 * *own_ms, 1e3 * *w8a8_ms, 1e3 * *lt_ms, with)
+            : absl::StrFormat("auto: own %.1f us vs cuBLASLt %.1f us per call%s", 1e3 * *own_ms,
+                              1e3 * *lt_ms, with);
   }
   // Timing did not depend on the weights' values; the products do. Each weight the own GEMM
   // runs on is now packed, in place, in every layer buffer.
@@ -401,9 +403,12 @@ absl::Status StepRunner::Launch(const Op& op, int64_t layer, cudaStream_t stream
     return EmbeddingGather(a.embedding, a.ids, a.x, static_cast<int>(op.m),
                            static_cast<int>(op.n), static_cast<int>(lm.n), stream);
   }
+  const size_t index = static_cast<size_t>(&op - workload_.ops().data());
+  const E4m3Rows quantized =
+      QuantizesForNextGemm(index) ? E4m3Rows{a.xq, a.x_scales} : E4m3Rows{};
   if (n == "attn_norm" || n == "ffn_norm") {
     return RmsNorm(a.x, n == "attn_norm" ? l.attn_norm_w : l.ffn_norm_w, a.xn,
-                   static_cast<int>(op.m), static_cast<int>(op.n), eps, stream);
+                   static_cast<int>(op.m), static_cast<int>(op.n), eps, stream, quantized);
   }
   if (n == "final_norm") {
     const __nv_bfloat16* rows = a.x;
@@ -444,7 +449,8 @@ absl::Status StepRunner::Launch(const Op& op, int64_t layer, cudaStream_t stream
     return ResidualAdd(a.x, a.tmp_h, static_cast<int64_t>(T) * op.n, stream);
   }
   if (n == "silu_mul") {
-    return SiluMul(a.gate_up, a.act, static_cast<int>(op.m), static_cast<int>(op.n), stream);
+    return SiluMul(a.gate_up, a.act, static_cast<int>(op.m), static_cast<int>(op.n), stream,
+                   quantized);
   }
   return absl::UnimplementedError(absl::StrCat("no kernel for op '", n, "'"));
 }
@@ -473,13 +479,34 @@ bool StepRunner::QuantizesActivations(size_t op_index) const {
          gemm_choice_[op_index].w8a8;
 }
 
+bool StepRunner::FeedsNextGemm(size_t op_index) const {
+  const std::vector<Op>& ops = workload_.ops();
+  if (op_index + 1 >= ops.size()) return false;
+  // The pairs where the op writes exactly the next GEMM's x (GemmBuffersOf): xn, xn, act.
+  const std::string& n = ops[op_index].name;
+  const std::string& next = ops[op_index + 1].name;
+  return (n == "attn_norm" && next == "qkv_proj") || (n == "ffn_norm" && next == "gate_up_proj") ||
+         (n == "silu_mul" && next == "down_proj");
+}
+
+const Op* StepRunner::CalibratedWith(size_t op_index) const {
+  const Op& op = workload_.ops().at(op_index);
+  if (op.weight_dtype != FP8_E4M3 || op_index == 0 || !FeedsNextGemm(op_index - 1)) return nullptr;
+  return &workload_.ops()[op_index - 1];
+}
+
+bool StepRunner::QuantizesForNextGemm(size_t op_index) const {
+  return FeedsNextGemm(op_index) && QuantizesActivations(op_index + 1);
+}
+
 absl::Status StepRunner::LaunchGemm(const Op& op, int64_t layer, cudaStream_t stream) const {
   absl::StatusOr<GemmBuffers> o = GemmBuffersOf(op, layer);
   if (!o.ok()) return o.status();
   const size_t index = static_cast<size_t>(&op - workload_.ops().data());
   const bool fp8 = o->w_scales != nullptr;
-  if (QuantizesActivations(index)) {
-    // W8A8: the activations to e4m3 per token (the same per-row quantizer as the weights).
+  if (QuantizesActivations(index) && !(index > 0 && QuantizesForNextGemm(index - 1))) {
+    // W8A8 after an op that cannot quantize for it (o_proj after attention): the activations to
+    // e4m3 per token here (the same per-row quantizer as the weights).
     TP_RETURN_IF_ERROR(QuantizeWeightsFp8(o->x, act_.xq, act_.x_scales, op.m, op.k, stream));
   }
   if (index < gemm_choice_.size() && gemm_choice_[index].own) {
@@ -567,10 +594,14 @@ absl::StatusOr<double> StepRunner::TimeRotated(size_t op_index, size_t layers,
   const absl::Cleanup destroy_stop = [stop] { cudaEventDestroy(stop); };
   // Distinct layer buffers one after another, as in the step, so no call finds W in L2.
   const int64_t per_round = static_cast<int64_t>(std::min<size_t>(layers, 8));
+  const Op* producer = CalibratedWith(op_index);
   double best = 0;
   for (int round = 0; round < 4; ++round) {  // round 0 warms up
     TP_CUDA_RETURN_IF_ERROR(cudaEventRecord(start, stream));
-    for (int64_t l = 0; l < per_round; ++l) TP_RETURN_IF_ERROR(Launch(op, l, stream));
+    for (int64_t l = 0; l < per_round; ++l) {
+      if (producer != nullptr) TP_RETURN_IF_ERROR(Launch(*producer, l, stream));
+      TP_RETURN_IF_ERROR(Launch(op, l, stream));
+    }
     TP_CUDA_RETURN_IF_ERROR(cudaEventRecord(stop, stream));
     TP_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(stop));
     float ms = 0;
@@ -585,14 +616,17 @@ std::string StepRunner::Implementation(size_t op_index) const {
   if (op.kind == OpKind::kGemm) {
     const GemmChoice& c = gemm_choice_.at(op_index);
     const bool fp8 = op.weight_dtype == FP8_E4M3;
+    const std::string quantized =
+        op_index > 0 && QuantizesForNextGemm(op_index - 1)
+            ? absl::StrCat("e4m3 activations from ", workload_.ops()[op_index - 1].name, ", then ")
+            : "activations to e4m3 per token, then ";
     std::string what =
-        c.own ? absl::StrCat(c.w8a8 ? "activations to e4m3 per token, then " : "",
+        c.own ? absl::StrCat(c.w8a8 ? quantized : "",
                              "truthput skinny_gemm_", c.w8a8 ? "w8a8" : fp8 ? "fp8" : "bf16", " (",
                              SkinnyGemmPlanDescription(
                                  PlanSkinnyGemm(op.m, op.n, op.k, fp8 ? 1 : 2, sm_count_)),
                              ")")
-        : fp8 ? absl::StrCat("activations to e4m3 per token, then ",
-                             fp8_gemm_->AlgoDescription(op.m, op.n, op.k,
+        : fp8 ? absl::StrCat(quantized, fp8_gemm_->AlgoDescription(op.m, op.n, op.k,
                                                         CublasLtFp8Gemm::Scaling::kPerRow))
               : gemm_->AlgoDescription(op.m, op.n, op.k);
     if (!c.calibration.empty()) absl::StrAppend(&what, "; ", c.calibration);
@@ -604,7 +638,11 @@ std::string StepRunner::Implementation(size_t op_index) const {
   if (op.kind == OpKind::kAttention) {
     return absl::StrCat("truthput decode_attention (GQA, ", num_splits_, " context splits)");
   }
-  return absl::StrCat("truthput ", OpKindName(op.kind));
+  std::string what = absl::StrCat("truthput ", OpKindName(op.kind));
+  if (QuantizesForNextGemm(op_index)) {
+    absl::StrAppend(&what, ", and e4m3 per token for ", workload_.ops()[op_index + 1].name);
+  }
+  return what;
 }
 
 }  // namespace truthput

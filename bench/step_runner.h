@@ -4,9 +4,11 @@
 //
 // FP8 weights (ModelSpec weight_dtype FP8_E4M3): the blocks' linear layers hold e4m3 weights with
 // one fp32 scale per output channel (kernels/fp8_weights.h), quantized from random bf16 at
-// start-up. The project's skinny GEMM reads them directly (bf16 activations); cuBLASLt runs them
-// as W8A8: each GEMM first quantizes its activations per token (one extra small kernel), then an
-// fp8 GEMM applies both scale vectors. The embedding table and the LM head stay bf16.
+// start-up. The project's skinny GEMM reads them directly (bf16 activations); cuBLASLt (and the
+// skinny GEMM's W8A8 form) runs them as W8A8 on activations quantized per token, and an fp8 GEMM
+// applies both scale vectors. The op before such a GEMM writes the quantized copy along with its
+// bf16 output (RMSNorm before qkv and gate_up, SiluMul before down); o_proj, after attention,
+// quantizes in a small kernel of its own. The embedding table and the LM head stay bf16.
 #ifndef TRUTHPUT_BENCH_STEP_RUNNER_H_
 #define TRUTHPUT_BENCH_STEP_RUNNER_H_
 
@@ -69,6 +71,10 @@ class StepRunner {
   // Whether GEMM op `op_index` quantizes its activations to e4m3 per token before the product
   // (fp8 weights through cuBLASLt or SkinnyGemmW8A8): its reference must too.
   bool QuantizesActivations(size_t op_index) const;
+  // Whether op `op_index` (an RMSNorm or SiluMul) also writes its output quantized to e4m3 per
+  // token for the GEMM right after it, which quantizes activations (above) and then has no
+  // quantizer of its own. --gemm=auto times such GEMMs with that op before them.
+  bool QuantizesForNextGemm(size_t op_index) const;
   // Whether GEMM op `op_index` runs the own skinny GEMM, whose weights the runner packed in place
   // (gemv.h): its reference must read them through SkinnyGemmPackedOffset.
   bool PacksWeights(size_t op_index) const;
@@ -109,6 +115,13 @@ class StepRunner {
   StepRunner(const Workload& w, CublasLtGemm* gemm) : workload_(w), gemm_(gemm) {}
   absl::Status Launch(const Op& op, int64_t layer, cudaStream_t stream) const;
   absl::Status LaunchGemm(const Op& op, int64_t layer, cudaStream_t stream) const;
+  // Whether op `op_index` writes exactly the x of the GEMM right after it (RMSNorm before qkv and
+  // gate_up, SiluMul before down), and so can quantize it.
+  bool FeedsNextGemm(size_t op_index) const;
+  // The op --gemm=auto times GEMM op `op_index` with, or null: with fp8 weights, the op before
+  // it if that op can quantize for it, so that a W8A8 candidate carries the quantization it
+  // moves there.
+  const Op* CalibratedWith(size_t op_index) const;
   // Tunes cuBLASLt (bf16 or W8A8 fp8) for GEMM op `op_index` on the step's buffers.
   absl::Status AutotuneCublasLt(size_t op_index, cudaStream_t stream);
   // Per call of op `op_index` as configured now, over up to 8 distinct layer buffers.

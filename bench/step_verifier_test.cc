@@ -150,6 +150,15 @@ TEST_F(StepVerifierTest, Fp8RunnerHoldsFp8WeightsAndSaysWhichPathQuantizes) {
     const StepRunner& r = **runner;
     const std::vector<Op>& ops = r.workload().ops();
     for (size_t i = 0; i < ops.size(); ++i) {
+      // The ops right before qkv, gate_up and down write their quantized activations; o_proj,
+      // after attention, quantizes them itself.
+      const bool feeds_w8a8 = gemm != "own" && (ops[i].name == "attn_norm" ||
+                                                ops[i].name == "ffn_norm" ||
+                                                ops[i].name == "silu_mul");
+      EXPECT_EQ(r.QuantizesForNextGemm(i), feeds_w8a8) << ops[i].name;
+      if (feeds_w8a8) {
+        EXPECT_THAT(r.Implementation(i), HasSubstr("and e4m3 per token for " + ops[i + 1].name));
+      }
       if (ops[i].kind != OpKind::kGemm) continue;
       absl::StatusOr<StepRunner::GemmBuffers> b = r.GemmBuffersOf(ops[i], 0);
       ASSERT_TRUE(b.ok()) << b.status();
@@ -157,11 +166,14 @@ TEST_F(StepVerifierTest, Fp8RunnerHoldsFp8WeightsAndSaysWhichPathQuantizes) {
       EXPECT_EQ(b->w_scales != nullptr, block_linear) << ops[i].name;
       EXPECT_EQ(r.QuantizesActivations(i), block_linear && gemm != "own") << ops[i].name;
       EXPECT_EQ(r.PacksWeights(i), gemm != "cublaslt") << ops[i].name;
+      const std::string quantized = ops[i].name == "o_proj"
+                                        ? "activations to e4m3 per token, then "
+                                        : "e4m3 activations from " + ops[i - 1].name + ", then ";
       EXPECT_THAT(r.Implementation(i),
                   HasSubstr(!block_linear ? (gemm == "cublaslt" ? "cublasLt" : "skinny_gemm_bf16")
                             : gemm == "own"      ? "skinny_gemm_fp8"
-                            : gemm == "own_w8a8" ? "e4m3 per token, then truthput skinny_gemm_w8a8"
-                                                 : "e4m3 per token, then cublasLt"))
+                            : gemm == "own_w8a8" ? quantized + "truthput skinny_gemm_w8a8"
+                                                 : quantized + "cublasLt"))
           << ops[i].name;
     }
   }
@@ -177,9 +189,18 @@ void ExpectGraphMatchesOpByOp(const StepRunner& r, int64_t batch, cudaStream_t s
   const int64_t logits = batch * r.workload().model().vocab_size();
   const std::vector<float> want = ToHost(a.logits, logits);
 
-  // x .. logits are one span of the runner's buffers, every one written before it is read.
+  // x .. logits are one span of the runner's buffers, every one written before it is read; so
+  // are the W8A8 activations (0xFF: e4m3 NaN, and NaN scales).
   const int64_t span = (a.logits - a.x) + logits;
   ASSERT_OK(FillBf16(a.x, span, NAN, stream));
+  if (a.xq != nullptr) {
+    const ModelSpec& m = r.workload().model();
+    const int64_t tokens = r.workload().tokens_per_step();
+    const int64_t widest = std::max<int64_t>(
+        {m.hidden_size(), int64_t{m.num_heads()} * m.head_dim(), m.ffn_size()});
+    ASSERT_CUDA(cudaMemsetAsync(a.xq, 0xFF, tokens * widest, stream));
+    ASSERT_CUDA(cudaMemsetAsync(a.x_scales, 0xFF, tokens * sizeof(float), stream));
+  }
   absl::StatusOr<GraphExecPtr> step =
       CaptureGraph([&](cudaStream_t s) { return r.EnqueueStep(s); }, stream);
   ASSERT_TRUE(step.ok()) << step.status();
@@ -214,6 +235,22 @@ TEST_F(StepVerifierTest, GraphOfTheDecodeStepMatchesOpByOp) {
     absl::StatusOr<std::unique_ptr<StepRunner>> runner = MakeRunner(*reduced, batch, 129, gemm);
     ASSERT_TRUE(runner.ok()) << runner.status();
     ASSERT_GT((*runner)->num_splits(), 1);
+    ExpectGraphMatchesOpByOp(**runner, batch, stream_);
+  }
+}
+
+// fp8 weights as W8A8, the activations quantized by the ops before the GEMMs inside the graph.
+TEST_F(StepVerifierTest, GraphOfTheFp8DecodeStepMatchesOpByOp) {
+  absl::StatusOr<ModelSpec> model = LoadModel("70b");
+  ASSERT_TRUE(model.ok()) << model.status();
+  absl::StatusOr<ModelSpec> reduced = ReducedForVerification(*model);
+  ASSERT_TRUE(reduced.ok()) << reduced.status();
+  reduced->set_weight_dtype(FP8_E4M3);
+  const int64_t batch = 2;
+  for (const std::string gemm : {"own_w8a8", "cublaslt"}) {
+    SCOPED_TRACE(gemm);
+    absl::StatusOr<std::unique_ptr<StepRunner>> runner = MakeRunner(*reduced, batch, 129, gemm);
+    ASSERT_TRUE(runner.ok()) << runner.status();
     ExpectGraphMatchesOpByOp(**runner, batch, stream_);
   }
 }

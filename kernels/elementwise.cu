@@ -7,6 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda_status.h"
+#include "kernels/e4m3_rows.cuh"
+#include "kernels/fp8_weights.h"
 #include "kernels/pdl.cuh"
 
 namespace truthput {
@@ -28,62 +30,101 @@ unsigned GridFor(int64_t work) {
 }
 
 // 8 bf16 <-> 8 fp32 through one 16-byte register pack.
-union Pack8 {
+struct Pack8 {
   uint4 u;
-  __nv_bfloat162 h2[4];
 };
 
-__device__ __forceinline__ void Load8(const bf16* p, float (&f)[kVec]) {
-  Pack8 pk;
-  pk.u = *reinterpret_cast<const uint4*>(p);
+__device__ __forceinline__ void Unpack8(const Pack8& pk, float (&f)[kVec]) {
 #pragma unroll
   for (int k = 0; k < 4; ++k) {
-    const float2 v = __bfloat1622float2(pk.h2[k]);
+    const float2 v = __bfloat1622float2(reinterpret_cast<const __nv_bfloat162*>(&pk.u)[k]);
     f[2 * k] = v.x;
     f[2 * k + 1] = v.y;
   }
 }
 
-__device__ __forceinline__ void Store8(bf16* p, const float (&f)[kVec]) {
+__device__ __forceinline__ Pack8 Pack(const float (&f)[kVec]) {
   Pack8 pk;
 #pragma unroll
-  for (int k = 0; k < 4; ++k) pk.h2[k] = __floats2bfloat162_rn(f[2 * k], f[2 * k + 1]);
-  *reinterpret_cast<uint4*>(p) = pk.u;
+  for (int k = 0; k < 4; ++k) {
+    reinterpret_cast<__nv_bfloat162*>(&pk.u)[k] = __floats2bfloat162_rn(f[2 * k], f[2 * k + 1]);
+  }
+  return pk;
 }
 
-// Sum over the block; every thread gets the result. blockDim.x must be a multiple of 32.
-__device__ float BlockSum(float v) {
+__device__ __forceinline__ void Load8(const bf16* p, float (&f)[kVec]) {
+  Pack8 pk;
+  pk.u = *reinterpret_cast<const uint4*>(p);
+  Unpack8(pk, f);
+}
+
+__device__ __forceinline__ void Store8(bf16* p, const float (&f)[kVec]) {
+  *reinterpret_cast<uint4*>(p) = Pack(f).u;
+}
+
+// Sum (or max) over the block; every thread gets the result. blockDim.x must be a multiple of 32.
+template <bool kMax>
+__device__ float BlockReduce(float v) {
   __shared__ float partial[32];
   __shared__ float total;
+  const auto combine = [](float a, float b) { return kMax ? fmaxf(a, b) : a + b; };
 #pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  for (int o = 16; o > 0; o >>= 1) v = combine(v, __shfl_xor_sync(0xffffffffu, v, o));
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   if (lane == 0) partial[warp] = v;
   __syncthreads();
   if (warp == 0) {
     const int nwarps = blockDim.x / 32;
-    float s = lane < nwarps ? partial[lane] : 0.0f;
+    float s = lane < nwarps ? partial[lane] : 0.0f;  // 0 is neutral for a max of magnitudes too
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    for (int o = 16; o > 0; o >>= 1) s = combine(s, __shfl_xor_sync(0xffffffffu, s, o));
     if (lane == 0) total = s;
   }
   __syncthreads();
   return total;
 }
 
+__device__ float BlockSum(float v) { return BlockReduce<false>(v); }
+__device__ float BlockMaxOfMagnitudes(float v) { return BlockReduce<true>(v); }
+
+// Max |value| over 8 bf16.
+__device__ __forceinline__ float Amax8(const Pack8& pk, float amax) {
+  float f[kVec];
+  Unpack8(pk, f);
+  return e4m3::Amax8(f, amax);
+}
+
+// The e4m3 bytes of a block's bf16 outputs held in registers (out[j] at columns
+// (threadIdx.x + j * blockDim.x) * 8 from q), made as QuantizeWeightsFp8 would with `scale`.
+template <int kVecs>
+__device__ __forceinline__ void StoreE4m3(const Pack8 (&out)[kVecs], int nvec, float scale,
+                                          __nv_fp8_e4m3* q) {
+#pragma unroll
+  for (int j = 0; j < kVecs; ++j) {
+    const int v = threadIdx.x + j * blockDim.x;
+    if (v < nvec) {
+      float f[kVec];
+      Unpack8(out[j], f);
+      *reinterpret_cast<uint2*>(reinterpret_cast<uint8_t*>(q) + v * kVec) =
+          e4m3::Quantize8(f, scale);
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // RmsNorm: one block per row. The vectorized form keeps the row in registers (kVecs 16-byte
 // pieces of x and of the weight per thread, all loaded at once), so a row costs one memory round
 // trip: at batch 1 the kernel is that latency, not bandwidth. Each element is read and written by
-// the same thread, so y may alias x.
+// the same thread, so y may alias x. With a quantized copy (kQuantize) the bf16 outputs stay in
+// registers through a second block reduction, their largest magnitude, and then go out as e4m3.
 
 constexpr int kNormMaxThreads = 1024;
 constexpr int kNormMaxVecs = 4;  // rows up to 1024 * 4 * 8 = 32768 elements in registers
 
-template <int kVecs>
+template <int kVecs, bool kQuantize>
 __global__ void __launch_bounds__(kNormMaxThreads)
     RmsNormRowInRegistersKernel(const bf16* x, const bf16* __restrict__ weight, bf16* y,
-                                int cols, float eps) {
+                                E4m3Rows quantized, int cols, float eps) {
   pdl::WaitForPrevious();
   pdl::AllowNextLaunch();
   const int64_t offset = static_cast<int64_t>(blockIdx.x) * cols;
@@ -106,14 +147,23 @@ __global__ void __launch_bounds__(kNormMaxThreads)
     }
   }
   const float inv = rsqrtf(BlockSum(ss) / static_cast<float>(cols) + eps);
+  Pack8 out[kVecs];
+  float amax = 0.0f;
 #pragma unroll
   for (int j = 0; j < kVecs; ++j) {
     const int v = threadIdx.x + j * blockDim.x;
     if (v < nvec) {
 #pragma unroll
       for (int k = 0; k < kVec; ++k) f[j][k] = f[j][k] * inv * w[j][k];
-      Store8(y + offset + v * kVec, f[j]);
+      out[j] = Pack(f[j]);
+      *reinterpret_cast<uint4*>(y + offset + v * kVec) = out[j].u;
+      if constexpr (kQuantize) amax = Amax8(out[j], amax);
     }
+  }
+  if constexpr (kQuantize) {
+    const float scale = e4m3::RowScale(BlockMaxOfMagnitudes(amax));
+    if (threadIdx.x == 0) quantized.scales[blockIdx.x] = scale;
+    StoreE4m3<kVecs>(out, nvec, scale, quantized.q + offset);
   }
 }
 
@@ -201,6 +251,48 @@ __global__ void __launch_bounds__(kThreads)
       out[e] = __float2bfloat16_rn(Silu(__bfloat162float(g[0])) * __bfloat162float(g[ffn]));
     }
   }
+}
+
+// With a quantized copy: one block per row, the row's gates and ups all loaded before any is used
+// (as RmsNorm's row), the outputs kept in registers until the row's scale is known. Rows split over
+// clusters of 8 CTAs that exchange their maxima in distributed shared memory, to use more SMs at
+// few rows, were slower (results/h100-sxm/gemv_load_experiment.txt, section 26).
+template <int kVecs>
+__global__ void __launch_bounds__(kNormMaxThreads)
+    SiluMulE4m3Kernel(const bf16* __restrict__ gate_up, bf16* __restrict__ out,
+                      E4m3Rows quantized, int ffn) {
+  pdl::WaitForPrevious();
+  pdl::AllowNextLaunch();
+  const int nvec = ffn / kVec;
+  const bf16* g = gate_up + static_cast<int64_t>(blockIdx.x) * 2 * ffn;
+  const int64_t offset = static_cast<int64_t>(blockIdx.x) * ffn;
+  Pack8 gate[kVecs], up[kVecs];  // raw bf16 until used: half the registers of floats
+#pragma unroll
+  for (int j = 0; j < kVecs; ++j) {
+    const int v = threadIdx.x + j * blockDim.x;
+    if (v < nvec) {
+      gate[j].u = *reinterpret_cast<const uint4*>(g + v * kVec);
+      up[j].u = *reinterpret_cast<const uint4*>(g + ffn + v * kVec);
+    }
+  }
+  float amax = 0.0f;
+#pragma unroll
+  for (int j = 0; j < kVecs; ++j) {
+    const int v = threadIdx.x + j * blockDim.x;
+    if (v < nvec) {
+      float a[kVec], b[kVec];
+      Unpack8(gate[j], a);
+      Unpack8(up[j], b);
+#pragma unroll
+      for (int k = 0; k < kVec; ++k) a[k] = Silu(a[k]) * b[k];
+      gate[j] = Pack(a);  // the output now
+      *reinterpret_cast<uint4*>(out + offset + v * kVec) = gate[j].u;
+      amax = Amax8(gate[j], amax);
+    }
+  }
+  const float scale = e4m3::RowScale(BlockMaxOfMagnitudes(amax));
+  if (threadIdx.x == 0) quantized.scales[blockIdx.x] = scale;
+  StoreE4m3<kVecs>(gate, nvec, scale, quantized.q + offset);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -303,34 +395,73 @@ __global__ void __launch_bounds__(kRopeMaxThreads) RopeKvAppendKernel(RopeParams
   }
 }
 
+// InvalidArgument unless `quantized` is absent, or complete and aligned for rows of a multiple of
+// 8 and a 16-byte aligned bf16 output (what the quantizer reads where the fused kernel cannot run).
+absl::Status CheckQuantized(const char* api, E4m3Rows quantized, const bf16* out, int cols) {
+  if (quantized.q == nullptr && quantized.scales == nullptr) return absl::OkStatus();
+  if (quantized.q == nullptr || quantized.scales == nullptr ||
+      reinterpret_cast<uintptr_t>(quantized.q) % 8 != 0 ||
+      reinterpret_cast<uintptr_t>(quantized.scales) % 4 != 0 || !Aligned16(out) ||
+      cols % kVec != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        api, ": a quantized copy needs q 8-byte, scales 4-byte and the output 16-byte aligned "
+             "and a row length that is a multiple of 8 (got ", cols, ")"));
+  }
+  return absl::OkStatus();
+}
+
+// Kernel instance for rows of `nvec` 16-byte pieces kept in registers: (threads, pieces per thread)
+// with at most kNormMaxThreads threads; pieces 0 when the row does not fit.
+struct RowLaunch {
+  int threads = 0;
+  int vecs = 0;
+};
+RowLaunch RowInRegisters(int nvec) {
+  if (nvec < 1 || nvec > kNormMaxThreads * kNormMaxVecs) return {};
+  const int vecs = (nvec + kNormMaxThreads - 1) / kNormMaxThreads;  // 1, 2, 3 or 4
+  return {((nvec + vecs - 1) / vecs + 31) / 32 * 32, vecs == 3 ? kNormMaxVecs : vecs};
+}
+
 }  // namespace
 
 absl::Status RmsNorm(const bf16* x, const bf16* weight, bf16* y, int rows, int cols, float eps,
-                     cudaStream_t stream) {
+                     cudaStream_t stream, E4m3Rows quantized) {
   if (rows < 0 || cols <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("RmsNorm: bad shape rows=", rows, " cols=", cols));
   }
   if (!(eps >= 0.0f)) return absl::InvalidArgumentError("RmsNorm: eps must be >= 0");
+  TP_RETURN_IF_ERROR(CheckQuantized("RmsNorm", quantized, y, cols));
   if (rows == 0) return absl::OkStatus();
   if (x == nullptr || weight == nullptr || y == nullptr) {
     return absl::InvalidArgumentError("RmsNorm: null pointer");
   }
-  const int nvec = cols / kVec;
-  const bool vec = cols % kVec == 0 && nvec <= kNormMaxThreads * kNormMaxVecs && Aligned16(x) &&
-                   Aligned16(weight) && Aligned16(y);
+  const bool quantize = quantized.q != nullptr;
+  const RowLaunch row = RowInRegisters(cols / kVec);
+  const bool vec = cols % kVec == 0 && row.vecs > 0 && Aligned16(x) && Aligned16(weight) &&
+                   Aligned16(y);
   if (!vec) {
-    return CudaStatus(
+    TP_RETURN_IF_ERROR(CudaStatus(
         pdl::Launch(RmsNormScalarKernel, rows, kThreads, 0, stream, x, weight, y, cols, eps),
-        "RmsNormScalarKernel");
+        "RmsNormScalarKernel"));
+    // The rare shapes outside the fused kernel: the quantizer on the output.
+    return quantize ? QuantizeWeightsFp8(y, quantized.q, quantized.scales, rows, cols, stream)
+                    : absl::OkStatus();
   }
-  const int vecs = (nvec + kNormMaxThreads - 1) / kNormMaxThreads;  // per thread: 1 .. 4
-  const int threads = ((nvec + vecs - 1) / vecs + 31) / 32 * 32;
-  auto* kernel = vecs == 1   ? RmsNormRowInRegistersKernel<1>
-                 : vecs == 2 ? RmsNormRowInRegistersKernel<2>
-                             : RmsNormRowInRegistersKernel<kNormMaxVecs>;
-  return CudaStatus(pdl::Launch(kernel, rows, threads, 0, stream, x, weight, y, cols, eps),
-                    "RmsNormRowInRegistersKernel");
+  using Kernel = void (*)(const bf16*, const bf16*, bf16*, E4m3Rows, int, float);
+  Kernel kernel = nullptr;
+  if (quantize) {
+    kernel = row.vecs == 1   ? RmsNormRowInRegistersKernel<1, true>
+             : row.vecs == 2 ? RmsNormRowInRegistersKernel<2, true>
+                             : RmsNormRowInRegistersKernel<kNormMaxVecs, true>;
+  } else {
+    kernel = row.vecs == 1   ? RmsNormRowInRegistersKernel<1, false>
+             : row.vecs == 2 ? RmsNormRowInRegistersKernel<2, false>
+                             : RmsNormRowInRegistersKernel<kNormMaxVecs, false>;
+  }
+  return CudaStatus(
+      pdl::Launch(kernel, rows, row.threads, 0, stream, x, weight, y, quantized, cols, eps),
+      "RmsNormRowInRegistersKernel");
 }
 
 absl::Status ResidualAdd(bf16* x, const bf16* r, int64_t n, cudaStream_t stream) {
@@ -350,17 +481,34 @@ absl::Status ResidualAdd(bf16* x, const bf16* r, int64_t n, cudaStream_t stream)
                     "ResidualAddKernel");
 }
 
-absl::Status SiluMul(const bf16* gate_up, bf16* out, int rows, int ffn, cudaStream_t stream) {
+absl::Status SiluMul(const bf16* gate_up, bf16* out, int rows, int ffn, cudaStream_t stream,
+                     E4m3Rows quantized) {
   if (rows < 0 || ffn <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("SiluMul: bad shape rows=", rows, " ffn=", ffn));
   }
+  TP_RETURN_IF_ERROR(CheckQuantized("SiluMul", quantized, out, ffn));
   if (rows == 0) return absl::OkStatus();
   if (gate_up == nullptr || out == nullptr) {
     return absl::InvalidArgumentError("SiluMul: null pointer");
   }
+  const bool aligned = ffn % kVec == 0 && Aligned16(gate_up) && Aligned16(out);
+  if (quantized.q != nullptr) {
+    const RowLaunch row = RowInRegisters(ffn / kVec);
+    if (aligned && row.vecs > 0) {
+      auto* kernel = row.vecs == 1   ? SiluMulE4m3Kernel<1>
+                     : row.vecs == 2 ? SiluMulE4m3Kernel<2>
+                                     : SiluMulE4m3Kernel<kNormMaxVecs>;
+      return CudaStatus(
+          pdl::Launch(kernel, rows, row.threads, 0, stream, gate_up, out, quantized, ffn),
+          "SiluMulE4m3Kernel");
+    }
+    // Rows too long or unaligned for the fused kernel: the quantizer on the output.
+    TP_RETURN_IF_ERROR(SiluMul(gate_up, out, rows, ffn, stream));
+    return QuantizeWeightsFp8(out, quantized.q, quantized.scales, rows, ffn, stream);
+  }
   const int64_t total = static_cast<int64_t>(rows) * ffn;
-  if (ffn % kVec == 0 && Aligned16(gate_up) && Aligned16(out)) {
+  if (aligned) {
     return CudaStatus(pdl::Launch(SiluMulKernel<true>, GridFor(total / kVec), kThreads, 0, stream,
                                   gate_up, out, int64_t{rows}, int64_t{ffn}),
                       "SiluMulKernel<vectorized>");

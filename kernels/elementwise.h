@@ -11,6 +11,7 @@
 #define TRUTHPUT_KERNELS_ELEMENTWISE_H_
 
 #include <cuda_bf16.h>
+#include <cuda_fp8.h>
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
@@ -19,19 +20,31 @@
 
 namespace truthput {
 
+// Where RmsNorm or SiluMul also writes its bf16 output quantized to e4m3 per row: the bytes and
+// scales QuantizeWeightsFp8 (fp8_weights.h) would make from that output, q [rows, cols] and
+// scales [rows], without a kernel of its own and a second read of the output. For the W8A8 GEMM
+// that reads the output next. Both null (the default): no quantized copy.
+struct E4m3Rows {
+  __nv_fp8_e4m3* q = nullptr;  // 8-byte aligned
+  float* scales = nullptr;
+};
+
 // y[r, :] = x[r, :] * rsqrt(mean(x[r, :]^2) + eps) * weight[:] for x, y of shape [rows, cols].
-// One block per row. y may alias x.
+// One block per row. y may alias x. With `quantized`, cols must be a multiple of 8 and y 16-byte
+// aligned.
 absl::Status RmsNorm(const __nv_bfloat16* x, const __nv_bfloat16* weight, __nv_bfloat16* y,
-                     int rows, int cols, float eps, cudaStream_t stream);
+                     int rows, int cols, float eps, cudaStream_t stream,
+                     E4m3Rows quantized = {});
 
 // x[i] += r[i] for i in [0, n).
 absl::Status ResidualAdd(__nv_bfloat16* x, const __nv_bfloat16* r, int64_t n,
                          cudaStream_t stream);
 
 // SwiGLU: gate_up is [rows, 2 * ffn] with gate in columns [0, ffn) and up in [ffn, 2 * ffn);
-// out[rows, ffn] = silu(gate) * up, silu(g) = g / (1 + exp(-g)).
+// out[rows, ffn] = silu(gate) * up, silu(g) = g / (1 + exp(-g)). With `quantized`, ffn must be a
+// multiple of 8 and out 16-byte aligned (and then it runs one block per row).
 absl::Status SiluMul(const __nv_bfloat16* gate_up, __nv_bfloat16* out, int rows, int ffn,
-                     cudaStream_t stream);
+                     cudaStream_t stream, E4m3Rows quantized = {});
 
 // Rotary embedding and KV-cache append for a step of q_len tokens per sequence.
 //

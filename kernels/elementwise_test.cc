@@ -1,6 +1,7 @@
 // GPU tests of RmsNorm, ResidualAdd, SiluMul and RopeKvAppend against double-precision CPU
 // references computed from the very bf16 inputs the GPU saw. Outputs are poisoned with NaN before
-// each run, so an element the kernel never wrote fails the comparison.
+// each run, so an element the kernel never wrote fails the comparison. The e4m3 copies RmsNorm and
+// SiluMul can write are checked byte for byte against QuantizeWeightsFp8 on their bf16 output.
 #include "kernels/elementwise.h"
 
 #include <cuda_bf16.h>
@@ -9,11 +10,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "gtest/gtest.h"
+#include "kernels/fp8_weights.h"
 #include "kernels/gpu_test_util.h"
 #include "kernels/random_fill.h"
 
@@ -113,6 +116,141 @@ TEST_F(ElementwiseTest, RmsNorm) {
   RmsNormCase(stream_, 3, 8192, /*offset=*/1, /*in_place=*/false, seed++);
   RmsNormCase(stream_, 3, 8192, /*offset=*/0, /*in_place=*/true, seed++);
   RmsNormCase(stream_, 2, 200, /*offset=*/3, /*in_place=*/true, seed++);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The e4m3 copy (E4m3Rows) of RmsNorm's and SiluMul's output against the two-kernel path it
+// replaces: the op without it, then QuantizeWeightsFp8 on its output. The bf16 output, the bytes
+// and the scales must all be identical; q starts as 0xFF bytes (e4m3 NaN, which the saturating
+// quantizer never writes) and the scales as NaN.
+
+struct E4m3Copy {
+  E4m3Copy(int64_t rows, int64_t cols, cudaStream_t stream)
+      : rows(rows), cols(cols), q(DeviceAlloc<__nv_fp8_e4m3>(rows * cols)),
+        scales(DeviceAlloc<float>(rows)) {
+    EXPECT_NE(q, nullptr);
+    EXPECT_NE(scales, nullptr);
+    EXPECT_EQ(cudaMemsetAsync(q.get(), 0xFF, rows * cols, stream), cudaSuccess);
+    EXPECT_EQ(cudaMemsetAsync(scales.get(), 0xFF, rows * sizeof(float), stream), cudaSuccess);
+  }
+  E4m3Rows rows_view() const { return E4m3Rows{q.get(), scales.get()}; }
+  std::vector<uint8_t> Bytes() const {
+    EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    std::vector<uint8_t> h(rows * cols);
+    EXPECT_EQ(cudaMemcpy(h.data(), q.get(), h.size(), cudaMemcpyDeviceToHost), cudaSuccess);
+    return h;
+  }
+  std::vector<uint32_t> ScaleBits() const {
+    std::vector<float> h(rows);
+    EXPECT_EQ(cudaMemcpy(h.data(), scales.get(), rows * sizeof(float), cudaMemcpyDeviceToHost),
+              cudaSuccess);
+    std::vector<uint32_t> bits(rows);
+    std::memcpy(bits.data(), h.data(), rows * sizeof(float));
+    return bits;
+  }
+  int64_t rows, cols;
+  DevicePtr<__nv_fp8_e4m3> q;
+  DevicePtr<float> scales;
+};
+
+void ExpectSameCopy(const E4m3Copy& got, const E4m3Copy& want) {
+  const std::vector<uint32_t> gs = got.ScaleBits(), ws = want.ScaleBits();
+  for (size_t r = 0; r < ws.size(); ++r) {
+    float f = 0;
+    std::memcpy(&f, &ws[r], sizeof f);
+    ASSERT_TRUE(std::isfinite(f) && f > 0) << "row " << r << ": reference scale " << f;
+    ASSERT_EQ(gs[r], ws[r]) << "scale of row " << r;
+  }
+  const std::vector<uint8_t> gq = got.Bytes(), wq = want.Bytes();
+  int64_t bad = 0, first = -1;
+  for (size_t i = 0; i < wq.size(); ++i) {
+    if (gq[i] != wq[i] && bad++ == 0) first = static_cast<int64_t>(i);
+  }
+  EXPECT_EQ(bad, 0) << "e4m3 bytes differ, first at " << first << " (row " << first / got.cols
+                    << "): got 0x" << std::hex << (first >= 0 ? int{gq[first]} : 0) << ", want 0x"
+                    << (first >= 0 ? int{wq[first]} : 0);
+}
+
+void ExpectSameBf16(const bf16* got, const bf16* want, int64_t n) {
+  const std::vector<float> g = ToHost(got, n), w = ToHost(want, n);
+  for (int64_t i = 0; i < n; ++i) {
+    ASSERT_TRUE(g[i] == w[i]) << "bf16 output differs at " << i << ": " << g[i] << " vs " << w[i];
+  }
+}
+
+TEST_F(ElementwiseTest, RmsNormWritesTheQuantizersE4m3Copy) {
+  uint64_t seed = FreshSeed();
+  SCOPED_TRACE(testing::Message() << "seed " << seed);
+  struct Case {
+    int rows, cols, x_offset;
+  };
+  // 8192 and 16384: one and two pieces per thread; 28672: four (the 70B FFN width); 40000: past
+  // the in-register row, and x misaligned: the element-wise kernel then QuantizeWeightsFp8.
+  for (const Case& c : {Case{1, 8192, 0}, Case{64, 8192, 0}, Case{3, 16384, 0},
+                        Case{5, 28672, 0}, Case{2, 40, 0}, Case{2, 40000, 0}, Case{3, 8192, 1}}) {
+    SCOPED_TRACE(testing::Message() << "rows=" << c.rows << " cols=" << c.cols
+                                    << " x_offset=" << c.x_offset);
+    const int64_t n = static_cast<int64_t>(c.rows) * c.cols;
+    DeviceBf16 x(n), w(c.cols), y(n), y_ref(n);
+    ASSERT_OK(FillRandomBf16(x.get(c.x_offset), n, seed++, 2.0f, stream_));
+    ASSERT_OK(FillRandomBf16(w.get(), c.cols, seed++, 1.5f, stream_));
+    ASSERT_OK(FillBf16(y.get(), n, NAN, stream_));
+    E4m3Copy got(c.rows, c.cols, stream_), want(c.rows, c.cols, stream_);
+    ASSERT_OK(RmsNorm(x.get(c.x_offset), w.get(), y.get(), c.rows, c.cols, 1e-5f, stream_,
+                      got.rows_view()));
+    ASSERT_OK(RmsNorm(x.get(c.x_offset), w.get(), y_ref.get(), c.rows, c.cols, 1e-5f, stream_));
+    ASSERT_OK(QuantizeWeightsFp8(y_ref.get(), want.q.get(), want.scales.get(), c.rows, c.cols,
+                                 stream_));
+    Sync();
+    ExpectSameBf16(y.get(), y_ref.get(), n);
+    ExpectSameCopy(got, want);
+  }
+}
+
+TEST_F(ElementwiseTest, SiluMulWritesTheQuantizersE4m3Copy) {
+  uint64_t seed = FreshSeed();
+  SCOPED_TRACE(testing::Message() << "seed " << seed);
+  struct Case {
+    int rows, ffn, in_offset;
+  };
+  // 28672 (70B): four 16-byte pieces per thread; 14336 (8B): two; 1040 and 40: one, with a
+  // partial warp; 40000 past the in-register row and a misaligned input: SiluMul, then
+  // QuantizeWeightsFp8.
+  for (const Case& c : {Case{1, 28672, 0}, Case{64, 28672, 0}, Case{3, 14336, 0},
+                        Case{3, 1040, 0}, Case{2, 40, 0}, Case{2, 40000, 0}, Case{3, 1024, 1}}) {
+    SCOPED_TRACE(testing::Message() << "rows=" << c.rows << " ffn=" << c.ffn
+                                    << " in_offset=" << c.in_offset);
+    const int64_t n = static_cast<int64_t>(c.rows) * c.ffn;
+    DeviceBf16 gate_up(2 * n), out(n), out_ref(n);
+    ASSERT_OK(FillRandomBf16(gate_up.get(c.in_offset), 2 * n, seed++, 8.0f, stream_));
+    ASSERT_OK(FillBf16(out.get(), n, NAN, stream_));
+    E4m3Copy got(c.rows, c.ffn, stream_), want(c.rows, c.ffn, stream_);
+    ASSERT_OK(SiluMul(gate_up.get(c.in_offset), out.get(), c.rows, c.ffn, stream_,
+                      got.rows_view()));
+    ASSERT_OK(SiluMul(gate_up.get(c.in_offset), out_ref.get(), c.rows, c.ffn, stream_));
+    ASSERT_OK(QuantizeWeightsFp8(out_ref.get(), want.q.get(), want.scales.get(), c.rows, c.ffn,
+                                 stream_));
+    Sync();
+    ExpectSameBf16(out.get(), out_ref.get(), n);
+    ExpectSameCopy(got, want);
+  }
+}
+
+TEST_F(ElementwiseTest, E4m3CopyRejectsWhatTheQuantizerCannotRead) {
+  DeviceBf16 x(3 * 64), w(64), y(3 * 64);
+  E4m3Copy copy(3, 64, stream_);
+  const auto rejected = [](const absl::Status& st) { return absl::IsInvalidArgument(st); };
+  // q without scales, a row length that is not a multiple of 8, a misaligned output.
+  EXPECT_PRED1(rejected, RmsNorm(x.get(), w.get(), y.get(), 3, 64, 1e-5f, stream_,
+                                 E4m3Rows{copy.q.get(), nullptr}));
+  EXPECT_PRED1(rejected, RmsNorm(x.get(), w.get(), y.get(), 3, 60, 1e-5f, stream_,
+                                 copy.rows_view()));
+  EXPECT_PRED1(rejected, RmsNorm(x.get(), w.get(), y.get(1), 3, 64, 1e-5f, stream_,
+                                 copy.rows_view()));
+  EXPECT_PRED1(rejected, SiluMul(x.get(), y.get(), 1, 60, stream_, copy.rows_view()));
+  EXPECT_PRED1(rejected,
+               SiluMul(x.get(), y.get(), 1, 64, stream_, E4m3Rows{nullptr, copy.scales.get()}));
+  EXPECT_PRED1(rejected, SiluMul(x.get(), y.get(1), 1, 64, stream_, copy.rows_view()));
 }
 
 // ---------------------------------------------------------------------------------------------

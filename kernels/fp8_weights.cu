@@ -11,12 +11,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda_status.h"
+#include "kernels/e4m3_rows.cuh"
 
 namespace truthput {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr float kE4m3Max = 448.0f;
 constexpr int64_t kMaxBlocks = 65535;
 constexpr int64_t kFewRows = 128;
 
@@ -35,29 +35,25 @@ __global__ void __launch_bounds__(kT)
   __shared__ float s_warp_max[kT / 32];
   const int lane = threadIdx.x % 32;
   const int warp = threadIdx.x / 32;
-  const auto amax_of = [](const uint4& v, float amax) {
+  const auto to_floats = [](const uint4& v, float (&f)[8]) {
     const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v);
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
-      const float2 f = __bfloat1622float2(h[j]);
-      amax = fmaxf(amax, fmaxf(fabsf(f.x), fabsf(f.y)));
+      const float2 p = __bfloat1622float2(h[j]);
+      f[2 * j] = p.x;
+      f[2 * j + 1] = p.y;
     }
-    return amax;
+  };
+  const auto amax_of = [&](const uint4& v, float amax) {
+    float f[8];
+    to_floats(v, f);
+    return e4m3::Amax8(f, amax);
   };
   const auto store = [&](const uint4& v, float scale, int64_t row, int64_t i) {
-    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v);
-    uint16_t q[4];
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      float2 f = __bfloat1622float2(h[j]);
-      f.x = scale > 0.0f ? f.x / scale : 0.0f;
-      f.y = scale > 0.0f ? f.y / scale : 0.0f;
-      q[j] = __nv_cvt_float2_to_fp8x2(f, __NV_SATFINITE, __NV_E4M3);
-    }
-    uint2 out;
-    out.x = static_cast<uint32_t>(q[0]) | (static_cast<uint32_t>(q[1]) << 16);
-    out.y = static_cast<uint32_t>(q[2]) | (static_cast<uint32_t>(q[3]) << 16);
-    *reinterpret_cast<uint2*>(reinterpret_cast<uint8_t*>(wq) + row * k + i) = out;
+    float f[8];
+    to_floats(v, f);
+    *reinterpret_cast<uint2*>(reinterpret_cast<uint8_t*>(wq) + row * k + i) =
+        e4m3::Quantize8(f, scale);
   };
   constexpr int64_t kStride = int64_t{kT} * 8;
   const int64_t first = static_cast<int64_t>(threadIdx.x) * 8;
@@ -84,7 +80,7 @@ __global__ void __launch_bounds__(kT)
 #pragma unroll
     for (int i = 1; i < kT / 32; ++i) amax = fmaxf(amax, s_warp_max[i]);
     __syncthreads();  // s_warp_max is reused by the next row
-    const float scale = amax / kE4m3Max;
+    const float scale = e4m3::RowScale(amax);
     if (threadIdx.x == 0) scales[row] = scale;
 #pragma unroll
     for (int c = 0; c < kCached; ++c) {
