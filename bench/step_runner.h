@@ -124,7 +124,8 @@ class StepRunner {
   const Op* CalibratedWith(size_t op_index) const;
   // Tunes cuBLASLt (bf16 or W8A8 fp8) for GEMM op `op_index` on the step's buffers.
   absl::Status AutotuneCublasLt(size_t op_index, cudaStream_t stream);
-  // Per call of op `op_index` as configured now, over up to 8 distinct layer buffers.
+  // Per call of op `op_index` as configured now, over up to 8 distinct layer buffers (each call
+  // after the op CalibratedWith names, where it names one).
   absl::StatusOr<double> TimeRotated(size_t op_index, size_t layers, cudaStream_t stream) const;
 
   struct GemmChoice {

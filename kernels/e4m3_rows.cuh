@@ -4,6 +4,7 @@
 #ifndef TRUTHPUT_KERNELS_E4M3_ROWS_CUH_
 #define TRUTHPUT_KERNELS_E4M3_ROWS_CUH_
 
+#include <cuda_bf16.h>
 #include <cuda_fp8.h>
 
 #include <cstdint>
@@ -12,8 +13,21 @@ namespace truthput::e4m3 {
 
 constexpr float kMax = 448.0f;  // largest finite e4m3
 
-// max(amax, |f[0..7]|).
-__device__ __forceinline__ float Amax8(const float (&f)[8], float amax) {
+// 8 packed bf16 (one 16-byte load) as floats.
+__device__ __forceinline__ void Unpack(const uint4& bf16x8, float (&f)[8]) {
+  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&bf16x8);
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const float2 p = __bfloat1622float2(h[j]);
+    f[2 * j] = p.x;
+    f[2 * j + 1] = p.y;
+  }
+}
+
+// max(amax, |x[0..7]|) for 8 packed bf16.
+__device__ __forceinline__ float Amax8(const uint4& bf16x8, float amax) {
+  float f[8];
+  Unpack(bf16x8, f);
 #pragma unroll
   for (int j = 0; j < 8; ++j) amax = fmaxf(amax, fabsf(f[j]));
   return amax;
@@ -22,9 +36,11 @@ __device__ __forceinline__ float Amax8(const float (&f)[8], float amax) {
 // The scale of a row whose largest magnitude is amax.
 __device__ __forceinline__ float RowScale(float amax) { return amax / kMax; }
 
-// f[0..7] / scale to e4m3, round to nearest, saturating; all zero for a zero scale. Byte j of the
-// result (little-endian) is f[j].
-__device__ __forceinline__ uint2 Quantize8(const float (&f)[8], float scale) {
+// 8 packed bf16 / scale to e4m3, round to nearest, saturating; all zero for a zero scale. Byte j
+// of the result (little-endian) is element j.
+__device__ __forceinline__ uint2 Quantize8(const uint4& bf16x8, float scale) {
+  float f[8];
+  Unpack(bf16x8, f);
   uint16_t q[4];
 #pragma unroll
   for (int j = 0; j < 4; ++j) {

@@ -87,13 +87,6 @@ __device__ float BlockReduce(float v) {
 __device__ float BlockSum(float v) { return BlockReduce<false>(v); }
 __device__ float BlockMaxOfMagnitudes(float v) { return BlockReduce<true>(v); }
 
-// Max |value| over 8 bf16.
-__device__ __forceinline__ float Amax8(const Pack8& pk, float amax) {
-  float f[kVec];
-  Unpack8(pk, f);
-  return e4m3::Amax8(f, amax);
-}
-
 // The e4m3 bytes of a block's bf16 outputs held in registers (out[j] at columns
 // (threadIdx.x + j * blockDim.x) * 8 from q), made as QuantizeWeightsFp8 would with `scale`.
 template <int kVecs>
@@ -103,10 +96,8 @@ __device__ __forceinline__ void StoreE4m3(const Pack8 (&out)[kVecs], int nvec, f
   for (int j = 0; j < kVecs; ++j) {
     const int v = threadIdx.x + j * blockDim.x;
     if (v < nvec) {
-      float f[kVec];
-      Unpack8(out[j], f);
       *reinterpret_cast<uint2*>(reinterpret_cast<uint8_t*>(q) + v * kVec) =
-          e4m3::Quantize8(f, scale);
+          e4m3::Quantize8(out[j].u, scale);
     }
   }
 }
@@ -157,7 +148,7 @@ __global__ void __launch_bounds__(kNormMaxThreads)
       for (int k = 0; k < kVec; ++k) f[j][k] = f[j][k] * inv * w[j][k];
       out[j] = Pack(f[j]);
       *reinterpret_cast<uint4*>(y + offset + v * kVec) = out[j].u;
-      if constexpr (kQuantize) amax = Amax8(out[j], amax);
+      if constexpr (kQuantize) amax = e4m3::Amax8(out[j].u, amax);
     }
   }
   if constexpr (kQuantize) {
@@ -287,7 +278,7 @@ __global__ void __launch_bounds__(kNormMaxThreads)
       for (int k = 0; k < kVec; ++k) a[k] = Silu(a[k]) * b[k];
       gate[j] = Pack(a);  // the output now
       *reinterpret_cast<uint4*>(out + offset + v * kVec) = gate[j].u;
-      amax = Amax8(gate[j], amax);
+      amax = e4m3::Amax8(gate[j].u, amax);
     }
   }
   const float scale = e4m3::RowScale(BlockMaxOfMagnitudes(amax));

@@ -35,25 +35,10 @@ __global__ void __launch_bounds__(kT)
   __shared__ float s_warp_max[kT / 32];
   const int lane = threadIdx.x % 32;
   const int warp = threadIdx.x / 32;
-  const auto to_floats = [](const uint4& v, float (&f)[8]) {
-    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v);
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const float2 p = __bfloat1622float2(h[j]);
-      f[2 * j] = p.x;
-      f[2 * j + 1] = p.y;
-    }
-  };
-  const auto amax_of = [&](const uint4& v, float amax) {
-    float f[8];
-    to_floats(v, f);
-    return e4m3::Amax8(f, amax);
-  };
+  const auto amax_of = [](const uint4& v, float amax) { return e4m3::Amax8(v, amax); };
   const auto store = [&](const uint4& v, float scale, int64_t row, int64_t i) {
-    float f[8];
-    to_floats(v, f);
     *reinterpret_cast<uint2*>(reinterpret_cast<uint8_t*>(wq) + row * k + i) =
-        e4m3::Quantize8(f, scale);
+        e4m3::Quantize8(v, scale);
   };
   constexpr int64_t kStride = int64_t{kT} * 8;
   const int64_t first = static_cast<int64_t>(threadIdx.x) * 8;
