@@ -48,18 +48,20 @@ std::vector<float> ToFloat(const std::vector<uint16_t>& bits) {
 }
 
 // What the GPU's per-row e4m3 quantization (QuantizeWeightsFp8) does to x [rows, cols], undone:
-// row r becomes float(e4m3(x / s_r)) * s_r with s_r = max |x[r, :]| / 448, through the same
-// CUDA conversion (round to nearest, saturating). The W8A8 GEMM's reference multiplies these.
+// row r becomes float(e4m3(x * lift * mult_r)) * s_r with s_r = max |x[r, :]| / 448 and mult_r
+// = 448 / (max |x[r, :]| * lift) (fp8_weights.h's format), through the same CUDA conversion
+// (round to nearest, saturating). The W8A8 GEMM's reference multiplies these.
 std::vector<float> Fp8RowsRoundTrip(const std::vector<float>& x, int64_t rows, int64_t cols) {
   std::vector<float> out(x.size());
   for (int64_t r = 0; r < rows; ++r) {
     float amax = 0.0f;
     for (int64_t c = 0; c < cols; ++c) amax = std::max(amax, std::fabs(x[r * cols + c]));
     const float scale = amax / 448.0f;
+    const float lift = amax < 0x1p-100f ? 0x1p100f : 1.0f;
+    const float mult = amax > 0.0f ? 448.0f / (amax * lift) : 0.0f;
     for (int64_t c = 0; c < cols; ++c) {
-      const float v = x[r * cols + c];
-      out[r * cols + c] =
-          scale > 0.0f ? static_cast<float>(__nv_fp8_e4m3(v / scale)) * scale : 0.0f;
+      const float v = x[r * cols + c] * lift * mult;
+      out[r * cols + c] = static_cast<float>(__nv_fp8_e4m3(v)) * scale;
     }
   }
   return out;

@@ -1,6 +1,6 @@
-// The arithmetic of the per-row e4m3 quantizer (fp8_weights.h's format: scale = max |x| / 448,
-// q = RN_satfinite(x / scale)), shared by QuantizeWeightsFp8 and the element-wise kernels that
-// also write their output quantized (elementwise.h), so that both give the same bytes.
+// The arithmetic of the per-row e4m3 quantizer (fp8_weights.h's format), shared by
+// QuantizeWeightsFp8 and the element-wise kernels that also write their output quantized
+// (elementwise.h), so that both give the same bytes.
 #ifndef TRUTHPUT_KERNELS_E4M3_ROWS_CUH_
 #define TRUTHPUT_KERNELS_E4M3_ROWS_CUH_
 
@@ -33,20 +33,34 @@ __device__ __forceinline__ float Amax8(const uint4& bf16x8, float amax) {
   return amax;
 }
 
-// The scale of a row whose largest magnitude is amax.
+// The scale of a row whose largest magnitude is amax (what the GEMM multiplies back by).
 __device__ __forceinline__ float RowScale(float amax) { return amax / kMax; }
 
-// 8 packed bf16 / scale to e4m3, round to nearest, saturating; all zero for a zero scale. Byte j
-// of the result (little-endian) is element j.
-__device__ __forceinline__ uint2 Quantize8(const uint4& bf16x8, float scale) {
+// How a row's values are brought to e4m3's range: x * lift * mult, two multiplies rather than
+// a division per element (which made the quantized copy of a 70B FFN row issue-bound:
+// results/h100-sxm/gemv_load_experiment.txt, section 27). mult = 448 / (amax * lift), 0 for an
+// all-zero row; lift is 2^100 for rows below 2^-100 (exact: every value of such a row is that
+// small), where 448 / amax alone could overflow, else 1.
+struct RowMultiplier {
+  float lift;
+  float mult;
+};
+__device__ __forceinline__ RowMultiplier RowMultiplierFor(float amax) {
+  const float lift = amax < 0x1p-100f ? 0x1p100f : 1.0f;
+  return {lift, amax > 0.0f ? kMax / (amax * lift) : 0.0f};
+}
+
+// 8 packed bf16 to e4m3: RN_satfinite(x * lift * mult), multiplied in that order. Byte j of the
+// result (little-endian) is element j.
+__device__ __forceinline__ uint2 Quantize8(const uint4& bf16x8, RowMultiplier m) {
   float f[8];
   Unpack(bf16x8, f);
   uint16_t q[4];
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
     float2 v;
-    v.x = scale > 0.0f ? f[2 * j] / scale : 0.0f;
-    v.y = scale > 0.0f ? f[2 * j + 1] / scale : 0.0f;
+    v.x = f[2 * j] * m.lift * m.mult;
+    v.y = f[2 * j + 1] * m.lift * m.mult;
     q[j] = __nv_cvt_float2_to_fp8x2(v, __NV_SATFINITE, __NV_E4M3);
   }
   uint2 out;

@@ -88,16 +88,16 @@ __device__ float BlockSum(float v) { return BlockReduce<false>(v); }
 __device__ float BlockMaxOfMagnitudes(float v) { return BlockReduce<true>(v); }
 
 // The e4m3 bytes of a block's bf16 outputs held in registers (out[j] at columns
-// (threadIdx.x + j * blockDim.x) * 8 from q), made as QuantizeWeightsFp8 would with `scale`.
+// (threadIdx.x + j * blockDim.x) * 8 from q), made as QuantizeWeightsFp8 would.
 template <int kVecs>
-__device__ __forceinline__ void StoreE4m3(const Pack8 (&out)[kVecs], int nvec, float scale,
-                                          __nv_fp8_e4m3* q) {
+__device__ __forceinline__ void StoreE4m3(const Pack8 (&out)[kVecs], int nvec,
+                                          e4m3::RowMultiplier m, __nv_fp8_e4m3* q) {
 #pragma unroll
   for (int j = 0; j < kVecs; ++j) {
     const int v = threadIdx.x + j * blockDim.x;
     if (v < nvec) {
       *reinterpret_cast<uint2*>(reinterpret_cast<uint8_t*>(q) + v * kVec) =
-          e4m3::Quantize8(out[j].u, scale);
+          e4m3::Quantize8(out[j].u, m);
     }
   }
 }
@@ -152,9 +152,9 @@ __global__ void __launch_bounds__(kNormMaxThreads)
     }
   }
   if constexpr (kQuantize) {
-    const float scale = e4m3::RowScale(BlockMaxOfMagnitudes(amax));
-    if (threadIdx.x == 0) quantized.scales[blockIdx.x] = scale;
-    StoreE4m3<kVecs>(out, nvec, scale, quantized.q + offset);
+    amax = BlockMaxOfMagnitudes(amax);
+    if (threadIdx.x == 0) quantized.scales[blockIdx.x] = e4m3::RowScale(amax);
+    StoreE4m3<kVecs>(out, nvec, e4m3::RowMultiplierFor(amax), quantized.q + offset);
   }
 }
 
@@ -209,7 +209,11 @@ __global__ void __launch_bounds__(kThreads)
 // ---------------------------------------------------------------------------------------------
 // SiluMul
 
-__device__ __forceinline__ float Silu(float g) { return g / (1.0f + expf(-g)); }
+// The hardware exp2 and reciprocal (a few ulp in fp32, far inside the bf16 rounding of the
+// output): with expf and an IEEE division, the block-per-row kernel below was issue-bound
+// (results/h100-sxm/gemv_load_experiment.txt, section 27). 1 + exp(-g) past 2^126 (g below
+// about -87) gives 0, silu's limit.
+__device__ __forceinline__ float Silu(float g) { return __fdividef(g, 1.0f + __expf(-g)); }
 
 template <bool kVectorized>
 __global__ void __launch_bounds__(kThreads)
@@ -281,9 +285,9 @@ __global__ void __launch_bounds__(kNormMaxThreads)
       amax = e4m3::Amax8(gate[j].u, amax);
     }
   }
-  const float scale = e4m3::RowScale(BlockMaxOfMagnitudes(amax));
-  if (threadIdx.x == 0) quantized.scales[blockIdx.x] = scale;
-  StoreE4m3<kVecs>(gate, nvec, scale, quantized.q + offset);
+  amax = BlockMaxOfMagnitudes(amax);
+  if (threadIdx.x == 0) quantized.scales[blockIdx.x] = e4m3::RowScale(amax);
+  StoreE4m3<kVecs>(gate, nvec, e4m3::RowMultiplierFor(amax), quantized.q + offset);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -21,11 +21,11 @@ constexpr int64_t kMaxBlocks = 65535;
 constexpr int64_t kFewRows = 128;
 
 // Quantizes rows [blockIdx.x, n) with a stride of gridDim.x, one CTA of kT threads per row at a
-// time: the row's max |w| (16-byte loads), then wq = RN_satfinite(w / scale) in 8-weight (8-byte)
-// stores. A thread keeps its first kCached 16-byte chunks in registers between the two passes and
-// loads them all before using any, so a row of activations (a few rows of up to 28672 in a decode
-// step, W8A8) costs one round trip to L2 rather than one per chunk and pass; rows longer than
-// kT * kCached * 8 read the rest twice.
+// time: the row's max |w| (16-byte loads), then its e4m3 codes (fp8_weights.h) in 8-weight
+// (8-byte) stores. A thread keeps its first kCached 16-byte chunks in registers between the two
+// passes and loads them all before using any, so a row of activations (a few rows of up to 28672
+// in a decode step, W8A8) costs one round trip to L2 rather than one per chunk and pass; rows
+// longer than kT * kCached * 8 read the rest twice.
 constexpr int kCached = 4;
 
 template <int kT>
@@ -36,9 +36,9 @@ __global__ void __launch_bounds__(kT)
   const int lane = threadIdx.x % 32;
   const int warp = threadIdx.x / 32;
   const auto amax_of = [](const uint4& v, float amax) { return e4m3::Amax8(v, amax); };
-  const auto store = [&](const uint4& v, float scale, int64_t row, int64_t i) {
+  const auto store = [&](const uint4& v, e4m3::RowMultiplier m, int64_t row, int64_t i) {
     *reinterpret_cast<uint2*>(reinterpret_cast<uint8_t*>(wq) + row * k + i) =
-        e4m3::Quantize8(v, scale);
+        e4m3::Quantize8(v, m);
   };
   constexpr int64_t kStride = int64_t{kT} * 8;
   const int64_t first = static_cast<int64_t>(threadIdx.x) * 8;
@@ -65,15 +65,15 @@ __global__ void __launch_bounds__(kT)
 #pragma unroll
     for (int i = 1; i < kT / 32; ++i) amax = fmaxf(amax, s_warp_max[i]);
     __syncthreads();  // s_warp_max is reused by the next row
-    const float scale = e4m3::RowScale(amax);
-    if (threadIdx.x == 0) scales[row] = scale;
+    if (threadIdx.x == 0) scales[row] = e4m3::RowScale(amax);
+    const e4m3::RowMultiplier m = e4m3::RowMultiplierFor(amax);
 #pragma unroll
     for (int c = 0; c < kCached; ++c) {
       const int64_t i = first + c * kStride;
-      if (i < k) store(cached[c], scale, row, i);
+      if (i < k) store(cached[c], m, row, i);
     }
     for (int64_t i = first + kCached * kStride; i < k; i += kStride) {
-      store(*reinterpret_cast<const uint4*>(wr + i), scale, row, i);
+      store(*reinterpret_cast<const uint4*>(wr + i), m, row, i);
     }
   }
 }

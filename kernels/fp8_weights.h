@@ -2,8 +2,10 @@
 // them: half the weight bytes of bf16, so about twice the decode speed where weights dominate.
 //
 // Format: W[n,k] ≈ wq[n,k] * scales[n], wq row-major e4m3 (OCP FP8, max finite 448), scales[j] =
-// max_i |W[j,i]| / 448 (0 for an all-zero row, whose wq is all zero). Quantization rounds to
-// nearest and saturates to ±448.
+// max_i |W[j,i]| / 448 (0 for an all-zero row, whose wq is all zero). Quantization multiplies
+// rather than divides: wq[j,i] = RN_satfinite(W[j,i] * lift * (448 / (max_i |W[j,i]| * lift)))
+// in fp32, with lift = 2^100 for rows whose largest magnitude is below 2^-100 and 1 otherwise,
+// which keeps the multiplier finite; round to nearest, saturate to ±448.
 //
 // SkinnyGemmFp8 is SkinnyGemmBf16's kernel (gemv.h; same stream-K grid, same workspace rules, same
 // packed weight layout with 1-byte elements) with 16-byte loads of 16 fp8 weights, converted

@@ -544,10 +544,12 @@ TEST(SkinnyGemmFp8, MatchesReferenceOnArbitraryCodes) {
   }
 }
 
-// Quantization: scales = max|row| / 448 and wq = RN_satfinite(w / scale), as the host computes
-// them; an all-zero row gets scale 0 and zero codes. Few rows (1024-thread CTAs, as for a decode
-// step's activations), rows longer than what a thread keeps in registers (1024 x 4 x 8 = 32768),
-// and many rows (256-thread CTAs, as for weights).
+// Quantization: scales = max|row| / 448 and wq = RN_satfinite(w * lift * (448 / (max|row| *
+// lift))) (fp8_weights.h), as the host computes them; an all-zero row gets scale 0 and zero
+// codes, and a row of values below 1e-37 (lift 2^100: 448 / max|row| alone would overflow) codes
+// up to +-448 as any other row. Few rows (1024-thread CTAs, as for a decode step's activations),
+// rows longer than what a thread keeps in registers (1024 x 4 x 8 = 32768), and many rows
+// (256-thread CTAs, as for weights).
 TEST(QuantizeWeightsFp8, MatchesHostRounding) {
   StreamPtr stream = MakeStream();
   for (auto [n, k] : {std::pair<int64_t, int64_t>{37, 264}, {6, 40008}, {300, 8200}}) {
@@ -558,6 +560,7 @@ TEST(QuantizeWeightsFp8, MatchesHostRounding) {
     ASSERT_TRUE(w && wq && scales);
     ASSERT_OK(FillRandomBf16(w.get(), n * k, FreshSeed(), 3.0f, stream.get()));
     ASSERT_OK(FillBf16(w.get() + 5 * k, k, 0.0f, stream.get()));  // row 5: all zero
+    ASSERT_OK(FillRandomBf16(w.get() + 4 * k, k, FreshSeed(), 1e-37f, stream.get()));  // tiny
     // Poisoned, so a code or scale the kernel skips shows.
     ASSERT_CUDA(cudaMemsetAsync(wq.get(), 0x7F, n * k, stream.get()));
     ASSERT_CUDA(cudaMemsetAsync(scales.get(), 0xFF, n * sizeof(float), stream.get()));  // NaN
@@ -574,15 +577,22 @@ TEST(QuantizeWeightsFp8, MatchesHostRounding) {
       float amax = 0;
       for (int64_t i = 0; i < k; ++i)
         amax = std::max(amax, std::fabs(__bfloat162float(w_host[j * k + i])));
-      const float scale = amax / 448.0f;
-      ASSERT_EQ(s_host[j], scale) << "row " << j;
+      ASSERT_EQ(s_host[j], amax / 448.0f) << "row " << j;
+      const float lift = amax < 0x1p-100f ? 0x1p100f : 1.0f;
+      const float mult = amax > 0 ? 448.0f / (amax * lift) : 0.0f;
+      ASSERT_TRUE(std::isfinite(mult)) << "row " << j;
+      int64_t at_max = 0;
       for (int64_t i = 0; i < k; ++i) {
-        const float v = scale > 0 ? __bfloat162float(w_host[j * k + i]) / scale : 0.0f;
+        const float v = __bfloat162float(w_host[j * k + i]) * lift * mult;
         const uint8_t want = __nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3);
         ASSERT_EQ(int{q_host[j * k + i]}, int{want}) << "row " << j << " col " << i;
+        at_max += (want & 0x7F) == 0x7E;  // +-448
       }
+      if (j != 5) EXPECT_GE(at_max, 1) << "row " << j << ": its largest value is not +-448";
     }
     EXPECT_EQ(s_host[5], 0.0f);
+    EXPECT_GT(s_host[4], 0.0f);
+    EXPECT_LT(s_host[4] * 448.0f, 448.0f / 3.4028235e38f);  // 448 / max|row 4| overflows
   }
 }
 
