@@ -234,6 +234,27 @@ def test_claims_verdicts(tmp_path):
     assert "decode_70b_bf16_ctx2048.json" in md
 
 
+def test_claims_launch_overhead_names_two_gpus(tmp_path):
+    gpu = tmp_path / "results" / "h100-sxm"
+    gpu.mkdir(parents=True)
+
+    def on(uuid):
+        return lambda raw: raw["machine"].update(gpu_uuid=uuid)
+
+    write_variant(gpu, H100, "decode_70b_bf16_ctx2048.json", on("GPU-aaaaaaaa-1111"))
+    write_variant(gpu, H100_EAGER, "decode_70b_bf16_ctx2048_b1_eager.json",
+                  on("GPU-bbbbbbbb-2222"))
+    rows = claims.check_all(str(tmp_path / "results"))
+    e = [r for r in rows if r["claim"] == "e"]
+    assert len(e) == 1
+    assert "two GPUs (eager GPU-bbbbbbbb, graph GPU-aaaaaaaa)" in e[0]["ours"], e[0]["ours"]
+    # The same GPU in both files: no such remark.
+    write_variant(gpu, H100_EAGER, "decode_70b_bf16_ctx2048_b1_eager.json",
+                  on("GPU-aaaaaaaa-1111"))
+    e = [r for r in claims.check_all(str(tmp_path / "results")) if r["claim"] == "e"]
+    assert "two GPUs" not in e[0]["ours"]
+
+
 def test_claims_low_smi_and_high_mfu_does_not_hold(tmp_path):
     gpu = tmp_path / "results" / "h100-sxm"
     gpu.mkdir(parents=True)
