@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -178,6 +179,24 @@ void ExpectSameBf16(const bf16* got, const bf16* want, int64_t n) {
   }
 }
 
+// `op` (RmsNorm or SiluMul writing `out`, with the copy it is given) run with a copy, then without
+// one and followed by QuantizeWeightsFp8 on its output: the bf16 outputs, the bytes and the scales
+// must all be identical.
+void ExpectCopyMatchesTwoKernelPath(cudaStream_t stream, int rows, int cols,
+                                    const std::function<absl::Status(bf16*, E4m3Rows)>& op) {
+  const int64_t n = static_cast<int64_t>(rows) * cols;
+  DeviceBf16 out(n), out_ref(n);
+  ASSERT_OK(FillBf16(out.get(), n, NAN, stream));
+  E4m3Copy got(rows, cols, stream), want(rows, cols, stream);
+  ASSERT_OK(op(out.get(), got.rows_view()));
+  ASSERT_OK(op(out_ref.get(), E4m3Rows{}));
+  ASSERT_OK(QuantizeWeightsFp8(out_ref.get(), want.q.get(), want.scales.get(), rows, cols,
+                               stream));
+  ASSERT_CUDA(cudaStreamSynchronize(stream));
+  ExpectSameBf16(out.get(), out_ref.get(), n);
+  ExpectSameCopy(got, want);
+}
+
 TEST_F(ElementwiseTest, RmsNormWritesTheQuantizersE4m3Copy) {
   uint64_t seed = FreshSeed();
   SCOPED_TRACE(testing::Message() << "seed " << seed);
@@ -191,19 +210,13 @@ TEST_F(ElementwiseTest, RmsNormWritesTheQuantizersE4m3Copy) {
     SCOPED_TRACE(testing::Message() << "rows=" << c.rows << " cols=" << c.cols
                                     << " x_offset=" << c.x_offset);
     const int64_t n = static_cast<int64_t>(c.rows) * c.cols;
-    DeviceBf16 x(n), w(c.cols), y(n), y_ref(n);
+    DeviceBf16 x(n), w(c.cols);
     ASSERT_OK(FillRandomBf16(x.get(c.x_offset), n, seed++, 2.0f, stream_));
     ASSERT_OK(FillRandomBf16(w.get(), c.cols, seed++, 1.5f, stream_));
-    ASSERT_OK(FillBf16(y.get(), n, NAN, stream_));
-    E4m3Copy got(c.rows, c.cols, stream_), want(c.rows, c.cols, stream_);
-    ASSERT_OK(RmsNorm(x.get(c.x_offset), w.get(), y.get(), c.rows, c.cols, 1e-5f, stream_,
-                      got.rows_view()));
-    ASSERT_OK(RmsNorm(x.get(c.x_offset), w.get(), y_ref.get(), c.rows, c.cols, 1e-5f, stream_));
-    ASSERT_OK(QuantizeWeightsFp8(y_ref.get(), want.q.get(), want.scales.get(), c.rows, c.cols,
-                                 stream_));
-    Sync();
-    ExpectSameBf16(y.get(), y_ref.get(), n);
-    ExpectSameCopy(got, want);
+    ExpectCopyMatchesTwoKernelPath(stream_, c.rows, c.cols, [&](bf16* y, E4m3Rows copy) {
+      return RmsNorm(x.get(c.x_offset), w.get(), y, c.rows, c.cols, 1e-5f, stream_, copy);
+    });
+    if (HasFatalFailure()) return;
   }
 }
 
@@ -220,19 +233,13 @@ TEST_F(ElementwiseTest, SiluMulWritesTheQuantizersE4m3Copy) {
                         Case{3, 1040, 0}, Case{2, 40, 0}, Case{2, 40000, 0}, Case{3, 1024, 1}}) {
     SCOPED_TRACE(testing::Message() << "rows=" << c.rows << " ffn=" << c.ffn
                                     << " in_offset=" << c.in_offset);
-    const int64_t n = static_cast<int64_t>(c.rows) * c.ffn;
-    DeviceBf16 gate_up(2 * n), out(n), out_ref(n);
-    ASSERT_OK(FillRandomBf16(gate_up.get(c.in_offset), 2 * n, seed++, 8.0f, stream_));
-    ASSERT_OK(FillBf16(out.get(), n, NAN, stream_));
-    E4m3Copy got(c.rows, c.ffn, stream_), want(c.rows, c.ffn, stream_);
-    ASSERT_OK(SiluMul(gate_up.get(c.in_offset), out.get(), c.rows, c.ffn, stream_,
-                      got.rows_view()));
-    ASSERT_OK(SiluMul(gate_up.get(c.in_offset), out_ref.get(), c.rows, c.ffn, stream_));
-    ASSERT_OK(QuantizeWeightsFp8(out_ref.get(), want.q.get(), want.scales.get(), c.rows, c.ffn,
-                                 stream_));
-    Sync();
-    ExpectSameBf16(out.get(), out_ref.get(), n);
-    ExpectSameCopy(got, want);
+    const int64_t inputs = 2 * static_cast<int64_t>(c.rows) * c.ffn;
+    DeviceBf16 gate_up(inputs);
+    ASSERT_OK(FillRandomBf16(gate_up.get(c.in_offset), inputs, seed++, 8.0f, stream_));
+    ExpectCopyMatchesTwoKernelPath(stream_, c.rows, c.ffn, [&](bf16* out, E4m3Rows copy) {
+      return SiluMul(gate_up.get(c.in_offset), out, c.rows, c.ffn, stream_, copy);
+    });
+    if (HasFatalFailure()) return;
   }
 }
 

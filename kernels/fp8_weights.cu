@@ -35,7 +35,6 @@ __global__ void __launch_bounds__(kT)
   __shared__ float s_warp_max[kT / 32];
   const int lane = threadIdx.x % 32;
   const int warp = threadIdx.x / 32;
-  const auto amax_of = [](const uint4& v, float amax) { return e4m3::Amax8(v, amax); };
   const auto store = [&](const uint4& v, e4m3::RowMultiplier m, int64_t row, int64_t i) {
     *reinterpret_cast<uint2*>(reinterpret_cast<uint8_t*>(wq) + row * k + i) =
         e4m3::Quantize8(v, m);
@@ -52,9 +51,9 @@ __global__ void __launch_bounds__(kT)
     }
     float amax = 0.0f;
 #pragma unroll
-    for (int c = 0; c < kCached; ++c) amax = amax_of(cached[c], amax);
+    for (int c = 0; c < kCached; ++c) amax = e4m3::Amax8(cached[c], amax);
     for (int64_t i = first + kCached * kStride; i < k; i += kStride) {
-      amax = amax_of(*reinterpret_cast<const uint4*>(wr + i), amax);
+      amax = e4m3::Amax8(*reinterpret_cast<const uint4*>(wr + i), amax);
     }
     for (int offset = 16; offset > 0; offset /= 2) {
       amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, offset));
