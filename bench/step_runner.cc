@@ -406,9 +406,13 @@ absl::Status StepRunner::Launch(const Op& op, int64_t layer, cudaStream_t stream
   const size_t index = static_cast<size_t>(&op - workload_.ops().data());
   const E4m3Rows quantized =
       QuantizesForNextGemm(index) ? E4m3Rows{a.xq, a.x_scales} : E4m3Rows{};
-  if (n == "attn_norm" || n == "ffn_norm") {
-    return RmsNorm(a.x, n == "attn_norm" ? l.attn_norm_w : l.ffn_norm_w, a.xn,
-                   static_cast<int>(op.m), static_cast<int>(op.n), eps, stream, quantized);
+  if (n == "attn_norm") {
+    return RmsNorm(a.x, l.attn_norm_w, a.xn, static_cast<int>(op.m), static_cast<int>(op.n), eps,
+                   stream, quantized);
+  }
+  if (n == "add_ffn_norm") {  // x += o_proj's output, then the FFN's norm
+    return AddRmsNorm(a.x, a.tmp_h, l.ffn_norm_w, a.xn, static_cast<int>(op.m),
+                      static_cast<int>(op.n), eps, stream, quantized);
   }
   if (n == "final_norm") {
     const __nv_bfloat16* rows = a.x;
@@ -445,7 +449,7 @@ absl::Status StepRunner::Launch(const Op& op, int64_t layer, cudaStream_t stream
                            1.0f / std::sqrt(static_cast<float>(at.head_dim)), num_splits_,
                            attn_workspace_, stream);
   }
-  if (n == "attn_residual" || n == "ffn_residual") {
+  if (n == "ffn_residual") {
     return ResidualAdd(a.x, a.tmp_h, static_cast<int64_t>(T) * op.n, stream);
   }
   if (n == "silu_mul") {
@@ -485,7 +489,8 @@ bool StepRunner::FeedsNextGemm(size_t op_index) const {
   // The pairs where the op writes exactly the next GEMM's x (GemmBuffersOf): xn, xn, act.
   const std::string& n = ops[op_index].name;
   const std::string& next = ops[op_index + 1].name;
-  return (n == "attn_norm" && next == "qkv_proj") || (n == "ffn_norm" && next == "gate_up_proj") ||
+  return (n == "attn_norm" && next == "qkv_proj") ||
+         (n == "add_ffn_norm" && next == "gate_up_proj") ||
          (n == "silu_mul" && next == "down_proj");
 }
 

@@ -99,6 +99,7 @@ class Verifier {
     switch (op.kind) {
       case OpKind::kEmbedding: return VerifyEmbedding(op, index, layer);
       case OpKind::kRmsNorm: return VerifyRmsNorm(op, index, layer);
+      case OpKind::kAddRmsNorm: return VerifyAddRmsNorm(op, index, layer);
       case OpKind::kGemm: return VerifyGemm(op, index, layer);
       case OpKind::kRopeKvAppend: return VerifyRopeKvAppend(op, index, layer);
       case OpKind::kAttention: return VerifyAttention(op, index, layer);
@@ -220,7 +221,6 @@ class Verifier {
     const StepRunner::Activations& a = r_.activations();
     const StepRunner::LayerBuffers& l = r_.layer_buffers(layer);
     const bf16* w = op.name == "attn_norm"    ? l.attn_norm_w
-                    : op.name == "ffn_norm"   ? l.ffn_norm_w
                     : op.name == "final_norm" ? a.final_norm_w
                                               : nullptr;
     if (w == nullptr) return NoReference(op);
@@ -247,6 +247,34 @@ class Verifier {
     absl::StatusOr<std::vector<float>> got = Floats(a.xn, rows * cols);
     if (!got.ok()) return got.status();
     return Check(*got, ref::RmsNorm(*x, *weight, rows, cols, eps), kRtolElementwise, {rows, cols});
+  }
+
+  // x += o_proj's output (tmp_h), then the FFN's norm of x into xn: both outputs checked, the
+  // norm against the reference of the sums the GPU kept (themselves checked first).
+  absl::Status VerifyAddRmsNorm(const Op& op, size_t index, int64_t layer) {
+    if (op.name != "add_ffn_norm") return NoReference(op);
+    const StepRunner::Activations& a = r_.activations();
+    const int64_t rows = op.m, cols = op.n;
+    const float model_eps = r_.workload().model().rms_norm_eps();
+    const float eps = model_eps > 0 ? model_eps : 1e-5f;
+    absl::StatusOr<std::vector<float>> x = Input(a.x, rows * cols, "x");
+    if (!x.ok()) return x.status();
+    absl::StatusOr<std::vector<float>> r = Input(a.tmp_h, rows * cols, "residual");
+    if (!r.ok()) return r.status();
+    absl::StatusOr<std::vector<float>> weight =
+        Input(r_.layer_buffers(layer).ffn_norm_w, cols, "weight");
+    if (!weight.ok()) return weight.status();
+    // x is updated in place (its copy from before is the input); xn can be poisoned.
+    TP_RETURN_IF_ERROR(Poison(a.xn, rows * cols));
+    TP_RETURN_IF_ERROR(Launch(index, layer));
+    absl::StatusOr<std::vector<float>> sums = Floats(a.x, rows * cols);
+    if (!sums.ok()) return sums.status();
+    TP_RETURN_IF_ERROR(
+        Check(*sums, ref::ResidualAdd(*x, *r), kRtolElementwise, {rows, cols}, "x (the sums)"));
+    absl::StatusOr<std::vector<float>> got = Floats(a.xn, rows * cols);
+    if (!got.ok()) return got.status();
+    return Check(*got, ref::RmsNorm(*sums, *weight, rows, cols, eps), kRtolElementwise,
+                 {rows, cols}, "xn");
   }
 
   // fp8 weights [n, k] with their per-row scales, dequantized (float(e4m3) * scale).
@@ -443,7 +471,7 @@ class Verifier {
   }
 
   absl::Status VerifyResidualAdd(const Op& op, size_t index, int64_t layer) {
-    if (op.name != "attn_residual" && op.name != "ffn_residual") return NoReference(op);
+    if (op.name != "ffn_residual") return NoReference(op);
     const StepRunner::Activations& a = r_.activations();
     const int64_t rows = op.m, cols = op.n;
     // In place: x's copy from before is the input; no poisoning possible.

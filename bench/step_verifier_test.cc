@@ -153,7 +153,7 @@ TEST_F(StepVerifierTest, Fp8RunnerHoldsFp8WeightsAndSaysWhichPathQuantizes) {
       // The ops right before qkv, gate_up and down write their quantized activations; o_proj,
       // after attention, quantizes them itself.
       const bool feeds_w8a8 = gemm != "own" && (ops[i].name == "attn_norm" ||
-                                                ops[i].name == "ffn_norm" ||
+                                                ops[i].name == "add_ffn_norm" ||
                                                 ops[i].name == "silu_mul");
       EXPECT_EQ(r.QuantizesForNextGemm(i), feeds_w8a8) << ops[i].name;
       if (feeds_w8a8) {
@@ -273,7 +273,7 @@ TEST_F(StepVerifierTest, RejectsAllZeroInput) {
                               TinyModel().hidden_size() * sizeof(uint16_t), stream_));
   const absl::Status st = VerifyStep(**runner, stream_);
   EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
-  EXPECT_THAT(st.message(), HasSubstr("op ffn_norm (layer 1)"));
+  EXPECT_THAT(st.message(), HasSubstr("op add_ffn_norm (layer 1)"));
   EXPECT_THAT(st.message(), HasSubstr("all zeros"));
 }
 

@@ -108,25 +108,45 @@ __device__ __forceinline__ void StoreE4m3(const Pack8 (&out)[kVecs], int nvec,
 // trip: at batch 1 the kernel is that latency, not bandwidth. Each element is read and written by
 // the same thread, so y may alias x. With a quantized copy (kQuantize) the bf16 outputs stay in
 // registers through a second block reduction, their largest magnitude, and then go out as e4m3.
+// With kAdd (AddRmsNorm) the residual's pieces are loaded beside x's, each sum is rounded to bf16
+// and stored back to x exactly as ResidualAdd would, and the norm is of those rounded sums: the
+// residual add costs no round trip and no launch of its own.
 
 constexpr int kNormMaxThreads = 1024;
 constexpr int kNormMaxVecs = 4;  // rows up to 1024 * 4 * 8 = 32768 elements in registers
 
-template <int kVecs, bool kQuantize>
+template <int kVecs, bool kQuantize, bool kAdd>
 __global__ void __launch_bounds__(kNormMaxThreads)
-    RmsNormRowInRegistersKernel(const bf16* x, const bf16* __restrict__ weight, bf16* y,
-                                E4m3Rows quantized, int cols, float eps) {
+    RmsNormRowInRegistersKernel(bf16* x, const bf16* residual, const bf16* __restrict__ weight,
+                                bf16* y, E4m3Rows quantized, int cols, float eps) {
   pdl::WaitForPrevious();
   pdl::AllowNextLaunch();
   const int64_t offset = static_cast<int64_t>(blockIdx.x) * cols;
   const int nvec = cols / kVec;
   float f[kVecs][kVec], w[kVecs][kVec];
+  Pack8 r[kVecs];  // kAdd: the residual, packed until x has arrived too
 #pragma unroll
   for (int j = 0; j < kVecs; ++j) {
     const int v = threadIdx.x + j * blockDim.x;
     if (v < nvec) {
       Load8(x + offset + v * kVec, f[j]);
+      if constexpr (kAdd) r[j].u = *reinterpret_cast<const uint4*>(residual + offset + v * kVec);
       Load8(weight + v * kVec, w[j]);
+    }
+  }
+  if constexpr (kAdd) {
+#pragma unroll
+    for (int j = 0; j < kVecs; ++j) {
+      const int v = threadIdx.x + j * blockDim.x;
+      if (v < nvec) {
+        float add[kVec];
+        Unpack8(r[j], add);
+#pragma unroll
+        for (int k = 0; k < kVec; ++k) f[j][k] += add[k];
+        const Pack8 sum = Pack(f[j]);
+        *reinterpret_cast<uint4*>(x + offset + v * kVec) = sum.u;
+        Unpack8(sum, f[j]);  // the norm sees the bf16 sums, as after ResidualAdd
+      }
     }
   }
   float ss = 0.0f;
@@ -417,46 +437,69 @@ RowLaunch RowInRegisters(int nvec) {
   return {((nvec + vecs - 1) / vecs + 31) / 32 * 32, vecs == 3 ? kNormMaxVecs : vecs};
 }
 
-}  // namespace
-
-absl::Status RmsNorm(const bf16* x, const bf16* weight, bf16* y, int rows, int cols, float eps,
-                     cudaStream_t stream, E4m3Rows quantized) {
+// RmsNorm, or AddRmsNorm where residual is not null (x is then written).
+absl::Status NormRows(const char* api, bf16* x, const bf16* residual, const bf16* weight, bf16* y,
+                      int rows, int cols, float eps, cudaStream_t stream, E4m3Rows quantized) {
   if (rows < 0 || cols <= 0) {
     return absl::InvalidArgumentError(
-        absl::StrCat("RmsNorm: bad shape rows=", rows, " cols=", cols));
+        absl::StrCat(api, ": bad shape rows=", rows, " cols=", cols));
   }
-  if (!(eps >= 0.0f)) return absl::InvalidArgumentError("RmsNorm: eps must be >= 0");
-  TP_RETURN_IF_ERROR(CheckQuantized("RmsNorm", quantized, y, cols));
+  if (!(eps >= 0.0f)) return absl::InvalidArgumentError(absl::StrCat(api, ": eps must be >= 0"));
+  TP_RETURN_IF_ERROR(CheckQuantized(api, quantized, y, cols));
   if (rows == 0) return absl::OkStatus();
+  const bool add = residual != nullptr;
   if (x == nullptr || weight == nullptr || y == nullptr) {
-    return absl::InvalidArgumentError("RmsNorm: null pointer");
+    return absl::InvalidArgumentError(absl::StrCat(api, ": null pointer"));
+  }
+  if (add && y == x) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(api, ": y must not be x (x keeps the sums, y the normalized rows)"));
   }
   const bool quantize = quantized.q != nullptr;
   const RowLaunch row = RowInRegisters(cols / kVec);
   const bool vec = cols % kVec == 0 && row.vecs > 0 && Aligned16(x) && Aligned16(weight) &&
-                   Aligned16(y);
+                   Aligned16(y) && (!add || Aligned16(residual));
   if (!vec) {
+    // The rare shapes outside the fused kernel: the add, the norm, the quantizer on its output.
+    if (add) {
+      TP_RETURN_IF_ERROR(ResidualAdd(x, residual, static_cast<int64_t>(rows) * cols, stream));
+    }
     TP_RETURN_IF_ERROR(CudaStatus(
         pdl::Launch(RmsNormScalarKernel, rows, kThreads, 0, stream, x, weight, y, cols, eps),
         "RmsNormScalarKernel"));
-    // The rare shapes outside the fused kernel: the quantizer on the output.
     return quantize ? QuantizeWeightsFp8(y, quantized.q, quantized.scales, rows, cols, stream)
                     : absl::OkStatus();
   }
-  using Kernel = void (*)(const bf16*, const bf16*, bf16*, E4m3Rows, int, float);
-  Kernel kernel = nullptr;
-  if (quantize) {
-    kernel = row.vecs == 1   ? RmsNormRowInRegistersKernel<1, true>
-             : row.vecs == 2 ? RmsNormRowInRegistersKernel<2, true>
-                             : RmsNormRowInRegistersKernel<kNormMaxVecs, true>;
-  } else {
-    kernel = row.vecs == 1   ? RmsNormRowInRegistersKernel<1, false>
-             : row.vecs == 2 ? RmsNormRowInRegistersKernel<2, false>
-                             : RmsNormRowInRegistersKernel<kNormMaxVecs, false>;
+  using Kernel = void (*)(bf16*, const bf16*, const bf16*, bf16*, E4m3Rows, int, float);
+  constexpr int kMax = kNormMaxVecs;
+  const int i = (row.vecs == 1 ? 0 : row.vecs == 2 ? 1 : 2) + (quantize ? 3 : 0) + (add ? 6 : 0);
+  constexpr Kernel kKernels[12] = {
+      RmsNormRowInRegistersKernel<1, false, false>,    RmsNormRowInRegistersKernel<2, false, false>,
+      RmsNormRowInRegistersKernel<kMax, false, false>, RmsNormRowInRegistersKernel<1, true, false>,
+      RmsNormRowInRegistersKernel<2, true, false>,     RmsNormRowInRegistersKernel<kMax, true, false>,
+      RmsNormRowInRegistersKernel<1, false, true>,     RmsNormRowInRegistersKernel<2, false, true>,
+      RmsNormRowInRegistersKernel<kMax, false, true>,  RmsNormRowInRegistersKernel<1, true, true>,
+      RmsNormRowInRegistersKernel<2, true, true>,      RmsNormRowInRegistersKernel<kMax, true, true>};
+  return CudaStatus(pdl::Launch(kKernels[i], rows, row.threads, 0, stream, x, residual, weight, y,
+                                quantized, cols, eps),
+                    "RmsNormRowInRegistersKernel");
+}
+
+}  // namespace
+
+absl::Status RmsNorm(const bf16* x, const bf16* weight, bf16* y, int rows, int cols, float eps,
+                     cudaStream_t stream, E4m3Rows quantized) {
+  // Without a residual the kernels only read x.
+  return NormRows("RmsNorm", const_cast<bf16*>(x), nullptr, weight, y, rows, cols, eps, stream,
+                  quantized);
+}
+
+absl::Status AddRmsNorm(bf16* x, const bf16* residual, const bf16* weight, bf16* y, int rows,
+                        int cols, float eps, cudaStream_t stream, E4m3Rows quantized) {
+  if (residual == nullptr && rows > 0) {
+    return absl::InvalidArgumentError("AddRmsNorm: null pointer");
   }
-  return CudaStatus(
-      pdl::Launch(kernel, rows, row.threads, 0, stream, x, weight, y, quantized, cols, eps),
-      "RmsNormRowInRegistersKernel");
+  return NormRows("AddRmsNorm", x, residual, weight, y, rows, cols, eps, stream, quantized);
 }
 
 absl::Status ResidualAdd(bf16* x, const bf16* r, int64_t n, cudaStream_t stream) {

@@ -1,5 +1,6 @@
 // The memory-bound pieces of a Llama-style decoder layer that sit between the GEMMs and the
-// attention kernel: RMSNorm, residual add, SwiGLU activation, and RoPE + KV-cache append.
+// attention kernel: RMSNorm (alone or fused with the residual add before it), residual add,
+// SwiGLU activation, and RoPE + KV-cache append.
 //
 // All tensors are row-major bf16 device pointers; math is fp32 and each output is rounded to bf16
 // once. Paths use 16-byte vector loads/stores where pointers and row lengths allow and fall back
@@ -35,6 +36,14 @@ struct E4m3Rows {
 absl::Status RmsNorm(const __nv_bfloat16* x, const __nv_bfloat16* weight, __nv_bfloat16* y,
                      int rows, int cols, float eps, cudaStream_t stream,
                      E4m3Rows quantized = {});
+
+// The residual add before a norm, fused with it: x[r, :] += residual[r, :] (each sum rounded to
+// bf16), then y = RmsNorm(x) of the updated rows, with the optional e4m3 copy of y. The results
+// are those of ResidualAdd then RmsNorm, bit for bit, from one kernel: one launch and one read of
+// x fewer. y must not be x (InvalidArgument): x keeps the sums, the residual stream.
+absl::Status AddRmsNorm(__nv_bfloat16* x, const __nv_bfloat16* residual,
+                        const __nv_bfloat16* weight, __nv_bfloat16* y, int rows, int cols,
+                        float eps, cudaStream_t stream, E4m3Rows quantized = {});
 
 // x[i] += r[i] for i in [0, n).
 absl::Status ResidualAdd(__nv_bfloat16* x, const __nv_bfloat16* r, int64_t n,

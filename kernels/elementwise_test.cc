@@ -1,7 +1,8 @@
-// GPU tests of RmsNorm, ResidualAdd, SiluMul and RopeKvAppend against double-precision CPU
-// references computed from the very bf16 inputs the GPU saw. Outputs are poisoned with NaN before
-// each run, so an element the kernel never wrote fails the comparison. The e4m3 copies RmsNorm and
-// SiluMul can write are checked byte for byte against QuantizeWeightsFp8 on their bf16 output.
+// GPU tests of RmsNorm, AddRmsNorm, ResidualAdd, SiluMul and RopeKvAppend against
+// double-precision CPU references computed from the very bf16 inputs the GPU saw. Outputs are
+// poisoned with NaN before each run, so an element the kernel never wrote fails the comparison.
+// The e4m3 copies RmsNorm, AddRmsNorm and SiluMul can write are checked byte for byte against
+// QuantizeWeightsFp8 on their bf16 output.
 #include "kernels/elementwise.h"
 
 #include <cuda_bf16.h>
@@ -218,6 +219,66 @@ TEST_F(ElementwiseTest, RmsNormWritesTheQuantizersE4m3Copy) {
     });
     if (HasFatalFailure()) return;
   }
+}
+
+// AddRmsNorm against the two kernels it fuses, ResidualAdd then RmsNorm (then QuantizeWeightsFp8
+// for the copy), on the same inputs: the sums left in x, the normalized rows and the copy must
+// all be identical. Against a double reference too, so that both paths cannot be wrong alike.
+TEST_F(ElementwiseTest, AddRmsNormIsResidualAddThenRmsNorm) {
+  uint64_t seed = FreshSeed();
+  SCOPED_TRACE(testing::Message() << "seed " << seed);
+  struct Case {
+    int rows, cols, offset;  // of x and the residual from 16-byte alignment (y stays aligned)
+    bool copy;
+  };
+  // 8192 (70B hidden) at 1 and 64 rows, 16384 (405B) two pieces per thread, 20000 four with an
+  // idle tail; 40 a partial warp; 40000 past the in-register row, and misaligned x and residual:
+  // both take ResidualAdd, the element-wise norm (and QuantizeWeightsFp8).
+  for (const Case& c :
+       {Case{1, 8192, 0, false}, Case{1, 8192, 0, true}, Case{64, 8192, 0, true},
+        Case{3, 16384, 0, false}, Case{3, 16384, 0, true}, Case{2, 20000, 0, true},
+        Case{2, 40, 0, true}, Case{2, 40000, 0, true}, Case{3, 8192, 1, false},
+        Case{3, 8192, 1, true}}) {
+    SCOPED_TRACE(testing::Message() << "rows=" << c.rows << " cols=" << c.cols
+                                    << " offset=" << c.offset << " copy=" << c.copy);
+    const int64_t n = static_cast<int64_t>(c.rows) * c.cols;
+    constexpr float kEps = 1e-5f;
+    DeviceBf16 x(n), x_ref(n), r(n), w(c.cols), y(n), y_ref(n);
+    ASSERT_OK(FillRandomBf16(x.get(c.offset), n, seed++, 2.0f, stream_));
+    ASSERT_OK(FillRandomBf16(r.get(c.offset), n, seed++, 1.0f, stream_));
+    ASSERT_OK(FillRandomBf16(w.get(), c.cols, seed++, 1.5f, stream_));
+    ASSERT_CUDA(cudaMemcpyAsync(x_ref.get(c.offset), x.get(c.offset), n * sizeof(bf16),
+                                cudaMemcpyDeviceToDevice, stream_));
+    ASSERT_OK(FillBf16(y.get(), n, NAN, stream_));
+    const std::vector<float> hx = ToHost(x.get(c.offset), n), hr = ToHost(r.get(c.offset), n);
+    E4m3Copy got(c.rows, c.cols, stream_), want(c.rows, c.cols, stream_);
+    ASSERT_OK(AddRmsNorm(x.get(c.offset), r.get(c.offset), w.get(), y.get(), c.rows, c.cols, kEps,
+                         stream_, c.copy ? got.rows_view() : E4m3Rows{}));
+    ASSERT_OK(ResidualAdd(x_ref.get(c.offset), r.get(c.offset), n, stream_));
+    ASSERT_OK(RmsNorm(x_ref.get(c.offset), w.get(), y_ref.get(), c.rows, c.cols, kEps, stream_));
+    if (c.copy) {
+      ASSERT_OK(QuantizeWeightsFp8(y_ref.get(), want.q.get(), want.scales.get(), c.rows, c.cols,
+                                   stream_));
+    }
+    Sync();
+    ExpectSameBf16(x.get(c.offset), x_ref.get(c.offset), n);
+    ExpectSameBf16(y.get(), y_ref.get(), n);
+    if (c.copy) ExpectSameCopy(got, want);
+    std::vector<double> sums(n);
+    for (int64_t i = 0; i < n; ++i) sums[i] = static_cast<double>(hx[i]) + hr[i];
+    ExpectClose(ToHost(x.get(c.offset), n), sums, kRtol, 1e-6);
+    if (HasFatalFailure()) return;
+  }
+}
+
+TEST_F(ElementwiseTest, AddRmsNormRejectsAnOutputOverItsSums) {
+  DeviceBf16 x(2 * 64), r(2 * 64), w(64), y(2 * 64);
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      AddRmsNorm(x.get(), r.get(), w.get(), x.get(), 2, 64, 1e-5f, stream_)));
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      AddRmsNorm(x.get(), nullptr, w.get(), y.get(), 2, 64, 1e-5f, stream_)));
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      AddRmsNorm(x.get(), r.get(), w.get(), y.get(), 2, 0, 1e-5f, stream_)));
 }
 
 TEST_F(ElementwiseTest, SiluMulWritesTheQuantizersE4m3Copy) {

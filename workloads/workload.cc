@@ -51,6 +51,15 @@ Op RmsNorm(std::string name, int64_t count, int64_t rows, int64_t cols) {
   return op;
 }
 
+// x += r, then RMSNorm of x: RMSNorm's costs, plus the add, the read of r and the write of x.
+Op AddRmsNorm(std::string name, int64_t count, int64_t rows, int64_t cols) {
+  Op op = RmsNorm(std::move(name), count, rows, cols);
+  op.kind = OpKind::kAddRmsNorm;
+  op.flops += rows * cols;
+  op.act_bytes += 2 * rows * cols * kActBytes;
+  return op;
+}
+
 // x += r: reads two rows, writes one; one FLOP per element.
 Op Residual(std::string name, int64_t count, int64_t rows, int64_t cols) {
   Op op{.name = std::move(name), .kind = OpKind::kResidualAdd, .count = count, .m = rows, .n = cols};
@@ -69,6 +78,7 @@ absl::string_view OpKindName(OpKind kind) {
   switch (kind) {
     case OpKind::kEmbedding: return "embedding";
     case OpKind::kRmsNorm: return "rmsnorm";
+    case OpKind::kAddRmsNorm: return "add_rmsnorm";
     case OpKind::kGemm: return "gemm";
     case OpKind::kRopeKvAppend: return "rope_kv_append";
     case OpKind::kAttention: return "attention";
@@ -160,8 +170,10 @@ absl::StatusOr<Workload> Workload::Build(const ModelSpec& model, const StepConfi
   w.ops_.push_back(at);
 
   w.ops_.push_back(Gemm("o_proj", L, T, d.hidden, d.q(), wt));
-  w.ops_.push_back(Residual("attn_residual", L, T, d.hidden));
-  w.ops_.push_back(RmsNorm("ffn_norm", L, T, d.hidden));
+  // The attention block's residual add goes with the FFN's norm, as serving engines fuse them
+  // (vLLM's fused_add_rms_norm). The FFN block's add stays an op of its own: fused with the next
+  // layer's norm, the first layer would run a different op from the others.
+  w.ops_.push_back(AddRmsNorm("add_ffn_norm", L, T, d.hidden));
   w.ops_.push_back(Gemm("gate_up_proj", L, T, 2 * d.ffn, d.hidden, wt));
 
   Op silu{.name = "silu_mul", .kind = OpKind::kSiluMul, .count = L, .m = T, .n = d.ffn};

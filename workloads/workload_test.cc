@@ -43,7 +43,7 @@ TEST(Workload, OpListOfADecodeStep) {
   std::vector<std::string> names;
   for (const Op& op : w.ops()) names.push_back(op.name);
   EXPECT_THAT(names, ::testing::ElementsAre("embedding", "attn_norm", "qkv_proj", "rope_kv_append",
-                                            "attention", "o_proj", "attn_residual", "ffn_norm",
+                                            "attention", "o_proj", "add_ffn_norm",
                                             "gate_up_proj", "silu_mul", "down_proj",
                                             "ffn_residual", "final_norm", "lm_head"));
   EXPECT_EQ(FindOp(w, "qkv_proj").count, 80);
@@ -63,6 +63,20 @@ TEST(Workload, OpListOfADecodeStep) {
   EXPECT_EQ(down.k, 28672);
   EXPECT_EQ(FindOp(w, "gate_up_proj").n, 2 * 28672);
   EXPECT_EQ(FindOp(w, "lm_head").n, 128256);
+}
+
+TEST(Workload, TheFusedAddAndNormMoveOneRowLessThanTheTwoOps) {
+  Workload w = Decode(4, 0);
+  const Op& fused = FindOp(w, "add_ffn_norm");
+  const Op& add = FindOp(w, "ffn_residual");
+  const Op& norm = FindOp(w, "attn_norm");
+  EXPECT_EQ(fused.kind, OpKind::kAddRmsNorm);
+  EXPECT_EQ(fused.count, 80);
+  // The two ops write x and read it back; fused, x's sums stay in registers.
+  const int64_t rows_bytes = 4 * 8192 * 2;
+  EXPECT_EQ(fused.bytes() + rows_bytes, add.bytes() + norm.bytes());
+  EXPECT_EQ(fused.weight_bytes, norm.weight_bytes);
+  EXPECT_EQ(fused.flops, add.flops + norm.flops);
 }
 
 TEST(Workload, Batch1DecodeAtContext0MovesTheWeights) {
