@@ -30,7 +30,7 @@ TEST(Prediction, OnePointPerBatchWithTheBound) {
   EXPECT_FALSE(b1.fits());  // 141 GB of weights on an 80 GB GPU
   EXPECT_EQ(b1.tp_needed(), 2u);
   EXPECT_FALSE(b1.has_tokens_per_s());  // nothing measured
-  EXPECT_EQ(b1.ops_size(), 13);  // the step's ops, as workload_test lists them
+  EXPECT_EQ(b1.ops_size(), 12);  // the step's ops, as workload_test lists them
   double op_ms = 0;
   for (const OpPoint& op : b1.ops()) op_ms += op.bound_ms();
   EXPECT_NEAR(op_ms, b1.bound_ms(), 1e-9);

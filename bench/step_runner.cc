@@ -107,8 +107,8 @@ LayerLayout LayoutLayer(const Dims& d) {
 }
 
 struct SharedLayout {
-  int64_t embedding, lm_head, final_norm_w, ids, last_ids, x_last, x, xn, qkv, q, attn_out, tmp_h,
-      gate_up, act, logits, attn_ws, gemm_ws;
+  int64_t embedding, lm_head, final_norm_w, ids, last_ids, x_last, r_last, x, xn, qkv, q, attn_out,
+      tmp_h, gate_up, act, logits, attn_ws, gemm_ws;
   int64_t xq = -1, x_scales = -1;  // fp8 weights only
   int64_t staging = -1;  // fp8 weights are made, own-GEMM weights packed, through it
   int64_t total;
@@ -143,6 +143,7 @@ SharedLayout LayoutShared(const Workload& w, const Dims& d, int num_splits, int 
   o.ids = l.Add(d.T * 4);
   o.last_ids = l.Add(d.B * 4);
   o.x_last = l.Add(d.B * d.h * 2);
+  o.r_last = l.Add(d.B * d.h * 2);
   o.x = l.Add(d.T * d.h * 2);
   o.xn = l.Add(d.T * d.h * 2);
   o.qkv = l.Add(d.T * (d.q + 2 * d.kv) * 2);
@@ -224,7 +225,7 @@ absl::StatusOr<std::unique_ptr<StepRunner>> StepRunner::Create(const Workload& w
   r.shared_ = *std::move(shared);
   r.act_ = Activations{reinterpret_cast<int32_t*>(r.shared_.as<char>() + s.ids),
                        reinterpret_cast<int32_t*>(r.shared_.as<char>() + s.last_ids),
-                       At(r.shared_, s.x_last),
+                       At(r.shared_, s.x_last), At(r.shared_, s.r_last),
                        At(r.shared_, s.embedding), At(r.shared_, s.lm_head),
                        At(r.shared_, s.final_norm_w), At(r.shared_, s.x), At(r.shared_, s.xn),
                        At(r.shared_, s.qkv), At(r.shared_, s.q), At(r.shared_, s.attn_out),
@@ -399,31 +400,36 @@ absl::Status StepRunner::Launch(const Op& op, int64_t layer, cudaStream_t stream
   const float eps = model.rms_norm_eps() > 0 ? model.rms_norm_eps() : 1e-5f;
   const std::string& n = op.name;
   if (n == "embedding") {
+    // The rows go where a block's output goes (tmp_h), for the first layer's norm to add to x,
+    // the residual stream, which starts at zero.
     const Op& lm = workload_.ops().back();
-    return EmbeddingGather(a.embedding, a.ids, a.x, static_cast<int>(op.m),
-                           static_cast<int>(op.n), static_cast<int>(lm.n), stream);
+    TP_RETURN_IF_ERROR(EmbeddingGather(a.embedding, a.ids, a.tmp_h, static_cast<int>(op.m),
+                                       static_cast<int>(op.n), static_cast<int>(lm.n), stream));
+    TP_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(a.x, 0, op.m * op.n * sizeof(__nv_bfloat16), stream));
+    return absl::OkStatus();
   }
   const size_t index = static_cast<size_t>(&op - workload_.ops().data());
   const E4m3Rows quantized =
       QuantizesForNextGemm(index) ? E4m3Rows{a.xq, a.x_scales} : E4m3Rows{};
-  if (n == "attn_norm") {
-    return RmsNorm(a.x, l.attn_norm_w, a.xn, static_cast<int>(op.m), static_cast<int>(op.n), eps,
-                   stream, quantized);
+  // Each norm first adds the output of the block before it (tmp_h) to x.
+  if (n == "add_attn_norm" || n == "add_ffn_norm") {
+    return AddRmsNorm(a.x, a.tmp_h, n == "add_attn_norm" ? l.attn_norm_w : l.ffn_norm_w, a.xn,
+                      static_cast<int>(op.m), static_cast<int>(op.n), eps, stream, quantized);
   }
-  if (n == "add_ffn_norm") {  // x += o_proj's output, then the FFN's norm
-    return AddRmsNorm(a.x, a.tmp_h, l.ffn_norm_w, a.xn, static_cast<int>(op.m),
-                      static_cast<int>(op.n), eps, stream, quantized);
-  }
-  if (n == "final_norm") {
-    const __nv_bfloat16* rows = a.x;
+  if (n == "add_final_norm") {
+    __nv_bfloat16* x = a.x;
+    const __nv_bfloat16* r = a.tmp_h;
     if (T != op.m) {
-      // Prefill: gather each prompt's last row first (B rows of the T, a negligible copy).
+      // Prefill: each prompt's last row of both first (B rows of the T, a negligible copy).
       TP_RETURN_IF_ERROR(EmbeddingGather(a.x, a.last_ids, a.x_last, static_cast<int>(op.m),
                                          static_cast<int>(op.n), T, stream));
-      rows = a.x_last;
+      TP_RETURN_IF_ERROR(EmbeddingGather(a.tmp_h, a.last_ids, a.r_last, static_cast<int>(op.m),
+                                         static_cast<int>(op.n), T, stream));
+      x = a.x_last;
+      r = a.r_last;
     }
-    return RmsNorm(rows, a.final_norm_w, a.xn, static_cast<int>(op.m), static_cast<int>(op.n),
-                   eps, stream);
+    return AddRmsNorm(x, r, a.final_norm_w, a.xn, static_cast<int>(op.m), static_cast<int>(op.n),
+                      eps, stream);
   }
   if (op.kind == OpKind::kGemm) return LaunchGemm(op, layer, stream);
   if (n == "rope_kv_append") {
@@ -448,9 +454,6 @@ absl::Status StepRunner::Launch(const Op& op, int64_t layer, cudaStream_t stream
                            static_cast<int>(cache_capacity_),
                            1.0f / std::sqrt(static_cast<float>(at.head_dim)), num_splits_,
                            attn_workspace_, stream);
-  }
-  if (n == "ffn_residual") {
-    return ResidualAdd(a.x, a.tmp_h, static_cast<int64_t>(T) * op.n, stream);
   }
   if (n == "silu_mul") {
     return SiluMul(a.gate_up, a.act, static_cast<int>(op.m), static_cast<int>(op.n), stream,
@@ -489,7 +492,7 @@ bool StepRunner::FeedsNextGemm(size_t op_index) const {
   // The pairs where the op writes exactly the next GEMM's x (GemmBuffersOf): xn, xn, act.
   const std::string& n = ops[op_index].name;
   const std::string& next = ops[op_index + 1].name;
-  return (n == "attn_norm" && next == "qkv_proj") ||
+  return (n == "add_attn_norm" && next == "qkv_proj") ||
          (n == "add_ffn_norm" && next == "gate_up_proj") ||
          (n == "silu_mul" && next == "down_proj");
 }

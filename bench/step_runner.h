@@ -89,7 +89,8 @@ class StepRunner {
   struct Activations {
     int32_t* ids;
     int32_t* last_ids;       // prefill: row of each prompt's last token
-    __nv_bfloat16* x_last;   // prefill: those rows, gathered for the final norm
+    __nv_bfloat16* x_last;   // prefill: those rows of x, gathered for the final norm
+    __nv_bfloat16* r_last;   // and of the last block's output (tmp_h), which it adds to them
     __nv_bfloat16 *embedding, *lm_head, *final_norm_w;
     __nv_bfloat16 *x, *xn, *qkv, *q, *attn_out, *tmp_h, *gate_up, *act, *logits;
     __nv_fp8_e4m3* xq;  // W8A8: a GEMM's activations quantized per token; else null

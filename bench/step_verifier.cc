@@ -98,12 +98,10 @@ class Verifier {
                           : absl::StrCat("op ", op.name);
     switch (op.kind) {
       case OpKind::kEmbedding: return VerifyEmbedding(op, index, layer);
-      case OpKind::kRmsNorm: return VerifyRmsNorm(op, index, layer);
       case OpKind::kAddRmsNorm: return VerifyAddRmsNorm(op, index, layer);
       case OpKind::kGemm: return VerifyGemm(op, index, layer);
       case OpKind::kRopeKvAppend: return VerifyRopeKvAppend(op, index, layer);
       case OpKind::kAttention: return VerifyAttention(op, index, layer);
-      case OpKind::kResidualAdd: return VerifyResidualAdd(op, index, layer);
       case OpKind::kSiluMul: return VerifySiluMul(op, index, layer);
     }
     return NoReference(op);
@@ -132,15 +130,18 @@ class Verifier {
     return ToFloat(*bits);
   }
 
-  // An input as floats, rejected when all zero or not finite.
-  absl::StatusOr<std::vector<float>> Input(const bf16* p, int64_t n, absl::string_view what) const {
+  // An input as floats, rejected when not finite or, unless zeros are its expected value, all
+  // zero.
+  absl::StatusOr<std::vector<float>> Input(const bf16* p, int64_t n, absl::string_view what,
+                                           bool may_be_zero = false) const {
     absl::StatusOr<std::vector<float>> v = Floats(p, n);
     if (!v.ok()) return v.status();
-    TP_RETURN_IF_ERROR(CheckInput(*v, what));
+    TP_RETURN_IF_ERROR(CheckInput(*v, what, may_be_zero));
     return v;
   }
 
-  absl::Status CheckInput(const std::vector<float>& v, absl::string_view what) const {
+  absl::Status CheckInput(const std::vector<float>& v, absl::string_view what,
+                          bool may_be_zero = false) const {
     bool nonzero = false;
     for (size_t i = 0; i < v.size(); ++i) {
       if (!std::isfinite(v[i])) {
@@ -149,7 +150,7 @@ class Verifier {
       }
       nonzero |= v[i] != 0.0f;
     }
-    if (!nonzero) {
+    if (!nonzero && !may_be_zero) {
       return absl::FailedPreconditionError(
           absl::StrCat("verification failed: ", where_, ": input ", what, " is all zeros (",
                        v.size(), " elements); the harness must never time zeros"));
@@ -210,64 +211,60 @@ class Verifier {
     const std::vector<float> table = ToFloat(table_bits);
     TP_RETURN_IF_ERROR(CheckInput(table, "embedding rows"));
 
+    // The rows land in tmp_h, the first block output the first norm adds; x, the residual
+    // stream, starts at zero.
+    TP_RETURN_IF_ERROR(Poison(a.tmp_h, rows * cols));
     TP_RETURN_IF_ERROR(Poison(a.x, rows * cols));
     TP_RETURN_IF_ERROR(Launch(index, layer));
-    absl::StatusOr<std::vector<float>> got = Floats(a.x, rows * cols);
+    absl::StatusOr<std::vector<float>> got = Floats(a.tmp_h, rows * cols);
     if (!got.ok()) return got.status();
-    return Check(*got, ref::EmbeddingGather(table, local_ids, cols), kExact, {rows, cols});
+    TP_RETURN_IF_ERROR(Check(*got, ref::EmbeddingGather(table, local_ids, cols), kExact,
+                             {rows, cols}, "the rows (tmp_h)"));
+    absl::StatusOr<std::vector<float>> x = Floats(a.x, rows * cols);
+    if (!x.ok()) return x.status();
+    return Check(*x, std::vector<double>(x->size(), 0.0), kExact, {rows, cols}, "x");
   }
 
-  absl::Status VerifyRmsNorm(const Op& op, size_t index, int64_t layer) {
+  // x += the block output before the norm (tmp_h), then the norm of x into xn: both outputs
+  // checked, the norm against the reference of the sums the GPU kept (themselves checked first).
+  // The final norm of a prefill step takes each prompt's last row of x and of tmp_h.
+  absl::Status VerifyAddRmsNorm(const Op& op, size_t index, int64_t layer) {
     const StepRunner::Activations& a = r_.activations();
     const StepRunner::LayerBuffers& l = r_.layer_buffers(layer);
-    const bf16* w = op.name == "attn_norm"    ? l.attn_norm_w
-                    : op.name == "final_norm" ? a.final_norm_w
-                                              : nullptr;
+    const bf16* w = op.name == "add_attn_norm"    ? l.attn_norm_w
+                    : op.name == "add_ffn_norm"   ? l.ffn_norm_w
+                    : op.name == "add_final_norm" ? a.final_norm_w
+                                                  : nullptr;
     if (w == nullptr) return NoReference(op);
     const int64_t rows = op.m, cols = op.n;
     // The eps StepRunner::Launch passes (a float).
     const float model_eps = r_.workload().model().rms_norm_eps();
     const float eps = model_eps > 0 ? model_eps : 1e-5f;
-
-    // The final norm of a prefill step normalizes each prompt's last row of x.
     const int64_t T = r_.workload().tokens_per_step();
-    absl::StatusOr<std::vector<float>> x = Input(a.x, (op.name == "final_norm" ? T : rows) * cols, "x");
+    const bool last_rows = op.name == "add_final_norm" && T != rows;
+    const int64_t in_rows = last_rows ? T : rows;
+    // The first layer's norm adds the embedding rows to a residual stream of zeros.
+    const bool stream_starts = op.name == "add_attn_norm" && layer == 0;
+    absl::StatusOr<std::vector<float>> x = Input(a.x, in_rows * cols, "x", stream_starts);
     if (!x.ok()) return x.status();
-    if (op.name == "final_norm" && T != rows) {
-      std::vector<float> last(rows * cols);
+    absl::StatusOr<std::vector<float>> r = Input(a.tmp_h, in_rows * cols, "the block output");
+    if (!r.ok()) return r.status();
+    if (last_rows) {
+      std::vector<float> x_last(rows * cols), r_last(rows * cols);
       for (int64_t b = 0; b < rows; ++b) {
-        std::copy_n(x->begin() + ((b + 1) * (T / rows) - 1) * cols, cols, last.begin() + b * cols);
+        const int64_t row = (b + 1) * (T / rows) - 1;
+        std::copy_n(x->begin() + row * cols, cols, x_last.begin() + b * cols);
+        std::copy_n(r->begin() + row * cols, cols, r_last.begin() + b * cols);
       }
-      *x = std::move(last);
+      *x = std::move(x_last);
+      *r = std::move(r_last);
     }
     absl::StatusOr<std::vector<float>> weight = Input(w, cols, "weight");
-    if (!weight.ok()) return weight.status();
-    TP_RETURN_IF_ERROR(Poison(a.xn, rows * cols));
-    TP_RETURN_IF_ERROR(Launch(index, layer));
-    absl::StatusOr<std::vector<float>> got = Floats(a.xn, rows * cols);
-    if (!got.ok()) return got.status();
-    return Check(*got, ref::RmsNorm(*x, *weight, rows, cols, eps), kRtolElementwise, {rows, cols});
-  }
-
-  // x += o_proj's output (tmp_h), then the FFN's norm of x into xn: both outputs checked, the
-  // norm against the reference of the sums the GPU kept (themselves checked first).
-  absl::Status VerifyAddRmsNorm(const Op& op, size_t index, int64_t layer) {
-    if (op.name != "add_ffn_norm") return NoReference(op);
-    const StepRunner::Activations& a = r_.activations();
-    const int64_t rows = op.m, cols = op.n;
-    const float model_eps = r_.workload().model().rms_norm_eps();
-    const float eps = model_eps > 0 ? model_eps : 1e-5f;
-    absl::StatusOr<std::vector<float>> x = Input(a.x, rows * cols, "x");
-    if (!x.ok()) return x.status();
-    absl::StatusOr<std::vector<float>> r = Input(a.tmp_h, rows * cols, "residual");
-    if (!r.ok()) return r.status();
-    absl::StatusOr<std::vector<float>> weight =
-        Input(r_.layer_buffers(layer).ffn_norm_w, cols, "weight");
     if (!weight.ok()) return weight.status();
     // x is updated in place (its copy from before is the input); xn can be poisoned.
     TP_RETURN_IF_ERROR(Poison(a.xn, rows * cols));
     TP_RETURN_IF_ERROR(Launch(index, layer));
-    absl::StatusOr<std::vector<float>> sums = Floats(a.x, rows * cols);
+    absl::StatusOr<std::vector<float>> sums = Floats(last_rows ? a.x_last : a.x, rows * cols);
     if (!sums.ok()) return sums.status();
     TP_RETURN_IF_ERROR(
         Check(*sums, ref::ResidualAdd(*x, *r), kRtolElementwise, {rows, cols}, "x (the sums)"));
@@ -468,21 +465,6 @@ class Verifier {
       used.insert(used.end(), row, row + kv_len * d);
     }
     return used;
-  }
-
-  absl::Status VerifyResidualAdd(const Op& op, size_t index, int64_t layer) {
-    if (op.name != "ffn_residual") return NoReference(op);
-    const StepRunner::Activations& a = r_.activations();
-    const int64_t rows = op.m, cols = op.n;
-    // In place: x's copy from before is the input; no poisoning possible.
-    absl::StatusOr<std::vector<float>> x = Input(a.x, rows * cols, "x");
-    if (!x.ok()) return x.status();
-    absl::StatusOr<std::vector<float>> r = Input(a.tmp_h, rows * cols, "residual");
-    if (!r.ok()) return r.status();
-    TP_RETURN_IF_ERROR(Launch(index, layer));
-    absl::StatusOr<std::vector<float>> got = Floats(a.x, rows * cols);
-    if (!got.ok()) return got.status();
-    return Check(*got, ref::ResidualAdd(*x, *r), kRtolElementwise, {rows, cols});
   }
 
   absl::Status VerifySiluMul(const Op& op, size_t index, int64_t layer) {

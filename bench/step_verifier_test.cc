@@ -152,7 +152,7 @@ TEST_F(StepVerifierTest, Fp8RunnerHoldsFp8WeightsAndSaysWhichPathQuantizes) {
     for (size_t i = 0; i < ops.size(); ++i) {
       // The ops right before qkv, gate_up and down write their quantized activations; o_proj,
       // after attention, quantizes them itself.
-      const bool feeds_w8a8 = gemm != "own" && (ops[i].name == "attn_norm" ||
+      const bool feeds_w8a8 = gemm != "own" && (ops[i].name == "add_attn_norm" ||
                                                 ops[i].name == "add_ffn_norm" ||
                                                 ops[i].name == "silu_mul");
       EXPECT_EQ(r.QuantizesForNextGemm(i), feeds_w8a8) << ops[i].name;

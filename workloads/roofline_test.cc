@@ -24,7 +24,7 @@ TEST(Roofline, OpBoundIsTheSlowerResource) {
   Op gemm{.kind = OpKind::kGemm, .flops = 1000, .tensor_flops = true, .weight_bytes = 100};
   EXPECT_DOUBLE_EQ(BoundOp(gemm, c).seconds(), 10.0);
   EXPECT_EQ(BoundOp(gemm, c).limiter(), Resource::kCompute);
-  Op ew{.kind = OpKind::kResidualAdd, .flops = 10, .act_bytes = 500};
+  Op ew{.kind = OpKind::kSiluMul, .flops = 10, .act_bytes = 500};
   EXPECT_DOUBLE_EQ(BoundOp(ew, c).seconds(), 10.0);
   EXPECT_EQ(BoundOp(ew, c).limiter(), Resource::kMemory);
   ew.flops = 200;  // elementwise FLOPs run at the vector rate, not the tensor rate

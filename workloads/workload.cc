@@ -41,30 +41,14 @@ Op Gemm(std::string name, int64_t count, int64_t m, int64_t n, int64_t k, DType 
   return op;
 }
 
-// RMSNorm: square, accumulate, scale by the reciprocal root, multiply by the weight: 4 FLOPs
-// per element. Reads the row and the weight vector, writes the row.
-Op RmsNorm(std::string name, int64_t count, int64_t rows, int64_t cols) {
-  Op op{.name = std::move(name), .kind = OpKind::kRmsNorm, .count = count, .m = rows, .n = cols};
-  op.flops = 4 * rows * cols;
-  op.weight_bytes = cols * kActBytes;
-  op.act_bytes = 2 * rows * cols * kActBytes;
-  return op;
-}
-
-// x += r, then RMSNorm of x: RMSNorm's costs, plus the add, the read of r and the write of x.
+// x += r, then RMSNorm of x into y: the add, then square, accumulate, scale by the reciprocal
+// root and multiply by the weight: 5 FLOPs per element. Reads x, r and the weight vector; writes
+// x and y.
 Op AddRmsNorm(std::string name, int64_t count, int64_t rows, int64_t cols) {
-  Op op = RmsNorm(std::move(name), count, rows, cols);
-  op.kind = OpKind::kAddRmsNorm;
-  op.flops += rows * cols;
-  op.act_bytes += 2 * rows * cols * kActBytes;
-  return op;
-}
-
-// x += r: reads two rows, writes one; one FLOP per element.
-Op Residual(std::string name, int64_t count, int64_t rows, int64_t cols) {
-  Op op{.name = std::move(name), .kind = OpKind::kResidualAdd, .count = count, .m = rows, .n = cols};
-  op.flops = rows * cols;
-  op.act_bytes = 3 * rows * cols * kActBytes;
+  Op op{.name = std::move(name), .kind = OpKind::kAddRmsNorm, .count = count, .m = rows, .n = cols};
+  op.flops = 5 * rows * cols;
+  op.weight_bytes = cols * kActBytes;
+  op.act_bytes = 4 * rows * cols * kActBytes;
   return op;
 }
 
@@ -77,12 +61,10 @@ absl::string_view PhaseName(Phase phase) {
 absl::string_view OpKindName(OpKind kind) {
   switch (kind) {
     case OpKind::kEmbedding: return "embedding";
-    case OpKind::kRmsNorm: return "rmsnorm";
     case OpKind::kAddRmsNorm: return "add_rmsnorm";
     case OpKind::kGemm: return "gemm";
     case OpKind::kRopeKvAppend: return "rope_kv_append";
     case OpKind::kAttention: return "attention";
-    case OpKind::kResidualAdd: return "residual_add";
     case OpKind::kSiluMul: return "silu_mul";
   }
   return "?";
@@ -134,14 +116,19 @@ absl::StatusOr<Workload> Workload::Build(const ModelSpec& model, const StepConfi
   const int64_t T = B * config.seq_len;  // tokens through the layers
   const int64_t L = d.layers;
 
-  // The new tokens' embedding rows (a gather, not the whole table).
+  // The residual stream x is carried between the blocks, and each block's output is added to it
+  // by the norm after the block (as vLLM's fused_add_rms_norm does): every norm is an add and a
+  // norm in one kernel. The embedding rows are the first such output, added to a stream that
+  // starts at zero, so that the first layer runs the same ops as the others.
+  //
+  // The new tokens' embedding rows (a gather, not the whole table), and x set to zero.
   Op emb{.name = "embedding", .kind = OpKind::kEmbedding, .count = 1, .m = T, .n = d.hidden};
   emb.weight_bytes = T * d.hidden * kActBytes;  // the table is bf16 whatever weight_dtype is
-  emb.act_bytes = T * d.hidden * kActBytes;
+  emb.act_bytes = 2 * T * d.hidden * kActBytes;
   w.ops_.push_back(emb);
   const size_t first_layer_op = w.ops_.size();
 
-  w.ops_.push_back(RmsNorm("attn_norm", L, T, d.hidden));
+  w.ops_.push_back(AddRmsNorm("add_attn_norm", L, T, d.hidden));
   w.ops_.push_back(Gemm("qkv_proj", L, T, d.q() + 2 * d.kv(), d.hidden, wt));
 
   AttentionShape attn{.batch = B, .q_len = config.seq_len, .start_pos = config.context,
@@ -170,9 +157,6 @@ absl::StatusOr<Workload> Workload::Build(const ModelSpec& model, const StepConfi
   w.ops_.push_back(at);
 
   w.ops_.push_back(Gemm("o_proj", L, T, d.hidden, d.q(), wt));
-  // The attention block's residual add goes with the FFN's norm, as serving engines fuse them
-  // (vLLM's fused_add_rms_norm). The FFN block's add stays an op of its own: fused with the next
-  // layer's norm, the first layer would run a different op from the others.
   w.ops_.push_back(AddRmsNorm("add_ffn_norm", L, T, d.hidden));
   w.ops_.push_back(Gemm("gate_up_proj", L, T, 2 * d.ffn, d.hidden, wt));
 
@@ -182,12 +166,13 @@ absl::StatusOr<Workload> Workload::Build(const ModelSpec& model, const StepConfi
   w.ops_.push_back(silu);
 
   w.ops_.push_back(Gemm("down_proj", L, T, d.hidden, d.ffn, wt));
-  w.ops_.push_back(Residual("ffn_residual", L, T, d.hidden));
 
   for (size_t i = first_layer_op; i < w.ops_.size(); ++i) w.ops_[i].per_layer = true;
 
-  // Logits only for the last token of each sequence, as serving engines do.
-  w.ops_.push_back(RmsNorm("final_norm", 1, B, d.hidden));
+  // Logits only for the last token of each sequence, as serving engines do: in prefill the final
+  // add and norm take each prompt's last row of x and of the FFN output (gathered first, a
+  // negligible copy).
+  w.ops_.push_back(AddRmsNorm("add_final_norm", 1, B, d.hidden));
   w.ops_.push_back(Gemm("lm_head", 1, B, d.vocab, d.hidden, BF16));  // bf16 even for fp8 models
   return w;
 }

@@ -18,12 +18,10 @@ absl::string_view PhaseName(Phase phase);
 
 enum class OpKind {
   kEmbedding,     // gather of the new tokens' rows
-  kRmsNorm,
   kAddRmsNorm,    // residual add, then RMSNorm of the sums (one kernel: AddRmsNorm)
   kGemm,          // linear layer y[m,n] = x[m,k] W[n,k]^T
   kRopeKvAppend,  // rotary embedding of Q and K, K and V appended to the cache
   kAttention,     // GQA attention over the KV cache (decode) or causal self-attention (prefill)
-  kResidualAdd,
   kSiluMul,
 };
 absl::string_view OpKindName(OpKind kind);
@@ -48,8 +46,7 @@ struct Op {
   OpKind kind;
   int64_t count = 1;
   bool per_layer = false;  // runs once in every layer (count = num_layers)
-  // kGemm: y[m,n] = x[m,k] W[n,k]^T. kRmsNorm, kAddRmsNorm, kResidualAdd, kEmbedding: m rows of
-  // n elements.
+  // kGemm: y[m,n] = x[m,k] W[n,k]^T. kAddRmsNorm, kEmbedding: m rows of n elements.
   // kSiluMul: m rows, n outputs (2n inputs). kRopeKvAppend: m tokens, n = q+k+v features.
   int64_t m = 0, n = 0, k = 0;
   AttentionShape attn;  // kAttention and kRopeKvAppend

@@ -42,10 +42,10 @@ TEST(Workload, OpListOfADecodeStep) {
   Workload w = Decode(1, 0);
   std::vector<std::string> names;
   for (const Op& op : w.ops()) names.push_back(op.name);
-  EXPECT_THAT(names, ::testing::ElementsAre("embedding", "attn_norm", "qkv_proj", "rope_kv_append",
-                                            "attention", "o_proj", "add_ffn_norm",
-                                            "gate_up_proj", "silu_mul", "down_proj",
-                                            "ffn_residual", "final_norm", "lm_head"));
+  EXPECT_THAT(names, ::testing::ElementsAre("embedding", "add_attn_norm", "qkv_proj",
+                                            "rope_kv_append", "attention", "o_proj",
+                                            "add_ffn_norm", "gate_up_proj", "silu_mul",
+                                            "down_proj", "add_final_norm", "lm_head"));
   EXPECT_EQ(FindOp(w, "qkv_proj").count, 80);
   EXPECT_EQ(FindOp(w, "lm_head").count, 1);
   for (const Op& op : w.ops()) {
@@ -65,18 +65,28 @@ TEST(Workload, OpListOfADecodeStep) {
   EXPECT_EQ(FindOp(w, "lm_head").n, 128256);
 }
 
-TEST(Workload, TheFusedAddAndNormMoveOneRowLessThanTheTwoOps) {
+TEST(Workload, EveryNormAddsTheResidualBeforeIt) {
   Workload w = Decode(4, 0);
-  const Op& fused = FindOp(w, "add_ffn_norm");
-  const Op& add = FindOp(w, "ffn_residual");
-  const Op& norm = FindOp(w, "attn_norm");
-  EXPECT_EQ(fused.kind, OpKind::kAddRmsNorm);
-  EXPECT_EQ(fused.count, 80);
-  // The two ops write x and read it back; fused, x's sums stay in registers.
-  const int64_t rows_bytes = 4 * 8192 * 2;
-  EXPECT_EQ(fused.bytes() + rows_bytes, add.bytes() + norm.bytes());
-  EXPECT_EQ(fused.weight_bytes, norm.weight_bytes);
-  EXPECT_EQ(fused.flops, add.flops + norm.flops);
+  const int64_t row_bytes = 8192 * 2;
+  for (const char* name : {"add_attn_norm", "add_ffn_norm", "add_final_norm"}) {
+    const Op& op = FindOp(w, name);
+    EXPECT_EQ(op.kind, OpKind::kAddRmsNorm) << name;
+    EXPECT_EQ(op.count, std::string(name) == "add_final_norm" ? 1 : 80) << name;
+    EXPECT_EQ(op.m, 4) << name;
+    // Reads x and the block's output, writes x (the sums) and the normalized rows.
+    EXPECT_EQ(op.act_bytes, 4 * 4 * row_bytes) << name;
+    EXPECT_EQ(op.weight_bytes, row_bytes) << name;
+  }
+  // The embedding gathers the rows (the first block output) and zeroes x.
+  const Op& emb = FindOp(w, "embedding");
+  EXPECT_EQ(emb.weight_bytes, 4 * row_bytes);
+  EXPECT_EQ(emb.act_bytes, 2 * 4 * row_bytes);
+  // Prefill normalizes only each prompt's last row at the end.
+  absl::StatusOr<Workload> prefill =
+      Workload::Build(Llama70B(), {.phase = Phase::kPrefill, .batch = 2, .seq_len = 100});
+  ASSERT_TRUE(prefill.ok()) << prefill.status();
+  EXPECT_EQ(FindOp(*prefill, "add_final_norm").m, 2);
+  EXPECT_EQ(FindOp(*prefill, "add_ffn_norm").m, 200);
 }
 
 TEST(Workload, Batch1DecodeAtContext0MovesTheWeights) {
