@@ -35,12 +35,7 @@ struct Pack8 {
 };
 
 __device__ __forceinline__ void Unpack8(const Pack8& pk, float (&f)[kVec]) {
-#pragma unroll
-  for (int k = 0; k < 4; ++k) {
-    const float2 v = __bfloat1622float2(reinterpret_cast<const __nv_bfloat162*>(&pk.u)[k]);
-    f[2 * k] = v.x;
-    f[2 * k + 1] = v.y;
-  }
+  e4m3::Unpack(pk.u, f);
 }
 
 __device__ __forceinline__ Pack8 Pack(const float (&f)[kVec]) {
