@@ -223,6 +223,89 @@ std::string CublasLtAlgoAttributes(const cublasLtMatmulHeuristicResult_t& result
   return s;
 }
 
+CublasLtMatmulPlan::~CublasLtMatmulPlan() {
+  // Destroy calls only fail for null arguments; nothing useful to do with an error here.
+  if (c != nullptr) cublasLtMatrixLayoutDestroy(c);
+  if (b != nullptr) cublasLtMatrixLayoutDestroy(b);
+  if (a != nullptr) cublasLtMatrixLayoutDestroy(a);
+  if (op != nullptr) cublasLtMatmulDescDestroy(op);
+}
+
+absl::Status CublasLtMatmulPlan::CreateDescriptors(cudaDataType_t input_type, int64_t m,
+                                                   int64_t n, int64_t k) {
+  TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const cublasOperation_t trans_a = CUBLAS_OP_T;
+  const cublasOperation_t trans_b = CUBLAS_OP_N;
+  TP_CUBLAS_RETURN_IF_ERROR(
+      cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a, sizeof(trans_a)));
+  TP_CUBLAS_RETURN_IF_ERROR(
+      cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &trans_b, sizeof(trans_b)));
+  TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&a, input_type, k, n, k));
+  TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&b, input_type, k, m, k));
+  TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&c, CUDA_R_16BF, n, m, n));
+  return absl::OkStatus();
+}
+
+std::string CublasLtMatmulPlan::Describe(size_t i) const {
+  return absl::StrCat(label, CublasLtAlgoAttributes(candidates[i]));
+}
+
+absl::StatusOr<CublasLtHeuristicAnswer> AskCublasLtHeuristic(cublasLtHandle_t handle,
+                                                             CublasLtMatmulPlan& plan,
+                                                             size_t max_workspace) {
+  constexpr int kResults = 8;
+  cublasLtMatmulPreference_t pref = nullptr;
+  TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulPreferenceCreate(&pref));
+  const absl::Cleanup destroy_pref = [pref] { cublasLtMatmulPreferenceDestroy(pref); };
+  const uint64_t workspace = max_workspace;
+  TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulPreferenceSetAttribute(
+      pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof(workspace)));
+  for (cublasLtMatmulPreferenceAttributes_t attr :
+       {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES}) {
+    TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulPreferenceSetAttribute(
+        pref, attr, &kCublasLtAlignmentBytes, sizeof(kCublasLtAlignmentBytes)));
+  }
+  cublasLtMatmulHeuristicResult_t results[kResults] = {};
+  CublasLtHeuristicAnswer answer;
+  answer.status = cublasLtMatmulAlgoGetHeuristic(handle, plan.op, plan.a, plan.b, plan.c, plan.c,
+                                                 pref, kResults, results, &answer.returned);
+  if (answer.status != CUBLAS_STATUS_SUCCESS) answer.returned = 0;
+  plan.candidates.clear();
+  for (int i = 0; i < answer.returned; ++i) {
+    if (results[i].state == CUBLAS_STATUS_SUCCESS && results[i].workspaceSize <= max_workspace) {
+      plan.candidates.push_back(results[i]);
+    }
+  }
+  if (!plan.candidates.empty()) {
+    plan.algo = plan.candidates.front().algo;
+    plan.description = plan.Describe(0);
+  }
+  return answer;
+}
+
+absl::Status TuneCublasLtPlan(
+    CublasLtMatmulPlan& plan, size_t operand_sets,
+    const std::function<absl::Status(const cublasLtMatmulAlgo_t& algo, size_t set)>& enqueue,
+    cudaStream_t stream) {
+  if (plan.tuned) return absl::OkStatus();
+  if (plan.candidates.size() < 2) {
+    plan.tuned = true;
+    plan.description += " autotuned=1/1";
+    return absl::OkStatus();
+  }
+  absl::StatusOr<size_t> fastest = FastestCublasLtCandidate(
+      plan.candidates.size(), operand_sets,
+      [&](size_t c, size_t set) { return enqueue(plan.candidates[c].algo, set); }, stream);
+  if (!fastest.ok()) return fastest.status();
+  const size_t best = *fastest;
+  plan.algo = plan.candidates[best].algo;
+  plan.tuned = true;
+  plan.description =
+      absl::StrCat(plan.Describe(best), " autotuned=", best + 1, "/", plan.candidates.size());
+  return absl::OkStatus();
+}
+
 absl::StatusOr<size_t> FastestCublasLtCandidate(
     size_t candidates, size_t operand_sets,
     const std::function<absl::Status(size_t candidate, size_t set)>& enqueue,

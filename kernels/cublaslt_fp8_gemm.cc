@@ -1,6 +1,5 @@
 #include "kernels/cublaslt_fp8_gemm.h"
 
-#include <algorithm>
 #include <cstdint>
 #include <utility>
 #include <vector>
@@ -13,11 +12,11 @@
 namespace truthput {
 namespace {
 
-constexpr uint32_t kAlignmentBytes = 16;
-constexpr int kHeuristicResults = 8;
 constexpr size_t kMaxCandidates = 32;  // what Autotune times per shape
 
-bool Aligned(const void* p) { return reinterpret_cast<uintptr_t>(p) % kAlignmentBytes == 0; }
+bool Aligned(const void* p) {
+  return reinterpret_cast<uintptr_t>(p) % kCublasLtAlignmentBytes == 0;
+}
 
 absl::Status CheckShape(int64_t m, int64_t n, int64_t k) {
   if (m <= 0 || n <= 0 || k <= 0) {
@@ -46,35 +45,12 @@ absl::Status CheckOperands(const CublasLtFp8Gemm::ScaledOperands& o, bool per_ro
   return absl::OkStatus();
 }
 
-std::string Describe(const cublasLtMatmulHeuristicResult_t& r, bool fast_accum, bool per_row) {
-  return absl::StrCat("cublasLt fp8", per_row ? " per_row" : "", fast_accum ? " fast_accum" : "",
-                      CublasLtAlgoAttributes(r));
-}
-
 }  // namespace
 
-struct CublasLtFp8Gemm::Plan {
+// W and x are e4m3; y is bf16.
+struct CublasLtFp8Gemm::Plan : CublasLtMatmulPlan {
   Scaling scaling = Scaling::kUnit;
-  cublasLtMatmulDesc_t op = nullptr;
-  cublasLtMatrixLayout_t a = nullptr;  // W: fp8, column-major [k, n], ld k, op T.
-  cublasLtMatrixLayout_t b = nullptr;  // x: fp8, column-major [k, m], ld k, op N.
-  cublasLtMatrixLayout_t c = nullptr;  // y: bf16, column-major [n, m], ld n (C and D).
-  cublasLtMatmulAlgo_t algo{};
-  std::string description;
-  // The heuristic's usable results, best first; Autotune adds variants (expanded = true).
-  std::vector<cublasLtMatmulHeuristicResult_t> candidates;
-  bool expanded = false;
-  bool tuned = false;
-
-  Plan() = default;
-  Plan(const Plan&) = delete;
-  Plan& operator=(const Plan&) = delete;
-  ~Plan() {
-    if (c != nullptr) cublasLtMatrixLayoutDestroy(c);
-    if (b != nullptr) cublasLtMatrixLayoutDestroy(b);
-    if (a != nullptr) cublasLtMatrixLayoutDestroy(a);
-    if (op != nullptr) cublasLtMatmulDescDestroy(op);
-  }
+  bool expanded = false;  // candidates hold CublasLtCandidates' variants too
 };
 
 absl::StatusOr<std::unique_ptr<CublasLtFp8Gemm>> CublasLtFp8Gemm::Create(const Options& options) {
@@ -119,14 +95,9 @@ CublasLtFp8Gemm::~CublasLtFp8Gemm() {
 absl::Status CublasLtFp8Gemm::BuildDescriptors(Plan& plan, int64_t m, int64_t n, int64_t k,
                                                Scaling scaling) const {
   plan.scaling = scaling;
-  // As CublasLtGemm: read column-major, y^T[n,m] = op_T(W[k,n]) · op_N(x[k,m]): "TN".
-  TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescCreate(&plan.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-  const cublasOperation_t trans_a = CUBLAS_OP_T;
-  const cublasOperation_t trans_b = CUBLAS_OP_N;
-  TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_TRANSA,
-                                                           &trans_a, sizeof(trans_a)));
-  TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(plan.op, CUBLASLT_MATMUL_DESC_TRANSB,
-                                                           &trans_b, sizeof(trans_b)));
+  plan.label = absl::StrCat("cublasLt fp8", scaling == Scaling::kPerRow ? " per_row" : "",
+                            fast_accum_ ? " fast_accum" : "");
+  TP_RETURN_IF_ERROR(plan.CreateDescriptors(CUDA_R_8F_E4M3, m, n, k));
   if (scaling == Scaling::kPerRow) {
     // A's vector has cuBLASLt's M = our n entries (w_scales), B's has N = our m (x_scales).
     const int32_t mode = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
@@ -145,9 +116,6 @@ absl::Status CublasLtFp8Gemm::BuildDescriptors(Plan& plan, int64_t m, int64_t n,
   const int8_t fast_accum = fast_accum_ ? 1 : 0;
   TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
       plan.op, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast_accum, sizeof(fast_accum)));
-  TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&plan.a, CUDA_R_8F_E4M3, k, n, k));
-  TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&plan.b, CUDA_R_8F_E4M3, k, m, k));
-  TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&plan.c, CUDA_R_16BF, n, m, n));
   return absl::OkStatus();
 }
 
@@ -159,48 +127,24 @@ absl::Status CublasLtFp8Gemm::Prepare(int64_t m, int64_t n, int64_t k, Scaling s
   auto plan = std::make_unique<Plan>();
   TP_RETURN_IF_ERROR(BuildDescriptors(*plan, m, n, k, scaling));
 
-  cublasLtMatmulPreference_t pref = nullptr;
-  TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulPreferenceCreate(&pref));
-  const absl::Cleanup destroy_pref = [pref] { cublasLtMatmulPreferenceDestroy(pref); };
-  const uint64_t max_workspace = workspace_bytes_;
-  TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulPreferenceSetAttribute(
-      pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &max_workspace, sizeof(max_workspace)));
-  for (cublasLtMatmulPreferenceAttributes_t attr :
-       {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
-        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES}) {
-    TP_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulPreferenceSetAttribute(pref, attr, &kAlignmentBytes,
-                                                                   sizeof(kAlignmentBytes)));
-  }
-
   const bool per_row = scaling == Scaling::kPerRow;
-  cublasLtMatmulHeuristicResult_t results[kHeuristicResults] = {};
-  int returned = 0;
-  const cublasStatus_t heuristic =
-      cublasLtMatmulAlgoGetHeuristic(handle_, plan->op, plan->a, plan->b, plan->c, plan->c, pref,
-                                     kHeuristicResults, results, &returned);
+  absl::StatusOr<CublasLtHeuristicAnswer> answer =
+      AskCublasLtHeuristic(handle_, *plan, workspace_bytes_);
+  if (!answer.ok()) return answer.status();
   // NOT_SUPPORTED here means no fp8 kernel for this GPU or shape: say so as NotFound, below. A
   // cuBLASLt without per-row kernels for this GPU may say INVALID_VALUE instead: the same.
-  const bool none = heuristic == CUBLAS_STATUS_NOT_SUPPORTED ||
-                    (per_row && heuristic == CUBLAS_STATUS_INVALID_VALUE);
-  if (!none) {
+  const cublasStatus_t heuristic = answer->status;
+  if (heuristic != CUBLAS_STATUS_NOT_SUPPORTED &&
+      !(per_row && heuristic == CUBLAS_STATUS_INVALID_VALUE)) {
     TP_RETURN_IF_ERROR(CublasStatus(heuristic, "cublasLtMatmulAlgoGetHeuristic(fp8)"));
-  } else {
-    returned = 0;
-  }
-  for (int i = 0; i < returned; ++i) {
-    if (results[i].state == CUBLAS_STATUS_SUCCESS && results[i].workspaceSize <= workspace_bytes_) {
-      plan->candidates.push_back(results[i]);
-    }
   }
   if (plan->candidates.empty()) {
     return absl::NotFoundError(absl::StrCat(
         "cublasLtMatmulAlgoGetHeuristic: no fp8 e4m3 algorithm",
         per_row ? " with per-row scales (OUTER_VEC_32F)" : "", " for m=", m, " n=", n, " k=", k,
         " with ", workspace_bytes_, " workspace bytes (", cublasLtGetStatusName(heuristic), ", ",
-        returned, " candidates; fp8 needs compute capability 8.9 or later)"));
+        answer->returned, " candidates; fp8 needs compute capability 8.9 or later)"));
   }
-  plan->algo = plan->candidates.front().algo;
-  plan->description = Describe(plan->candidates.front(), fast_accum_, per_row);
   plans_.emplace(key, std::move(plan));
   return absl::OkStatus();
 }
@@ -305,9 +249,8 @@ absl::Status CublasLtFp8Gemm::UseCandidate(int64_t m, int64_t n, int64_t k, Scal
   }
   p.algo = p.candidates[index].algo;
   p.tuned = true;
-  p.description = absl::StrCat(Describe(p.candidates[index], fast_accum_,
-                                        scaling == Scaling::kPerRow),
-                               " candidate=", index + 1, "/", p.candidates.size());
+  p.description =
+      absl::StrCat(p.Describe(index), " candidate=", index + 1, "/", p.candidates.size());
   return absl::OkStatus();
 }
 
@@ -324,25 +267,12 @@ absl::Status CublasLtFp8Gemm::AutotuneImpl(const Key& key,
   absl::StatusOr<Plan*> expanded = ExpandedPlan(key);
   if (!expanded.ok()) return expanded.status();
   Plan& plan = **expanded;
-  if (plan.tuned) return absl::OkStatus();
-  if (plan.candidates.size() < 2) {
-    plan.tuned = true;
-    plan.description += " autotuned=1/1";
-    return absl::OkStatus();
-  }
-  absl::StatusOr<size_t> fastest = FastestCublasLtCandidate(
-      plan.candidates.size(), operands.size(),
-      [&](size_t c, size_t i) {
-        return Enqueue(plan, plan.candidates[c].algo, operands[i], stream);
+  return TuneCublasLtPlan(
+      plan, operands.size(),
+      [&](const cublasLtMatmulAlgo_t& algo, size_t set) {
+        return Enqueue(plan, algo, operands[set], stream);
       },
       stream);
-  if (!fastest.ok()) return fastest.status();
-  const size_t best = *fastest;
-  plan.algo = plan.candidates[best].algo;
-  plan.tuned = true;
-  plan.description = absl::StrCat(Describe(plan.candidates[best], fast_accum_, per_row),
-                                  " autotuned=", best + 1, "/", plan.candidates.size());
-  return absl::OkStatus();
 }
 
 std::string CublasLtFp8Gemm::AlgoDescription(int64_t m, int64_t n, int64_t k,
