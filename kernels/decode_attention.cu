@@ -65,6 +65,7 @@ using ptx::CpAsyncCommit;
 using ptx::CpAsyncWait;
 using ptx::Ldmatrix4;
 using ptx::Ldmatrix4Trans;
+using ptx::LoadMmaARows;
 using ptx::MmaBf16;
 using ptx::SmemAddr;
 using ptx::SwizzledOffset;  // tiles are [kTileKeys][D] bf16
@@ -163,14 +164,7 @@ __global__ void __launch_bounds__(kThreads, 2) DecodeAttentionKernel(AttnParams 
   const bf16* q_lo = p.q + (q_head0 + row_lo) * D + 2 * t;
   const bf16* q_hi = p.q + (q_head0 + row_hi) * D + 2 * t;
   uint32_t qa[kKSteps][4];
-#pragma unroll
-  for (int kk = 0; kk < kKSteps; ++kk) {
-    const int c = kk * 16;
-    qa[kk][0] = has_lo ? __ldg(reinterpret_cast<const unsigned int*>(q_lo + c)) : 0u;
-    qa[kk][1] = has_hi ? __ldg(reinterpret_cast<const unsigned int*>(q_hi + c)) : 0u;
-    qa[kk][2] = has_lo ? __ldg(reinterpret_cast<const unsigned int*>(q_lo + c + 8)) : 0u;
-    qa[kk][3] = has_hi ? __ldg(reinterpret_cast<const unsigned int*>(q_hi + c + 8)) : 0u;
-  }
+  LoadMmaARows<kKSteps>(q_lo, q_hi, has_lo, has_hi, qa);
 
   // ldmatrix row addresses (lane l supplies row l % 8 of matrix l / 8).
   // K, x4 = {keys 0-7, keys 8-15} x {dims 0-7, dims 8-15} of a k-step -> b0/b1 of n-tiles 0, 1.

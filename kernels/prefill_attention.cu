@@ -164,6 +164,7 @@ using ptx::CpAsyncCommit;
 using ptx::CpAsyncWait;
 using ptx::Ldmatrix4;
 using ptx::Ldmatrix4Trans;
+using ptx::LoadMmaARows;
 using ptx::MmaBf16;
 using ptx::SwizzledOffset;  // tiles are [kKeys][D] bf16
 
@@ -243,14 +244,7 @@ __global__ void __launch_bounds__(kThreads, 2) PrefillMmaKernel(const Params p) 
   const bf16* q_lo = q_base + static_cast<int64_t>(has_lo ? r_lo : 0) * row_stride;
   const bf16* q_hi = q_base + static_cast<int64_t>(has_hi ? r_hi : 0) * row_stride;
   uint32_t qa[kKSteps][4];
-#pragma unroll
-  for (int kk = 0; kk < kKSteps; ++kk) {
-    const int c = kk * 16;
-    qa[kk][0] = has_lo ? __ldg(reinterpret_cast<const unsigned int*>(q_lo + c)) : 0u;
-    qa[kk][1] = has_hi ? __ldg(reinterpret_cast<const unsigned int*>(q_hi + c)) : 0u;
-    qa[kk][2] = has_lo ? __ldg(reinterpret_cast<const unsigned int*>(q_lo + c + 8)) : 0u;
-    qa[kk][3] = has_hi ? __ldg(reinterpret_cast<const unsigned int*>(q_hi + c + 8)) : 0u;
-  }
+  LoadMmaARows<kKSteps>(q_lo, q_hi, has_lo, has_hi, qa);
   const int lim_lo = LastVisibleKey(p.start_pos + r_lo, p.kv_len, p.causal);
   const int lim_hi = LastVisibleKey(p.start_pos + r_hi, p.kv_len, p.causal);
 

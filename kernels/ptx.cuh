@@ -1,7 +1,7 @@
 // Thin wrappers over the PTX instructions the project's kernels share (device code only):
 // shared-memory addresses, cp.async copies into shared memory, the swizzled bf16 tile layout,
-// ldmatrix, and the m16n8k16 bf16 tensor-core mma. One definition each, so a fix or a tuning of
-// one reaches every kernel.
+// ldmatrix, and the m16n8k16 bf16 tensor-core mma with its A fragments loaded from global rows.
+// One definition each, so a fix or a tuning of one reaches every kernel.
 #ifndef TRUTHPUT_KERNELS_PTX_CUH_
 #define TRUTHPUT_KERNELS_PTX_CUH_
 
@@ -59,6 +59,24 @@ __device__ __forceinline__ void MmaBf16(float* c, const uint32_t (&a)[4], uint32
       "{%8, %9}, {%0, %1, %2, %3};\n"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// The A fragments of kKSteps m16n8k16 mmas (k = 16 * kKSteps) straight from global memory: the
+// lane's rows g and g + 8 of A, `lo` and `hi`, each already offset by 2 * t elements of 2 bytes
+// (lane = 4 * g + t). A row that does not exist (has_lo / has_hi false) reads nothing and gives
+// zeros. Read through the read-only cache: the attention kernels load Q this way, once.
+template <int kKSteps, typename T>
+__device__ __forceinline__ void LoadMmaARows(const T* lo, const T* hi, bool has_lo, bool has_hi,
+                                             uint32_t (&a)[kKSteps][4]) {
+  static_assert(sizeof(T) == 2, "A is 16-bit");
+#pragma unroll
+  for (int kk = 0; kk < kKSteps; ++kk) {
+    const int c = kk * 16;
+    a[kk][0] = has_lo ? __ldg(reinterpret_cast<const unsigned int*>(lo + c)) : 0u;
+    a[kk][1] = has_hi ? __ldg(reinterpret_cast<const unsigned int*>(hi + c)) : 0u;
+    a[kk][2] = has_lo ? __ldg(reinterpret_cast<const unsigned int*>(lo + c + 8)) : 0u;
+    a[kk][3] = has_hi ? __ldg(reinterpret_cast<const unsigned int*>(hi + c + 8)) : 0u;
+  }
 }
 
 }  // namespace ptx
