@@ -798,6 +798,27 @@ struct Shape {
   int kv_len() const { return start_pos + q_len; }
 };
 
+// Sets the shape fields that both kernels' Params share (rows: query rows per CTA) and returns
+// the grid: a CTA per tile of rows of each (sequence, query head).
+template <typename Params>
+absl::StatusOr<unsigned> SetShapeParams(Params& p, const Shape& s, int rows) {
+  p.q_len = s.q_len;
+  p.start_pos = s.start_pos;
+  p.kv_len = s.kv_len();
+  p.num_q_heads = s.num_q_heads;
+  p.num_kv_heads = s.num_kv_heads;
+  p.group = s.num_q_heads / s.num_kv_heads;
+  p.batch_heads = s.batch * s.num_q_heads;
+  p.num_q_tiles = (s.q_len + rows - 1) / rows;
+  p.scale_log2 = s.scale * 1.4426950408889634f;  // exp(x) = exp2(x * log2(e))
+  p.causal = s.causal;
+  const int64_t grid = static_cast<int64_t>(p.num_q_tiles) * p.batch_heads;
+  if (grid > std::numeric_limits<int32_t>::max()) {
+    return absl::InvalidArgumentError("PrefillAttention: too many CTAs");
+  }
+  return static_cast<unsigned>(grid);
+}
+
 template <int D>
 absl::Status LaunchMma(const bf16* q, const bf16* k, const bf16* v, bf16* out, const Shape& s,
                        cudaStream_t stream) {
@@ -809,23 +830,10 @@ absl::Status LaunchMma(const bf16* q, const bf16* k, const bf16* v, bf16* out, c
   p.k = k;
   p.v = v;
   p.out = out;
-  p.q_len = s.q_len;
-  p.start_pos = s.start_pos;
-  p.kv_len = s.kv_len();
-  p.num_q_heads = s.num_q_heads;
-  p.num_kv_heads = s.num_kv_heads;
-  p.group = s.num_q_heads / s.num_kv_heads;
-  p.batch_heads = s.batch * s.num_q_heads;
-  p.num_q_tiles = (s.q_len + fa2::kRows - 1) / fa2::kRows;
   p.cache_capacity = s.cache_capacity;
-  p.scale_log2 = s.scale * 1.4426950408889634f;
-  p.causal = s.causal;
-  const int64_t grid = static_cast<int64_t>(p.num_q_tiles) * p.batch_heads;
-  if (grid > std::numeric_limits<int32_t>::max()) {
-    return absl::InvalidArgumentError("PrefillAttention: too many CTAs");
-  }
-  fa2::PrefillMmaKernel<D><<<static_cast<unsigned>(grid), fa2::kThreads, fa2::kSmemBytes<D>,
-                             stream>>>(p);
+  absl::StatusOr<unsigned> grid = SetShapeParams(p, s, fa2::kRows);
+  if (!grid.ok()) return grid.status();
+  fa2::PrefillMmaKernel<D><<<*grid, fa2::kThreads, fa2::kSmemBytes<D>, stream>>>(p);
   return CudaStatus(cudaGetLastError(), "PrefillMmaKernel");
 }
 
@@ -898,22 +906,9 @@ absl::Status LaunchWgmma(const bf16* q, const bf16* k, const bf16* v, bf16* out,
     TP_RETURN_IF_ERROR(EncodeBf16Map<3>(*encode, &p.tm_v, v, dims, strides, box, "v_cache"));
   }
   p.out = out;
-  p.q_len = s.q_len;
-  p.start_pos = s.start_pos;
-  p.kv_len = s.kv_len();
-  p.num_q_heads = s.num_q_heads;
-  p.num_kv_heads = s.num_kv_heads;
-  p.group = s.num_q_heads / s.num_kv_heads;
-  p.batch_heads = s.batch * s.num_q_heads;
-  p.num_q_tiles = (s.q_len + fa3::kBlockM - 1) / fa3::kBlockM;
-  p.scale_log2 = s.scale * 1.4426950408889634f;
-  p.causal = s.causal ? 1 : 0;
-  const int64_t grid = static_cast<int64_t>(p.num_q_tiles) * p.batch_heads;
-  if (grid > std::numeric_limits<int32_t>::max()) {
-    return absl::InvalidArgumentError("PrefillAttention: too many CTAs");
-  }
-  fa3::PrefillWgmmaKernel<<<static_cast<unsigned>(grid), fa3::kThreads, fa3::kSmemBytes,
-                            stream>>>(p);
+  absl::StatusOr<unsigned> grid = SetShapeParams(p, s, fa3::kBlockM);
+  if (!grid.ok()) return grid.status();
+  fa3::PrefillWgmmaKernel<<<*grid, fa3::kThreads, fa3::kSmemBytes, stream>>>(p);
   return CudaStatus(cudaGetLastError(), "PrefillWgmmaKernel");
 }
 
