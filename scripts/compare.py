@@ -117,18 +117,31 @@ def _signed(v):
     return "—" if v is None else f"{v:+.1f}%"
 
 
+def _precision_text(a, b):
+    """The runs' precision, or B's vs A's where they differ (as the GPUs in the title)."""
+    pa, pb = tr.precision(a), tr.precision(b)
+    return pa if pa == pb else f"{pb} vs {pa}"
+
+
+def _peak_text(a, b):
+    """The two tensor peaks, each named by its own precision where the runs differ in it."""
+    pa, pb = tr.precision(a), tr.precision(b)
+    if pa == pb:
+        return f"{pa} peak {tr.peak_tflops(a):g} → {tr.peak_tflops(b):g} TFLOP/s"
+    return f"tensor peak {tr.peak_tflops(a):g} ({pa}) → {tr.peak_tflops(b):g} TFLOP/s ({pb})"
+
+
 def markdown(a, b, rows, notes=()):
     la, lb = tr.label(a), tr.label(b)
     lines = [
         f"### {tr.gpu_id(b)} vs {tr.gpu_id(a)}: {tr.model_name(a)}, {tr.context_label(a)}, "
-        f"{tr.precision(a)}",
+        f"{_precision_text(a, b)}",
         "",
         f"- A: {la} — `{a['path']}`",
         f"- B: {lb} — `{b['path']}`",
         f"- datasheets: bandwidth {tr.bandwidth_gbps(a):g} → {tr.bandwidth_gbps(b):g} GB/s "
         f"({_x(_ratio(tr.bandwidth_gbps(a), tr.bandwidth_gbps(b)))}), "
-        f"{tr.precision(b)} peak {tr.peak_tflops(a):g} → {tr.peak_tflops(b):g} TFLOP/s "
-        f"({_x(_ratio(tr.peak_tflops(a), tr.peak_tflops(b)))})",
+        f"{_peak_text(a, b)} ({_x(_ratio(tr.peak_tflops(a), tr.peak_tflops(b)))})",
     ]
     lines += [f"- note: {n}" for n in notes]
     lines += [

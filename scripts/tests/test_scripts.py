@@ -158,6 +158,15 @@ def test_compare_precisions_use_roofline_ratio():
     ratio, basis = compare.predicted_ratio(a, b, pa, pb)
     assert ratio == pytest.approx(1.96)       # not the bandwidth ratio of one GPU with itself
     assert basis == "bf16 vs fp8: roofline bound"
+    # The header names each run's precision and tensor peak.
+    md = compare.markdown(a, b, compare.compare_rows(a, b))
+    assert md.splitlines()[0].endswith(", fp8 vs bf16")
+    assert tr.peak_tflops(b) == pytest.approx(2 * tr.peak_tflops(a), rel=1e-3)
+    assert (f"tensor peak {tr.peak_tflops(a):g} (bf16) → {tr.peak_tflops(b):g} TFLOP/s (fp8)"
+            in md)
+    same = compare.markdown(a, a, compare.compare_rows(a, a))
+    assert f"bf16 peak {tr.peak_tflops(a):g} → {tr.peak_tflops(a):g} TFLOP/s" in same
+    assert same.splitlines()[0].endswith(", bf16")
 
 
 def test_compare_cli_prints_table_and_writes_chart(tmp_path):
