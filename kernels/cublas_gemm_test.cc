@@ -33,8 +33,8 @@ constexpr Shape kShapes[] = {{"qkv", 10240, 8192}, {"down", 8192, 28672}, {"odd"
 TEST(CublasGemm, MatchesReference) {
   absl::StatusOr<std::unique_ptr<CublasGemm>> gemm = CublasGemm::Create();
   ASSERT_TRUE(gemm.ok()) << gemm.status();
-  cudaStream_t streams[2] = {nullptr, nullptr};
-  for (cudaStream_t& s : streams) ASSERT_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  const TestStream owned_streams[2];
+  const cudaStream_t streams[2] = {owned_streams[0].get(), owned_streams[1].get()};
   int call = 0;
   for (const Shape& shape : kShapes) {
     const uint64_t w_seed = FreshSeed();
@@ -65,7 +65,6 @@ TEST(CublasGemm, MatchesReference) {
       if (HasFatalFailure()) return;
     }
   }
-  for (cudaStream_t s : streams) cudaStreamDestroy(s);
 }
 
 TEST(CublasGemm, RejectsBadArguments) {

@@ -61,18 +61,6 @@ bool GpuHasFp8() {
     if (!GpuHasFp8()) GTEST_SKIP() << "no fp8 tensor cores (compute capability < 8.9)"; \
   } while (0)
 
-class Stream {
- public:
-  Stream() { cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking); }
-  ~Stream() {
-    if (s_ != nullptr) cudaStreamDestroy(s_);
-  }
-  cudaStream_t get() const { return s_; }
-
- private:
-  cudaStream_t s_ = nullptr;
-};
-
 // One operand in both encodings: the fp8 bytes the GEMM reads and the same values in bf16 for
 // ReferenceGemm (every e4m3 value, subnormals included, is exact in bf16).
 struct Operand {
@@ -159,27 +147,38 @@ uint32_t Hash(uint64_t seed, int64_t i) {
   return static_cast<uint32_t>((z ^ (z >> 31)) >> 32);
 }
 
-class CublasLtFp8GemmTest : public testing::TestWithParam<bool> {};  // fast_accum
+// `count` integers in [-spread, spread] times `scale` (a power of two), drawn by Hash(seed, i):
+// exact in e4m3 and bf16.
+Operand SmallIntegers(int64_t count, uint64_t seed, int spread, float scale) {
+  return MakeOperand(count, [=](int64_t i) {
+    return (static_cast<float>(Hash(seed, i) % (2 * spread + 1)) - spread) * scale;
+  });
+}
+
+class CublasLtFp8GemmTest : public testing::TestWithParam<bool> {  // fast_accum
+ protected:
+  static absl::StatusOr<std::unique_ptr<CublasLtFp8Gemm>> CreateGemm() {
+    CublasLtFp8Gemm::Options options;
+    options.fast_accum = GetParam();
+    return CublasLtFp8Gemm::Create(options);
+  }
+};
 
 // Small integers times powers of two: exact in e4m3 and bf16, and every partial sum (multiples
 // of 0.5 below 2^10) is exact in any accumulator of 12 or more bits, fast accumulation's
 // included. The only error left is rounding the output to bf16 (2^-9 relative; 2^-8 allowed).
 TEST_P(CublasLtFp8GemmTest, ExactOnSmallIntegers) {
   SKIP_WITHOUT_FP8();
-  CublasLtFp8Gemm::Options options;
-  options.fast_accum = GetParam();
-  absl::StatusOr<std::unique_ptr<CublasLtFp8Gemm>> gemm = CublasLtFp8Gemm::Create(options);
+  absl::StatusOr<std::unique_ptr<CublasLtFp8Gemm>> gemm = CreateGemm();
   ASSERT_TRUE(gemm.ok()) << gemm.status();
-  Stream stream;
+  TestStream stream;
   struct Shape {
     int64_t m, n, k;
   };
   for (const auto& [m, n, k] : {Shape{16, 64, 64}, Shape{64, 192, 512}, Shape{128, 1024, 1024}}) {
     SCOPED_TRACE(absl::StrCat("m=", m, " n=", n, " k=", k));
-    const Operand x =
-        MakeOperand(m * k, [](int64_t i) { return static_cast<float>(Hash(1, i) % 5) - 2.0f; });
-    const Operand w = MakeOperand(
-        n * k, [](int64_t i) { return (static_cast<float>(Hash(2, i) % 5) - 2.0f) * 0.5f; });
+    const Operand x = SmallIntegers(m * k, 1, 2, 1.0f);
+    const Operand w = SmallIntegers(n * k, 2, 2, 0.5f);
     std::vector<__nv_bfloat16> y;
     std::vector<float> ref;
     RunBoth(**gemm, x, w, m, n, k, stream.get(), &y, &ref);
@@ -194,11 +193,9 @@ TEST_P(CublasLtFp8GemmTest, ExactOnSmallIntegers) {
 // errors of order rms(ref).
 TEST_P(CublasLtFp8GemmTest, MatchesDequantizedReference) {
   SKIP_WITHOUT_FP8();
-  CublasLtFp8Gemm::Options options;
-  options.fast_accum = GetParam();
-  absl::StatusOr<std::unique_ptr<CublasLtFp8Gemm>> gemm = CublasLtFp8Gemm::Create(options);
+  absl::StatusOr<std::unique_ptr<CublasLtFp8Gemm>> gemm = CreateGemm();
   ASSERT_TRUE(gemm.ok()) << gemm.status();
-  Stream stream;
+  TestStream stream;
   const int64_t m = 128, n = 1536, k = 4096;
   std::mt19937_64 rng(12345);
   std::uniform_real_distribution<float> x_dist(-4.0f, 4.0f), w_dist(-0.5f, 0.5f);
@@ -215,16 +212,12 @@ TEST_P(CublasLtFp8GemmTest, MatchesDequantizedReference) {
 // Autotune may keep any candidate; each must be as correct as the heuristic's first.
 TEST_P(CublasLtFp8GemmTest, AutotunedAlgorithmIsCorrect) {
   SKIP_WITHOUT_FP8();
-  CublasLtFp8Gemm::Options options;
-  options.fast_accum = GetParam();
-  absl::StatusOr<std::unique_ptr<CublasLtFp8Gemm>> gemm = CublasLtFp8Gemm::Create(options);
+  absl::StatusOr<std::unique_ptr<CublasLtFp8Gemm>> gemm = CreateGemm();
   ASSERT_TRUE(gemm.ok()) << gemm.status();
-  Stream stream;
+  TestStream stream;
   const int64_t m = 256, n = 2048, k = 1024;
-  const Operand x =
-      MakeOperand(m * k, [](int64_t i) { return static_cast<float>(Hash(3, i) % 5) - 2.0f; });
-  const Operand w = MakeOperand(
-      n * k, [](int64_t i) { return (static_cast<float>(Hash(4, i) % 5) - 2.0f) * 0.25f; });
+  const Operand x = SmallIntegers(m * k, 3, 2, 1.0f);
+  const Operand w = SmallIntegers(n * k, 4, 2, 0.25f);
   DevicePtr<fp8_e4m3> x8 = Upload(x.fp8), w8 = Upload(w.fp8);
   DevicePtr<__nv_bfloat16> scratch = DeviceAlloc<__nv_bfloat16>(m * n);
   ASSERT_TRUE(x8 && w8 && scratch);
@@ -270,12 +263,10 @@ TEST(CublasLtFp8Gemm, CapturesIntoGraph) {
   SKIP_WITHOUT_FP8();
   absl::StatusOr<std::unique_ptr<CublasLtFp8Gemm>> gemm = CublasLtFp8Gemm::Create();
   ASSERT_TRUE(gemm.ok()) << gemm.status();
-  Stream stream;
+  TestStream stream;
   const int64_t m = 64, n = 512, k = 256;
-  const Operand x =
-      MakeOperand(m * k, [](int64_t i) { return static_cast<float>(Hash(5, i) % 9) - 4.0f; });
-  const Operand w = MakeOperand(
-      n * k, [](int64_t i) { return (static_cast<float>(Hash(6, i) % 9) - 4.0f) * 0.125f; });
+  const Operand x = SmallIntegers(m * k, 5, 4, 1.0f);
+  const Operand w = SmallIntegers(n * k, 6, 4, 0.125f);
   DevicePtr<fp8_e4m3> x8 = Upload(x.fp8), w8 = Upload(w.fp8);
   DevicePtr<__nv_bfloat16> eager = DeviceAlloc<__nv_bfloat16>(m * n);
   DevicePtr<__nv_bfloat16> graphed = DeviceAlloc<__nv_bfloat16>(m * n);
@@ -316,7 +307,7 @@ TEST(CublasLtFp8Gemm, OddBatchIsCorrectOrRefused) {
   SKIP_WITHOUT_FP8();
   absl::StatusOr<std::unique_ptr<CublasLtFp8Gemm>> gemm = CublasLtFp8Gemm::Create();
   ASSERT_TRUE(gemm.ok()) << gemm.status();
-  Stream stream;
+  TestStream stream;
   const int64_t n = 1024, k = 2048;
   for (int64_t m : {int64_t{1}, int64_t{3}, int64_t{200}}) {
     SCOPED_TRACE(absl::StrCat("m=", m));
@@ -327,10 +318,8 @@ TEST(CublasLtFp8Gemm, OddBatchIsCorrectOrRefused) {
       continue;
     }
     ASSERT_OK(prepared);
-    const Operand x =
-        MakeOperand(m * k, [](int64_t i) { return static_cast<float>(Hash(7, i) % 5) - 2.0f; });
-    const Operand w = MakeOperand(
-        n * k, [](int64_t i) { return (static_cast<float>(Hash(8, i) % 5) - 2.0f) * 0.5f; });
+    const Operand x = SmallIntegers(m * k, 7, 2, 1.0f);
+    const Operand w = SmallIntegers(n * k, 8, 2, 0.5f);
     std::vector<__nv_bfloat16> y;
     std::vector<float> ref;
     RunBoth(**gemm, x, w, m, n, k, stream.get(), &y, &ref);
@@ -427,7 +416,7 @@ TEST(CublasLtFp8GemmPerRow, MatchesDoubleReference) {
   absl::StatusOr<std::unique_ptr<CublasLtFp8Gemm>> precise =
       CublasLtFp8Gemm::Create({.fast_accum = false});
   ASSERT_TRUE(precise.ok()) << precise.status();
-  Stream stream;
+  TestStream stream;
   const std::vector<fp8_e4m3> x_table = UniformE4m3Table(4.0f), w_table = UniformE4m3Table(0.5f);
   const std::array<double, 256> value = E4m3Values();
   struct Case {
@@ -529,7 +518,7 @@ TEST(CublasLtFp8GemmPerRow, SeparatePlanAndCapturesIntoGraph) {
   SKIP_WITHOUT_FP8();
   absl::StatusOr<std::unique_ptr<CublasLtFp8Gemm>> gemm = CublasLtFp8Gemm::Create();
   ASSERT_TRUE(gemm.ok()) << gemm.status();
-  Stream stream;
+  TestStream stream;
   const int64_t m = 64, n = 512, k = 256;
   const std::vector<fp8_e4m3> x = RandomE4m3(m * k, 9, UniformE4m3Table(4.0f));
   const std::vector<fp8_e4m3> w = RandomE4m3(n * k, 10, UniformE4m3Table(0.5f));

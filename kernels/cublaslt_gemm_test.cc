@@ -90,10 +90,8 @@ TEST_P(CublasLtGemmTest, MatchesReference) {
   const WeightShape shape = GetParam();
   absl::StatusOr<std::unique_ptr<CublasLtGemm>> gemm = CublasLtGemm::Create();
   ASSERT_TRUE(gemm.ok()) << gemm.status();
-  cudaStream_t stream = nullptr;
-  ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  const std::unique_ptr<CUstream_st, cudaError_t (*)(cudaStream_t)> stream_owner(stream,
-                                                                                 cudaStreamDestroy);
+  const TestStream owned_stream;
+  cudaStream_t stream = owned_stream.get();
 
   const uint64_t w_seed = FreshSeed();
   SCOPED_TRACE(absl::StrCat(shape.name, " w seed=", w_seed));
@@ -116,10 +114,8 @@ INSTANTIATE_TEST_SUITE_P(Llama70B, CublasLtGemmTest, testing::ValuesIn(kWeightSh
 TEST(CublasLtGemm, AutotunedAlgorithmMatchesReference) {
   absl::StatusOr<std::unique_ptr<CublasLtGemm>> gemm = CublasLtGemm::Create();
   ASSERT_TRUE(gemm.ok()) << gemm.status();
-  cudaStream_t stream = nullptr;
-  ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  const std::unique_ptr<CUstream_st, cudaError_t (*)(cudaStream_t)> stream_owner(stream,
-                                                                                 cudaStreamDestroy);
+  const TestStream owned_stream;
+  cudaStream_t stream = owned_stream.get();
   for (const WeightShape& shape : {kWeightShapes[0], kWeightShapes[3], kWeightShapes[4]}) {
     DevicePtr<bf16> w = DeviceAlloc<bf16>(shape.n * shape.k);
     ASSERT_TRUE(w);
@@ -142,10 +138,8 @@ TEST(CublasLtGemm, RunsInsideStreamCapture) {
   constexpr int64_t m = 16, n = 8192, k = 8192;
   absl::StatusOr<std::unique_ptr<CublasLtGemm>> gemm = CublasLtGemm::Create();
   ASSERT_TRUE(gemm.ok()) << gemm.status();
-  cudaStream_t stream = nullptr;
-  ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  const std::unique_ptr<CUstream_st, cudaError_t (*)(cudaStream_t)> stream_owner(stream,
-                                                                                 cudaStreamDestroy);
+  const TestStream owned_stream;
+  cudaStream_t stream = owned_stream.get();
   const uint64_t seed = FreshSeed();
   SCOPED_TRACE(absl::StrCat("seed=", seed));
   GemmOperands op;
@@ -190,10 +184,8 @@ TEST(CublasLtGemm, RunsInsideStreamCapture) {
 TEST(CublasLtGemm, UnpreparedShapeDuringCaptureIsRefused) {
   absl::StatusOr<std::unique_ptr<CublasLtGemm>> gemm = CublasLtGemm::Create();
   ASSERT_TRUE(gemm.ok()) << gemm.status();
-  cudaStream_t stream = nullptr;
-  ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  const std::unique_ptr<CUstream_st, cudaError_t (*)(cudaStream_t)> stream_owner(stream,
-                                                                                 cudaStreamDestroy);
+  const TestStream owned_stream;
+  cudaStream_t stream = owned_stream.get();
   DevicePtr<bf16> buf = DeviceAlloc<bf16>(3 * 64 * 64);
   ASSERT_TRUE(buf);
   ASSERT_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));

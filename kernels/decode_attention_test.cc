@@ -139,8 +139,8 @@ INSTANTIATE_TEST_SUITE_P(
 
 TEST(DecodeAttentionGraphTest, CapturesInCudaGraph) {
   const AttnCase c{3, 64, 8, 128, 1000, 7};
-  cudaStream_t stream;
-  ASSERT_CUDA(cudaStreamCreate(&stream));
+  const TestStream owned_stream(cudaStreamDefault);  // orders with the legacy default stream
+  cudaStream_t stream = owned_stream.get();
   AttnFixture f(c, 77, stream);
   const size_t ws_bytes = DecodeAttentionWorkspaceBytes(c.batch, c.hq, c.head_dim, c.splits);
   DeviceMem ws(ws_bytes);
@@ -165,7 +165,6 @@ TEST(DecodeAttentionGraphTest, CapturesInCudaGraph) {
   }
   cudaGraphExecDestroy(exec);
   cudaGraphDestroy(graph);
-  cudaStreamDestroy(stream);
 }
 
 // Not a pass/fail check (other GPU tests may share the device): prints the KV-cache streaming
@@ -174,8 +173,8 @@ TEST(DecodeAttentionPerfTest, ReportsKvBandwidth) {
   struct Shape {
     int batch, kv_len;
   };
-  cudaStream_t stream;
-  ASSERT_CUDA(cudaStreamCreate(&stream));
+  const TestStream owned_stream(cudaStreamDefault);  // orders with the legacy default stream
+  cudaStream_t stream = owned_stream.get();
   cudaEvent_t start, stop;
   ASSERT_CUDA(cudaEventCreate(&start));
   ASSERT_CUDA(cudaEventCreate(&stop));
@@ -213,7 +212,6 @@ TEST(DecodeAttentionPerfTest, ReportsKvBandwidth) {
   }
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
-  cudaStreamDestroy(stream);
 }
 
 }  // namespace

@@ -47,16 +47,6 @@ namespace {
 
 using fp8 = __nv_fp8_e4m3;
 
-struct StreamDeleter {
-  void operator()(cudaStream_t s) const { cudaStreamDestroy(s); }
-};
-using StreamPtr = std::unique_ptr<CUstream_st, StreamDeleter>;
-
-StreamPtr MakeStream() {
-  cudaStream_t s = nullptr;
-  EXPECT_EQ(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess);
-  return StreamPtr(s);
-}
 
 constexpr float kXScale = 1.0f;
 constexpr float kWScale = 0.05f;
@@ -274,7 +264,7 @@ class SkinnyGemmShapeTest : public testing::TestWithParam<Shape> {};
 TEST_P(SkinnyGemmShapeTest, MatchesReference) {
   const Shape shape = GetParam();
   ASSERT_GT(shape.n, 0) << shape.name;
-  StreamPtr stream = MakeStream();
+  TestStream stream;
   const uint64_t w_seed = FreshSeed();
   SCOPED_TRACE(absl::StrCat(shape.name, " w seed=", w_seed));
   Weights w;
@@ -310,7 +300,7 @@ INSTANTIATE_TEST_SUITE_P(Llama31, SkinnyGemmShapeTest, testing::ValuesIn(AllShap
 // re-poisoned y), for a split-K shape and a whole-tile one; then eager calls on the same
 // workspace, which a replay that left a counter non-zero would break.
 TEST(SkinnyGemm, RunsInsideGraphCaptureAndReplays) {
-  StreamPtr stream = MakeStream();
+  TestStream stream;
   for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{5, 1024, 28672},
                          {16, 8192, 1024},
                          {3, 128256, 4096}}) {
@@ -392,7 +382,7 @@ TEST(SkinnyGemm, TwoShapesWithTheirOwnWorkspacesInterleave) {
   };
   constexpr Case kCases[] = {{5, 1024, 28672}, {16, 1280, 8192}};
   constexpr int kRounds = 4;
-  StreamPtr stream = MakeStream();
+  TestStream stream;
   const int sms = SmCount();
   Weights w[2];
   size_t offset[2] = {0, 0}, bytes[2] = {0, 0}, total = 0;
@@ -423,7 +413,7 @@ TEST(SkinnyGemm, TwoShapesWithTheirOwnWorkspacesInterleave) {
 // results from run to run.
 TEST(SkinnyGemm, IsDeterministic) {
   constexpr int64_t m = 7, n = 1280, k = 8192;
-  StreamPtr stream = MakeStream();
+  TestStream stream;
   Weights w;
   MakeWeights(n, k, FreshSeed(), stream.get(), &w);
   if (HasFatalFailure()) return;
@@ -457,7 +447,7 @@ TEST(SkinnyGemm, IsDeterministic) {
 // ones and the scales are 1, so y[., j] must be exactly the code's value.
 TEST(SkinnyGemmFp8, DecodesEveryCodeExactly) {
   constexpr int64_t n = 256, k = 64;
-  StreamPtr stream = MakeStream();
+  TestStream stream;
   std::vector<uint8_t> codes(n * k, 0);
   std::vector<float> want(n, 0.0f);
   for (int64_t j = 0; j < n; ++j) {
@@ -510,7 +500,7 @@ TEST(SkinnyGemmFp8, DecodesEveryCodeExactly) {
 // and conversion at large magnitudes; W8A8 (whose k must be a multiple of 16) on 1024 columns.
 TEST(SkinnyGemmFp8, MatchesReferenceOnArbitraryCodes) {
   constexpr int64_t n = 384;
-  StreamPtr stream = MakeStream();
+  TestStream stream;
   for (const int64_t k : {int64_t{1032}, int64_t{1024}}) {
     SCOPED_TRACE(absl::StrCat("k=", k));
     std::vector<uint8_t> codes(n * k);
@@ -551,7 +541,7 @@ TEST(SkinnyGemmFp8, MatchesReferenceOnArbitraryCodes) {
 // rows longer than what a thread keeps in registers (1024 x 4 x 8 = 32768), and many rows
 // (256-thread CTAs, as for weights).
 TEST(QuantizeWeightsFp8, MatchesHostRounding) {
-  StreamPtr stream = MakeStream();
+  TestStream stream;
   for (auto [n, k] : {std::pair<int64_t, int64_t>{37, 264}, {6, 40008}, {300, 8200}}) {
     SCOPED_TRACE(absl::StrCat("n=", n, " k=", k));
     DevicePtr<bf16> w = DeviceAlloc<bf16>(n * k);
@@ -639,7 +629,7 @@ TEST(SkinnyGemm, RejectsBadArguments) {
 // 8) and shapes that are no multiple of the tile; PackSkinnyGemmWeightsInPlace gives the same
 // bytes over W itself (in a buffer of the packed size), through a scratch of 2.5 tiles.
 TEST(SkinnyGemmPackedLayout, PackMatchesTheOffsets) {
-  StreamPtr stream = MakeStream();
+  TestStream stream;
   for (auto [n, k, bytes] : {std::tuple<int64_t, int64_t, int>{200, 24, 1},
                              {129, 1032, 2},
                              {1024, 1088, 1},

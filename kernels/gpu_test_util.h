@@ -1,7 +1,7 @@
 // Helpers shared by the GPU tests (gtest, test code only; header-only): fatal assertions on an
 // absl::Status or a cudaError_t, owned device allocations, bf16 copies back to the host, fresh
-// random seeds, the SM count, the operands of a checked GEMM, and the bound the GEMM tests check
-// a bf16 output against an fp32 reference with.
+// random seeds, the SM count, test streams, the operands of a checked GEMM, and the bound the GEMM
+// tests check a bf16 output against an fp32 reference with.
 #ifndef TRUTHPUT_KERNELS_GPU_TEST_UTIL_H_
 #define TRUTHPUT_KERNELS_GPU_TEST_UTIL_H_
 
@@ -36,6 +36,27 @@
   } while (0)
 
 namespace truthput {
+
+// A stream owned by one test (non-blocking unless told otherwise), destroyed however the test
+// ends, early returns of fatal assertions included.
+class TestStream {
+ public:
+  explicit TestStream(unsigned flags = cudaStreamNonBlocking) {
+    const cudaError_t err = cudaStreamCreateWithFlags(&s_, flags);
+    if (err != cudaSuccess) {
+      ADD_FAILURE() << "cudaStreamCreateWithFlags: " << cudaGetErrorString(err);
+    }
+  }
+  ~TestStream() {
+    if (s_ != nullptr) cudaStreamDestroy(s_);
+  }
+  TestStream(const TestStream&) = delete;
+  TestStream& operator=(const TestStream&) = delete;
+  cudaStream_t get() const { return s_; }
+
+ private:
+  cudaStream_t s_ = nullptr;
+};
 
 struct CudaFree {
   void operator()(void* p) const { cudaFree(p); }

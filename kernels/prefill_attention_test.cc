@@ -244,8 +244,8 @@ TEST(PrefillAttentionArgsTest, RejectsBadArguments) {
 
 TEST(PrefillAttentionGraphTest, CapturesInCudaGraph) {
   const PrefillCase c{PrefillAttentionKernel::kAuto, 2, 300, 50, 64, 8, 128, true};
-  cudaStream_t stream;
-  ASSERT_CUDA(cudaStreamCreate(&stream));
+  const TestStream owned_stream(cudaStreamDefault);  // orders with the legacy default stream
+  cudaStream_t stream = owned_stream.get();
   PrefillFixture f(c, 4711, stream);
   // First call outside capture (sets the kernel attributes once per device).
   ASSERT_OK(PrefillAttention(f.q(), f.k(), f.v(), f.out(), c.batch, c.q_len, c.start_pos, c.hq,
@@ -270,7 +270,6 @@ TEST(PrefillAttentionGraphTest, CapturesInCudaGraph) {
   }
   cudaGraphExecDestroy(exec);
   cudaGraphDestroy(graph);
-  cudaStreamDestroy(stream);
 }
 
 // Not a pass/fail check (other GPU tests may share the device): prints each kernel's rate at
@@ -280,8 +279,8 @@ TEST(PrefillAttentionPerfTest, ReportsTflops) {
     int batch, seq;
   };
   constexpr int kHq = 64, kHkv = 8, kD = 128, kIters = 10;
-  cudaStream_t stream;
-  ASSERT_CUDA(cudaStreamCreate(&stream));
+  const TestStream owned_stream(cudaStreamDefault);  // orders with the legacy default stream
+  cudaStream_t stream = owned_stream.get();
   cudaEvent_t start, stop;
   ASSERT_CUDA(cudaEventCreate(&start));
   ASSERT_CUDA(cudaEventCreate(&stop));
@@ -321,7 +320,6 @@ TEST(PrefillAttentionPerfTest, ReportsTflops) {
   }
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
-  cudaStreamDestroy(stream);
 }
 
 }  // namespace
