@@ -309,7 +309,6 @@ absl::StatusOr<RunResult> RunOnGpu(const BenchRequest& request, std::ostream& lo
     absl::StatusOr<Workload> w = Workload::Build(request.model, step);
     if (!w.ok()) return w.status();
     BatchPoint* p = result.add_points();
-    *p = PredictPoint(*w, *datasheet, id->memory_bytes);
     absl::StatusOr<int64_t> free = FreeBytes();
     if (!free.ok()) return free.status();
     absl::StatusOr<std::unique_ptr<StepRunner>> runner = StepRunner::Create(
@@ -322,6 +321,7 @@ absl::StatusOr<RunResult> RunOnGpu(const BenchRequest& request, std::ostream& lo
          .gemm = request.gemm},
         stream);
     if (absl::IsResourceExhausted(runner.status())) {
+      *p = PredictPoint(*w, *datasheet, id->memory_bytes);
       p->set_skipped(true);
       p->set_skip_reason(std::string(runner.status().message()));
       log << "batch " << step.batch << ": skipped: " << runner.status().message() << "\n";
@@ -329,6 +329,8 @@ absl::StatusOr<RunResult> RunOnGpu(const BenchRequest& request, std::ostream& lo
     }
     if (!runner.ok()) return runner.status();
     const StepRunner& r = **runner;
+    // The runner's op list counts the activation bytes of the paths --gemm=auto chose.
+    *p = PredictPoint(r.workload(), *datasheet, id->memory_bytes);
     p->set_residency(r.residency().Describe());
 
     const NvtxRange point_range(absl::StrCat(PhaseName(step.phase), " batch=", step.batch,
@@ -365,7 +367,7 @@ absl::StatusOr<RunResult> RunOnGpu(const BenchRequest& request, std::ostream& lo
       op_timing.reps_per_round = 2;
       op_timing.min_reps = 2;
     }
-    for (size_t i = 0; i < w->ops().size(); ++i) {
+    for (size_t i = 0; i < r.workload().ops().size(); ++i) {
       absl::StatusOr<TimingStats> ot =
           TimeGpuWork([&r, i](cudaStream_t s) { return r.EnqueueOp(i, s); }, stream, op_timing);
       if (!ot.ok()) return ot.status();
@@ -376,7 +378,7 @@ absl::StatusOr<RunResult> RunOnGpu(const BenchRequest& request, std::ostream& lo
       o->set_achieved_gbps(o->gbytes() / s);
       o->set_achieved_tflops(o->gflops() / s / 1e3);
       o->set_implementation(r.Implementation(i));
-      if (w->ops()[i].kind == OpKind::kAttention) {
+      if (r.workload().ops()[i].kind == OpKind::kAttention) {
         p->set_attention_time_share(o->share());
         p->set_attention_flops_share(o->gflops() / p->model_gflops());
       }
@@ -399,7 +401,7 @@ absl::StatusOr<RunResult> RunOnGpu(const BenchRequest& request, std::ostream& lo
       TP_RETURN_IF_ERROR(NvmlPass(*nvml, step_work, t->p50_ms, stream, *p, unavailable));
     }
     if (cupti != nullptr) {
-      absl::Status st = CuptiPass(*cupti, *w, r, step_work, request.graph,
+      absl::Status st = CuptiPass(*cupti, r.workload(), r, step_work, request.graph,
                                   request.profile == "ops", stream, *p);
       if (!st.ok()) {
         // Counters are an extra: a failing profiler pass costs its columns, not the run.

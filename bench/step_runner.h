@@ -6,9 +6,11 @@
 // one fp32 scale per output channel (kernels/fp8_weights.h), quantized from random bf16 at
 // start-up. The project's skinny GEMM reads them directly (bf16 activations); cuBLASLt (and the
 // skinny GEMM's W8A8 form) runs them as W8A8 on activations quantized per token, and an fp8 GEMM
-// applies both scale vectors. The op before such a GEMM writes the quantized copy along with its
-// bf16 output (RMSNorm before qkv and gate_up, SiluMul before down); o_proj, after attention,
-// quantizes in a small kernel of its own. The embedding table and the LM head stay bf16.
+// applies both scale vectors. The op before such a GEMM writes the quantized copy in place of its
+// bf16 output, which nothing else reads (RMSNorm before qkv and gate_up, SiluMul before down);
+// o_proj, after attention, quantizes in a small kernel of its own. The runner's workload() counts
+// those bytes (Workload::CountE4m3Activations) once --gemm=auto has chosen. The embedding table
+// and the LM head stay bf16.
 #ifndef TRUTHPUT_BENCH_STEP_RUNNER_H_
 #define TRUTHPUT_BENCH_STEP_RUNNER_H_
 
@@ -64,6 +66,8 @@ class StepRunner {
   // One execution of op `op_index` in layer `layer` (0 for ops outside the layers).
   absl::Status EnqueueOpOnce(size_t op_index, int64_t layer, cudaStream_t stream) const;
 
+  // The op list it runs, with the activation bytes of the GEMMs' chosen paths: the one to
+  // predict and rate this run with.
   const Workload& workload() const { return workload_; }
   const ResidencyPlan& residency() const { return plan_; }
   // What ran op `op_index`: the project's kernel, or cuBLASLt and its algorithm.
@@ -71,9 +75,10 @@ class StepRunner {
   // Whether GEMM op `op_index` quantizes its activations to e4m3 per token before the product
   // (fp8 weights through cuBLASLt or SkinnyGemmW8A8): its reference must too.
   bool QuantizesActivations(size_t op_index) const;
-  // Whether op `op_index` (an RMSNorm or SiluMul) also writes its output quantized to e4m3 per
-  // token for the GEMM right after it, which quantizes activations (above) and then has no
-  // quantizer of its own. --gemm=auto times such GEMMs with that op before them.
+  // Whether op `op_index` (an RMSNorm or SiluMul) writes its output quantized to e4m3 per token,
+  // and no bf16 output, for the GEMM right after it, which quantizes activations (above) and then
+  // has no quantizer of its own (rows the kernel cannot quantize in place, E4m3CopyIsFused: the
+  // GEMM quantizes). --gemm=auto times such GEMMs with that op before them.
   bool QuantizesForNextGemm(size_t op_index) const;
   // Whether GEMM op `op_index` runs the own skinny GEMM, whose weights the runner packed in place
   // (gemv.h): its reference must read them through SkinnyGemmPackedOffset.

@@ -33,6 +33,9 @@ constexpr double kRtolElementwise = 2e-2;
 constexpr double kRtolGemm = 3e-2;
 constexpr double kRtolAttention = 3e-2;
 constexpr double kExact = 0.0;
+// An output written only as e4m3 per row (for a W8A8 GEMM): 3 mantissa bits round to within
+// 2^-4 of |value|, over the bf16 rounding the kernel applies first.
+constexpr double kRtolE4m3 = 7e-2;
 
 constexpr int64_t kMaxVerifyLayers = 2;
 constexpr uint32_t kMaxVerifyVocab = 4096;
@@ -163,6 +166,34 @@ class Verifier {
     return FillBf16(p, n, std::numeric_limits<float>::quiet_NaN(), s_);
   }
 
+  // The e4m3 copy of an op's output (StepRunner::QuantizesForNextGemm), poisoned: 0xFF bytes
+  // (e4m3 NaN, which the saturating quantizer never writes) and NaN scales.
+  absl::Status PoisonE4m3Copy(int64_t rows, int64_t cols) const {
+    const StepRunner::Activations& a = r_.activations();
+    TP_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(a.xq, 0xFF, rows * cols, s_));
+    TP_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(a.x_scales, 0xFF, rows * sizeof(float), s_));
+    return absl::OkStatus();
+  }
+
+  // That copy as the values it stands for: float(e4m3) * its row's scale.
+  absl::StatusOr<std::vector<float>> DequantizedE4m3Copy(int64_t rows, int64_t cols) const {
+    const StepRunner::Activations& a = r_.activations();
+    std::vector<uint8_t> q(rows * cols);
+    std::vector<float> scales(rows);
+    TP_CUDA_RETURN_IF_ERROR(
+        cudaMemcpyAsync(q.data(), a.xq, q.size(), cudaMemcpyDeviceToHost, s_));
+    TP_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(scales.data(), a.x_scales, rows * sizeof(float),
+                                            cudaMemcpyDeviceToHost, s_));
+    TP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s_));
+    std::vector<float> x(rows * cols);
+    for (int64_t i = 0; i < rows * cols; ++i) {
+      __nv_fp8_e4m3 v;
+      v.__x = static_cast<__nv_fp8_storage_t>(q[i]);
+      x[i] = static_cast<float>(v) * scales[i / cols];
+    }
+    return x;
+  }
+
   absl::Status Launch(size_t index, int64_t layer) const {
     if (absl::Status st = r_.EnqueueOpOnce(index, layer, s_); !st.ok()) {
       return absl::Status(st.code(), absl::StrCat(where_, ": ", st.message()));
@@ -261,17 +292,21 @@ class Verifier {
     }
     absl::StatusOr<std::vector<float>> weight = Input(w, cols, "weight");
     if (!weight.ok()) return weight.status();
-    // x is updated in place (its copy from before is the input); xn can be poisoned.
-    TP_RETURN_IF_ERROR(Poison(a.xn, rows * cols));
+    // x is updated in place (its copy from before is the input); xn, or the e4m3 copy written
+    // in its place, can be poisoned.
+    const bool e4m3_only = r_.QuantizesForNextGemm(index);
+    TP_RETURN_IF_ERROR(e4m3_only ? PoisonE4m3Copy(rows, cols) : Poison(a.xn, rows * cols));
     TP_RETURN_IF_ERROR(Launch(index, layer));
     absl::StatusOr<std::vector<float>> sums = Floats(last_rows ? a.x_last : a.x, rows * cols);
     if (!sums.ok()) return sums.status();
     TP_RETURN_IF_ERROR(
         Check(*sums, ref::ResidualAdd(*x, *r), kRtolElementwise, {rows, cols}, "x (the sums)"));
-    absl::StatusOr<std::vector<float>> got = Floats(a.xn, rows * cols);
+    absl::StatusOr<std::vector<float>> got =
+        e4m3_only ? DequantizedE4m3Copy(rows, cols) : Floats(a.xn, rows * cols);
     if (!got.ok()) return got.status();
-    return Check(*got, ref::RmsNorm(*sums, *weight, rows, cols, eps), kRtolElementwise,
-                 {rows, cols}, "xn");
+    return Check(*got, ref::RmsNorm(*sums, *weight, rows, cols, eps),
+                 e4m3_only ? kRtolE4m3 : kRtolElementwise, {rows, cols},
+                 e4m3_only ? "xn in e4m3" : "xn");
   }
 
   // fp8 weights [n, k] with their per-row scales, dequantized (float(e4m3) * scale).
@@ -332,14 +367,19 @@ class Verifier {
     absl::StatusOr<StepRunner::GemmBuffers> b = r_.GemmBuffersOf(op, layer);
     if (!b.ok()) return NoReference(op);
     const int64_t m = op.m, n = op.n, k = op.k;
-    absl::StatusOr<std::vector<float>> x = Input(b->x, m * k, "x");
+    // x as the GEMM reads it: the e4m3 copy the op before wrote (bf16 x is then not written),
+    // or bf16 x, which a W8A8 GEMM quantizes in its launch (redone on the host below).
+    const bool copy_from_previous = index > 0 && r_.QuantizesForNextGemm(index - 1);
+    absl::StatusOr<std::vector<float>> x =
+        copy_from_previous ? DequantizedE4m3Copy(m, k) : Input(b->x, m * k, "x");
     if (!x.ok()) return x.status();
+    if (copy_from_previous) TP_RETURN_IF_ERROR(CheckInput(*x, "x in e4m3"));
     const bool packed = r_.PacksWeights(index);
     absl::StatusOr<std::vector<float>> w = b->w_scales == nullptr
                                                ? Bf16Weight(b->w, n, k, packed)
                                                : Fp8Weight(b->w, b->w_scales, n, k, packed);
     if (!w.ok()) return w.status();
-    if (r_.QuantizesActivations(index)) *x = Fp8RowsRoundTrip(*x, m, k);
+    if (r_.QuantizesActivations(index) && !copy_from_previous) *x = Fp8RowsRoundTrip(*x, m, k);
     TP_RETURN_IF_ERROR(Poison(b->y, m * n));
     TP_RETURN_IF_ERROR(Launch(index, layer));
     absl::StatusOr<std::vector<float>> got = Floats(b->y, m * n);
@@ -473,11 +513,14 @@ class Verifier {
     const int64_t rows = op.m, ffn = op.n;
     absl::StatusOr<std::vector<float>> gate_up = Input(a.gate_up, rows * 2 * ffn, "gate_up");
     if (!gate_up.ok()) return gate_up.status();
-    TP_RETURN_IF_ERROR(Poison(a.act, rows * ffn));
+    const bool e4m3_only = r_.QuantizesForNextGemm(index);  // then act is not written
+    TP_RETURN_IF_ERROR(e4m3_only ? PoisonE4m3Copy(rows, ffn) : Poison(a.act, rows * ffn));
     TP_RETURN_IF_ERROR(Launch(index, layer));
-    absl::StatusOr<std::vector<float>> got = Floats(a.act, rows * ffn);
+    absl::StatusOr<std::vector<float>> got =
+        e4m3_only ? DequantizedE4m3Copy(rows, ffn) : Floats(a.act, rows * ffn);
     if (!got.ok()) return got.status();
-    return Check(*got, ref::SiluMul(*gate_up, rows, ffn), kRtolElementwise, {rows, ffn});
+    return Check(*got, ref::SiluMul(*gate_up, rows, ffn), e4m3_only ? kRtolE4m3 : kRtolElementwise,
+                 {rows, ffn}, e4m3_only ? "act in e4m3" : "");
   }
 
   const StepRunner& r_;

@@ -17,6 +17,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kernels/cublaslt_gemm.h"
+#include "kernels/elementwise.h"
 #include "kernels/gpu_test_util.h"
 #include "kernels/random_fill.h"
 #include "workloads/model_registry.h"
@@ -143,23 +144,53 @@ TEST_F(StepVerifierTest, TinyFp8CublasLtBatch3) {
 }
 TEST_F(StepVerifierTest, TinyFp8OwnBatch40) { ExpectVerifies(TinyFp8Model(), 40, 37, "own"); }
 
+// FFN rows longer than the fused quantized copy takes (E4m3CopyIsFused): SiluMul writes bf16 and
+// down_proj quantizes it in its own launch, as o_proj does.
+TEST_F(StepVerifierTest, TinyFp8WideFfnQuantizesInTheGemm) {
+  ModelSpec m = TinyFp8Model();
+  m.set_ffn_size(32784);  // a multiple of 16, past 32768
+  ASSERT_FALSE(E4m3CopyIsFused(static_cast<int>(m.ffn_size())));
+  absl::StatusOr<std::unique_ptr<StepRunner>> runner = MakeRunner(m, 3, 37, "cublaslt");
+  ASSERT_TRUE(runner.ok()) << runner.status();
+  const std::vector<Op>& ops = (*runner)->workload().ops();
+  for (size_t i = 0; i < ops.size(); ++i) {
+    if (ops[i].name != "down_proj") continue;
+    EXPECT_FALSE((*runner)->QuantizesForNextGemm(i - 1));
+    EXPECT_TRUE((*runner)->QuantizesActivations(i));
+    EXPECT_THAT((*runner)->Implementation(i), HasSubstr("activations to e4m3 per token, then"));
+  }
+  ASSERT_OK(VerifyStep(**runner, stream_));
+}
+
 TEST_F(StepVerifierTest, Fp8RunnerHoldsFp8WeightsAndSaysWhichPathQuantizes) {
   for (const std::string gemm : {"own", "own_w8a8", "cublaslt"}) {
     absl::StatusOr<std::unique_ptr<StepRunner>> runner = MakeRunner(TinyFp8Model(), 3, 37, gemm);
     ASSERT_TRUE(runner.ok()) << runner.status();
     const StepRunner& r = **runner;
     const std::vector<Op>& ops = r.workload().ops();
+    absl::StatusOr<Workload> built =
+        Workload::Build(TinyFp8Model(), {.phase = Phase::kDecode, .batch = 3, .context = 37});
+    ASSERT_TRUE(built.ok()) << built.status();
     for (size_t i = 0; i < ops.size(); ++i) {
-      // The ops right before qkv, gate_up and down write their quantized activations; o_proj,
-      // after attention, quantizes them itself.
+      // The ops right before qkv, gate_up and down write their quantized activations, and no
+      // bf16 output; o_proj, after attention, quantizes them itself. The runner's op list counts
+      // those bytes: fewer for the ops writing e4m3, more for o_proj.
       const bool feeds_w8a8 = gemm != "own" && (ops[i].name == "add_attn_norm" ||
                                                 ops[i].name == "add_ffn_norm" ||
                                                 ops[i].name == "silu_mul");
       EXPECT_EQ(r.QuantizesForNextGemm(i), feeds_w8a8) << ops[i].name;
+      const int64_t built_bytes = built->ops()[i].act_bytes;
       if (feeds_w8a8) {
-        EXPECT_THAT(r.Implementation(i), HasSubstr("and e4m3 per token for " + ops[i + 1].name));
+        EXPECT_THAT(r.Implementation(i),
+                    HasSubstr("output only in e4m3 per token, for " + ops[i + 1].name));
+        EXPECT_LT(ops[i].act_bytes, built_bytes) << ops[i].name;
+      } else if (ops[i].name == "o_proj" && gemm != "own") {
+        EXPECT_GT(ops[i].act_bytes, built_bytes);
+      } else if (ops[i].kind != OpKind::kGemm) {
+        EXPECT_EQ(ops[i].act_bytes, built_bytes) << ops[i].name;
       }
       if (ops[i].kind != OpKind::kGemm) continue;
+      EXPECT_EQ(ops[i].act_dtype, r.QuantizesActivations(i) ? FP8_E4M3 : BF16) << ops[i].name;
       absl::StatusOr<StepRunner::GemmBuffers> b = r.GemmBuffersOf(ops[i], 0);
       ASSERT_TRUE(b.ok()) << b.status();
       const bool block_linear = ops[i].name != "lm_head";  // the LM head stays bf16

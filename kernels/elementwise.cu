@@ -102,7 +102,8 @@ __device__ __forceinline__ void StoreE4m3(const Pack8 (&out)[kVecs], int nvec,
 // pieces of x and of the weight per thread, all loaded at once), so a row costs one memory round
 // trip: at batch 1 the kernel is that latency, not bandwidth. Each element is read and written by
 // the same thread, so y may alias x. With a quantized copy (kQuantize) the bf16 outputs stay in
-// registers through a second block reduction, their largest magnitude, and then go out as e4m3.
+// registers through a second block reduction, their largest magnitude, and then go out as e4m3;
+// y may then be null, for a GEMM that reads only the copy.
 // With kAdd (AddRmsNorm) the residual's pieces are loaded beside x's, each sum is rounded to bf16
 // and stored back to x exactly as ResidualAdd would, and the norm is of those rounded sums: the
 // residual add costs no round trip and no launch of its own.
@@ -162,7 +163,7 @@ __global__ void __launch_bounds__(kNormMaxThreads)
 #pragma unroll
       for (int k = 0; k < kVec; ++k) f[j][k] = f[j][k] * inv * w[j][k];
       out[j] = Pack(f[j]);
-      *reinterpret_cast<uint4*>(y + offset + v * kVec) = out[j].u;
+      if (!kQuantize || y != nullptr) *reinterpret_cast<uint4*>(y + offset + v * kVec) = out[j].u;
       if constexpr (kQuantize) amax = e4m3::Amax8(out[j].u, amax);
     }
   }
@@ -296,7 +297,7 @@ __global__ void __launch_bounds__(kNormMaxThreads)
 #pragma unroll
       for (int k = 0; k < kVec; ++k) a[k] = Silu(a[k]) * b[k];
       gate[j] = Pack(a);  // the output now
-      *reinterpret_cast<uint4*>(out + offset + v * kVec) = gate[j].u;
+      if (out != nullptr) *reinterpret_cast<uint4*>(out + offset + v * kVec) = gate[j].u;
       amax = e4m3::Amax8(gate[j].u, amax);
     }
   }
@@ -420,6 +421,15 @@ absl::Status CheckQuantized(const char* api, E4m3Rows quantized, const bf16* out
   return absl::OkStatus();
 }
 
+// Without a bf16 output the quantized copy can only come from the fused kernels: the fallback
+// quantizes the output it wrote.
+absl::Status NoFusedCopy(const char* api, int cols) {
+  return absl::InvalidArgumentError(absl::StrCat(
+      api, ": without a bf16 output the quantized copy must be made in the same kernel, which "
+           "takes rows of a multiple of 8 up to ", kNormMaxThreads * kNormMaxVecs * kVec,
+      " elements and 16-byte aligned buffers (got ", cols, " columns)"));
+}
+
 // Kernel instance for rows of `nvec` 16-byte pieces kept in registers: (threads, pieces per thread)
 // with at most kNormMaxThreads threads; pieces 0 when the row does not fit.
 struct RowLaunch {
@@ -443,17 +453,18 @@ absl::Status NormRows(const char* api, bf16* x, const bf16* residual, const bf16
   TP_RETURN_IF_ERROR(CheckQuantized(api, quantized, y, cols));
   if (rows == 0) return absl::OkStatus();
   const bool add = residual != nullptr;
-  if (x == nullptr || weight == nullptr || y == nullptr) {
+  const bool quantize = quantized.q != nullptr;
+  if (x == nullptr || weight == nullptr || (y == nullptr && !quantize)) {
     return absl::InvalidArgumentError(absl::StrCat(api, ": null pointer"));
   }
   if (add && y == x) {
     return absl::InvalidArgumentError(
         absl::StrCat(api, ": y must not be x (x keeps the sums, y the normalized rows)"));
   }
-  const bool quantize = quantized.q != nullptr;
   const RowLaunch row = RowInRegisters(cols / kVec);
   const bool vec = cols % kVec == 0 && row.vecs > 0 && Aligned16(x) && Aligned16(weight) &&
                    Aligned16(y) && (!add || Aligned16(residual));
+  if (!vec && y == nullptr) return NoFusedCopy(api, cols);
   if (!vec) {
     // The rare shapes outside the fused kernel: the add, the norm, the quantizer on its output.
     if (add) {
@@ -481,6 +492,10 @@ absl::Status NormRows(const char* api, bf16* x, const bf16* residual, const bf16
 }
 
 }  // namespace
+
+bool E4m3CopyIsFused(int cols) {
+  return cols % kVec == 0 && RowInRegisters(cols / kVec).vecs > 0;
+}
 
 absl::Status RmsNorm(const bf16* x, const bf16* weight, bf16* y, int rows, int cols, float eps,
                      cudaStream_t stream, E4m3Rows quantized) {
@@ -522,7 +537,7 @@ absl::Status SiluMul(const bf16* gate_up, bf16* out, int rows, int ffn, cudaStre
   }
   TP_RETURN_IF_ERROR(CheckQuantized("SiluMul", quantized, out, ffn));
   if (rows == 0) return absl::OkStatus();
-  if (gate_up == nullptr || out == nullptr) {
+  if (gate_up == nullptr || (out == nullptr && quantized.q == nullptr)) {
     return absl::InvalidArgumentError("SiluMul: null pointer");
   }
   const bool aligned = ffn % kVec == 0 && Aligned16(gate_up) && Aligned16(out);
@@ -536,6 +551,7 @@ absl::Status SiluMul(const bf16* gate_up, bf16* out, int rows, int ffn, cudaStre
           pdl::Launch(kernel, rows, row.threads, 0, stream, gate_up, out, quantized, ffn),
           "SiluMulE4m3Kernel");
     }
+    if (out == nullptr) return NoFusedCopy("SiluMul", ffn);
     // Rows too long or unaligned for the fused kernel: the quantizer on the output.
     TP_RETURN_IF_ERROR(SiluMul(gate_up, out, rows, ffn, stream));
     return QuantizeWeightsFp8(out, quantized.q, quantized.scales, rows, ffn, stream);

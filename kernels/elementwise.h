@@ -25,14 +25,19 @@ namespace truthput {
 // scales QuantizeWeightsFp8 (fp8_weights.h) would make from that output, q [rows, cols] and
 // scales [rows], without a kernel of its own and a second read of the output. For the W8A8 GEMM
 // that reads the output next. Both null (the default): no quantized copy.
+//
+// With a quantized copy the bf16 output may be null (nothing written but the copy, for a GEMM
+// that reads nothing else) where the copy is made in the same kernel: E4m3CopyIsFused(cols) and
+// 16-byte aligned buffers; elsewhere that is InvalidArgument.
 struct E4m3Rows {
   __nv_fp8_e4m3* q = nullptr;  // 8-byte aligned
   float* scales = nullptr;
 };
+bool E4m3CopyIsFused(int cols);  // rows of a multiple of 8 up to 32768 elements
 
 // y[r, :] = x[r, :] * rsqrt(mean(x[r, :]^2) + eps) * weight[:] for x, y of shape [rows, cols].
 // One block per row. y may alias x. With `quantized`, cols must be a multiple of 8 and y 16-byte
-// aligned.
+// aligned (or null, above).
 absl::Status RmsNorm(const __nv_bfloat16* x, const __nv_bfloat16* weight, __nv_bfloat16* y,
                      int rows, int cols, float eps, cudaStream_t stream,
                      E4m3Rows quantized = {});
@@ -51,7 +56,7 @@ absl::Status ResidualAdd(__nv_bfloat16* x, const __nv_bfloat16* r, int64_t n,
 
 // SwiGLU: gate_up is [rows, 2 * ffn] with gate in columns [0, ffn) and up in [ffn, 2 * ffn);
 // out[rows, ffn] = silu(gate) * up, silu(g) = g / (1 + exp(-g)). With `quantized`, ffn must be a
-// multiple of 8 and out 16-byte aligned (and then it runs one block per row).
+// multiple of 8 and out 16-byte aligned or null (above); it then runs one block per row.
 absl::Status SiluMul(const __nv_bfloat16* gate_up, __nv_bfloat16* out, int rows, int ffn,
                      cudaStream_t stream, E4m3Rows quantized = {});
 

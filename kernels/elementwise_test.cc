@@ -182,13 +182,14 @@ void ExpectSameBf16(const bf16* got, const bf16* want, int64_t n) {
 
 // `op` (RmsNorm or SiluMul writing `out`, with the copy it is given) run with a copy, then without
 // one and followed by QuantizeWeightsFp8 on its output: the bf16 outputs, the bytes and the scales
-// must all be identical.
-void ExpectCopyMatchesTwoKernelPath(cudaStream_t stream, int rows, int cols,
+// must all be identical. Then with the copy alone (a null output): the same copy where `fused`
+// (the copy made in the op's kernel), else InvalidArgument (nothing to quantize from).
+void ExpectCopyMatchesTwoKernelPath(cudaStream_t stream, int rows, int cols, bool fused,
                                     const std::function<absl::Status(bf16*, E4m3Rows)>& op) {
   const int64_t n = static_cast<int64_t>(rows) * cols;
   DeviceBf16 out(n), out_ref(n);
   ASSERT_OK(FillBf16(out.get(), n, NAN, stream));
-  E4m3Copy got(rows, cols, stream), want(rows, cols, stream);
+  E4m3Copy got(rows, cols, stream), want(rows, cols, stream), alone(rows, cols, stream);
   ASSERT_OK(op(out.get(), got.rows_view()));
   ASSERT_OK(op(out_ref.get(), E4m3Rows{}));
   ASSERT_OK(QuantizeWeightsFp8(out_ref.get(), want.q.get(), want.scales.get(), rows, cols,
@@ -196,6 +197,14 @@ void ExpectCopyMatchesTwoKernelPath(cudaStream_t stream, int rows, int cols,
   ASSERT_CUDA(cudaStreamSynchronize(stream));
   ExpectSameBf16(out.get(), out_ref.get(), n);
   ExpectSameCopy(got, want);
+  const absl::Status copy_alone = op(nullptr, alone.rows_view());
+  if (!fused) {
+    EXPECT_TRUE(absl::IsInvalidArgument(copy_alone)) << copy_alone;
+    return;
+  }
+  ASSERT_OK(copy_alone);
+  ASSERT_CUDA(cudaStreamSynchronize(stream));
+  ExpectSameCopy(alone, want);
 }
 
 TEST_F(ElementwiseTest, RmsNormWritesTheQuantizersE4m3Copy) {
@@ -214,7 +223,8 @@ TEST_F(ElementwiseTest, RmsNormWritesTheQuantizersE4m3Copy) {
     DeviceBf16 x(n), w(c.cols);
     ASSERT_OK(FillRandomBf16(x.get(c.x_offset), n, seed++, 2.0f, stream_));
     ASSERT_OK(FillRandomBf16(w.get(), c.cols, seed++, 1.5f, stream_));
-    ExpectCopyMatchesTwoKernelPath(stream_, c.rows, c.cols, [&](bf16* y, E4m3Rows copy) {
+    const bool fused = E4m3CopyIsFused(c.cols) && c.x_offset == 0;
+    ExpectCopyMatchesTwoKernelPath(stream_, c.rows, c.cols, fused, [&](bf16* y, E4m3Rows copy) {
       return RmsNorm(x.get(c.x_offset), w.get(), y, c.rows, c.cols, 1e-5f, stream_, copy);
     });
     if (HasFatalFailure()) return;
@@ -243,12 +253,14 @@ TEST_F(ElementwiseTest, AddRmsNormIsResidualAddThenRmsNorm) {
                                     << " offset=" << c.offset << " copy=" << c.copy);
     const int64_t n = static_cast<int64_t>(c.rows) * c.cols;
     constexpr float kEps = 1e-5f;
-    DeviceBf16 x(n), x_ref(n), r(n), w(c.cols), y(n), y_ref(n);
+    DeviceBf16 x(n), x_ref(n), x_alone(n), r(n), w(c.cols), y(n), y_ref(n);
     ASSERT_OK(FillRandomBf16(x.get(c.offset), n, seed++, 2.0f, stream_));
     ASSERT_OK(FillRandomBf16(r.get(c.offset), n, seed++, 1.0f, stream_));
     ASSERT_OK(FillRandomBf16(w.get(), c.cols, seed++, 1.5f, stream_));
-    ASSERT_CUDA(cudaMemcpyAsync(x_ref.get(c.offset), x.get(c.offset), n * sizeof(bf16),
-                                cudaMemcpyDeviceToDevice, stream_));
+    for (DeviceBf16* copy : {&x_ref, &x_alone}) {
+      ASSERT_CUDA(cudaMemcpyAsync(copy->get(c.offset), x.get(c.offset), n * sizeof(bf16),
+                                  cudaMemcpyDeviceToDevice, stream_));
+    }
     ASSERT_OK(FillBf16(y.get(), n, NAN, stream_));
     const std::vector<float> hx = ToHost(x.get(c.offset), n), hr = ToHost(r.get(c.offset), n);
     E4m3Copy got(c.rows, c.cols, stream_), want(c.rows, c.cols, stream_);
@@ -263,7 +275,22 @@ TEST_F(ElementwiseTest, AddRmsNormIsResidualAddThenRmsNorm) {
     Sync();
     ExpectSameBf16(x.get(c.offset), x_ref.get(c.offset), n);
     ExpectSameBf16(y.get(), y_ref.get(), n);
-    if (c.copy) ExpectSameCopy(got, want);
+    if (c.copy) {
+      ExpectSameCopy(got, want);
+      // The copy alone (no y): the same sums and copy where the copy is fused, else rejected
+      // before anything runs.
+      E4m3Copy alone(c.rows, c.cols, stream_);
+      const absl::Status st = AddRmsNorm(x_alone.get(c.offset), r.get(c.offset), w.get(), nullptr,
+                                         c.rows, c.cols, kEps, stream_, alone.rows_view());
+      if (E4m3CopyIsFused(c.cols) && c.offset == 0) {
+        ASSERT_OK(st);
+        Sync();
+        ExpectSameBf16(x_alone.get(c.offset), x_ref.get(c.offset), n);
+        ExpectSameCopy(alone, want);
+      } else {
+        EXPECT_TRUE(absl::IsInvalidArgument(st)) << st;
+      }
+    }
     std::vector<double> sums(n);
     for (int64_t i = 0; i < n; ++i) sums[i] = static_cast<double>(hx[i]) + hr[i];
     ExpectClose(ToHost(x.get(c.offset), n), sums, kRtol, 1e-6);
@@ -297,7 +324,8 @@ TEST_F(ElementwiseTest, SiluMulWritesTheQuantizersE4m3Copy) {
     const int64_t inputs = 2 * static_cast<int64_t>(c.rows) * c.ffn;
     DeviceBf16 gate_up(inputs);
     ASSERT_OK(FillRandomBf16(gate_up.get(c.in_offset), inputs, seed++, 8.0f, stream_));
-    ExpectCopyMatchesTwoKernelPath(stream_, c.rows, c.ffn, [&](bf16* out, E4m3Rows copy) {
+    const bool fused = E4m3CopyIsFused(c.ffn) && c.in_offset == 0;
+    ExpectCopyMatchesTwoKernelPath(stream_, c.rows, c.ffn, fused, [&](bf16* out, E4m3Rows copy) {
       return SiluMul(gate_up.get(c.in_offset), out, c.rows, c.ffn, stream_, copy);
     });
     if (HasFatalFailure()) return;
@@ -319,6 +347,19 @@ TEST_F(ElementwiseTest, E4m3CopyRejectsWhatTheQuantizerCannotRead) {
   EXPECT_PRED1(rejected,
                SiluMul(x.get(), y.get(), 1, 64, stream_, E4m3Rows{nullptr, copy.scales.get()}));
   EXPECT_PRED1(rejected, SiluMul(x.get(), y.get(1), 1, 64, stream_, copy.rows_view()));
+  // No output at all: neither bf16 nor a copy.
+  EXPECT_PRED1(rejected, RmsNorm(x.get(), w.get(), nullptr, 3, 64, 1e-5f, stream_));
+  EXPECT_PRED1(rejected, SiluMul(x.get(), nullptr, 1, 64, stream_));
+}
+
+TEST(E4m3CopyIsFusedTest, RowsOfAMultipleOf8UpTo32768) {
+  EXPECT_TRUE(E4m3CopyIsFused(8));
+  EXPECT_TRUE(E4m3CopyIsFused(8192));
+  EXPECT_TRUE(E4m3CopyIsFused(28672));
+  EXPECT_TRUE(E4m3CopyIsFused(32768));
+  EXPECT_FALSE(E4m3CopyIsFused(32776));
+  EXPECT_FALSE(E4m3CopyIsFused(60));
+  EXPECT_FALSE(E4m3CopyIsFused(0));
 }
 
 // ---------------------------------------------------------------------------------------------

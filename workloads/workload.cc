@@ -193,6 +193,36 @@ int64_t Workload::total_bytes() const {
   return s;
 }
 
+absl::Status Workload::CountE4m3Activations(size_t gemm_index, bool by_previous_op) {
+  if (gemm_index >= ops_.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("CountE4m3Activations: no op ", gemm_index));
+  }
+  Op& gemm = ops_[gemm_index];
+  if (gemm.kind != OpKind::kGemm || gemm.weight_dtype != FP8_E4M3 || gemm.act_dtype != BF16) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "CountE4m3Activations: op '", gemm.name, "' is not a GEMM with fp8 weights and bf16 x"));
+  }
+  const int64_t bf16_x = gemm.m * gemm.k * kActBytes;
+  const int64_t e4m3_x = gemm.m * gemm.k * DTypeBytes(FP8_E4M3) + gemm.m * 4;  // and the scales
+  if (by_previous_op) {
+    Op* producer = gemm_index > 0 ? &ops_[gemm_index - 1] : nullptr;
+    const bool writes_x = producer != nullptr &&
+                          (producer->kind == OpKind::kAddRmsNorm ||
+                           producer->kind == OpKind::kSiluMul) &&
+                          producer->m == gemm.m && producer->n == gemm.k;
+    if (!writes_x) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "CountE4m3Activations: the op before '", gemm.name, "' does not write its x"));
+    }
+    producer->act_bytes += e4m3_x - bf16_x;  // writes the copy in place of its bf16 output
+  } else {
+    gemm.act_bytes += bf16_x + e4m3_x;  // the launch's quantizer reads x, writes the copy
+  }
+  gemm.act_bytes += e4m3_x - bf16_x;  // the GEMM reads the copy
+  gemm.act_dtype = FP8_E4M3;
+  return absl::OkStatus();
+}
+
 int64_t Workload::total_weight_bytes() const {
   int64_t s = 0;
   for (const Op& op : ops_) s += op.count * op.weight_bytes;

@@ -52,6 +52,9 @@ struct Op {
   AttentionShape attn;  // kAttention and kRopeKvAppend
   DType weight_dtype = BF16;
   DType kv_dtype = BF16;
+  // kGemm: how x is read: bf16, or FP8_E4M3 with one fp32 scale per row (W8A8; see
+  // Workload::CountE4m3Activations).
+  DType act_dtype = BF16;
 
   int64_t flops = 0;           // matmul FLOPs count 2 per multiply-add; see workload.cc
   bool tensor_flops = false;   // runs on tensor cores (GEMMs, attention)
@@ -96,6 +99,15 @@ class Workload {
   int64_t total_weight_bytes() const;
   int64_t total_kv_read_bytes() const;
   MemoryFootprint Footprint() const;
+
+  // Build counts every activation in bf16. A run whose GEMM op `gemm_index` (fp8 weights) reads
+  // its x quantized to e4m3 per row (W8A8) calls this once it knows: the GEMM then reads m*k
+  // bytes and m fp32 scales instead of 2*m*k bytes. With `by_previous_op` the op before it (a
+  // norm or SiluMul whose output is exactly that x) writes the copy instead of its bf16 output;
+  // else the GEMM's launch first quantizes x itself: it also reads x in bf16 and writes the copy.
+  // InvalidArgument for an op that is not a GEMM with fp8 weights, one already counted so, or a
+  // previous op whose output is not the GEMM's x.
+  absl::Status CountE4m3Activations(size_t gemm_index, bool by_previous_op);
 
  private:
   Workload(const ModelSpec& model, const StepConfig& config) : model_(model), config_(config) {}

@@ -185,6 +185,58 @@ TEST(Workload, Fp8WeightsHalveTheWeightBytesPlusScales) {
   EXPECT_EQ(w8.Footprint().weight_bytes, block_params + scales + tables + norms);
 }
 
+// W8A8 GEMMs read x as e4m3 bytes and a scale per row. Hand counts at batch 4 (m = 4): qkv and
+// gate_up read x = 8192 columns, down 28672.
+TEST(Workload, E4m3ActivationsCountWhatEachPathMoves) {
+  ModelSpec fp8 = Llama70B();
+  fp8.set_weight_dtype(FP8_E4M3);
+  Workload w = *Workload::Build(fp8, {.batch = 4});
+  const Workload before = w;
+  const auto index = [&w](absl::string_view name) {
+    for (size_t i = 0; i < w.ops().size(); ++i) {
+      if (w.ops()[i].name == name) return i;
+    }
+    ADD_FAILURE() << "no op " << name;
+    return size_t{0};
+  };
+  const int64_t m = 4;
+  // Quantized by the norm before it: the norm writes m*k + 4m bytes instead of 2*m*k, and the
+  // GEMM reads those instead of 2*m*k.
+  ASSERT_TRUE(w.CountE4m3Activations(index("gate_up_proj"), /*by_previous_op=*/true).ok());
+  EXPECT_EQ(FindOp(w, "gate_up_proj").act_dtype, FP8_E4M3);
+  EXPECT_EQ(FindOp(w, "gate_up_proj").act_bytes,
+            FindOp(before, "gate_up_proj").act_bytes - m * 8192 + 4 * m);
+  EXPECT_EQ(FindOp(w, "add_ffn_norm").act_bytes,
+            FindOp(before, "add_ffn_norm").act_bytes - m * 8192 + 4 * m);
+  ASSERT_TRUE(w.CountE4m3Activations(index("down_proj"), true).ok());
+  EXPECT_EQ(FindOp(w, "silu_mul").act_bytes,
+            FindOp(before, "silu_mul").act_bytes - m * 28672 + 4 * m);
+  // Quantized in its own launch (o_proj after attention): reads x in bf16, writes the copy,
+  // reads the copy: 2*m*k + 2*(m*k + 4m) where bf16 alone read 2*m*k.
+  ASSERT_TRUE(w.CountE4m3Activations(index("o_proj"), false).ok());
+  EXPECT_EQ(FindOp(w, "o_proj").act_bytes,
+            FindOp(before, "o_proj").act_bytes + 2 * (m * 8192 + 4 * m));
+  EXPECT_EQ(FindOp(w, "attention").act_bytes, FindOp(before, "attention").act_bytes);
+  // Per layer: (m*8192 - 4m) twice saved on the FFN input, (m*28672 - 4m) twice on down's;
+  // o_proj adds 2*(m*8192 + 4m).
+  const int64_t per_layer = -2 * (m * 8192 - 4 * m) - 2 * (m * 28672 - 4 * m) +
+                            2 * (m * 8192 + 4 * m);
+  EXPECT_EQ(w.total_bytes(), before.total_bytes() + 80 * per_layer);
+  EXPECT_EQ(w.total_weight_bytes(), before.total_weight_bytes());
+
+  // Errors: counted twice, not an fp8 GEMM, no producer of x before it.
+  EXPECT_FALSE(w.CountE4m3Activations(index("down_proj"), true).ok());
+  EXPECT_FALSE(w.CountE4m3Activations(index("lm_head"), false).ok());  // bf16 weights
+  EXPECT_FALSE(w.CountE4m3Activations(index("silu_mul"), false).ok());
+  EXPECT_FALSE(w.CountE4m3Activations(w.ops().size(), false).ok());
+  absl::Status st = w.CountE4m3Activations(index("qkv_proj"), true);
+  EXPECT_TRUE(st.ok()) << st;
+  Workload again = *Workload::Build(fp8, {.batch = 4});
+  st = again.CountE4m3Activations(index("o_proj"), true);  // attention writes attn_out, not e4m3
+  EXPECT_THAT(st.message(), HasSubstr("does not write its x"));
+  EXPECT_EQ(again.total_bytes(), before.total_bytes());  // a rejected call changes nothing
+}
+
 TEST(Workload, BadInput) {
   auto err = [](StepConfig c) {
     absl::StatusOr<Workload> w = Workload::Build(Llama70B(), c);
