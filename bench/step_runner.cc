@@ -522,8 +522,9 @@ absl::Status StepRunner::LaunchGemm(const Op& op, int64_t layer, cudaStream_t st
   const size_t index = static_cast<size_t>(&op - workload_.ops().data());
   const bool fp8 = o->w_scales != nullptr;
   if (QuantizesActivations(index) && !(index > 0 && QuantizesForNextGemm(index - 1))) {
-    // W8A8 after an op that cannot quantize for it (o_proj after attention): the activations to
-    // e4m3 per token here (the same per-row quantizer as the weights).
+    // W8A8 after an op that cannot quantize for it (o_proj after attention; down_proj after a
+    // SiluMul whose rows are too wide, E4m3CopyIsFused): the activations to e4m3 per token here
+    // (the same per-row quantizer as the weights).
     TP_RETURN_IF_ERROR(QuantizeWeightsFp8(o->x, act_.xq, act_.x_scales, op.m, op.k, stream));
   }
   if (index < gemm_choice_.size() && gemm_choice_[index].own) {

@@ -36,6 +36,8 @@ constexpr double kExact = 0.0;
 // An output written only as e4m3 per row (for a W8A8 GEMM): 3 mantissa bits round to within
 // 2^-4 of |value|, over the bf16 rounding the kernel applies first.
 constexpr double kRtolE4m3 = 7e-2;
+// Its scales (max |row| / 448), from bf16-rounded outputs: within 2^-9 of the reference's.
+constexpr double kRtolE4m3Scale = 1e-2;
 
 constexpr int64_t kMaxVerifyLayers = 2;
 constexpr uint32_t kMaxVerifyVocab = 4096;
@@ -175,23 +177,41 @@ class Verifier {
     return absl::OkStatus();
   }
 
-  // That copy as the values it stands for: float(e4m3) * its row's scale.
-  absl::StatusOr<std::vector<float>> DequantizedE4m3Copy(int64_t rows, int64_t cols) const {
+  // That copy on the host: its scales, and the values it stands for (float(e4m3) * the row's
+  // scale).
+  struct E4m3Copy {
+    std::vector<float> values, scales;
+  };
+  absl::StatusOr<E4m3Copy> ReadE4m3Copy(int64_t rows, int64_t cols) const {
     const StepRunner::Activations& a = r_.activations();
     std::vector<uint8_t> q(rows * cols);
-    std::vector<float> scales(rows);
+    E4m3Copy copy{std::vector<float>(rows * cols), std::vector<float>(rows)};
     TP_CUDA_RETURN_IF_ERROR(
         cudaMemcpyAsync(q.data(), a.xq, q.size(), cudaMemcpyDeviceToHost, s_));
-    TP_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(scales.data(), a.x_scales, rows * sizeof(float),
+    TP_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(copy.scales.data(), a.x_scales, rows * sizeof(float),
                                             cudaMemcpyDeviceToHost, s_));
     TP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s_));
-    std::vector<float> x(rows * cols);
     for (int64_t i = 0; i < rows * cols; ++i) {
       __nv_fp8_e4m3 v;
       v.__x = static_cast<__nv_fp8_storage_t>(q[i]);
-      x[i] = static_cast<float>(v) * scales[i / cols];
+      copy.values[i] = static_cast<float>(v) * copy.scales[i / cols];
     }
-    return x;
+    return copy;
+  }
+
+  // An op's output written only as that copy, against its reference `want` [rows, cols]: the
+  // scales against max |want row| / 448, the values within e4m3's rounding.
+  absl::Status CheckE4m3Copy(const std::vector<double>& want, int64_t rows, int64_t cols,
+                             absl::string_view what) const {
+    absl::StatusOr<E4m3Copy> got = ReadE4m3Copy(rows, cols);
+    if (!got.ok()) return got.status();
+    std::vector<double> want_scales(rows, 0.0);
+    for (int64_t i = 0; i < static_cast<int64_t>(want.size()); ++i) {
+      want_scales[i / cols] = std::max(want_scales[i / cols], std::fabs(want[i]) / 448.0);
+    }
+    TP_RETURN_IF_ERROR(Check(got->scales, want_scales, kRtolE4m3Scale, {rows},
+                             absl::StrCat(what, " in e4m3, scales")));
+    return Check(got->values, want, kRtolE4m3, {rows, cols}, absl::StrCat(what, " in e4m3"));
   }
 
   absl::Status Launch(size_t index, int64_t layer) const {
@@ -301,12 +321,11 @@ class Verifier {
     if (!sums.ok()) return sums.status();
     TP_RETURN_IF_ERROR(
         Check(*sums, ref::ResidualAdd(*x, *r), kRtolElementwise, {rows, cols}, "x (the sums)"));
-    absl::StatusOr<std::vector<float>> got =
-        e4m3_only ? DequantizedE4m3Copy(rows, cols) : Floats(a.xn, rows * cols);
+    const std::vector<double> want = ref::RmsNorm(*sums, *weight, rows, cols, eps);
+    if (e4m3_only) return CheckE4m3Copy(want, rows, cols, "xn");
+    absl::StatusOr<std::vector<float>> got = Floats(a.xn, rows * cols);
     if (!got.ok()) return got.status();
-    return Check(*got, ref::RmsNorm(*sums, *weight, rows, cols, eps),
-                 e4m3_only ? kRtolE4m3 : kRtolElementwise, {rows, cols},
-                 e4m3_only ? "xn in e4m3" : "xn");
+    return Check(*got, want, kRtolElementwise, {rows, cols}, "xn");
   }
 
   // fp8 weights [n, k] with their per-row scales, dequantized (float(e4m3) * scale).
@@ -370,10 +389,16 @@ class Verifier {
     // x as the GEMM reads it: the e4m3 copy the op before wrote (bf16 x is then not written),
     // or bf16 x, which a W8A8 GEMM quantizes in its launch (redone on the host below).
     const bool copy_from_previous = index > 0 && r_.QuantizesForNextGemm(index - 1);
-    absl::StatusOr<std::vector<float>> x =
-        copy_from_previous ? DequantizedE4m3Copy(m, k) : Input(b->x, m * k, "x");
+    absl::StatusOr<std::vector<float>> x;
+    if (copy_from_previous) {
+      absl::StatusOr<E4m3Copy> copy = ReadE4m3Copy(m, k);
+      if (!copy.ok()) return copy.status();
+      TP_RETURN_IF_ERROR(CheckInput(copy->values, "x in e4m3"));
+      x = std::move(copy->values);
+    } else {
+      x = Input(b->x, m * k, "x");
+    }
     if (!x.ok()) return x.status();
-    if (copy_from_previous) TP_RETURN_IF_ERROR(CheckInput(*x, "x in e4m3"));
     const bool packed = r_.PacksWeights(index);
     absl::StatusOr<std::vector<float>> w = b->w_scales == nullptr
                                                ? Bf16Weight(b->w, n, k, packed)
@@ -516,11 +541,11 @@ class Verifier {
     const bool e4m3_only = r_.QuantizesForNextGemm(index);  // then act is not written
     TP_RETURN_IF_ERROR(e4m3_only ? PoisonE4m3Copy(rows, ffn) : Poison(a.act, rows * ffn));
     TP_RETURN_IF_ERROR(Launch(index, layer));
-    absl::StatusOr<std::vector<float>> got =
-        e4m3_only ? DequantizedE4m3Copy(rows, ffn) : Floats(a.act, rows * ffn);
+    const std::vector<double> want = ref::SiluMul(*gate_up, rows, ffn);
+    if (e4m3_only) return CheckE4m3Copy(want, rows, ffn, "act");
+    absl::StatusOr<std::vector<float>> got = Floats(a.act, rows * ffn);
     if (!got.ok()) return got.status();
-    return Check(*got, ref::SiluMul(*gate_up, rows, ffn), e4m3_only ? kRtolE4m3 : kRtolElementwise,
-                 {rows, ffn}, e4m3_only ? "act in e4m3" : "");
+    return Check(*got, want, kRtolElementwise, {rows, ffn});
   }
 
   const StepRunner& r_;

@@ -26,8 +26,9 @@ namespace truthput {
 //      inputs (fp8 weights dequantized with their scales; for a W8A8 GEMM the activations also
 //      go through the GPU's per-token e4m3 quantization, redone on the host, or are read from
 //      the e4m3 copy the op before wrote): rtol 2e-2 for the bf16 element-wise ops, 7e-2 for a
-//      norm or SiluMul that writes only an e4m3 copy (StepRunner::QuantizesForNextGemm), 3e-2
-//      for GEMMs and attention, exact for copies (embedding rows, appended V rows).
+//      norm or SiluMul that writes only an e4m3 copy (StepRunner::QuantizesForNextGemm; its
+//      per-token scales 1e-2 against max |ref row| / 448), 3e-2 for GEMMs and attention, exact
+//      for copies (embedding rows, appended V rows).
 //      rope_kv_append also must leave every cache position outside the appended ones bit-for-bit
 //      unchanged.
 // All shapes come from the ops and runner.cache_capacity(). Blocks the host (it synchronizes

@@ -144,6 +144,32 @@ TEST_F(StepVerifierTest, TinyFp8CublasLtBatch3) {
 }
 TEST_F(StepVerifierTest, TinyFp8OwnBatch40) { ExpectVerifies(TinyFp8Model(), 40, 37, "own"); }
 
+// The ops that quantize for the GEMM after them leave their bf16 output (xn, act) as it was: a
+// NaN there stays NaN. (The step's GEMMs read only the copy; VerifyStep checks it.)
+TEST_F(StepVerifierTest, Fp8OpsQuantizingForTheNextGemmWriteNoBf16Output) {
+  absl::StatusOr<std::unique_ptr<StepRunner>> runner =
+      MakeRunner(TinyFp8Model(), 3, 37, "cublaslt");
+  ASSERT_TRUE(runner.ok()) << runner.status();
+  const StepRunner& r = **runner;
+  const StepRunner::Activations& a = r.activations();
+  const std::vector<Op>& ops = r.workload().ops();
+  int checked = 0;
+  for (size_t i = 0; i < ops.size(); ++i) {
+    if (!r.QuantizesForNextGemm(i)) continue;
+    SCOPED_TRACE(ops[i].name);
+    __nv_bfloat16* bf16_out = ops[i].kind == OpKind::kSiluMul ? a.act : a.xn;
+    const int64_t n = ops[i].m * ops[i].n;
+    ASSERT_OK(FillBf16(bf16_out, n, NAN, stream_));
+    ASSERT_OK(r.EnqueueOpOnce(i, 0, stream_));
+    ASSERT_CUDA(cudaStreamSynchronize(stream_));
+    const std::vector<float> after = ToHost(bf16_out, n);
+    EXPECT_EQ(std::count_if(after.begin(), after.end(), [](float v) { return !std::isnan(v); }),
+              0);
+    ++checked;
+  }
+  EXPECT_EQ(checked, 3);  // add_attn_norm, add_ffn_norm, silu_mul
+}
+
 // FFN rows longer than the fused quantized copy takes (E4m3CopyIsFused): SiluMul writes bf16 and
 // down_proj quantizes it in its own launch, as o_proj does.
 TEST_F(StepVerifierTest, TinyFp8WideFfnQuantizesInTheGemm) {
@@ -191,6 +217,11 @@ TEST_F(StepVerifierTest, Fp8RunnerHoldsFp8WeightsAndSaysWhichPathQuantizes) {
       }
       if (ops[i].kind != OpKind::kGemm) continue;
       EXPECT_EQ(ops[i].act_dtype, r.QuantizesActivations(i) ? FP8_E4M3 : BF16) << ops[i].name;
+      if (r.QuantizesActivations(i) && ops[i].name != "o_proj") {
+        EXPECT_LT(ops[i].act_bytes, built_bytes) << ops[i].name;  // reads e4m3 x
+      } else if (!r.QuantizesActivations(i)) {
+        EXPECT_EQ(ops[i].act_bytes, built_bytes) << ops[i].name;
+      }
       absl::StatusOr<StepRunner::GemmBuffers> b = r.GemmBuffersOf(ops[i], 0);
       ASSERT_TRUE(b.ok()) << b.status();
       const bool block_linear = ops[i].name != "lm_head";  // the LM head stays bf16

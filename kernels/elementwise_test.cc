@@ -289,6 +289,11 @@ TEST_F(ElementwiseTest, AddRmsNormIsResidualAddThenRmsNorm) {
         ExpectSameCopy(alone, want);
       } else {
         EXPECT_TRUE(absl::IsInvalidArgument(st)) << st;
+        Sync();
+        const std::vector<float> untouched = ToHost(x_alone.get(c.offset), n);
+        for (int64_t i = 0; i < n; ++i) {
+          ASSERT_TRUE(untouched[i] == hx[i]) << "x changed by a rejected call at " << i;
+        }
       }
     }
     std::vector<double> sums(n);

@@ -7,7 +7,8 @@
 namespace truthput {
 namespace {
 
-// Activations are bf16 throughout (hidden states, Q/K/V, logits).
+// Activations are bf16 (hidden states, Q/K/V, logits) but where a W8A8 GEMM reads e4m3
+// (Workload::CountE4m3Activations).
 constexpr int64_t kActBytes = 2;
 
 int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }

@@ -1,5 +1,6 @@
 // The op list of one prefill or decode step of a model: what every kernel must compute and the
-// minimum it must move. One list drives both the roofline prediction and the GPU run.
+// minimum it must move. One list drives both the roofline prediction and the GPU run (whose copy
+// also counts the activation dtypes its GEMMs run with: CountE4m3Activations).
 #ifndef TRUTHPUT_WORKLOADS_WORKLOAD_H_
 #define TRUTHPUT_WORKLOADS_WORKLOAD_H_
 
