@@ -167,6 +167,12 @@ absl::Status ApplyCalibration(const RunResult& measured, const std::string& sour
 
 absl::StatusOr<RunResult> Predict(const BenchRequest& request, const GpuSpec& gpu) {
   RunResult result = NewRunResult(request, gpu);
+  if (request.model.weight_dtype() == FP8_E4M3) {
+    // Which GEMMs run W8A8 is chosen on the GPU (--gemm=auto's calibration).
+    result.mutable_config()->add_notes(
+        "fp8 weights: activations counted in bf16; a GPU run counts e4m3 and a scale per token "
+        "where --gemm=auto chooses a W8A8 GEMM, known only once it has calibrated");
+  }
   const int64_t memory = static_cast<int64_t>(gpu.memory_gbytes() * 1e9);
   for (const StepConfig& step : request.Steps()) {
     absl::StatusOr<Workload> w = Workload::Build(request.model, step);

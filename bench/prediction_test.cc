@@ -112,6 +112,22 @@ TEST(Prediction, H200OverH100IsTheBandwidthRatio) {
   EXPECT_NEAR(h200 / h100, 4.8 / 3.35, 1e-9);
 }
 
+TEST(Prediction, Fp8NoteSaysActivationsAreCountedInBf16) {
+  BenchFlagValues f;
+  f.model = "70b";
+  f.batch = "1";
+  f.gpu = "h100";
+  f.predict = true;
+  EXPECT_EQ(Predict(*MakeBenchRequest("bench_decode", Phase::kDecode, f), *FindGpu("h100"))
+                ->config()
+                .notes_size(),
+            0);
+  f.weights = "fp8";
+  RunResult r = *Predict(*MakeBenchRequest("bench_decode", Phase::kDecode, f), *FindGpu("h100"));
+  ASSERT_EQ(r.config().notes_size(), 1);
+  EXPECT_NE(r.config().notes(0).find("activations counted in bf16"), std::string::npos);
+}
+
 TEST(Prediction, TpNoteSaysCommunicationIsNotModelled) {
   BenchFlagValues f;
   f.model = "70b";
