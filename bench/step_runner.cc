@@ -373,7 +373,7 @@ absl::StatusOr<std::unique_ptr<StepRunner>> StepRunner::Create(const Workload& w
   for (size_t i = 0; i < w.ops().size(); ++i) {
     if (!r.QuantizesActivations(i)) continue;
     TP_RETURN_IF_ERROR(
-        r.workload_.CountE4m3Activations(i, i > 0 && r.QuantizesForNextGemm(i - 1)));
+        r.workload_.CountE4m3Activations(i, r.ReadsCopyFromPreviousOp(i)));
   }
   // Timing did not depend on the weights' values; the products do. Each weight the own GEMM
   // runs on is now packed, in place, in every layer buffer.
@@ -516,12 +516,16 @@ bool StepRunner::QuantizesForNextGemm(size_t op_index) const {
          E4m3CopyIsFused(static_cast<int>(workload_.ops()[op_index].n));
 }
 
+bool StepRunner::ReadsCopyFromPreviousOp(size_t op_index) const {
+  return op_index > 0 && QuantizesForNextGemm(op_index - 1);
+}
+
 absl::Status StepRunner::LaunchGemm(const Op& op, int64_t layer, cudaStream_t stream) const {
   absl::StatusOr<GemmBuffers> o = GemmBuffersOf(op, layer);
   if (!o.ok()) return o.status();
   const size_t index = static_cast<size_t>(&op - workload_.ops().data());
   const bool fp8 = o->w_scales != nullptr;
-  if (QuantizesActivations(index) && !(index > 0 && QuantizesForNextGemm(index - 1))) {
+  if (QuantizesActivations(index) && !ReadsCopyFromPreviousOp(index)) {
     // W8A8 after an op that cannot quantize for it (o_proj after attention; down_proj after a
     // SiluMul whose rows are too wide, E4m3CopyIsFused): the activations to e4m3 per token here
     // (the same per-row quantizer as the weights).
@@ -635,7 +639,7 @@ std::string StepRunner::Implementation(size_t op_index) const {
     const GemmChoice& c = gemm_choice_.at(op_index);
     const bool fp8 = op.weight_dtype == FP8_E4M3;
     const std::string quantized =
-        op_index > 0 && QuantizesForNextGemm(op_index - 1)
+        ReadsCopyFromPreviousOp(op_index)
             ? absl::StrCat("e4m3 activations from ", workload_.ops()[op_index - 1].name, ", then ")
             : "activations to e4m3 per token, then ";
     std::string what =

@@ -80,6 +80,9 @@ class StepRunner {
   // has no quantizer of its own (rows the kernel cannot quantize in place, E4m3CopyIsFused: the
   // GEMM quantizes). --gemm=auto times such GEMMs with that op before them.
   bool QuantizesForNextGemm(size_t op_index) const;
+  // Whether GEMM op `op_index` reads that copy from the op before it (which QuantizesForNextGemm),
+  // rather than quantizing its activations in its own launch or reading them in bf16.
+  bool ReadsCopyFromPreviousOp(size_t op_index) const;
   // Whether GEMM op `op_index` runs the own skinny GEMM, whose weights the runner packed in place
   // (gemv.h): its reference must read them through SkinnyGemmPackedOffset.
   bool PacksWeights(size_t op_index) const;

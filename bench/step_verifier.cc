@@ -72,6 +72,19 @@ std::vector<float> Fp8RowsRoundTrip(const std::vector<float>& x, int64_t rows, i
   return out;
 }
 
+// e4m3 rows [rows, cols] with one scale per row, as the values they stand for: float(e4m3) * the
+// row's scale (fp8_weights.h's format: the fp8 weights, and the activations' per-token copy).
+std::vector<float> DequantizeE4m3Rows(const std::vector<uint8_t>& q,
+                                      const std::vector<float>& scales, int64_t cols) {
+  std::vector<float> out(q.size());
+  for (size_t i = 0; i < q.size(); ++i) {
+    __nv_fp8_e4m3 v;
+    v.__x = static_cast<__nv_fp8_storage_t>(q[i]);
+    out[i] = static_cast<float>(v) * scales[i / cols];
+  }
+  return out;
+}
+
 // Checks one step, op by op. Holds the description of the op being checked for its messages.
 class Verifier {
  public:
@@ -185,17 +198,13 @@ class Verifier {
   absl::StatusOr<E4m3Copy> ReadE4m3Copy(int64_t rows, int64_t cols) const {
     const StepRunner::Activations& a = r_.activations();
     std::vector<uint8_t> q(rows * cols);
-    E4m3Copy copy{std::vector<float>(rows * cols), std::vector<float>(rows)};
+    E4m3Copy copy{{}, std::vector<float>(rows)};
     TP_CUDA_RETURN_IF_ERROR(
         cudaMemcpyAsync(q.data(), a.xq, q.size(), cudaMemcpyDeviceToHost, s_));
     TP_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(copy.scales.data(), a.x_scales, rows * sizeof(float),
                                             cudaMemcpyDeviceToHost, s_));
     TP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s_));
-    for (int64_t i = 0; i < rows * cols; ++i) {
-      __nv_fp8_e4m3 v;
-      v.__x = static_cast<__nv_fp8_storage_t>(q[i]);
-      copy.values[i] = static_cast<float>(v) * copy.scales[i / cols];
-    }
+    copy.values = DequantizeE4m3Rows(q, copy.scales, cols);
     return copy;
   }
 
@@ -369,14 +378,7 @@ class Verifier {
     TP_CUDA_RETURN_IF_ERROR(
         cudaMemcpyAsync(s.data(), scales, n * sizeof(float), cudaMemcpyDeviceToHost, s_));
     TP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s_));
-    std::vector<float> w(n * k);
-    for (int64_t j = 0; j < n; ++j) {
-      for (int64_t i = 0; i < k; ++i) {
-        __nv_fp8_e4m3 q;
-        q.__x = static_cast<__nv_fp8_storage_t>((*raw)[j * k + i]);
-        w[j * k + i] = static_cast<float>(q) * s[j];
-      }
-    }
+    std::vector<float> w = DequantizeE4m3Rows(*raw, s, k);
     TP_RETURN_IF_ERROR(CheckInput(w, "fp8 weight"));
     return w;
   }
@@ -388,7 +390,7 @@ class Verifier {
     const int64_t m = op.m, n = op.n, k = op.k;
     // x as the GEMM reads it: the e4m3 copy the op before wrote (bf16 x is then not written),
     // or bf16 x, which a W8A8 GEMM quantizes in its launch (redone on the host below).
-    const bool copy_from_previous = index > 0 && r_.QuantizesForNextGemm(index - 1);
+    const bool copy_from_previous = r_.ReadsCopyFromPreviousOp(index);
     absl::StatusOr<std::vector<float>> x;
     if (copy_from_previous) {
       absl::StatusOr<E4m3Copy> copy = ReadE4m3Copy(m, k);

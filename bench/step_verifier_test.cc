@@ -227,6 +227,9 @@ TEST_F(StepVerifierTest, Fp8RunnerHoldsFp8WeightsAndSaysWhichPathQuantizes) {
       const bool block_linear = ops[i].name != "lm_head";  // the LM head stays bf16
       EXPECT_EQ(b->w_scales != nullptr, block_linear) << ops[i].name;
       EXPECT_EQ(r.QuantizesActivations(i), block_linear && gemm != "own") << ops[i].name;
+      EXPECT_EQ(r.ReadsCopyFromPreviousOp(i),
+                block_linear && gemm != "own" && ops[i].name != "o_proj")
+          << ops[i].name;
       EXPECT_EQ(r.PacksWeights(i), gemm != "cublaslt") << ops[i].name;
       const std::string quantized = ops[i].name == "o_proj"
                                         ? "activations to e4m3 per token, then "
