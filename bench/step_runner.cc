@@ -375,6 +375,17 @@ absl::StatusOr<std::unique_ptr<StepRunner>> StepRunner::Create(const Workload& w
     TP_RETURN_IF_ERROR(
         r.workload_.CountE4m3Activations(i, r.ReadsCopyFromPreviousOp(i)));
   }
+  // So do the bytes between two uses of a layer buffer. The buffers are allocated; how many fit
+  // does not depend on what a step moves, only whether the rotation still keeps 4x L2 between
+  // reuses, which PlanResidency checks again.
+  absl::StatusOr<ResidencyPlan> counted = PlanResidency(Sizes(r.workload_, options));
+  if (!counted.ok()) return counted.status();
+  if (counted->layer_buffers != r.plan_.layer_buffers) {
+    return absl::InternalError(absl::StrCat("residency: ", r.plan_.layer_buffers,
+                                            " layer buffers allocated, ", counted->layer_buffers,
+                                            " planned with e4m3 activations counted"));
+  }
+  r.plan_ = *counted;
   // Timing did not depend on the weights' values; the products do. Each weight the own GEMM
   // runs on is now packed, in place, in every layer buffer.
   for (size_t i = 0; i < w.ops().size(); ++i) {

@@ -241,6 +241,20 @@ TEST_F(StepVerifierTest, Fp8RunnerHoldsFp8WeightsAndSaysWhichPathQuantizes) {
                                                  : quantized + "cublasLt"))
           << ops[i].name;
     }
+    // The residency plan's bytes between reuses are those of the runner's op list.
+    int64_t step_bytes = 0, built_step_bytes = 0;
+    for (size_t i = 0; i < ops.size(); ++i) {
+      if (ops[i].per_layer) step_bytes += ops[i].bytes();
+      if (built->ops()[i].per_layer) built_step_bytes += built->ops()[i].bytes();
+    }
+    const ResidencyPlan& plan = r.residency();
+    EXPECT_EQ(plan.bytes_between_reuse,
+              (plan.full ? plan.layer_buffers : plan.layer_buffers - 1) * step_bytes);
+    if (gemm == "own") {
+      EXPECT_EQ(step_bytes, built_step_bytes);
+    } else {
+      EXPECT_LT(step_bytes, built_step_bytes);
+    }
   }
 }
 
