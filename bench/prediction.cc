@@ -128,6 +128,7 @@ absl::Status ApplyCalibration(const RunResult& measured, const std::string& sour
     return mismatch("weight dtype", DType_Name(m.model().weight_dtype()),
                     DType_Name(p.model().weight_dtype()));
   }
+  const Phase phase = m.phase() == PhaseName(Phase::kPrefill) ? Phase::kPrefill : Phase::kDecode;
   std::vector<const BatchPoint*> points;
   for (const BatchPoint& q : measured.points()) {
     if (q.has_roofline_eff()) points.push_back(&q);
@@ -152,16 +153,37 @@ absl::Status ApplyCalibration(const RunResult& measured, const std::string& sour
           "--calibrate=", source, ": no measured point at context ", target.context(),
           " and sequence length ", target.seq_len()));
     }
-    target.set_calibration_eff(best->roofline_eff());
+    // The measured run rated itself with its own op list, which counts e4m3 activations where
+    // --gemm=auto chose a W8A8 GEMM; the prediction counts bf16. Restated against the
+    // prediction's bound of the measured step on the measured GPU's datasheet, the efficiency
+    // projects that GPU back onto its own measured time.
+    if (best->bound_ms() <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat("--calibrate=", source, ": batch ",
+                                                     best->batch(), " has no bound_ms"));
+    }
+    absl::StatusOr<Workload> step = Workload::Build(
+        m.model(), StepConfig{.phase = phase,
+                              .batch = static_cast<int64_t>(best->batch()),
+                              .context = static_cast<int64_t>(best->context()),
+                              .seq_len = static_cast<int64_t>(best->seq_len()),
+                              .tp = static_cast<int64_t>(m.tp())});
+    if (!step.ok()) return step.status();
+    const double bound_ms =
+        BoundStep(*step, Ceilings::FromDatasheet(measured.datasheet(), m.model().weight_dtype()))
+            .seconds *
+        1e3;
+    const double eff = best->roofline_eff() * bound_ms / best->bound_ms();
+    target.set_calibration_eff(eff);
     target.set_calibration_batch(best->batch());
-    target.set_projected_tokens_per_s(target.bound_tokens_per_s() * best->roofline_eff());
+    target.set_projected_tokens_per_s(target.bound_tokens_per_s() * eff);
   }
   const std::string on =
       measured.has_machine() ? measured.machine().gpu_name() : measured.datasheet().display_name();
   prediction.mutable_config()->set_calibration(source);
   prediction.mutable_config()->add_notes(absl::StrCat(
       "projected_tokens_per_s: this GPU's roofline bound times the roofline efficiency measured on ",
-      on, " (", source, ") at the same or the nearest batch: a projection, not a measurement"));
+      on, " (", source, ") at the same or the nearest batch, against this prediction's count of "
+      "that step: a projection, not a measurement"));
   return absl::OkStatus();
 }
 

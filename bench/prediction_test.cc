@@ -105,6 +105,53 @@ TEST(Prediction, CalibrationScalesTheBoundByTheMeasuredEfficiency) {
   EXPECT_NE(st.message().find("its model is Other"), std::string::npos) << st;
 }
 
+// An fp8 run rates itself with e4m3 activations counted where --gemm=auto chose W8A8; the
+// prediction counts bf16. Calibrating a prediction for the measured GPU itself must give back
+// the measured tokens/s, not the measured efficiency applied to a larger bound.
+TEST(Prediction, CalibrationRestatesAnFp8RunsEfficiencyInThePredictionsCount) {
+  BenchFlagValues f;
+  f.model = "70b";
+  f.batch = "64";
+  f.context = 2048;
+  f.gpu = "h100-sxm";
+  f.predict = true;
+  f.weights = "fp8";
+  const BenchRequest request = *MakeBenchRequest("bench_decode", Phase::kDecode, f);
+  const GpuSpec h100 = *FindGpu("h100-sxm");
+  RunResult measured = *Predict(request, h100);
+  measured.mutable_config()->set_predict_only(false);
+  // The point as the GPU run records it: every block projection W8A8, qkv, gate_up and down on
+  // the copy the op before them wrote, o_proj quantizing in its launch.
+  absl::StatusOr<Workload> run = Workload::Build(request.model, request.Steps()[0]);
+  ASSERT_TRUE(run.ok()) << run.status();
+  for (size_t i = 0; i < run->ops().size(); ++i) {
+    const Op& op = run->ops()[i];
+    if (op.kind != OpKind::kGemm || op.name == "lm_head") continue;
+    ASSERT_TRUE(run->CountE4m3Activations(i, op.name != "o_proj").ok()) << op.name;
+  }
+  BatchPoint& q = *measured.mutable_points(0);
+  q = PredictPoint(*run, h100, static_cast<int64_t>(h100.memory_gbytes() * 1e9));
+  const BatchPoint predicted = Predict(request, h100)->points(0);
+  ASSERT_LT(q.bound_ms(), predicted.bound_ms());  // fewer bytes counted
+  const double step_ms = q.bound_ms() / 0.8;
+  q.set_step_ms_p50(step_ms);
+  q.set_roofline_eff(0.8);
+  const double measured_tokens_per_s = q.tokens() / (step_ms / 1e3);
+
+  RunResult same_gpu = *Predict(request, h100);
+  ASSERT_TRUE(ApplyCalibration(measured, "fp8.json", same_gpu).ok());
+  EXPECT_NEAR(same_gpu.points(0).projected_tokens_per_s(), measured_tokens_per_s,
+              1e-9 * measured_tokens_per_s);
+  EXPECT_GT(same_gpu.points(0).calibration_eff(), 0.8);
+  // A bf16 run counts what the prediction counts: its efficiency carries over as measured
+  // (CalibrationScalesTheBoundByTheMeasuredEfficiency).
+
+  // A point without a bound cannot be restated.
+  q.clear_bound_ms();
+  absl::Status st = ApplyCalibration(measured, "fp8.json", same_gpu);
+  EXPECT_NE(st.message().find("batch 64 has no bound_ms"), std::string::npos) << st;
+}
+
 TEST(Prediction, H200OverH100IsTheBandwidthRatio) {
   BenchRequest req = Request("1", 2048);
   const double h100 = Predict(req, *FindGpu("h100-sxm"))->points(0).bound_tokens_per_s();
