@@ -8,15 +8,22 @@
 namespace truthput {
 namespace {
 
-BenchRequest Request(const char* batch, int64_t context) {
+// --predict for the 70B model on the H100 SXM datasheet.
+BenchFlagValues Flags(const char* batch, int64_t context) {
   BenchFlagValues f;
   f.model = "70b";
   f.batch = batch;
   f.context = context;
   f.gpu = "h100-sxm";
   f.predict = true;
+  return f;
+}
+
+BenchRequest Request(const BenchFlagValues& f) {
   return *MakeBenchRequest("bench_decode", Phase::kDecode, f);
 }
+
+BenchRequest Request(const char* batch, int64_t context) { return Request(Flags(batch, context)); }
 
 TEST(Prediction, OnePointPerBatchWithTheBound) {
   absl::StatusOr<RunResult> r = Predict(Request("1..256", 0), *FindGpu("h100-sxm"));
@@ -109,14 +116,9 @@ TEST(Prediction, CalibrationScalesTheBoundByTheMeasuredEfficiency) {
 // prediction counts bf16. Calibrating a prediction for the measured GPU itself must give back
 // the measured tokens/s, not the measured efficiency applied to a larger bound.
 TEST(Prediction, CalibrationRestatesAnFp8RunsEfficiencyInThePredictionsCount) {
-  BenchFlagValues f;
-  f.model = "70b";
-  f.batch = "64";
-  f.context = 2048;
-  f.gpu = "h100-sxm";
-  f.predict = true;
+  BenchFlagValues f = Flags("64", 2048);
   f.weights = "fp8";
-  const BenchRequest request = *MakeBenchRequest("bench_decode", Phase::kDecode, f);
+  const BenchRequest request = Request(f);
   const GpuSpec h100 = *FindGpu("h100-sxm");
   RunResult measured = *Predict(request, h100);
   measured.mutable_config()->set_predict_only(false);
@@ -160,29 +162,18 @@ TEST(Prediction, H200OverH100IsTheBandwidthRatio) {
 }
 
 TEST(Prediction, Fp8NoteSaysActivationsAreCountedInBf16) {
-  BenchFlagValues f;
-  f.model = "70b";
-  f.batch = "1";
-  f.gpu = "h100";
-  f.predict = true;
-  EXPECT_EQ(Predict(*MakeBenchRequest("bench_decode", Phase::kDecode, f), *FindGpu("h100"))
-                ->config()
-                .notes_size(),
-            0);
+  BenchFlagValues f = Flags("1", 0);
+  EXPECT_EQ(Predict(Request(f), *FindGpu("h100-sxm"))->config().notes_size(), 0);
   f.weights = "fp8";
-  RunResult r = *Predict(*MakeBenchRequest("bench_decode", Phase::kDecode, f), *FindGpu("h100"));
+  RunResult r = *Predict(Request(f), *FindGpu("h100-sxm"));
   ASSERT_EQ(r.config().notes_size(), 1);
   EXPECT_NE(r.config().notes(0).find("activations counted in bf16"), std::string::npos);
 }
 
 TEST(Prediction, TpNoteSaysCommunicationIsNotModelled) {
-  BenchFlagValues f;
-  f.model = "70b";
-  f.batch = "1";
+  BenchFlagValues f = Flags("1", 0);
   f.tp = 8;
-  f.gpu = "h100";
-  f.predict = true;
-  RunResult r = *Predict(*MakeBenchRequest("bench_decode", Phase::kDecode, f), *FindGpu("h100"));
+  RunResult r = *Predict(Request(f), *FindGpu("h100-sxm"));
   ASSERT_EQ(r.config().notes_size(), 1);
   EXPECT_NE(r.config().notes(0).find("not modelled"), std::string::npos);
   EXPECT_TRUE(r.points(0).fits());  // 1/8 of 70B fits in 80 GB
