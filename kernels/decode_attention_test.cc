@@ -70,9 +70,8 @@ class AttnFixture : public AttentionInputs {
 
 class DecodeAttentionTest : public ::testing::TestWithParam<AttnCase> {
  protected:
-  void SetUp() override { ASSERT_CUDA(cudaStreamCreate(&stream_)); }
-  void TearDown() override { cudaStreamDestroy(stream_); }
-  cudaStream_t stream_ = nullptr;
+  const TestStream owned_stream_{cudaStreamDefault};
+  const cudaStream_t stream_ = owned_stream_.get();
 };
 
 TEST_P(DecodeAttentionTest, MatchesReference) {

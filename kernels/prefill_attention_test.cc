@@ -118,9 +118,8 @@ class PrefillFixture : public AttentionInputs {
 
 class PrefillAttentionTest : public ::testing::TestWithParam<PrefillCase> {
  protected:
-  void SetUp() override { ASSERT_CUDA(cudaStreamCreate(&stream_)); }
-  void TearDown() override { cudaStreamDestroy(stream_); }
-  cudaStream_t stream_ = nullptr;
+  const TestStream owned_stream_{cudaStreamDefault};
+  const cudaStream_t stream_ = owned_stream_.get();
 };
 
 TEST_P(PrefillAttentionTest, MatchesReference) {
