@@ -244,6 +244,23 @@ def chart(a, pairs, out_dir, formats=("png", "svg")):
     return paths
 
 
+def pair_notes(a, b, bad):
+    """Lines that qualify a pair's ratios: allowed mismatches, launch mode, GEMM choice, cards."""
+    notes = [f"mismatch allowed: {m}" for m in bad]
+    if a["config"].get("graph", True) != b["config"].get("graph", True):
+        notes.append("one run used eager launches, the other CUDA graphs")
+    if a["config"].get("gemm") != b["config"].get("gemm"):
+        notes.append(f"GEMM implementation {a['config'].get('gemm') or '?'} vs "
+                     f"{b['config'].get('gemm') or '?'}")
+    ua, ub = a["machine"].get("gpu_uuid"), b["machine"].get("gpu_uuid")
+    if ua and ub and ua != ub and tr.gpu_name(a) == tr.gpu_name(b):
+        # Lent cards of one model differ by a few percent (clocks under the power cap, HBM), so
+        # a same-model ratio from two cards is not a same-card figure.
+        notes.append(f"two cards of one model ({ua[:12]} vs {ub[:12]}): the ratios include "
+                     "their card-to-card difference")
+    return notes
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -273,13 +290,8 @@ def main(argv=None):
             print(f"compare: {a['path']} and {b['path']} have no batch in common; "
                   f"nothing to compare", file=sys.stderr)
             return EXIT_MISMATCH
-        notes = [f"mismatch allowed: {m}" for m in bad]
-        if a["config"].get("graph", True) != b["config"].get("graph", True):
-            notes.append("one run used eager launches, the other CUDA graphs")
-        if a["config"].get("gemm") != b["config"].get("gemm"):
-            notes.append(f"GEMM implementation {a['config'].get('gemm') or '?'} vs "
-                         f"{b['config'].get('gemm') or '?'}")
         pairs.append((b, rows))
+        notes = pair_notes(a, b, bad)
         texts.append(markdown(a, b, rows, notes))
     text = "\n".join(texts)
     print(text)

@@ -206,6 +206,23 @@ def test_compare_allow_mismatch(tmp_path):
     assert "mismatch allowed: context 2048 vs 0" in r.stdout
 
 
+def test_compare_notes_two_cards_of_one_model():
+    a = tr.load(H100)
+    b = copy.deepcopy(a)
+    b["config"]["model"]["weight_dtype"] = "FP8_E4M3"
+    a["machine"]["gpu_uuid"] = "GPU-aaaaaaaa-1111"
+    b["machine"]["gpu_uuid"] = "GPU-bbbbbbbb-2222"
+    notes = compare.pair_notes(a, b, compare.mismatches(a, b))
+    assert "mismatch allowed: weight precision bf16 vs fp8" in notes
+    assert any(n.startswith("two cards of one model (GPU-aaaaaaaa vs GPU-bbbbbbbb)")
+               for n in notes), notes
+    b["machine"]["gpu_uuid"] = a["machine"]["gpu_uuid"]           # one card: no such note
+    assert not any("two cards" in n for n in compare.pair_notes(a, b, []))
+    h200 = tr.load(H200)                                          # two models: expected to differ
+    h200["machine"]["gpu_uuid"] = "GPU-cccccccc-3333"
+    assert not any("two cards" in n for n in compare.pair_notes(a, h200, []))
+
+
 # --------------------------------------------------------------------------------- claims
 
 
