@@ -47,7 +47,6 @@ namespace {
 
 using fp8 = __nv_fp8_e4m3;
 
-
 constexpr float kXScale = 1.0f;
 constexpr float kWScale = 0.05f;
 constexpr int64_t kMs[] = {1, 2, 3, 5, 8, 12, 16, 17, 24, 31, 32};  // 1 to 4 n-tiles

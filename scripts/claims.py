@@ -381,9 +381,9 @@ def claim_e(results_dir, index, loader):
             step = (ep["step_ms_p50"] - gp["step_ms_p50"]) / ep["step_ms_p50"]
             ours = (f"whole step: {step:+.1%} (eager {tr.fmt(ep['step_ms_p50'])} ms vs graph "
                     f"{tr.fmt(gp['step_ms_p50'])} ms)")
-            e_gpu = erun["machine"].get("gpu_uuid")
-            g_gpu = grun["machine"].get("gpu_uuid")
-            if e_gpu and g_gpu and e_gpu != g_gpu:
+            cards = tr.different_cards(erun, grun)
+            if cards:
+                e_gpu, g_gpu = cards
                 # Lent GPUs of one model differ by about 1% in step time, as much as the
                 # whole-step overhead; a small op's tens of percent stand regardless.
                 ours += (f" — measured on two GPUs (eager {e_gpu[:12]}, graph {g_gpu[:12]}), "

@@ -252,12 +252,12 @@ def pair_notes(a, b, bad):
     if a["config"].get("gemm") != b["config"].get("gemm"):
         notes.append(f"GEMM implementation {a['config'].get('gemm') or '?'} vs "
                      f"{b['config'].get('gemm') or '?'}")
-    ua, ub = a["machine"].get("gpu_uuid"), b["machine"].get("gpu_uuid")
-    if ua and ub and ua != ub and tr.gpu_name(a) == tr.gpu_name(b):
+    cards = tr.different_cards(a, b)
+    if cards and tr.gpu_name(a) == tr.gpu_name(b):
         # Lent cards of one model differ by a few percent (clocks under the power cap, HBM), so
         # a same-model ratio from two cards is not a same-card figure.
-        notes.append(f"two cards of one model ({ua[:12]} vs {ub[:12]}): the ratios include "
-                     "their card-to-card difference")
+        notes.append(f"two cards of one model ({cards[0][:12]} vs {cards[1][:12]}): the ratios "
+                     "include their card-to-card difference")
     return notes
 
 

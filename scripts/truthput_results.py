@@ -192,6 +192,12 @@ def gpu_name(run):
             or run["datasheet"].get("id") or "unknown GPU")
 
 
+def different_cards(a, b):
+    """(A's GPU UUID, B's) where both runs name their card and the cards differ, else None."""
+    ua, ub = a["machine"].get("gpu_uuid"), b["machine"].get("gpu_uuid")
+    return (ua, ub) if ua and ub and ua != ub else None
+
+
 def gpu_id(run):
     return run["datasheet"].get("id") or gpu_name(run)
 
