@@ -117,6 +117,11 @@ def _signed(v):
     return "—" if v is None else f"{v:+.1f}%"
 
 
+def off_label(pct):
+    """A chart label for measured vs predicted: one decimal under 10%, so -0.3 is not "-0%"."""
+    return f"{pct:+.1f}%" if abs(pct) < 10 else f"{pct:+.0f}%"
+
+
 def _precision_text(a, b):
     """The runs' precision, or B's vs A's where they differ (as the GPUs in the title)."""
     pa, pb = tr.precision(a), tr.precision(b)
@@ -201,7 +206,7 @@ def chart(a, pairs, out_dir, formats=("png", "svg")):
                 if r["off_pct"] is not None:
                     # Below the point when measured < predicted, so the line never hides a sign.
                     below = r["off_pct"] < 0
-                    ax.annotate(f"{r['off_pct']:+.0f}%", (xi, yi), textcoords="offset points",
+                    ax.annotate(off_label(r["off_pct"]), (xi, yi), textcoords="offset points",
                                 xytext=(0, -12 if below else 7), ha="center", fontsize=7.5,
                                 color=color)
     ax.axhline(1.0, color="0.5", lw=1, ls=":")

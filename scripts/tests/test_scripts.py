@@ -140,6 +140,12 @@ def test_compare_ratios_against_datasheets():
     assert r3["off_pct"] == pytest.approx((4500 / 4400 - 1) * 100)
 
 
+def test_compare_chart_labels_keep_small_differences_visible():
+    assert compare.off_label(-0.3) == "-0.3%"     # not "-0%"
+    assert compare.off_label(2.27) == "+2.3%"
+    assert compare.off_label(-19.46) == "-19%"
+
+
 def test_compare_mixed_bounds_use_roofline_ratio():
     a, b = tr.load(H100), tr.load(H200)
     pa, pb = copy.deepcopy(a["points"][1]), copy.deepcopy(b["points"][1])
