@@ -239,7 +239,8 @@ def chart_utilization(run, out_dir, name, formats):
     ax.set_ylabel("utilization / efficiency (% of peak or of time)")
     _set_title(ax, "What nvidia-smi says vs what the GPU does", [run])
     if ax.has_data():
-        ax.legend(loc="center right")
+        # Middle left is empty: at small batches every series sits near 100% or near 0%.
+        ax.legend(loc="center left")
     else:
         ax.text(0.5, 0.5, "no measured points in this file", transform=ax.transAxes,
                 ha="center", va="center", color="0.4")
