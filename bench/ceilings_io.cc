@@ -129,6 +129,16 @@ absl::Status CheckCeilingsGpu(const MeasuredCeilings& c, const std::string& runn
       running_gpu_name, "'; measure this one with bench_ceilings --json=PATH"));
 }
 
+std::string CeilingsFromAnotherCardNote(const MeasuredCeilings& c,
+                                        const std::string& running_uuid) {
+  const std::string& measured_on = c.machine().gpu_uuid();
+  if (measured_on.empty() || running_uuid.empty() || measured_on == running_uuid) return "";
+  // "GPU-" and the first 8 hex digits name a card in every table of this project.
+  return absl::StrCat("the ceilings were measured on another card of this model (",
+                      measured_on.substr(0, 12), "; this run: ", running_uuid.substr(0, 12),
+                      "): mbu_measured and mfu_measured include the two cards' difference");
+}
+
 absl::StatusOr<MeasuredCeilings> LoadCeilingsForGpu(const std::string& path,
                                                     const std::string& running_gpu_name) {
   absl::StatusOr<MeasuredCeilings> c = LoadCeilings(path);

@@ -35,6 +35,11 @@ absl::StatusOr<MeasuredCeilings> LoadCeilings(const std::string& path);
 // FailedPrecondition, which bench_main reads as "no GPU".)
 absl::Status CheckCeilingsGpu(const MeasuredCeilings& c, const std::string& running_gpu_name);
 
+// Empty where the ceilings were measured on the card running now, or where either UUID is
+// unknown. Otherwise a note naming both cards: cards of one model differ by a few percent in
+// bandwidth and clocks, and mbu_measured / mfu_measured then carry that difference.
+std::string CeilingsFromAnotherCardNote(const MeasuredCeilings& c, const std::string& running_uuid);
+
 // LoadCeilings, then CheckCeilingsGpu; errors name the path.
 absl::StatusOr<MeasuredCeilings> LoadCeilingsForGpu(const std::string& path,
                                                     const std::string& running_gpu_name);

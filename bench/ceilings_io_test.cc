@@ -96,6 +96,21 @@ TEST(CeilingsIo, RefusesAnotherGpu) {
   EXPECT_FALSE(CheckCeilingsGpu(H100Ceilings(), "NVIDIA H100 PCIe").ok());
 }
 
+TEST(CeilingsIo, NotesCeilingsFromAnotherCardOfTheModel) {
+  MeasuredCeilings c = H100Ceilings();
+  const std::string here = "GPU-224f00a3-acad-38f3-cdd8-6623f4eb43bd";
+  c.mutable_machine()->set_gpu_uuid(here);
+  EXPECT_EQ(CeilingsFromAnotherCardNote(c, here), "");
+  const std::string note =
+      CeilingsFromAnotherCardNote(c, "GPU-e0464ebc-05c7-33c7-e78d-2edc79d66fcb");
+  EXPECT_THAT(note, HasSubstr("another card"));
+  EXPECT_THAT(note, HasSubstr("GPU-224f00a3;"));
+  EXPECT_THAT(note, HasSubstr("this run: GPU-e0464ebc)"));
+  // A file without a UUID (written before it was recorded) cannot be told apart: no note.
+  c.mutable_machine()->clear_gpu_uuid();
+  EXPECT_EQ(CeilingsFromAnotherCardNote(c, here), "");
+}
+
 TEST(CeilingsIo, MissingFileIsNotFound) {
   absl::StatusOr<MeasuredCeilings> c = LoadCeilings(testing::TempDir() + "/no_such_ceilings.json");
   EXPECT_EQ(c.status().code(), absl::StatusCode::kNotFound);

@@ -6,8 +6,10 @@
 #include <functional>
 #include <memory>
 #include <optional>
-#include <sstream>
 #include <set>
+#include <sstream>
+#include <string>
+#include <utility>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
@@ -274,6 +276,9 @@ absl::StatusOr<RunResult> RunOnGpu(const BenchRequest& request, std::ostream& lo
         "mbu_measured/mfu_measured against %s: read %.0f GB/s, %s GEMM %.0f TFLOP/s",
         request.ceilings_path.empty() ? "ceilings measured at start-up" : request.ceilings_path,
         measured->read_gbps(), fp8_peak ? "fp8" : "bf16", peak));
+    if (std::string other = CeilingsFromAnotherCardNote(*measured, id->uuid); !other.empty()) {
+      result.mutable_config()->add_notes(std::move(other));
+    }
   }
 
   // The truth columns' tools. Where one cannot work, its columns read n/a with the reason,
