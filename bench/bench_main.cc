@@ -1,10 +1,12 @@
 #include "bench/bench_main.h"
 
 #include <iostream>
+#include <utility>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "bench/bench_request.h"
@@ -88,6 +90,7 @@ int BenchMain(const std::string& tool, Phase phase, int argc, char** argv,
   request->command_line = absl::StrJoin(args, " ");
 
   absl::StatusOr<RunResult> result;
+  absl::Status stopped;  // a GPU sweep that ended early: its points are still printed and written
   if (request->predict) {
     result = Predict(*request, *FindGpu(request->gpu_arg));
     if (result.ok() && !request->calibrate_path.empty()) {
@@ -103,11 +106,17 @@ int BenchMain(const std::string& tool, Phase phase, int argc, char** argv,
       }
     }
   } else {
-    result = RunOnGpu(*request, std::cout);
-    if (!result.ok() && absl::IsFailedPrecondition(result.status())) {
-      std::cerr << tool << ": " << result.status().message()
+    absl::StatusOr<GpuRun> run = RunOnGpu(*request, std::cout);
+    if (!run.ok() && absl::IsFailedPrecondition(run.status())) {
+      std::cerr << tool << ": " << run.status().message()
                 << "; for the roofline prediction without a GPU add --predict --gpu=h100-sxm\n";
       return 1;
+    }
+    if (run.ok()) {
+      result = std::move(run->result);
+      stopped = run->stopped;
+    } else {
+      result = run.status();
     }
   }
   if (!result.ok()) {
@@ -136,6 +145,12 @@ int BenchMain(const std::string& tool, Phase phase, int argc, char** argv,
     } else {
       std::cout << "wrote " << request->json_path << "\n";
     }
+  }
+  if (!stopped.ok()) {
+    std::cerr << tool << ": incomplete: " << stopped.message()
+              << " (the points measured before it are kept)\n";
+    // 130 is the shell's code for a process ended by Ctrl-C.
+    return absl::IsCancelled(stopped) ? 130 : 1;
   }
   return rc;
 }

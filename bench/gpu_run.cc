@@ -28,6 +28,7 @@
 #include "bench/prediction.h"
 #include "bench/step_runner.h"
 #include "bench/step_verifier.h"
+#include "bench/sweep.h"
 #include "kernels/cublaslt_gemm.h"
 #include "kernels/cuda_status.h"
 #include "workloads/gpu_datasheet.h"
@@ -214,7 +215,7 @@ void AddMeasured(BatchPoint& p, const TimingStats& t, const GpuSpec& g, DType dt
 
 }  // namespace
 
-absl::StatusOr<RunResult> RunOnGpu(const BenchRequest& request, std::ostream& log) {
+absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) {
   // The step runner's kernels: bf16 or fp8 block weights, bf16 everything else.
   const DType wt = request.model.weight_dtype();
   if ((wt != BF16 && wt != FP8_E4M3) || request.model.kv_dtype() != BF16) {
@@ -310,10 +311,10 @@ absl::StatusOr<RunResult> RunOnGpu(const BenchRequest& request, std::ostream& lo
 
   const DType dtype = request.model.weight_dtype();
   const double usd = result.config().usd_per_gpu_hour();
-  for (const StepConfig& step : request.Steps()) {
+  // One point of the sweep into *p: measured, or marked skipped where it does not fit.
+  auto run_point = [&](const StepConfig& step, BatchPoint* p) -> absl::Status {
     absl::StatusOr<Workload> w = Workload::Build(request.model, step);
     if (!w.ok()) return w.status();
-    BatchPoint* p = result.add_points();
     absl::StatusOr<int64_t> free = FreeBytes();
     if (!free.ok()) return free.status();
     absl::StatusOr<std::unique_ptr<StepRunner>> runner = StepRunner::Create(
@@ -330,7 +331,7 @@ absl::StatusOr<RunResult> RunOnGpu(const BenchRequest& request, std::ostream& lo
       p->set_skipped(true);
       p->set_skip_reason(std::string(runner.status().message()));
       log << "batch " << step.batch << ": skipped: " << runner.status().message() << "\n";
-      continue;
+      return absl::OkStatus();
     }
     if (!runner.ok()) return runner.status();
     const StepRunner& r = **runner;
@@ -419,10 +420,19 @@ absl::StatusOr<RunResult> RunOnGpu(const BenchRequest& request, std::ostream& lo
         "(%s; %d reps%s)\n",
         step.batch, t->p50_ms, p->tokens_per_s(), p->mbu(), p->mfu(), 100 * p->roofline_eff(),
         p->residency(), t->reps, t->stable ? "" : ", not stable within the time cap");
-  }
+    return absl::OkStatus();
+  };
+
+  GpuRun run;
+  const SweepInterrupt interrupt;
+  run.stopped = RunSweep(request.Steps(), run_point,
+                         [&interrupt] { return interrupt.requested(); }, result);
+  // Nothing measured: the error alone, as before the sweep.
+  if (!run.stopped.ok() && result.points_size() == 0) return run.stopped;
   for (const std::string& u : unavailable) result.add_unavailable(u);
   SetMeasuredKnee(result);
-  return result;
+  run.result = std::move(result);
+  return run;
 }
 
 }  // namespace truthput

@@ -5,16 +5,26 @@
 
 #include <ostream>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "bench/bench_request.h"
 #include "results/results.pb.h"
 
 namespace truthput {
 
+// A sweep's measured result. `stopped` is OK when every point ran; otherwise it says why the
+// sweep ended early (Cancelled for Ctrl-C, or the error of the point that failed), and `result`
+// holds the points before that one, each complete, with a note saying the sweep is incomplete.
+struct GpuRun {
+  RunResult result;
+  absl::Status stopped;
+};
+
 // FailedPrecondition where no GPU is usable; InternalError naming the op when the reduced-size
-// correctness check fails. Points that cannot run in the GPU's memory are marked skipped with
-// the reason and the sweep goes on. Progress goes to `log`.
-absl::StatusOr<RunResult> RunOnGpu(const BenchRequest& request, std::ostream& log);
+// correctness check fails; the error of the sweep's first point where that point fails (a later
+// point's error ends the sweep instead: see GpuRun). Points that cannot run in the GPU's memory
+// are marked skipped with the reason and the sweep goes on. Progress goes to `log`.
+absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log);
 
 }  // namespace truthput
 

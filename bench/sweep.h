@@ -1,0 +1,45 @@
+// A sweep over batch sizes that keeps what it measured: a point that fails, or Ctrl-C, ends the
+// sweep, and every point measured before it is still printed and written. A sweep takes
+// minutes; losing all of it to one keystroke or to its last point would be a surprise.
+#ifndef TRUTHPUT_BENCH_SWEEP_H_
+#define TRUTHPUT_BENCH_SWEEP_H_
+
+#include <csignal>
+#include <functional>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "results/results.pb.h"
+#include "workloads/workload.h"
+
+namespace truthput {
+
+// Ctrl-C during a sweep: the first SIGINT asks the sweep to stop once the point it is measuring
+// is done; the second ends the process as usual.
+class SweepInterrupt {
+ public:
+  // Installs the SIGINT handler (unless SIGINT is ignored, as in a background job); the
+  // destructor puts back the one found. One at a time.
+  SweepInterrupt();
+  ~SweepInterrupt();
+  SweepInterrupt(const SweepInterrupt&) = delete;
+  SweepInterrupt& operator=(const SweepInterrupt&) = delete;
+
+  // True once a SIGINT arrived while this object was alive.
+  bool requested() const;
+
+ private:
+  struct sigaction previous_;
+};
+
+// Runs `run_point` for each step in order, each into a new point of `result`, until one fails
+// or `interrupted` says so before a point starts. OK when every step ran. Otherwise the reason
+// naming the step (Cancelled for an interrupt); the failed point is removed, and where points
+// remain, a note in result's config says the sweep is incomplete and where it stopped.
+absl::Status RunSweep(const std::vector<StepConfig>& steps,
+                      const std::function<absl::Status(const StepConfig&, BatchPoint*)>& run_point,
+                      const std::function<bool()>& interrupted, RunResult& result);
+
+}  // namespace truthput
+
+#endif  // TRUTHPUT_BENCH_SWEEP_H_
