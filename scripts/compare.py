@@ -250,7 +250,8 @@ def chart(a, pairs, out_dir, formats=("png", "svg")):
 
 
 def pair_notes(a, b, bad):
-    """Lines that qualify a pair's ratios: allowed mismatches, launch mode, GEMM choice, cards."""
+    """Lines that qualify a pair's ratios: allowed mismatches, launch mode, GEMM choice, cards,
+    sweeps that stopped early."""
     notes = [f"mismatch allowed: {m}" for m in bad]
     if a["config"].get("graph", True) != b["config"].get("graph", True):
         notes.append("one run used eager launches, the other CUDA graphs")
@@ -263,6 +264,10 @@ def pair_notes(a, b, bad):
         # a same-model ratio from two cards is not a same-card figure.
         notes.append(f"two cards of one model ({cards[0][:12]} vs {cards[1][:12]}): the ratios "
                      "include their card-to-card difference")
+    # A sweep that stopped early (a failed point, Ctrl-C) has only the points before the stop.
+    for who, run in (("A", a), ("B", b)):
+        notes += [f"{who} {n}" for n in run["config"].get("notes", [])
+                  if n.startswith("incomplete:")]
     return notes
 
 

@@ -229,6 +229,15 @@ def test_compare_notes_two_cards_of_one_model():
     assert not any("two cards" in n for n in compare.pair_notes(a, h200, []))
 
 
+def test_compare_notes_an_incomplete_sweep():
+    a = tr.load(H100)
+    b = copy.deepcopy(a)
+    assert not any("incomplete" in n for n in compare.pair_notes(a, b, []))
+    stop = "incomplete: interrupted (Ctrl-C) before batch 32, context 2048; the points listed ..."
+    b["config"].setdefault("notes", []).append(stop)
+    assert f"B {stop}" in compare.pair_notes(a, b, [])
+
+
 # --------------------------------------------------------------------------------- claims
 
 
