@@ -1,7 +1,6 @@
 // bench_ceilings: measures what this GPU actually delivers (DRAM bandwidth, dense GEMM rates,
 // launch costs, bus bandwidth), prints it against the datasheet, and writes it as JSON for
 // bench_decode / bench_prefill --ceilings=PATH.
-#include <filesystem>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -9,6 +8,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_join.h"
 #include "bench/ceilings.h"
@@ -34,10 +34,12 @@ int main(int argc, char** argv) {
   }
   const std::string json_path = absl::GetFlag(FLAGS_json);
   const bool overwrite = absl::GetFlag(FLAGS_overwrite);
-  // Refuse before minutes of measuring, not after (WriteFileAtomically checks again).
-  if (!json_path.empty() && !overwrite && std::filesystem::exists(json_path)) {
-    std::cerr << "bench_ceilings: " << json_path << " exists; pass --overwrite to replace it\n";
-    return 2;
+  // Refuse before minutes of measuring, not after.
+  if (!json_path.empty()) {
+    if (absl::Status st = truthput::CheckOutputPath(json_path, overwrite); !st.ok()) {
+      std::cerr << "bench_ceilings: " << st.message() << "\n";
+      return 2;
+    }
   }
 
   truthput::CeilingsOptions options;

@@ -61,6 +61,9 @@ expect_error "context" "$decode" --context=abc --predict --gpu=h100
 expect_error "tp 3 does not divide" "$decode" --tp=3 --predict --gpu=h100
 expect_error "unknown GPU 'h300'" "$decode" --predict --gpu=h300
 expect_error "exists; pass --overwrite" "$decode" --predict --gpu=h100 --csv="$tmp/h100.csv"
+# An output folder that is not there is found before the run (GPU or not), not after it.
+expect_error "no_such_folder does not exist" "$decode" --batch=1 --json="$tmp/no_such_folder/x.json"
+expect_error "is a folder" "$prefill" --predict --gpu=h100 --csv="$tmp"
 expect_error "--profile=deep" "$decode" --profile=deep --predict --gpu=h100
 expect_error "--seq" "$prefill" --seq=0 --predict --gpu=h100
 expect_error "unexpected argument" "$decode" 70b --predict --gpu=h100

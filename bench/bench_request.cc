@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "bench/report.h"
 #include "workloads/gpu_datasheet.h"
 #include "workloads/model_registry.h"
 #include "workloads/size_list.h"
@@ -96,10 +97,8 @@ absl::StatusOr<BenchRequest> MakeBenchRequest(std::string tool, Phase phase,
   r.json_path = f.json;
   r.overwrite = f.overwrite;
   for (const std::string& path : {f.csv, f.json}) {
-    if (!path.empty() && !f.overwrite && std::filesystem::exists(path)) {
-      return absl::AlreadyExistsError(
-          absl::StrCat(path, " exists; pass --overwrite to replace it"));
-    }
+    if (path.empty()) continue;
+    if (absl::Status st = CheckOutputPath(path, f.overwrite); !st.ok()) return st;
   }
   if (!f.csv.empty() && f.csv == f.json) {
     return absl::InvalidArgumentError("--csv and --json name the same file");

@@ -54,7 +54,7 @@ struct BenchFlagValues {
 
 // Validates everything that can be checked before touching a GPU: the model exists, the batch
 // and sequence lists parse, every step builds (TP divides the heads, context fits the model),
-// the GPU name is known, and output files do not exist unless --overwrite.
+// the GPU name is known, and output files can be written (CheckOutputPath).
 absl::StatusOr<BenchRequest> MakeBenchRequest(std::string tool, Phase phase,
                                               const BenchFlagValues& flags);
 

@@ -1,5 +1,7 @@
 #include "bench/report.h"
 
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -317,6 +319,29 @@ absl::StatusOr<RunResult> LoadResultJson(const std::string& path) {
   absl::StatusOr<RunResult> r = ParseJson(json.str());
   if (!r.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", r.status().message()));
   return r;
+}
+
+absl::Status CheckOutputPath(const std::string& path, bool overwrite) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) {
+    return absl::InvalidArgumentError(absl::StrCat(path, " is a folder; name a file"));
+  }
+  if (!overwrite && fs::exists(path, ec)) {
+    return absl::AlreadyExistsError(absl::StrCat(path, " exists; pass --overwrite to replace it"));
+  }
+  // The temporary file and the rename need the folder.
+  fs::path folder = fs::path(path).parent_path();
+  if (folder.empty()) folder = ".";
+  if (!fs::is_directory(folder, ec)) {
+    return absl::NotFoundError(
+        absl::StrCat(path, ": folder ", folder.string(), " does not exist"));
+  }
+  if (access(folder.c_str(), W_OK) != 0) {
+    return absl::PermissionDeniedError(absl::StrCat(path, ": cannot write in folder ",
+                                                    folder.string(), ": ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status WriteFileAtomically(const std::string& path, const std::string& content,

@@ -27,6 +27,11 @@ absl::StatusOr<RunResult> ParseJson(const std::string& json);
 // ParseJson of a file; errors name the path.
 absl::StatusOr<RunResult> LoadResultJson(const std::string& path);
 
+// OK where WriteFileAtomically(path, ..., overwrite) can succeed when the run ends: the path is
+// not a folder, its folder exists and is writable, and the file does not exist unless
+// `overwrite`. Checked before measuring, so that minutes of a run are not lost to a typo.
+absl::Status CheckOutputPath(const std::string& path, bool overwrite);
+
 // Writes `content` to `path` through a temporary file; refuses to replace an existing file
 // unless `overwrite`.
 absl::Status WriteFileAtomically(const std::string& path, const std::string& content,

@@ -113,5 +113,27 @@ TEST(Report, NeverOverwritesSilently) {
   std::remove(path.c_str());
 }
 
+TEST(Report, ChecksAnOutputPathBeforeTheRun) {
+  const std::string dir = testing::TempDir();
+  const std::string fresh = dir + "/check_output_path.json";
+  std::remove(fresh.c_str());
+  EXPECT_TRUE(CheckOutputPath(fresh, false).ok());
+  EXPECT_TRUE(CheckOutputPath("in_the_working_folder.json", false).ok());
+
+  absl::Status st = CheckOutputPath(dir + "/no_such_folder/x.json", false);
+  EXPECT_EQ(st.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(st.message(), HasSubstr("no_such_folder does not exist"));
+
+  st = CheckOutputPath(dir, true);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(st.message(), HasSubstr("is a folder"));
+
+  ASSERT_TRUE(WriteFileAtomically(fresh, "a", false).ok());
+  EXPECT_EQ(CheckOutputPath(fresh, false).code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_TRUE(CheckOutputPath(fresh, true).ok());
+  std::remove(fresh.c_str());
+  // (A folder without write permission is not tested: the tests may run as root, who may write.)
+}
+
 }  // namespace
 }  // namespace truthput
