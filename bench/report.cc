@@ -346,9 +346,8 @@ absl::Status CheckOutputPath(const std::string& path, bool overwrite) {
 
 absl::Status WriteFileAtomically(const std::string& path, const std::string& content,
                                  bool overwrite) {
-  if (!overwrite && std::filesystem::exists(path)) {
-    return absl::AlreadyExistsError(absl::StrCat(path, " exists; pass --overwrite to replace it"));
-  }
+  // Checked again at the end: the run's start was minutes ago.
+  if (absl::Status st = CheckOutputPath(path, overwrite); !st.ok()) return st;
   const std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
