@@ -10,6 +10,8 @@
 //             CUBLAS_GEMM_DEFAULT), cublaslt_w8a8 (fp8 weights: activations to e4m3 per token,
 //             then CublasLtFp8Gemm with per-row scales, autotuned: bench_decode's W8A8 path).
 //   DecodeAttention/70b/b<batch>/ctx<context> DecodeAttention at Llama-3.1-70B's heads.
+//   PrefillAttention/70b/b<batch>/s<seq>/<kernel>  causal PrefillAttention at Llama-3.1-70B's
+//       heads over prompts of seq tokens (kernel: wgmma, mma_sync; see prefill_attention.h).
 //
 // Timing: each iteration is one call; its GPU time comes from a pair of CUDA events around it,
 // with rounds of 16 calls enqueued behind a closed StreamGate so the GPU runs them back to back
@@ -19,7 +21,9 @@
 //
 // Counters: bytes_per_second (the minimum bytes the call must move: weights + activations, or
 // K/V + q + out), flops (per second), stream_read_bytes_per_second (StreamRead over the same
-// buffers' byte count) and pct_stream_read (bytes_per_second as a percentage of it). JSON with
+// buffers' byte count) and pct_stream_read (bytes_per_second as a percentage of it). Prefill
+// attention is held against compute instead: gemm_flops_per_second (cuBLASLt bf16 at
+// 8192x8192x8192, autotuned, measured once in the run) and pct_gemm. JSON with
 // the standard --benchmark_out=FILE --benchmark_out_format=json, for Google Benchmark's
 // compare.py. Without --benchmark_min_time, each point runs for at least 0.05 s of GPU time.
 //
@@ -55,6 +59,7 @@
 #include "kernels/decode_attention.h"
 #include "kernels/fp8_weights.h"
 #include "kernels/gemv.h"
+#include "kernels/prefill_attention.h"
 #include "kernels/random_fill.h"
 #include "kernels/stream_read.h"
 #include "workloads/model_registry.h"
@@ -66,6 +71,13 @@ namespace {
 constexpr int64_t kBatches[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
 constexpr int64_t kAttentionBatches[] = {1, 2, 4, 8, 16, 32};
 constexpr int64_t kMinContext = 512, kMaxContext = 32768;
+struct PromptShape {
+  int64_t batch, seq;
+};
+// bench_prefill's default (8 x 2048), the same 16384 tokens as fewer longer prompts, and one long
+// prompt.
+constexpr PromptShape kPrefillAttentionShapes[] = {{8, 2048}, {4, 4096}, {1, 8192}, {1, 32768}};
+constexpr int64_t kGemmCeilingSize = 8192;
 constexpr int kCallsPerRound = 16;
 constexpr int64_t kGateTimeoutNs = 500'000'000;
 constexpr int64_t kMaxRotation = 256;
@@ -88,6 +100,7 @@ struct Gpu {
   std::unique_ptr<CublasGemm> cublas;         // cublasGemmEx, CUBLAS_GEMM_DEFAULT
   std::unique_ptr<CublasLtFp8Gemm> fp8;       // W8A8, per-row scales, Autotune per shape
   std::map<int64_t, double> stream_read_bps;  // ceiling by byte count, measured once
+  double gemm_flops = 0;                      // compute ceiling, measured once (0: not yet)
 
   ~Gpu() {
     for (cudaEvent_t e : events) cudaEventDestroy(e);
@@ -286,6 +299,48 @@ void ReportCounters(benchmark::State& state, double mean_seconds, int64_t bytes_
   if (mean_seconds > 0 && ceiling_bps > 0) {
     state.counters["pct_stream_read"] =
         100.0 * (static_cast<double>(bytes_per_call) / mean_seconds) / ceiling_bps;
+  }
+}
+
+// The compute ceiling: cuBLASLt's bf16 rate on a kGemmCeilingSize^3 GEMM (autotuned over the
+// heuristic's candidates), measured once per process. bench_ceilings sweeps more shapes; one
+// large square is enough to say how far a tensor-core kernel is from what the card delivers now
+// (a card held by its power cap gives both figures less).
+absl::StatusOr<double> GemmCeilingFlops() {
+  Gpu& g = *g_gpu;
+  if (g.gemm_flops > 0) return g.gemm_flops;
+  const int64_t n = kGemmCeilingSize, elems = n * n;
+  DeviceBuffer x, w, y;
+  TP_RETURN_IF_ERROR(Allocate(elems * 2, "gemm ceiling x", &x));
+  TP_RETURN_IF_ERROR(Allocate(elems * 2, "gemm ceiling w", &w));
+  TP_RETURN_IF_ERROR(Allocate(elems * 2, "gemm ceiling y", &y));
+  TP_RETURN_IF_ERROR(FillRandomBf16(x.as<bf16>(), elems, 21, 1.0f, g.stream));
+  TP_RETURN_IF_ERROR(FillRandomBf16(w.as<bf16>(), elems, 22, 0.05f, g.stream));
+  TP_RETURN_IF_ERROR(g.tuned->Autotune(n, n, n, {{x.as<bf16>(), w.as<bf16>(), y.as<bf16>()}},
+                                       g.stream));
+  const Call call = [&](int64_t) {
+    return g.tuned->Run(x.as<bf16>(), w.as<bf16>(), y.as<bf16>(), n, n, n, g.stream);
+  };
+  TP_RETURN_IF_ERROR(WarmUp(call, 4));
+  std::vector<double> seconds;
+  for (int round = 0; round < 2; ++round) {
+    TP_RETURN_IF_ERROR(TimeRound(call, round * kCallsPerRound, &seconds));
+  }
+  std::sort(seconds.begin(), seconds.end());
+  g.gemm_flops = 2.0 * static_cast<double>(n) * n * n / seconds[seconds.size() / 2];
+  return g.gemm_flops;
+}
+
+// Sets the counters of a family held against compute rather than the streaming read.
+void ReportComputeCounters(benchmark::State& state, double mean_seconds, int64_t bytes_per_call,
+                           int64_t flops_per_call, double ceiling_flops) {
+  state.SetBytesProcessed(state.iterations() * bytes_per_call);
+  state.counters["flops"] = benchmark::Counter(static_cast<double>(flops_per_call),
+                                               benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["gemm_flops_per_second"] = ceiling_flops;
+  if (mean_seconds > 0 && ceiling_flops > 0) {
+    state.counters["pct_gemm"] =
+        100.0 * (static_cast<double>(flops_per_call) / mean_seconds) / ceiling_flops;
   }
 }
 
@@ -572,7 +627,7 @@ void BM_Gemm(benchmark::State& state, const GemmShape& shape, int64_t m, Impl im
 
 // --- DecodeAttention/70b/b<batch>/ctx<context> -------------------------------------------------
 
-struct AttentionShape {
+struct AttentionHeads {
   int64_t q_heads = 0, kv_heads = 0, head_dim = 0;
 };
 
@@ -582,11 +637,11 @@ struct AttentionBuffers : Resident {
   DeviceBuffer q, out, workspace;
 };
 
-int64_t KvBytes(const AttentionShape& a, int64_t batch, int64_t context) {
+int64_t KvBytes(const AttentionHeads& a, int64_t batch, int64_t context) {
   return 2 * batch * a.kv_heads * context * a.head_dim * static_cast<int64_t>(sizeof(bf16));
 }
 
-void BM_DecodeAttention(benchmark::State& state, const AttentionShape& a, int64_t batch,
+void BM_DecodeAttention(benchmark::State& state, const AttentionHeads& a, int64_t batch,
                         int64_t context) {
   Gpu& g = *g_gpu;
   const int64_t kv_bytes = KvBytes(a, batch, context);
@@ -639,6 +694,70 @@ void BM_DecodeAttention(benchmark::State& state, const AttentionShape& a, int64_
   state.SetLabel(absl::StrCat("splits=", splits, " rotation=", rotation));
 }
 
+// --- PrefillAttention/70b/b<batch>/s<seq>/<kernel> ------------------------------------------
+
+const char* PrefillKernelName(PrefillAttentionKernel kernel) {
+  return kernel == PrefillAttentionKernel::kWgmma ? "wgmma" : "mma_sync";
+}
+
+// Rotated q, K and V (the cache's capacity is the prompt), and out.
+struct PrefillAttentionBuffers : Resident {
+  std::vector<DeviceBuffer> q, k, v;
+  DeviceBuffer out;
+};
+
+// `op` is the workload's attention op of a 70B prefill step of this shape: its FLOPs (the causal
+// pairs) and bytes are the counters, so the benchmark and bench_prefill's prediction agree.
+void BM_PrefillAttention(benchmark::State& state, const Op& op, PrefillAttentionKernel kernel) {
+  Gpu& g = *g_gpu;
+  const AttentionShape& a = op.attn;
+  const absl::StatusOr<double> ceiling = GemmCeilingFlops();
+  if (!ceiling.ok()) {
+    state.SkipWithError(ceiling.status().ToString().c_str());
+    return;
+  }
+  const int64_t q_elems = a.batch * a.q_len * a.num_q_heads * a.head_dim;
+  const int64_t cache_elems = a.batch * a.num_kv_heads * a.kv_len() * a.head_dim;
+  const int64_t rotation = Rotation(2 * (q_elems + 2 * cache_elems));
+  absl::StatusOr<PrefillAttentionBuffers*> got = GetResident<PrefillAttentionBuffers>(
+      absl::StrCat("prefill_attention/", a.batch, "/", a.q_len),
+      [&](PrefillAttentionBuffers* b) -> absl::Status {
+        b->q.resize(rotation);
+        b->k.resize(rotation);
+        b->v.resize(rotation);
+        for (int64_t i = 0; i < rotation; ++i) {
+          TP_RETURN_IF_ERROR(Allocate(q_elems * 2, "q", &b->q[i]));
+          TP_RETURN_IF_ERROR(Allocate(cache_elems * 2, "k cache", &b->k[i]));
+          TP_RETURN_IF_ERROR(Allocate(cache_elems * 2, "v cache", &b->v[i]));
+          TP_RETURN_IF_ERROR(FillRandomBf16(b->q[i].as<bf16>(), q_elems, 600 + i, 1.0f, g.stream));
+          TP_RETURN_IF_ERROR(
+              FillRandomBf16(b->k[i].as<bf16>(), cache_elems, 700 + i, 1.0f, g.stream));
+          TP_RETURN_IF_ERROR(
+              FillRandomBf16(b->v[i].as<bf16>(), cache_elems, 800 + i, 1.0f, g.stream));
+        }
+        return Allocate(q_elems * 2, "out", &b->out);
+      });
+  if (!got.ok()) {
+    state.SkipWithError(got.status().ToString().c_str());
+    return;
+  }
+  PrefillAttentionBuffers& b = **got;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(a.head_dim));
+  const Call call = [&](int64_t i) {
+    const int64_t r = i % rotation;
+    return PrefillAttentionWithKernel(
+        kernel, b.q[r].as<bf16>(), b.k[r].as<bf16>(), b.v[r].as<bf16>(), b.out.as<bf16>(),
+        static_cast<int>(a.batch), static_cast<int>(a.q_len), static_cast<int>(a.start_pos),
+        static_cast<int>(a.num_q_heads), static_cast<int>(a.num_kv_heads),
+        static_cast<int>(a.head_dim), static_cast<int>(a.kv_len()), scale, a.causal, g.stream);
+  };
+  const double mean = RunLoop(state, call, rotation);
+  if (mean <= 0) return;
+  ReportComputeCounters(state, mean, op.bytes(), op.flops, *ceiling);
+  state.SetLabel(absl::StrCat(a.causal ? "causal" : "full", " rotation=", rotation,
+                              "; pct_gemm against cuBLASLt bf16 ", kGemmCeilingSize, "^3"));
+}
+
 // --- Registration -----------------------------------------------------------------------------
 
 absl::StatusOr<std::vector<GemmShape>> ModelGemmShapes(const std::string& alias) {
@@ -666,7 +785,7 @@ absl::Status RegisterAll() {
   }
   absl::StatusOr<ModelSpec> m70 = LoadModel("70b");
   if (!m70.ok()) return m70.status();
-  const AttentionShape attention{m70->num_heads(), m70->num_kv_heads(), m70->head_dim()};
+  const AttentionHeads attention{m70->num_heads(), m70->num_kv_heads(), m70->head_dim()};
 
   // The ceiling at every byte count the other families read.
   std::set<int64_t> read_bytes;
@@ -710,6 +829,25 @@ absl::Status RegisterAll() {
           ->Unit(benchmark::kMicrosecond);
     }
   }
+  for (const PromptShape& p : kPrefillAttentionShapes) {
+    absl::StatusOr<Workload> w = Workload::Build(
+        *m70, StepConfig{.phase = Phase::kPrefill, .batch = p.batch, .context = 0,
+                         .seq_len = p.seq, .tp = 1});
+    if (!w.ok()) return w.status();
+    const auto at = std::find_if(w->ops().begin(), w->ops().end(),
+                                 [](const Op& op) { return op.kind == OpKind::kAttention; });
+    if (at == w->ops().end()) return absl::InternalError("a prefill step without attention");
+    for (PrefillAttentionKernel kernel :
+         {PrefillAttentionKernel::kWgmma, PrefillAttentionKernel::kMmaSync}) {
+      benchmark::RegisterBenchmark(
+          absl::StrCat("PrefillAttention/70b/b", p.batch, "/s", p.seq, "/",
+                       PrefillKernelName(kernel))
+              .c_str(),
+          [op = *at, kernel](benchmark::State& st) { BM_PrefillAttention(st, op, kernel); })
+          ->UseManualTime()
+          ->Unit(benchmark::kMillisecond);
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -743,9 +881,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bench_kernels: %s\n", st.ToString().c_str());
     return 1;
   }
-  benchmark::RunSpecifiedBenchmarks();
+  // A filter that matches nothing is a typo, not a run (Google Benchmark says which regex).
+  const size_t ran = benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   truthput::g_resident.reset();
   truthput::g_gpu = nullptr;
-  return 0;
+  return ran > 0 ? 0 : 1;
 }

@@ -11,7 +11,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstdio>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -269,56 +268,6 @@ TEST(PrefillAttentionGraphTest, CapturesInCudaGraph) {
   }
   cudaGraphExecDestroy(exec);
   cudaGraphDestroy(graph);
-}
-
-// Not a pass/fail check (other GPU tests may share the device): prints each kernel's rate at
-// Llama-70B heads. Causal FLOPs count the visible (query, key) pairs: 4 d Hq B S (S + 1) / 2.
-TEST(PrefillAttentionPerfTest, ReportsTflops) {
-  struct PerfShape {
-    int batch, seq;
-  };
-  constexpr int kHq = 64, kHkv = 8, kD = 128, kIters = 10;
-  const TestStream owned_stream(cudaStreamDefault);  // orders with the legacy default stream
-  cudaStream_t stream = owned_stream.get();
-  cudaEvent_t start, stop;
-  ASSERT_CUDA(cudaEventCreate(&start));
-  ASSERT_CUDA(cudaEventCreate(&stop));
-  std::vector<PrefillAttentionKernel> kernels = {PrefillAttentionKernel::kMmaSync};
-  if (PrefillAttentionWgmmaAvailable()) kernels.push_back(PrefillAttentionKernel::kWgmma);
-  for (const PerfShape& s : {PerfShape{1, 8192}, PerfShape{8, 2048}, PerfShape{4, 4096}}) {
-    const int64_t q_n = static_cast<int64_t>(s.batch) * s.seq * kHq * kD;
-    const int64_t cache_n = static_cast<int64_t>(s.batch) * kHkv * s.seq * kD;
-    DeviceMem q(q_n * sizeof(bf16)), k(cache_n * sizeof(bf16)), v(cache_n * sizeof(bf16)),
-        out(q_n * sizeof(bf16));
-    ASSERT_OK(FillRandomBf16(q.as<bf16>(), q_n, 11, 1.0f, stream));
-    ASSERT_OK(FillRandomBf16(k.as<bf16>(), cache_n, 12, 1.0f, stream));
-    ASSERT_OK(FillRandomBf16(v.as<bf16>(), cache_n, 13, 1.0f, stream));
-    for (bool causal : {true, false}) {
-      for (PrefillAttentionKernel kernel : kernels) {
-        auto run = [&] {
-          return PrefillAttentionWithKernel(kernel, q.as<bf16>(), k.as<bf16>(), v.as<bf16>(),
-                                            out.as<bf16>(), s.batch, s.seq, 0, kHq, kHkv, kD,
-                                            s.seq, 0.088f, causal, stream);
-        };
-        ASSERT_OK(run());  // warm-up
-        ASSERT_CUDA(cudaEventRecord(start, stream));
-        for (int i = 0; i < kIters; ++i) ASSERT_OK(run());
-        ASSERT_CUDA(cudaEventRecord(stop, stream));
-        ASSERT_CUDA(cudaEventSynchronize(stop));
-        float ms = 0;
-        ASSERT_CUDA(cudaEventElapsedTime(&ms, start, stop));
-        const double sec = 1e-3 * ms / kIters;
-        const double pairs = causal ? 0.5 * s.seq * (s.seq + 1.0) : 1.0 * s.seq * s.seq;
-        const double flops = 4.0 * kD * kHq * s.batch * pairs;
-        std::printf("PrefillAttention %-8s Hq=%d Hkv=%d d=%d batch=%d seq=%d %s: %.3f ms, "
-                    "%.1f TFLOP/s\n",
-                    KernelName(kernel), kHq, kHkv, kD, s.batch, s.seq,
-                    causal ? "causal" : "full  ", 1e3 * sec, flops / sec / 1e12);
-      }
-    }
-  }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
 }
 
 }  // namespace
