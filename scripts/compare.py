@@ -7,9 +7,11 @@ A is the baseline; every other file is compared with it. For each batch both run
 tokens/s, step p50 (ms), MBU and MFU of each, their ratios B/A, and the ratio the datasheets
 predict: the bandwidth ratio where the point is memory-bound, the dense tensor peak ratio
 (bf16 for bf16 weights) where it is compute-bound (each point's `bound`); where A and B are
-bound by different resources, or differ in weight precision (fp8 vs bf16, compared with
---allow-mismatch), the ratio of their roofline bounds (bound_tokens_per_s). The last
-column says how far the measured tokens/s ratio is from the predicted one, in percent.
+bound by different resources, or differ in weight precision (fp8 vs bf16), model or context
+(compared with --allow-mismatch), the ratio of their roofline bounds (bound_tokens_per_s). The
+last column says how far the measured tokens/s ratio is from the predicted one, in percent. A
+tokens/s of "NaN", 0 or below counts as not measured (—). Batches only one run has, or skipped
+in either, are named in a note.
 
 Runs of different models (or weight precision), phase, context or TP degree, or with no batch
 in common, are refused with one line and exit status 2, unless --allow-mismatch.
@@ -18,6 +20,7 @@ to --out (default: the current directory).
 """
 
 import argparse
+import math
 import os
 import sys
 
@@ -62,20 +65,40 @@ def mismatches(a, b):
 
 
 def _ratio(x, y):
-    """y / x, or None where either is missing or x is zero."""
-    if x is None or y is None or x == 0:
+    """y / x, or None where either is missing or not finite ("NaN") or x is zero."""
+    if x is None or y is None or x == 0 or not math.isfinite(x) or not math.isfinite(y):
         return None
     return y / x
+
+
+def _tps(p):
+    """The point's tokens/s, or None where it was not measured ("NaN", 0 or negative)."""
+    return p.get("tokens_per_s") if tr.measured(p) else None
+
+
+def _workload_diffs(a, b):
+    """"A vs B" for the model, weight precision and context where the runs differ in them."""
+    ca, cb = a["config"].get("context", 0), b["config"].get("context", 0)
+    pairs = ((tr.model_name(a), tr.model_name(b)), (tr.precision(a), tr.precision(b)),
+             (f"ctx {ca}", f"ctx {cb}"))
+    return [f"{x} vs {y}" for x, y in pairs if x != y]
+
+
+def _either(x, y):
+    """x where the runs agree, else "y vs x" (B's first, as the GPUs in the title)."""
+    return x if x == y else f"{y} vs {x}"
 
 
 def predicted_ratio(a, b, pa, pb):
     """(tokens/s ratio B/A the datasheets predict for this point, basis string)."""
     ba, bb = pa.get("bound") or "", pb.get("bound") or ""
-    if tr.precision(a) != tr.precision(b):
-        # Different weight bytes per step: the datasheet ratio alone says nothing; the ratio of
-        # the two roofline bounds (each the run's own bytes and FLOPs) does.
+    diffs = _workload_diffs(a, b)
+    if diffs:
+        # Different bytes or FLOPs per step (another precision, model or context): the datasheet
+        # ratio alone says nothing; the ratio of the two roofline bounds (each the run's own
+        # bytes and FLOPs) does.
         r = _ratio(pa.get("bound_tokens_per_s") or None, pb.get("bound_tokens_per_s") or None)
-        return r, f"{tr.precision(a)} vs {tr.precision(b)}: roofline bound"
+        return r, f"{', '.join(diffs)}: roofline bound"
     if ba == bb == "memory":
         r = _ratio(tr.bandwidth_gbps(a), tr.bandwidth_gbps(b))
         return r, "memory: bandwidth"
@@ -92,10 +115,10 @@ def compare_rows(a, b):
     for key in sorted(set(pa_all) & set(pb_all)):
         pa, pb = pa_all[key], pb_all[key]
         pred, basis = predicted_ratio(a, b, pa, pb)
-        tps = _ratio(pa.get("tokens_per_s"), pb.get("tokens_per_s"))
+        tps = _ratio(_tps(pa), _tps(pb))
         rows.append({
             "key": key,
-            "tps_a": pa.get("tokens_per_s"), "tps_b": pb.get("tokens_per_s"), "tps_ratio": tps,
+            "tps_a": _tps(pa), "tps_b": _tps(pb), "tps_ratio": tps,
             "ms_a": pa.get("step_ms_p50"), "ms_b": pb.get("step_ms_p50"),
             "ms_ratio": _ratio(pa.get("step_ms_p50"), pb.get("step_ms_p50")),
             "mbu_a": pa.get("mbu"), "mbu_b": pb.get("mbu"),
@@ -122,12 +145,6 @@ def off_label(pct):
     return f"{pct:+.1f}%" if abs(pct) < 10 else f"{pct:+.0f}%"
 
 
-def _precision_text(a, b):
-    """The runs' precision, or B's vs A's where they differ (as the GPUs in the title)."""
-    pa, pb = tr.precision(a), tr.precision(b)
-    return pa if pa == pb else f"{pb} vs {pa}"
-
-
 def _peak_text(a, b):
     """The two tensor peaks, each named by its own precision where the runs differ in it."""
     pa, pb = tr.precision(a), tr.precision(b)
@@ -139,8 +156,9 @@ def _peak_text(a, b):
 def markdown(a, b, rows, notes=()):
     la, lb = tr.label(a), tr.label(b)
     lines = [
-        f"### {tr.gpu_id(b)} vs {tr.gpu_id(a)}: {tr.model_name(a)}, {tr.context_label(a)}, "
-        f"{_precision_text(a, b)}",
+        f"### {tr.gpu_id(b)} vs {tr.gpu_id(a)}: {_either(tr.model_name(a), tr.model_name(b))}, "
+        f"{_either(tr.context_label(a), tr.context_label(b))}, "
+        f"{_either(tr.precision(a), tr.precision(b))}",
         "",
         f"- A: {la} — `{a['path']}`",
         f"- B: {lb} — `{b['path']}`",
@@ -249,10 +267,31 @@ def chart(a, pairs, out_dir, formats=("png", "svg")):
     return paths
 
 
+def left_out(a, b):
+    """The batches a pair's table leaves out, and why: "1024 (only in A); 1 (skipped in B)"."""
+    ka = {point_key(a, p): p.get("skipped") for p in a["points"]}
+    kb = {point_key(b, p): p.get("skipped") for p in b["points"]}
+    out = []
+    for key in sorted(set(ka) | set(kb)):
+        if key not in kb:
+            why = "only in A"
+        elif key not in ka:
+            why = "only in B"
+        elif ka[key] or kb[key]:
+            why = "skipped in " + ("both" if ka[key] and kb[key] else "A" if ka[key] else "B")
+        else:
+            continue
+        out.append(f"{key_label(key)} ({why})")
+    return "; ".join(out)
+
+
 def pair_notes(a, b, bad):
-    """Lines that qualify a pair's ratios: allowed mismatches, launch mode, GEMM choice, cards,
-    sweeps that stopped early."""
+    """Lines that qualify a pair's ratios: allowed mismatches, batches left out, launch mode,
+    GEMM choice, cards, sweeps that stopped early."""
     notes = [f"mismatch allowed: {m}" for m in bad]
+    dropped = left_out(a, b)
+    if dropped:
+        notes.append(f"batches left out: {dropped}")
     if a["config"].get("graph", True) != b["config"].get("graph", True):
         notes.append("one run used eager launches, the other CUDA graphs")
     if a["config"].get("gemm") != b["config"].get("gemm"):

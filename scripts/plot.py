@@ -3,7 +3,8 @@
 
     scripts/plot.py RESULT.json [more.json ...] --out DIR
 
-For every file, four charts (PNG and SVG each), named after the file's stem:
+For every file, four charts (PNG and SVG each), named after the file's stem (led by its folder's
+name, e.g. h200_<stem>, where files of two folders share a name):
   <stem>_throughput   tokens/s vs batch (log-log), with the roofline bound (bound_tokens_per_s)
   <stem>_utilization  MBU, MFU, SM active, tensor active and nvidia-smi utilization vs batch
                       (log-x, 0..100%): what nvidia-smi says beside what the GPU did
@@ -407,8 +408,16 @@ def chart_roofline(runs, out_dir, name, formats):
     return _save(fig, out_dir, name, formats)
 
 
-def plot_run(run, out_dir, formats):
-    s = tr.stem(run)
+def chart_stems(runs):
+    """Each run's chart name: its file stem, led by its folder's name where runs of two folders
+    share a file name (h100-sxm/x.json, h200/x.json); None where that still names two alike."""
+    stems = [tr.stem(r) for r in runs]
+    out = [f"{os.path.basename(os.path.dirname(os.path.abspath(r['path'])))}_{s}"
+           if stems.count(s) > 1 else s for s, r in zip(stems, runs)]
+    return out if len(set(out)) == len(out) else None
+
+
+def plot_run(run, out_dir, formats, s):
     paths = []
     paths += chart_throughput([run], out_dir, f"{s}_throughput", formats)
     paths += chart_utilization(run, out_dir, f"{s}_utilization", formats)
@@ -457,10 +466,15 @@ def main(argv=None):
     if not runs:
         print("plot: no RunResult to plot", file=sys.stderr)
         return 1
+    stems = chart_stems(runs)
+    if stems is None:
+        print("plot: two of the files would write the same chart names (one file given twice, "
+              "or one name in two folders of one name); plot them separately", file=sys.stderr)
+        return 1
     os.makedirs(args.out, exist_ok=True)
     written = []
-    for run in runs:
-        written += plot_run(run, args.out, formats)
+    for run, s in zip(runs, stems):
+        written += plot_run(run, args.out, formats, s)
     for slug, group in combined_groups(runs):
         written += chart_throughput(group, args.out, f"combined_{slug}_throughput", formats)
         written += chart_roofline(group, args.out, f"combined_{slug}_roofline", formats)

@@ -135,6 +135,10 @@ def normalize(raw, path=""):
     if (not isinstance(raw, dict) or not ("config" in raw or "points" in raw)
             or not isinstance(raw.get("points", []), list)):
         raise NotARunResult(f"{path or 'input'}: not a truthput RunResult (no config/points)")
+    if not all(isinstance(p, dict) and isinstance(p.get("ops", []), (list, type(None)))
+               for p in raw.get("points", [])):
+        raise NotARunResult(f"{path or 'input'}: not a truthput RunResult (a point that is "
+                            f"not an object, or its ops not a list)")
     cfg = _fill(raw.get("config"), CONFIG_NUMBERS, (), CONFIG_STRINGS, CONFIG_BOOLS,
                 CONFIG_LISTS)
     cfg["batches"] = [to_number(b) for b in cfg["batches"]]
@@ -266,8 +270,11 @@ def bandwidth_gbps(run):
 
 
 def measured(point):
-    """True when the point was timed (not skipped, not a prediction)."""
-    return (not point.get("skipped")) and point.get("tokens_per_s") is not None
+    """True when the point was timed (not skipped, not a prediction): tokens/s a number above 0
+    (a "NaN", 0 or negative tokens/s is no measurement)."""
+    tps = point.get("tokens_per_s")
+    return (not point.get("skipped") and isinstance(tps, (int, float)) and math.isfinite(tps)
+            and tps > 0)
 
 
 def measured_points(run):

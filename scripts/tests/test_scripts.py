@@ -33,6 +33,7 @@ H200 = os.path.join(DATA, "h200", "decode_70b_bf16_ctx2048.json")
 sys.path.insert(0, SCRIPTS)
 import claims  # noqa: E402
 import compare  # noqa: E402
+import plot  # noqa: E402
 import truthput_results as tr  # noqa: E402
 
 
@@ -88,6 +89,27 @@ def test_load_errors_are_one_line(tmp_path):
         tr.load(str(tmp_path / "missing.json"))
 
 
+@pytest.mark.parametrize("script", ["compare.py", "plot.py"])
+def test_points_that_are_not_objects_are_a_one_line_error(tmp_path, script):
+    bad = write_variant(tmp_path, H200, "bad.json", lambda d: d.update(points=[1, 2]))
+    args = [H100, bad] if script == "compare.py" else [bad, "--out", str(tmp_path / "p")]
+    r = run_script(script, *args)
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "bad.json" in lines[0] and "not a truthput RunResult" in lines[0]
+    with pytest.raises(tr.NotARunResult):
+        tr.normalize({"config": {}, "points": [{"batch": 1, "ops": 5}]})
+
+
+def test_nan_zero_or_negative_tokens_per_s_is_not_measured():
+    for tps in ("NaN", 0, -3.0, "-Infinity"):
+        p = tr.normalize({"points": [{"batch": 1, "tokens_per_s": tps}]})["points"][0]
+        assert not tr.measured(p), tps
+    p = tr.normalize({"points": [{"batch": 1, "tokens_per_s": "28.5"}]})["points"][0]
+    assert tr.measured(p)
+
+
 # ----------------------------------------------------------------------------------- plot
 
 
@@ -96,20 +118,47 @@ def test_plot_writes_png_and_svg(tmp_path):
     r = run_script("plot.py", H100, H100_EAGER, H200, "--out", str(out))
     assert r.returncode == 0, r.stderr
     names = set(os.listdir(out))
-    for stem in ("decode_70b_bf16_ctx2048", "decode_70b_bf16_ctx2048_b1_eager"):
+    for stem in ("h100-sxm_decode_70b_bf16_ctx2048", "decode_70b_bf16_ctx2048_b1_eager",
+                 "h200_decode_70b_bf16_ctx2048"):
         for chart in ("throughput", "utilization", "op_share", "roofline"):
             for ext in ("png", "svg"):
                 assert f"{stem}_{chart}.{ext}" in names
     assert "combined_decode_llama-3.1-70b_bf16_throughput.png" in names
     assert "combined_decode_llama-3.1-70b_bf16_roofline.svg" in names
-    # 2 stems in the H100 dir + 1 (same stem) from H200 overwrite -> 2 * 4 * 2 + 2 * 2
-    assert len(names) == 20
-    png = (out / "decode_70b_bf16_ctx2048_roofline.png").read_bytes()
+    # 3 runs (the two with one file name led by their folder's name) -> 3 * 4 * 2 + 2 * 2
+    assert len(names) == 28
+    png = (out / "h100-sxm_decode_70b_bf16_ctx2048_roofline.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
-    svg = (out / "decode_70b_bf16_ctx2048_utilization.svg").read_text(encoding="utf-8")
+    svg = (out / "h200_decode_70b_bf16_ctx2048_utilization.svg").read_text(encoding="utf-8")
     assert "<svg" in svg
-    # The H200 file was plotted last: its utilization chart names the missing truth columns.
+    # The H200 file has no truth columns: its utilization chart names them as missing.
     assert "not measured in this file" in svg and "smi_util_pct" in svg
+
+
+def test_plot_same_file_name_from_two_folders_does_not_overwrite(tmp_path):
+    out = tmp_path / "plots"
+    r = run_script("plot.py", "--formats", "png", H100, H200, H100_EAGER, "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    names = set(os.listdir(out))
+    written = r.stdout.split()
+    assert len(written) == len(set(written)) == len(names)        # every file named was kept
+    for chart in ("throughput", "utilization", "op_share", "roofline"):
+        assert f"h100-sxm_decode_70b_bf16_ctx2048_{chart}.png" in names
+        assert f"h200_decode_70b_bf16_ctx2048_{chart}.png" in names
+        assert f"decode_70b_bf16_ctx2048_b1_eager_{chart}.png" in names   # no collision: as is
+    assert len(names) == 3 * 4 + 2
+    # One folder (as make_report.sh plots): the names are the file stems.
+    assert plot.chart_stems([tr.load(H100), tr.load(H100_EAGER)]) == [
+        "decode_70b_bf16_ctx2048", "decode_70b_bf16_ctx2048_b1_eager"]
+
+
+def test_plot_refuses_runs_it_cannot_name_apart(tmp_path):
+    out = tmp_path / "plots"
+    r = run_script("plot.py", H200, H200, "--out", str(out))
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "same chart names" in lines[0], r.stderr
+    assert not out.exists()                                       # nothing written
 
 
 def test_plot_refuses_unreadable_file(tmp_path):
@@ -238,6 +287,62 @@ def test_compare_notes_an_incomplete_sweep():
     assert f"B {stop}" in compare.pair_notes(a, b, [])
 
 
+@pytest.mark.parametrize("bad_tps", ["NaN", 0, -5.0])
+def test_compare_nan_or_nonpositive_tokens_per_s_is_not_measured(tmp_path, bad_tps):
+    other = write_variant(tmp_path, H200, "other.json",
+                          lambda d: d["points"][1].update(tokens_per_s=bad_tps))
+    r = run_script("compare.py", H100, other, "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    row16 = [line for line in r.stdout.splitlines() if line.startswith("| 16 |")]
+    assert len(row16) == 1
+    cells = [c.strip() for c in row16[0].split("|")[1:-1]]
+    assert cells[1] == "300" and cells[2] == "—" and cells[3] == "—"   # tok/s B, B/A
+    assert cells[-1] == "—"                                            # measured vs predicted
+    assert not [line for line in r.stdout.splitlines()
+                if line.startswith("|") and "nan" in line.lower()]
+    assert "| 1 | 20.0 | 28.0 | 1.400× |" in r.stdout                 # other batches as before
+    assert (tmp_path / "compare_h100-sxm_vs_h200_decode_70b_bf16_ctx2048.png").exists()
+    rows = {row["key"]: row for row in compare.compare_rows(tr.load(H100), tr.load(other))}
+    assert rows[16]["tps_b"] is None and rows[16]["tps_ratio"] is None
+    assert rows[16]["off_pct"] is None
+
+
+def test_compare_notes_batches_left_out(tmp_path):
+    def change(d):
+        d["points"][0].update(skipped=True, skip_reason="does not fit")   # batch 1
+        d["points"][2]["batch"] = 2048                                    # 1024 -> 2048
+
+    other = write_variant(tmp_path, H200, "other.json", change)
+    r = run_script("compare.py", H100, other, "--no-chart")
+    assert r.returncode == 0, r.stderr
+    assert ("- note: batches left out: 1 (skipped in B); 1024 (only in A); 2048 (only in B)"
+            in r.stdout.splitlines())
+    a, b = tr.load(H100), tr.load(other)
+    a["points"][0]["skipped"] = True
+    assert "batches left out: 1 (skipped in both); 1024 (only in A); 2048 (only in B)" in \
+        compare.pair_notes(a, b, [])
+    # Nothing left out: no such note.
+    r = run_script("compare.py", H100, H200, "--no-chart")
+    assert "left out" not in r.stdout
+
+
+def test_compare_allow_mismatch_of_models_predicts_from_each_runs_bound():
+    a = tr.load(H100)
+    b = copy.deepcopy(a)
+    b["config"]["model"]["name"] = "Llama-3.1-8B"
+    b["config"]["context"] = 0
+    for p in b["points"]:
+        p["bound_tokens_per_s"] *= 8
+    rows = compare.compare_rows(a, b)
+    assert rows[0]["predicted"] == pytest.approx(8.0)           # not 1.000x (one GPU)
+    assert rows[0]["basis"] == ("Llama-3.1-70B vs Llama-3.1-8B, ctx 2048 vs ctx 0: "
+                                "roofline bound")
+    md = compare.markdown(a, b, rows)
+    assert md.splitlines()[0] == ("### h100-sxm vs h100-sxm: Llama-3.1-8B vs Llama-3.1-70B, "
+                                  "ctx 0 vs ctx 2048, bf16")
+
+
 # --------------------------------------------------------------------------------- claims
 
 
@@ -304,6 +409,15 @@ def test_claims_low_smi_and_high_mfu_does_not_hold(tmp_path):
     rows = claims.check_all(str(tmp_path / "results"))
     d = [r for r in rows if r["claim"] == "d"]
     assert [r["verdict"] for r in d] == ["does not hold"]
+
+
+def test_claims_nan_tokens_per_s_is_not_measured(tmp_path):
+    gpu = tmp_path / "results" / "h100-sxm"
+    gpu.mkdir(parents=True)
+    write_variant(gpu, H100, "decode_70b_bf16_ctx2048.json",
+                  lambda d: d["points"][0].update(tokens_per_s="NaN"))
+    a = [r for r in claims.check_all(str(tmp_path / "results")) if r["claim"] == "a"]
+    assert "measured: not measured" in a[0]["ours"] and "nan" not in a[0]["ours"], a[0]
 
 
 def test_claims_empty_dir_never_crashes(tmp_path):
