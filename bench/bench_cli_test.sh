@@ -67,6 +67,21 @@ expect_error "is a folder" "$prefill" --predict --gpu=h100 --csv="$tmp"
 expect_error "--profile=deep" "$decode" --profile=deep --predict --gpu=h100
 expect_error "--seq" "$prefill" --seq=0 --predict --gpu=h100
 expect_error "unexpected argument" "$decode" 70b --predict --gpu=h100
+# Sizes that would wrap a count are refused, never printed wrapped.
+expect_error "out of range (1 to 4294967295)" "$decode" --batch=1099511627776 --predict --gpu=h100
+expect_error "below 2^32" "$decode" --model=8b --context=9223372036854775807 --predict --gpu=h100
+expect_error "would not fit a 64-bit count" "$decode" --batch=100000000 --predict --gpu=h100
+# One file named two ways, and a calibration file that is not a run: one line each.
+expect_error "name the same file" "$decode" --predict --gpu=h100 --csv="$tmp/same.csv" \
+  --json="$tmp/./same.csv"
+[[ -e "$tmp/same.csv" ]] && { echo "FAIL: same.csv written"; fail=1; }
+expect_error "not the JSON of a truthput run" "$decode" --predict --gpu=b200 \
+  --calibrate="$results/h100-sxm/ceilings.json"
+expect_error "is a folder" "$decode" --predict --gpu=b200 --calibrate="$tmp"
+expect_error "must be a finite price" "$decode" --predict --gpu=h100 --usd_per_gpu_hour=nan
+# A GPU without fp8 tensor cores: the header names the rate the bounds use.
+"$decode" --predict --gpu=a100 --weights=fp8 --batch=1 | grep -q '312 TFLOP/s dense bf16 (no fp8' \
+  || { echo "FAIL: a100 fp8 header"; fail=1; }
 # Without a GPU (CI), a run that needs one says so and points to --predict.
 if ! nvidia-smi -L >/dev/null 2>&1; then
   expect_error "--predict" "$decode" --batch=1

@@ -1,5 +1,6 @@
 #include "bench/bench_request.h"
 
+#include <cmath>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
@@ -77,8 +78,9 @@ absl::StatusOr<BenchRequest> MakeBenchRequest(std::string tool, Phase phase,
         absl::StrCat("--gemm=", f.gemm, ": must be auto, own, own_w8a8 or cublaslt"));
   }
   r.gemm = f.gemm;
-  if (f.usd_per_gpu_hour < 0) {
-    return absl::InvalidArgumentError("--usd_per_gpu_hour must be >= 0");
+  if (!std::isfinite(f.usd_per_gpu_hour) || f.usd_per_gpu_hour < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--usd_per_gpu_hour=", f.usd_per_gpu_hour, ": must be a finite price >= 0"));
   }
   r.usd_per_gpu_hour = f.usd_per_gpu_hour;
 
@@ -100,7 +102,11 @@ absl::StatusOr<BenchRequest> MakeBenchRequest(std::string tool, Phase phase,
     if (path.empty()) continue;
     if (absl::Status st = CheckOutputPath(path, f.overwrite); !st.ok()) return st;
   }
-  if (!f.csv.empty() && f.csv == f.json) {
+  // The same file however written ("x", "./x", a link to it).
+  auto resolved = [](const std::string& p) {
+    return std::filesystem::weakly_canonical(std::filesystem::absolute(p));
+  };
+  if (!f.csv.empty() && !f.json.empty() && resolved(f.csv) == resolved(f.json)) {
     return absl::InvalidArgumentError("--csv and --json name the same file");
   }
   return r;

@@ -154,13 +154,6 @@ double MeasuredPeakTflops(const MeasuredCeilings& c, DType dtype) {
   return c.bf16_tflops();
 }
 
-Ceilings RooflineCeilings(const MeasuredCeilings& c, const GpuSpec& datasheet, DType weight_dtype) {
-  Ceilings r = Ceilings::FromDatasheet(datasheet, weight_dtype);
-  r.tensor_flops_per_s = MeasuredPeakTflops(c, weight_dtype) * 1e12;
-  r.bytes_per_s = c.read_gbps() * 1e9;
-  return r;
-}
-
 void AddMeasuredAgainstCeilings(BatchPoint& p, const MeasuredCeilings& c, DType weight_dtype) {
   if (p.has_achieved_gbps() && c.read_gbps() > 0) {
     p.set_mbu_measured(p.achieved_gbps() / c.read_gbps());

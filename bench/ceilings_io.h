@@ -48,11 +48,6 @@ absl::StatusOr<MeasuredCeilings> LoadCeilingsForGpu(const std::string& path,
 // measured, bf16_tflops otherwise (as PeakFlopsPerSecond does with datasheets).
 double MeasuredPeakTflops(const MeasuredCeilings& c, DType dtype);
 
-// The roofline's peak rates from measured ceilings, for a bound against what this GPU reaches:
-// the tensor rate is MeasuredPeakTflops, the bandwidth read_gbps; the CUDA-core fp32 rate, which
-// bench_ceilings does not measure, comes from `datasheet`.
-Ceilings RooflineCeilings(const MeasuredCeilings& c, const GpuSpec& datasheet, DType weight_dtype);
-
 // Sets p.mbu_measured = achieved_gbps / read_gbps and p.mfu_measured = achieved_tflops /
 // MeasuredPeakTflops(c, weight_dtype) for a measured point (achieved_gbps / achieved_tflops
 // set); leaves skipped or predicted points alone. Expects validated ceilings.

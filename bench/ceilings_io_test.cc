@@ -191,16 +191,6 @@ TEST(CeilingsIo, MeasuredMfuUsesTheFp8RateForFp8Weights) {
   EXPECT_DOUBLE_EQ(MeasuredPeakTflops(H100Ceilings(), BF16), 762.0);
 }
 
-TEST(CeilingsIo, RooflineCeilingsUseMeasuredRates) {
-  GpuSpec sheet = H100Ceilings().datasheet();
-  sheet.set_fp32_tflops(66.9);
-  const Ceilings r = RooflineCeilings(H100Ceilings(), sheet, BF16);
-  EXPECT_DOUBLE_EQ(r.bytes_per_s, 3130e9);
-  EXPECT_DOUBLE_EQ(r.tensor_flops_per_s, 762e12);
-  EXPECT_DOUBLE_EQ(r.vector_flops_per_s, 66.9e12);  // Not measured: the datasheet's.
-  EXPECT_DOUBLE_EQ(RooflineCeilings(H100Ceilings(), sheet, FP8_E4M3).tensor_flops_per_s, 1300e12);
-}
-
 TEST(CeilingsIo, LeavesUnmeasuredPointsAlone) {
   BatchPoint p;
   p.set_batch(512);

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "workloads/gpu_datasheet.h"
 #include "workloads/roofline.h"
 
 namespace truthput {
@@ -40,7 +41,7 @@ RunResult NewRunResult(const BenchRequest& r, const GpuSpec& datasheet) {
   *result.mutable_datasheet() = datasheet;
   if (r.phase == Phase::kDecode) {
     absl::StatusOr<int64_t> ridge = DecodeRidgeBatch(
-        r.model, r.context, r.tp, Ceilings::FromDatasheet(datasheet, r.model.weight_dtype()));
+        r.model, r.context, r.tp, Ceilings::FromDatasheet(datasheet));
     if (ridge.ok()) result.set_predicted_ridge_batch(static_cast<double>(*ridge));
   }
   return result;
@@ -78,7 +79,7 @@ void SetMeasuredKnee(RunResult& result) {
 }
 
 BatchPoint PredictPoint(const Workload& w, const GpuSpec& datasheet, int64_t memory_bytes) {
-  const Ceilings ceilings = Ceilings::FromDatasheet(datasheet, w.model().weight_dtype());
+  const Ceilings ceilings = Ceilings::FromDatasheet(datasheet);
   const StepBound bound = BoundStep(w, ceilings);
   BatchPoint p;
   p.set_batch(w.config().batch);
@@ -169,7 +170,7 @@ absl::Status ApplyCalibration(const RunResult& measured, const std::string& sour
                               .tp = static_cast<int64_t>(m.tp())});
     if (!step.ok()) return step.status();
     const double bound_ms =
-        BoundStep(*step, Ceilings::FromDatasheet(measured.datasheet(), m.model().weight_dtype()))
+        BoundStep(*step, Ceilings::FromDatasheet(measured.datasheet()))
             .seconds *
         1e3;
     const double eff = best->roofline_eff() * bound_ms / best->bound_ms();
@@ -195,7 +196,7 @@ absl::StatusOr<RunResult> Predict(const BenchRequest& request, const GpuSpec& gp
         "fp8 weights: activations counted in bf16; a GPU run counts e4m3 and a scale per token "
         "where --gemm=auto chooses a W8A8 GEMM, known only once it has calibrated");
   }
-  const int64_t memory = static_cast<int64_t>(gpu.memory_gbytes() * 1e9);
+  const int64_t memory = MemoryBytes(gpu);
   for (const StepConfig& step : request.Steps()) {
     absl::StatusOr<Workload> w = Workload::Build(request.model, step);
     if (!w.ok()) return w.status();

@@ -132,7 +132,7 @@ TEST(Prediction, CalibrationRestatesAnFp8RunsEfficiencyInThePredictionsCount) {
     ASSERT_TRUE(run->CountE4m3Activations(i, op.name != "o_proj").ok()) << op.name;
   }
   BatchPoint& q = *measured.mutable_points(0);
-  q = PredictPoint(*run, h100, static_cast<int64_t>(h100.memory_gbytes() * 1e9));
+  q = PredictPoint(*run, h100, MemoryBytes(h100));
   const BatchPoint predicted = Predict(request, h100)->points(0);
   ASSERT_LT(q.bound_ms(), predicted.bound_ms());  // fewer bytes counted
   const double step_ms = q.bound_ms() / 0.8;

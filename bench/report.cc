@@ -1,9 +1,11 @@
 #include "bench/report.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -241,11 +243,16 @@ void PrintTable(const RunResult& r, std::ostream& out) {
                            m.gpu_name(), m.sm_count(), m.memory_gbytes(), m.l2_mbytes(),
                            m.driver_version(), m.cuda_runtime_version(), m.cublas_version());
   }
+  // The rate the bounds use (PeakFlopsPerSecond): a GPU without fp8 tensor cores multiplies fp8
+  // weights at its bf16 rate.
+  const bool fp8_rate = c.model().weight_dtype() == FP8_E4M3 && g.fp8_tflops() > 0;
   out << absl::StrFormat(
       "Datasheet %s: %.0f TFLOP/s dense %s, %.0f GB/s, %.0f GB (efficiencies are against these)\n",
-      g.display_name(), c.model().weight_dtype() == FP8_E4M3 ? g.fp8_tflops() : g.bf16_tflops(),
-      c.model().weight_dtype() == FP8_E4M3 ? "fp8" : "bf16", g.mem_bandwidth_gbps(),
-      g.memory_gbytes());
+      g.display_name(), fp8_rate ? g.fp8_tflops() : g.bf16_tflops(),
+      fp8_rate                                 ? "fp8"
+      : c.model().weight_dtype() == FP8_E4M3 ? "bf16 (no fp8 tensor cores)"
+                                               : "bf16",
+      g.mem_bandwidth_gbps(), g.memory_gbytes());
   for (const std::string& note : c.notes()) out << "Note: " << note << "\n";
 
   if (Measured(r)) {
@@ -307,17 +314,31 @@ absl::StatusOr<std::string> MessageToJson(const google::protobuf::Message& r) {
 absl::StatusOr<RunResult> ParseJson(const std::string& json) {
   RunResult r;
   auto status = google::protobuf::util::JsonStringToMessage(json, &r);
-  if (!status.ok()) return absl::InvalidArgumentError(std::string(status.message()));
+  if (!status.ok()) {
+    // protobuf quotes the input around the error on lines of their own: keep one line.
+    std::string message(status.message());
+    message = message.substr(0, message.find('\n'));
+    return absl::InvalidArgumentError(
+        absl::StrCat("not the JSON of a truthput run (", message, ")"));
+  }
   return r;
 }
 
 absl::StatusOr<RunResult> LoadResultJson(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    return absl::InvalidArgumentError(absl::StrCat(path, " is a folder; name a run's .json"));
+  }
   std::ifstream in(path);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
   std::stringstream json;
   json << in.rdbuf();
+  if (json.str().empty()) return absl::InvalidArgumentError(absl::StrCat(path, " is empty"));
   absl::StatusOr<RunResult> r = ParseJson(json.str());
   if (!r.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", r.status().message()));
+  if (r->points().empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": a truthput run with no points"));
+  }
   return r;
 }
 
@@ -346,18 +367,49 @@ absl::Status CheckOutputPath(const std::string& path, bool overwrite) {
 
 absl::Status WriteFileAtomically(const std::string& path, const std::string& content,
                                  bool overwrite) {
+  namespace fs = std::filesystem;
   // Checked again at the end: the run's start was minutes ago.
   if (absl::Status st = CheckOutputPath(path, overwrite); !st.ok()) return st;
-  const std::string tmp = path + ".tmp";
+  std::error_code ec;
+  fs::path target = path;
+  if (fs::is_symlink(target, ec)) {
+    // Replace what the link points to, not the link.
+    target = fs::canonical(target, ec);
+    if (ec) return absl::NotFoundError(absl::StrCat(path, ": ", ec.message()));
+  }
+  if (fs::exists(target, ec) && !fs::is_regular_file(target, ec)) {
+    // A device or a pipe (e.g. /dev/null) is written into; renaming over it would replace it.
+    std::ofstream out(target, std::ios::binary);
+    if (!out || !(out << content) || !out.flush()) {
+      return absl::DataLossError(absl::StrCat("write to ", path, " failed"));
+    }
+    return absl::OkStatus();
+  }
+  // A temporary name of its own beside the target, so that no file of the user's is touched.
+  std::string tmp = target.string() + ".XXXXXX";
+  const int fd = mkstemp(tmp.data());
+  if (fd < 0) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot create a file beside ", path, ": ", std::strerror(errno)));
+  }
+  close(fd);
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) return absl::PermissionDeniedError(absl::StrCat("cannot write ", tmp, ": ", std::strerror(errno)));
-    out << content;
-    if (!out.flush()) return absl::DataLossError(absl::StrCat("write to ", tmp, " failed"));
+    if (!out || !(out << content) || !out.flush()) {
+      fs::remove(tmp, ec);
+      return absl::DataLossError(absl::StrCat("write to ", tmp, " failed"));
+    }
   }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) return absl::InternalError(absl::StrCat("rename ", tmp, " -> ", path, ": ", ec.message()));
+  // mkstemp makes the file private (0600); give it what a plain new file gets.
+  const mode_t mask = umask(0);
+  umask(mask);
+  fs::permissions(tmp, static_cast<fs::perms>(0666 & ~mask), ec);
+  fs::rename(tmp, target, ec);
+  if (ec) {
+    const std::string why = ec.message();
+    fs::remove(tmp, ec);
+    return absl::InternalError(absl::StrCat("rename ", tmp, " -> ", path, ": ", why));
+  }
   return absl::OkStatus();
 }
 

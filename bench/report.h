@@ -24,7 +24,7 @@ absl::StatusOr<std::string> MessageToJson(const google::protobuf::Message& messa
 // The protobuf JSON mapping of RunResult (field names as in results.proto).
 absl::StatusOr<std::string> FormatJson(const RunResult& result);
 absl::StatusOr<RunResult> ParseJson(const std::string& json);
-// ParseJson of a file; errors name the path.
+// ParseJson of a file; errors name the path, are one line, and include a run with no points.
 absl::StatusOr<RunResult> LoadResultJson(const std::string& path);
 
 // OK where WriteFileAtomically(path, ..., overwrite) can succeed when the run ends: the path is
@@ -32,8 +32,9 @@ absl::StatusOr<RunResult> LoadResultJson(const std::string& path);
 // `overwrite`. Checked before measuring, so that minutes of a run are not lost to a typo.
 absl::Status CheckOutputPath(const std::string& path, bool overwrite);
 
-// Writes `content` to `path` through a temporary file; refuses to replace an existing file
-// unless `overwrite`.
+// Writes `content` to `path` through a temporary file of its own name, renamed over the target
+// (the target of a symlink); refuses to replace an existing file unless `overwrite`. A device or
+// pipe (/dev/null) is written into, never replaced.
 absl::Status WriteFileAtomically(const std::string& path, const std::string& content,
                                  bool overwrite);
 

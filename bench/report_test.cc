@@ -1,7 +1,12 @@
 #include "bench/report.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "absl/strings/str_split.h"
 #include "bench/prediction.h"
@@ -133,6 +138,69 @@ TEST(Report, ChecksAnOutputPathBeforeTheRun) {
   EXPECT_TRUE(CheckOutputPath(fresh, true).ok());
   std::remove(fresh.c_str());
   // (A folder without write permission is not tested: the tests may run as root, who may write.)
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)), {});
+}
+
+TEST(Report, WritingTouchesNothingButTheTarget) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::path(testing::TempDir()) / "write_target_test";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  // A file of the user's named like a temporary file survives.
+  const std::string out = (dir / "run.csv").string();
+  { std::ofstream(out + ".tmp") << "precious"; }
+  ASSERT_TRUE(WriteFileAtomically(out, "new", false).ok());
+  EXPECT_EQ(ReadAll(out), "new");
+  EXPECT_EQ(ReadAll(out + ".tmp"), "precious");
+  // Nothing else is left beside it.
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir), fs::directory_iterator()), 2);
+
+  // A symlink stays a link; what it points to gets the content.
+  const fs::path real = dir / "real.json", link = dir / "link.json";
+  { std::ofstream(real) << "old"; }
+  fs::create_symlink(real, link);
+  ASSERT_TRUE(WriteFileAtomically(link.string(), "replaced", true).ok());
+  EXPECT_TRUE(fs::is_symlink(link));
+  EXPECT_EQ(ReadAll(real.string()), "replaced");
+
+  // A pipe is written into, not replaced by a file.
+  const fs::path fifo = dir / "pipe";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  std::string got;
+  std::thread reader([&] { got = ReadAll(fifo.string()); });
+  EXPECT_TRUE(WriteFileAtomically(fifo.string(), "through", true).ok());
+  reader.join();
+  EXPECT_EQ(got, "through");
+  EXPECT_TRUE(fs::is_fifo(fifo));
+  fs::remove_all(dir);
+}
+
+TEST(Report, LoadResultJsonErrorsAreOneLine) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::path(testing::TempDir()) / "load_json_test";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  auto error = [](const fs::path& p) {
+    absl::StatusOr<RunResult> r = LoadResultJson(p.string());
+    EXPECT_FALSE(r.ok()) << p;
+    const std::string message(r.status().message());
+    EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+    return message;
+  };
+  EXPECT_THAT(error(dir), HasSubstr("is a folder"));
+  { std::ofstream(dir / "empty.json"); }
+  EXPECT_THAT(error(dir / "empty.json"), HasSubstr("is empty"));
+  { std::ofstream(dir / "text.json") << "not json\n\nat all\n"; }
+  EXPECT_THAT(error(dir / "text.json"), HasSubstr("not the JSON of a truthput run"));
+  { std::ofstream(dir / "ceilings.json") << R"({"fp8_precise_accum_tflops": 1})"; }
+  EXPECT_THAT(error(dir / "ceilings.json"), HasSubstr("not the JSON of a truthput run"));
+  { std::ofstream(dir / "none.json") << "{}"; }
+  EXPECT_THAT(error(dir / "none.json"), HasSubstr("no points"));
+  fs::remove_all(dir);
 }
 
 }  // namespace

@@ -5,7 +5,7 @@
 #include "bench/report.h"
 
 int main(int argc, char** argv) {
-  if (argc < 2 || argc > 3) {
+  if (argc < 2 || argc > 3 || argv[1][0] == '-') {
     std::cerr << "usage: result_to_csv IN.json [OUT.csv]\n";
     return 2;
   }
@@ -20,6 +20,10 @@ int main(int argc, char** argv) {
     return 0;
   }
   absl::Status st = truthput::WriteFileAtomically(argv[2], csv, /*overwrite=*/false);
+  if (absl::IsAlreadyExists(st)) {
+    std::cerr << "result_to_csv: " << argv[2] << " exists; result_to_csv never replaces a file\n";
+    return 1;
+  }
   if (!st.ok()) {
     std::cerr << "result_to_csv: " << st.message() << "\n";
     return 1;

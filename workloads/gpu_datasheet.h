@@ -3,11 +3,12 @@
 #ifndef TRUTHPUT_WORKLOADS_GPU_DATASHEET_H_
 #define TRUTHPUT_WORKLOADS_GPU_DATASHEET_H_
 
+#include <cstdint>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "workloads/model_spec.pb.h"
 
 namespace truthput {
@@ -27,6 +28,12 @@ std::vector<std::string> KnownGpuIds();
 // Peak dense tensor rate in FLOP/s for weights of `dtype` (bf16/fp16 or fp8).
 double PeakFlopsPerSecond(const GpuSpec& gpu, DType dtype);
 inline double PeakBytesPerSecond(const GpuSpec& gpu) { return gpu.mem_bandwidth_gbps() * 1e9; }
+// The card's memory in bytes. Marketed HBM and GDDR sizes are binary (an "80GB" H100 has 80 GiB:
+// the lent one's driver reports 85.02e9 bytes, 99% of 80 x 2^30); a point that fits within the
+// last 1% may still not fit on the card, whose own figure a GPU run uses.
+inline int64_t MemoryBytes(const GpuSpec& gpu) {
+  return static_cast<int64_t>(gpu.memory_gbytes() * 1073741824.0);
+}
 
 }  // namespace truthput
 

@@ -5,9 +5,11 @@
 
 namespace truthput {
 
-Ceilings Ceilings::FromDatasheet(const GpuSpec& gpu, DType weight_dtype) {
-  return Ceilings{PeakFlopsPerSecond(gpu, weight_dtype), gpu.fp32_tflops() * 1e12,
-                  PeakBytesPerSecond(gpu)};
+Ceilings Ceilings::FromDatasheet(const GpuSpec& gpu) {
+  return Ceilings{.bf16_flops_per_s = gpu.bf16_tflops() * 1e12,
+                  .fp8_flops_per_s = gpu.fp8_tflops() * 1e12,
+                  .vector_flops_per_s = gpu.fp32_tflops() * 1e12,
+                  .bytes_per_s = PeakBytesPerSecond(gpu)};
 }
 
 absl::string_view ResourceName(Resource r) {
@@ -15,25 +17,26 @@ absl::string_view ResourceName(Resource r) {
 }
 
 OpBound BoundOp(const Op& op, const Ceilings& c) {
-  const double peak = op.tensor_flops ? c.tensor_flops_per_s : c.vector_flops_per_s;
+  const double peak =
+      !op.tensor_flops ? c.vector_flops_per_s
+                       : c.TensorFlopsPerSecond(op.kind == OpKind::kAttention ? op.kv_dtype
+                                                                               : op.weight_dtype);
   return OpBound{static_cast<double>(op.flops) / peak,
                  static_cast<double>(op.bytes()) / c.bytes_per_s};
 }
 
 StepBound BoundStep(const Workload& w, const Ceilings& c) {
   StepBound s;
-  double compute_limited_s = 0;
   for (const Op& op : w.ops()) {
     const OpBound b = BoundOp(op, c);
     s.ops.push_back(b);
     s.seconds += op.count * b.seconds();
     s.compute_s += op.count * b.compute_s;
     s.memory_s += op.count * b.memory_s;
-    if (b.limiter() == Resource::kCompute) compute_limited_s += op.count * b.seconds();
   }
   s.tokens_per_s = w.tokens_per_step() / s.seconds;
   s.intensity = static_cast<double>(w.total_flops()) / static_cast<double>(w.total_bytes());
-  s.limiter = compute_limited_s * 2 > s.seconds ? Resource::kCompute : Resource::kMemory;
+  s.limiter = s.compute_s >= s.memory_s ? Resource::kCompute : Resource::kMemory;
   return s;
 }
 
@@ -43,17 +46,21 @@ absl::StatusOr<int64_t> DecodeRidgeBatch(const ModelSpec& model, int64_t context
     absl::StatusOr<Workload> w = Workload::Build(
         model, StepConfig{.phase = Phase::kDecode, .batch = batch, .context = context, .tp = tp});
     if (!w.ok()) return w.status();
-    const StepBound b = BoundStep(*w, c);
-    return b.compute_s >= b.memory_s;
+    return BoundStep(*w, c).limiter == Resource::kCompute;
   };
-  constexpr int64_t kMaxBatch = int64_t{1} << 24;
-  absl::StatusOr<bool> at_max = compute_bound(kMaxBatch);
+  // Searched up to 2^20 sequences, or fewer where a step that large could not be counted.
+  int64_t max_batch = int64_t{1} << 20;
+  absl::StatusOr<bool> at_max = compute_bound(max_batch);
+  while (!at_max.ok() && max_batch > 1) {
+    max_batch /= 2;
+    at_max = compute_bound(max_batch);
+  }
   if (!at_max.ok()) return at_max.status();
   if (!*at_max) {
     return absl::NotFoundError(absl::StrCat("decode of ", model.name(), " at context ", context,
                                             " stays memory-bound at every batch"));
   }
-  int64_t lo = 0, hi = kMaxBatch;  // compute_bound(lo) false (or lo = 0), compute_bound(hi) true
+  int64_t lo = 0, hi = max_batch;  // compute_bound(lo) false (or lo = 0), compute_bound(hi) true
   while (hi - lo > 1) {
     const int64_t mid = lo + (hi - lo) / 2;
     absl::StatusOr<bool> cb = compute_bound(mid);

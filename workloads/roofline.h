@@ -1,5 +1,7 @@
-// The roofline bound of an op and of a step: the time no implementation can beat on a GPU with
-// given peak rates, max(FLOPs / peak FLOP rate, bytes / peak bandwidth).
+// The roofline bound of an op, max(FLOPs / peak FLOP rate, bytes / peak bandwidth), and of a step:
+// the sum of its ops' bounds, as they run one after another. That is the time no implementation
+// of these kernels can beat on a GPU with given peak rates; fusing ops or overlapping them could
+// (a step-level max(FLOPs, bytes) bound is lower, most near the ridge).
 #ifndef TRUTHPUT_WORKLOADS_ROOFLINE_H_
 #define TRUTHPUT_WORKLOADS_ROOFLINE_H_
 
@@ -15,11 +17,16 @@ namespace truthput {
 
 // Peak rates a bound is computed against (datasheet, or later measured on the GPU).
 struct Ceilings {
-  double tensor_flops_per_s = 0;  // GEMMs and attention, in the dtype of the weights
+  double bf16_flops_per_s = 0;    // tensor cores on bf16 operands
+  double fp8_flops_per_s = 0;     // tensor cores on e4m3 operands; 0 where there are none
   double vector_flops_per_s = 0;  // elementwise ops (fp32 CUDA cores)
   double bytes_per_s = 0;         // DRAM bandwidth
 
-  static Ceilings FromDatasheet(const GpuSpec& gpu, DType weight_dtype);
+  // The tensor rate for operands of `dtype` (fp8 at the bf16 rate on a GPU without fp8).
+  double TensorFlopsPerSecond(DType dtype) const {
+    return dtype == FP8_E4M3 && fp8_flops_per_s > 0 ? fp8_flops_per_s : bf16_flops_per_s;
+  }
+  static Ceilings FromDatasheet(const GpuSpec& gpu);
 };
 
 enum class Resource { kMemory, kCompute };
@@ -39,10 +46,13 @@ struct StepBound {
   double memory_s = 0;       // sum of count * memory time
   double tokens_per_s = 0;
   double intensity = 0;      // FLOP per byte of the whole step
-  // The resource that most of the bound time is spent on.
+  // Compute where the step's FLOPs take at least as long as its bytes (compute_s >= memory_s:
+  // its intensity is at or past the ridge), as DecodeRidgeBatch finds it; else memory.
   Resource limiter = Resource::kMemory;
 };
 
+// A GEMM's FLOPs run at the tensor rate of its weights' dtype, attention's at its KV cache's
+// (fp8 weights leave the bf16 LM head and bf16 attention at the bf16 rate).
 OpBound BoundOp(const Op& op, const Ceilings& c);
 StepBound BoundStep(const Workload& w, const Ceilings& c);
 

@@ -12,7 +12,7 @@ const ModelSpec& Llama70B() {
   return *m;
 }
 
-Ceilings H(const char* gpu) { return Ceilings::FromDatasheet(*FindGpu(gpu), BF16); }
+Ceilings H(const char* gpu) { return Ceilings::FromDatasheet(*FindGpu(gpu)); }
 
 StepBound DecodeBound(int64_t batch, int64_t context, const char* gpu = "h100-sxm") {
   Workload w = *Workload::Build(Llama70B(), {.phase = Phase::kDecode, .batch = batch, .context = context});
@@ -20,7 +20,7 @@ StepBound DecodeBound(int64_t batch, int64_t context, const char* gpu = "h100-sx
 }
 
 TEST(Roofline, OpBoundIsTheSlowerResource) {
-  Ceilings c{.tensor_flops_per_s = 100, .vector_flops_per_s = 10, .bytes_per_s = 50};
+  Ceilings c{.bf16_flops_per_s = 100, .vector_flops_per_s = 10, .bytes_per_s = 50};
   Op gemm{.kind = OpKind::kGemm, .flops = 1000, .tensor_flops = true, .weight_bytes = 100};
   EXPECT_DOUBLE_EQ(BoundOp(gemm, c).seconds(), 10.0);
   EXPECT_EQ(BoundOp(gemm, c).limiter(), Resource::kCompute);
@@ -68,6 +68,46 @@ TEST(Roofline, DecodeRidgeAtContext0IsNearBatch295) {
   EXPECT_DOUBLE_EQ(gemm_flops / gemm_weight_bytes, 295);
   EXPECT_EQ(DecodeBound(*ridge, 0).limiter, Resource::kCompute);
   EXPECT_EQ(DecodeBound(*ridge - 1, 0).compute_s < DecodeBound(*ridge - 1, 0).memory_s, true);
+  // The step's label agrees with the ridge line printed beside it (the projections alone turn
+  // compute-limited some 20 batches earlier; the label is the step's, not theirs).
+  EXPECT_EQ(DecodeBound(*ridge - 1, 0).limiter, Resource::kMemory);
+  EXPECT_EQ(DecodeBound(*ridge - 20, 0).limiter, Resource::kMemory);
+}
+
+TEST(Roofline, Fp8WeightsLeaveAttentionAndTheLmHeadAtTheBf16Rate) {
+  ModelSpec fp8 = Llama70B();
+  fp8.set_weight_dtype(FP8_E4M3);
+  const Workload w = *Workload::Build(
+      fp8, {.phase = Phase::kPrefill, .batch = 8, .context = 0, .seq_len = 2048});
+  const StepBound b = BoundStep(w, H("h100-sxm"));
+  int checked = 0;
+  for (size_t i = 0; i < w.ops().size(); ++i) {
+    const Op& op = w.ops()[i];
+    if (!op.tensor_flops) continue;
+    // Block projections on e4m3 weights: 1978.9 TFLOP/s; the bf16 KV cache's attention and the
+    // bf16 LM head: 989.4.
+    const bool on_fp8 = op.kind == OpKind::kGemm && op.name != "lm_head";
+    const double rate = on_fp8 ? 1978.9e12 : 989.4e12;
+    EXPECT_NEAR(b.ops[i].compute_s, static_cast<double>(op.flops) / rate,
+                1e-9 * b.ops[i].compute_s)
+        << op.name;
+    ++checked;
+  }
+  EXPECT_EQ(checked, 6);  // qkv, attention, o, gate_up, down, lm_head
+  // A GPU without fp8 tensor cores runs them all at its bf16 rate.
+  const StepBound a100 = BoundStep(w, H("a100-sxm"));
+  EXPECT_NEAR(a100.ops[2].compute_s, static_cast<double>(w.ops()[2].flops) / 312e12,
+              1e-9 * a100.ops[2].compute_s);
+}
+
+TEST(Roofline, RidgeOfTheLargestModelIsFound) {
+  // The search must not stop at a batch too large to count (405B at 2^24 sequences is past
+  // 2^63 FLOPs): it searches from the largest batch that can be counted.
+  const ModelSpec m405 = *LoadModel("405b");
+  absl::StatusOr<int64_t> ridge = DecodeRidgeBatch(m405, 0, 1, H("h100-sxm"));
+  ASSERT_TRUE(ridge.ok()) << ridge.status();
+  EXPECT_GE(*ridge, 295);
+  EXPECT_LE(*ridge, 340);
 }
 
 TEST(Roofline, LongContextDecodeNeverTurnsComputeBound) {

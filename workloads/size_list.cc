@@ -10,7 +10,7 @@
 namespace truthput {
 namespace {
 
-constexpr int64_t kMaxValue = int64_t{1} << 40;
+constexpr int64_t kMaxValue = 4294967295;  // results hold sizes as uint32
 constexpr size_t kMaxCount = 100000;
 
 absl::StatusOr<int64_t> ParsePositive(absl::string_view s, absl::string_view what,
@@ -22,7 +22,7 @@ absl::StatusOr<int64_t> ParsePositive(absl::string_view s, absl::string_view wha
   }
   if (v < 1 || v > kMaxValue) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--", what, "=", text, ": ", v, " is out of range (must be >= 1)"));
+        absl::StrCat("--", what, "=", text, ": ", v, " is out of range (1 to ", kMaxValue, ")"));
   }
   return v;
 }
@@ -73,12 +73,15 @@ absl::StatusOr<std::vector<int64_t>> ParseSizeList(absl::string_view text, absl:
       return absl::InvalidArgumentError(
           absl::StrCat("--", what, "=", text, ": a multiplying step must be *2 or more"));
     }
-    for (int64_t v = *lo; v <= *hi; v = multiply ? v * *by : v + *by) {
+    for (int64_t v = *lo; v <= *hi;) {
       out.push_back(v);
       if (out.size() > kMaxCount) {
         return absl::InvalidArgumentError(
             absl::StrCat("--", what, "=", text, ": more than ", kMaxCount, " values"));
       }
+      // Stop before the next value passes hi (and before it could wrap).
+      if (multiply ? v > *hi / *by : v > *hi - *by) break;
+      v = multiply ? v * *by : v + *by;
     }
   }
   std::sort(out.begin(), out.end());

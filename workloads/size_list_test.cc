@@ -31,6 +31,10 @@ TEST(SizeList, Forms) {
   EXPECT_THAT(Parse("1,2,16..64:+16"), ElementsAre(1, 2, 16, 32, 48, 64));
   EXPECT_THAT(Parse("5"), ElementsAre(5));
   EXPECT_THAT(Parse("3..3"), ElementsAre(3));
+  // A step that would pass the end of the range (or wrap) ends it.
+  EXPECT_THAT(Parse("1..4294967295:*4294967295"), ElementsAre(1, 4294967295));
+  EXPECT_THAT(Parse("4294967294..4294967295:+4294967295"), ElementsAre(4294967294));
+  EXPECT_THAT(Parse("1..4294967295:*65536"), ElementsAre(1, 65536));
 }
 
 TEST(SizeList, BadInput) {
@@ -46,6 +50,8 @@ TEST(SizeList, BadInput) {
   EXPECT_THAT(Error("1..64:+0"), HasSubstr("out of range"));
   EXPECT_THAT(Error("1,,2"), HasSubstr("empty item"));
   EXPECT_THAT(Error("1..1000000:+1"), HasSubstr("more than"));
+  EXPECT_THAT(Error("4294967296"), HasSubstr("out of range (1 to 4294967295)"));
+  EXPECT_THAT(Error("99999999999999999999"), HasSubstr("not an integer"));
 }
 
 }  // namespace

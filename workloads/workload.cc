@@ -1,8 +1,11 @@
 #include "workloads/workload.h"
 
 #include <algorithm>
+#include <cstdint>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 
 namespace truthput {
 namespace {
@@ -29,6 +32,23 @@ ShardDims Shard(const ModelSpec& m, int64_t tp) {
                    CeilDiv(m.ffn_size(), tp),
                    CeilDiv(m.vocab_size(), tp),
                    static_cast<int64_t>(m.num_layers())};
+}
+
+// The largest FLOP or byte count of a step, in floating point: its projections' FLOPs, its
+// attention's, or its KV cache's bytes (every other count is smaller than one of these). Build
+// refuses a step where it nears 2^63, so no count wraps.
+double LargestCount(const ShardDims& d, const StepConfig& c) {
+  const double tokens = static_cast<double>(c.batch) * static_cast<double>(c.seq_len);
+  const double positions = static_cast<double>(c.batch) * (static_cast<double>(c.context) + c.seq_len);
+  const double pairs = c.phase == Phase::kDecode
+                           ? positions
+                           : tokens * (static_cast<double>(c.seq_len) + 1) / 2;
+  const double params =
+      static_cast<double>(d.layers) *
+          (static_cast<double>(d.hidden) * (2.0 * d.q() + 2.0 * d.kv() + 3.0 * d.ffn)) +
+      static_cast<double>(d.vocab) * d.hidden;
+  return std::max({2 * tokens * params, 4 * pairs * d.q() * static_cast<double>(d.layers),
+                   positions * 2 * d.kv() * 4 * static_cast<double>(d.layers)});
 }
 
 Op Gemm(std::string name, int64_t count, int64_t m, int64_t n, int64_t k, DType wt) {
@@ -102,6 +122,14 @@ absl::StatusOr<Workload> Workload::Build(const ModelSpec& model, const StepConfi
         absl::StrCat("tp ", config.tp, " does not divide the heads of ", model.name(), " (",
                      model.num_heads(), " query heads, ", model.num_kv_heads(), " KV heads)"));
   }
+  // Results hold batch, context and prompt length as uint32: beyond that they would wrap.
+  constexpr int64_t kMaxSize = std::numeric_limits<uint32_t>::max();
+  if (config.batch > kMaxSize || config.seq_len > kMaxSize ||
+      config.context > kMaxSize - config.seq_len) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "batch ", config.batch, ", context ", config.context, ", prompt ", config.seq_len,
+        ": each (and context + prompt) must be below 2^32"));
+  }
   const int64_t positions = config.context + config.seq_len;
   if (model.max_context() != 0 && positions > static_cast<int64_t>(model.max_context())) {
     return absl::InvalidArgumentError(absl::StrCat("context + new tokens (", positions,
@@ -109,8 +137,14 @@ absl::StatusOr<Workload> Workload::Build(const ModelSpec& model, const StepConfi
                                                    "'s max_context ", model.max_context()));
   }
 
-  Workload w(model, config);
   const ShardDims d = Shard(model, config.tp);
+  if (const double largest = LargestCount(d, config); largest > 0x1p62) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "batch %d, context %d, prompt %d: the step's FLOPs or bytes (%.3g) would not fit a "
+        "64-bit count",
+        config.batch, config.context, config.seq_len, largest));
+  }
+  Workload w(model, config);
   const DType wt = model.weight_dtype();
   const DType kvt = model.kv_dtype();
   const int64_t B = config.batch;

@@ -1,5 +1,8 @@
 #include "workloads/workload.h"
 
+#include <cstdint>
+#include <limits>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "workloads/model_registry.h"
@@ -249,6 +252,33 @@ TEST(Workload, BadInput) {
   EXPECT_THAT(err({.batch = 1, .tp = 16}), HasSubstr("8 KV heads"));
   EXPECT_THAT(err({.batch = 1, .context = 131072}), HasSubstr("max_context"));
   EXPECT_THAT(err({.phase = Phase::kPrefill, .batch = 1, .seq_len = 0}), HasSubstr("seq_len"));
+}
+
+// Sizes that would wrap the results' uint32 fields or a step's int64 counts are refused, not
+// printed as wrapped numbers.
+TEST(Workload, RefusesSizesThatWouldWrap) {
+  auto err = [](const ModelSpec& m, StepConfig c) {
+    absl::StatusOr<Workload> w = Workload::Build(m, c);
+    EXPECT_FALSE(w.ok());
+    return std::string(w.status().message());
+  };
+  EXPECT_THAT(err(Llama70B(), {.batch = int64_t{1} << 32}), HasSubstr("below 2^32"));
+  ModelSpec unbounded = Llama70B();  // a custom spec need not give a max_context
+  unbounded.clear_max_context();
+  EXPECT_THAT(err(unbounded, {.batch = 1, .context = std::numeric_limits<int64_t>::max()}),
+              HasSubstr("below 2^32"));
+  EXPECT_THAT(err(unbounded, {.batch = 1, .context = (int64_t{1} << 32) - 1}),
+              HasSubstr("below 2^32"));  // context + the new token
+  // 2^27 sequences of 2^20 cached tokens: 2^47 positions, whose attention FLOPs alone are
+  // 4 * 2^47 * 8192 * 80 (about 3.8e20) > 2^63.
+  EXPECT_THAT(err(unbounded, {.batch = int64_t{1} << 27, .context = int64_t{1} << 20}),
+              HasSubstr("would not fit a 64-bit count"));
+  // The largest step that fits is counted without wrapping: every count positive.
+  absl::StatusOr<Workload> big =
+      Workload::Build(unbounded, {.batch = int64_t{1} << 20, .context = int64_t{1} << 20});
+  ASSERT_TRUE(big.ok()) << big.status();
+  EXPECT_GT(big->total_flops(), 0);
+  EXPECT_GT(big->total_bytes(), 0);
 }
 
 }  // namespace
