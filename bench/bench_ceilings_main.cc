@@ -7,12 +7,12 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_join.h"
 #include "bench/ceilings.h"
 #include "bench/ceilings_io.h"
+#include "bench/cli_usage.h"
 #include "bench/report.h"
 
 ABSL_FLAG(std::string, json, "",
@@ -22,8 +22,8 @@ ABSL_FLAG(bool, overwrite, false, "replace an existing --json file");
 ABSL_FLAG(bool, quick, false, "a smaller GEMM sweep, 1 GiB buffers and shorter time caps");
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "bench_ceilings: what this GPU actually delivers (DRAM bandwidth, dense bf16/fp8 GEMM "
+  truthput::SetCommandLineUsage(
+      "what this GPU actually delivers (DRAM bandwidth, dense bf16/fp8 GEMM "
       "rates, launch costs, host<->device bandwidth), against its datasheet.\n"
       "Example: bench_ceilings --json=results/h100-sxm/ceilings.json");
   const std::vector<char*> positional = absl::ParseCommandLine(argc, argv);

@@ -79,6 +79,13 @@ expect_error "not the JSON of a truthput run" "$decode" --predict --gpu=b200 \
   --calibrate="$results/h100-sxm/ceilings.json"
 expect_error "is a folder" "$decode" --predict --gpu=b200 --calibrate="$tmp"
 expect_error "must be a finite price" "$decode" --predict --gpu=h100 --usd_per_gpu_hour=nan
+# --help lists every flag of the binary (the shared ones live in bench_main.cc), once named.
+help=$("$decode" --help 2>&1)
+for flag in --model --batch --context --predict --json; do
+  grep -q -- "^    $flag " <<<"$help" || { echo "FAIL: --help lacks $flag"; fail=1; }
+done
+[[ $(head -1 <<<"$help") == "bench_decode: decode steps"* ]] || { echo "FAIL: help: $(head -1 <<<"$help")"; fail=1; }
+"$decode" --version 2>&1 | grep -q '^truthput ' || { echo "FAIL: --version"; fail=1; }
 # A GPU without fp8 tensor cores: the header names the rate the bounds use.
 "$decode" --predict --gpu=a100 --weights=fp8 --batch=1 | grep -q '312 TFLOP/s dense bf16 (no fp8' \
   || { echo "FAIL: a100 fp8 header"; fail=1; }

@@ -5,11 +5,11 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "bench/bench_request.h"
+#include "bench/cli_usage.h"
 #include "bench/gpu_run.h"
 #include "bench/prediction.h"
 #include "bench/report.h"
@@ -52,8 +52,8 @@ namespace truthput {
 
 int BenchMain(const std::string& tool, Phase phase, int argc, char** argv,
               const std::function<void(BenchFlagValues&)>& read_phase_flags) {
-  absl::SetProgramUsageMessage(absl::StrCat(
-      tool, ": ", PhaseName(phase),
+  SetCommandLineUsage(absl::StrCat(
+      PhaseName(phase),
       " steps of an LLM, measured on the GPU against the roofline.\nExample: ", tool,
       " --model=70b --batch=1..256", phase == Phase::kDecode ? " --context=2048" : " --seq=512..8192",
       "\n         ", tool, " --model=70b --batch=1..256 --predict --gpu=h100-sxm"));

@@ -294,7 +294,8 @@ void PrintTable(const RunResult& r, std::ostream& out) {
   if (Measured(r)) PrintOpBreakdown(r, out);
   if (!Measured(r)) {
     out << "need_GB: weights + KV cache + activations of one TP shard; tp: smallest TP degree "
-           "that fits the datasheet's memory.\n";
+           "that fits the datasheet's memory (-: none that divides the heads does; 0 in CSV and "
+           "JSON).\n";
   }
 }
 

@@ -36,10 +36,11 @@ ShardDims Shard(const ModelSpec& m, int64_t tp) {
 
 // The largest FLOP or byte count of a step, in floating point: its projections' FLOPs, its
 // attention's, or its KV cache's bytes (every other count is smaller than one of these). Build
-// refuses a step where it nears 2^63, so no count wraps.
+// refuses a step where it passes 2^62 (half of int64's range, for the sums), so no count wraps.
 double LargestCount(const ShardDims& d, const StepConfig& c) {
   const double tokens = static_cast<double>(c.batch) * static_cast<double>(c.seq_len);
-  const double positions = static_cast<double>(c.batch) * (static_cast<double>(c.context) + c.seq_len);
+  const double positions =
+      static_cast<double>(c.batch) * (static_cast<double>(c.context) + c.seq_len);
   const double pairs = c.phase == Phase::kDecode
                            ? positions
                            : tokens * (static_cast<double>(c.seq_len) + 1) / 2;
