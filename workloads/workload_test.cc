@@ -41,6 +41,25 @@ TEST(Workload, Llama70BHas70_55BParameters) {
   EXPECT_NEAR(ParameterCount(Llama70B()) / 70.55e9, 1.0, 0.001);
 }
 
+// The other built-in specs, counted by hand the same way, against the sizes their model cards
+// publish (8.03B, 405.9B, 7.25B): a typo in a spec's dimensions fails here.
+TEST(Workload, BuiltInSpecsHaveTheirPublishedParameterCounts) {
+  // Llama-3.1-8B: per layer 4096^2 * 2 + 2*4096*1024 + 3*4096*14336 + 2*4096; 32 layers; untied
+  // embedding and LM head of 128256 rows.
+  const int64_t l8 =
+      2 * int64_t{4096} * 4096 + 2 * 4096 * 1024 + 3 * int64_t{4096} * 14336 + 2 * 4096;
+  EXPECT_EQ(ParameterCount(*LoadModel("8b")), l8 * 32 + 2 * int64_t{128256} * 4096 + 4096);
+  EXPECT_NEAR(ParameterCount(*LoadModel("8b")) / 8.03e9, 1.0, 0.001);
+  // Llama-3.1-405B: 16384 wide, 128 query heads on 8 KV heads, FFN 53248, 126 layers.
+  const int64_t l405 = 2 * int64_t{16384} * 16384 + 2 * int64_t{16384} * 1024 +
+                       3 * int64_t{16384} * 53248 + 2 * 16384;
+  EXPECT_EQ(ParameterCount(*LoadModel("405b")), l405 * 126 + 2 * int64_t{128256} * 16384 + 16384);
+  EXPECT_NEAR(ParameterCount(*LoadModel("405b")) / 405.9e9, 1.0, 0.001);
+  // Mistral-7B-v0.3: the 8B's layers with a vocabulary of 32768.
+  EXPECT_EQ(ParameterCount(*LoadModel("mistral-7b")), l8 * 32 + 2 * int64_t{32768} * 4096 + 4096);
+  EXPECT_NEAR(ParameterCount(*LoadModel("mistral-7b")) / 7.25e9, 1.0, 0.001);
+}
+
 TEST(Workload, OpListOfADecodeStep) {
   Workload w = Decode(1, 0);
   std::vector<std::string> names;
