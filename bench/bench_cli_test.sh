@@ -78,6 +78,9 @@ expect_error "name the same file" "$decode" --predict --gpu=h100 --csv="$tmp/sam
 expect_error "not the JSON of a truthput run" "$decode" --predict --gpu=b200 \
   --calibrate="$results/h100-sxm/ceilings.json"
 expect_error "is a folder" "$decode" --predict --gpu=b200 --calibrate="$tmp"
+expect_error "--ceilings rates a GPU run" "$decode" --predict --gpu=h100 --ceilings=none
+"$decode" --predict --gpu=h100 --weights=FP8 --batch=1 | grep -q 'dense fp8' \
+  || { echo "FAIL: --weights=FP8 (any case) not taken"; fail=1; }
 expect_error "must be a finite price" "$decode" --predict --gpu=h100 --usd_per_gpu_hour=nan
 # --help lists every flag of the binary (the shared ones live in bench_main.cc), once named.
 help=$("$decode" --help 2>&1)

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "bench/report.h"
 #include "workloads/gpu_datasheet.h"
@@ -31,9 +32,13 @@ absl::StatusOr<BenchRequest> MakeBenchRequest(std::string tool, Phase phase,
   absl::StatusOr<ModelSpec> model = LoadModel(f.model);
   if (!model.ok()) return model.status();
   r.model = *std::move(model);
-  if (f.weights == "fp8") {
+  // Names are matched as --gpu and --model are, whatever their case.
+  const std::string weights = absl::AsciiStrToLower(f.weights);
+  const std::string profile = absl::AsciiStrToLower(f.profile);
+  const std::string gemm = absl::AsciiStrToLower(f.gemm);
+  if (weights == "fp8") {
     r.model.set_weight_dtype(FP8_E4M3);
-  } else if (f.weights == "bf16") {
+  } else if (weights == "bf16") {
     r.model.set_weight_dtype(BF16);
   } else if (!f.weights.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("--weights=", f.weights, ": must be bf16 or fp8"));
@@ -68,16 +73,16 @@ absl::StatusOr<BenchRequest> MakeBenchRequest(std::string tool, Phase phase,
   r.predict = f.predict;
   r.graph = f.graph;
   r.verify = f.verify;
-  if (f.profile != "off" && f.profile != "step" && f.profile != "ops") {
+  if (profile != "off" && profile != "step" && profile != "ops") {
     return absl::InvalidArgumentError(
         absl::StrCat("--profile=", f.profile, ": must be off, step or ops"));
   }
-  r.profile = f.profile;
-  if (f.gemm != "auto" && f.gemm != "own" && f.gemm != "own_w8a8" && f.gemm != "cublaslt") {
+  r.profile = profile;
+  if (gemm != "auto" && gemm != "own" && gemm != "own_w8a8" && gemm != "cublaslt") {
     return absl::InvalidArgumentError(
         absl::StrCat("--gemm=", f.gemm, ": must be auto, own, own_w8a8 or cublaslt"));
   }
-  r.gemm = f.gemm;
+  r.gemm = gemm;
   if (!std::isfinite(f.usd_per_gpu_hour) || f.usd_per_gpu_hour < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("--usd_per_gpu_hour=", f.usd_per_gpu_hour, ": must be a finite price >= 0"));
@@ -85,6 +90,10 @@ absl::StatusOr<BenchRequest> MakeBenchRequest(std::string tool, Phase phase,
   r.usd_per_gpu_hour = f.usd_per_gpu_hour;
 
   r.ceilings_path = f.ceilings;
+  if (!f.ceilings.empty() && f.predict) {
+    return absl::InvalidArgumentError(
+        "--ceilings rates a GPU run; --predict uses the datasheet (see --calibrate)");
+  }
   if (!f.ceilings.empty() && f.ceilings != "none" && !std::filesystem::exists(f.ceilings)) {
     return absl::NotFoundError(absl::StrCat("--ceilings=", f.ceilings, ": no such file"));
   }
