@@ -82,12 +82,19 @@ expect_error "--ceilings rates a GPU run" "$decode" --predict --gpu=h100 --ceili
 "$decode" --predict --gpu=h100 --weights=FP8 --batch=1 | grep -q 'dense fp8' \
   || { echo "FAIL: --weights=FP8 (any case) not taken"; fail=1; }
 expect_error "must be a finite price" "$decode" --predict --gpu=h100 --usd_per_gpu_hour=nan
+# A device or pipe is written into, without --overwrite: /dev/null, and /dev/stdout on a pipe.
+out=$("$decode" --predict --gpu=h100 --batch=1 --csv="$tmp/piped.csv" --json=/dev/stdout 2>&1) \
+  && grep -q '"points"' <<<"$out" && [[ -s "$tmp/piped.csv" ]] \
+  || { echo "FAIL: --json=/dev/stdout on a pipe: $out"; fail=1; }
+"$decode" --predict --gpu=h100 --batch=1 --json=/dev/null >/dev/null 2>&1 \
+  && [[ -c /dev/null ]] || { echo "FAIL: --json=/dev/null"; fail=1; }
 # --help lists every flag of the binary (the shared ones live in bench_main.cc), once named.
 help=$("$decode" --help 2>&1)
 for flag in --model --batch --context --predict --json; do
   grep -q -- "^    $flag " <<<"$help" || { echo "FAIL: --help lacks $flag"; fail=1; }
 done
-[[ $(head -1 <<<"$help") == "bench_decode: decode steps"* ]] || { echo "FAIL: help: $(head -1 <<<"$help")"; fail=1; }
+[[ $(head -1 <<<"$help") == "bench_decode: decode steps"* ]] \
+  || { echo "FAIL: help: $(head -1 <<<"$help")"; fail=1; }
 "$decode" --version 2>&1 | grep -q '^truthput ' || { echo "FAIL: --version"; fail=1; }
 # A GPU without fp8 tensor cores: the header names the rate the bounds use.
 "$decode" --predict --gpu=a100 --weights=fp8 --batch=1 | grep -q '312 TFLOP/s dense bf16 (no fp8' \

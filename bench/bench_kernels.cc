@@ -289,16 +289,24 @@ absl::StatusOr<double> StreamReadBandwidth(int64_t bytes, const std::vector<cons
   return bps;
 }
 
-// Sets the counters every family reports.
+// What a family's rate is held against: a streaming read of the same bytes (memory-bound
+// kernels), or a large GEMM's FLOP rate (prefill attention).
+enum class Ceiling { kStreamRead, kGemm };
+
+// Sets the counters every family reports: bytes and FLOPs per second, and the ceiling with the
+// rate as a percentage of it (stream_read_bytes_per_second and pct_stream_read, or
+// gemm_flops_per_second and pct_gemm).
 void ReportCounters(benchmark::State& state, double mean_seconds, int64_t bytes_per_call,
-                    int64_t flops_per_call, double ceiling_bps) {
+                    int64_t flops_per_call, Ceiling kind, double ceiling) {
   state.SetBytesProcessed(state.iterations() * bytes_per_call);
   state.counters["flops"] = benchmark::Counter(static_cast<double>(flops_per_call),
                                                benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["stream_read_bytes_per_second"] = ceiling_bps;
-  if (mean_seconds > 0 && ceiling_bps > 0) {
-    state.counters["pct_stream_read"] =
-        100.0 * (static_cast<double>(bytes_per_call) / mean_seconds) / ceiling_bps;
+  const bool read = kind == Ceiling::kStreamRead;
+  state.counters[read ? "stream_read_bytes_per_second" : "gemm_flops_per_second"] = ceiling;
+  if (mean_seconds > 0 && ceiling > 0) {
+    const double per_call = static_cast<double>(read ? bytes_per_call : flops_per_call);
+    state.counters[read ? "pct_stream_read" : "pct_gemm"] =
+        100.0 * (per_call / mean_seconds) / ceiling;
   }
 }
 
@@ -331,19 +339,6 @@ absl::StatusOr<double> GemmCeilingFlops() {
   return g.gemm_flops;
 }
 
-// Sets the counters of a family held against compute rather than the streaming read.
-void ReportComputeCounters(benchmark::State& state, double mean_seconds, int64_t bytes_per_call,
-                           int64_t flops_per_call, double ceiling_flops) {
-  state.SetBytesProcessed(state.iterations() * bytes_per_call);
-  state.counters["flops"] = benchmark::Counter(static_cast<double>(flops_per_call),
-                                               benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["gemm_flops_per_second"] = ceiling_flops;
-  if (mean_seconds > 0 && ceiling_flops > 0) {
-    state.counters["pct_gemm"] =
-        100.0 * (static_cast<double>(flops_per_call) / mean_seconds) / ceiling_flops;
-  }
-}
-
 // --- StreamRead/<bytes> -------------------------------------------------------------------------
 
 struct ReadBuffers : Resident {
@@ -370,7 +365,7 @@ void BM_StreamRead(benchmark::State& state, int64_t bytes) {
   if (mean <= 0) return;
   const double bps = static_cast<double>(bytes) / mean;
   g.stream_read_bps[bytes] = bps;
-  ReportCounters(state, mean, bytes, 0, bps);
+  ReportCounters(state, mean, bytes, 0, Ceiling::kStreamRead, bps);
   state.SetLabel(absl::StrCat("rotation=", rotation));
 }
 
@@ -621,7 +616,7 @@ void BM_Gemm(benchmark::State& state, const GemmShape& shape, int64_t m, Impl im
   const double mean = RunLoop(state, call, rotation);
   if (mean <= 0) return;
   const int64_t bytes = weight_bytes + extra_bytes + (m * k + m * n) * 2;
-  ReportCounters(state, mean, bytes, 2 * m * n * k, *ceiling);
+  ReportCounters(state, mean, bytes, 2 * m * n * k, Ceiling::kStreamRead, *ceiling);
   state.SetLabel(label);
 }
 
@@ -690,7 +685,7 @@ void BM_DecodeAttention(benchmark::State& state, const AttentionHeads& a, int64_
   if (mean <= 0) return;
   const int64_t bytes = kv_bytes + 2 * q_elems * 2;
   const int64_t flops = 4 * batch * a.q_heads * a.head_dim * context;
-  ReportCounters(state, mean, bytes, flops, *ceiling);
+  ReportCounters(state, mean, bytes, flops, Ceiling::kStreamRead, *ceiling);
   state.SetLabel(absl::StrCat("splits=", splits, " rotation=", rotation));
 }
 
@@ -753,7 +748,7 @@ void BM_PrefillAttention(benchmark::State& state, const Op& op, PrefillAttention
   };
   const double mean = RunLoop(state, call, rotation);
   if (mean <= 0) return;
-  ReportComputeCounters(state, mean, op.bytes(), op.flops, *ceiling);
+  ReportCounters(state, mean, op.bytes(), op.flops, Ceiling::kGemm, *ceiling);
   state.SetLabel(absl::StrCat(a.causal ? "causal" : "full", " rotation=", rotation,
                               "; pct_gemm against cuBLASLt bf16 ", kGemmCeilingSize, "^3"));
 }
@@ -837,8 +832,12 @@ absl::Status RegisterAll() {
     const auto at = std::find_if(w->ops().begin(), w->ops().end(),
                                  [](const Op& op) { return op.kind == OpKind::kAttention; });
     if (at == w->ops().end()) return absl::InternalError("a prefill step without attention");
-    for (PrefillAttentionKernel kernel :
-         {PrefillAttentionKernel::kWgmma, PrefillAttentionKernel::kMmaSync}) {
+    // The wgmma kernel only where it can run (an sm_90 GPU, a build with sm_90a).
+    std::vector<PrefillAttentionKernel> kernels = {PrefillAttentionKernel::kMmaSync};
+    if (PrefillAttentionWgmmaAvailable()) {
+      kernels.insert(kernels.begin(), PrefillAttentionKernel::kWgmma);
+    }
+    for (PrefillAttentionKernel kernel : kernels) {
       benchmark::RegisterBenchmark(
           absl::StrCat("PrefillAttention/70b/b", p.batch, "/s", p.seq, "/",
                        PrefillKernelName(kernel))

@@ -111,9 +111,12 @@ absl::StatusOr<BenchRequest> MakeBenchRequest(std::string tool, Phase phase,
     if (path.empty()) continue;
     if (absl::Status st = CheckOutputPath(path, f.overwrite); !st.ok()) return st;
   }
-  // The same file however written ("x", "./x", a link to it).
+  // The same file however written ("x", "./x", a link to it). (A path the library cannot
+  // resolve, such as /dev/stdout on a pipe, stays as written.)
   auto resolved = [](const std::string& p) {
-    return std::filesystem::weakly_canonical(std::filesystem::absolute(p));
+    std::error_code ec;
+    std::filesystem::path r = std::filesystem::weakly_canonical(std::filesystem::absolute(p), ec);
+    return ec ? std::filesystem::path(p).lexically_normal() : r;
   };
   if (!f.csv.empty() && !f.json.empty() && resolved(f.csv) == resolved(f.json)) {
     return absl::InvalidArgumentError("--csv and --json name the same file");

@@ -1,11 +1,10 @@
 #include "bench/report.h"
 
-#include <sys/stat.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -243,8 +242,8 @@ void PrintTable(const RunResult& r, std::ostream& out) {
                            m.gpu_name(), m.sm_count(), m.memory_gbytes(), m.l2_mbytes(),
                            m.driver_version(), m.cuda_runtime_version(), m.cublas_version());
   }
-  // The rate the bounds use (PeakFlopsPerSecond): a GPU without fp8 tensor cores multiplies fp8
-  // weights at its bf16 rate.
+  // The peak MFU is taken against (PeakFlopsPerSecond): a GPU without fp8 tensor cores multiplies
+  // fp8 weights at its bf16 rate. (The bounds take each op's own dtype: roofline.h.)
   const bool fp8_rate = c.model().weight_dtype() == FP8_E4M3 && g.fp8_tflops() > 0;
   out << absl::StrFormat(
       "Datasheet %s: %.0f TFLOP/s dense %s, %.0f GB/s, %.0f GB (efficiencies are against these)\n",
@@ -343,17 +342,47 @@ absl::StatusOr<RunResult> LoadResultJson(const std::string& path) {
   return r;
 }
 
-absl::Status CheckOutputPath(const std::string& path, bool overwrite) {
-  namespace fs = std::filesystem;
+namespace {
+
+namespace fs = std::filesystem;
+
+// What an output path names, once symlinks are followed.
+struct OutputTarget {
+  fs::path file;         // the regular file to create or replace (a link's target)
+  bool stream = false;   // a device or pipe (/dev/null, /dev/stdout): written into, not replaced
+  bool folder = false;   // a folder: an error
+};
+
+OutputTarget ResolveOutputTarget(const std::string& path) {
   std::error_code ec;
-  if (fs::is_directory(path, ec)) {
+  // fs::status follows links as the kernel does, /proc's /dev/stdout -> pipe:[n] included.
+  const fs::file_status st = fs::status(path, ec);
+  if (fs::is_directory(st)) return {.file = path, .folder = true};
+  if (fs::exists(st) && !fs::is_regular_file(st)) return {.file = path, .stream = true};
+  // A regular file or nothing yet: follow a chain of links (perhaps to a file not yet there).
+  fs::path file = path;
+  for (int hops = 0; hops < 40 && fs::is_symlink(file, ec); ++hops) {
+    const fs::path next = fs::read_symlink(file, ec);
+    if (ec) break;
+    file = next.is_absolute() ? next : file.parent_path() / next;
+  }
+  return {.file = file};
+}
+
+}  // namespace
+
+absl::Status CheckOutputPath(const std::string& path, bool overwrite) {
+  const OutputTarget target = ResolveOutputTarget(path);
+  if (target.folder) {
     return absl::InvalidArgumentError(absl::StrCat(path, " is a folder; name a file"));
   }
-  if (!overwrite && fs::exists(path, ec)) {
+  if (target.stream) return absl::OkStatus();
+  std::error_code ec;
+  if (!overwrite && fs::exists(target.file, ec)) {
     return absl::AlreadyExistsError(absl::StrCat(path, " exists; pass --overwrite to replace it"));
   }
-  // The temporary file and the rename need the folder.
-  fs::path folder = fs::path(path).parent_path();
+  // The temporary file and the rename need the target's folder.
+  fs::path folder = target.file.parent_path();
   if (folder.empty()) folder = ".";
   if (!fs::is_directory(folder, ec)) {
     return absl::NotFoundError(
@@ -368,32 +397,31 @@ absl::Status CheckOutputPath(const std::string& path, bool overwrite) {
 
 absl::Status WriteFileAtomically(const std::string& path, const std::string& content,
                                  bool overwrite) {
-  namespace fs = std::filesystem;
   // Checked again at the end: the run's start was minutes ago.
   if (absl::Status st = CheckOutputPath(path, overwrite); !st.ok()) return st;
-  std::error_code ec;
-  fs::path target = path;
-  if (fs::is_symlink(target, ec)) {
-    // Replace what the link points to, not the link.
-    target = fs::canonical(target, ec);
-    if (ec) return absl::NotFoundError(absl::StrCat(path, ": ", ec.message()));
-  }
-  if (fs::exists(target, ec) && !fs::is_regular_file(target, ec)) {
-    // A device or a pipe (e.g. /dev/null) is written into; renaming over it would replace it.
-    std::ofstream out(target, std::ios::binary);
+  const OutputTarget target = ResolveOutputTarget(path);
+  if (target.stream) {
+    std::ofstream out(path, std::ios::binary);
     if (!out || !(out << content) || !out.flush()) {
       return absl::DataLossError(absl::StrCat("write to ", path, " failed"));
     }
     return absl::OkStatus();
   }
-  // A temporary name of its own beside the target, so that no file of the user's is touched.
-  std::string tmp = target.string() + ".XXXXXX";
-  const int fd = mkstemp(tmp.data());
+  // A temporary file of a name of its own beside the target (O_EXCL: no file of the user's is
+  // touched), created with the mode a new file gets, then renamed over the target.
+  std::string tmp;
+  int fd = -1;
+  for (int i = 0; fd < 0 && i < 100; ++i) {
+    tmp = absl::StrCat(target.file.string(), ".", getpid(), ".", i, ".tmp");
+    fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd < 0 && errno != EEXIST) break;
+  }
   if (fd < 0) {
     return absl::PermissionDeniedError(
         absl::StrCat("cannot create a file beside ", path, ": ", std::strerror(errno)));
   }
   close(fd);
+  std::error_code ec;
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     if (!out || !(out << content) || !out.flush()) {
@@ -401,11 +429,7 @@ absl::Status WriteFileAtomically(const std::string& path, const std::string& con
       return absl::DataLossError(absl::StrCat("write to ", tmp, " failed"));
     }
   }
-  // mkstemp makes the file private (0600); give it what a plain new file gets.
-  const mode_t mask = umask(0);
-  umask(mask);
-  fs::permissions(tmp, static_cast<fs::perms>(0666 & ~mask), ec);
-  fs::rename(tmp, target, ec);
+  fs::rename(tmp, target.file, ec);
   if (ec) {
     const std::string why = ec.message();
     fs::remove(tmp, ec);

@@ -28,13 +28,14 @@ absl::StatusOr<RunResult> ParseJson(const std::string& json);
 absl::StatusOr<RunResult> LoadResultJson(const std::string& path);
 
 // OK where WriteFileAtomically(path, ..., overwrite) can succeed when the run ends: the path is
-// not a folder, its folder exists and is writable, and the file does not exist unless
-// `overwrite`. Checked before measuring, so that minutes of a run are not lost to a typo.
+// not a folder, the file's folder exists and is writable, and the file does not exist unless
+// `overwrite` (a symlink is checked as its target; a device or pipe is always OK). Checked before
+// measuring, so that minutes of a run are not lost to a typo.
 absl::Status CheckOutputPath(const std::string& path, bool overwrite);
 
-// Writes `content` to `path` through a temporary file of its own name, renamed over the target
-// (the target of a symlink); refuses to replace an existing file unless `overwrite`. A device or
-// pipe (/dev/null) is written into, never replaced.
+// Writes `content` to `path` through a temporary file of its own name, renamed over the file (a
+// symlink's target, which may not exist yet); refuses to replace an existing file unless
+// `overwrite`. A device or pipe (/dev/null, /dev/stdout) is written into, never replaced.
 absl::Status WriteFileAtomically(const std::string& path, const std::string& content,
                                  bool overwrite);
 

@@ -1,7 +1,6 @@
 #include "bench/report.h"
 
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -163,16 +162,24 @@ TEST(Report, WritingTouchesNothingButTheTarget) {
   const fs::path real = dir / "real.json", link = dir / "link.json";
   { std::ofstream(real) << "old"; }
   fs::create_symlink(real, link);
+  EXPECT_EQ(CheckOutputPath(link.string(), false).code(), absl::StatusCode::kAlreadyExists);
   ASSERT_TRUE(WriteFileAtomically(link.string(), "replaced", true).ok());
   EXPECT_TRUE(fs::is_symlink(link));
   EXPECT_EQ(ReadAll(real.string()), "replaced");
+  // A link to a file not there yet creates that file.
+  const fs::path dangling = dir / "dangling.json";
+  fs::create_symlink("later.json", dangling);
+  ASSERT_TRUE(WriteFileAtomically(dangling.string(), "new", false).ok());
+  EXPECT_TRUE(fs::is_symlink(dangling));
+  EXPECT_EQ(ReadAll((dir / "later.json").string()), "new");
 
   // A pipe is written into, not replaced by a file.
   const fs::path fifo = dir / "pipe";
   ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
   std::string got;
   std::thread reader([&] { got = ReadAll(fifo.string()); });
-  EXPECT_TRUE(WriteFileAtomically(fifo.string(), "through", true).ok());
+  // (No --overwrite needed: nothing is replaced.)
+  EXPECT_TRUE(WriteFileAtomically(fifo.string(), "through", false).ok());
   reader.join();
   EXPECT_EQ(got, "through");
   EXPECT_TRUE(fs::is_fifo(fifo));

@@ -123,7 +123,8 @@ def claim_a(results_dir, index, loader):
             rows.append(row("a", gpu, "~24 tok/s", "not measured (no batch-1 point)",
                             NOT_MEASURED, f"`{show_path(path)}`"))
             continue
-        bound, meas = p["bound_tokens_per_s"], p.get("tokens_per_s") if tr.measured(p) else None
+        bound = p["bound_tokens_per_s"]
+        meas = p.get("tokens_per_s") if tr.measured(p) else None
         near = abs(bound - 24) / 24
         ours = (f"bound {_tps(bound)} ({p['bound'] or '?'}-bound, "
                 f"{tr.fmt(p['model_gbytes'])} GB per step); ")

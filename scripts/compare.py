@@ -77,10 +77,11 @@ def _tps(p):
 
 
 def _workload_diffs(a, b):
-    """"A vs B" for the model, weight precision and context where the runs differ in them."""
+    """"A vs B" for the model, weight precision, context and TP degree where the runs differ."""
     ca, cb = a["config"].get("context", 0), b["config"].get("context", 0)
+    ta, tb = a["config"].get("tp", 1) or 1, b["config"].get("tp", 1) or 1
     pairs = ((tr.model_name(a), tr.model_name(b)), (tr.precision(a), tr.precision(b)),
-             (f"ctx {ca}", f"ctx {cb}"))
+             (f"ctx {ca}", f"ctx {cb}"), (f"tp {ta}", f"tp {tb}"))
     return [f"{x} vs {y}" for x, y in pairs if x != y]
 
 

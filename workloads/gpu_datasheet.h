@@ -28,9 +28,10 @@ std::vector<std::string> KnownGpuIds();
 // Peak dense tensor rate in FLOP/s for weights of `dtype` (bf16/fp16 or fp8).
 double PeakFlopsPerSecond(const GpuSpec& gpu, DType dtype);
 inline double PeakBytesPerSecond(const GpuSpec& gpu) { return gpu.mem_bandwidth_gbps() * 1e9; }
-// The card's memory in bytes. Marketed HBM and GDDR sizes are binary (an "80GB" H100 has 80 GiB:
-// the lent one's driver reports 85.02e9 bytes, 99% of 80 x 2^30); a point that fits within the
-// last 1% may still not fit on the card, whose own figure a GPU run uses.
+// The card's memory in bytes, taking the marketed size as binary, as HBM sizes are (an "80GB"
+// H100 has 80 GiB). The driver keeps part of it (the lent H100 reports 85.02e9 bytes, 99% of
+// 80 x 2^30; a card with ECC carved out of its memory may keep more), so a point near the limit
+// may not fit on the card, whose own figure a GPU run uses.
 inline int64_t MemoryBytes(const GpuSpec& gpu) {
   return static_cast<int64_t>(gpu.memory_gbytes() * 1073741824.0);
 }

@@ -48,6 +48,8 @@ absl::StatusOr<int64_t> DecodeRidgeBatch(const ModelSpec& model, int64_t context
     if (!w.ok()) return w.status();
     return BoundStep(*w, c).limiter == Resource::kCompute;
   };
+  // A step that cannot be built at batch 1 (bad context or TP) is the caller's error.
+  if (absl::StatusOr<bool> one = compute_bound(1); !one.ok()) return one.status();
   // Searched up to 2^20 sequences, or fewer where a step that large could not be counted.
   int64_t max_batch = int64_t{1} << 20;
   absl::StatusOr<bool> at_max = compute_bound(max_batch);
@@ -58,7 +60,7 @@ absl::StatusOr<int64_t> DecodeRidgeBatch(const ModelSpec& model, int64_t context
   if (!at_max.ok()) return at_max.status();
   if (!*at_max) {
     return absl::NotFoundError(absl::StrCat("decode of ", model.name(), " at context ", context,
-                                            " stays memory-bound at every batch"));
+                                            " stays memory-bound up to batch ", max_batch));
   }
   int64_t lo = 0, hi = max_batch;  // compute_bound(lo) false (or lo = 0), compute_bound(hi) true
   while (hi - lo > 1) {

@@ -36,7 +36,9 @@ struct OpBound {
   double compute_s = 0;  // one execution
   double memory_s = 0;
   double seconds() const { return compute_s > memory_s ? compute_s : memory_s; }
-  Resource limiter() const { return compute_s > memory_s ? Resource::kCompute : Resource::kMemory; }
+  Resource limiter() const {
+    return compute_s >= memory_s ? Resource::kCompute : Resource::kMemory;  // as StepBound's
+  }
 };
 
 struct StepBound {

@@ -34,10 +34,10 @@ ShardDims Shard(const ModelSpec& m, int64_t tp) {
                    static_cast<int64_t>(m.num_layers())};
 }
 
-// The largest FLOP or byte count of a step, in floating point: its projections' FLOPs, its
-// attention's, or its KV cache's bytes (every other count is smaller than one of these). Build
-// refuses a step where it passes 2^62 (half of int64's range, for the sums), so no count wraps.
-double LargestCount(const ShardDims& d, const StepConfig& c) {
+// A step's FLOPs plus its KV cache's bytes, in floating point: its projections' and attention's
+// FLOPs (total_flops adds them) and the KV bytes, which dwarf every other count. Build refuses a
+// step where this passes 2^62, so that no count nor sum of counts wraps.
+double CountScale(const ShardDims& d, const StepConfig& c) {
   const double tokens = static_cast<double>(c.batch) * static_cast<double>(c.seq_len);
   const double positions =
       static_cast<double>(c.batch) * (static_cast<double>(c.context) + c.seq_len);
@@ -48,8 +48,8 @@ double LargestCount(const ShardDims& d, const StepConfig& c) {
       static_cast<double>(d.layers) *
           (static_cast<double>(d.hidden) * (2.0 * d.q() + 2.0 * d.kv() + 3.0 * d.ffn)) +
       static_cast<double>(d.vocab) * d.hidden;
-  return std::max({2 * tokens * params, 4 * pairs * d.q() * static_cast<double>(d.layers),
-                   positions * 2 * d.kv() * 4 * static_cast<double>(d.layers)});
+  return 2 * tokens * params + 4 * pairs * d.q() * static_cast<double>(d.layers) +
+         positions * 2 * d.kv() * 4 * static_cast<double>(d.layers);
 }
 
 Op Gemm(std::string name, int64_t count, int64_t m, int64_t n, int64_t k, DType wt) {
@@ -139,11 +139,11 @@ absl::StatusOr<Workload> Workload::Build(const ModelSpec& model, const StepConfi
   }
 
   const ShardDims d = Shard(model, config.tp);
-  if (const double largest = LargestCount(d, config); largest > 0x1p62) {
+  if (const double scale = CountScale(d, config); scale > 0x1p62) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "batch %d, context %d, prompt %d: the step's FLOPs or bytes (%.3g) would not fit a "
+        "batch %d, context %d, prompt %d: the step's FLOPs and bytes (%.3g) would not fit a "
         "64-bit count",
-        config.batch, config.context, config.seq_len, largest));
+        config.batch, config.context, config.seq_len, scale));
   }
   Workload w(model, config);
   const DType wt = model.weight_dtype();

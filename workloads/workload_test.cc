@@ -292,6 +292,10 @@ TEST(Workload, RefusesSizesThatWouldWrap) {
   // 4 * 2^47 * 8192 * 80 (about 3.8e20) > 2^63.
   EXPECT_THAT(err(unbounded, {.batch = int64_t{1} << 27, .context = int64_t{1} << 20}),
               HasSubstr("would not fit a 64-bit count"));
+  // Projections and attention each just under 2^62, their sum past it (70B, 2^25 sequences of
+  // 53024 tokens): refused, since total_flops adds them.
+  EXPECT_THAT(err(unbounded, {.batch = 33176778, .context = 53024}),
+              HasSubstr("would not fit a 64-bit count"));
   // The largest step that fits is counted without wrapping: every count positive.
   absl::StatusOr<Workload> big =
       Workload::Build(unbounded, {.batch = int64_t{1} << 20, .context = int64_t{1} << 20});
