@@ -90,10 +90,6 @@ absl::StatusOr<BenchRequest> MakeBenchRequest(std::string tool, Phase phase,
   r.usd_per_gpu_hour = f.usd_per_gpu_hour;
 
   r.ceilings_path = f.ceilings;
-  if (!f.ceilings.empty() && f.predict) {
-    return absl::InvalidArgumentError(
-        "--ceilings rates a GPU run; --predict uses the datasheet (see --calibrate)");
-  }
   if (!f.ceilings.empty() && f.ceilings != "none" && !std::filesystem::exists(f.ceilings)) {
     return absl::NotFoundError(absl::StrCat("--ceilings=", f.ceilings, ": no such file"));
   }

@@ -1,9 +1,11 @@
 #include "bench/prediction.h"
 
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "workloads/gpu_datasheet.h"
@@ -195,6 +197,17 @@ absl::StatusOr<RunResult> Predict(const BenchRequest& request, const GpuSpec& gp
     result.mutable_config()->add_notes(
         "fp8 weights: activations counted in bf16; a GPU run counts e4m3 and a scale per token "
         "where --gemm=auto chooses a W8A8 GEMM, known only once it has calibrated");
+  }
+  // Flags of a GPU run given to a prediction (scripts/run.sh passes its arguments to the
+  // prediction it falls back to without a GPU): said, not silently dropped.
+  std::vector<std::string> ignored;
+  if (!request.ceilings_path.empty()) ignored.push_back("--ceilings");
+  if (!request.graph) ignored.push_back("--graph=false");
+  if (!request.verify) ignored.push_back("--verify=false");
+  if (request.profile != "step") ignored.push_back(absl::StrCat("--profile=", request.profile));
+  if (!ignored.empty()) {
+    result.mutable_config()->add_notes(absl::StrCat(
+        absl::StrJoin(ignored, ", "), ": for a GPU run; a prediction has no use for them"));
   }
   const int64_t memory = MemoryBytes(gpu);
   for (const StepConfig& step : request.Steps()) {
