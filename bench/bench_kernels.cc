@@ -270,6 +270,17 @@ double RunLoop(benchmark::State& state, const Call& call, int64_t rotation) {
   return timed > 0 ? total / static_cast<double>(timed) : 0;
 }
 
+// A ceiling's time per call: `warm_up` calls, then the median of `rounds` rounds of calls.
+absl::StatusOr<double> MedianSeconds(const Call& call, int64_t warm_up, int rounds) {
+  TP_RETURN_IF_ERROR(WarmUp(call, warm_up));
+  std::vector<double> seconds;
+  for (int round = 0; round < rounds; ++round) {
+    TP_RETURN_IF_ERROR(TimeRound(call, warm_up + round * kCallsPerRound, &seconds));
+  }
+  std::sort(seconds.begin(), seconds.end());
+  return seconds[seconds.size() / 2];
+}
+
 // StreamRead's bandwidth at `bytes`, over `buffers` (rotated): measured once per byte count
 // (the StreamRead family records its own measurement here too).
 absl::StatusOr<double> StreamReadBandwidth(int64_t bytes, const std::vector<const void*>& buffers) {
@@ -278,13 +289,9 @@ absl::StatusOr<double> StreamReadBandwidth(int64_t bytes, const std::vector<cons
   const Call call = [&](int64_t i) {
     return StreamRead(buffers[i % buffers.size()], bytes, g.sink.as<float>(), g.stream);
   };
-  TP_RETURN_IF_ERROR(WarmUp(call, static_cast<int64_t>(buffers.size())));
-  std::vector<double> seconds;
-  for (int round = 0; round < 4; ++round) {
-    TP_RETURN_IF_ERROR(TimeRound(call, round * kCallsPerRound, &seconds));
-  }
-  std::sort(seconds.begin(), seconds.end());
-  const double bps = static_cast<double>(bytes) / seconds[seconds.size() / 2];
+  absl::StatusOr<double> seconds = MedianSeconds(call, static_cast<int64_t>(buffers.size()), 4);
+  if (!seconds.ok()) return seconds.status();
+  const double bps = static_cast<double>(bytes) / *seconds;
   g.stream_read_bps[bytes] = bps;
   return bps;
 }
@@ -329,13 +336,9 @@ absl::StatusOr<double> GemmCeilingFlops() {
   const Call call = [&](int64_t) {
     return g.tuned->Run(x.as<bf16>(), w.as<bf16>(), y.as<bf16>(), n, n, n, g.stream);
   };
-  TP_RETURN_IF_ERROR(WarmUp(call, 4));
-  std::vector<double> seconds;
-  for (int round = 0; round < 2; ++round) {
-    TP_RETURN_IF_ERROR(TimeRound(call, round * kCallsPerRound, &seconds));
-  }
-  std::sort(seconds.begin(), seconds.end());
-  g.gemm_flops = 2.0 * static_cast<double>(n) * n * n / seconds[seconds.size() / 2];
+  absl::StatusOr<double> seconds = MedianSeconds(call, 4, 2);
+  if (!seconds.ok()) return seconds.status();
+  g.gemm_flops = 2.0 * static_cast<double>(n) * n * n / *seconds;
   return g.gemm_flops;
 }
 

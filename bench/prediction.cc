@@ -172,9 +172,7 @@ absl::Status ApplyCalibration(const RunResult& measured, const std::string& sour
                               .tp = static_cast<int64_t>(m.tp())});
     if (!step.ok()) return step.status();
     const double bound_ms =
-        BoundStep(*step, Ceilings::FromDatasheet(measured.datasheet()))
-            .seconds *
-        1e3;
+        1e3 * BoundStep(*step, Ceilings::FromDatasheet(measured.datasheet())).seconds;
     const double eff = best->roofline_eff() * bound_ms / best->bound_ms();
     target.set_calibration_eff(eff);
     target.set_calibration_batch(best->batch());

@@ -369,14 +369,13 @@ OutputTarget ResolveOutputTarget(const std::string& path) {
   return {.file = file};
 }
 
-}  // namespace
-
-absl::Status CheckOutputPath(const std::string& path, bool overwrite) {
-  const OutputTarget target = ResolveOutputTarget(path);
+// ResolveOutputTarget, then the checks CheckOutputPath names.
+absl::StatusOr<OutputTarget> CheckedOutputTarget(const std::string& path, bool overwrite) {
+  OutputTarget target = ResolveOutputTarget(path);
   if (target.folder) {
     return absl::InvalidArgumentError(absl::StrCat(path, " is a folder; name a file"));
   }
-  if (target.stream) return absl::OkStatus();
+  if (target.stream) return target;
   std::error_code ec;
   if (!overwrite && fs::exists(target.file, ec)) {
     return absl::AlreadyExistsError(absl::StrCat(path, " exists; pass --overwrite to replace it"));
@@ -392,14 +391,21 @@ absl::Status CheckOutputPath(const std::string& path, bool overwrite) {
     return absl::PermissionDeniedError(absl::StrCat(path, ": cannot write in folder ",
                                                     folder.string(), ": ", std::strerror(errno)));
   }
-  return absl::OkStatus();
+  return target;
+}
+
+}  // namespace
+
+absl::Status CheckOutputPath(const std::string& path, bool overwrite) {
+  return CheckedOutputTarget(path, overwrite).status();
 }
 
 absl::Status WriteFileAtomically(const std::string& path, const std::string& content,
                                  bool overwrite) {
   // Checked again at the end: the run's start was minutes ago.
-  if (absl::Status st = CheckOutputPath(path, overwrite); !st.ok()) return st;
-  const OutputTarget target = ResolveOutputTarget(path);
+  absl::StatusOr<OutputTarget> checked = CheckedOutputTarget(path, overwrite);
+  if (!checked.ok()) return checked.status();
+  const OutputTarget& target = *checked;
   if (target.stream) {
     std::ofstream out(path, std::ios::binary);
     if (!out || !(out << content) || !out.flush()) {
