@@ -25,7 +25,7 @@ ABSL_FLAG(std::string, gpu, "",
           "datasheet to predict for (--predict) or compare against (default: the detected GPU)");
 ABSL_FLAG(bool, predict, false, "print the roofline prediction only; needs no GPU");
 ABSL_FLAG(bool, graph, true, "capture the whole step in a CUDA graph (false: eager launches)");
-ABSL_FLAG(bool, verify, true, "check a reduced-size step against a reference before timing");
+ABSL_FLAG(bool, verify, true, "check a reduced-size step, and each point's GEMMs as chosen, against references before timing");
 ABSL_FLAG(std::string, profile, "step",
           "hardware counters (CUPTI), in a pass of their own after timing: off, step (one range "
           "per step) or ops (also one range per op kind)");

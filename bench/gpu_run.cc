@@ -88,7 +88,8 @@ absl::Status Verify(const BenchRequest& request, const DeviceIdentity& id, Cubla
   }
   log << absl::StrFormat(
       "verify: ok: every op of a reduced step (%s with %d layers, vocab %d, batch %d, context "
-      "%d, %d new tokens; projections by %s) matches the CPU reference\n",
+      "%d, %d new tokens; projections by %s) matches the CPU reference; each point's GEMMs, as "
+      "chosen for its shape, are checked against a reference GEMM before it is timed\n",
       reduced->name(), reduced->num_layers(), reduced->vocab_size(), step.batch, step.context,
       step.seq_len, absl::StrJoin(variants, " and "));
   return absl::OkStatus();
@@ -250,7 +251,7 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
   if (request.verify) {
     TP_RETURN_IF_ERROR(Verify(request, *id, gemm->get(), stream, log));
   } else {
-    result.mutable_config()->add_notes("--verify=false: the correctness check was skipped");
+    result.mutable_config()->add_notes("--verify=false: the correctness checks were skipped");
   }
 
   std::set<std::string> unavailable;
@@ -324,7 +325,8 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
          .sm_count = id->sm_count,
          .dram_gbps = DramPeakGbps(*id),
          .seed = 1,
-         .gemm = request.gemm},
+         .gemm = request.gemm,
+         .check_gemms = request.verify},
         stream);
     if (absl::IsResourceExhausted(runner.status())) {
       *p = PredictPoint(*w, *datasheet, id->memory_bytes);

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "bench/nvtx_range.h"
+#include "bench/reference_ops.h"
 #include "kernels/cuda_status.h"
 #include "kernels/decode_attention.h"
 #include "kernels/elementwise.h"
@@ -16,6 +17,7 @@
 #include "kernels/gemv.h"
 #include "kernels/prefill_attention.h"
 #include "kernels/random_fill.h"
+#include "kernels/reference_gemm.h"
 
 namespace truthput {
 namespace {
@@ -387,19 +389,24 @@ absl::StatusOr<std::unique_ptr<StepRunner>> StepRunner::Create(const Workload& w
   }
   r.plan_ = *counted;
   // Timing did not depend on the weights' values; the products do. Each weight the own GEMM
-  // runs on is now packed, in place, in every layer buffer.
+  // runs on is now packed, in place, in every layer buffer; each GEMM is checked as it will run.
   for (size_t i = 0; i < w.ops().size(); ++i) {
     const Op& op = w.ops()[i];
-    if (op.kind != OpKind::kGemm || !r.gemm_choice_[i].own) continue;
-    const int64_t layers = op.per_layer ? r.plan_.layer_buffers : 1;
-    for (int64_t layer = 0; layer < layers; ++layer) {
-      absl::StatusOr<GemmBuffers> b = r.GemmBuffersOf(op, layer);
-      if (!b.ok()) return b.status();
-      void* weights = const_cast<void*>(b->w);  // the runner's own buffer
-      TP_RETURN_IF_ERROR(PackSkinnyGemmWeightsInPlace(weights, op.n, op.k,
-                                                      op.weight_dtype == FP8_E4M3 ? 1 : 2, staging,
-                                                      static_cast<size_t>(staging_bytes), stream));
-    }
+    if (op.kind != OpKind::kGemm) continue;
+    auto pack = [&]() -> absl::Status {
+      if (!r.gemm_choice_[i].own) return absl::OkStatus();
+      const int64_t layers = op.per_layer ? r.plan_.layer_buffers : 1;
+      for (int64_t layer = 0; layer < layers; ++layer) {
+        absl::StatusOr<GemmBuffers> b = r.GemmBuffersOf(op, layer);
+        if (!b.ok()) return b.status();
+        void* weights = const_cast<void*>(b->w);  // the runner's own buffer
+        TP_RETURN_IF_ERROR(PackSkinnyGemmWeightsInPlace(
+            weights, op.n, op.k, op.weight_dtype == FP8_E4M3 ? 1 : 2, staging,
+            static_cast<size_t>(staging_bytes), stream));
+      }
+      return absl::OkStatus();
+    };
+    TP_RETURN_IF_ERROR(options.check_gemms ? r.CheckGemm(i, pack, stream) : pack());
   }
   TP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
   return runner;
@@ -589,6 +596,69 @@ absl::Status StepRunner::AutotuneCublasLt(size_t op_index, cudaStream_t stream) 
     operands.push_back({b.x, static_cast<const __nv_bfloat16*>(b.w), b.y});
   }
   return gemm_->Autotune(op.m, op.n, op.k, operands, stream);
+}
+
+absl::Status StepRunner::CheckGemm(size_t op_index, const std::function<absl::Status()>& pack,
+                                   cudaStream_t stream) {
+  const Op& op = workload_.ops().at(op_index);
+  absl::StatusOr<GemmBuffers> b = GemmBuffersOf(op, 0);
+  if (!b.ok()) return b.status();
+  // x as the launch reads it: bf16, or e4m3 per token in act_.xq, where the op before writes it
+  // in the step (the same quantizer, byte for byte) or the launch quantizes it again.
+  const bool x8 = QuantizesActivations(op_index);
+  if (x8) {
+    TP_RETURN_IF_ERROR(QuantizeWeightsFp8(b->x, act_.xq, act_.x_scales, op.m, op.k, stream));
+  }
+  // Rows are independent: all of them up to 256, else the first and the last 128 (the partial
+  // tiles at the end of m are where a plan goes wrong).
+  std::vector<std::pair<int64_t, int64_t>> ranges;  // first row, rows
+  if (op.m <= 256) {
+    ranges.push_back({0, op.m});
+  } else {
+    ranges.push_back({0, 128});
+    ranges.push_back({op.m - 128, 128});
+  }
+  int64_t rows = 0;
+  for (const auto& [first, count] : ranges) rows += count;
+  absl::StatusOr<DeviceBuffer> ref = DeviceBuffer::Allocate(rows * op.n * 4, "GEMM reference");
+  if (!ref.ok()) return ref.status();
+  int64_t at = 0;
+  for (const auto& [first, count] : ranges) {
+    const ReferenceOperand x =
+        x8 ? ReferenceOperand{act_.xq + first * op.k, act_.x_scales + first}
+           : ReferenceOperand{b->x + first * op.k, nullptr};
+    TP_RETURN_IF_ERROR(ReferenceGemmScaled(x, {b->w, b->w_scales}, ref->as<float>() + at * op.n,
+                                           count, op.n, op.k, stream));
+    at += count;
+  }
+  TP_RETURN_IF_ERROR(pack());
+  TP_RETURN_IF_ERROR(FillBf16(b->y, op.m * op.n, NAN, stream));  // what is not written fails
+  TP_RETURN_IF_ERROR(Launch(op, 0, stream));
+  std::vector<float> got(rows * op.n);
+  std::vector<float> want_f(rows * op.n);
+  std::vector<__nv_bfloat16> y(op.n * ranges.front().second);
+  at = 0;
+  for (const auto& [first, count] : ranges) {
+    y.resize(count * op.n);
+    TP_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(y.data(), b->y + first * op.n,
+                                            y.size() * sizeof(__nv_bfloat16),
+                                            cudaMemcpyDeviceToHost, stream));
+    TP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+    for (size_t e = 0; e < y.size(); ++e) got[at * op.n + e] = __bfloat162float(y[e]);
+    at += count;
+  }
+  TP_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(want_f.data(), ref->get(), want_f.size() * 4,
+                                          cudaMemcpyDeviceToHost, stream));
+  TP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+  const std::vector<double> want(want_f.begin(), want_f.end());
+  // The step verifier's GEMM bound (bench/step_verifier.h).
+  const ref::Comparison c = ref::Compare(got, want, 3e-2, {rows, op.n});
+  if (!c.ok) {
+    return absl::InternalError(absl::StrCat("GEMM check failed: ", op.name, " at m=", op.m,
+                                            " on ", Implementation(op_index), ": ", c.worst,
+                                            " (rows checked: ", rows, ")"));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status StepRunner::EnqueueOpOnce(size_t op_index, int64_t layer, cudaStream_t stream) const {

@@ -19,6 +19,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -47,6 +48,11 @@ class StepRunner {
     // quantized per token (SkinnyGemmW8A8, cuBLASLt's numerics; "own" where k % 16 != 0), and
     // auto times all three. With bf16 weights "own_w8a8" is "own".
     std::string gemm = "auto";
+    // Each GEMM, as chosen for this step's shape (plan, cuBLASLt algorithm), checked on layer 0's
+    // operands against ReferenceGemmScaled before Create returns (rows 0-255, or the first and
+    // last 128): the shapes of a sweep's points run plans and tuned algorithms that the reduced
+    // step of VerifyStep, at its small batch, never ran.
+    bool check_gemms = true;
   };
 
   // Sizes of the buffers, for the residency plan; no GPU needed.
@@ -133,6 +139,11 @@ class StepRunner {
   const Op* CalibratedWith(size_t op_index) const;
   // Tunes cuBLASLt (bf16 or W8A8 fp8) for GEMM op `op_index` on the step's buffers.
   absl::Status AutotuneCublasLt(size_t op_index, cudaStream_t stream);
+  // Options::check_gemms for op op_index: the reference of its chosen implementation's product
+  // on layer 0, then pack() (the own GEMM's weights, which the reference reads unpacked), then
+  // the launch, compared. Internal, naming the op and its implementation, on a mismatch.
+  absl::Status CheckGemm(size_t op_index, const std::function<absl::Status()>& pack,
+                         cudaStream_t stream);
   // Per call of op `op_index` as configured now, over up to 8 distinct layer buffers (each call
   // after the op CalibratedWith names, where it names one).
   absl::StatusOr<double> TimeRotated(size_t op_index, size_t layers, cudaStream_t stream) const;

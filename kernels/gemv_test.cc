@@ -375,6 +375,56 @@ TEST(SkinnyGemm, RunsInsideGraphCaptureAndReplays) {
 // from one allocation, back to back (the second starts where the first ends, rounded up to 256
 // bytes), so a call that wrote outside its region or left a counter non-zero breaks the other
 // shape's next call. Calls go A, B, A, B, ...; every result must match the reference.
+// ReferenceGemmScaled (what bench_decode checks each chosen GEMM against) reads e4m3 and its
+// scales itself; it must give what the bf16 reference on the exact values, scaled, gives here.
+TEST(ReferenceGemmScaled, MatchesTheScaledReferenceOnExactValues) {
+  TestStream stream;
+  const int64_t m = 7, n = 300, k = 1040;
+  Weights w;
+  MakeWeights(n, k, FreshSeed(), stream.get(), &w);
+  if (HasFatalFailure()) return;
+  DevicePtr<bf16> x = DeviceAlloc<bf16>(m * k);
+  DevicePtr<float> want = DeviceAlloc<float>(m * n), got = DeviceAlloc<float>(m * n);
+  ASSERT_TRUE(x && want && got);
+  ASSERT_OK(FillRandomBf16(x.get(), m * k, FreshSeed(), kXScale, stream.get()));
+  QuantizedRows xq;
+  QuantizeRows(x.get(), m, k, stream.get(), &xq);
+  if (HasFatalFailure()) return;
+  struct Case {
+    const char* name;
+    ReferenceOperand x, w;
+    const bf16 *x_values, *w_values;
+    bool scale_x, scale_w;
+  };
+  const Case cases[] = {
+      {"bf16 x, bf16 w", {x.get()}, {w.w.get()}, x.get(), w.w.get(), false, false},
+      {"bf16 x, e4m3 w", {x.get()}, {w.wq.get(), w.scales.get()}, x.get(), w.wq_values.get(),
+       false, true},
+      {"e4m3 x, e4m3 w", {xq.codes.get(), xq.scales.get()}, {w.wq.get(), w.scales.get()},
+       xq.values.get(), w.wq_values.get(), true, true},
+      {"e4m3 x, bf16 w", {xq.codes.get(), xq.scales.get()}, {w.w.get()}, xq.values.get(),
+       w.w.get(), true, false},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    ASSERT_OK(ReferenceGemm(c.x_values, c.w_values, want.get(), m, n, k, stream.get()));
+    ASSERT_OK(ReferenceGemmScaled(c.x, c.w, got.get(), m, n, k, stream.get()));
+    ASSERT_CUDA(cudaStreamSynchronize(stream.get()));
+    std::vector<float> want_host(m * n), got_host(m * n);
+    ASSERT_CUDA(cudaMemcpy(want_host.data(), want.get(), m * n * 4, cudaMemcpyDeviceToHost));
+    ASSERT_CUDA(cudaMemcpy(got_host.data(), got.get(), m * n * 4, cudaMemcpyDeviceToHost));
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t j = 0; j < n; ++j) {
+        float v = want_host[i * n + j];
+        if (c.scale_x) v *= xq.scales_host[i];
+        if (c.scale_w) v *= w.scales_host[j];
+        // The same sums in the same order; only the scales' rounding may differ.
+        ASSERT_NEAR(got_host[i * n + j], v, 1e-6f * std::abs(v) + 1e-30f) << i << ", " << j;
+      }
+    }
+  }
+}
+
 TEST(SkinnyGemm, TwoShapesWithTheirOwnWorkspacesInterleave) {
   struct Case {
     int64_t m, n, k;
