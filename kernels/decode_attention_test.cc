@@ -10,7 +10,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstdio>
 #include <ostream>
 #include <vector>
 
@@ -77,8 +76,8 @@ class DecodeAttentionTest : public ::testing::TestWithParam<AttnCase> {
 TEST_P(DecodeAttentionTest, MatchesReference) {
   const AttnCase& c = GetParam();
   SCOPED_TRACE(testing::Message() << c);
-  const uint64_t seed =
-      1000003ull * c.kv_len + 1009ull * c.batch + 31ull * c.hq + c.hkv + c.splits + c.head_dim;
+  const uint64_t seed = FreshSeed();
+  SCOPED_TRACE(testing::Message() << "seed " << seed);
   AttnFixture f(c, seed, stream_);
   const int splits =
       c.splits > 0 ? c.splits : ChooseDecodeSplits(c.batch, c.hkv, c.kv_len, SmCount(), PeakGbps());
@@ -164,53 +163,6 @@ TEST(DecodeAttentionGraphTest, CapturesInCudaGraph) {
   }
   cudaGraphExecDestroy(exec);
   cudaGraphDestroy(graph);
-}
-
-// Not a pass/fail check (other GPU tests may share the device): prints the KV-cache streaming
-// rate at shapes whose caches are far larger than L2, for comparison with the HBM peak.
-TEST(DecodeAttentionPerfTest, ReportsKvBandwidth) {
-  struct Shape {
-    int batch, kv_len;
-  };
-  const TestStream owned_stream(cudaStreamDefault);  // orders with the legacy default stream
-  cudaStream_t stream = owned_stream.get();
-  cudaEvent_t start, stop;
-  ASSERT_CUDA(cudaEventCreate(&start));
-  ASSERT_CUDA(cudaEventCreate(&stop));
-  const int sms = SmCount();
-  const double gbps = PeakGbps();
-  constexpr int kHq = 64, kHkv = 8, kD = 128, kIters = 20;
-  for (const Shape& s : {Shape{1, 32768}, Shape{1, 131072}, Shape{8, 8192}, Shape{16, 4096},
-                         Shape{32, 2048}, Shape{32, 4096}, Shape{64, 4096}}) {
-    const int splits = ChooseDecodeSplits(s.batch, kHkv, s.kv_len, sms, gbps);
-    const int64_t cache_n = static_cast<int64_t>(s.batch) * kHkv * s.kv_len * kD;
-    const int64_t q_n = static_cast<int64_t>(s.batch) * kHq * kD;
-    DeviceMem q(q_n * sizeof(bf16)), k(cache_n * sizeof(bf16)), v(cache_n * sizeof(bf16)),
-        out(q_n * sizeof(bf16));
-    DeviceMem ws(DecodeAttentionWorkspaceBytes(s.batch, kHq, kD, splits));
-    ASSERT_OK(FillRandomBf16(q.as<bf16>(), q_n, 1, 1.0f, stream));
-    ASSERT_OK(FillRandomBf16(k.as<bf16>(), cache_n, 2, 1.0f, stream));
-    ASSERT_OK(FillRandomBf16(v.as<bf16>(), cache_n, 3, 1.0f, stream));
-    auto run = [&] {
-      return DecodeAttention(q.as<bf16>(), k.as<bf16>(), v.as<bf16>(), out.as<bf16>(), s.batch,
-                             kHq, kHkv, kD, s.kv_len, s.kv_len, 0.088f, splits, ws.as<float>(),
-                             stream);
-    };
-    ASSERT_OK(run());  // warm-up
-    ASSERT_CUDA(cudaEventRecord(start, stream));
-    for (int i = 0; i < kIters; ++i) ASSERT_OK(run());
-    ASSERT_CUDA(cudaEventRecord(stop, stream));
-    ASSERT_CUDA(cudaEventSynchronize(stop));
-    float ms = 0;
-    ASSERT_CUDA(cudaEventElapsedTime(&ms, start, stop));
-    const double us = 1e3 * ms / kIters;
-    const double gbs = 2.0 * cache_n * sizeof(bf16) / (us * 1e-6) / 1e9;
-    std::printf("DecodeAttention Hq=%d Hkv=%d d=%d batch=%d kv_len=%d splits=%d: %.1f us, "
-                "%.0f GB/s of K+V\n",
-                kHq, kHkv, kD, s.batch, s.kv_len, splits, us, gbs);
-  }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
 }
 
 }  // namespace

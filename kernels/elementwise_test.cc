@@ -107,7 +107,8 @@ void RmsNormCase(cudaStream_t stream, int rows, int cols, int offset, bool in_pl
 }
 
 TEST_F(ElementwiseTest, RmsNorm) {
-  uint64_t seed = 100;
+  uint64_t seed = FreshSeed();
+  SCOPED_TRACE(testing::Message() << "seed " << seed);
   for (int rows : {1, 3}) {
     // 20000: three 16-byte pieces per thread; 40000: past the in-register row.
     for (int cols : {8, 200, 8192, 16384, 20000, 40000, 13, 1}) {
@@ -370,7 +371,8 @@ TEST(E4m3CopyIsFusedTest, RowsOfAMultipleOf8UpTo32768) {
 // ---------------------------------------------------------------------------------------------
 
 TEST_F(ElementwiseTest, ResidualAdd) {
-  uint64_t seed = 200;
+  uint64_t seed = FreshSeed();
+  SCOPED_TRACE(testing::Message() << "seed " << seed);
   struct Case {
     int64_t n;
     int x_offset, r_offset;
@@ -396,7 +398,8 @@ TEST_F(ElementwiseTest, ResidualAdd) {
 // ---------------------------------------------------------------------------------------------
 
 TEST_F(ElementwiseTest, SiluMul) {
-  uint64_t seed = 300;
+  uint64_t seed = FreshSeed();
+  SCOPED_TRACE(testing::Message() << "seed " << seed);
   struct Case {
     int rows, ffn, offset;
   };
@@ -514,7 +517,8 @@ void RopeKvAppendCase(cudaStream_t stream, const RopeCase& c, uint64_t seed) {
 }
 
 TEST_F(ElementwiseTest, RopeKvAppendLlama70B) {
-  uint64_t seed = 400;
+  uint64_t seed = FreshSeed();
+  SCOPED_TRACE(testing::Message() << "seed " << seed);
   // Llama-3-70B attention: 64 query heads, 8 KV heads, head_dim 128, theta 500000.
   for (const RopeCase& c : {RopeCase{1, 1, 0, 64, 8, 128, 16, 500000.0f},
                             RopeCase{3, 1, 37, 64, 8, 128, 40, 500000.0f},
@@ -526,7 +530,8 @@ TEST_F(ElementwiseTest, RopeKvAppendLlama70B) {
 }
 
 TEST_F(ElementwiseTest, RopeKvAppendOtherShapes) {
-  uint64_t seed = 500;
+  uint64_t seed = FreshSeed();
+  SCOPED_TRACE(testing::Message() << "seed " << seed);
   for (const RopeCase& c : {RopeCase{2, 3, 5, 3, 1, 6, 9, 10000.0f},      // element-wise path
                             RopeCase{1, 2, 1, 4, 2, 8, 3, 10000.0f},      // d % 16 != 0
                             RopeCase{2, 4, 7, 32, 8, 64, 12, 10000.0f},   // head_dim 64

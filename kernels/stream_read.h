@@ -4,7 +4,7 @@
 //
 // Launch: 2 CTAs of 1024 threads per SM, a grid-stride loop with 4 independent 16-byte loads in
 // flight per thread (ld.global.nc, no L1 allocation), folded into an xor that only a
-// practically impossible value writes out, so the loads cannot be optimized away.
+// practically impossible value writes out (no atomics), so the loads cannot be optimized away.
 //
 // No allocation, no synchronization: capturable into a CUDA graph.
 #ifndef TRUTHPUT_KERNELS_STREAM_READ_H_
@@ -18,8 +18,14 @@
 
 namespace truthput {
 
+// Each thread folds what it read into an xor of 32-bit words (tail bytes into the low 8 bits)
+// and writes that value's bits to the sink only where it equals this one. A buffer of zeros
+// with this word at one place therefore writes the sink exactly when that place was read, which
+// is how stream_read_test shows the kernel skips nothing.
+inline constexpr uint32_t kStreamReadSinkTrigger = 0x9E3779B9u;
+
 // Reads bytes [p, p + bytes). p must be 16-byte aligned; bytes >= 0 (a tail of bytes % 16 is read
-// byte-wise). sink: a device float the kernel may write (its value is meaningless).
+// byte-wise). sink: a device float the kernel may write (see kStreamReadSinkTrigger).
 absl::Status StreamRead(const void* p, int64_t bytes, float* sink, cudaStream_t stream);
 
 }  // namespace truthput

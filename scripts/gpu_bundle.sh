@@ -57,8 +57,9 @@ for t in "$here"/bin/*_test; do
   log=${TEST_LOG_DIR:-/tmp}/$name.log
   "$here/run" "$name" >"$log" 2>&1; rc=$?
   case $rc in
-    0) pass=$((pass+1)); echo "PASS $name ($(grep -c '^\[       OK \]' "$log") tests)";;
-    77) skip=$((skip+1)); echo "SKIP $name: $(head -1 "$log")";;
+    0) pass=$((pass+1))
+       echo "PASS $name ($(grep -c '^\[       OK \]' "$log") tests, $(grep -c '^\[  SKIPPED \] .* ms)$' "$log") skipped)";;
+    77) skip=$((skip+1)); echo "SKIP $name: $(grep -m1 '^SKIPPED' "$log" || head -1 "$log")";;
     *) fail=$((fail+1)); echo "FAIL $name (rc=$rc), log $log:"; grep -E 'Failure|FAILED|error' -A4 "$log" | head -40;;
   esac
 done
