@@ -51,6 +51,13 @@ absl::StatusOr<BenchRequest> MakeBenchRequest(std::string tool, Phase phase,
     absl::StatusOr<std::vector<int64_t>> seqs = ParseSizeList(f.seq, "seq");
     if (!seqs.ok()) return seqs.status();
     r.seq_lens = *std::move(seqs);
+    // Each list alone is capped; their product is what a run would hold in memory and time.
+    constexpr size_t kMaxSteps = 100000;
+    if (r.batches.size() * r.seq_lens.size() > kMaxSteps) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--batch x --seq: ", r.batches.size(), " x ", r.seq_lens.size(),
+          " steps; at most ", kMaxSteps, " in one run"));
+    }
   }
   if (f.context < 0) {
     return absl::InvalidArgumentError(absl::StrCat("--context must be >= 0, got ", f.context));

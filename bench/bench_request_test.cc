@@ -91,6 +91,10 @@ TEST(BenchRequest, BadInputGetsOneClearLine) {
   f = Flags();
   f.seq = "0";
   EXPECT_THAT(Error(f, Phase::kPrefill), HasSubstr("--seq"));
+  f = Flags();
+  f.batch = "1..1000:+1";
+  f.seq = "1..101:+1";  // 101000 steps: each list is fine, the product is not
+  EXPECT_THAT(Error(f, Phase::kPrefill), HasSubstr("1000 x 101 steps; at most 100000"));
 }
 
 TEST(BenchRequest, Fp8WeightsChangeTheModelsDtype) {

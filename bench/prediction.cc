@@ -131,6 +131,14 @@ absl::Status ApplyCalibration(const RunResult& measured, const std::string& sour
     return mismatch("weight dtype", DType_Name(m.model().weight_dtype()),
                     DType_Name(p.model().weight_dtype()));
   }
+  // The file's own datasheet restates its efficiency (below); without one there is nothing to
+  // restate against, and a zero would project infinite tokens/s.
+  const GpuSpec& sheet = measured.datasheet();
+  if (!(sheet.mem_bandwidth_gbps() > 0) || !(sheet.bf16_tflops() > 0) ||
+      !std::isfinite(sheet.mem_bandwidth_gbps()) || !std::isfinite(sheet.bf16_tflops())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--calibrate=", source, ": no datasheet with bandwidth and bf16 FLOP/s to rate it against"));
+  }
   const Phase phase = m.phase() == PhaseName(Phase::kPrefill) ? Phase::kPrefill : Phase::kDecode;
   std::vector<const BatchPoint*> points;
   for (const BatchPoint& q : measured.points()) {
@@ -160,9 +168,14 @@ absl::Status ApplyCalibration(const RunResult& measured, const std::string& sour
     // --gemm=auto chose a W8A8 GEMM; the prediction counts bf16. Restated against the
     // prediction's bound of the measured step on the measured GPU's datasheet, the efficiency
     // projects that GPU back onto its own measured time.
-    if (best->bound_ms() <= 0) {
+    if (!(best->bound_ms() > 0) || !std::isfinite(best->bound_ms())) {
       return absl::InvalidArgumentError(absl::StrCat("--calibrate=", source, ": batch ",
                                                      best->batch(), " has no bound_ms"));
+    }
+    if (!(best->roofline_eff() > 0) || !std::isfinite(best->roofline_eff())) {
+      return absl::InvalidArgumentError(absl::StrCat("--calibrate=", source, ": batch ",
+                                                     best->batch(), " has roofline_eff ",
+                                                     best->roofline_eff(), ", not a measurement"));
     }
     absl::StatusOr<Workload> step = Workload::Build(
         m.model(), StepConfig{.phase = phase,

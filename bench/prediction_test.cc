@@ -112,6 +112,27 @@ TEST(Prediction, CalibrationScalesTheBoundByTheMeasuredEfficiency) {
   EXPECT_NE(st.message().find("its model is Other"), std::string::npos) << st;
 }
 
+// A hand-edited or truncated file must not project 0, NaN or infinite tokens/s.
+TEST(Prediction, CalibrationRefusesEfficienciesThatAreNotMeasurements) {
+  RunResult measured = *Predict(Request("1", 2048), *FindGpu("h100-sxm"));
+  measured.mutable_config()->set_predict_only(false);
+  for (double eff : {0.0, -0.5, std::nan(""), HUGE_VAL}) {
+    measured.mutable_points(0)->set_roofline_eff(eff);
+    RunResult b200 = *Predict(Request("1", 2048), *FindGpu("b200"));
+    absl::Status st = ApplyCalibration(measured, "h100.json", b200);
+    EXPECT_NE(st.message().find("batch 1 has roofline_eff"), std::string::npos) << eff << st;
+    EXPECT_FALSE(b200.points(0).has_projected_tokens_per_s());
+  }
+  measured.mutable_points(0)->set_roofline_eff(0.8);
+  measured.mutable_points(0)->set_bound_ms(std::nan(""));
+  RunResult b200 = *Predict(Request("1", 2048), *FindGpu("b200"));
+  EXPECT_NE(ApplyCalibration(measured, "h100.json", b200).message().find("has no bound_ms"),
+            std::string::npos);
+  measured.clear_datasheet();
+  EXPECT_NE(ApplyCalibration(measured, "h100.json", b200).message().find("no datasheet"),
+            std::string::npos);
+}
+
 // An fp8 run rates itself with e4m3 activations counted where --gemm=auto chose W8A8; the
 // prediction counts bf16. Calibrating a prediction for the measured GPU itself must give back
 // the measured tokens/s, not the measured efficiency applied to a larger bound.

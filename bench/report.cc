@@ -435,9 +435,22 @@ absl::Status WriteFileAtomically(const std::string& path, const std::string& con
       return absl::DataLossError(absl::StrCat("write to ", tmp, " failed"));
     }
   }
-  fs::rename(tmp, target.file, ec);
-  if (ec) {
-    const std::string why = ec.message();
+  // Without --overwrite the rename itself refuses a file that appeared since the check (another
+  // run finishing first); a filesystem without RENAME_NOREPLACE falls back to a plain rename.
+  int rc = -1;
+  if (!overwrite) {
+    rc = renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, target.file.c_str(), RENAME_NOREPLACE);
+    if (rc != 0 && errno == EEXIST) {
+      fs::remove(tmp, ec);
+      return absl::AlreadyExistsError(
+          absl::StrCat(path, " appeared during the run; pass --overwrite to replace it"));
+    }
+  }
+  if (rc != 0 && (overwrite || errno == EINVAL || errno == ENOSYS)) {
+    rc = std::rename(tmp.c_str(), target.file.c_str());
+  }
+  if (rc != 0) {
+    const std::string why = std::strerror(errno);
     fs::remove(tmp, ec);
     return absl::InternalError(absl::StrCat("rename ", tmp, " -> ", path, ": ", why));
   }

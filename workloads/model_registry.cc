@@ -1,5 +1,6 @@
 #include "workloads/model_registry.h"
 
+#include <cmath>
 #include <fstream>
 #include <sstream>
 
@@ -80,6 +81,15 @@ absl::Status ValidateModelSpec(const ModelSpec& s) {
   }
   if (s.kv_dtype() != BF16 && s.kv_dtype() != FP16 && s.kv_dtype() != FP8_E4M3) {
     return absl::InvalidArgumentError("kv_dtype must be BF16, FP16 or FP8_E4M3");
+  }
+  // 0 (left out) means the usual default (theta 10000, eps 1e-5); anything else must be usable.
+  if (!std::isfinite(s.rope_theta()) || s.rope_theta() < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rope_theta must be a positive number (or 0 for 10000), got ", s.rope_theta()));
+  }
+  if (!std::isfinite(s.rms_norm_eps()) || s.rms_norm_eps() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rms_norm_eps must be a positive number (or 0 for 1e-5), got ", s.rms_norm_eps()));
   }
   if (s.num_experts() != 0) {
     return absl::UnimplementedError("mixture-of-experts models (num_experts > 0) are not modelled yet");

@@ -1,5 +1,6 @@
 #include "workloads/model_registry.h"
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -68,6 +69,20 @@ TEST(ModelRegistry, RejectsZeroSizes) {
       ParseModelSpec(absl::StrReplaceAll(kValid, {{"ffn_size: 128", "ffn_size: 0"}}), "z");
   ASSERT_FALSE(m.ok());
   EXPECT_THAT(m.status().message(), HasSubstr("ffn_size must be > 0"));
+}
+
+TEST(ModelRegistry, RejectsRopeThetaAndEpsThatCannotBeUsed) {
+  for (const char* bad : {"rope_theta: -1", "rope_theta: nan", "rope_theta: inf"}) {
+    absl::StatusOr<ModelSpec> m = ParseModelSpec(absl::StrCat(kValid, " ", bad), "t");
+    ASSERT_FALSE(m.ok()) << bad;
+    EXPECT_THAT(m.status().message(), HasSubstr("rope_theta must be a positive number")) << bad;
+  }
+  for (const char* bad : {"rms_norm_eps: -1e-5", "rms_norm_eps: nan"}) {
+    absl::StatusOr<ModelSpec> m = ParseModelSpec(absl::StrCat(kValid, " ", bad), "t");
+    ASSERT_FALSE(m.ok()) << bad;
+    EXPECT_THAT(m.status().message(), HasSubstr("rms_norm_eps must be a positive number")) << bad;
+  }
+  EXPECT_TRUE(ParseModelSpec(absl::StrCat(kValid, " rope_theta: 500000 rms_norm_eps: 1e-6"), "t").ok());
 }
 
 TEST(ModelRegistry, RejectsMissingDtype) {
