@@ -10,6 +10,9 @@ Each claim gets one row per GPU (or file) with the article's number, ours, a ver
 partly / does not hold / not measured) and the file it came from. A missing or unreadable file
 gives a "not measured" row, never an error. The thresholds behind each verdict are written
 under its table.
+
+A RESULTS_DIR that is not there or holds no result file (a mistyped path), or an --out that
+cannot be written, is refused with one line on stderr and exit status 2; nothing is written.
 """
 
 import argparse
@@ -25,6 +28,8 @@ HOLDS, PARTLY, FAILS, NOT_MEASURED = "holds", "partly", "does not hold", "not me
 MODEL, PRECISION = "70b", "bf16"   # the article's model
 SMALL_OP_US = 20.0                 # "small op": under this per launch in the graph run
 SATURATED_GAIN = 1.25              # tokens/s gain per batch doubling below which it saturates
+
+EXIT_BAD_PATH = 2                  # RESULTS_DIR missing or empty of results, --out not writable
 
 
 # ------------------------------------------------------------------------------- discovery
@@ -478,13 +483,19 @@ def render(rows, results_dir):
     return "\n".join(out)
 
 
-def check_all(results_dir):
-    index = discover(results_dir)
+def check_all(results_dir, index=None):
+    if index is None:
+        index = discover(results_dir)
     loader = Loader()
     rows = []
     for fn in (claim_a, claim_b, claim_c, claim_d, claim_e):
         rows += fn(results_dir, index, loader)
     return rows
+
+
+def fail(message):
+    print(f"claims: {message}", file=sys.stderr)
+    return EXIT_BAD_PATH
 
 
 def main(argv=None):
@@ -493,12 +504,28 @@ def main(argv=None):
     ap.add_argument("results_dir", metavar="RESULTS_DIR")
     ap.add_argument("--out", default="results/CLAIMS.md", metavar="FILE")
     args = ap.parse_args(argv)
-    rows = check_all(args.results_dir)
-    text = render(rows, args.results_dir)
-    out_dir = os.path.dirname(os.path.abspath(args.out))
-    os.makedirs(out_dir, exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as f:
-        f.write(text)
+    # A mistyped RESULTS_DIR would otherwise give a table of "not measured" rows over the real
+    # one, with exit status 0: refuse it before anything is written.
+    results_dir = args.results_dir
+    if not os.path.exists(results_dir):
+        return fail(f"{results_dir}: no such folder")
+    if not os.path.isdir(results_dir):
+        return fail(f"{results_dir}: not a folder")
+    try:
+        index = discover(results_dir)
+    except OSError as e:
+        return fail(f"{e.filename or results_dir}: cannot read ({e.strerror or e})")
+    if not index:
+        return fail(f"{results_dir}: holds no result files "
+                    f"(looked for <gpu>/decode_*.json and <gpu>/prefill_*.json)")
+    rows = check_all(results_dir, index)
+    text = render(rows, results_dir)
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as e:
+        return fail(tr.cannot_write(e, args.out))
     for r in rows:
         print(f"({r['claim']}) {r['gpu']}: {r['verdict']}")
     print(f"wrote {args.out}")

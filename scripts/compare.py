@@ -14,7 +14,8 @@ tokens/s of "NaN", 0 or below counts as not measured (—). Batches only one run
 in either, are named in a note.
 
 Runs of different models (or weight precision), phase, context or TP degree, or with no batch
-in common, are refused with one line and exit status 2, unless --allow-mismatch.
+in common, are refused with one line and exit status 2, unless --allow-mismatch; so is an
+--md or --out that cannot be written.
 Prints a markdown table per pair; writes a chart of the measured and predicted ratios vs batch
 to --out (default: the current directory).
 """
@@ -28,6 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import truthput_results as tr  # noqa: E402
 
 EXIT_MISMATCH = 2
+EXIT_CANNOT_WRITE = 2
 
 
 def point_key(run, p):
@@ -345,13 +347,19 @@ def main(argv=None):
         texts.append(markdown(a, b, rows, notes))
     text = "\n".join(texts)
     print(text)
-    if args.md:
-        os.makedirs(os.path.dirname(os.path.abspath(args.md)), exist_ok=True)
-        with open(args.md, "w", encoding="utf-8") as f:
-            f.write(text)
-    if not args.no_chart:
-        for p in chart(a, pairs, args.out):
-            print(f"chart: {p}", file=sys.stderr)
+    try:
+        if args.md:
+            where = args.md
+            os.makedirs(os.path.dirname(os.path.abspath(args.md)), exist_ok=True)
+            with open(args.md, "w", encoding="utf-8") as f:
+                f.write(text)
+        if not args.no_chart:
+            where = args.out
+            for p in chart(a, pairs, args.out):
+                print(f"chart: {p}", file=sys.stderr)
+    except OSError as e:
+        print(f"compare: {tr.cannot_write(e, where)}", file=sys.stderr)
+        return EXIT_CANNOT_WRITE
     return 0
 
 

@@ -15,6 +15,9 @@ Where several files share a model, precision and phase, also
 
 Series a file does not have (older runs without the truth columns, predictions without any
 measurement) are left out and named in a note on the chart, never drawn as zero.
+
+An --out that cannot be written (a file, a folder without write permission) is refused with one
+line on stderr and exit status 2.
 """
 
 import argparse
@@ -34,6 +37,7 @@ import truthput_results as tr  # noqa: E402
 FIGSIZE = (9, 5.5)
 DPI = 150
 OTHER_BELOW = 0.03  # ops whose share never reaches this at any batch are grouped as "other"
+EXIT_CANNOT_WRITE = 2
 
 plt.rcParams.update({
     "svg.fonttype": "none",     # text stays text in the SVG
@@ -471,13 +475,17 @@ def main(argv=None):
         print("plot: two of the files would write the same chart names (one file given twice, "
               "or one name in two folders of one name); plot them separately", file=sys.stderr)
         return 1
-    os.makedirs(args.out, exist_ok=True)
     written = []
-    for run, s in zip(runs, stems):
-        written += plot_run(run, args.out, formats, s)
-    for slug, group in combined_groups(runs):
-        written += chart_throughput(group, args.out, f"combined_{slug}_throughput", formats)
-        written += chart_roofline(group, args.out, f"combined_{slug}_roofline", formats)
+    try:
+        os.makedirs(args.out, exist_ok=True)
+        for run, s in zip(runs, stems):
+            written += plot_run(run, args.out, formats, s)
+        for slug, group in combined_groups(runs):
+            written += chart_throughput(group, args.out, f"combined_{slug}_throughput", formats)
+            written += chart_roofline(group, args.out, f"combined_{slug}_roofline", formats)
+    except OSError as e:
+        print(f"plot: {tr.cannot_write(e, args.out)}", file=sys.stderr)
+        return EXIT_CANNOT_WRITE
     for p in written:
         print(p)
     return 0

@@ -170,6 +170,14 @@ def normalize(raw, path=""):
     return run
 
 
+def cannot_write(error, path):
+    """One line for an OSError met writing an output: "<path>: cannot write (<why>)".
+
+    A file where a folder must be (os.makedirs raises "File exists") reads "Not a directory"."""
+    why = "Not a directory" if isinstance(error, FileExistsError) else error.strerror or error
+    return f"{error.filename or path}: cannot write ({why})"
+
+
 def load(path):
     """Read one RunResult JSON file. Raises ResultError with a one-line reason on failure."""
     try:

@@ -42,6 +42,16 @@ def run_script(name, *args, cwd=None):
                           capture_output=True, text=True, cwd=cwd or REPO, timeout=120)
 
 
+def assert_one_line_refusal(r, *words):
+    """Exit status 2, one line on stderr holding each of words, no traceback."""
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+    return lines[0]
+
+
 def write_variant(tmp_path, src, name, change):
     with open(src, encoding="utf-8") as f:
         raw = json.load(f)
@@ -167,6 +177,22 @@ def test_plot_refuses_unreadable_file(tmp_path):
     assert "cannot read" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+def test_plot_unwritable_out_is_a_one_line_error(tmp_path):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("keep\n", encoding="utf-8")
+    for out in (blocker, blocker / "plots"):
+        r = run_script("plot.py", "--formats", "png", H200, "--out", str(out))
+        assert_one_line_refusal(r, "plot: ", "cannot write", "Not a directory")
+        assert r.stdout == ""
+    assert blocker.read_text(encoding="utf-8") == "keep\n"
+    # A chart name taken by a folder: refused when that chart is saved.
+    out = tmp_path / "plots"
+    (out / "decode_70b_bf16_ctx2048_throughput.png").mkdir(parents=True)
+    r = run_script("plot.py", "--formats", "png", H200, "--out", str(out))
+    assert_one_line_refusal(r, "cannot write", "decode_70b_bf16_ctx2048_throughput.png",
+                            "Is a directory")
+
+
 # -------------------------------------------------------------------------------- compare
 
 
@@ -252,6 +278,27 @@ def test_compare_refuses_mismatch(tmp_path, change, reason):
     assert len(lines) == 1, r.stderr
     assert reason in lines[0] and "--allow-mismatch" in lines[0]
     assert not list(tmp_path.glob("*.png"))
+
+
+@pytest.mark.parametrize("which", ["--md", "--out"])
+def test_compare_unwritable_output_is_a_one_line_error(tmp_path, which):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("keep\n", encoding="utf-8")
+    if which == "--md":
+        md = tmp_path / "cmp.md"
+        md.mkdir()                                  # a folder where the file goes
+        args = ["--md", str(md), "--out", str(tmp_path / "charts")]
+        words = (str(md), "Is a directory")
+    else:
+        args = ["--md", str(tmp_path / "cmp.md"), "--out", str(blocker)]  # a file as the folder
+        words = (str(blocker), "Not a directory")
+    r = run_script("compare.py", H100, H200, *args, cwd=str(tmp_path))
+    assert_one_line_refusal(r, "compare: ", "cannot write", *words)
+    assert blocker.read_text(encoding="utf-8") == "keep\n"
+    assert not list(tmp_path.rglob("*.png")) and not list(tmp_path.rglob("*.svg"))
+    r = run_script("compare.py", H100, H200, "--no-chart", "--md",
+                   str(blocker / "cmp.md"), cwd=str(tmp_path))
+    assert_one_line_refusal(r, "cannot write", "Not a directory")
 
 
 def test_compare_allow_mismatch(tmp_path):
@@ -420,12 +467,68 @@ def test_claims_nan_tokens_per_s_is_not_measured(tmp_path):
     assert "measured: not measured" in a[0]["ours"] and "nan" not in a[0]["ours"], a[0]
 
 
-def test_claims_empty_dir_never_crashes(tmp_path):
-    out = tmp_path / "CLAIMS.md"
-    r = run_script("claims.py", str(tmp_path / "nothing"), "--out", str(out))
-    assert r.returncode == 0, r.stderr
-    v = verdicts(out.read_text(encoding="utf-8"))
-    assert v and set(v.values()) == {"not measured"}
+@pytest.mark.parametrize("what, reason", [
+    ("missing", "no such folder"),
+    ("empty", "holds no result files"),
+    ("other files", "holds no result files"),   # results/ itself or one GPU's folder given
+    ("a file", "not a folder"),
+])
+def test_claims_refuses_a_results_dir_without_results(tmp_path, what, reason):
+    # The default --out (results/CLAIMS.md, from the working directory) holds an earlier table:
+    # a mistyped RESULTS_DIR must neither overwrite it nor leave a new one.
+    default_out = tmp_path / "results" / "CLAIMS.md"
+    default_out.parent.mkdir()
+    default_out.write_text("earlier table\n", encoding="utf-8")
+    given = tmp_path / "given"
+    if what == "empty":
+        given.mkdir()
+    elif what == "other files":
+        given.mkdir()
+        shutil.copy(H100, given / "decode_70b_bf16_ctx2048.json")   # not under a <gpu>/ folder
+        (given / "h100-sxm").mkdir()
+        (given / "h100-sxm" / "notes.json").write_text("{}", encoding="utf-8")
+    elif what == "a file":
+        given.write_text("", encoding="utf-8")
+    r = run_script("claims.py", str(given), cwd=str(tmp_path))
+    line = assert_one_line_refusal(r, reason, str(given))
+    assert line.startswith("claims: ") and r.stdout == ""
+    assert default_out.read_text(encoding="utf-8") == "earlier table\n"
+    assert os.listdir(tmp_path / "results") == ["CLAIMS.md"]
+    # --out given: not created either.
+    out = tmp_path / "new" / "CLAIMS.md"
+    r = run_script("claims.py", str(given), "--out", str(out), cwd=str(tmp_path))
+    assert_one_line_refusal(r, reason)
+    assert not out.parent.exists()
+
+
+def test_make_report_refuses_a_missing_results_dir(tmp_path):
+    missing = tmp_path / "nope"
+    r = subprocess.run(["bash", os.path.join(SCRIPTS, "make_report.sh"), str(missing)],
+                       capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, PYTHON=sys.executable, PLOT_FORMATS="png"))
+    assert r.returncode != 0
+    assert "no such folder" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not missing.exists()                     # no CLAIMS.md of "not measured" rows
+
+
+@pytest.mark.parametrize("where", ["folder", "under a file"])
+def test_claims_unwritable_out_is_a_one_line_error(tmp_path, where):
+    if where == "folder":
+        out = tmp_path / "CLAIMS.md"
+        out.mkdir()
+        why = "Is a directory"
+    else:
+        blocker = tmp_path / "blocker"
+        blocker.write_text("keep\n", encoding="utf-8")
+        out = blocker / "CLAIMS.md"
+        why = "Not a directory"
+    r = run_script("claims.py", DATA, "--out", str(out), cwd=str(tmp_path))
+    assert_one_line_refusal(r, "claims: ", "cannot write", why)
+    assert not (tmp_path / "results").exists()      # nothing at the default --out instead
+    if where == "folder":
+        assert os.listdir(out) == []
+    else:
+        assert blocker.read_text(encoding="utf-8") == "keep\n"
 
 
 def test_claims_unreadable_file_is_not_measured(tmp_path):
