@@ -634,22 +634,20 @@ absl::Status StepRunner::CheckGemm(size_t op_index, const std::function<absl::St
   TP_RETURN_IF_ERROR(pack());
   TP_RETURN_IF_ERROR(FillBf16(b->y, op.m * op.n, NAN, stream));  // what is not written fails
   TP_RETURN_IF_ERROR(Launch(op, 0, stream));
-  std::vector<float> got(rows * op.n);
+  std::vector<__nv_bfloat16> y(rows * op.n);
   std::vector<float> want_f(rows * op.n);
-  std::vector<__nv_bfloat16> y(op.n * ranges.front().second);
   at = 0;
   for (const auto& [first, count] : ranges) {
-    y.resize(count * op.n);
-    TP_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(y.data(), b->y + first * op.n,
-                                            y.size() * sizeof(__nv_bfloat16),
+    TP_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(y.data() + at * op.n, b->y + first * op.n,
+                                            count * op.n * sizeof(__nv_bfloat16),
                                             cudaMemcpyDeviceToHost, stream));
-    TP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
-    for (size_t e = 0; e < y.size(); ++e) got[at * op.n + e] = __bfloat162float(y[e]);
     at += count;
   }
   TP_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(want_f.data(), ref->get(), want_f.size() * 4,
                                           cudaMemcpyDeviceToHost, stream));
   TP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+  std::vector<float> got(y.size());
+  for (size_t e = 0; e < y.size(); ++e) got[e] = __bfloat162float(y[e]);
   const std::vector<double> want(want_f.begin(), want_f.end());
   // The step verifier's GEMM bound (bench/step_verifier.h).
   const ref::Comparison c = ref::Compare(got, want, 3e-2, {rows, op.n});

@@ -370,11 +370,6 @@ TEST(SkinnyGemm, RunsInsideGraphCaptureAndReplays) {
   }
 }
 
-// The workspace rule of gemv.h: a workspace serves only later calls of the same (m, n, k), so two
-// shapes interleaved on one stream each get their own zero-filled region. Both regions are cut
-// from one allocation, back to back (the second starts where the first ends, rounded up to 256
-// bytes), so a call that wrote outside its region or left a counter non-zero breaks the other
-// shape's next call. Calls go A, B, A, B, ...; every result must match the reference.
 // ReferenceGemmScaled (what bench_decode checks each chosen GEMM against) reads e4m3 and its
 // scales itself; it must give what the bf16 reference on the exact values, scaled, gives here.
 TEST(ReferenceGemmScaled, MatchesTheScaledReferenceOnExactValues) {
@@ -425,6 +420,11 @@ TEST(ReferenceGemmScaled, MatchesTheScaledReferenceOnExactValues) {
   }
 }
 
+// The workspace rule of gemv.h: a workspace serves only later calls of the same (m, n, k), so two
+// shapes interleaved on one stream each get their own zero-filled region. Both regions are cut
+// from one allocation, back to back (the second starts where the first ends, rounded up to 256
+// bytes), so a call that wrote outside its region or left a counter non-zero breaks the other
+// shape's next call. Calls go A, B, A, B, ...; every result must match the reference.
 TEST(SkinnyGemm, TwoShapesWithTheirOwnWorkspacesInterleave) {
   struct Case {
     int64_t m, n, k;

@@ -1,8 +1,9 @@
 // ReferenceGemm: y[m,n] = x[m,k] · W[n,k]^T (nn.Linear layout, all row-major) from bf16 inputs
-// into an fp32 output, accumulated in fp32 (ReferenceGemmScaled: either operand e4m3 with per-row
-// scales). Deliberately plain: one warp per output element, no
-// tiling, no tensor cores, so it shares no code path or rounding with the GEMMs it checks. For
-// tests at shapes where a CPU reference would be too slow (a few ms for 128 x 57344 x 8192).
+// (ReferenceGemmScaled: either operand e4m3 with per-row scales) into an fp32 output, accumulated
+// in fp32. Deliberately plain: one warp per output element, no tiling, no tensor cores, so it
+// shares no code path or rounding with the GEMMs it checks. For tests, and bench_decode's check
+// of each chosen GEMM, at shapes where a CPU reference would be too slow (a few ms for
+// 128 x 57344 x 8192).
 #ifndef TRUTHPUT_KERNELS_REFERENCE_GEMM_H_
 #define TRUTHPUT_KERNELS_REFERENCE_GEMM_H_
 
