@@ -6,6 +6,8 @@ decode=$1
 prefill=$2
 to_csv=$3
 results=$4  # the committed results/ folder
+kernels=$5
+ceilings=$6
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail=0
@@ -104,5 +106,10 @@ done
 # Without a GPU (CI), a run that needs one says so and points to --predict.
 if ! nvidia-smi -L >/dev/null 2>&1; then
   expect_error "--predict" "$decode" --batch=1
+  expect_error "no CUDA GPU" "$kernels" --benchmark_filter=StreamRead
+  expect_error "no CUDA GPU" "$ceilings" --quick
 fi
+# Help and a mistyped flag are answered on any machine.
+"$kernels" --help 2>&1 | grep -q 'benchmark_filter' || { echo "FAIL: bench_kernels --help"; fail=1; }
+expect_error "unrecognized" "$kernels" --benchmark_fliter=StreamRead
 exit $fail

@@ -27,7 +27,7 @@
 // the standard --benchmark_out=FILE --benchmark_out_format=json, for Google Benchmark's
 // compare.py. Without --benchmark_min_time, each point runs for at least 0.05 s of GPU time.
 //
-// Where no CUDA GPU is usable, prints a SKIPPED line and exits 0.
+// Where no CUDA GPU is usable, says so in one line and exits 1.
 #include <benchmark/benchmark.h>
 #include <cuda_bf16.h>
 #include <cuda_fp8.h>
@@ -857,13 +857,6 @@ absl::Status RegisterAll() {
 }  // namespace truthput
 
 int main(int argc, char** argv) {
-  int count = 0;
-  const cudaError_t err = cudaGetDeviceCount(&count);
-  if (err != cudaSuccess || count == 0) {
-    std::printf("SKIPPED: bench_kernels needs a CUDA GPU (%s)\n",
-                err != cudaSuccess ? cudaGetErrorString(err) : "0 devices");
-    return 0;
-  }
   // A shorter default minimum time than Google Benchmark's 0.5 s (the full run stays within a
   // few minutes); a --benchmark_min_time given on the command line comes later and wins.
   std::vector<char*> args(argv, argv + argc);
@@ -872,6 +865,12 @@ int main(int argc, char** argv) {
   int args_count = static_cast<int>(args.size());
   benchmark::Initialize(&args_count, args.data());
   if (benchmark::ReportUnrecognizedArguments(args_count, args.data())) return 1;
+  // After the flags, so that --help and a mistyped flag are answered on any machine.
+  if (const absl::StatusOr<truthput::DeviceIdentity> id = truthput::ReadDeviceIdentity(0);
+      !id.ok()) {
+    std::fprintf(stderr, "bench_kernels: %s\n", std::string(id.status().message()).c_str());
+    return 1;
+  }
 
   auto gpu = std::make_unique<truthput::Gpu>();
   if (const absl::Status st = truthput::InitGpu(gpu.get()); !st.ok()) {
