@@ -4,7 +4,8 @@
 //
 // What is measured, each timed with TimeGpuWork (median of repetitions, CUDA graphs where the
 // work is kernels, so launch gaps are not in the figure):
-//   * DRAM bandwidth: own streaming read, write and copy kernels (kernels/stream_kernels.h) and
+//   * DRAM bandwidth: own streaming read (kernels/stream_read.h, the ceiling bench_kernels holds
+//     kernels against), write and copy kernels (kernels/stream_kernels.h) and
 //     cudaMemcpyAsync device to device, on buffers of at least 8x L2 (4 GiB; 1 GiB with quick),
 //     filled with random data. Copies count bytes read plus bytes written.
 //   * Dense GEMM rate through cuBLASLt over a sweep of large shapes (squares and Llama-3-70B-like

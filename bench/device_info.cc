@@ -38,13 +38,18 @@ std::string ReadFileOrEmpty(const char* path) {
   return ss.str();
 }
 
-// Where the attribute is unsupported, the field stays 0 rather than failing the whole identity.
-int AttributeOrZero(cudaDeviceAttr attr, int device) {
+// Where the attribute is unsupported (cudaErrorInvalidValue), the field stays 0 rather than
+// failing the whole identity; any other error fails it, naming the attribute (a clock of 0 would
+// change decode attention's split policy, DramPeakGbps).
+absl::StatusOr<int> AttributeOrZero(cudaDeviceAttr attr, const char* name, int device) {
   int value = 0;
-  if (cudaDeviceGetAttribute(&value, attr, device) != cudaSuccess) {
+  const cudaError_t err = cudaDeviceGetAttribute(&value, attr, device);
+  if (err == cudaErrorInvalidValue) {
     cudaGetLastError();  // Not sticky; don't leave it for the next caller to find.
     return 0;
   }
+  TP_RETURN_IF_ERROR(
+      CudaStatus(err, absl::StrCat("cudaDeviceGetAttribute(", name, ")").c_str()));
   return value;
 }
 
@@ -95,8 +100,13 @@ absl::StatusOr<DeviceIdentity> ReadDeviceIdentity(int device) {
   id.mem_bus_width_bits = prop.memoryBusWidth;
   id.uuid = UuidString(prop.uuid);
   // CUDA 13 dropped cudaDeviceProp::clockRate and ::memoryClockRate; the attributes remain (kHz).
-  id.sm_clock_mhz_max = AttributeOrZero(cudaDevAttrClockRate, device) / 1000;
-  id.mem_clock_mhz_max = AttributeOrZero(cudaDevAttrMemoryClockRate, device) / 1000;
+  absl::StatusOr<int> sm_khz = AttributeOrZero(cudaDevAttrClockRate, "ClockRate", device);
+  if (!sm_khz.ok()) return sm_khz.status();
+  absl::StatusOr<int> mem_khz =
+      AttributeOrZero(cudaDevAttrMemoryClockRate, "MemoryClockRate", device);
+  if (!mem_khz.ok()) return mem_khz.status();
+  id.sm_clock_mhz_max = *sm_khz / 1000;
+  id.mem_clock_mhz_max = *mem_khz / 1000;
 
   char bus_id[32] = {};
   TP_CUDA_RETURN_IF_ERROR(cudaDeviceGetPCIBusId(bus_id, sizeof(bus_id), device));

@@ -598,6 +598,16 @@ absl::Status StepRunner::AutotuneCublasLt(size_t op_index, cudaStream_t stream) 
   return gemm_->Autotune(op.m, op.n, op.k, operands, stream);
 }
 
+absl::Status StepRunner::TEST_CheckGemm(size_t op_index,
+                                        const std::function<absl::Status()>& between,
+                                        cudaStream_t stream) {
+  if (PacksWeights(op_index)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        workload_.ops().at(op_index).name, " runs the own GEMM on weights packed at Create"));
+  }
+  return CheckGemm(op_index, between, stream);
+}
+
 absl::Status StepRunner::CheckGemm(size_t op_index, const std::function<absl::Status()>& pack,
                                    cudaStream_t stream) {
   const Op& op = workload_.ops().at(op_index);
@@ -734,7 +744,13 @@ std::string StepRunner::Implementation(size_t op_index) const {
     return what;
   }
   if (op.kind == OpKind::kAttention && op.attn.q_len > 1) {
-    return "truthput prefill_attention (causal, GQA, flash-style)";
+    // Named, so that a GPU or build without the wgmma kernel shows in the result.
+    return absl::StrCat("truthput prefill_attention, ",
+                        PrefillAttentionAutoKernel(op.attn.head_dim) ==
+                                PrefillAttentionKernel::kWgmma
+                            ? "wgmma kernel (TMA, sm_90a)"
+                            : "mma.sync kernel",
+                        " (causal, GQA, flash-style)");
   }
   if (op.kind == OpKind::kAttention) {
     return absl::StrCat("truthput decode_attention (GQA, ", num_splits_, " context splits)");

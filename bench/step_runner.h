@@ -126,6 +126,13 @@ class StepRunner {
   int64_t cache_capacity() const { return cache_capacity_; }
   int num_splits() const { return num_splits_; }
 
+  // For tests: Options::check_gemms on GEMM op `op_index` after Create, with `between` run where
+  // Create packs weights: after the reference, before the launch. A `between` that changes the
+  // operands must make it fail. FailedPrecondition for a GEMM that PacksWeights (its weights are
+  // packed by now; the reference reads them unpacked).
+  absl::Status TEST_CheckGemm(size_t op_index, const std::function<absl::Status()>& between,
+                              cudaStream_t stream);
+
  private:
   StepRunner(const Workload& w, CublasLtGemm* gemm) : workload_(w), gemm_(gemm) {}
   absl::Status Launch(const Op& op, int64_t layer, cudaStream_t stream) const;

@@ -12,12 +12,14 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "bench/device_info.h"
 #include "bench/gpu_timer.h"
 #include "bench/step_runner.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kernels/cublaslt_gemm.h"
+#include "kernels/cuda_status.h"
 #include "kernels/elementwise.h"
 #include "kernels/gpu_test_util.h"
 #include "kernels/random_fill.h"
@@ -344,6 +346,12 @@ TEST_F(StepVerifierTest, GraphOfThePrefillStepMatchesOpByOp) {
   absl::StatusOr<std::unique_ptr<StepRunner>> runner = MakeRunner(TinyModel(), config);
   ASSERT_TRUE(runner.ok()) << runner.status();
   ExpectGraphMatchesOpByOp(**runner, config.batch, stream_);
+  // The result names the attention kernel that ran: head_dim 64 has only the mma.sync one.
+  const std::vector<Op>& ops = (*runner)->workload().ops();
+  const auto attention = std::find_if(ops.begin(), ops.end(),
+                                      [](const Op& op) { return op.kind == OpKind::kAttention; });
+  ASSERT_NE(attention, ops.end());
+  EXPECT_THAT((*runner)->Implementation(attention - ops.begin()), HasSubstr("mma.sync kernel"));
 }
 
 TEST_F(StepVerifierTest, RejectsAllZeroInput) {
@@ -356,6 +364,47 @@ TEST_F(StepVerifierTest, RejectsAllZeroInput) {
   EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
   EXPECT_THAT(st.message(), HasSubstr("op add_ffn_norm (layer 1)"));
   EXPECT_THAT(st.message(), HasSubstr("all zeros"));
+}
+
+// The per-point GEMM check (StepRunner::Options::check_gemms) holds each GEMM's launch against
+// its reference; it passes as the GEMM runs and fails, naming the op, when the last output
+// channel's weights change sign between the reference and the launch (40 rows: some output of
+// that channel is far from 0). cuBLASLt runs them all: the own GEMM's weights are packed by now.
+TEST_F(StepVerifierTest, PerPointGemmCheckFailsWhenTheProductChanges) {
+  for (const bool fp8 : {false, true}) {
+    SCOPED_TRACE(fp8 ? "fp8" : "bf16");
+    absl::StatusOr<std::unique_ptr<StepRunner>> runner =
+        MakeRunner(fp8 ? TinyFp8Model() : TinyModel(), 40, 37, "cublaslt");
+    ASSERT_TRUE(runner.ok()) << runner.status();
+    StepRunner& r = **runner;
+    const std::vector<Op>& ops = r.workload().ops();
+    int checked = 0;
+    for (size_t i = 0; i < ops.size(); ++i) {
+      if (ops[i].kind != OpKind::kGemm) continue;
+      SCOPED_TRACE(ops[i].name);
+      ASSERT_OK(r.TEST_CheckGemm(i, [] { return absl::OkStatus(); }, stream_));
+      absl::StatusOr<StepRunner::GemmBuffers> b = r.GemmBuffersOf(ops[i], 0);
+      ASSERT_TRUE(b.ok()) << b.status();
+      const bool e4m3 = b->w_scales != nullptr;
+      const int64_t row_bytes = ops[i].k * (e4m3 ? 1 : 2);
+      char* last_row = static_cast<char*>(const_cast<void*>(b->w)) + (ops[i].n - 1) * row_bytes;
+      auto flip_sign = [&]() -> absl::Status {
+        std::vector<uint8_t> row(row_bytes);
+        TP_CUDA_RETURN_IF_ERROR(cudaMemcpy(row.data(), last_row, row_bytes, cudaMemcpyDefault));
+        // The sign bit: bit 7 of an e4m3 code, of a bf16's high (second, little-endian) byte.
+        for (int64_t j = e4m3 ? 0 : 1; j < row_bytes; j += e4m3 ? 1 : 2) row[j] ^= 0x80;
+        return CudaStatus(cudaMemcpy(last_row, row.data(), row_bytes, cudaMemcpyDefault),
+                          "cudaMemcpy");
+      };
+      const absl::Status st = r.TEST_CheckGemm(i, flip_sign, stream_);
+      EXPECT_EQ(st.code(), absl::StatusCode::kInternal) << st;
+      EXPECT_THAT(st.message(), HasSubstr(absl::StrCat("GEMM check failed: ", ops[i].name)));
+      // The worst element lies in that channel: [row, n - 1].
+      EXPECT_THAT(st.message(), HasSubstr(absl::StrCat(", ", ops[i].n - 1, "] (got")));
+      ++checked;
+    }
+    EXPECT_EQ(checked, 5);  // qkv, o, gate_up, down, lm_head
+  }
 }
 
 }  // namespace

@@ -961,6 +961,11 @@ bool PrefillAttentionWgmmaAvailable() {
   return major == 9 && minor == 0;
 }
 
+PrefillAttentionKernel PrefillAttentionAutoKernel(int head_dim) {
+  return head_dim == fa3::kD && PrefillAttentionWgmmaAvailable() ? PrefillAttentionKernel::kWgmma
+                                                                 : PrefillAttentionKernel::kMmaSync;
+}
+
 absl::Status PrefillAttentionWithKernel(PrefillAttentionKernel kernel, const bf16* q,
                                         const bf16* k_cache, const bf16* v_cache, bf16* out,
                                         int batch, int q_len, int start_pos, int num_q_heads,
@@ -980,11 +985,7 @@ absl::Status PrefillAttentionWithKernel(PrefillAttentionKernel kernel, const bf1
     }
   }
   if (batch == 0 || q_len == 0) return absl::OkStatus();
-  if (kernel == PrefillAttentionKernel::kAuto) {
-    kernel = head_dim == fa3::kD && PrefillAttentionWgmmaAvailable()
-                 ? PrefillAttentionKernel::kWgmma
-                 : PrefillAttentionKernel::kMmaSync;
-  }
+  if (kernel == PrefillAttentionKernel::kAuto) kernel = PrefillAttentionAutoKernel(head_dim);
   if (kernel == PrefillAttentionKernel::kWgmma) {
     return LaunchWgmma(q, k_cache, v_cache, out, s, stream);
   }

@@ -58,6 +58,9 @@ enum class PrefillAttentionKernel {
 // the device has compute capability 9.0. False on a machine without a GPU.
 bool PrefillAttentionWgmmaAvailable();
 
+// The kernel kAuto runs for head_dim on the current device.
+PrefillAttentionKernel PrefillAttentionAutoKernel(int head_dim);
+
 // PrefillAttention with an explicit kernel choice. kWgmma where it cannot run (see above) or with
 // head_dim != 128 gives FailedPrecondition / InvalidArgument.
 absl::Status PrefillAttentionWithKernel(PrefillAttentionKernel kernel, const __nv_bfloat16* q,

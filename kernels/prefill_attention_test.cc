@@ -216,6 +216,24 @@ std::vector<PrefillCase> PeakyCases() {
 INSTANTIATE_TEST_SUITE_P(Peaky, PrefillAttentionTest, testing::ValuesIn(PeakyCases()),
                          CaseName);
 
+// kAuto (what bench_prefill runs) takes the wgmma kernel wherever it can run: on a compute
+// capability 9.0 GPU with this (sm_90a) build, so an H100 never falls back to mma.sync unseen.
+TEST(PrefillAttentionAutoTest, PicksWgmmaOnSm90) {
+  int device = 0, major = 0, minor = 0;
+  ASSERT_CUDA(cudaGetDevice(&device));
+  ASSERT_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  ASSERT_CUDA(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+#if defined(TRUTHPUT_PREFILL_SM90A)
+  EXPECT_EQ(PrefillAttentionWgmmaAvailable(), major == 9 && minor == 0);
+#else
+  EXPECT_FALSE(PrefillAttentionWgmmaAvailable());
+#endif
+  EXPECT_EQ(PrefillAttentionAutoKernel(128), PrefillAttentionWgmmaAvailable()
+                                                 ? PrefillAttentionKernel::kWgmma
+                                                 : PrefillAttentionKernel::kMmaSync);
+  EXPECT_EQ(PrefillAttentionAutoKernel(64), PrefillAttentionKernel::kMmaSync);
+}
+
 TEST(PrefillAttentionArgsTest, RejectsBadArguments) {
   bf16* p = reinterpret_cast<bf16*>(uintptr_t{256});  // never dereferenced: validation fails
   auto call = [&](int batch, int q_len, int start_pos, int hq, int hkv, int d, int cap,

@@ -14,28 +14,7 @@ constexpr int kBlocksPerSm = 2;  // 2 x 1024 = 2048 threads: an H100/H200 SM's m
 constexpr int kInFlight = 4;     // Independent 16-byte accesses per thread per iteration.
 
 // Each thread handles vectors i, i + stride, ..., kInFlight of them per iteration, so every
-// warp access is 512 contiguous bytes and a thread has kInFlight loads outstanding at once.
-__global__ void __launch_bounds__(kThreads, kBlocksPerSm)
-    ReadKernel(const uint4* __restrict__ src, int64_t n, uint32_t* __restrict__ sink) {
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  uint32_t acc = 0;
-  for (; i + (kInFlight - 1) * stride < n; i += kInFlight * stride) {
-    uint4 v[kInFlight];
-#pragma unroll
-    for (int u = 0; u < kInFlight; ++u) v[u] = src[i + u * stride];
-#pragma unroll
-    for (int u = 0; u < kInFlight; ++u) acc ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
-  }
-  for (; i < n; i += stride) {
-    const uint4 v = src[i];
-    acc ^= v.x ^ v.y ^ v.z ^ v.w;
-  }
-  // Every thread gets here (no early exit) and blockDim is a multiple of 32: full-mask shuffles.
-  for (int offset = 16; offset > 0; offset /= 2) acc ^= __shfl_xor_sync(0xffffffffu, acc, offset);
-  if (threadIdx.x % 32 == 0) atomicXor(sink, acc);
-}
-
+// warp access is 512 contiguous bytes and a thread has kInFlight accesses outstanding at once.
 __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
     WriteKernel(uint4* __restrict__ dst, int64_t n, uint32_t pattern) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
@@ -88,15 +67,6 @@ absl::StatusOr<unsigned> GridSize() {
 }
 
 }  // namespace
-
-absl::Status StreamReadKernel(const void* src, int64_t bytes, uint32_t* sink, cudaStream_t stream) {
-  TP_RETURN_IF_ERROR(CheckBuffer(src, bytes, "StreamReadKernel", "src"));
-  if (sink == nullptr) return absl::InvalidArgumentError("StreamReadKernel: sink is null");
-  absl::StatusOr<unsigned> grid = GridSize();
-  if (!grid.ok()) return grid.status();
-  ReadKernel<<<*grid, kThreads, 0, stream>>>(static_cast<const uint4*>(src), bytes / 16, sink);
-  return CudaStatus(cudaGetLastError(), "ReadKernel<<<>>>");
-}
 
 absl::Status StreamWriteKernel(void* dst, int64_t bytes, uint32_t pattern, cudaStream_t stream) {
   TP_RETURN_IF_ERROR(CheckBuffer(dst, bytes, "StreamWriteKernel", "dst"));

@@ -1,7 +1,7 @@
-// Streaming kernels: the plainest ways to read, write and copy a large device buffer, and an
-// empty kernel. bench_ceilings uses them to measure what DRAM bandwidth a kernel actually
-// reaches on this GPU and what a launch costs, so runs can be held against measured ceilings as
-// well as datasheet ones.
+// Streaming kernels: the plainest ways to write and copy a large device buffer, and an empty
+// kernel. bench_ceilings uses them, with StreamRead (kernels/stream_read.h) for reading, to
+// measure what DRAM bandwidth a kernel actually reaches on this GPU and what a launch costs, so
+// runs can be held against measured ceilings as well as datasheet ones.
 //
 // Shape (the one DESIGN.md's reference figures were taken with): 2 CTAs of 1024 threads per SM,
 // so the grid is one full wave; each thread walks the buffer grid-strided in 16-byte vectors with
@@ -20,14 +20,6 @@
 #include "absl/status/status.h"
 
 namespace truthput {
-
-// How the streaming kernels are launched, for reports.
-inline constexpr char kStreamKernelShape[] =
-    "2 CTAs x 1024 threads per SM, 16-byte accesses, 4 in flight per thread";
-
-// Reads src[0, bytes) and folds it into *sink, so the loads cannot be optimized away: *sink
-// becomes its previous value XOR the XOR of every 32-bit word read (one atomic per warp).
-absl::Status StreamReadKernel(const void* src, int64_t bytes, uint32_t* sink, cudaStream_t stream);
 
 // Writes `pattern` to every 32-bit word of dst[0, bytes).
 absl::Status StreamWriteKernel(void* dst, int64_t bytes, uint32_t pattern, cudaStream_t stream);
