@@ -129,11 +129,13 @@ const char* NvmlReturnName(nvmlReturn_t r) {
   }
 }
 
-// A running mean and maximum of one sampled quantity, with the last error where a read failed.
+// A running mean and maximum of one sampled quantity, with how many reads failed and the last
+// failure's error.
 struct Series {
   int n = 0;
   double sum = 0;
   double max = 0;
+  int failed = 0;
   nvmlReturn_t last_error = kNvmlSuccess;
 
   void Add(double v) {
@@ -141,9 +143,23 @@ struct Series {
     sum += v;
     ++n;
   }
+  // Records one read's return code; true when it succeeded.
+  bool Read(nvmlReturn_t r) {
+    if (r == kNvmlSuccess) return true;
+    last_error = r;
+    ++failed;
+    return false;
+  }
 };
 
 }  // namespace
+
+std::string PartialReadNote(absl::string_view what, int failed, int samples,
+                            absl::string_view error) {
+  if (failed <= 0 || failed >= samples) return "";
+  return absl::StrCat(what, ": read in ", samples - failed, " of ", samples,
+                      " samples, the value is over those (", error, ")");
+}
 
 struct NvmlSampler::Api {
   // Required.
@@ -400,29 +416,26 @@ void NvmlSampler::SampleOnce() {
   ++w.samples;
 
   if (api.DeviceGetUtilizationRates == nullptr) {
-    w.util_gpu.last_error = kNvmlFunctionMissing;
-  } else if (nvmlUtilization_t u{};
-             (w.util_gpu.last_error = api.DeviceGetUtilizationRates(device, &u)) == kNvmlSuccess) {
+    w.util_gpu.Read(kNvmlFunctionMissing);
+  } else if (nvmlUtilization_t u{}; w.util_gpu.Read(api.DeviceGetUtilizationRates(device, &u))) {
     w.util_gpu.Add(u.gpu);
     w.util_mem.Add(u.memory);
   }
   if (api.DeviceGetClockInfo == nullptr) {
-    w.sm_clock.last_error = kNvmlFunctionMissing;
-  } else if (unsigned int mhz = 0; (w.sm_clock.last_error = api.DeviceGetClockInfo(
-                                        device, kNvmlClockSm, &mhz)) == kNvmlSuccess) {
+    w.sm_clock.Read(kNvmlFunctionMissing);
+  } else if (unsigned int mhz = 0;
+             w.sm_clock.Read(api.DeviceGetClockInfo(device, kNvmlClockSm, &mhz))) {
     w.sm_clock.Add(mhz);
   }
   if (api.DeviceGetPowerUsage == nullptr) {
-    w.power_mw.last_error = kNvmlFunctionMissing;
-  } else if (unsigned int mw = 0;
-             (w.power_mw.last_error = api.DeviceGetPowerUsage(device, &mw)) == kNvmlSuccess) {
+    w.power_mw.Read(kNvmlFunctionMissing);
+  } else if (unsigned int mw = 0; w.power_mw.Read(api.DeviceGetPowerUsage(device, &mw))) {
     w.power_mw.Add(mw);
   }
   if (api.DeviceGetCurrentClocksEventReasons == nullptr) {
-    w.reasons.last_error = kNvmlFunctionMissing;
+    w.reasons.Read(kNvmlFunctionMissing);
   } else if (unsigned long long bits = 0;
-             (w.reasons.last_error = api.DeviceGetCurrentClocksEventReasons(device, &bits)) ==
-             kNvmlSuccess) {
+             w.reasons.Read(api.DeviceGetCurrentClocksEventReasons(device, &bits))) {
     w.reasons.Add(0);
     w.reasons_or |= bits;
   }
@@ -465,10 +478,17 @@ NvmlSummary NvmlSampler::Stop() {
   ReadGpmEnd(summary);
 
   summary.samples = w.samples;
-  auto mean = [&summary, &api](const Series& series, const char* what, double scale,
-                               std::optional<double>& out) {
+  // Where some samples could not read a quantity, its mean is over the rest, and a note says so.
+  auto partial = [&summary, &api, &w](const Series& series, const char* what) {
+    const std::string note =
+        PartialReadNote(what, series.failed, w.samples, api.Error(series.last_error));
+    if (!note.empty()) summary.unavailable.push_back(note);
+  };
+  auto mean = [&summary, &api, &partial](const Series& series, const char* what, double scale,
+                                         std::optional<double>& out) {
     if (series.n > 0) {
       out = series.sum / series.n * scale;
+      partial(series, what);
     } else {
       summary.unavailable.push_back(absl::StrCat(what, ": ", api.Error(series.last_error)));
     }
@@ -483,6 +503,7 @@ NvmlSummary NvmlSampler::Stop() {
   if (w.reasons.n > 0) {
     summary.clock_event_reasons = w.reasons_or;
     summary.clock_event_reasons_read = true;
+    partial(w.reasons, "clock_event_reasons");
   } else {
     summary.unavailable.push_back(
         absl::StrCat("clock_event_reasons: ", api.Error(w.reasons.last_error)));

@@ -51,6 +51,13 @@ std::string ClockEventReasonsText(uint64_t reasons);
 // rather than a PCI bus id ("0000:18:00.0").
 bool IsNvmlUuid(absl::string_view id);
 
+// The note for a quantity that `failed` of a window's `samples` could not read (the last with
+// `error`): "utilization: read in 49 of 52 samples, the value is over those
+// (NVML_ERROR_UNKNOWN)". Empty where none or every sample failed (then the value is unset and
+// `unavailable` says why).
+std::string PartialReadNote(absl::string_view what, int failed, int samples,
+                            absl::string_view error);
+
 // One Start..Stop window. Every value NVML could not give stays unset, and `unavailable` says why,
 // one line per thing: "energy: NVML_ERROR_NOT_SUPPORTED", "GPM: not supported on this GPU".
 struct NvmlSummary {

@@ -69,6 +69,14 @@ TEST(NvmlSummaryTest, ToStringShowsValuesAndWhatIsMissing) {
       << text;
 }
 
+TEST(PartialReadNoteTest, OnlyWhereSomeButNotAllSamplesFailed) {
+  EXPECT_EQ(PartialReadNote("utilization", 3, 52, "NVML_ERROR_UNKNOWN"),
+            "utilization: read in 49 of 52 samples, the value is over those "
+            "(NVML_ERROR_UNKNOWN)");
+  EXPECT_EQ(PartialReadNote("power", 0, 52, "x"), "");
+  EXPECT_EQ(PartialReadNote("power", 52, 52, "x"), "");  // unset, and said so elsewhere
+}
+
 TEST(IsNvmlUuidTest, UuidsAndBusIds) {
   EXPECT_TRUE(IsNvmlUuid("GPU-5f3c1a2b-0123-4567-89ab-cdef01234567"));
   EXPECT_TRUE(IsNvmlUuid("gpu-5f3c1a2b-0123-4567-89ab-cdef01234567"));
