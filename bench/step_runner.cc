@@ -745,12 +745,12 @@ std::string StepRunner::Implementation(size_t op_index) const {
   }
   if (op.kind == OpKind::kAttention && op.attn.q_len > 1) {
     // Named, so that a GPU or build without the wgmma kernel shows in the result.
-    return absl::StrCat("truthput prefill_attention, ",
+    return absl::StrCat("truthput prefill_attention (",
                         PrefillAttentionAutoKernel(op.attn.head_dim) ==
                                 PrefillAttentionKernel::kWgmma
-                            ? "wgmma kernel (TMA, sm_90a)"
+                            ? "wgmma kernel: TMA, sm_90a"
                             : "mma.sync kernel",
-                        " (causal, GQA, flash-style)");
+                        "; causal, GQA, flash-style)");
   }
   if (op.kind == OpKind::kAttention) {
     return absl::StrCat("truthput decode_attention (GQA, ", num_splits_, " context splits)");

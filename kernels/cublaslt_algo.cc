@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include "absl/cleanup/cleanup.h"
@@ -102,12 +103,15 @@ bool SameAlgo(const cublasLtMatmulAlgo_t& x, const cublasLtMatmulAlgo_t& y) {
   return std::memcmp(&x, &y, sizeof(x)) == 0;
 }
 
-// The algorithm with tile, split-K and reduction reset: what its variants are made from.
-cublasLtMatmulAlgo_t Base(cublasLtMatmulAlgo_t algo) {
-  SetConfig<uint32_t>(&algo, CUBLASLT_ALGO_CONFIG_TILE_ID, CUBLASLT_MATMUL_TILE_UNDEFINED);
-  SetConfig<int32_t>(&algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, 1);
-  SetConfig<uint32_t>(&algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME,
-                      CUBLASLT_REDUCTION_SCHEME_NONE);
+// The algorithm with tile, split-K and reduction reset: what its variants are made from. None
+// where cuBLASLt refuses a reset (two bases would then not compare equal for the same kernel).
+std::optional<cublasLtMatmulAlgo_t> Base(cublasLtMatmulAlgo_t algo) {
+  if (!SetConfig<uint32_t>(&algo, CUBLASLT_ALGO_CONFIG_TILE_ID, CUBLASLT_MATMUL_TILE_UNDEFINED) ||
+      !SetConfig<int32_t>(&algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, 1) ||
+      !SetConfig<uint32_t>(&algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME,
+                           CUBLASLT_REDUCTION_SCHEME_NONE)) {
+    return std::nullopt;
+  }
   return algo;
 }
 
@@ -141,7 +145,9 @@ std::vector<cublasLtMatmulHeuristicResult_t> CublasLtCandidates(
   constexpr int32_t kSplits[] = {1, 2, 3, 4, 6, 8};
   std::vector<cublasLtMatmulAlgo_t> bases;
   for (size_t i = 0; i < from_heuristic; ++i) {
-    const cublasLtMatmulAlgo_t base = Base(out[i].algo);
+    const std::optional<cublasLtMatmulAlgo_t> reset = Base(out[i].algo);
+    if (!reset.has_value()) continue;  // the heuristic's own algorithm stays a candidate
+    const cublasLtMatmulAlgo_t& base = *reset;
     if (std::any_of(bases.begin(), bases.end(),
                     [&](const cublasLtMatmulAlgo_t& x) { return SameAlgo(x, base); })) {
       continue;
