@@ -110,6 +110,7 @@ if ! nvidia-smi -L >/dev/null 2>&1; then
   expect_error "no CUDA GPU" "$ceilings" --quick
 fi
 # Help and a mistyped flag are answered on any machine.
-"$kernels" --help 2>&1 | grep -q 'benchmark_filter' || { echo "FAIL: bench_kernels --help"; fail=1; }
+help=$("$kernels" --help 2>&1)
+[[ "$help" == *benchmark_filter* ]] || { echo "FAIL: bench_kernels --help: $help"; fail=1; }
 expect_error "unrecognized" "$kernels" --benchmark_fliter=StreamRead
 exit $fail

@@ -83,26 +83,38 @@ TimingOptions BandwidthTiming(bool quick) {
 // ---------------------------------------------------------------------------------------------
 // DRAM bandwidth.
 
-// The streaming kernels against the host, on a buffer small enough to copy back but not a whole
-// number of grid strides: a kernel that fails here is never timed. StreamRead writes its sink
-// only where it read kStreamReadSinkTrigger: here the last word of zeros (stream_read_test
-// places it everywhere).
+// The streaming kernels against the host, on a buffer small enough to copy back: 4.5 grid
+// strides and 37 vectors, so the loop of 4 accesses in flight, the loop after it and a partial
+// stride all run. A kernel that fails here is never timed. StreamRead writes its sink only where
+// it read kStreamReadSinkTrigger: here one word of zeros in the first loop's second access, then
+// the buffer's last (stream_read_test places it everywhere).
 absl::Status CheckStreamKernels(cudaStream_t stream) {
-  const int64_t bytes = 3 * kMiB + 16 * 37;
+  absl::StatusOr<int> sms = CurrentSmCount();
+  if (!sms.ok()) return sms.status();
+  const int64_t stride = int64_t{2048} * *sms;  // threads in StreamRead's grid, 16 bytes each
+  const int64_t bytes = 16 * (stride * 9 / 2 + 37);
   absl::StatusOr<DeviceBuffer> a = DeviceBuffer::Allocate(bytes, "check src");
   if (!a.ok()) return a.status();
   absl::StatusOr<DeviceBuffer> b = DeviceBuffer::Allocate(bytes, "check dst");
   if (!b.ok()) return b.status();
   absl::StatusOr<DeviceBuffer> sink = DeviceBuffer::Allocate(16, "check sink");
   if (!sink.ok()) return sink.status();
-  TP_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(b->get(), 0, bytes, stream));
-  TP_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(b->as<char>() + bytes - 4, &kStreamReadSinkTrigger, 4,
-                                          cudaMemcpyHostToDevice, stream));
-  TP_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(sink->get(), 0, 16, stream));
-  TP_RETURN_IF_ERROR(StreamRead(b->get(), bytes, sink->as<float>(), stream));
-  uint32_t sunk = 0;
-  TP_CUDA_RETURN_IF_ERROR(
-      cudaMemcpyAsync(&sunk, sink->get(), sizeof(sunk), cudaMemcpyDeviceToHost, stream));
+  for (const int64_t at : {16 * (stride + 5) + 8, bytes - 4}) {
+    TP_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(b->get(), 0, bytes, stream));
+    TP_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(b->as<char>() + at, &kStreamReadSinkTrigger, 4,
+                                            cudaMemcpyHostToDevice, stream));
+    TP_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(sink->get(), 0, 16, stream));
+    TP_RETURN_IF_ERROR(StreamRead(b->get(), bytes, sink->as<float>(), stream));
+    uint32_t sunk = 0;
+    TP_CUDA_RETURN_IF_ERROR(
+        cudaMemcpyAsync(&sunk, sink->get(), sizeof(sunk), cudaMemcpyDeviceToHost, stream));
+    TP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+    if (sunk != kStreamReadSinkTrigger) {
+      return absl::InternalError(absl::StrFormat(
+          "StreamRead check failed: sink 0x%08x, not 0x%08x: byte %d of %d was not read", sunk,
+          kStreamReadSinkTrigger, at, bytes));
+    }
+  }
   TP_RETURN_IF_ERROR(FillRandomBf16(a->as<__nv_bfloat16>(), bytes / 2, 7, 1.0f, stream));
   TP_RETURN_IF_ERROR(StreamCopyKernel(a->get(), b->get(), bytes, stream));
   std::vector<uint32_t> src(bytes / 4), dst(bytes / 4);
@@ -111,11 +123,6 @@ absl::Status CheckStreamKernels(cudaStream_t stream) {
   TP_CUDA_RETURN_IF_ERROR(
       cudaMemcpyAsync(dst.data(), b->get(), bytes, cudaMemcpyDeviceToHost, stream));
   TP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
-  if (sunk != kStreamReadSinkTrigger) {
-    return absl::InternalError(absl::StrFormat(
-        "StreamRead check failed: sink 0x%08x, not 0x%08x: the buffer's last word was not read",
-        sunk, kStreamReadSinkTrigger));
-  }
   if (src != dst) return absl::InternalError("StreamCopyKernel check failed: copy differs");
   constexpr uint32_t kPattern = 0x5A3C96E1u;
   TP_RETURN_IF_ERROR(StreamWriteKernel(b->get(), bytes, kPattern, stream));

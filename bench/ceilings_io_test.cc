@@ -19,7 +19,7 @@ using ::testing::HasSubstr;
 
 constexpr char kH100[] = "NVIDIA H100 80GB HBM3";
 
-// A record as bench_ceilings writes it on the lent H100 (DESIGN.md's reference figures).
+// A record as bench_ceilings writes it on the lent H100 (the design notes' reference figures).
 MeasuredCeilings H100Ceilings() {
   MeasuredCeilings c;
   c.mutable_machine()->set_gpu_name(kH100);

@@ -133,6 +133,7 @@ absl::Status NvmlPass(NvmlSampler& nvml, const std::function<absl::Status(cudaSt
   if (s.energy_j) p.set_joules_per_token(*s.energy_j / (steps * static_cast<double>(p.tokens())));
   p.set_throttle(s.clock_event_reasons_read ? s.ClockEventReasonsText() : "n/a");
   for (const std::string& u : s.unavailable) unavailable.insert(absl::StrCat("NVML ", u));
+  for (const std::string& n : s.notes) p.add_notes(absl::StrCat("NVML ", n));
   return absl::OkStatus();
 }
 
@@ -424,6 +425,7 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
         "(%s; %d reps%s)\n",
         step.batch, t->p50_ms, p->tokens_per_s(), p->mbu(), p->mfu(), 100 * p->roofline_eff(),
         p->residency(), t->reps, t->stable ? "" : ", not stable within the time cap");
+    for (const std::string& note : p->notes()) log << "  note: " << note << "\n";
     return absl::OkStatus();
   };
 

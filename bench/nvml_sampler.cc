@@ -248,6 +248,7 @@ std::string NvmlSummary::ToString() const {
   if (!unavailable.empty()) {
     absl::StrAppend(&s, " unavailable=[", absl::StrJoin(unavailable, "; "), "]");
   }
+  if (!notes.empty()) absl::StrAppend(&s, " notes=[", absl::StrJoin(notes, "; "), "]");
   return s;
 }
 
@@ -482,7 +483,7 @@ NvmlSummary NvmlSampler::Stop() {
   auto partial = [&summary, &api, &w](const Series& series, const char* what) {
     const std::string note =
         PartialReadNote(what, series.failed, w.samples, api.Error(series.last_error));
-    if (!note.empty()) summary.unavailable.push_back(note);
+    if (!note.empty()) summary.notes.push_back(note);
   };
   auto mean = [&summary, &api, &partial](const Series& series, const char* what, double scale,
                                          std::optional<double>& out) {

@@ -54,7 +54,7 @@ bool IsNvmlUuid(absl::string_view id);
 // The note for a quantity that `failed` of a window's `samples` could not read (the last with
 // `error`): "utilization: read in 49 of 52 samples, the value is over those
 // (NVML_ERROR_UNKNOWN)". Empty where none or every sample failed (then the value is unset and
-// `unavailable` says why).
+// `unavailable` says why). NvmlSummary::notes holds it.
 std::string PartialReadNote(absl::string_view what, int failed, int samples,
                             absl::string_view error);
 
@@ -86,6 +86,8 @@ struct NvmlSummary {
   std::optional<double> gpm_dram_bw_util_pct;
 
   std::vector<std::string> unavailable;
+  // Caveats on values that are set: a quantity some samples could not read (PartialReadNote).
+  std::vector<std::string> notes;
 
   // One line for logs: "samples=52 window=1.04s util_gpu=98.1% (max 100%) ... reasons=none".
   std::string ToString() const;

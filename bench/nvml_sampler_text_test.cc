@@ -67,6 +67,10 @@ TEST(NvmlSummaryTest, ToStringShowsValuesAndWhatIsMissing) {
   EXPECT_NE(text.find("unavailable=[energy: NVML_ERROR_NOT_SUPPORTED; GPM: not supported"),
             std::string::npos)
       << text;
+  EXPECT_EQ(text.find("notes="), std::string::npos) << text;
+  s.notes = {PartialReadNote("power", 2, 3, "NVML_ERROR_UNKNOWN")};
+  EXPECT_NE(s.ToString().find("notes=[power: read in 1 of 3 samples"), std::string::npos)
+      << s.ToString();
 }
 
 TEST(PartialReadNoteTest, OnlyWhereSomeButNotAllSamplesFailed) {

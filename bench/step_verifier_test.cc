@@ -388,13 +388,17 @@ TEST_F(StepVerifierTest, PerPointGemmCheckFailsWhenTheProductChanges) {
       const bool e4m3 = b->w_scales != nullptr;
       const int64_t row_bytes = ops[i].k * (e4m3 ? 1 : 2);
       char* last_row = static_cast<char*>(const_cast<void*>(b->w)) + (ops[i].n - 1) * row_bytes;
+      // On stream_, as the check's own work: after the reference, before the launch.
       auto flip_sign = [&]() -> absl::Status {
         std::vector<uint8_t> row(row_bytes);
-        TP_CUDA_RETURN_IF_ERROR(cudaMemcpy(row.data(), last_row, row_bytes, cudaMemcpyDefault));
+        TP_CUDA_RETURN_IF_ERROR(
+            cudaMemcpyAsync(row.data(), last_row, row_bytes, cudaMemcpyDeviceToHost, stream_));
+        TP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
         // The sign bit: bit 7 of an e4m3 code, of a bf16's high (second, little-endian) byte.
         for (int64_t j = e4m3 ? 0 : 1; j < row_bytes; j += e4m3 ? 1 : 2) row[j] ^= 0x80;
-        return CudaStatus(cudaMemcpy(last_row, row.data(), row_bytes, cudaMemcpyDefault),
-                          "cudaMemcpy");
+        TP_CUDA_RETURN_IF_ERROR(
+            cudaMemcpyAsync(last_row, row.data(), row_bytes, cudaMemcpyHostToDevice, stream_));
+        return CudaStatus(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
       };
       const absl::Status st = r.TEST_CheckGemm(i, flip_sign, stream_);
       EXPECT_EQ(st.code(), absl::StatusCode::kInternal) << st;

@@ -217,16 +217,19 @@ INSTANTIATE_TEST_SUITE_P(Peaky, PrefillAttentionTest, testing::ValuesIn(PeakyCas
                          CaseName);
 
 // kAuto (what bench_prefill runs) takes the wgmma kernel wherever it can run: on a compute
-// capability 9.0 GPU with this (sm_90a) build, so an H100 never falls back to mma.sync unseen.
+// capability 9.0 GPU, which a build without sm_90a would leave on the slower mma.sync kernel.
 TEST(PrefillAttentionAutoTest, PicksWgmmaOnSm90) {
   int device = 0, major = 0, minor = 0;
   ASSERT_CUDA(cudaGetDevice(&device));
   ASSERT_CUDA(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
   ASSERT_CUDA(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+  const bool sm90 = major == 9 && minor == 0;
 #if defined(TRUTHPUT_PREFILL_SM90A)
-  EXPECT_EQ(PrefillAttentionWgmmaAvailable(), major == 9 && minor == 0);
+  EXPECT_EQ(PrefillAttentionWgmmaAvailable(), sm90);
 #else
   EXPECT_FALSE(PrefillAttentionWgmmaAvailable());
+  EXPECT_FALSE(sm90) << "a compute capability 9.0 GPU with a build without sm_90a "
+                        "(CMAKE_CUDA_ARCHITECTURES): prefill attention runs the mma.sync kernel";
 #endif
   EXPECT_EQ(PrefillAttentionAutoKernel(128), PrefillAttentionWgmmaAvailable()
                                                  ? PrefillAttentionKernel::kWgmma

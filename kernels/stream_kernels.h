@@ -3,9 +3,9 @@
 // measure what DRAM bandwidth a kernel actually reaches on this GPU and what a launch costs, so
 // runs can be held against measured ceilings as well as datasheet ones.
 //
-// Shape (the one DESIGN.md's reference figures were taken with): 2 CTAs of 1024 threads per SM,
-// so the grid is one full wave; each thread walks the buffer grid-strided in 16-byte vectors with
-// 4 independent accesses in flight per iteration, and a plain tail loop for the rest.
+// Shape (StreamRead's, kernels/stream_read.h): 2 CTAs of 1024 threads per SM, so the grid is one
+// full wave; each thread walks the buffer grid-strided in 16-byte vectors with 4 independent
+// accesses in flight per iteration, and a plain tail loop for the rest.
 //
 // Requirements (checked, InvalidArgument): pointers 16-byte aligned, bytes >= 0 and a multiple of
 // 16. No allocation, no synchronization: every function here is capturable into a CUDA graph.
