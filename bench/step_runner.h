@@ -127,10 +127,10 @@ class StepRunner {
   int num_splits() const { return num_splits_; }
 
   // For tests: Options::check_gemms on GEMM op `op_index` after Create, with `between` run where
-  // Create packs weights: after the reference, before the launch (both on `stream`, so
-  // `between` orders its GPU work there). A `between` that changes the operands must make it
-  // fail. FailedPrecondition for a GEMM that PacksWeights (its weights are
-  // packed by now; the reference reads them unpacked).
+  // Create packs weights: after the reference, before the launch (both on `stream`, so `between`
+  // orders its GPU work there). A `between` that changes the operands must make it fail.
+  // FailedPrecondition for a GEMM that PacksWeights (its weights are packed by now; the
+  // reference reads them unpacked).
   absl::Status TEST_CheckGemm(size_t op_index, const std::function<absl::Status()>& between,
                               cudaStream_t stream);
 
