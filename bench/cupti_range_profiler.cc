@@ -308,13 +308,22 @@ absl::Status SplitMetrics(const std::string& chip, const std::vector<uint8_t>& a
     auto props = TP_CUPTI_PARAMS(CUpti_Profiler_Host_GetMetricProperties_Params);
     props.pHostObject = scratch.get();
     props.pMetricName = m.c_str();
-    if (cuptiProfilerHostGetMetricProperties(&props) != CUPTI_SUCCESS) {
+    // A failure that is not the metric's (no permission, counters busy, out of memory) fails
+    // the whole profiler with its reason rather than passing for "not supported on the chip".
+    auto not_the_metrics = [](const absl::Status& st) {
+      return absl::IsPermissionDenied(st) || absl::IsUnavailable(st) ||
+             absl::IsResourceExhausted(st);
+    };
+    if (const CUptiResult r = cuptiProfilerHostGetMetricProperties(&props); r != CUPTI_SUCCESS) {
+      absl::Status st = CuptiStatus(r, "cuptiProfilerHostGetMetricProperties");
+      if (not_the_metrics(st)) return st;
       unsupported->push_back(m);
       continue;
     }
-    if (AddMetrics(scratch.get(), {m.c_str()}).ok()) {
+    if (absl::Status added = AddMetrics(scratch.get(), {m.c_str()}); added.ok()) {
       supported->push_back(m);
     } else {
+      if (not_the_metrics(added)) return added;
       unsupported->push_back(m);
       scratch.reset();
     }
