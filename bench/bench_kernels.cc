@@ -115,12 +115,13 @@ struct Gpu {
 Gpu* g_gpu = nullptr;
 
 absl::Status InitGpu(Gpu* g) {
-  TP_CUDA_RETURN_IF_ERROR(cudaGetDevice(&g->device));
-  TP_CUDA_RETURN_IF_ERROR(
-      cudaDeviceGetAttribute(&g->sms, cudaDevAttrMultiProcessorCount, g->device));
-  int l2 = 0;
-  TP_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, g->device));
-  g->l2_bytes = l2;
+  // Device 0, the one the process starts on. First: without a usable GPU this gives the one
+  // line "no CUDA GPU: ..." the run ends with.
+  absl::StatusOr<DeviceIdentity> id = ReadDeviceIdentity(0);
+  if (!id.ok()) return id.status();
+  g->device = id->device;
+  g->sms = id->sm_count;
+  g->l2_bytes = id->l2_bytes;
   TP_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&g->stream, cudaStreamNonBlocking));
   absl::StatusOr<std::unique_ptr<StreamGate>> gate = StreamGate::Create();
   if (!gate.ok()) return gate.status();
@@ -145,8 +146,6 @@ absl::Status InitGpu(Gpu* g) {
   absl::StatusOr<std::unique_ptr<CublasLtFp8Gemm>> fp8 = CublasLtFp8Gemm::Create();
   if (!fp8.ok()) return fp8.status();
   g->fp8 = *std::move(fp8);
-  absl::StatusOr<DeviceIdentity> id = ReadDeviceIdentity(g->device);
-  if (!id.ok()) return id.status();
   g->dram_gbps = DramPeakGbps(*id);
   // The machine's identity travels with the numbers (Google Benchmark's own context has the host).
   benchmark::AddCustomContext("gpu", id->name);
@@ -865,16 +864,11 @@ int main(int argc, char** argv) {
   int args_count = static_cast<int>(args.size());
   benchmark::Initialize(&args_count, args.data());
   if (benchmark::ReportUnrecognizedArguments(args_count, args.data())) return 1;
-  // After the flags, so that --help and a mistyped flag are answered on any machine.
-  if (const absl::StatusOr<truthput::DeviceIdentity> id = truthput::ReadDeviceIdentity(0);
-      !id.ok()) {
-    std::fprintf(stderr, "bench_kernels: %s\n", std::string(id.status().message()).c_str());
-    return 1;
-  }
 
+  // After the flags, so that --help and a mistyped flag are answered on any machine.
   auto gpu = std::make_unique<truthput::Gpu>();
   if (const absl::Status st = truthput::InitGpu(gpu.get()); !st.ok()) {
-    std::fprintf(stderr, "bench_kernels: %s\n", st.ToString().c_str());
+    std::fprintf(stderr, "bench_kernels: %s\n", std::string(st.message()).c_str());
     return 1;
   }
   truthput::g_gpu = gpu.get();

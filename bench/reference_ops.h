@@ -90,6 +90,10 @@ struct Comparison {
 Comparison Compare(const std::vector<float>& got, const std::vector<double>& ref, double rtol,
                    absl::Span<const int64_t> shape = {});
 
+// Compare's rtol for a GEMM's bf16 output: fp32 sums over k up to 28672 (70B's down_proj), then
+// one bf16 rounding. The step verifier and the runner's per-point GEMM check both use it.
+inline constexpr double kRtolGemm = 3e-2;
+
 }  // namespace ref
 }  // namespace truthput
 

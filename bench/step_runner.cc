@@ -659,8 +659,7 @@ absl::Status StepRunner::CheckGemm(size_t op_index, const std::function<absl::St
   std::vector<float> got(y.size());
   for (size_t e = 0; e < y.size(); ++e) got[e] = __bfloat162float(y[e]);
   const std::vector<double> want(want_f.begin(), want_f.end());
-  // The step verifier's GEMM bound (bench/step_verifier.h).
-  const ref::Comparison c = ref::Compare(got, want, 3e-2, {rows, op.n});
+  const ref::Comparison c = ref::Compare(got, want, ref::kRtolGemm, {rows, op.n});
   if (!c.ok) {
     return absl::InternalError(absl::StrCat("GEMM check failed: ", op.name, " at m=", op.m,
                                             " on ", Implementation(op_index), ": ", c.worst,

@@ -30,7 +30,7 @@ using bf16 = __nv_bfloat16;
 // (2^-9 relative); GEMMs add fp32 sums over k up to 28672 (70B's down_proj) and attention rounds
 // the softmax weights to bf16 for the tensor-core P.V, so they get a little more. Copies are exact.
 constexpr double kRtolElementwise = 2e-2;
-constexpr double kRtolGemm = 3e-2;
+using ref::kRtolGemm;
 constexpr double kRtolAttention = 3e-2;
 constexpr double kExact = 0.0;
 // An output written only as e4m3 per row (for a W8A8 GEMM): 3 mantissa bits round to within

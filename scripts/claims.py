@@ -129,7 +129,7 @@ def claim_a(results_dir, index, loader):
                             NOT_MEASURED, f"`{show_path(path)}`"))
             continue
         bound = p["bound_tokens_per_s"]
-        meas = p.get("tokens_per_s") if tr.measured(p) else None
+        meas = tr.measured_tps(p)
         near = abs(bound - 24) / 24
         ours = (f"bound {_tps(bound)} ({p['bound'] or '?'}-bound, "
                 f"{tr.fmt(p['model_gbytes'])} GB per step); ")
@@ -167,7 +167,7 @@ def claim_b(results_dir, index, loader):
             if bad:
                 rows.append(bad)
                 continue
-            pts = [p for p in tr.measured_points(run) if p["tokens_per_s"] > 0]
+            pts = tr.measured_points(run)
             if len(pts) < 2:
                 rows.append(row("b", label, article,
                                 "not measured (fewer than two measured batches)",
@@ -245,7 +245,7 @@ def interpolate_log(x, x0, y0, x1, y1):
 
 def mfu_at_tps(pts, target):
     """(MFU at target tok/s, how it was found) from measured points (sorted by batch)."""
-    pts = [p for p in pts if p.get("mfu") and p["tokens_per_s"] > 0]
+    pts = [p for p in pts if p.get("mfu")]
     if not pts:
         return None, ""
     for p in pts:
@@ -521,9 +521,7 @@ def main(argv=None):
     rows = check_all(results_dir, index)
     text = render(rows, results_dir)
     try:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w", encoding="utf-8") as f:
-            f.write(text)
+        tr.write_text(args.out, text)
     except OSError as e:
         return fail(tr.cannot_write(e, args.out))
     for r in rows:

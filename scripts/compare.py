@@ -29,7 +29,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import truthput_results as tr  # noqa: E402
 
 EXIT_MISMATCH = 2
-EXIT_CANNOT_WRITE = 2
 
 
 def point_key(run, p):
@@ -44,20 +43,23 @@ def usable_points(run):
     return {point_key(run, p): p for p in run["points"] if not p.get("skipped")}
 
 
+def workload_diffs(a, b):
+    """(what, A's, B's) for the model, weight precision, context and TP degree where A and B
+    differ: a step of other bytes or FLOPs."""
+    ca, cb = a["config"], b["config"]
+    fields = (("model", tr.model_name(a), tr.model_name(b)),
+              ("weight precision", tr.precision(a), tr.precision(b)),
+              ("context", ca.get("context", 0), cb.get("context", 0)),
+              ("tp", ca.get("tp") or 1, cb.get("tp") or 1))
+    return [(what, x, y) for what, x, y in fields if x != y]
+
+
 def mismatches(a, b):
     """Reasons A and B are not the same workload (empty list when they are)."""
-    out = []
+    out = [f"{what} {x} vs {y}" for what, x, y in workload_diffs(a, b)]
     ca, cb = a["config"], b["config"]
-    if tr.model_name(a) != tr.model_name(b):
-        out.append(f"model {tr.model_name(a)} vs {tr.model_name(b)}")
-    if tr.precision(a) != tr.precision(b):
-        out.append(f"weight precision {tr.precision(a)} vs {tr.precision(b)}")
     if (ca.get("phase") or "decode") != (cb.get("phase") or "decode"):
         out.append(f"phase {ca.get('phase')} vs {cb.get('phase')}")
-    if ca.get("context", 0) != cb.get("context", 0):
-        out.append(f"context {ca.get('context', 0)} vs {cb.get('context', 0)}")
-    if (ca.get("tp") or 1) != (cb.get("tp") or 1):
-        out.append(f"tp {ca.get('tp') or 1} vs {cb.get('tp') or 1}")
     ka, kb = set(usable_points(a)), set(usable_points(b))
     if not ka & kb:
         def show(keys):
@@ -73,30 +75,21 @@ def _ratio(x, y):
     return y / x
 
 
-def _tps(p):
-    """The point's tokens/s, or None where it was not measured ("NaN", 0 or negative)."""
-    return p.get("tokens_per_s") if tr.measured(p) else None
-
-
-def _workload_diffs(a, b):
-    """"A vs B" for the model, weight precision, context and TP degree where the runs differ."""
-    ca, cb = a["config"].get("context", 0), b["config"].get("context", 0)
-    ta, tb = a["config"].get("tp", 1) or 1, b["config"].get("tp", 1) or 1
-    pairs = ((tr.model_name(a), tr.model_name(b)), (tr.precision(a), tr.precision(b)),
-             (f"ctx {ca}", f"ctx {cb}"), (f"tp {ta}", f"tp {tb}"))
-    return [f"{x} vs {y}" for x, y in pairs if x != y]
-
-
 def _either(x, y):
     """x where the runs agree, else "y vs x" (B's first, as the GPUs in the title)."""
     return x if x == y else f"{y} vs {x}"
 
 
-def predicted_ratio(a, b, pa, pb):
-    """(tokens/s ratio B/A the datasheets predict for this point, basis string)."""
+def predicted_ratio(a, b, pa, pb, diffs=None):
+    """(tokens/s ratio B/A the datasheets predict for this point, basis string). diffs:
+    workload_diffs(a, b), where the caller has it."""
     ba, bb = pa.get("bound") or "", pb.get("bound") or ""
-    diffs = _workload_diffs(a, b)
+    if diffs is None:
+        diffs = workload_diffs(a, b)
     if diffs:
+        # "ctx 0 vs ctx 2048"; a model or precision alone.
+        prefix = {"context": "ctx ", "tp": "tp "}
+        diffs = [f"{prefix.get(w, '')}{x} vs {prefix.get(w, '')}{y}" for w, x, y in diffs]
         # Different bytes or FLOPs per step (another precision, model or context): the datasheet
         # ratio alone says nothing; the ratio of the two roofline bounds (each the run's own
         # bytes and FLOPs) does.
@@ -114,14 +107,16 @@ def predicted_ratio(a, b, pa, pb):
 
 def compare_rows(a, b):
     pa_all, pb_all = usable_points(a), usable_points(b)
+    diffs = workload_diffs(a, b)
     rows = []
     for key in sorted(set(pa_all) & set(pb_all)):
         pa, pb = pa_all[key], pb_all[key]
-        pred, basis = predicted_ratio(a, b, pa, pb)
-        tps = _ratio(_tps(pa), _tps(pb))
+        pred, basis = predicted_ratio(a, b, pa, pb, diffs)
+        tps_a, tps_b = tr.measured_tps(pa), tr.measured_tps(pb)
+        tps = _ratio(tps_a, tps_b)
         rows.append({
             "key": key,
-            "tps_a": _tps(pa), "tps_b": _tps(pb), "tps_ratio": tps,
+            "tps_a": tps_a, "tps_b": tps_b, "tps_ratio": tps,
             "ms_a": pa.get("step_ms_p50"), "ms_b": pb.get("step_ms_p50"),
             "ms_ratio": _ratio(pa.get("step_ms_p50"), pb.get("step_ms_p50")),
             "mbu_a": pa.get("mbu"), "mbu_b": pb.get("mbu"),
@@ -350,16 +345,14 @@ def main(argv=None):
     try:
         if args.md:
             where = args.md
-            os.makedirs(os.path.dirname(os.path.abspath(args.md)), exist_ok=True)
-            with open(args.md, "w", encoding="utf-8") as f:
-                f.write(text)
+            tr.write_text(args.md, text)
         if not args.no_chart:
             where = args.out
             for p in chart(a, pairs, args.out):
                 print(f"chart: {p}", file=sys.stderr)
     except OSError as e:
         print(f"compare: {tr.cannot_write(e, where)}", file=sys.stderr)
-        return EXIT_CANNOT_WRITE
+        return tr.EXIT_CANNOT_WRITE
     return 0
 
 

@@ -37,7 +37,6 @@ import truthput_results as tr  # noqa: E402
 FIGSIZE = (9, 5.5)
 DPI = 150
 OTHER_BELOW = 0.03  # ops whose share never reaches this at any batch are grouped as "other"
-EXIT_CANNOT_WRITE = 2
 
 plt.rcParams.update({
     "svg.fonttype": "none",     # text stays text in the SVG
@@ -165,7 +164,7 @@ def draw_throughput(ax, run, color, combined=False):
             ax.plot([p["batch"] for p in bpts], [p["bound_tokens_per_s"] for p in bpts],
                     ls="--", lw=1.3, color=color, alpha=0.75,
                     label=None if combined else f"{pre}roofline bound (bound_tokens_per_s)")
-        mpts = [p for p in pts if tr.measured(p) and p["tokens_per_s"] > 0]
+        mpts = [p for p in pts if tr.measured(p)]
         if mpts:
             ax.plot([p["batch"] for p in mpts], [p["tokens_per_s"] for p in mpts],
                     marker="o", ms=4.5, lw=1.8, color=color,
@@ -485,7 +484,7 @@ def main(argv=None):
             written += chart_roofline(group, args.out, f"combined_{slug}_roofline", formats)
     except OSError as e:
         print(f"plot: {tr.cannot_write(e, args.out)}", file=sys.stderr)
-        return EXIT_CANNOT_WRITE
+        return tr.EXIT_CANNOT_WRITE
     for p in written:
         print(p)
     return 0

@@ -170,6 +170,16 @@ def normalize(raw, path=""):
     return run
 
 
+EXIT_CANNOT_WRITE = 2  # the scripts' exit status for an output they cannot write
+
+
+def write_text(path, text):
+    """Writes text to path, making its folder first. Raises OSError (see cannot_write)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
 def cannot_write(error, path):
     """One line for an OSError met writing an output: "<path>: cannot write (<why>)".
 
@@ -283,6 +293,11 @@ def measured(point):
     tps = point.get("tokens_per_s")
     return (not point.get("skipped") and isinstance(tps, (int, float)) and math.isfinite(tps)
             and tps > 0)
+
+
+def measured_tps(point):
+    """The point's tokens/s, or None where it was not measured (see measured)."""
+    return point.get("tokens_per_s") if measured(point) else None
 
 
 def measured_points(run):
