@@ -13,77 +13,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "bench/nvml_types.h"
 
 namespace truthput {
 namespace {
 
-// The few NVML declarations used here. nvml.h is not installed on the build machine; these
-// mirror the public nvml.h (NVML API version 12/13, as shipped with CUDA 12.x/13.x and drivers
-// 535..580). All structs are plain C with natural alignment on x86-64 and aarch64.
-
-// nvml.h: `typedef enum nvmlReturn_enum {...} nvmlReturn_t;` An enum of int size.
-using nvmlReturn_t = int;
-constexpr nvmlReturn_t kNvmlSuccess = 0;         // NVML_SUCCESS
 constexpr nvmlReturn_t kNvmlFunctionMissing = -1;  // Ours: the symbol isn't in this libnvidia-ml.
-
-// nvml.h: `typedef struct nvmlDevice_st* nvmlDevice_t;` (opaque).
-struct nvmlDevice_st;
-using nvmlDevice_t = nvmlDevice_st*;
-
-// nvml.h: `typedef struct nvmlUtilization_st { unsigned int gpu; unsigned int memory; }`.
-struct nvmlUtilization_t {
-  unsigned int gpu;
-  unsigned int memory;
-};
-
-// nvml.h: nvmlClockType_t, NVML_CLOCK_SM = 1.
-constexpr unsigned int kNvmlClockSm = 1;
-
-// nvml.h: `typedef struct nvmlGpmSample_st* nvmlGpmSample_t;` (opaque).
-struct nvmlGpmSample_st;
-using nvmlGpmSample_t = nvmlGpmSample_st*;
-
-// nvml.h: nvmlGpmMetric_t.
-struct nvmlGpmMetric_t {
-  unsigned int metricId;    // IN: an NVML_GPM_METRIC_* id.
-  nvmlReturn_t nvmlReturn;  // OUT: this metric's status; value is valid only if NVML_SUCCESS.
-  double value;             // OUT.
-  struct {
-    char* shortName;
-    char* longName;
-    char* unit;
-  } metricInfo;  // OUT: may be null.
-};
-static_assert(offsetof(nvmlGpmMetric_t, value) == 8 && sizeof(nvmlGpmMetric_t) == 40);
-
-// nvml.h: nvmlGpmMetricsGet_t, version NVML_GPM_METRICS_GET_VERSION = 1. Its array has
-// NVML_GPM_METRIC_MAX entries: 98 in the CUDA 12.2-era header, 333 in later ones, under the same
-// version 1, so NVML can only rely on (and touch) the first numMetrics entries. We declare the
-// larger size anyway, so a library that assumed its own full size would still stay in bounds.
-constexpr unsigned int kNvmlGpmMetricsGetVersion = 1;
-constexpr int kNvmlGpmMetricMax = 333;
-struct nvmlGpmMetricsGet_t {
-  unsigned int version;     // IN: NVML_GPM_METRICS_GET_VERSION.
-  unsigned int numMetrics;  // IN: how many of metrics[] to compute.
-  nvmlGpmSample_t sample1;  // IN: the earlier sample.
-  nvmlGpmSample_t sample2;  // IN: the later sample.
-  nvmlGpmMetric_t metrics[kNvmlGpmMetricMax];  // IN metricId; OUT nvmlReturn, value.
-};
-static_assert(offsetof(nvmlGpmMetricsGet_t, sample1) == 8);
-static_assert(offsetof(nvmlGpmMetricsGet_t, metrics) == 24);
-
-// nvml.h: nvmlGpmSupport_t, version NVML_GPM_SUPPORT_VERSION = 1.
-constexpr unsigned int kNvmlGpmSupportVersion = 1;
-struct nvmlGpmSupport_t {
-  unsigned int version;            // IN: NVML_GPM_SUPPORT_VERSION.
-  unsigned int isSupportedDevice;  // OUT.
-};
-
-// nvml.h: nvmlGpmMetricId_t values.
-constexpr unsigned int kGpmSmUtil = 2;        // NVML_GPM_METRIC_SM_UTIL
-constexpr unsigned int kGpmSmOccupancy = 3;   // NVML_GPM_METRIC_SM_OCCUPANCY
-constexpr unsigned int kGpmAnyTensorUtil = 5; // NVML_GPM_METRIC_ANY_TENSOR_UTIL
-constexpr unsigned int kGpmDramBwUtil = 10;   // NVML_GPM_METRIC_DRAM_BW_UTIL
 
 // GPM values over shorter windows are invalid on Hopper (NVIDIA/DCGM#310: "100ms is a hard
 // limitation").

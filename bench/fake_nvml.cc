@@ -1,0 +1,199 @@
+#include "bench/fake_nvml.h"
+
+#include <cstdint>
+#include <mutex>
+#include <string>
+
+#include "bench/nvml_types.h"
+
+namespace truthput::fake_nvml {
+namespace {
+
+constexpr int kUninitialized = 1;     // NVML_ERROR_UNINITIALIZED
+constexpr int kInvalidArgument = 2;   // NVML_ERROR_INVALID_ARGUMENT
+constexpr int kNotFound = 6;          // NVML_ERROR_NOT_FOUND
+
+// The sampler reads from its own thread while a test reads the record: one lock for both.
+std::mutex mu;
+Script script;
+Record record;
+
+// The one device handle the fake hands out, and two GPM sample buffers' worth of handles.
+nvmlDevice_st* const kDevice = reinterpret_cast<nvmlDevice_st*>(0x1000);
+int gpm_next_handle = 0x2000;
+
+// Records call c and returns its scripted code; on success *value is its scripted value.
+int Answer(Call c, double* value) {
+  const int i = record.calls[c]++;
+  const int r = script.result[c] ? script.result[c](i) : kSuccess;
+  if (r != kSuccess) return r;
+  *value = script.value(c, i);
+  record.returned_sum[c] += *value;
+  ++record.returned[c];
+  return kSuccess;
+}
+
+// NVML_ERROR_UNINITIALIZED before nvmlInit_v2; NVML_ERROR_INVALID_ARGUMENT for a handle the fake
+// did not give out or a null out-pointer.
+int CheckDevice(nvmlDevice_t device, const void* out) {
+  if (record.inits <= 0) return kUninitialized;
+  if (device != kDevice || out == nullptr) return kInvalidArgument;
+  return kSuccess;
+}
+
+}  // namespace
+
+void Reset(const Script& s) {
+  std::lock_guard<std::mutex> lock(mu);
+  script = s;
+  record = Record{};
+}
+
+Record Seen() {
+  std::lock_guard<std::mutex> lock(mu);
+  return record;
+}
+
+// The NVML entry points, with nvml.h's names and C linkage (unmangled, though declared in this
+// namespace), as NvmlSampler dlsyms them.
+extern "C" {
+
+nvmlReturn_t nvmlInit_v2() {
+  std::lock_guard<std::mutex> lock(mu);
+  if (script.init_result != kSuccess) return script.init_result;
+  ++record.inits;
+  return kSuccess;
+}
+
+nvmlReturn_t nvmlShutdown() {
+  std::lock_guard<std::mutex> lock(mu);
+  if (record.inits <= 0) return kUninitialized;
+  --record.inits;
+  return kSuccess;
+}
+
+const char* nvmlErrorString(nvmlReturn_t) { return "fake NVML error"; }
+
+nvmlReturn_t nvmlDeviceGetHandleByUUID(const char* uuid, nvmlDevice_t* device) {
+  std::lock_guard<std::mutex> lock(mu);
+  if (record.inits <= 0) return kUninitialized;
+  if (uuid == nullptr || device == nullptr) return kInvalidArgument;
+  record.last_lookup = uuid;
+  if (script.uuid != uuid) return kNotFound;
+  *device = kDevice;
+  return kSuccess;
+}
+
+nvmlReturn_t nvmlDeviceGetHandleByPciBusId_v2(const char* bus_id, nvmlDevice_t* device) {
+  std::lock_guard<std::mutex> lock(mu);
+  if (record.inits <= 0) return kUninitialized;
+  if (bus_id == nullptr || device == nullptr) return kInvalidArgument;
+  record.last_lookup = bus_id;
+  if (script.pci_bus_id != bus_id) return kNotFound;
+  *device = kDevice;
+  return kSuccess;
+}
+
+nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device, nvmlUtilization_t* out) {
+  std::lock_guard<std::mutex> lock(mu);
+  if (int r = CheckDevice(device, out); r != kSuccess) return r;
+  double v = 0;
+  if (int r = Answer(kUtilization, &v); r != kSuccess) return r;
+  out->gpu = static_cast<unsigned int>(v);
+  out->memory = static_cast<unsigned int>(v / 2);
+  return kSuccess;
+}
+
+nvmlReturn_t nvmlDeviceGetClockInfo(nvmlDevice_t device, unsigned int type, unsigned int* mhz) {
+  std::lock_guard<std::mutex> lock(mu);
+  if (int r = CheckDevice(device, mhz); r != kSuccess) return r;
+  if (type != kNvmlClockSm) return kInvalidArgument;  // the sampler asks for nothing else
+  double v = 0;
+  if (int r = Answer(kSmClock, &v); r != kSuccess) return r;
+  *mhz = static_cast<unsigned int>(v);
+  return kSuccess;
+}
+
+nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t device, unsigned int* mw) {
+  std::lock_guard<std::mutex> lock(mu);
+  if (int r = CheckDevice(device, mw); r != kSuccess) return r;
+  double v = 0;
+  if (int r = Answer(kPower, &v); r != kSuccess) return r;
+  *mw = static_cast<unsigned int>(v);
+  return kSuccess;
+}
+
+nvmlReturn_t nvmlDeviceGetCurrentClocksEventReasons(nvmlDevice_t device,
+                                                    unsigned long long* bits) {
+  std::lock_guard<std::mutex> lock(mu);
+  if (int r = CheckDevice(device, bits); r != kSuccess) return r;
+  double v = 0;
+  if (int r = Answer(kReasons, &v); r != kSuccess) return r;
+  *bits = static_cast<unsigned long long>(v);
+  record.reasons_or |= *bits;
+  return kSuccess;
+}
+
+nvmlReturn_t nvmlDeviceGetTotalEnergyConsumption(nvmlDevice_t device, unsigned long long* mj) {
+  std::lock_guard<std::mutex> lock(mu);
+  if (int r = CheckDevice(device, mj); r != kSuccess) return r;
+  double v = 0;
+  if (int r = Answer(kEnergy, &v); r != kSuccess) return r;
+  *mj = static_cast<unsigned long long>(v);
+  return kSuccess;
+}
+
+nvmlReturn_t nvmlGpmQueryDeviceSupport(nvmlDevice_t device, nvmlGpmSupport_t* support) {
+  std::lock_guard<std::mutex> lock(mu);
+  if (int r = CheckDevice(device, support); r != kSuccess) return r;
+  if (support->version != kNvmlGpmSupportVersion) return 25;  // ARGUMENT_VERSION_MISMATCH
+  support->isSupportedDevice = script.gpm_supported ? 1 : 0;
+  return kSuccess;
+}
+
+nvmlReturn_t nvmlGpmSampleAlloc(nvmlGpmSample_t* sample) {
+  std::lock_guard<std::mutex> lock(mu);
+  if (record.inits <= 0) return kUninitialized;
+  if (sample == nullptr) return kInvalidArgument;
+  *sample = reinterpret_cast<nvmlGpmSample_t>(static_cast<uintptr_t>(gpm_next_handle++));
+  ++record.gpm_samples;
+  return kSuccess;
+}
+
+nvmlReturn_t nvmlGpmSampleFree(nvmlGpmSample_t sample) {
+  std::lock_guard<std::mutex> lock(mu);
+  if (sample == nullptr) return kInvalidArgument;
+  --record.gpm_samples;
+  return kSuccess;
+}
+
+nvmlReturn_t nvmlGpmSampleGet(nvmlDevice_t device, nvmlGpmSample_t sample) {
+  std::lock_guard<std::mutex> lock(mu);
+  if (int r = CheckDevice(device, sample); r != kSuccess) return r;
+  double unused = 0;
+  return Answer(kGpmSampleGet, &unused);
+}
+
+nvmlReturn_t nvmlGpmMetricsGet(nvmlGpmMetricsGet_t* get) {
+  std::lock_guard<std::mutex> lock(mu);
+  if (record.inits <= 0) return kUninitialized;
+  if (get == nullptr) return kInvalidArgument;
+  if (get->version != kNvmlGpmMetricsGetVersion) return 25;  // ARGUMENT_VERSION_MISMATCH
+  // Two different samples, and no more metrics than nvml.h's smallest array (98) holds.
+  if (get->sample1 == nullptr || get->sample2 == nullptr || get->sample1 == get->sample2 ||
+      get->numMetrics == 0 || get->numMetrics > 98) {
+    return kInvalidArgument;
+  }
+  ++record.gpm_metrics_gets;
+  if (script.gpm_metrics_result != kSuccess) return script.gpm_metrics_result;
+  for (unsigned int i = 0; i < get->numMetrics; ++i) {
+    nvmlGpmMetric_t& m = get->metrics[i];
+    m.nvmlReturn = script.gpm_metric_result ? script.gpm_metric_result(m.metricId) : kSuccess;
+    m.value = m.nvmlReturn == kSuccess ? m.metricId * 1.5 : 0;
+  }
+  return kSuccess;
+}
+
+}  // extern "C"
+
+}  // namespace truthput::fake_nvml
