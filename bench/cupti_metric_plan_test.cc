@@ -1,0 +1,114 @@
+// The parts of CuptiRangeProfiler that need no GPU: PlanMetrics (Create's metric check, run by
+// CUPTI's host library for a chip named offline) and ToTruthColumns.
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "bench/cupti_range_profiler.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace truthput {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+// The H100 and the H200 are both GH100.
+TEST(CuptiMetricPlanTest, EveryTruthMetricIsKnownOnGH100InTwoPasses) {
+  const std::vector<std::string> names = TruthMetricNames();
+  ASSERT_EQ(names.size(), TruthMetrics().size());
+  absl::StatusOr<CuptiRangeProfiler::MetricPlan> plan =
+      CuptiRangeProfiler::PlanMetrics("GH100", names);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->supported, names);
+  EXPECT_THAT(plan->unsupported, IsEmpty());
+  EXPECT_EQ(plan->passes, 2);  // as cupti_range_profiler.h says
+}
+
+TEST(CuptiMetricPlanTest, UnknownNamesAreUnsupportedAndRepeatsDropped) {
+  absl::StatusOr<CuptiRangeProfiler::MetricPlan> plan = CuptiRangeProfiler::PlanMetrics(
+      "GH100", {"dram__bytes_read.sum", "no_such__metric.sum", "", "dram__bytes_read.sum",
+                "sm__cycles_active.avg", "no_such__metric.sum"});
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_THAT(plan->supported, ElementsAre("dram__bytes_read.sum", "sm__cycles_active.avg"));
+  EXPECT_THAT(plan->unsupported, ElementsAre("no_such__metric.sum"));
+  EXPECT_EQ(plan->passes, 1);
+}
+
+TEST(CuptiMetricPlanTest, NoKnownMetricIsNotFoundNamingThem) {
+  const absl::Status st =
+      CuptiRangeProfiler::PlanMetrics("GH100", {"no_such__metric.sum", "nor__this.avg"}).status();
+  EXPECT_TRUE(absl::IsNotFound(st)) << st;
+  EXPECT_THAT(st.message(), HasSubstr("GH100"));
+  EXPECT_THAT(st.message(), HasSubstr("no_such__metric.sum, nor__this.avg"));
+}
+
+// A chip CUPTI does not know is the device's limit, said in the one-line form of a cell's
+// "n/a (reason)", with the failing call after it.
+TEST(CuptiMetricPlanTest, UnknownChipIsUnimplementedSayingSo) {
+  const absl::Status st =
+      CuptiRangeProfiler::PlanMetrics("NO_SUCH_CHIP", {"dram__bytes_read.sum"}).status();
+  EXPECT_TRUE(absl::IsUnimplemented(st)) << st;
+  EXPECT_TRUE(absl::StartsWith(st.message(),
+                               "CUPTI cannot read counters on this device or configuration"))
+      << st;
+  EXPECT_THAT(st.message(), HasSubstr("CUPTI_ERROR_INVALID_CHIP_NAME]"));
+  EXPECT_THAT(std::string(st.message()), ::testing::Not(HasSubstr("\n")));
+}
+
+RangeMetrics Range(std::map<std::string, double> values) {
+  RangeMetrics m;
+  m.values = std::move(values);
+  return m;
+}
+
+TEST(ToTruthColumnsTest, ConvertsUnitsAndSumsTheTensorFlops) {
+  const TruthColumns c = ToTruthColumns(Range({
+      {"gpu__time_duration.sum", 2.5e6},  // ns
+      {"dram__bytes_read.sum", 1.4e11},
+      {"sm__ops_path_tensor_src_bf16_dst_fp32.sum", 3e12},
+      {"sm__ops_path_tensor_src_fp8.sum", 1e12},
+      {"gpc__cycles_elapsed.avg.per_second", 1.98e9},
+  }));
+  EXPECT_DOUBLE_EQ(c.duration_s.value_or(-1), 2.5e-3);
+  EXPECT_EQ(c.dram_read_bytes, 1.4e11);
+  EXPECT_EQ(c.tensor_flops, 4e12);
+  EXPECT_EQ(c.gpc_clock_hz, 1.98e9);
+  // What was not read stays unset, not zero.
+  EXPECT_FALSE(c.dram_write_bytes.has_value());
+  EXPECT_FALSE(c.sm_active_pct.has_value());
+  EXPECT_FALSE(c.l2_hit_pct.has_value());
+}
+
+TEST(ToTruthColumnsTest, TensorFlopsAreWhicheverKindWasRead) {
+  EXPECT_EQ(ToTruthColumns(Range({{"sm__ops_path_tensor_src_fp8.sum", 7.0}})).tensor_flops, 7.0);
+  EXPECT_FALSE(ToTruthColumns(Range({{"dram__bytes_read.sum", 1.0}})).tensor_flops.has_value());
+}
+
+// Every column of the table lands in its own field: a value per metric, each different.
+TEST(ToTruthColumnsTest, EveryTruthMetricHasItsField) {
+  std::map<std::string, double> values;
+  double v = 1;
+  for (const TruthMetric& m : TruthMetrics()) values[m.metric] = v++;
+  const TruthColumns c = ToTruthColumns(Range(values));
+  auto of = [&values](const char* metric) { return values.at(metric); };
+  EXPECT_EQ(c.duration_s, of("gpu__time_duration.sum") * 1e-9);
+  EXPECT_EQ(c.dram_read_bytes, of("dram__bytes_read.sum"));
+  EXPECT_EQ(c.dram_write_bytes, of("dram__bytes_write.sum"));
+  EXPECT_EQ(c.dram_pct, of("dram__throughput.avg.pct_of_peak_sustained_elapsed"));
+  EXPECT_EQ(c.sm_active_pct, of("sm__cycles_active.avg.pct_of_peak_sustained_elapsed"));
+  EXPECT_EQ(c.tensor_active_pct,
+            of("sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_elapsed"));
+  EXPECT_EQ(c.tensor_flops_bf16, of("sm__ops_path_tensor_src_bf16_dst_fp32.sum"));
+  EXPECT_EQ(c.tensor_flops_fp8, of("sm__ops_path_tensor_src_fp8.sum"));
+  EXPECT_EQ(c.occupancy_pct, of("sm__warps_active.avg.pct_of_peak_sustained_active"));
+  EXPECT_EQ(c.l2_hit_pct, of("lts__t_sector_hit_rate.pct"));
+  EXPECT_EQ(c.gpc_clock_hz, of("gpc__cycles_elapsed.avg.per_second"));
+}
+
+}  // namespace
+}  // namespace truthput
