@@ -1,14 +1,50 @@
 // The parts of CuptiRangeProfiler that need no GPU: PlanMetrics (Create's metric check, run by
 // CUPTI's host library for a chip named offline) and ToTruthColumns.
+//
+// Failures are injected by interposition: this file defines two of CUPTI's host calls, which the
+// profiler's calls bind to at link time; they pass through to libcupti's (dlsym RTLD_NEXT) unless
+// a test has set a result for them to return instead.
+#include <cupti_profiler_host.h>
+#include <dlfcn.h>
+
+#include <atomic>
 #include <map>
+#include <type_traits>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "bench/cupti_range_profiler.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+
+// CUPTI_SUCCESS: pass through; anything else: return it without calling CUPTI.
+std::atomic<CUptiResult> inject_get_metric_properties{CUPTI_SUCCESS};
+std::atomic<CUptiResult> inject_config_add_metrics{CUPTI_SUCCESS};
+
+template <typename Fn>
+Fn Real(const char* name) {
+  static_assert(std::is_pointer_v<Fn>);
+  return reinterpret_cast<Fn>(dlsym(RTLD_NEXT, name));
+}
+
+extern "C" CUptiResult CUPTIAPI
+cuptiProfilerHostGetMetricProperties(CUpti_Profiler_Host_GetMetricProperties_Params* p) {
+  if (const CUptiResult r = inject_get_metric_properties.load(); r != CUPTI_SUCCESS) return r;
+  static const auto real = Real<decltype(&cuptiProfilerHostGetMetricProperties)>(
+      "cuptiProfilerHostGetMetricProperties");
+  return real != nullptr ? real(p) : CUPTI_ERROR_UNKNOWN;
+}
+
+extern "C" CUptiResult CUPTIAPI
+cuptiProfilerHostConfigAddMetrics(CUpti_Profiler_Host_ConfigAddMetrics_Params* p) {
+  if (const CUptiResult r = inject_config_add_metrics.load(); r != CUPTI_SUCCESS) return r;
+  static const auto real =
+      Real<decltype(&cuptiProfilerHostConfigAddMetrics)>("cuptiProfilerHostConfigAddMetrics");
+  return real != nullptr ? real(p) : CUPTI_ERROR_UNKNOWN;
+}
 
 namespace truthput {
 namespace {
@@ -58,6 +94,67 @@ TEST(CuptiMetricPlanTest, UnknownChipIsUnimplementedSayingSo) {
       << st;
   EXPECT_THAT(st.message(), HasSubstr("CUPTI_ERROR_INVALID_CHIP_NAME]"));
   EXPECT_THAT(std::string(st.message()), ::testing::Not(HasSubstr("\n")));
+}
+
+// Sets one injected result for the scope of a test.
+class Inject {
+ public:
+  Inject(std::atomic<CUptiResult>& call, CUptiResult r) : call_(call) { call_ = r; }
+  ~Inject() { call_ = CUPTI_SUCCESS; }
+
+ private:
+  std::atomic<CUptiResult>& call_;
+};
+
+const std::vector<std::string> kTwoKnown = {"dram__bytes_read.sum", "sm__cycles_active.avg"};
+
+// The interposed calls pass through: the plan is CUPTI's (and the tests above mean something).
+TEST(CuptiMetricPlanFaultTest, NothingInjectedPassesThrough) {
+  absl::StatusOr<CuptiRangeProfiler::MetricPlan> plan =
+      CuptiRangeProfiler::PlanMetrics("GH100", kTwoKnown);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->supported, kTwoKnown);
+}
+
+// A failure that is the metric's own makes it unsupported; the plan goes on without it.
+TEST(CuptiMetricPlanFaultTest, AMetricsOwnFailureMakesItUnsupported) {
+  for (CUptiResult r : {CUPTI_ERROR_INVALID_METRIC_NAME, CUPTI_ERROR_NOT_SUPPORTED}) {
+    SCOPED_TRACE(r);
+    {
+      Inject inject(inject_get_metric_properties, r);
+      const absl::Status st = CuptiRangeProfiler::PlanMetrics("GH100", kTwoKnown).status();
+      EXPECT_TRUE(absl::IsNotFound(st)) << st;  // none known
+    }
+    Inject inject(inject_config_add_metrics, r);
+    const absl::Status st = CuptiRangeProfiler::PlanMetrics("GH100", kTwoKnown).status();
+    EXPECT_TRUE(absl::IsNotFound(st)) << st;
+  }
+}
+
+// A failure that is not the metric's (no permission, counters busy, out of memory) fails the
+// plan with its reason instead of passing for "not supported on the chip".
+TEST(CuptiMetricPlanFaultTest, AFailureThatIsNotTheMetricsFailsThePlanWithItsReason) {
+  const struct {
+    CUptiResult r;
+    absl::StatusCode code;
+    const char* says;
+  } cases[] = {
+      {CUPTI_ERROR_INSUFFICIENT_PRIVILEGES, absl::StatusCode::kPermissionDenied,
+       "no permission to read GPU counters"},
+      {CUPTI_ERROR_HARDWARE_BUSY, absl::StatusCode::kUnavailable,
+       "GPU counters are in use by another profiler"},
+      {CUPTI_ERROR_OUT_OF_MEMORY, absl::StatusCode::kResourceExhausted, "CUPTI_ERROR_OUT_OF_MEMORY"},
+  };
+  for (const auto& c : cases) {
+    for (std::atomic<CUptiResult>* call :
+         {&inject_get_metric_properties, &inject_config_add_metrics}) {
+      SCOPED_TRACE(absl::StrCat(c.says, call == &inject_config_add_metrics ? " (add)" : ""));
+      Inject inject(*call, c.r);
+      const absl::Status st = CuptiRangeProfiler::PlanMetrics("GH100", kTwoKnown).status();
+      EXPECT_EQ(st.code(), c.code) << st;
+      EXPECT_THAT(st.message(), HasSubstr(c.says));
+    }
+  }
 }
 
 RangeMetrics Range(std::map<std::string, double> values) {
