@@ -8,6 +8,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/text_format.h"
 #include "workloads/gpu_datasheet.h"
 #include "workloads/roofline.h"
 
@@ -44,7 +46,11 @@ RunResult NewRunResult(const BenchRequest& r, const GpuSpec& datasheet) {
   if (r.phase == Phase::kDecode) {
     absl::StatusOr<int64_t> ridge = DecodeRidgeBatch(
         r.model, r.context, r.tp, Ceilings::FromDatasheet(datasheet));
-    if (ridge.ok()) result.set_predicted_ridge_batch(static_cast<double>(*ridge));
+    if (ridge.ok()) {
+      result.set_predicted_ridge_batch(static_cast<double>(*ridge));
+    } else {
+      result.set_no_ridge_reason(std::string(ridge.status().message()));
+    }
   }
   return result;
 }
@@ -112,6 +118,26 @@ BatchPoint PredictPoint(const Workload& w, const GpuSpec& datasheet, int64_t mem
   return p;
 }
 
+namespace {
+
+// "num_layers 0 (the prediction's 80), ...": the fields of ModelSpec other than `source` in
+// which `file` differs from `prediction`; empty where none does.
+std::string ModelDifferences(const ModelSpec& file, const ModelSpec& prediction) {
+  std::vector<std::string> diffs;
+  const google::protobuf::Descriptor* d = ModelSpec::descriptor();
+  for (int i = 0; i < d->field_count(); ++i) {
+    const google::protobuf::FieldDescriptor* f = d->field(i);
+    if (f->name() == "source") continue;
+    std::string a, b;
+    google::protobuf::TextFormat::PrintFieldValueToString(file, f, -1, &a);
+    google::protobuf::TextFormat::PrintFieldValueToString(prediction, f, -1, &b);
+    if (a != b) diffs.push_back(absl::StrCat(f->name(), " ", a, " (the prediction's ", b, ")"));
+  }
+  return absl::StrJoin(diffs, ", ");
+}
+
+}  // namespace
+
 absl::Status ApplyCalibration(const RunResult& measured, const std::string& source,
                               RunResult& prediction) {
   const RunConfig& m = measured.config();
@@ -125,6 +151,13 @@ absl::Status ApplyCalibration(const RunResult& measured, const std::string& sour
         absl::StrCat("--calibrate=", source, ": a prediction, not a measured run"));
   }
   if (m.model().name() != p.model().name()) return mismatch("model", m.model().name(), p.model().name());
+  // The same name is not the same model (a custom spec, an edited file): every field that sets
+  // the step's cost must agree, or the efficiency would be restated against another step.
+  if (const std::string diff = ModelDifferences(m.model(), p.model()); !diff.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("--calibrate=", source, ": its model ",
+                                                   m.model().name(), " is not the prediction's: ",
+                                                   diff));
+  }
   if (m.phase() != p.phase()) return mismatch("phase", m.phase(), p.phase());
   if (m.tp() != p.tp()) return mismatch("tp", absl::StrCat(m.tp()), absl::StrCat(p.tp()));
   if (m.model().weight_dtype() != p.model().weight_dtype()) {
@@ -183,7 +216,10 @@ absl::Status ApplyCalibration(const RunResult& measured, const std::string& sour
                               .context = static_cast<int64_t>(best->context()),
                               .seq_len = static_cast<int64_t>(best->seq_len()),
                               .tp = static_cast<int64_t>(m.tp())});
-    if (!step.ok()) return step.status();
+    if (!step.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--calibrate=", source, ": batch ",
+                                                     best->batch(), ": ", step.status().message()));
+    }
     const double bound_ms =
         1e3 * BoundStep(*step, Ceilings::FromDatasheet(measured.datasheet())).seconds;
     const double eff = best->roofline_eff() * bound_ms / best->bound_ms();

@@ -107,9 +107,33 @@ TEST(Prediction, CalibrationScalesTheBoundByTheMeasuredEfficiency) {
   RunResult unmeasured = *Predict(Request("1", 2048), *FindGpu("h100-sxm"));
   st = ApplyCalibration(unmeasured, "p.json", other);
   EXPECT_NE(st.message().find("a prediction, not a measured run"), std::string::npos) << st;
+  // The same name with other numbers (an edited file, a custom spec) is another model; only the
+  // source line may differ.
+  measured.mutable_config()->mutable_model()->set_source("another citation");
+  EXPECT_TRUE(ApplyCalibration(measured, "h100.json", b200).ok());
+  measured.mutable_config()->mutable_model()->set_num_layers(0);
+  st = ApplyCalibration(measured, "h100.json", b200);
+  EXPECT_TRUE(absl::IsInvalidArgument(st)) << st;
+  EXPECT_NE(st.message().find("its model Llama-3.1-70B is not the prediction's: "
+                              "num_layers 0 (the prediction's 80)"),
+            std::string::npos)
+      << st.message();
   measured.mutable_config()->mutable_model()->set_name("Other");
   st = ApplyCalibration(measured, "h100.json", b200);
   EXPECT_NE(st.message().find("its model is Other"), std::string::npos) << st;
+}
+
+// A point of the file whose step cannot be built is named with the file.
+TEST(Prediction, CalibrationNamesTheFileOfABadPoint) {
+  RunResult measured = *Predict(Request("1", 2048), *FindGpu("h100-sxm"));
+  measured.mutable_config()->set_predict_only(false);
+  measured.mutable_points(0)->set_roofline_eff(0.8);
+  RunResult b200 = *Predict(Request("1", 2048), *FindGpu("b200"));
+  b200.mutable_points(0)->set_batch(0);
+  measured.mutable_points(0)->set_batch(0);
+  const absl::Status st = ApplyCalibration(measured, "h100.json", b200);
+  EXPECT_TRUE(absl::IsInvalidArgument(st)) << st;
+  EXPECT_EQ(st.message().find("--calibrate=h100.json: batch 0: "), 0u) << st;
 }
 
 // A hand-edited or truncated file must not project 0, NaN or infinite tokens/s.

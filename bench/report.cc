@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "google/protobuf/util/json_util.h"
+#include "workloads/gpu_datasheet.h"
 
 namespace truthput {
 namespace {
@@ -188,6 +189,10 @@ std::string FormatCsv(const RunResult& r) {
     for (const TruthColumn& t : TruthColumns()) header.push_back(t.name);
     header.push_back("throttle");
   }
+  // Last, so that a CSV read without its JSON still says what the run was: one TP shard, a sweep
+  // that stopped early, ceilings of another card, a quantity NVML read only in part.
+  header.push_back("tp");
+  header.push_back("notes");
   std::string out = absl::StrJoin(header, ",") + "\n";
   for (const BatchPoint& p : r.points()) {
     std::vector<std::string> row = {absl::StrCat(p.batch()), absl::StrCat(p.context())};
@@ -225,6 +230,10 @@ std::string FormatCsv(const RunResult& r) {
       for (const TruthColumn& t : TruthColumns()) row.push_back(TruthValue(p, t));
       row.push_back(p.skipped() ? "" : p.throttle().empty() ? "n/a" : CsvQuote(p.throttle()));
     }
+    row.push_back(absl::StrCat(r.config().tp()));
+    std::vector<std::string> notes(r.config().notes().begin(), r.config().notes().end());
+    notes.insert(notes.end(), p.notes().begin(), p.notes().end());
+    row.push_back(CsvQuote(absl::StrJoin(notes, "; ")));
     out += absl::StrJoin(row, ",") + "\n";
   }
   return out;
@@ -287,14 +296,18 @@ void PrintTable(const RunResult& r, std::ostream& out) {
     }
     out << "\n";
   } else if (!Prefill(r)) {
-    out << "Roofline ridge: none: at this context the KV reads grow with the batch as fast as the "
-           "FLOPs, so every batch is memory-bound\n";
+    out << "Roofline ridge: none: "
+        << (r.no_ridge_reason().empty() ? "not found" : r.no_ridge_reason()) << "\n";
   }
   if (Measured(r)) PrintOpBreakdown(r, out);
   if (!Measured(r)) {
-    out << "need_GB: weights + KV cache + activations of one TP shard; tp: smallest TP degree "
-           "that fits the datasheet's memory (-: none that divides the heads does; 0 in CSV and "
-           "JSON).\n";
+    out << absl::StrFormat(
+        "need_GB: weights + KV cache + activations of one TP shard; tp: smallest TP degree at "
+        "which one fits %.1f GB (%s; -: none that divides the heads does, 0 in CSV and JSON).\n",
+        MemoryBytes(g) / 1e9,
+        g.reported_memory_gbytes() > 0 ? "what a lent card reported"
+                                       : absl::StrCat("the datasheet's ", g.memory_gbytes(),
+                                                      " GiB"));
   }
 }
 

@@ -39,6 +39,26 @@ TEST(Report, CsvHasThePublishedColumns) {
   EXPECT_THAT(lines[1], StartsWith("1,2048,"));
 }
 
+// A CSV read without its JSON still says what the run was: its TP degree, and its notes (run
+// notes, then the point's own) on every row.
+TEST(Report, CsvRowsEndWithTheTpDegreeAndTheNotes) {
+  RunResult r = Predicted();
+  r.mutable_config()->set_tp(8);
+  r.mutable_config()->add_notes("incomplete: stopped at batch 2, \"why\"");
+  r.mutable_points(1)->add_notes("power: read in 2 of 3 samples");
+  const std::string csv = FormatCsv(r);
+  std::vector<std::string> lines = absl::StrSplit(csv, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_THAT(lines[0], ::testing::EndsWith(",tp_needed,tp,notes"));
+  EXPECT_THAT(lines[1], ::testing::EndsWith(",8,\"incomplete: stopped at batch 2, \"\"why\"\"\""));
+  EXPECT_THAT(lines[2], ::testing::EndsWith(",8,\"incomplete: stopped at batch 2, \"\"why\"\"; "
+                                            "power: read in 2 of 3 samples\""));
+  r.mutable_config()->clear_notes();
+  r.mutable_config()->set_tp(1);
+  lines = absl::StrSplit(FormatCsv(r), '\n', absl::SkipEmpty());
+  EXPECT_THAT(lines[1], ::testing::EndsWith(",1,"));
+}
+
 TEST(Report, MeasuredColumnsAppearForGpuRunsAndUnsetOnesStayEmpty) {
   RunResult r = Predicted();
   r.mutable_config()->set_predict_only(false);
@@ -90,6 +110,10 @@ TEST(Report, TableShowsEveryPoint) {
   EXPECT_THAT(out.str(), HasSubstr("prediction"));
   EXPECT_THAT(out.str(), HasSubstr("Llama-3.1-70B"));
   EXPECT_THAT(out.str(), HasSubstr("3350 GB/s"));
+  // Context 2048 has no ridge; the line says why, from the step's own bytes.
+  EXPECT_THAT(out.str(), HasSubstr("Roofline ridge: none: decode of Llama-3.1-70B at context 2048 "
+                                   "stays memory-bound up to batch 1048576 (there the KV cache is "
+                                   "89% of the step's bytes"));
 }
 
 TEST(Report, JsonRoundTrips) {

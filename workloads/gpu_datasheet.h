@@ -28,11 +28,14 @@ std::vector<std::string> KnownGpuIds();
 // Peak dense tensor rate in FLOP/s for weights of `dtype` (bf16/fp16 or fp8).
 double PeakFlopsPerSecond(const GpuSpec& gpu, DType dtype);
 inline double PeakBytesPerSecond(const GpuSpec& gpu) { return gpu.mem_bandwidth_gbps() * 1e9; }
-// The card's memory in bytes, taking the marketed size as binary, as HBM sizes are (an "80GB"
-// H100 has 80 GiB). The driver keeps part of it (the lent H100 reports 85.02e9 bytes, 99% of
-// 80 x 2^30; a card with ECC carved out of its memory may keep more), so a point near the limit
-// may not fit on the card, whose own figure a GPU run uses.
+// The card's memory in bytes: what a lent card of this model reported, where the table has it
+// (the H100 SXM's 85.02e9 bytes, 99% of 80 x 2^30: the driver keeps part), else the marketed
+// size taken as binary, as HBM sizes are (an "80GB" H100 has 80 GiB), which a point near the
+// limit may then exceed on the card (a GPU run uses the card's own figure).
 inline int64_t MemoryBytes(const GpuSpec& gpu) {
+  if (gpu.reported_memory_gbytes() > 0) {
+    return static_cast<int64_t>(gpu.reported_memory_gbytes() * 1e9);
+  }
   return static_cast<int64_t>(gpu.memory_gbytes() * 1073741824.0);
 }
 

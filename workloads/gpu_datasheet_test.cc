@@ -35,6 +35,21 @@ TEST(GpuDatasheet, H100AndH200Figures) {
   EXPECT_DOUBLE_EQ(PeakFlopsPerSecond(a100, FP8_E4M3), a100.bf16_tflops() * 1e12);
 }
 
+// Predictions check a point against what a lent card reported (the driver keeps part of the
+// marketed GiB), so that they agree with a GPU run's `fits`; other GPUs take the GiB.
+TEST(GpuDatasheet, MemoryIsWhatALentCardReportedElseTheMarketedGib) {
+  EXPECT_EQ(MemoryBytes(*FindGpu("h100-sxm")), 85017493504);  // GPU-224f00a3
+  EXPECT_EQ(MemoryBytes(*FindGpu("h200")), 150109880320);     // GPU-6b153377
+  EXPECT_EQ(MemoryBytes(*FindGpu("a100-sxm")), int64_t{80} << 30);
+  for (const std::string& id : KnownGpuIds()) {
+    const GpuSpec g = *FindGpu(id);
+    if (g.reported_memory_gbytes() == 0) continue;
+    const double marketed = g.memory_gbytes() * 1073741824.0;
+    EXPECT_LT(MemoryBytes(g), marketed) << id;
+    EXPECT_GT(MemoryBytes(g), 0.95 * marketed) << id;
+  }
+}
+
 TEST(GpuDatasheet, LooksUpByReportedDeviceName) {
   EXPECT_EQ(FindGpuByDeviceName("NVIDIA H100 80GB HBM3")->id(), "h100-sxm");
   EXPECT_EQ(FindGpuByDeviceName("NVIDIA H100 PCIe")->id(), "h100-pcie");

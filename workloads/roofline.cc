@@ -1,6 +1,7 @@
 #include "workloads/roofline.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "workloads/gpu_datasheet.h"
 
 namespace truthput {
@@ -59,8 +60,23 @@ absl::StatusOr<int64_t> DecodeRidgeBatch(const ModelSpec& model, int64_t context
   }
   if (!at_max.ok()) return at_max.status();
   if (!*at_max) {
-    return absl::NotFoundError(absl::StrCat("decode of ", model.name(), " at context ", context,
-                                            " stays memory-bound up to batch ", max_batch));
+    // Say what the bytes are there: what keeps the step from reaching the ridge.
+    absl::StatusOr<Workload> w = Workload::Build(
+        model,
+        StepConfig{.phase = Phase::kDecode, .batch = max_batch, .context = context, .tp = tp});
+    if (!w.ok()) return w.status();
+    double weights = 0, kv = 0, act = 0;
+    for (const Op& op : w->ops()) {
+      weights += static_cast<double>(op.weight_bytes);
+      kv += static_cast<double>(op.kv_read_bytes + op.kv_write_bytes);
+      act += static_cast<double>(op.act_bytes);
+    }
+    const double total = weights + kv + act;
+    return absl::NotFoundError(absl::StrFormat(
+        "decode of %s at context %d stays memory-bound up to batch %d (there the KV cache is "
+        "%.0f%% of the step's bytes, activations %.0f%%, weights %.0f%%)",
+        model.name(), context, max_batch, 100 * kv / total, 100 * act / total,
+        100 * weights / total));
   }
   int64_t lo = 0, hi = max_batch;  // compute_bound(lo) false (or lo = 0), compute_bound(hi) true
   while (hi - lo > 1) {

@@ -60,8 +60,9 @@ StepBound BoundStep(const Workload& w, const Ceilings& c);
 
 // The smallest decode batch at which the step's compute time reaches its memory time (the ridge
 // of the roofline) at `context` tokens and TP degree `tp`. NotFound when the step never turns
-// compute-bound: KV reads grow with the batch as fast as FLOPs do, so at long contexts the
-// intensity saturates below the ridge.
+// compute-bound, saying what its bytes are at the largest batch searched: KV reads grow with the
+// batch as fast as FLOPs do, so at long contexts the intensity saturates below the ridge; at
+// context 0 activations can do the same (fp8 weights, a high TP degree).
 absl::StatusOr<int64_t> DecodeRidgeBatch(const ModelSpec& model, int64_t context, int64_t tp,
                                          const Ceilings& c);
 

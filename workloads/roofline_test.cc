@@ -1,11 +1,15 @@
 #include "workloads/roofline.h"
 
+#include "absl/status/status.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "workloads/gpu_datasheet.h"
 #include "workloads/model_registry.h"
 
 namespace truthput {
 namespace {
+
+using ::testing::HasSubstr;
 
 const ModelSpec& Llama70B() {
   static const ModelSpec* m = new ModelSpec(*LoadModel("70b"));
@@ -113,10 +117,28 @@ TEST(Roofline, RidgeOfTheLargestModelIsFound) {
 TEST(Roofline, LongContextDecodeNeverTurnsComputeBound) {
   // KV bytes grow with batch as fast as attention FLOPs do (1 FLOP/byte for GQA-8 at bf16...
   // 4*64*128 FLOPs per 2*1024*2 bytes = 8 FLOP/byte), so at 32k context the step saturates.
-  EXPECT_FALSE(DecodeRidgeBatch(Llama70B(), 32768, 1, H("h100-sxm")).ok());
+  const absl::Status st = DecodeRidgeBatch(Llama70B(), 32768, 1, H("h100-sxm")).status();
+  EXPECT_TRUE(absl::IsNotFound(st)) << st;
+  // The reason names what the bytes are where the search ended: the KV cache.
+  EXPECT_THAT(std::string(st.message()),
+              ::testing::ContainsRegex("stays memory-bound up to batch 1048576 \\(there the KV "
+                                       "cache is 99% of the step's bytes, activations 1%"));
   // Tokens/s still rises with batch, but flattens below the compute ridge.
   EXPECT_GT(DecodeBound(64, 2048).tokens_per_s, DecodeBound(1, 2048).tokens_per_s);
   EXPECT_EQ(DecodeBound(256, 2048).limiter, Resource::kMemory);
+}
+
+// At context 0 there are no KV reads, yet with fp8 weights at TP 8 the 8B step never turns
+// compute-bound either: each token's activations (bf16, the norms' replicated across shards)
+// grow with the batch as its FLOPs do. The reason must not blame the KV cache.
+TEST(Roofline, NoRidgeReasonNamesTheBytesThatGrow) {
+  absl::StatusOr<ModelSpec> m8 = LoadModel("8b");
+  ASSERT_TRUE(m8.ok()) << m8.status();
+  m8->set_weight_dtype(DType::FP8_E4M3);
+  const absl::Status st = DecodeRidgeBatch(*m8, 0, 8, H("h100-sxm")).status();
+  ASSERT_TRUE(absl::IsNotFound(st)) << st;
+  EXPECT_THAT(std::string(st.message()), HasSubstr("the KV cache is 0% of the step's bytes"));
+  EXPECT_THAT(std::string(st.message()), ::testing::ContainsRegex("activations (9[0-9]|100)%"));
 }
 
 }  // namespace

@@ -303,7 +303,8 @@ int64_t ParameterCount(const ModelSpec& m) {
 }
 
 int64_t TpNeeded(const ModelSpec& model, const StepConfig& config, int64_t memory_bytes) {
-  for (int64_t tp = 1; tp <= 64; tp *= 2) {
+  // Past num_heads no degree divides them.
+  for (int64_t tp = 1; tp <= static_cast<int64_t>(model.num_heads()); tp *= 2) {
     StepConfig c = config;
     c.tp = tp;
     absl::StatusOr<Workload> w = Workload::Build(model, c);

@@ -120,8 +120,8 @@ class Workload {
 // All parameters of the model (embedding and LM head counted once each, once if tied).
 int64_t ParameterCount(const ModelSpec& model);
 
-// The smallest power-of-two TP degree (up to 64) at which one shard fits in `memory_bytes`;
-// 0 if none does or no such degree divides the heads.
+// The smallest power-of-two TP degree at which one shard fits in `memory_bytes`; 0 if none that
+// divides the heads does.
 int64_t TpNeeded(const ModelSpec& model, const StepConfig& config, int64_t memory_bytes);
 
 }  // namespace truthput

@@ -186,6 +186,24 @@ TEST(Workload, FootprintAndTpNeeded) {
   EXPECT_EQ(TpNeeded(Llama70B(), c, int64_t{1} * 1000 * 1000 * 1000), 0);
 }
 
+// Every power-of-two degree that divides the heads is tried, 128 included where there are 128.
+TEST(Workload, TpNeededGoesUpToTheHeadCount) {
+  ModelSpec m = Llama70B();
+  m.set_num_heads(128);
+  m.set_num_kv_heads(128);
+  m.set_head_dim(64);
+  const StepConfig c{.phase = Phase::kDecode, .batch = 1, .context = 0};
+  auto footprint = [&](int64_t tp) {
+    StepConfig t = c;
+    t.tp = tp;
+    return Workload::Build(m, t)->Footprint().total();
+  };
+  ASSERT_LT(footprint(128), footprint(64));
+  EXPECT_EQ(TpNeeded(m, c, footprint(128)), 128);
+  EXPECT_EQ(TpNeeded(m, c, footprint(64)), 64);
+  EXPECT_EQ(TpNeeded(m, c, footprint(128) - 1), 0);
+}
+
 TEST(Workload, Fp8WeightsHalveTheWeightBytesPlusScales) {
   ModelSpec fp8 = Llama70B();
   fp8.set_weight_dtype(FP8_E4M3);
