@@ -81,8 +81,9 @@ expect_error "not the JSON of a truthput run" "$decode" --predict --gpu=b200 \
   --calibrate="$results/h100-sxm/ceilings.json"
 expect_error "is a folder" "$decode" --predict --gpu=b200 --calibrate="$tmp"
 # Flags of a GPU run given to a prediction are named in a note, not dropped silently.
-"$decode" --predict --gpu=h100 --batch=1 --ceilings=none --profile=off | grep -q \
-  '^Note: --ceilings, --profile=off: for a GPU run' || { echo "FAIL: ignored-flags note"; fail=1; }
+"$decode" --predict --gpu=h100 --batch=1 --ceilings=none --profile=off --gemm=own | grep -q \
+  '^Note: --ceilings, --profile=off, --gemm=own: for a GPU run' \
+  || { echo "FAIL: ignored-flags note"; fail=1; }
 "$decode" --predict --gpu=h100 --weights=FP8 --batch=1 | grep -q 'dense fp8' \
   || { echo "FAIL: --weights=FP8 (any case) not taken"; fail=1; }
 expect_error "must be a finite price" "$decode" --predict --gpu=h100 --usd_per_gpu_hour=nan

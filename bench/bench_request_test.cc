@@ -113,6 +113,11 @@ TEST(BenchRequest, RefusesToOverwriteResults) {
   EXPECT_THAT(Error(f), HasSubstr("exists; pass --overwrite"));
   f.overwrite = true;
   EXPECT_TRUE(MakeBenchRequest("bench_decode", Phase::kDecode, f).ok());
+  // One file under two names is refused; one device is written into twice.
+  f.json = testing::TempDir() + "/./exists.csv";
+  EXPECT_THAT(Error(f), HasSubstr("--csv and --json name the same file"));
+  f.csv = f.json = "/dev/null";
+  EXPECT_TRUE(MakeBenchRequest("bench_decode", Phase::kDecode, f).ok());
   std::remove(path.c_str());
 }
 

@@ -1,6 +1,7 @@
 #include "bench/report.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -397,6 +398,10 @@ absl::StatusOr<OutputTarget> CheckedOutputTarget(const std::string& path, bool o
   fs::path folder = target.file.parent_path();
   if (folder.empty()) folder = ".";
   if (!fs::is_directory(folder, ec)) {
+    if (fs::exists(folder, ec)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": ", folder.string(), " is not a folder"));
+    }
     return absl::NotFoundError(
         absl::StrCat(path, ": folder ", folder.string(), " does not exist"));
   }
@@ -427,7 +432,8 @@ absl::Status WriteFileAtomically(const std::string& path, const std::string& con
     return absl::OkStatus();
   }
   // A temporary file of a name of its own beside the target (O_EXCL: no file of the user's is
-  // touched), created with the mode a new file gets, then renamed over the target.
+  // touched), created with the mode a new file gets, or the replaced file's, then renamed over
+  // the target.
   std::string tmp;
   int fd = -1;
   for (int i = 0; fd < 0 && i < 100; ++i) {
@@ -438,6 +444,10 @@ absl::Status WriteFileAtomically(const std::string& path, const std::string& con
   if (fd < 0) {
     return absl::PermissionDeniedError(
         absl::StrCat("cannot create a file beside ", path, ": ", std::strerror(errno)));
+  }
+  // Replacing a file keeps its permissions (a 0600 result stays private).
+  if (struct stat old_file; stat(target.file.c_str(), &old_file) == 0) {
+    fchmod(fd, old_file.st_mode & 07777);
   }
   close(fd);
   std::error_code ec;

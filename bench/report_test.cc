@@ -128,6 +128,11 @@ TEST(Report, JsonRoundTrips) {
   EXPECT_DOUBLE_EQ(back->points(1).model_gbytes(), r.points(1).model_gbytes());
 }
 
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)), {});
+}
+
 TEST(Report, NeverOverwritesSilently) {
   const std::string path = testing::TempDir() + "/report_test.csv";
   std::remove(path.c_str());
@@ -137,7 +142,13 @@ TEST(Report, NeverOverwritesSilently) {
   std::ifstream in(path);
   std::string content((std::istreambuf_iterator<char>(in)), {});
   EXPECT_EQ(content, "a");
+  // Replacing keeps the file's permissions: a private result stays private.
+  ASSERT_EQ(chmod(path.c_str(), 0600), 0);
   EXPECT_TRUE(WriteFileAtomically(path, "b", true).ok());
+  struct stat st;
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  EXPECT_EQ(ReadAll(path), "b");
   std::remove(path.c_str());
 }
 
@@ -151,6 +162,13 @@ TEST(Report, ChecksAnOutputPathBeforeTheRun) {
   absl::Status st = CheckOutputPath(dir + "/no_such_folder/x.json", false);
   EXPECT_EQ(st.code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(st.message(), HasSubstr("no_such_folder does not exist"));
+  // A file where the folder should be is said to be one.
+  const std::string file = dir + "/check_output_path_file";
+  std::ofstream(file) << "x";
+  st = CheckOutputPath(file + "/x.json", false);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(st.message(), HasSubstr("check_output_path_file is not a folder"));
+  std::remove(file.c_str());
 
   st = CheckOutputPath(dir, true);
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
@@ -161,11 +179,6 @@ TEST(Report, ChecksAnOutputPathBeforeTheRun) {
   EXPECT_TRUE(CheckOutputPath(fresh, true).ok());
   std::remove(fresh.c_str());
   // (A folder without write permission is not tested: the tests may run as root, who may write.)
-}
-
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path);
-  return std::string((std::istreambuf_iterator<char>(in)), {});
 }
 
 TEST(Report, WritingTouchesNothingButTheTarget) {

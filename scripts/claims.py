@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Check the claims of "Why Your GPU Utilization Numbers Lie" against truthput result files.
 
-    scripts/claims.py RESULTS_DIR [--out results/CLAIMS.md]
+    scripts/claims.py RESULTS_DIR [--out FILE]     (default FILE: RESULTS_DIR/CLAIMS.md)
 
 Result files are found by name under RESULTS_DIR/<gpu>/:
     decode_<model>_<precision>_ctx<N>.json            (CUDA-graph sweep)
@@ -502,8 +502,12 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("results_dir", metavar="RESULTS_DIR")
-    ap.add_argument("--out", default="results/CLAIMS.md", metavar="FILE")
+    # The table goes beside the files it was made from, not to a path of the working folder's,
+    # where another RESULTS_DIR's table would replace the committed one.
+    ap.add_argument("--out", metavar="FILE", help="default: RESULTS_DIR/CLAIMS.md")
     args = ap.parse_args(argv)
+    if args.out is None:
+        args.out = os.path.join(args.results_dir, "CLAIMS.md")
     # A mistyped RESULTS_DIR would otherwise give a table of "not measured" rows over the real
     # one, with exit status 0: refuse it before anything is written.
     results_dir = args.results_dir

@@ -453,7 +453,15 @@ def main(argv=None):
     ap.add_argument("--skip-other", action="store_true",
                     help="skip JSON files that are not RunResults (e.g. ceilings) with a note")
     args = ap.parse_args(argv)
-    formats = [f.strip().lstrip(".") for f in args.formats.split(",") if f.strip()]
+    formats = [f.strip().lstrip(".").lower() for f in args.formats.split(",") if f.strip()]
+    supported = plt.figure().canvas.get_supported_filetypes()
+    plt.close("all")
+    unknown = [f for f in formats if f not in supported]
+    if not formats or unknown:
+        print(f"plot: --formats={args.formats}: "
+              + (f"{', '.join(unknown)} not a format matplotlib writes" if unknown else "empty")
+              + f" (it writes {', '.join(sorted(supported))})", file=sys.stderr)
+        return 2
     runs = []
     for path in args.results:
         try:

@@ -197,6 +197,8 @@ def load(path):
         raise ResultError(f"{path}: cannot read ({e.strerror or e})") from e
     except ValueError as e:
         raise ResultError(f"{path}: not valid JSON ({e})") from e
+    except RecursionError as e:  # nesting deeper than the parser's stack: not a result either
+        raise ResultError(f"{path}: not valid JSON (nested too deeply)") from e
     return normalize(raw, path)
 
 

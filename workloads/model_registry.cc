@@ -1,6 +1,7 @@
 #include "workloads/model_registry.h"
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -99,6 +100,11 @@ absl::Status ValidateModelSpec(const ModelSpec& s) {
 
 absl::StatusOr<ModelSpec> LoadModel(absl::string_view name_or_path) {
   if (absl::EndsWith(name_or_path, ".textproto")) {
+    // A folder opens as a stream that reads nothing, which would parse as an empty spec.
+    if (std::error_code ec; std::filesystem::is_directory(std::string(name_or_path), ec)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(name_or_path, " is a folder; name a model's .textproto file"));
+    }
     std::ifstream in{std::string(name_or_path)};
     if (!in) {
       return absl::NotFoundError(absl::StrCat("cannot read model file ", name_or_path));

@@ -1,5 +1,7 @@
 #include "workloads/model_registry.h"
 
+#include <filesystem>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "gmock/gmock.h"
@@ -37,6 +39,16 @@ TEST(ModelRegistry, MissingFileIsNamed) {
   absl::StatusOr<ModelSpec> m = LoadModel("/nonexistent/model.textproto");
   ASSERT_FALSE(m.ok());
   EXPECT_THAT(m.status().message(), HasSubstr("/nonexistent/model.textproto"));
+}
+
+// A folder named like a spec is not read as an empty one.
+TEST(ModelRegistry, AFolderIsNotAModelFile) {
+  const std::string dir = testing::TempDir() + "/folder.textproto";
+  std::filesystem::create_directories(dir);
+  absl::StatusOr<ModelSpec> m = LoadModel(dir);
+  ASSERT_FALSE(m.ok());
+  EXPECT_THAT(m.status().message(), HasSubstr("folder.textproto is a folder"));
+  std::filesystem::remove(dir);
 }
 
 constexpr char kValid[] = R"(name: "tiny" hidden_size: 64 num_layers: 2 num_heads: 4

@@ -177,6 +177,29 @@ def test_plot_refuses_unreadable_file(tmp_path):
     assert "cannot read" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("formats, says", [("xyz", "xyz not a format matplotlib writes"),
+                                           ("png,", None), ("", "empty"), (",", "empty")])
+def test_plot_formats_are_checked_before_anything_is_written(tmp_path, formats, says):
+    out = tmp_path / "plots"
+    r = run_script("plot.py", f"--formats={formats}", H200, "--out", str(out))
+    if says is None:                                  # a trailing comma is no format
+        assert r.returncode == 0, r.stderr
+        assert sorted(os.listdir(out)) and all(f.endswith(".png") for f in os.listdir(out))
+        return
+    assert_one_line_refusal(r, "plot: ", says, "it writes ", "png")
+    assert not out.exists()
+
+
+def test_deeply_nested_json_is_a_one_line_refusal(tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100000, encoding="utf-8")
+    with pytest.raises(tr.ResultError, match="nested too deeply"):
+        tr.load(str(deep))
+    r = run_script("compare.py", H100, str(deep))
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+    assert "nested too deeply" in r.stderr
+
+
 def test_plot_unwritable_out_is_a_one_line_error(tmp_path):
     blocker = tmp_path / "blocker"
     blocker.write_text("keep\n", encoding="utf-8")
@@ -474,8 +497,8 @@ def test_claims_nan_tokens_per_s_is_not_measured(tmp_path):
     ("a file", "not a folder"),
 ])
 def test_claims_refuses_a_results_dir_without_results(tmp_path, what, reason):
-    # The default --out (results/CLAIMS.md, from the working directory) holds an earlier table:
-    # a mistyped RESULTS_DIR must neither overwrite it nor leave a new one.
+    # A results/CLAIMS.md of the working directory holds an earlier table: a mistyped RESULTS_DIR
+    # must neither overwrite it nor leave a new one, there or in RESULTS_DIR.
     default_out = tmp_path / "results" / "CLAIMS.md"
     default_out.parent.mkdir()
     default_out.write_text("earlier table\n", encoding="utf-8")
@@ -494,6 +517,7 @@ def test_claims_refuses_a_results_dir_without_results(tmp_path, what, reason):
     assert line.startswith("claims: ") and r.stdout == ""
     assert default_out.read_text(encoding="utf-8") == "earlier table\n"
     assert os.listdir(tmp_path / "results") == ["CLAIMS.md"]
+    assert not (given / "CLAIMS.md").exists()
     # --out given: not created either.
     out = tmp_path / "new" / "CLAIMS.md"
     r = run_script("claims.py", str(given), "--out", str(out), cwd=str(tmp_path))
@@ -509,6 +533,21 @@ def test_make_report_refuses_a_missing_results_dir(tmp_path):
     assert r.returncode != 0
     assert "no such folder" in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert not missing.exists()                     # no CLAIMS.md of "not measured" rows
+
+
+def test_claims_writes_beside_its_results_by_default(tmp_path):
+    # Run from a folder that has a results/CLAIMS.md of its own (the repository's): the table of
+    # another RESULTS_DIR goes into that folder and leaves the committed one alone.
+    (tmp_path / "results").mkdir()
+    committed = tmp_path / "results" / "CLAIMS.md"
+    committed.write_text("committed table\n", encoding="utf-8")
+    given = tmp_path / "runs"
+    shutil.copytree(DATA, given)
+    r = run_script("claims.py", str(given), cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert committed.read_text(encoding="utf-8") == "committed table\n"
+    assert "| holds |" in (given / "CLAIMS.md").read_text(encoding="utf-8")
+    assert r.stdout.rstrip().endswith(f"wrote {given / 'CLAIMS.md'}")
 
 
 @pytest.mark.parametrize("where", ["folder", "under a file"])
