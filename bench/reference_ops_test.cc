@@ -211,5 +211,14 @@ TEST(CompareTest, ExactToleranceZero) {
   EXPECT_FALSE(Compare({1, -2, 0}, {1, -2.0001, 0}, 0.0).ok);
 }
 
+// fp32 accumulation keeps one tolerance; the fp8 fast accumulator's grows with k past 4096.
+TEST(RtolGemm, FastAccumulationScalesWithK) {
+  EXPECT_EQ(RtolGemm(28672, false), kRtolGemm);
+  EXPECT_EQ(RtolGemm(64, true), kRtolGemm);
+  EXPECT_EQ(RtolGemm(4096, true), kRtolGemm);
+  EXPECT_DOUBLE_EQ(RtolGemm(8192, true), 2 * kRtolGemm);
+  EXPECT_DOUBLE_EQ(RtolGemm(28672, true), 7 * kRtolGemm);
+}
+
 }  // namespace
 }  // namespace truthput::ref

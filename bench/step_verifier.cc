@@ -30,7 +30,6 @@ using bf16 = __nv_bfloat16;
 // (2^-9 relative); GEMMs add fp32 sums over k up to 28672 (70B's down_proj) and attention rounds
 // the softmax weights to bf16 for the tensor-core P.V, so they get a little more. Copies are exact.
 constexpr double kRtolElementwise = 2e-2;
-using ref::kRtolGemm;
 constexpr double kRtolAttention = 3e-2;
 constexpr double kExact = 0.0;
 // An output written only as e4m3 per row (for a W8A8 GEMM): 3 mantissa bits round to within
@@ -414,7 +413,7 @@ class Verifier {
     std::vector<double> want = ref::Gemm(*x, *w, m, n, k);
     w->clear();
     w->shrink_to_fit();  // the largest host buffer of the run (70B's gate_up: 1.9 GB)
-    return Check(*got, want, kRtolGemm, {m, n});
+    return Check(*got, want, r_.GemmRtol(index), {m, n});
   }
 
   absl::Status VerifyRopeKvAppend(const Op& op, size_t index, int64_t layer) {

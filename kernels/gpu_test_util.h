@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <random>
 #include <vector>
@@ -129,8 +130,13 @@ inline std::vector<float> ToHost(const __nv_bfloat16* d, int64_t n) {
   return f;
 }
 
-// A seed from std::random_device, different on every run: tests print it on failure.
+// A seed from std::random_device, different on every run: tests print it on failure. With
+// TRUTHPUT_TEST_SEED=N in the environment every call returns N instead, so that a failure's
+// printed seed replays it.
 inline uint64_t FreshSeed() {
+  if (const char* replay = std::getenv("TRUTHPUT_TEST_SEED"); replay != nullptr && *replay) {
+    return std::strtoull(replay, nullptr, 10);
+  }
   std::random_device rd;
   return (static_cast<uint64_t>(rd()) << 32) ^ rd();
 }
