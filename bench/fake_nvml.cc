@@ -41,6 +41,17 @@ int CheckDevice(nvmlDevice_t device, const void* out) {
   return kSuccess;
 }
 
+// A handle lookup: the one device, where `id` is the script's `known` one.
+int Lookup(const char* id, const std::string& known, nvmlDevice_t* device) {
+  std::lock_guard<std::mutex> lock(mu);
+  if (record.inits <= 0) return kUninitialized;
+  if (id == nullptr || device == nullptr) return kInvalidArgument;
+  record.last_lookup = id;
+  if (known != id) return kNotFound;
+  *device = kDevice;
+  return kSuccess;
+}
+
 }  // namespace
 
 void Reset(const Script& s) {
@@ -75,23 +86,11 @@ nvmlReturn_t nvmlShutdown() {
 const char* nvmlErrorString(nvmlReturn_t) { return "fake NVML error"; }
 
 nvmlReturn_t nvmlDeviceGetHandleByUUID(const char* uuid, nvmlDevice_t* device) {
-  std::lock_guard<std::mutex> lock(mu);
-  if (record.inits <= 0) return kUninitialized;
-  if (uuid == nullptr || device == nullptr) return kInvalidArgument;
-  record.last_lookup = uuid;
-  if (script.uuid != uuid) return kNotFound;
-  *device = kDevice;
-  return kSuccess;
+  return Lookup(uuid, script.uuid, device);
 }
 
 nvmlReturn_t nvmlDeviceGetHandleByPciBusId_v2(const char* bus_id, nvmlDevice_t* device) {
-  std::lock_guard<std::mutex> lock(mu);
-  if (record.inits <= 0) return kUninitialized;
-  if (bus_id == nullptr || device == nullptr) return kInvalidArgument;
-  record.last_lookup = bus_id;
-  if (script.pci_bus_id != bus_id) return kNotFound;
-  *device = kDevice;
-  return kSuccess;
+  return Lookup(bus_id, script.pci_bus_id, device);
 }
 
 nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device, nvmlUtilization_t* out) {
