@@ -9,16 +9,23 @@
 namespace truthput::fake_nvml {
 namespace {
 
-constexpr int kUninitialized = 1;     // NVML_ERROR_UNINITIALIZED
-constexpr int kInvalidArgument = 2;   // NVML_ERROR_INVALID_ARGUMENT
-constexpr int kNotFound = 6;          // NVML_ERROR_NOT_FOUND
+constexpr int kUninitialized = kNvmlErrorUninitialized;
+constexpr int kInvalidArgument = kNvmlErrorInvalidArgument;
+constexpr int kNotFound = kNvmlErrorNotFound;
 
 // The sampler reads from its own thread while a test reads the record: one lock for both.
 std::mutex mu;
-Script script;
+// Before the first Reset, NVML does not start (fake_nvml.h).
+Script Unscripted() {
+  Script s;
+  s.init_result = kDriverNotLoaded;
+  return s;
+}
+Script script = Unscripted();
 Record record;
 
-// The one device handle the fake hands out, and two GPM sample buffers' worth of handles.
+// The one device handle the fake hands out, and the next GPM sample handle (a new one per
+// nvmlGpmSampleAlloc; never dereferenced).
 nvmlDevice_st* const kDevice = reinterpret_cast<nvmlDevice_st*>(0x1000);
 int gpm_next_handle = 0x2000;
 
@@ -145,7 +152,7 @@ nvmlReturn_t nvmlDeviceGetTotalEnergyConsumption(nvmlDevice_t device, unsigned l
 nvmlReturn_t nvmlGpmQueryDeviceSupport(nvmlDevice_t device, nvmlGpmSupport_t* support) {
   std::lock_guard<std::mutex> lock(mu);
   if (int r = CheckDevice(device, support); r != kSuccess) return r;
-  if (support->version != kNvmlGpmSupportVersion) return 25;  // ARGUMENT_VERSION_MISMATCH
+  if (support->version != kNvmlGpmSupportVersion) return kNvmlErrorArgumentVersionMismatch;
   support->isSupportedDevice = script.gpm_supported ? 1 : 0;
   return kSuccess;
 }
@@ -177,7 +184,7 @@ nvmlReturn_t nvmlGpmMetricsGet(nvmlGpmMetricsGet_t* get) {
   std::lock_guard<std::mutex> lock(mu);
   if (record.inits <= 0) return kUninitialized;
   if (get == nullptr) return kInvalidArgument;
-  if (get->version != kNvmlGpmMetricsGetVersion) return 25;  // ARGUMENT_VERSION_MISMATCH
+  if (get->version != kNvmlGpmMetricsGetVersion) return kNvmlErrorArgumentVersionMismatch;
   // Two different samples, and no more metrics than nvml.h's smallest array (98) holds.
   if (get->sample1 == nullptr || get->sample2 == nullptr || get->sample1 == get->sample2 ||
       get->numMetrics == 0 || get->numMetrics > 98) {

@@ -1,4 +1,4 @@
-// FakeNvml: a stand-in libnvidia-ml.so.1 for testing NvmlSampler on machines without a GPU.
+// fake_nvml: a stand-in libnvidia-ml.so.1 for testing NvmlSampler on machines without a GPU.
 //
 // It is built as a shared library with that soname (bench/CMakeLists.txt). A test that links it
 // has it loaded before NvmlSampler::Create dlopens "libnvidia-ml.so.1", so the dlopen returns this
@@ -16,14 +16,16 @@
 #include <functional>
 #include <string>
 
+#include "bench/nvml_types.h"
+
 namespace truthput::fake_nvml {
 
-// nvml.h's return codes the tests use.
-constexpr int kSuccess = 0;
-constexpr int kNotSupported = 3;
-constexpr int kNoPermission = 4;
-constexpr int kDriverNotLoaded = 9;
-constexpr int kUnknown = 999;
+// nvml.h's return codes the tests use (nvml_types.h).
+constexpr int kSuccess = kNvmlSuccess;
+constexpr int kNotSupported = kNvmlErrorNotSupported;
+constexpr int kNoPermission = kNvmlErrorNoPermission;
+constexpr int kDriverNotLoaded = kNvmlErrorDriverNotLoaded;
+constexpr int kUnknown = kNvmlErrorUnknown;
 
 // The functions sampled on every tick, and the other calls a test may fail.
 enum Call {
@@ -36,7 +38,8 @@ enum Call {
   kCallCount,
 };
 
-// What the fake answers. `result[c](i)` is the return code of the i-th call (from 0) of c since
+// What the fake answers. Until the first Reset, nvmlInit_v2 fails (NVML_ERROR_DRIVER_NOT_LOADED):
+// loaded by anything but a test that scripts it, the fake gives nothing. `result[c](i)` is the return code of the i-th call (from 0) of c since
 // Reset (default: success); a successful call returns `value(c, i)`.
 struct Script {
   int init_result = kSuccess;

@@ -259,8 +259,8 @@ absl::StatusOr<std::unique_ptr<NvmlSampler>> NvmlSampler::Create(
   if (nvmlReturn_t r = lookup(id.c_str(), &device); r != kNvmlSuccess) {
     const std::string message =
         absl::StrCat("NvmlSampler: ", lookup_name, "(", id, "): ", api.Error(r));
-    if (r == 6 /* NVML_ERROR_NOT_FOUND */) return absl::NotFoundError(message);
-    if (r == 2 /* NVML_ERROR_INVALID_ARGUMENT */) return absl::InvalidArgumentError(message);
+    if (r == kNvmlErrorNotFound) return absl::NotFoundError(message);
+    if (r == kNvmlErrorInvalidArgument) return absl::InvalidArgumentError(message);
     return absl::UnavailableError(message);
   }
   s->device_ = device;

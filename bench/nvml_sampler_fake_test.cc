@@ -1,7 +1,9 @@
-// NvmlSampler against FakeNvml (fake_nvml.h), on any machine: what the sampler makes of NVML's
-// answers, failures included. This test links the fake, whose soname is libnvidia-ml.so.1, so
-// the sampler's dlopen gets it rather than a driver's NVML. No assertion depends on timing: the
-// test waits for calls, and compares the summary with what the fake recorded it answered.
+// NvmlSampler against the stand-in NVML of fake_nvml.h, on any machine: what the sampler makes
+// of NVML's answers, failures included. This test links the fake, whose soname is
+// libnvidia-ml.so.1, so the sampler's dlopen gets it rather than a driver's NVML. No assertion
+// depends on timing: the test waits for calls, and compares the summary with what the fake
+// recorded it answered.
+#include <cctype>
 #include <memory>
 #include <string>
 

@@ -1,4 +1,4 @@
-// The few NVML declarations truthput uses (NvmlSampler, and FakeNvml for its tests). nvml.h is
+// The few NVML declarations truthput uses (NvmlSampler, and fake_nvml.h for its tests). nvml.h is
 // not installed on the build machine; these mirror the public nvml.h (NVML API version 12/13, as
 // shipped with CUDA 12.x/13.x and drivers 535..580). All structs are plain C with natural
 // alignment on x86-64 and aarch64.
@@ -9,9 +9,18 @@
 
 namespace truthput {
 
-// nvml.h: `typedef enum nvmlReturn_enum {...} nvmlReturn_t;` An enum of int size.
+// nvml.h: `typedef enum nvmlReturn_enum {...} nvmlReturn_t;` An enum of int size; the values
+// truthput names (NvmlReturnName in nvml_sampler.cc has them all).
 using nvmlReturn_t = int;
-constexpr nvmlReturn_t kNvmlSuccess = 0;  // NVML_SUCCESS
+constexpr nvmlReturn_t kNvmlSuccess = 0;                     // NVML_SUCCESS
+constexpr nvmlReturn_t kNvmlErrorUninitialized = 1;          // NVML_ERROR_UNINITIALIZED
+constexpr nvmlReturn_t kNvmlErrorInvalidArgument = 2;        // NVML_ERROR_INVALID_ARGUMENT
+constexpr nvmlReturn_t kNvmlErrorNotSupported = 3;           // NVML_ERROR_NOT_SUPPORTED
+constexpr nvmlReturn_t kNvmlErrorNoPermission = 4;           // NVML_ERROR_NO_PERMISSION
+constexpr nvmlReturn_t kNvmlErrorNotFound = 6;               // NVML_ERROR_NOT_FOUND
+constexpr nvmlReturn_t kNvmlErrorDriverNotLoaded = 9;        // NVML_ERROR_DRIVER_NOT_LOADED
+constexpr nvmlReturn_t kNvmlErrorArgumentVersionMismatch = 25;  // ..._ARGUMENT_VERSION_MISMATCH
+constexpr nvmlReturn_t kNvmlErrorUnknown = 999;              // NVML_ERROR_UNKNOWN
 
 // nvml.h: `typedef struct nvmlDevice_st* nvmlDevice_t;` (opaque).
 struct nvmlDevice_st;

@@ -120,14 +120,16 @@ BatchPoint PredictPoint(const Workload& w, const GpuSpec& datasheet, int64_t mem
 
 namespace {
 
-// "num_layers 0 (the prediction's 80), ...": the fields of ModelSpec other than `source` in
-// which `file` differs from `prediction`; empty where none does.
+// "num_layers 0 (the prediction's 80), ...": the fields of ModelSpec in which `file` differs
+// from `prediction`, but for `source` (a citation) and `weight_dtype` (ApplyCalibration refuses
+// that with a message of its own); empty where none does. Fields that do not change a step's
+// cost (rope_theta, rms_norm_eps, max_context) count too: a file of another spec is refused.
 std::string ModelDifferences(const ModelSpec& file, const ModelSpec& prediction) {
   std::vector<std::string> diffs;
   const google::protobuf::Descriptor* d = ModelSpec::descriptor();
   for (int i = 0; i < d->field_count(); ++i) {
     const google::protobuf::FieldDescriptor* f = d->field(i);
-    if (f->name() == "source") continue;
+    if (f->name() == "source" || f->name() == "weight_dtype") continue;
     std::string a, b;
     google::protobuf::TextFormat::PrintFieldValueToString(file, f, -1, &a);
     google::protobuf::TextFormat::PrintFieldValueToString(prediction, f, -1, &b);
@@ -151,8 +153,8 @@ absl::Status ApplyCalibration(const RunResult& measured, const std::string& sour
         absl::StrCat("--calibrate=", source, ": a prediction, not a measured run"));
   }
   if (m.model().name() != p.model().name()) return mismatch("model", m.model().name(), p.model().name());
-  // The same name is not the same model (a custom spec, an edited file): every field that sets
-  // the step's cost must agree, or the efficiency would be restated against another step.
+  // The same name is not the same model (a custom spec, an edited file): the specs must agree,
+  // or the efficiency would be restated against another step.
   if (const std::string diff = ModelDifferences(m.model(), p.model()); !diff.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("--calibrate=", source, ": its model ",
                                                    m.model().name(), " is not the prediction's: ",

@@ -118,6 +118,13 @@ TEST(Prediction, CalibrationScalesTheBoundByTheMeasuredEfficiency) {
                               "num_layers 0 (the prediction's 80)"),
             std::string::npos)
       << st.message();
+  measured.mutable_config()->mutable_model()->set_num_layers(80);
+  // Another weight dtype is said in its own words.
+  measured.mutable_config()->mutable_model()->set_weight_dtype(FP8_E4M3);
+  st = ApplyCalibration(measured, "h100.json", b200);
+  EXPECT_NE(st.message().find("its weight dtype is FP8_E4M3, the prediction's is BF16"),
+            std::string::npos)
+      << st.message();
   measured.mutable_config()->mutable_model()->set_name("Other");
   st = ApplyCalibration(measured, "h100.json", b200);
   EXPECT_NE(st.message().find("its model is Other"), std::string::npos) << st;

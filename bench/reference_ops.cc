@@ -229,6 +229,8 @@ Comparison Compare(const std::vector<float>& got, const std::vector<double>& ref
   for (double r : ref) ss += r * r;
   c.ref_rms = n > 0 ? std::sqrt(ss / n) : 0.0;
   int64_t first_nan = -1;
+  double se = 0;
+  int64_t finite = 0;
   for (int64_t i = 0; i < n; ++i) {
     if (!std::isfinite(got[i])) {
       ++c.nan_count;
@@ -242,17 +244,31 @@ Comparison Compare(const std::vector<float>& got, const std::vector<double>& ref
     const double rel = scale > 0 ? err / scale : (err == 0 ? 0.0 : INFINITY);
     if (!(err <= rtol * scale)) ++c.fail_count;
     c.max_abs_err = std::max(c.max_abs_err, err);
+    se += err * err;
+    ++finite;
     if (c.worst_index < 0 || rel > c.max_rel_err_vs_scale) {
       c.max_rel_err_vs_scale = std::max(c.max_rel_err_vs_scale, rel);
       c.worst_index = i;
     }
   }
   if (first_nan >= 0) c.worst_index = first_nan;
+  c.err_rms = finite > 0 ? std::sqrt(se / finite) : 0.0;
   c.ok = c.fail_count == 0;
   if (c.worst_index >= 0) {
     const int64_t i = c.worst_index;
     c.worst = absl::StrFormat("|err| %.4g at %s (got %.6g, want %.6g)", std::abs(got[i] - ref[i]),
                               IndexString(i, shape, n), got[i], ref[i]);
+  }
+  return c;
+}
+
+Comparison CompareGemm(const std::vector<float>& got, const std::vector<double>& ref, int64_t k,
+                       bool fast_accumulation, absl::Span<const int64_t> shape) {
+  Comparison c = Compare(got, ref, RtolGemm(k, fast_accumulation), shape);
+  if (c.ok && !(c.err_rms <= kRtolGemm * c.ref_rms)) {
+    c.ok = false;
+    c.worst = absl::StrFormat("rms |err| %.4g is %.2f%% of rms(ref) %.4g, past %.0f%%", c.err_rms,
+                              100 * c.err_rms / c.ref_rms, c.ref_rms, 100 * kRtolGemm);
   }
   return c;
 }

@@ -211,13 +211,32 @@ TEST(CompareTest, ExactToleranceZero) {
   EXPECT_FALSE(Compare({1, -2, 0}, {1, -2.0001, 0}, 0.0).ok);
 }
 
-// fp32 accumulation keeps one tolerance; the fp8 fast accumulator's grows with k past 4096.
-TEST(RtolGemm, FastAccumulationScalesWithK) {
+// fp32 accumulation keeps one tolerance; the fp8 fast accumulator's grows as sqrt(k) past 4096.
+TEST(RtolGemm, FastAccumulationScalesWithTheRootOfK) {
   EXPECT_EQ(RtolGemm(28672, false), kRtolGemm);
   EXPECT_EQ(RtolGemm(64, true), kRtolGemm);
   EXPECT_EQ(RtolGemm(4096, true), kRtolGemm);
-  EXPECT_DOUBLE_EQ(RtolGemm(8192, true), 2 * kRtolGemm);
-  EXPECT_DOUBLE_EQ(RtolGemm(28672, true), 7 * kRtolGemm);
+  EXPECT_DOUBLE_EQ(RtolGemm(16384, true), 2 * kRtolGemm);
+  EXPECT_DOUBLE_EQ(RtolGemm(28672, true), std::sqrt(7.0) * kRtolGemm);
+}
+
+// A small error everywhere passes each element's bound yet fails the whole; noise does not.
+TEST(CompareGemm, FailsASystematicErrorThatNoElementShows) {
+  std::vector<double> ref;
+  for (int i = 0; i < 1000; ++i) ref.push_back(std::sin(i * 0.7));
+  std::vector<float> scaled, noisy;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    scaled.push_back(static_cast<float>(ref[i] * 1.04));
+    noisy.push_back(static_cast<float>(ref[i] + ((i % 2) ? 1e-3 : -1e-3)));
+  }
+  EXPECT_TRUE(Compare(scaled, ref, RtolGemm(28672, true)).ok);
+  const Comparison c = CompareGemm(scaled, ref, 28672, true);
+  EXPECT_FALSE(c.ok);
+  EXPECT_NEAR(c.err_rms / c.ref_rms, 0.04, 1e-6);
+  EXPECT_THAT(c.worst, HasSubstr("is 4.00% of rms(ref)"));
+  EXPECT_TRUE(CompareGemm(noisy, ref, 28672, true).ok);
+  // Without fast accumulation too (no element of a sine is past 3% of |ref| + rms either).
+  EXPECT_FALSE(CompareGemm(scaled, ref, 28672, false).ok);
 }
 
 }  // namespace

@@ -297,8 +297,9 @@ void PrintTable(const RunResult& r, std::ostream& out) {
     }
     out << "\n";
   } else if (!Prefill(r)) {
-    out << "Roofline ridge: none: "
-        << (r.no_ridge_reason().empty() ? "not found" : r.no_ridge_reason()) << "\n";
+    // (Files written before no_ridge_reason say nothing of why.)
+    out << "Roofline ridge: none"
+        << (r.no_ridge_reason().empty() ? "" : absl::StrCat(": ", r.no_ridge_reason())) << "\n";
   }
   if (Measured(r)) PrintOpBreakdown(r, out);
   if (!Measured(r)) {
@@ -445,9 +446,10 @@ absl::Status WriteFileAtomically(const std::string& path, const std::string& con
     return absl::PermissionDeniedError(
         absl::StrCat("cannot create a file beside ", path, ": ", std::strerror(errno)));
   }
-  // Replacing a file keeps its permissions (a 0600 result stays private).
+  // Replacing a file keeps its permissions (a 0600 result stays private), not set-id bits. Where
+  // they cannot be copied the file gets a new file's mode, as without --overwrite.
   if (struct stat old_file; stat(target.file.c_str(), &old_file) == 0) {
-    fchmod(fd, old_file.st_mode & 07777);
+    (void)fchmod(fd, old_file.st_mode & 0777);
   }
   close(fd);
   std::error_code ec;

@@ -512,10 +512,9 @@ bool StepRunner::QuantizesActivations(size_t op_index) const {
          gemm_choice_[op_index].w8a8;
 }
 
-double StepRunner::GemmRtol(size_t op_index) const {
-  const Op& op = workload_.ops().at(op_index);
+bool StepRunner::FastAccumulation(size_t op_index) const {
   const bool cublaslt_fp8 = QuantizesActivations(op_index) && !gemm_choice_.at(op_index).own;
-  return ref::RtolGemm(op.k, cublaslt_fp8 && fp8_gemm_ != nullptr && fp8_gemm_->fast_accum());
+  return cublaslt_fp8 && fp8_gemm_ != nullptr && fp8_gemm_->fast_accum();
 }
 
 bool StepRunner::FeedsNextGemm(size_t op_index) const {
@@ -665,7 +664,8 @@ absl::Status StepRunner::CheckGemm(size_t op_index, const std::function<absl::St
   std::vector<float> got(y.size());
   for (size_t e = 0; e < y.size(); ++e) got[e] = __bfloat162float(y[e]);
   const std::vector<double> want(want_f.begin(), want_f.end());
-  const ref::Comparison c = ref::Compare(got, want, GemmRtol(op_index), {rows, op.n});
+  const ref::Comparison c =
+      ref::CompareGemm(got, want, op.k, FastAccumulation(op_index), {rows, op.n});
   if (!c.ok) {
     return absl::InternalError(absl::StrCat("GEMM check failed: ", op.name, " at m=", op.m,
                                             " on ", Implementation(op_index), ": ", c.worst,

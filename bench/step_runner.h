@@ -92,9 +92,9 @@ class StepRunner {
   // Whether GEMM op `op_index` runs the own skinny GEMM, whose weights the runner packed in place
   // (gemv.h): its reference must read them through SkinnyGemmPackedOffset.
   bool PacksWeights(size_t op_index) const;
-  // Compare's rtol for GEMM op `op_index`'s output (ref::RtolGemm): looser where it runs on
-  // cuBLASLt's fp8 fast accumulation.
-  double GemmRtol(size_t op_index) const;
+  // Whether GEMM op `op_index` runs on cuBLASLt's fp8 fast accumulation, whose error grows with
+  // k: its check allows for it (ref::CompareGemm).
+  bool FastAccumulation(size_t op_index) const;
 
   // The buffers, for the correctness check.
   struct LayerBuffers {

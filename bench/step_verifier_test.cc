@@ -412,8 +412,26 @@ TEST_F(StepVerifierTest, PerPointGemmCheckFailsWhenTheProductChanges) {
       EXPECT_THAT(st.message(), HasSubstr(absl::StrCat("GEMM check failed: ", ops[i].name)));
       // The worst element lies in that channel: [row, n - 1].
       EXPECT_THAT(st.message(), HasSubstr(absl::StrCat(", ", ops[i].n - 1, "] (got")));
-      const bool fast = fp8 && ops[i].name != "lm_head";  // the LM head stays bf16
-      EXPECT_EQ(r.GemmRtol(i), ref::RtolGemm(ops[i].k, fast));
+      EXPECT_EQ(r.FastAccumulation(i), fp8 && ops[i].name != "lm_head");  // the head stays bf16
+      if (fp8 && ops[i].name != "lm_head") {
+        // Every channel's scale 4% high: at k 28672 no element is past its fast-accumulation
+        // bound, but the error as a whole, 4% of rms(ref), is past the 3% CompareGemm allows.
+        // (At short k the largest elements fail on their own first.)
+        auto scale_up = [&]() -> absl::Status {
+          std::vector<float> scales(ops[i].n);
+          float* s = const_cast<float*>(b->w_scales);
+          TP_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(scales.data(), s, scales.size() * 4,
+                                                  cudaMemcpyDeviceToHost, stream_));
+          TP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+          for (float& v : scales) v *= 1.04f;
+          TP_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(s, scales.data(), scales.size() * 4,
+                                                  cudaMemcpyHostToDevice, stream_));
+          return CudaStatus(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+        };
+        const absl::Status scaled = r.TEST_CheckGemm(i, scale_up, stream_);
+        EXPECT_EQ(scaled.code(), absl::StatusCode::kInternal) << scaled;
+        if (ops[i].k == 28672) EXPECT_THAT(scaled.message(), HasSubstr("of rms(ref)"));
+      }
       ++checked;
     }
     EXPECT_EQ(checked, 5);  // qkv, o, gate_up, down, lm_head

@@ -12,9 +12,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
 #include <memory>
-#include <random>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -130,15 +128,22 @@ inline std::vector<float> ToHost(const __nv_bfloat16* d, int64_t n) {
   return f;
 }
 
-// A seed from std::random_device, different on every run: tests print it on failure. With
-// TRUTHPUT_TEST_SEED=N in the environment every call returns N instead, so that a failure's
-// printed seed replays it.
+// Seeds of fresh random data. Each test draws them from its own base (random, or
+// TRUTHPUT_TEST_SEED when set), which gpu_test_main prints as the test starts:
+// "TRUTHPUT_TEST_SEED=N" with --gtest_filter=THAT.TEST replays the test's every draw.
+struct TestSeeds {
+  uint64_t base = 0;
+  uint64_t drawn = 0;
+};
+inline TestSeeds test_seeds;
+
+// The next seed of the running test (SplitMix64 of its base and how many it has drawn): a
+// different one each call, the same sequence for the same base. Tests print it on failure.
 inline uint64_t FreshSeed() {
-  if (const char* replay = std::getenv("TRUTHPUT_TEST_SEED"); replay != nullptr && *replay) {
-    return std::strtoull(replay, nullptr, 10);
-  }
-  std::random_device rd;
-  return (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  uint64_t z = test_seeds.base + 0x9e3779b97f4a7c15ULL * ++test_seeds.drawn;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
 }
 
 // The SM count of the current device.

@@ -3,6 +3,7 @@
 #ifndef TRUTHPUT_WORKLOADS_GPU_DATASHEET_H_
 #define TRUTHPUT_WORKLOADS_GPU_DATASHEET_H_
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -34,9 +35,9 @@ inline double PeakBytesPerSecond(const GpuSpec& gpu) { return gpu.mem_bandwidth_
 // limit may then exceed on the card (a GPU run uses the card's own figure).
 inline int64_t MemoryBytes(const GpuSpec& gpu) {
   if (gpu.reported_memory_gbytes() > 0) {
-    return static_cast<int64_t>(gpu.reported_memory_gbytes() * 1e9);
+    return std::llround(gpu.reported_memory_gbytes() * 1e9);
   }
-  return static_cast<int64_t>(gpu.memory_gbytes() * 1073741824.0);
+  return std::llround(gpu.memory_gbytes() * 1073741824.0);
 }
 
 }  // namespace truthput

@@ -66,10 +66,11 @@ absl::StatusOr<int64_t> DecodeRidgeBatch(const ModelSpec& model, int64_t context
         StepConfig{.phase = Phase::kDecode, .batch = max_batch, .context = context, .tp = tp});
     if (!w.ok()) return w.status();
     double weights = 0, kv = 0, act = 0;
-    for (const Op& op : w->ops()) {
-      weights += static_cast<double>(op.weight_bytes);
-      kv += static_cast<double>(op.kv_read_bytes + op.kv_write_bytes);
-      act += static_cast<double>(op.act_bytes);
+    for (const Op& op : w->ops()) {  // each op as often as the step runs it (per layer)
+      const double count = static_cast<double>(op.count);
+      weights += count * static_cast<double>(op.weight_bytes);
+      kv += count * static_cast<double>(op.kv_read_bytes + op.kv_write_bytes);
+      act += count * static_cast<double>(op.act_bytes);
     }
     const double total = weights + kv + act;
     return absl::NotFoundError(absl::StrFormat(
