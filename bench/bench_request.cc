@@ -117,17 +117,12 @@ absl::StatusOr<BenchRequest> MakeBenchRequest(std::string tool, Phase phase,
   // The same file however written ("x", "./x", a link to it). (A path the library cannot
   // resolve, such as /dev/stdout on a pipe, stays as written.) A device or pipe is written
   // into, not replaced, so both may go to one (/dev/null).
-  auto stream = [](const std::string& p) {
-    std::error_code ec;
-    const std::filesystem::file_status st = std::filesystem::status(p, ec);
-    return std::filesystem::exists(st) && !std::filesystem::is_regular_file(st);
-  };
   auto resolved = [](const std::string& p) {
     std::error_code ec;
     std::filesystem::path r = std::filesystem::weakly_canonical(std::filesystem::absolute(p), ec);
     return ec ? std::filesystem::path(p).lexically_normal() : r;
   };
-  if (!f.csv.empty() && !f.json.empty() && !stream(f.csv) &&
+  if (!f.csv.empty() && !f.json.empty() && !IsStreamOutput(f.csv) &&
       resolved(f.csv) == resolved(f.json)) {
     return absl::InvalidArgumentError("--csv and --json name the same file");
   }

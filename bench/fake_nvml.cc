@@ -9,16 +9,12 @@
 namespace truthput::fake_nvml {
 namespace {
 
-constexpr int kUninitialized = kNvmlErrorUninitialized;
-constexpr int kInvalidArgument = kNvmlErrorInvalidArgument;
-constexpr int kNotFound = kNvmlErrorNotFound;
-
 // The sampler reads from its own thread while a test reads the record: one lock for both.
 std::mutex mu;
 // Before the first Reset, NVML does not start (fake_nvml.h).
 Script Unscripted() {
   Script s;
-  s.init_result = kDriverNotLoaded;
+  s.init_result = kNvmlErrorDriverNotLoaded;
   return s;
 }
 Script script = Unscripted();
@@ -32,31 +28,31 @@ int gpm_next_handle = 0x2000;
 // Records call c and returns its scripted code; on success *value is its scripted value.
 int Answer(Call c, double* value) {
   const int i = record.calls[c]++;
-  const int r = script.result[c] ? script.result[c](i) : kSuccess;
-  if (r != kSuccess) return r;
+  const int r = script.result[c] ? script.result[c](i) : kNvmlSuccess;
+  if (r != kNvmlSuccess) return r;
   *value = script.value(c, i);
   record.returned_sum[c] += *value;
   ++record.returned[c];
-  return kSuccess;
+  return kNvmlSuccess;
 }
 
 // NVML_ERROR_UNINITIALIZED before nvmlInit_v2; NVML_ERROR_INVALID_ARGUMENT for a handle the fake
 // did not give out or a null out-pointer.
 int CheckDevice(nvmlDevice_t device, const void* out) {
-  if (record.inits <= 0) return kUninitialized;
-  if (device != kDevice || out == nullptr) return kInvalidArgument;
-  return kSuccess;
+  if (record.inits <= 0) return kNvmlErrorUninitialized;
+  if (device != kDevice || out == nullptr) return kNvmlErrorInvalidArgument;
+  return kNvmlSuccess;
 }
 
 // A handle lookup: the one device, where `id` is the script's `known` one.
 int Lookup(const char* id, const std::string& known, nvmlDevice_t* device) {
   std::lock_guard<std::mutex> lock(mu);
-  if (record.inits <= 0) return kUninitialized;
-  if (id == nullptr || device == nullptr) return kInvalidArgument;
+  if (record.inits <= 0) return kNvmlErrorUninitialized;
+  if (id == nullptr || device == nullptr) return kNvmlErrorInvalidArgument;
   record.last_lookup = id;
-  if (known != id) return kNotFound;
+  if (known != id) return kNvmlErrorNotFound;
   *device = kDevice;
-  return kSuccess;
+  return kNvmlSuccess;
 }
 
 }  // namespace
@@ -78,16 +74,16 @@ extern "C" {
 
 nvmlReturn_t nvmlInit_v2() {
   std::lock_guard<std::mutex> lock(mu);
-  if (script.init_result != kSuccess) return script.init_result;
+  if (script.init_result != kNvmlSuccess) return script.init_result;
   ++record.inits;
-  return kSuccess;
+  return kNvmlSuccess;
 }
 
 nvmlReturn_t nvmlShutdown() {
   std::lock_guard<std::mutex> lock(mu);
-  if (record.inits <= 0) return kUninitialized;
+  if (record.inits <= 0) return kNvmlErrorUninitialized;
   --record.inits;
-  return kSuccess;
+  return kNvmlSuccess;
 }
 
 const char* nvmlErrorString(nvmlReturn_t) { return "fake NVML error"; }
@@ -102,102 +98,102 @@ nvmlReturn_t nvmlDeviceGetHandleByPciBusId_v2(const char* bus_id, nvmlDevice_t* 
 
 nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device, nvmlUtilization_t* out) {
   std::lock_guard<std::mutex> lock(mu);
-  if (int r = CheckDevice(device, out); r != kSuccess) return r;
+  if (int r = CheckDevice(device, out); r != kNvmlSuccess) return r;
   double v = 0;
-  if (int r = Answer(kUtilization, &v); r != kSuccess) return r;
+  if (int r = Answer(kUtilization, &v); r != kNvmlSuccess) return r;
   out->gpu = static_cast<unsigned int>(v);
   out->memory = static_cast<unsigned int>(v / 2);
-  return kSuccess;
+  return kNvmlSuccess;
 }
 
 nvmlReturn_t nvmlDeviceGetClockInfo(nvmlDevice_t device, unsigned int type, unsigned int* mhz) {
   std::lock_guard<std::mutex> lock(mu);
-  if (int r = CheckDevice(device, mhz); r != kSuccess) return r;
-  if (type != kNvmlClockSm) return kInvalidArgument;  // the sampler asks for nothing else
+  if (int r = CheckDevice(device, mhz); r != kNvmlSuccess) return r;
+  if (type != kNvmlClockSm) return kNvmlErrorInvalidArgument;  // the sampler asks for nothing else
   double v = 0;
-  if (int r = Answer(kSmClock, &v); r != kSuccess) return r;
+  if (int r = Answer(kSmClock, &v); r != kNvmlSuccess) return r;
   *mhz = static_cast<unsigned int>(v);
-  return kSuccess;
+  return kNvmlSuccess;
 }
 
 nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t device, unsigned int* mw) {
   std::lock_guard<std::mutex> lock(mu);
-  if (int r = CheckDevice(device, mw); r != kSuccess) return r;
+  if (int r = CheckDevice(device, mw); r != kNvmlSuccess) return r;
   double v = 0;
-  if (int r = Answer(kPower, &v); r != kSuccess) return r;
+  if (int r = Answer(kPower, &v); r != kNvmlSuccess) return r;
   *mw = static_cast<unsigned int>(v);
-  return kSuccess;
+  return kNvmlSuccess;
 }
 
 nvmlReturn_t nvmlDeviceGetCurrentClocksEventReasons(nvmlDevice_t device,
                                                     unsigned long long* bits) {
   std::lock_guard<std::mutex> lock(mu);
-  if (int r = CheckDevice(device, bits); r != kSuccess) return r;
+  if (int r = CheckDevice(device, bits); r != kNvmlSuccess) return r;
   double v = 0;
-  if (int r = Answer(kReasons, &v); r != kSuccess) return r;
+  if (int r = Answer(kReasons, &v); r != kNvmlSuccess) return r;
   *bits = static_cast<unsigned long long>(v);
   record.reasons_or |= *bits;
-  return kSuccess;
+  return kNvmlSuccess;
 }
 
 nvmlReturn_t nvmlDeviceGetTotalEnergyConsumption(nvmlDevice_t device, unsigned long long* mj) {
   std::lock_guard<std::mutex> lock(mu);
-  if (int r = CheckDevice(device, mj); r != kSuccess) return r;
+  if (int r = CheckDevice(device, mj); r != kNvmlSuccess) return r;
   double v = 0;
-  if (int r = Answer(kEnergy, &v); r != kSuccess) return r;
+  if (int r = Answer(kEnergy, &v); r != kNvmlSuccess) return r;
   *mj = static_cast<unsigned long long>(v);
-  return kSuccess;
+  return kNvmlSuccess;
 }
 
 nvmlReturn_t nvmlGpmQueryDeviceSupport(nvmlDevice_t device, nvmlGpmSupport_t* support) {
   std::lock_guard<std::mutex> lock(mu);
-  if (int r = CheckDevice(device, support); r != kSuccess) return r;
+  if (int r = CheckDevice(device, support); r != kNvmlSuccess) return r;
   if (support->version != kNvmlGpmSupportVersion) return kNvmlErrorArgumentVersionMismatch;
   support->isSupportedDevice = script.gpm_supported ? 1 : 0;
-  return kSuccess;
+  return kNvmlSuccess;
 }
 
 nvmlReturn_t nvmlGpmSampleAlloc(nvmlGpmSample_t* sample) {
   std::lock_guard<std::mutex> lock(mu);
-  if (record.inits <= 0) return kUninitialized;
-  if (sample == nullptr) return kInvalidArgument;
+  if (record.inits <= 0) return kNvmlErrorUninitialized;
+  if (sample == nullptr) return kNvmlErrorInvalidArgument;
   *sample = reinterpret_cast<nvmlGpmSample_t>(static_cast<uintptr_t>(gpm_next_handle++));
   ++record.gpm_samples;
-  return kSuccess;
+  return kNvmlSuccess;
 }
 
 nvmlReturn_t nvmlGpmSampleFree(nvmlGpmSample_t sample) {
   std::lock_guard<std::mutex> lock(mu);
-  if (sample == nullptr) return kInvalidArgument;
+  if (sample == nullptr) return kNvmlErrorInvalidArgument;
   --record.gpm_samples;
-  return kSuccess;
+  return kNvmlSuccess;
 }
 
 nvmlReturn_t nvmlGpmSampleGet(nvmlDevice_t device, nvmlGpmSample_t sample) {
   std::lock_guard<std::mutex> lock(mu);
-  if (int r = CheckDevice(device, sample); r != kSuccess) return r;
+  if (int r = CheckDevice(device, sample); r != kNvmlSuccess) return r;
   double unused = 0;
   return Answer(kGpmSampleGet, &unused);
 }
 
 nvmlReturn_t nvmlGpmMetricsGet(nvmlGpmMetricsGet_t* get) {
   std::lock_guard<std::mutex> lock(mu);
-  if (record.inits <= 0) return kUninitialized;
-  if (get == nullptr) return kInvalidArgument;
+  if (record.inits <= 0) return kNvmlErrorUninitialized;
+  if (get == nullptr) return kNvmlErrorInvalidArgument;
   if (get->version != kNvmlGpmMetricsGetVersion) return kNvmlErrorArgumentVersionMismatch;
   // Two different samples, and no more metrics than nvml.h's smallest array (98) holds.
   if (get->sample1 == nullptr || get->sample2 == nullptr || get->sample1 == get->sample2 ||
       get->numMetrics == 0 || get->numMetrics > 98) {
-    return kInvalidArgument;
+    return kNvmlErrorInvalidArgument;
   }
   ++record.gpm_metrics_gets;
-  if (script.gpm_metrics_result != kSuccess) return script.gpm_metrics_result;
+  if (script.gpm_metrics_result != kNvmlSuccess) return script.gpm_metrics_result;
   for (unsigned int i = 0; i < get->numMetrics; ++i) {
     nvmlGpmMetric_t& m = get->metrics[i];
-    m.nvmlReturn = script.gpm_metric_result ? script.gpm_metric_result(m.metricId) : kSuccess;
-    m.value = m.nvmlReturn == kSuccess ? m.metricId * 1.5 : 0;
+    m.nvmlReturn = script.gpm_metric_result ? script.gpm_metric_result(m.metricId) : kNvmlSuccess;
+    m.value = m.nvmlReturn == kNvmlSuccess ? m.metricId * 1.5 : 0;
   }
-  return kSuccess;
+  return kNvmlSuccess;
 }
 
 }  // extern "C"

@@ -20,13 +20,6 @@
 
 namespace truthput::fake_nvml {
 
-// nvml.h's return codes the tests use (nvml_types.h).
-constexpr int kSuccess = kNvmlSuccess;
-constexpr int kNotSupported = kNvmlErrorNotSupported;
-constexpr int kNoPermission = kNvmlErrorNoPermission;
-constexpr int kDriverNotLoaded = kNvmlErrorDriverNotLoaded;
-constexpr int kUnknown = kNvmlErrorUnknown;
-
 // The functions sampled on every tick, and the other calls a test may fail.
 enum Call {
   kUtilization,     // nvmlDeviceGetUtilizationRates
@@ -42,7 +35,7 @@ enum Call {
 // loaded by anything but a test that scripts it, the fake gives nothing. `result[c](i)` is the return code of the i-th call (from 0) of c since
 // Reset (default: success); a successful call returns `value(c, i)`.
 struct Script {
-  int init_result = kSuccess;
+  int init_result = kNvmlSuccess;
   std::string uuid = "GPU-0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9";  // lower case, as NVML's
   std::string pci_bus_id = "00000000:18:00.0";
   std::function<int(int)> result[kCallCount];
@@ -59,7 +52,7 @@ struct Script {
     }
   };
   bool gpm_supported = true;
-  int gpm_metrics_result = kSuccess;
+  int gpm_metrics_result = kNvmlSuccess;
   // Per GPM metric id, its own return code (default success) and value (default: id * 1.5).
   std::function<int(unsigned int)> gpm_metric_result;
 };

@@ -84,7 +84,7 @@ TEST(NvmlSamplerFakeTest, UnknownGpuIsNotFoundAndNvmlIsShutDown) {
 
 TEST(NvmlSamplerFakeTest, InitFailureIsUnavailableSayingWhy) {
   Script script;
-  script.init_result = fake_nvml::kDriverNotLoaded;
+  script.init_result = kNvmlErrorDriverNotLoaded;
   fake_nvml::Reset(script);
   const absl::Status st = NvmlSampler::Create(script.uuid, kInterval).status();
   EXPECT_TRUE(absl::IsUnavailable(st)) << st;
@@ -96,9 +96,9 @@ TEST(NvmlSamplerFakeTest, InitFailureIsUnavailableSayingWhy) {
 TEST(NvmlSamplerFakeTest, MeansAreOverTheReadsThatSucceededAndSaySo) {
   Script script;
   script.result[fake_nvml::kUtilization] = [](int i) {
-    return i % 3 == 1 ? fake_nvml::kUnknown : fake_nvml::kSuccess;
+    return i % 3 == 1 ? kNvmlErrorUnknown : kNvmlSuccess;
   };
-  script.result[fake_nvml::kPower] = [](int) { return fake_nvml::kNotSupported; };
+  script.result[fake_nvml::kPower] = [](int) { return kNvmlErrorNotSupported; };
   std::unique_ptr<NvmlSampler> s = CreateOn(script);
   ASSERT_NE(s, nullptr);
   s->Start();
@@ -132,7 +132,7 @@ TEST(NvmlSamplerFakeTest, ClockEventReasonsAreTheOrOfEverySample) {
     return i == 2 ? 0x4 : i == 5 ? 0x8 : 0;  // sw_power_cap once, hw_slowdown once
   };
   script.result[fake_nvml::kReasons] = [](int i) {
-    return i == 3 ? fake_nvml::kNoPermission : fake_nvml::kSuccess;
+    return i == 3 ? kNvmlErrorNoPermission : kNvmlSuccess;
   };
   std::unique_ptr<NvmlSampler> s = CreateOn(script);
   ASSERT_NE(s, nullptr);
@@ -175,7 +175,7 @@ TEST(NvmlSamplerFakeTest, EnergyGoingBackwardsOrUnreadableIsUnsetSayingWhy) {
               Contains("energy: the counter went backwards (driver reloaded?)"));
 
   Script denied;
-  denied.result[fake_nvml::kEnergy] = [](int) { return fake_nvml::kNoPermission; };
+  denied.result[fake_nvml::kEnergy] = [](int) { return kNvmlErrorNoPermission; };
   s.reset();  // before Reset, which clears the count of initializations
   s = CreateOn(denied);
   ASSERT_NE(s, nullptr);
@@ -191,7 +191,7 @@ TEST(NvmlSamplerFakeTest, EnergyGoingBackwardsOrUnreadableIsUnsetSayingWhy) {
 TEST(NvmlSamplerFakeTest, GpmValuesOverAWindowOfAtLeast100Ms) {
   Script script;
   script.gpm_metric_result = [](unsigned int id) {
-    return id == 5 ? fake_nvml::kNotSupported : fake_nvml::kSuccess;  // ANY_TENSOR_UTIL
+    return id == 5 ? kNvmlErrorNotSupported : kNvmlSuccess;  // ANY_TENSOR_UTIL
   };
   std::unique_ptr<NvmlSampler> s = CreateOn(script);
   ASSERT_NE(s, nullptr);
@@ -220,7 +220,7 @@ TEST(NvmlSamplerFakeTest, GpmOffSaysWhyAndTakesNoBuffers) {
 
   Script start_fails;
   start_fails.result[fake_nvml::kGpmSampleGet] = [](int i) {
-    return i == 0 ? fake_nvml::kUnknown : fake_nvml::kSuccess;
+    return i == 0 ? kNvmlErrorUnknown : kNvmlSuccess;
   };
   s.reset();
   s = CreateOn(start_fails);

@@ -373,7 +373,7 @@ OutputTarget ResolveOutputTarget(const std::string& path) {
   // fs::status follows links as the kernel does, /proc's /dev/stdout -> pipe:[n] included.
   const fs::file_status st = fs::status(path, ec);
   if (fs::is_directory(st)) return {.file = path, .folder = true};
-  if (fs::exists(st) && !fs::is_regular_file(st)) return {.file = path, .stream = true};
+  if (IsStreamOutput(path)) return {.file = path, .stream = true};
   // A regular file or nothing yet: follow a chain of links (perhaps to a file not yet there).
   fs::path file = path;
   for (int hops = 0; hops < 40 && fs::is_symlink(file, ec); ++hops) {
@@ -414,6 +414,13 @@ absl::StatusOr<OutputTarget> CheckedOutputTarget(const std::string& path, bool o
 }
 
 }  // namespace
+
+bool IsStreamOutput(const std::string& path) {
+  std::error_code ec;
+  // fs::status follows links as the kernel does, /proc's /dev/stdout -> pipe:[n] included.
+  const fs::file_status st = fs::status(path, ec);
+  return fs::exists(st) && !fs::is_directory(st) && !fs::is_regular_file(st);
+}
 
 absl::Status CheckOutputPath(const std::string& path, bool overwrite) {
   return CheckedOutputTarget(path, overwrite).status();
