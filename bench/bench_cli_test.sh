@@ -81,12 +81,18 @@ expect_error "not the JSON of a truthput run" "$decode" --predict --gpu=b200 \
   --calibrate="$results/h100-sxm/ceilings.json"
 expect_error "is a folder" "$decode" --predict --gpu=b200 --calibrate="$tmp"
 # Flags of a GPU run given to a prediction are named in a note, not dropped silently.
-"$decode" --predict --gpu=h100 --batch=1 --ceilings=none --profile=off --gemm=own | grep -q \
-  '^Note: --ceilings, --profile=off, --gemm=own: for a GPU run' \
+"$decode" --predict --gpu=h100 --batch=1 --ceilings=none --profile=off --gemm=own \
+  --usd_per_gpu_hour=5 | grep -q \
+  '^Note: --ceilings, --profile=off, --gemm=own, --usd_per_gpu_hour: for a GPU run' \
   || { echo "FAIL: ignored-flags note"; fail=1; }
 "$decode" --predict --gpu=h100 --weights=FP8 --batch=1 | grep -q 'dense fp8' \
   || { echo "FAIL: --weights=FP8 (any case) not taken"; fail=1; }
 expect_error "must be a finite price" "$decode" --predict --gpu=h100 --usd_per_gpu_hour=nan
+# Standard output that cannot be written (a full disk) is an error, not a lost table or CSV.
+if [[ -w /dev/full ]]; then
+  expect_error "writing standard output failed" sh -c '"$0" --predict --gpu=h100 --batch=1 >/dev/full' "$decode"
+  expect_error "writing standard output failed" sh -c '"$0" "$1" >/dev/full' "$to_csv" "$tmp/h100.json"
+fi
 # A device or pipe is written into, without --overwrite: /dev/null, and /dev/stdout on a pipe.
 out=$("$decode" --predict --gpu=h100 --batch=1 --csv="$tmp/piped.csv" --json=/dev/stdout 2>&1) \
   && grep -q '"points"' <<<"$out" && [[ -s "$tmp/piped.csv" ]] \

@@ -146,6 +146,11 @@ int BenchMain(const std::string& tool, Phase phase, int argc, char** argv,
       std::cout << "wrote " << request->json_path << "\n";
     }
   }
+  // The table may be the only copy (no --csv or --json): a full disk or a closed pipe is said.
+  if (!(std::cout << std::flush)) {
+    std::cerr << tool << ": writing standard output failed\n";
+    rc = 1;
+  }
   if (!stopped.ok()) {
     std::cerr << tool << ": incomplete: " << stopped.message()
               << " (the points measured before it are kept)\n";

@@ -1,6 +1,7 @@
 #include "bench/bench_request.h"
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 
 #include "gmock/gmock.h"
@@ -119,6 +120,16 @@ TEST(BenchRequest, RefusesToOverwriteResults) {
   f.csv = f.json = "/dev/null";
   EXPECT_TRUE(MakeBenchRequest("bench_decode", Phase::kDecode, f).ok());
   std::remove(path.c_str());
+  // A link to the CSV that is not written yet: writing the JSON would follow it onto the CSV.
+  const std::string link = testing::TempDir() + "/to_new.json";
+  std::remove(link.c_str());
+  std::error_code ec;
+  std::filesystem::create_symlink("new.csv", link, ec);
+  ASSERT_FALSE(ec) << ec.message();
+  f.csv = testing::TempDir() + "/new.csv";
+  f.json = link;
+  EXPECT_THAT(Error(f), HasSubstr("--csv and --json name the same file"));
+  std::remove(link.c_str());
 }
 
 }  // namespace

@@ -255,6 +255,7 @@ absl::StatusOr<RunResult> Predict(const BenchRequest& request, const GpuSpec& gp
   if (!request.verify) ignored.push_back("--verify=false");
   if (request.profile != "step") ignored.push_back(absl::StrCat("--profile=", request.profile));
   if (request.gemm != "auto") ignored.push_back(absl::StrCat("--gemm=", request.gemm));
+  if (request.usd_per_gpu_hour > 0) ignored.push_back("--usd_per_gpu_hour");  // $/Mtok is measured
   if (!ignored.empty()) {
     result.mutable_config()->add_notes(absl::StrCat(
         absl::StrJoin(ignored, ", "), ": for a GPU run; a prediction has no use for them"));

@@ -307,7 +307,7 @@ void PrintTable(const RunResult& r, std::ostream& out) {
         "need_GB: weights + KV cache + activations of one TP shard; tp: smallest TP degree at "
         "which one fits %.1f GB (%s; -: none that divides the heads does, 0 in CSV and JSON).\n",
         MemoryBytes(g) / 1e9,
-        g.reported_memory_gbytes() > 0 ? "what a lent card reported"
+        g.reported_memory_gbytes() > 0 ? "what a card reported"
                                        : absl::StrCat("the datasheet's ", g.memory_gbytes(),
                                                       " GiB"));
   }

@@ -16,7 +16,10 @@ int main(int argc, char** argv) {
   }
   const std::string csv = truthput::FormatCsv(*result);
   if (argc == 2) {
-    std::cout << csv;
+    if (!(std::cout << csv << std::flush)) {
+      std::cerr << "result_to_csv: writing standard output failed\n";
+      return 1;
+    }
     return 0;
   }
   absl::Status st = truthput::WriteFileAtomically(argv[2], csv, /*overwrite=*/false);

@@ -3,7 +3,6 @@
 #include <cstdlib>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "google/protobuf/text_format.h"
@@ -37,18 +36,11 @@ absl::StatusOr<GpuSpec> FindGpu(absl::string_view name) {
 }
 
 absl::StatusOr<GpuSpec> FindGpuByDeviceName(absl::string_view device_name) {
-  const GpuSpec* best = nullptr;
-  size_t best_len = 0;
   for (const GpuSpec& g : BuiltinGpuTable().gpu()) {
     for (const std::string& d : g.device_names()) {
       if (d == device_name) return g;
-      if (absl::StartsWith(device_name, d) && d.size() > best_len) {
-        best = &g;
-        best_len = d.size();
-      }
     }
   }
-  if (best != nullptr) return *best;
   return absl::NotFoundError(absl::StrCat("GPU '", device_name,
                                           "' is not in the datasheet table "
                                           "(workloads/gpus.textproto); pass --gpu=ID to pick "

@@ -20,8 +20,9 @@ const GpuTable& BuiltinGpuTable();
 // By id or alias, case-insensitive ("h100-sxm", "H100", "h200").
 absl::StatusOr<GpuSpec> FindGpu(absl::string_view name);
 
-// By cudaGetDeviceProperties().name, e.g. "NVIDIA H100 80GB HBM3". Exact match first, then the
-// longest listed device name that the reported name starts with.
+// By cudaGetDeviceProperties().name, e.g. "NVIDIA H100 80GB HBM3", exactly: a variant the table
+// does not list ("NVIDIA H200 NVL", lower clocks and power than the H200 SXM) is NotFound, so its
+// figures are never an SXM part's unless --gpu says so.
 absl::StatusOr<GpuSpec> FindGpuByDeviceName(absl::string_view device_name);
 
 std::vector<std::string> KnownGpuIds();

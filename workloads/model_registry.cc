@@ -59,6 +59,10 @@ absl::StatusOr<ModelSpec> ParseModelSpec(absl::string_view text, absl::string_vi
 }
 
 absl::Status ValidateModelSpec(const ModelSpec& s) {
+  // The name heads every table and names the results; a blank one leaves them unlabeled.
+  if (absl::StripAsciiWhitespace(s.name()).empty()) {
+    return absl::InvalidArgumentError("name must not be empty");
+  }
   const std::pair<const char*, uint64_t> sizes[] = {
       {"hidden_size", s.hidden_size()}, {"num_layers", s.num_layers()},
       {"num_heads", s.num_heads()},     {"num_kv_heads", s.num_kv_heads()},

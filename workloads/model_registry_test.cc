@@ -83,6 +83,15 @@ TEST(ModelRegistry, RejectsZeroSizes) {
   EXPECT_THAT(m.status().message(), HasSubstr("ffn_size must be > 0"));
 }
 
+TEST(ModelRegistry, RejectsAnEmptyName) {
+  for (const char* name : {"''", "' '"}) {
+    absl::StatusOr<ModelSpec> m = ParseModelSpec(
+        absl::StrReplaceAll(kValid, {{"name: \"tiny\"", absl::StrCat("name: ", name)}}), "n");
+    ASSERT_FALSE(m.ok()) << name;
+    EXPECT_THAT(m.status().message(), HasSubstr("name must not be empty")) << name;
+  }
+}
+
 TEST(ModelRegistry, RejectsRopeThetaAndEpsThatCannotBeUsed) {
   for (const char* bad : {"rope_theta: -1", "rope_theta: nan", "rope_theta: inf"}) {
     absl::StatusOr<ModelSpec> m = ParseModelSpec(absl::StrCat(kValid, " ", bad), "t");
