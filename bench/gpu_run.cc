@@ -203,18 +203,11 @@ absl::Status CuptiPass(CuptiRangeProfiler& cupti, const Workload& w, const StepR
 
 void AddMeasured(BatchPoint& p, const TimingStats& t, const GpuSpec& g, DType dtype,
                  double usd_per_hour) {
-  const double s = t.p50_ms / 1e3;
   p.set_step_ms_p50(t.p50_ms);
   p.set_step_ms_p99(t.p99_ms);
   p.set_step_rel_spread(t.rel_spread);
   p.set_reps(t.reps);
-  p.set_tokens_per_s(p.tokens() / s);
-  p.set_achieved_gbps(p.model_gbytes() / s);
-  p.set_mbu(p.achieved_gbps() / g.mem_bandwidth_gbps());
-  p.set_achieved_tflops(p.model_gflops() / s / 1e3);
-  p.set_mfu(p.achieved_tflops() * 1e12 / PeakFlopsPerSecond(g, dtype));
-  p.set_roofline_eff(p.bound_ms() / t.p50_ms);
-  p.set_usd_per_mtok(usd_per_hour / 3600.0 / p.tokens_per_s() * 1e6);
+  SetMeasuredRates(p, g, dtype, usd_per_hour);
 }
 
 }  // namespace

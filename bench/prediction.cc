@@ -55,6 +55,17 @@ RunResult NewRunResult(const BenchRequest& r, const GpuSpec& datasheet) {
   return result;
 }
 
+void SetMeasuredRates(BatchPoint& p, const GpuSpec& gpu, DType dtype, double usd_per_hour) {
+  const double s = p.step_ms_p50() / 1e3;
+  p.set_tokens_per_s(p.tokens() / s);
+  p.set_achieved_gbps(p.model_gbytes() / s);
+  p.set_mbu(p.achieved_gbps() / gpu.mem_bandwidth_gbps());
+  p.set_achieved_tflops(p.model_gflops() / s / 1e3);
+  p.set_mfu(p.achieved_tflops() * 1e12 / PeakFlopsPerSecond(gpu, dtype));
+  p.set_roofline_eff(p.bound_ms() / p.step_ms_p50());
+  p.set_usd_per_mtok(usd_per_hour / 3600.0 / p.tokens_per_s() * 1e6);
+}
+
 void SetMeasuredKnee(RunResult& result) {
   std::vector<const BatchPoint*> measured;
   for (const BatchPoint& p : result.points()) {

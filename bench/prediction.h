@@ -22,6 +22,11 @@ RunResult NewRunResult(const BenchRequest& request, const GpuSpec& datasheet);
 // in `memory_bytes` (the GPU's memory, or its datasheet size), with per-op predictions.
 BatchPoint PredictPoint(const Workload& workload, const GpuSpec& datasheet, int64_t memory_bytes);
 
+// The rates of a point measured in step_ms_p50, against its predicted tokens, bytes, FLOPs and
+// bound and the datasheet of `gpu`: tokens/s, achieved GB/s and MBU, achieved TFLOP/s and MFU
+// (against the peak of `dtype`, the weights'), roofline_eff and $/Mtok at `usd_per_hour`.
+void SetMeasuredRates(BatchPoint& p, const GpuSpec& gpu, DType dtype, double usd_per_hour);
+
 // Sets result.measured_knee_batch when the sweep reaches past the predicted ridge: the ridge of
 // the measured roofline, i.e. the batch whose step intensity equals the FLOP rate reached at
 // the largest batch over the bandwidth reached at the smallest.

@@ -51,6 +51,29 @@ TEST(Prediction, OnePointPerBatchWithTheBound) {
   EXPECT_FALSE(r->has_machine());
 }
 
+// The rates users read, worked by hand: 8 tokens, 140 GB and 2000 GFLOP in a 50 ms step whose
+// bound is 40 ms, on an H100 SXM (3350 GB/s, 989.4 bf16 and 1978.9 fp8 TFLOP/s) at $3/hour.
+TEST(Prediction, MeasuredRatesFromTheMedianStep) {
+  BatchPoint p;
+  p.set_tokens(8);
+  p.set_model_gbytes(140);
+  p.set_model_gflops(2000);
+  p.set_bound_ms(40);
+  p.set_step_ms_p50(50);
+  p.set_step_ms_p99(100);  // not a rate's denominator
+  SetMeasuredRates(p, *FindGpu("h100-sxm"), BF16, 3.0);
+  EXPECT_DOUBLE_EQ(p.tokens_per_s(), 160);
+  EXPECT_DOUBLE_EQ(p.achieved_gbps(), 2800);
+  EXPECT_DOUBLE_EQ(p.mbu(), 2800.0 / 3350);
+  EXPECT_DOUBLE_EQ(p.achieved_tflops(), 40);
+  EXPECT_DOUBLE_EQ(p.mfu(), 40 / 989.4);
+  EXPECT_DOUBLE_EQ(p.roofline_eff(), 0.8);
+  EXPECT_DOUBLE_EQ(p.usd_per_mtok(), 3.0 / 3600 / 160 * 1e6);  // $5.21 per million tokens
+  SetMeasuredRates(p, *FindGpu("h100-sxm"), FP8_E4M3, 3.0);
+  EXPECT_DOUBLE_EQ(p.mfu(), 40 / 1978.9);  // fp8 weights: the fp8 peak
+  EXPECT_DOUBLE_EQ(p.mbu(), 2800.0 / 3350);
+}
+
 TEST(Prediction, RidgeAndMeasuredKnee) {
   RunResult r = *Predict(Request("1,512", 0), *FindGpu("h100-sxm"));
   ASSERT_TRUE(r.has_predicted_ridge_batch());
