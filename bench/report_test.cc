@@ -4,9 +4,12 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <thread>
 
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "bench/prediction.h"
 #include "gmock/gmock.h"
@@ -73,6 +76,77 @@ TEST(Report, MeasuredColumnsAppearForGpuRunsAndUnsetOnesStayEmpty) {
                                   "achieved_tflops,mfu,roofline_eff,usd_per_mtok"));
   EXPECT_THAT(lines[1], HasSubstr(",50.0000,,20.000,"));
   EXPECT_THAT(lines[2], HasSubstr("true,\"does not fit, really\""));
+}
+
+// Splits one CSV row, quoted cells ("a, ""b""") included.
+std::vector<std::string> CsvCells(const std::string& row) {
+  std::vector<std::string> cells(1);
+  bool quoted = false;
+  for (size_t i = 0; i < row.size(); ++i) {
+    const char c = row[i];
+    if (quoted && c == '"' && i + 1 < row.size() && row[i + 1] == '"') {
+      cells.back() += '"';
+      ++i;
+    } else if (c == '"') {
+      quoted = !quoted;
+    } else if (c == ',' && !quoted) {
+      cells.emplace_back();
+    } else {
+      cells.back() += c;
+    }
+  }
+  return cells;
+}
+
+// Every CSV column named after a BatchPoint field holds that field: each gets a value of its own
+// (the column's index), so two columns swapped or one written from another field fail.
+TEST(Report, EveryCsvColumnHoldsTheFieldItIsNamedAfter) {
+  RunResult r = Predicted();
+  r.mutable_config()->set_predict_only(false);
+  r.mutable_config()->set_calibration("measured.json");
+  r.mutable_points()->DeleteSubrange(1, 1);
+  BatchPoint& p = *r.mutable_points(0);
+  const std::vector<std::string> header =
+      CsvCells(std::vector<std::string>(absl::StrSplit(FormatCsv(r), '\n'))[0]);
+  const google::protobuf::Reflection* refl = p.GetReflection();
+  std::map<std::string, std::string> want;  // column -> the cell it must hold
+  for (size_t i = 0; i < header.size(); ++i) {
+    const google::protobuf::FieldDescriptor* f =
+        p.GetDescriptor()->FindFieldByName(header[i]);
+    if (f == nullptr || f->is_repeated()) continue;
+    const int v = static_cast<int>(i) + 1;
+    using F = google::protobuf::FieldDescriptor;
+    switch (f->cpp_type()) {
+      case F::CPPTYPE_DOUBLE: refl->SetDouble(&p, f, v); break;  // whole: any decimals print it
+      case F::CPPTYPE_INT64: refl->SetInt64(&p, f, v); break;
+      case F::CPPTYPE_UINT64: refl->SetUInt64(&p, f, v); break;
+      case F::CPPTYPE_INT32: refl->SetInt32(&p, f, v); break;
+      case F::CPPTYPE_UINT32: refl->SetUInt32(&p, f, v); break;
+      case F::CPPTYPE_BOOL: refl->SetBool(&p, f, i % 2 == 0); break;
+      case F::CPPTYPE_STRING: refl->SetString(&p, f, absl::StrCat("s", v)); break;
+      default: continue;
+    }
+    want[header[i]] = f->cpp_type() == F::CPPTYPE_BOOL     ? (i % 2 == 0 ? "true" : "false")
+                      : f->cpp_type() == F::CPPTYPE_STRING ? absl::StrCat("s", v)
+                                                           : absl::StrCat(v);
+  }
+  ASSERT_GE(want.size(), 30u);  // the predicted, calibrated and measured columns
+  p.set_skipped(false);         // a skipped point leaves its throttle cell empty
+  want["skipped"] = "false";
+  std::vector<std::string> lines = absl::StrSplit(FormatCsv(r), '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 2u);
+  const std::vector<std::string> row = CsvCells(lines[1]);
+  ASSERT_EQ(row.size(), header.size());
+  for (size_t i = 0; i < header.size(); ++i) {
+    auto it = want.find(header[i]);
+    if (it == want.end()) continue;
+    double got = 0, expected = 0;
+    if (absl::SimpleAtod(row[i], &got) && absl::SimpleAtod(it->second, &expected)) {
+      EXPECT_DOUBLE_EQ(got, expected) << header[i];  // however many decimals it is printed with
+    } else {
+      EXPECT_EQ(row[i], it->second) << header[i];
+    }
+  }
 }
 
 TEST(Report, TruthColumnsReadNaWithTheReasonOnce) {
