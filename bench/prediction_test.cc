@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "workloads/gpu_datasheet.h"
 
@@ -148,6 +149,31 @@ TEST(Prediction, CalibrationScalesTheBoundByTheMeasuredEfficiency) {
   EXPECT_NE(st.message().find("its weight dtype is FP8_E4M3, the prediction's is BF16"),
             std::string::npos)
       << st.message();
+  measured.mutable_config()->mutable_model()->set_weight_dtype(BF16);
+  // Another TP degree, phase or prompt length is another step.
+  const uint32_t tp = measured.config().tp();
+  measured.mutable_config()->set_tp(tp * 2);
+  st = ApplyCalibration(measured, "h100.json", b200);
+  EXPECT_NE(st.message().find(absl::StrCat("its tp is ", tp * 2, ", the prediction's is ", tp)),
+            std::string::npos)
+      << st.message();
+  measured.mutable_config()->set_tp(tp);
+  const std::string phase = measured.config().phase();
+  measured.mutable_config()->set_phase("prefill");
+  st = ApplyCalibration(measured, "h100.json", b200);
+  EXPECT_NE(st.message().find(absl::StrCat("its phase is prefill, the prediction's is ", phase)),
+            std::string::npos)
+      << st.message();
+  measured.mutable_config()->set_phase(phase);
+  const auto seq_len = measured.points(0).seq_len();  // a decode step's: one token
+  for (BatchPoint& q : *measured.mutable_points()) q.set_seq_len(512);
+  st = ApplyCalibration(measured, "h100.json", b200);
+  EXPECT_NE(st.message().find(absl::StrCat("no measured point at context 2048 and sequence length ",
+                                           seq_len)),
+            std::string::npos)
+      << st.message();
+  for (BatchPoint& q : *measured.mutable_points()) q.set_seq_len(seq_len);
+  EXPECT_TRUE(ApplyCalibration(measured, "h100.json", b200).ok());
   measured.mutable_config()->mutable_model()->set_name("Other");
   st = ApplyCalibration(measured, "h100.json", b200);
   EXPECT_NE(st.message().find("its model is Other"), std::string::npos) << st;
