@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Check the claims of "Why Your GPU Utilization Numbers Lie" against truthput result files.
 
-    scripts/claims.py RESULTS_DIR [--out FILE]     (default FILE: RESULTS_DIR/CLAIMS.md)
+    scripts/claims.py RESULTS_DIR [--out FILE] [--overwrite]   (default FILE: RESULTS_DIR/CLAIMS.md)
 
 Result files are found by name under RESULTS_DIR/<gpu>/:
     decode_<model>_<precision>_ctx<N>.json            (CUDA-graph sweep)
@@ -12,7 +12,8 @@ gives a "not measured" row, never an error. The thresholds behind each verdict a
 under its table.
 
 A RESULTS_DIR that is not there or holds no result file (a mistyped path), or an --out that
-cannot be written, is refused with one line on stderr and exit status 2; nothing is written.
+cannot be written, is one of the result files, or exists already (unless --overwrite), is
+refused with one line on stderr and exit status 2; nothing is written.
 """
 
 import argparse
@@ -505,6 +506,7 @@ def main(argv=None):
     # The table goes beside the files it was made from, not to a path of the working folder's,
     # where another RESULTS_DIR's table would replace the committed one.
     ap.add_argument("--out", metavar="FILE", help="default: RESULTS_DIR/CLAIMS.md")
+    ap.add_argument("--overwrite", action="store_true", help="replace an existing FILE")
     args = ap.parse_args(argv)
     if args.out is None:
         args.out = os.path.join(args.results_dir, "CLAIMS.md")
@@ -522,6 +524,10 @@ def main(argv=None):
     if not index:
         return fail(f"{results_dir}: holds no result files "
                     f"(looked for <gpu>/decode_*.json and <gpu>/prefill_*.json)")
+    inputs = [p for files in index.values() for p in files.values()]
+    why = tr.output_refusal(args.out, inputs, args.overwrite)
+    if why:
+        return fail(why)
     rows = check_all(results_dir, index)
     text = render(rows, results_dir)
     try:

@@ -2,6 +2,7 @@
 """Compare truthput runs of the same workload on different GPUs (or builds), batch by batch.
 
     scripts/compare.py A.json B.json [C.json ...] [--allow-mismatch] [--out DIR] [--md FILE]
+                       [--overwrite]
 
 A is the baseline; every other file is compared with it. For each batch both runs have:
 tokens/s, step p50 (ms), MBU and MFU of each, their ratios B/A, and the ratio the datasheets
@@ -11,11 +12,13 @@ bound by different resources, or differ in weight precision (fp8 vs bf16), model
 (compared with --allow-mismatch), the ratio of their roofline bounds (bound_tokens_per_s). The
 last column says how far the measured tokens/s ratio is from the predicted one, in percent. A
 tokens/s of "NaN", 0 or below counts as not measured (—). Batches only one run has, or skipped
-in either, are named in a note.
+in either, are named in a note. A run with no measured point (a prediction) is refused.
 
-Runs of different models (or weight precision), phase, context or TP degree, or with no batch
+Runs of different models (weight precision, or any other model field the files record but
+`source`: dimensions, KV dtype), phase, context or TP degree, or with no batch
 in common, are refused with one line and exit status 2, unless --allow-mismatch; so is an
---md or --out that cannot be written.
+--md or --out that cannot be written, an --md that is one of the inputs, or an --md that
+exists already (unless --overwrite).
 Prints a markdown table per pair; writes a chart of the measured and predicted ratios vs batch
 to --out (default: the current directory).
 """
@@ -44,13 +47,20 @@ def usable_points(run):
 
 
 def workload_diffs(a, b):
-    """(what, A's, B's) for the model, weight precision, context and TP degree where A and B
-    differ: a step of other bytes or FLOPs."""
+    """(what, A's, B's) for the model, weight precision, other model fields, context and TP
+    degree where A and B differ: a step of other bytes or FLOPs."""
     ca, cb = a["config"], b["config"]
-    fields = (("model", tr.model_name(a), tr.model_name(b)),
-              ("weight precision", tr.precision(a), tr.precision(b)),
-              ("context", ca.get("context", 0), cb.get("context", 0)),
-              ("tp", ca.get("tp") or 1, cb.get("tp") or 1))
+    fields = [("model", tr.model_name(a), tr.model_name(b)),
+              ("weight precision", tr.precision(a), tr.precision(b))]
+    if fields[0][1] == fields[0][2]:
+        # One name can hide other dimensions or KV dtype (an edited config): compare every model
+        # field recorded, as bench's --calibrate does (all but `source`). Under another name they
+        # differ anyway, and the name says so.
+        ma, mb = ca["model"], cb["model"]
+        fields += [(k, ma.get(k), mb.get(k)) for k in sorted(set(ma) | set(mb))
+                   if k not in ("name", "weight_dtype", "source")]
+    fields += [("context", ca.get("context", 0), cb.get("context", 0)),
+               ("tp", ca.get("tp") or 1, cb.get("tp") or 1)]
     return [(what, x, y) for what, x, y in fields if x != y]
 
 
@@ -317,14 +327,27 @@ def main(argv=None):
                     help="compare even when model, phase, context or TP differ")
     ap.add_argument("--out", default=".", metavar="DIR", help="directory for the chart")
     ap.add_argument("--md", metavar="FILE", help="also write the markdown tables to FILE")
+    ap.add_argument("--overwrite", action="store_true", help="replace an existing --md FILE")
     ap.add_argument("--no-chart", action="store_true", help="print the table only")
     args = ap.parse_args(argv)
+    if args.md:
+        why = tr.output_refusal(args.md, [args.baseline] + args.others, args.overwrite)
+        if why:
+            print(f"compare: {why}", file=sys.stderr)
+            return tr.EXIT_CANNOT_WRITE
     try:
         a = tr.load(args.baseline)
         others = [tr.load(p) for p in args.others]
     except tr.ResultError as e:
         print(f"compare: {e}", file=sys.stderr)
         return 1
+    # Prediction-only runs (bench --predict) have no tokens/s: a table of "—" would pass for a
+    # comparison. The bounds alone are plot.py's.
+    for run in [a] + others:
+        if not tr.measured_points(run):
+            print(f"compare: nothing was measured in {run['path']} (no timed point); "
+                  f"nothing to compare", file=sys.stderr)
+            return EXIT_MISMATCH
     pairs, texts = [], []
     for b in others:
         bad = mismatches(a, b)
@@ -341,7 +364,12 @@ def main(argv=None):
         notes = pair_notes(a, b, bad)
         texts.append(markdown(a, b, rows, notes))
     text = "\n".join(texts)
-    print(text)
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        # The reader left (`| head`): no traceback; stdout to devnull so the flush at exit
+        # does not fail again, and the --md and chart still get written.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     try:
         if args.md:
             where = args.md

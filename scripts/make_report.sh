@@ -12,11 +12,13 @@
 # Needs Debian's python3 with python3-matplotlib; PYTHON overrides the interpreter,
 # PLOT_FORMATS the chart formats (default png,svg).
 set -euo pipefail
+# A RESULTS_DIR argument names a folder of the caller's, so resolve it before the cd; after it,
+# name it relative to the repository where it lies inside (the reports name their files so).
+RESULTS=${1:+$(realpath -ms -- "$1")}
 cd "$(dirname "$0")/.."
+RESULTS=$(realpath -ms --relative-base=. -- "${RESULTS:-results}")
 PY=${PYTHON:-/usr/bin/python3}
 FORMATS=${PLOT_FORMATS:-png,svg}
-RESULTS=${1:-results}
-RESULTS=${RESULTS%/}
 shopt -s nullglob
 
 if ! "$PY" -c 'import matplotlib' 2>/dev/null; then
@@ -30,13 +32,22 @@ for dir in "$RESULTS"/*/; do
   files=("$dir"/*.json)
   [ ${#files[@]} -gt 0 ] || continue
   gpus+=("$(basename "$dir")")
-  rm -f "$dir"/plots/*.png "$dir"/plots/*.svg
-  if "$PY" scripts/plot.py --skip-other --formats "$FORMATS" "${files[@]}" --out "$dir/plots" \
+  # Plot into a fresh folder, then replace only the formats made, and only once they are all
+  # made: a PLOT_FORMATS=png run or a failed one leaves the other charts (committed SVGs) alone.
+  new=$(mktemp -d "$dir/.plots.XXXXXX")
+  if "$PY" scripts/plot.py --skip-other --formats "$FORMATS" "${files[@]}" --out "$new" \
       >/dev/null; then
+    mkdir -p "$dir/plots"
+    for f in "$new"/*; do
+      rm -f "$dir"/plots/*."${f##*.}"
+    done
+    made=("$new"/*)
+    [ ${#made[@]} -eq 0 ] || mv -f "${made[@]}" "$dir/plots/"
     echo "plots: $dir/plots ($(find "$dir/plots" -maxdepth 1 -type f | wc -l) files)"
   else
     echo "make_report: no plots for $dir" >&2
   fi
+  rm -rf "$new"
 done
 
 # Comparisons: the same decode or prefill file name (CUDA-graph runs) under two or more GPUs.
@@ -72,7 +83,7 @@ for name in "${names[@]}"; do
   fi
   md="$RESULTS/compare/${name%.json}.md"
   if "$PY" scripts/compare.py "$RESULTS/$base/$name" "${others[@]}" \
-      --out "$RESULTS/compare" --md "$md" >/dev/null 2>"$RESULTS/compare/.stderr"; then
+      --out "$RESULTS/compare" --md "$md" --overwrite >/dev/null 2>"$RESULTS/compare/.stderr"; then
     echo "compare: $md (baseline $base)"
     compared=$((compared + 1))
   else
@@ -90,7 +101,7 @@ for f8 in "$RESULTS"/*/decode_*_fp8_*.json "$RESULTS"/*/prefill_*_fp8_*.json; do
   mkdir -p "$RESULTS/compare"
   md="$RESULTS/compare/${gpu}_$(basename "${f8%.json}")_vs_bf16.md"
   if "$PY" scripts/compare.py "$f16" "$f8" --allow-mismatch --out "$RESULTS/compare" --md "$md" \
-      >/dev/null 2>"$RESULTS/compare/.stderr"; then
+      --overwrite >/dev/null 2>"$RESULTS/compare/.stderr"; then
     echo "compare: $md (fp8 vs bf16 on $gpu)"
   else
     echo "make_report: skipped comparing $f8: $(grep -v '^chart:' "$RESULTS/compare/.stderr")" >&2
@@ -98,4 +109,4 @@ for f8 in "$RESULTS"/*/decode_*_fp8_*.json "$RESULTS"/*/prefill_*_fp8_*.json; do
   rm -f "$RESULTS/compare/.stderr"
 done
 
-"$PY" scripts/claims.py "$RESULTS" --out "$RESULTS/CLAIMS.md" | tail -n 1
+"$PY" scripts/claims.py "$RESULTS" --out "$RESULTS/CLAIMS.md" --overwrite | tail -n 1

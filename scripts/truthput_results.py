@@ -103,14 +103,32 @@ def to_number(value):
     return None
 
 
-def _fill(src, numbers=(), optional=(), strings=(), bools=(), lists=()):
+class _Bad(Exception):
+    """A field of the wrong type or range; normalize names the file and field."""
+
+
+def _number(value, field, optional):
+    """A field's number. A value that is not a number is refused (_Bad); so is a non-finite one
+    in a plain field. In an optional (measured) field NaN or ±Infinity reads as None: not
+    measured, as an absent field, so no table or verdict does arithmetic on it."""
+    v = to_number(value)
+    if value is not None and (v is None or isinstance(v, bool)):
+        raise _Bad(f"{field}: not a number ({value!r})")
+    if v is not None and not math.isfinite(v):
+        if optional:
+            return None
+        raise _Bad(f"{field}: not a finite number ({value!r})")
+    return v
+
+
+def _fill(src, numbers=(), optional=(), strings=(), bools=(), lists=(), where=""):
     src = src if isinstance(src, dict) else {}
     out = dict(src)  # keep fields this module does not know (newer schema)
     for k in numbers:
-        v = to_number(src.get(k))
+        v = _number(src.get(k), where + k, False)
         out[k] = 0 if v is None else v
     for k in optional:
-        out[k] = to_number(src.get(k)) if k in src else None
+        out[k] = _number(src.get(k), where + k, True)
     for k in strings:
         v = src.get(k)
         out[k] = "" if v is None else str(v)
@@ -120,6 +138,15 @@ def _fill(src, numbers=(), optional=(), strings=(), bools=(), lists=()):
         v = src.get(k)
         out[k] = list(v) if isinstance(v, list) else []
     return out
+
+
+def _strings(value, field):
+    """A list of strings (absent: empty); anything else is refused."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _Bad(f"{field}: not a list of strings ({value!r})"[:200])
+    return list(value)
 
 
 def _dtype(value):
@@ -139,35 +166,70 @@ def normalize(raw, path=""):
                for p in raw.get("points", [])):
         raise NotARunResult(f"{path or 'input'}: not a truthput RunResult (a point that is "
                             f"not an object, or its ops not a list)")
-    cfg = _fill(raw.get("config"), CONFIG_NUMBERS, (), CONFIG_STRINGS, CONFIG_BOOLS,
-                CONFIG_LISTS)
-    cfg["batches"] = [to_number(b) for b in cfg["batches"]]
-    cfg["seq_lens"] = [to_number(s) for s in cfg["seq_lens"]]
-    model = _fill(cfg.get("model"), MODEL_NUMBERS, (), MODEL_STRINGS, ("tied_embeddings",))
-    model["weight_dtype"] = _dtype(model.get("weight_dtype"))
-    model["kv_dtype"] = _dtype(model.get("kv_dtype"))
-    cfg["model"] = model
-    points = []
-    for p in raw.get("points", []):
-        q = _fill(p, POINT_NUMBERS, POINT_OPTIONAL, POINT_STRINGS, POINT_BOOLS)
-        q["ops"] = [_fill(o, OP_NUMBERS, OP_OPTIONAL, OP_STRINGS) for o in (p.get("ops") or [])]
-        points.append(q)
-    points.sort(key=lambda q: (q["batch"], q["seq_len"], q["context"]))
+    try:
+        cfg, points = _config(raw), _points(raw)
+        unavailable = _strings(raw.get("unavailable"), "unavailable")
+        datasheet = _fill(raw.get("datasheet"), GPU_NUMBERS, (), GPU_STRINGS, (),
+                          ("aliases", "device_names"), "datasheet.")
+        machine = _fill(raw.get("machine"), MACHINE_NUMBERS, (), MACHINE_STRINGS, (), (),
+                        "machine.")
+        ridge = _number(raw.get("predicted_ridge_batch"), "predicted_ridge_batch", True)
+        knee = _number(raw.get("measured_knee_batch"), "measured_knee_batch", True)
+    except _Bad as e:
+        raise ResultError(f"{path or 'input'}: {e}") from None
     run = {
         "path": path,
         "truthput_version": str(raw.get("truthput_version", "")),
         "started_at": str(raw.get("started_at", "")),
         "config": cfg,
-        "datasheet": _fill(raw.get("datasheet"), GPU_NUMBERS, (), GPU_STRINGS, (),
-                           ("aliases", "device_names")),
-        "machine": _fill(raw.get("machine"), MACHINE_NUMBERS, (), MACHINE_STRINGS),
+        "datasheet": datasheet,
+        "machine": machine,
         "has_machine": isinstance(raw.get("machine"), dict) and bool(raw.get("machine")),
         "points": points,
-        "predicted_ridge_batch": to_number(raw.get("predicted_ridge_batch")),
-        "measured_knee_batch": to_number(raw.get("measured_knee_batch")),
-        "unavailable": [str(u) for u in (raw.get("unavailable") or [])],
+        "predicted_ridge_batch": ridge,
+        "measured_knee_batch": knee,
+        "unavailable": unavailable,
     }
     return run
+
+
+def _config(raw):
+    cfg = _fill(raw.get("config"), CONFIG_NUMBERS, (), CONFIG_STRINGS, CONFIG_BOOLS,
+                ("batches", "seq_lens"), "config.")
+    cfg["notes"] = _strings(cfg.get("notes"), "config.notes")
+    cfg["batches"] = [_number(b, "config.batches", False) for b in cfg["batches"]]
+    cfg["seq_lens"] = [_number(s, "config.seq_lens", False) for s in cfg["seq_lens"]]
+    model = _fill(cfg.get("model"), MODEL_NUMBERS, (), MODEL_STRINGS, ("tied_embeddings",),
+                  (), "config.model.")
+    model["weight_dtype"] = _dtype(model.get("weight_dtype"))
+    model["kv_dtype"] = _dtype(model.get("kv_dtype"))
+    cfg["model"] = model
+    return cfg
+
+
+def _points(raw):
+    """The points, sorted by batch; each batch a positive integer, none twice (per prompt
+    length), since every script looks points up by batch."""
+    points, seen = [], set()
+    for i, p in enumerate(raw.get("points", [])):
+        where = f"points[{i}]."
+        batch = to_number(p.get("batch"))
+        if isinstance(batch, float) and batch.is_integer():
+            batch = int(batch)
+        if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+            raise _Bad(f"{where}batch: not a positive integer ({p.get('batch')!r})")
+        q = _fill(p, POINT_NUMBERS, POINT_OPTIONAL, POINT_STRINGS, POINT_BOOLS, (), where)
+        q["batch"] = batch
+        key = (batch, q["seq_len"])
+        if key in seen:
+            raise _Bad(f"{where}batch: batch {batch}"
+                       f"{f' (seq {key[1]})' if key[1] else ''} appears twice")
+        seen.add(key)
+        q["ops"] = [_fill(o, OP_NUMBERS, OP_OPTIONAL, OP_STRINGS, (), (), f"{where}ops[{j}].")
+                    for j, o in enumerate(p.get("ops") or [])]
+        points.append(q)
+    points.sort(key=lambda q: (q["batch"], q["seq_len"], q["context"]))
+    return points
 
 
 EXIT_CANNOT_WRITE = 2  # the scripts' exit status for an output they cannot write
@@ -178,6 +240,17 @@ def write_text(path, text):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
+
+
+def output_refusal(path, inputs=(), overwrite=False):
+    """Why an output may not be written to path (one line), or None where it may: never onto an
+    input file (the table would replace a result), nor onto an existing file unless overwrite."""
+    for src in inputs:
+        if os.path.exists(path) and os.path.exists(src) and os.path.samefile(path, src):
+            return f"{path}: is the input {src}; not overwriting it"
+    if os.path.lexists(path) and not overwrite and not os.path.isdir(path):
+        return f"{path}: already exists (pass --overwrite to replace it)"
+    return None
 
 
 def cannot_write(error, path):

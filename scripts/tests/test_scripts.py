@@ -112,6 +112,41 @@ def test_points_that_are_not_objects_are_a_one_line_error(tmp_path, script):
         tr.normalize({"config": {}, "points": [{"batch": 1, "ops": 5}]})
 
 
+@pytest.mark.parametrize("change, field", [
+    (lambda d: d["points"][0].update(batch=0), "points[0].batch"),
+    (lambda d: d["points"][0].pop("batch"), "points[0].batch"),
+    (lambda d: d["points"][0].update(batch="abc"), "points[0].batch"),
+    (lambda d: d["points"][0].update(batch=-1), "points[0].batch"),
+    (lambda d: d["points"][0].update(batch="NaN"), "points[0].batch"),
+    (lambda d: d["points"][1].update(batch=d["points"][0]["batch"]), "appears twice"),
+    (lambda d: d["points"][0].update(mfu="abc"), "points[0].mfu"),
+    (lambda d: d["points"][0].update(bound_ms="Infinity"), "points[0].bound_ms"),
+    (lambda d: d.update(unavailable=True), "unavailable"),
+    (lambda d: d["config"].update(notes=[3]), "config.notes"),
+])
+@pytest.mark.parametrize("script", ["compare.py", "plot.py"])
+def test_fields_of_wrong_type_or_range_are_a_one_line_refusal(tmp_path, change, field, script):
+    bad = write_variant(tmp_path, H200, "bad.json", change)
+    args = [H100, bad, "--no-chart"] if script == "compare.py" else [bad, "--out", str(tmp_path)]
+    r = run_script(script, *args)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode != 0 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "bad.json" in lines[0] and field in lines[0], lines[0]
+
+
+def test_claims_non_finite_mfu_is_not_measured(tmp_path):
+    given = tmp_path / "runs"
+    shutil.copytree(DATA, given)
+    path = given / "h100-sxm" / "decode_70b_bf16_ctx2048.json"
+    write_variant(given / "h100-sxm", path, path.name,
+                  lambda d: [p.update(mfu=v) for p, v in zip(d["points"], ["NaN", "-Infinity",
+                                                                           "NaN"])])
+    rows = claims.check_all(str(given))
+    for claim in ("c", "d"):
+        h100 = [r for r in rows if r["claim"] == claim and r["gpu"].startswith("h100-sxm")]
+        assert h100 and all(r["verdict"] == "not measured" for r in h100), h100
+
+
 def test_nan_zero_or_negative_tokens_per_s_is_not_measured():
     for tps in ("NaN", 0, -3.0, "-Infinity"):
         p = tr.normalize({"points": [{"batch": 1, "tokens_per_s": tps}]})["points"][0]
@@ -324,11 +359,64 @@ def test_compare_unwritable_output_is_a_one_line_error(tmp_path, which):
     assert_one_line_refusal(r, "cannot write", "Not a directory")
 
 
+def test_compare_md_never_overwrites_an_input_and_an_existing_file_only_when_asked(tmp_path):
+    a = tmp_path / "a.json"
+    shutil.copy(H100, a)
+    before = a.read_text(encoding="utf-8")
+    for extra in ([], ["--overwrite"]):
+        r = run_script("compare.py", str(a), H200, "--no-chart", "--md", str(a), *extra)
+        assert_one_line_refusal(r, "is the input")
+        assert a.read_text(encoding="utf-8") == before
+    md = tmp_path / "t.md"
+    md.write_text("keep\n", encoding="utf-8")
+    r = run_script("compare.py", H100, H200, "--no-chart", "--md", str(md))
+    assert_one_line_refusal(r, "already exists", "--overwrite")
+    assert md.read_text(encoding="utf-8") == "keep\n"
+    r = run_script("compare.py", H100, H200, "--no-chart", "--md", str(md), "--overwrite")
+    assert r.returncode == 0, r.stderr
+    assert md.read_text(encoding="utf-8").startswith("### ")
+
+
+def test_compare_refuses_runs_with_nothing_measured(tmp_path):
+    def predict(d):
+        d["config"]["predict_only"] = True
+        for p in d["points"]:
+            for k in ("tokens_per_s", "step_ms_p50", "mbu", "mfu"):
+                p.pop(k, None)
+    pred = write_variant(tmp_path, H200, "pred.json", predict)
+    for args in ([pred, H100], [H100, pred]):
+        r = run_script("compare.py", *args, "--no-chart")
+        assert_one_line_refusal(r, "nothing was measured in", "pred.json")
+        assert r.stdout == ""
+
+
+def test_compare_into_a_closed_pipe_is_quiet(tmp_path):
+    md = tmp_path / "t.md"
+    r = subprocess.run(f"{sys.executable} {os.path.join(SCRIPTS, 'compare.py')} {H100} {H200} "
+                       f"--no-chart --md {md} | true", shell=True, capture_output=True,
+                       text=True, timeout=120)
+    assert "Traceback" not in r.stderr and "Broken" not in r.stderr, r.stderr
+    assert md.read_text(encoding="utf-8").startswith("### ")
+
+
 def test_compare_allow_mismatch(tmp_path):
     other = write_variant(tmp_path, H200, "other.json", lambda d: d["config"].update(context=0))
     r = run_script("compare.py", H100, other, "--allow-mismatch", "--out", str(tmp_path))
     assert r.returncode == 0, r.stderr
     assert "mismatch allowed: context 2048 vs 0" in r.stdout
+
+
+@pytest.mark.parametrize("field, value", [("kv_dtype", "FP8_E4M3"), ("hidden_size", 4096),
+                                          ("tied_embeddings", True)])
+def test_compare_refuses_same_model_name_with_other_fields(tmp_path, field, value):
+    other = write_variant(tmp_path, H200, "other.json",
+                          lambda d: d["config"]["model"].update({field: value}))
+    r = run_script("compare.py", H100, other, "--no-chart")
+    assert_one_line_refusal(r, f"{field} ", "--allow-mismatch")
+    # `source` (where the config came from) is no part of the workload.
+    other = write_variant(tmp_path, H200, "src.json",
+                          lambda d: d["config"]["model"].update(source="elsewhere"))
+    assert run_script("compare.py", H100, other, "--no-chart").returncode == 0
 
 
 def test_compare_notes_two_cards_of_one_model():
@@ -570,6 +658,24 @@ def test_claims_unwritable_out_is_a_one_line_error(tmp_path, where):
         assert blocker.read_text(encoding="utf-8") == "keep\n"
 
 
+def test_claims_out_never_overwrites_a_result_and_an_existing_file_only_when_asked(tmp_path):
+    given = tmp_path / "runs"
+    shutil.copytree(DATA, given)
+    result = given / "h200" / "decode_70b_bf16_ctx2048.json"
+    before = result.read_text(encoding="utf-8")
+    r = run_script("claims.py", str(given), "--out", str(result), "--overwrite")
+    assert_one_line_refusal(r, "is the input")
+    assert result.read_text(encoding="utf-8") == before
+    out = tmp_path / "C.md"
+    out.write_text("keep\n", encoding="utf-8")
+    r = run_script("claims.py", str(given), "--out", str(out))
+    assert_one_line_refusal(r, "already exists", "--overwrite")
+    assert out.read_text(encoding="utf-8") == "keep\n"
+    r = run_script("claims.py", str(given), "--out", str(out), "--overwrite")
+    assert r.returncode == 0, r.stderr
+    assert "| holds |" in out.read_text(encoding="utf-8")
+
+
 def test_claims_unreadable_file_is_not_measured(tmp_path):
     gpu = tmp_path / "h100-sxm"
     gpu.mkdir()
@@ -602,6 +708,42 @@ def test_make_report(tmp_path):
     assert (results / "compare" / "decode_70b_bf16_ctx2048.md").exists()
     assert (results / "compare" / "compare_h100-sxm_vs_h200_decode_70b_bf16_ctx2048.png").exists()
     assert "holds" in (results / "CLAIMS.md").read_text(encoding="utf-8")
+
+
+def make_report(results, cwd=None, script=os.path.join(SCRIPTS, "make_report.sh")):
+    return subprocess.run(["bash", script, results], capture_output=True, text=True,
+                          timeout=120, cwd=cwd,
+                          env=dict(os.environ, PYTHON=sys.executable, PLOT_FORMATS="png"))
+
+
+def test_make_report_resolves_results_dir_against_the_callers_folder(tmp_path):
+    # A copy of the scripts in a repository of its own, so a failure cannot touch the real one.
+    repo = tmp_path / "repo"
+    shutil.copytree(SCRIPTS, repo / "scripts", ignore=shutil.ignore_patterns("tests"))
+    shutil.copytree(DATA, repo / "results")
+    caller = tmp_path / "caller"
+    shutil.copytree(DATA, caller / "results")
+    r = make_report("results", cwd=str(caller), script="../repo/scripts/make_report.sh")
+    assert r.returncode == 0, r.stderr
+    assert (caller / "results" / "CLAIMS.md").exists()
+    assert not (repo / "results" / "CLAIMS.md").exists()
+    assert not (repo / "results" / "h200" / "plots").exists()
+
+
+def test_make_report_keeps_formats_it_does_not_make_and_reruns(tmp_path):
+    results = tmp_path / "results"
+    shutil.copytree(DATA, results)
+    plots = results / "h200" / "plots"
+    plots.mkdir()
+    (plots / "committed.svg").write_text("<svg/>", encoding="utf-8")
+    (plots / "stale.png").write_text("old", encoding="utf-8")
+    for _ in range(2):  # the second run replaces its own CLAIMS.md and compare tables
+        r = make_report(str(results))
+        assert r.returncode == 0, r.stderr
+    assert (plots / "committed.svg").exists()          # PLOT_FORMATS=png: SVGs left alone
+    assert not (plots / "stale.png").exists()          # PNGs regenerated
+    assert (plots / "decode_70b_bf16_ctx2048_utilization.png").exists()
+    assert not list(results.glob("h200/.plots*"))
 
 
 def test_plot_skips_other_json_only_when_asked(tmp_path):
