@@ -102,6 +102,30 @@ TEST(Prediction, RidgeAndMeasuredKnee) {
   EXPECT_FALSE(Predict(Request("1", 32768), *FindGpu("h100-sxm"))->has_predicted_ridge_batch());
 }
 
+// A real sweep has many points: the knee is interpolated between the two whose intensities
+// bracket the measured ridge, and a sweep that stops short of the predicted ridge has none.
+TEST(Prediction, MeasuredKneeFromTheBracketingPointsOfASweep) {
+  RunResult r = *Predict(Request("1,64,256,512", 0), *FindGpu("h100-sxm"));
+  const double p50[] = {50, 52, 60, 100};
+  for (int i = 0; i < 4; ++i) r.mutable_points(i)->set_step_ms_p50(p50[i]);
+  SetMeasuredKnee(r);
+  ASSERT_TRUE(r.has_measured_knee_batch());
+  const BatchPoint& b256 = r.points(2);
+  const BatchPoint& b512 = r.points(3);
+  const double ridge = (b512.model_gflops() / 100) / (r.points(0).model_gbytes() / 50);
+  ASSERT_LT(b256.intensity(), ridge);
+  const double want = 256 * std::pow(2.0, std::log(ridge / b256.intensity()) /
+                                               std::log(b512.intensity() / b256.intensity()));
+  EXPECT_NEAR(r.measured_knee_batch(), want, 1e-9);
+  EXPECT_GT(std::abs(want - 304), 1);  // not what batch 1 to 512 alone would give
+
+  RunResult short_sweep = *Predict(Request("1,64,256", 0), *FindGpu("h100-sxm"));
+  ASSERT_GT(short_sweep.predicted_ridge_batch(), 256);
+  for (int i = 0; i < 3; ++i) short_sweep.mutable_points(i)->set_step_ms_p50(p50[i]);
+  SetMeasuredKnee(short_sweep);
+  EXPECT_FALSE(short_sweep.has_measured_knee_batch());
+}
+
 TEST(Prediction, CalibrationScalesTheBoundByTheMeasuredEfficiency) {
   RunResult measured = *Predict(Request("1,16", 2048), *FindGpu("h100-sxm"));
   measured.mutable_config()->set_predict_only(false);
