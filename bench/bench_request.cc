@@ -114,23 +114,7 @@ absl::StatusOr<BenchRequest> MakeBenchRequest(std::string tool, Phase phase,
     if (path.empty()) continue;
     if (absl::Status st = CheckOutputPath(path, f.overwrite); !st.ok()) return st;
   }
-  // The same file however written ("x", "./x", a link to it, a link to where it will be).
-  // (A path the library cannot resolve, such as /dev/stdout on a pipe, stays as written.) A
-  // device or pipe is written into, not replaced, so both may go to one (/dev/null).
-  auto resolved = [](const std::string& p) {
-    std::error_code ec;
-    std::filesystem::path path = std::filesystem::absolute(p, ec);
-    // weakly_canonical stops at a last link whose target does not exist yet; writing follows it.
-    for (int hops = 0; hops < 40 && std::filesystem::is_symlink(path, ec); ++hops) {
-      const std::filesystem::path target = std::filesystem::read_symlink(path, ec);
-      if (ec) break;
-      path = target.is_absolute() ? target : path.parent_path() / target;
-    }
-    std::filesystem::path r = std::filesystem::weakly_canonical(path, ec);
-    return ec ? std::filesystem::path(p).lexically_normal() : r;
-  };
-  if (!f.csv.empty() && !f.json.empty() && !IsStreamOutput(f.csv) &&
-      resolved(f.csv) == resolved(f.json)) {
+  if (!f.csv.empty() && !f.json.empty() && SameOutputFile(f.csv, f.json)) {
     return absl::InvalidArgumentError("--csv and --json name the same file");
   }
   return r;

@@ -373,7 +373,7 @@ OutputTarget ResolveOutputTarget(const std::string& path) {
   // fs::status follows links as the kernel does, /proc's /dev/stdout -> pipe:[n] included.
   const fs::file_status st = fs::status(path, ec);
   if (fs::is_directory(st)) return {.file = path, .folder = true};
-  if (IsStreamOutput(path)) return {.file = path, .stream = true};
+  if (fs::exists(st) && !fs::is_regular_file(st)) return {.file = path, .stream = true};
   // A regular file or nothing yet: follow a chain of links (perhaps to a file not yet there).
   fs::path file = path;
   for (int hops = 0; hops < 40 && fs::is_symlink(file, ec); ++hops) {
@@ -415,11 +415,16 @@ absl::StatusOr<OutputTarget> CheckedOutputTarget(const std::string& path, bool o
 
 }  // namespace
 
-bool IsStreamOutput(const std::string& path) {
-  std::error_code ec;
-  // fs::status follows links as the kernel does, /proc's /dev/stdout -> pipe:[n] included.
-  const fs::file_status st = fs::status(path, ec);
-  return fs::exists(st) && !fs::is_directory(st) && !fs::is_regular_file(st);
+bool SameOutputFile(const std::string& a, const std::string& b) {
+  const OutputTarget ta = ResolveOutputTarget(a), tb = ResolveOutputTarget(b);
+  if (ta.stream || tb.stream) return false;
+  // (A path the library cannot resolve stays as written.)
+  auto canonical = [](const fs::path& p) {
+    std::error_code ec;
+    fs::path r = fs::weakly_canonical(fs::absolute(p, ec), ec);
+    return ec ? p.lexically_normal() : r;
+  };
+  return canonical(ta.file) == canonical(tb.file);
 }
 
 absl::Status CheckOutputPath(const std::string& path, bool overwrite) {

@@ -33,9 +33,10 @@ absl::StatusOr<RunResult> LoadResultJson(const std::string& path);
 // measuring, so that minutes of a run are not lost to a typo.
 absl::Status CheckOutputPath(const std::string& path, bool overwrite);
 
-// Whether `path` (links followed) is a device or pipe, which output is written into rather than
-// replacing (/dev/null, /dev/stdout on a pipe).
-bool IsStreamOutput(const std::string& path);
+// Whether outputs `a` and `b` would replace one file, however written ("x", "./x", a link to it,
+// a link to where it will be). A device or pipe (/dev/null, /dev/stdout) is written into, not
+// replaced, so two outputs may share one.
+bool SameOutputFile(const std::string& a, const std::string& b);
 
 // Writes `content` to `path` through a temporary file of its own name, renamed over the file (a
 // symlink's target, which may not exist yet); refuses to replace an existing file unless

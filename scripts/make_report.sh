@@ -38,9 +38,7 @@ for dir in "$RESULTS"/*/; do
   if "$PY" scripts/plot.py --skip-other --formats "$FORMATS" "${files[@]}" --out "$new" \
       >/dev/null; then
     mkdir -p "$dir/plots"
-    for f in "$new"/*; do
-      rm -f "$dir"/plots/*."${f##*.}"
-    done
+    for ext in ${FORMATS//,/ }; do rm -f "$dir"/plots/*."$ext"; done
     made=("$new"/*)
     [ ${#made[@]} -eq 0 ] || mv -f "${made[@]}" "$dir/plots/"
     echo "plots: $dir/plots ($(find "$dir/plots" -maxdepth 1 -type f | wc -l) files)"
