@@ -21,8 +21,9 @@
 #include "bench/ceilings_io.h"
 #include "bench/cupti_range_profiler.h"
 #include "bench/device_info.h"
-#include "bench/machine_info.h"
 #include "bench/gpu_timer.h"
+#include "bench/machine_info.h"
+#include "bench/measured_columns.h"
 #include "bench/nvml_sampler.h"
 #include "bench/nvtx_range.h"
 #include "bench/prediction.h"
@@ -123,17 +124,8 @@ absl::Status NvmlPass(NvmlSampler& nvml, const std::function<absl::Status(cudaSt
     }
   }
   const NvmlSummary s = nvml.Stop();
-  if (s.util_gpu_pct) p.set_smi_util_pct(*s.util_gpu_pct);
-  if (s.util_mem_pct) p.set_smi_mem_util_pct(*s.util_mem_pct);
-  if (s.gpm_sm_util_pct) p.set_gpm_sm_util_pct(*s.gpm_sm_util_pct);
-  if (s.gpm_tensor_util_pct) p.set_gpm_tensor_util_pct(*s.gpm_tensor_util_pct);
-  if (s.gpm_dram_bw_util_pct) p.set_gpm_dram_bw_util_pct(*s.gpm_dram_bw_util_pct);
-  if (s.sm_clock_mhz) p.set_sm_clock_mhz(*s.sm_clock_mhz);
-  if (s.power_w) p.set_power_w(*s.power_w);
-  if (s.energy_j) p.set_joules_per_token(*s.energy_j / (steps * static_cast<double>(p.tokens())));
-  p.set_throttle(s.clock_event_reasons_read ? s.ClockEventReasonsText() : "n/a");
+  SetNvmlColumns(s, steps, p);
   for (const std::string& u : s.unavailable) unavailable.insert(absl::StrCat("NVML ", u));
-  for (const std::string& n : s.notes) p.add_notes(absl::StrCat("NVML ", n));
   return absl::OkStatus();
 }
 
@@ -145,27 +137,7 @@ absl::Status CuptiPass(CuptiRangeProfiler& cupti, const Workload& w, const StepR
                        bool per_op, cudaStream_t stream, BatchPoint& p) {
   absl::StatusOr<RangeMetrics> m = cupti.Profile("step", step, stream);
   if (!m.ok()) return m.status();
-  const TruthColumns t = ToTruthColumns(*m);
-  const double step_s = p.step_ms_p50() / 1e3;
-  double model_tensor_flops = 0;
-  for (const Op& op : w.ops()) {
-    if (op.tensor_flops) model_tensor_flops += static_cast<double>(op.count) * op.flops;
-  }
-  if (t.sm_active_pct) p.set_sm_active_pct(*t.sm_active_pct);
-  if (t.tensor_active_pct) p.set_tensor_active_pct(*t.tensor_active_pct);
-  if (t.dram_read_bytes) p.set_dram_read_gbytes(*t.dram_read_bytes / 1e9);
-  if (t.dram_write_bytes) p.set_dram_write_gbytes(*t.dram_write_bytes / 1e9);
-  if (t.dram_read_bytes && t.dram_write_bytes) {
-    const double bytes = *t.dram_read_bytes + *t.dram_write_bytes;
-    p.set_dram_gbps(bytes / step_s / 1e9);
-    p.set_dram_bytes_over_model(bytes / 1e9 / p.model_gbytes());
-  }
-  if (t.tensor_flops) {
-    p.set_hw_tflops(*t.tensor_flops / step_s / 1e12);
-    p.set_tensor_flops_over_model(*t.tensor_flops / model_tensor_flops);
-  }
-  if (t.occupancy_pct) p.set_occupancy_pct(*t.occupancy_pct);
-  if (t.l2_hit_pct) p.set_l2_hit_pct(*t.l2_hit_pct);
+  SetStepCounterColumns(ToTruthColumns(*m), w, p);
   if (!per_op) return absl::OkStatus();
 
   // One range per op kind, all its executions in it, in one session.
@@ -188,15 +160,7 @@ absl::Status CuptiPass(CuptiRangeProfiler& cupti, const Workload& w, const StepR
   absl::StatusOr<std::vector<RangeMetrics>> per = cupti.ProfileMany(ranges, stream);
   if (!per.ok()) return per.status();
   for (size_t i = 0; i < per->size(); ++i) {
-    const TruthColumns ot = ToTruthColumns((*per)[i]);
-    OpPoint* o = p.mutable_ops(static_cast<int>(i));
-    if (ot.dram_read_bytes) o->set_dram_read_gbytes(*ot.dram_read_bytes / 1e9);
-    if (ot.dram_write_bytes) o->set_dram_write_gbytes(*ot.dram_write_bytes / 1e9);
-    if (ot.sm_active_pct) o->set_sm_active_pct(*ot.sm_active_pct);
-    if (ot.tensor_active_pct) o->set_tensor_active_pct(*ot.tensor_active_pct);
-    if (ot.tensor_flops && o->has_measured_ms()) {
-      o->set_hw_tflops(*ot.tensor_flops / (o->measured_ms() / 1e3) / 1e12);
-    }
+    SetOpCounterColumns(ToTruthColumns((*per)[i]), *p.mutable_ops(static_cast<int>(i)));
   }
   return absl::OkStatus();
 }
@@ -375,17 +339,8 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
       absl::StatusOr<TimingStats> ot =
           TimeGpuWork([&r, i](cudaStream_t s) { return r.EnqueueOp(i, s); }, stream, op_timing);
       if (!ot.ok()) return ot.status();
-      OpPoint* o = p->mutable_ops(static_cast<int>(i));
-      const double s = ot->p50_ms / 1e3;
-      o->set_measured_ms(ot->p50_ms);
-      o->set_share(ot->p50_ms / t->p50_ms);
-      o->set_achieved_gbps(o->gbytes() / s);
-      o->set_achieved_tflops(o->gflops() / s / 1e3);
-      o->set_implementation(r.Implementation(i));
-      if (r.workload().ops()[i].kind == OpKind::kAttention) {
-        p->set_attention_time_share(o->share());
-        p->set_attention_flops_share(o->gflops() / p->model_gflops());
-      }
+      SetOpTiming(r.workload(), i, ot->p50_ms, *p);
+      p->mutable_ops(static_cast<int>(i))->set_implementation(r.Implementation(i));
     }
     // The NVML and CUPTI passes replay exactly what was timed: the step's graph, or (eager) the
     // step's launches.
