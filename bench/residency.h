@@ -16,6 +16,7 @@ struct ResidencyInput {
   int64_t num_layers = 0;
   int64_t layer_bytes = 0;        // one layer's weights + KV cache (allocated per layer buffer)
   int64_t layer_step_bytes = 0;   // bytes one layer's ops touch in a step
+  int64_t other_step_bytes = 0;   // bytes the ops outside the layers touch (embedding, LM head)
   int64_t shared_bytes = 0;       // embedding, LM head, activations, workspaces
   int64_t free_bytes = 0;         // usable GPU memory
   int64_t l2_bytes = 0;
@@ -24,11 +25,16 @@ struct ResidencyInput {
 struct ResidencyPlan {
   int64_t layer_buffers = 0;  // distinct layer buffers; == num_layers means full residency
   bool full = false;
+  // The fewest bytes touched between two uses of one layer buffer, the step boundary included.
   int64_t bytes_between_reuse = 0;
   int64_t allocated_bytes = 0;
-  std::string Describe() const;  // "full" or "rotating 18 of 80 layer buffers (65.2 GB between reuses)"
+  // "full (80 layers)" or "rotating 40 layer buffers (66.73 GB between reuses)".
+  std::string Describe() const;
 };
 
+// Layer l runs on buffer l % layer_buffers and every step starts again at buffer 0, so with a
+// rotation the buffers below num_layers % layer_buffers are reused across the step boundary after
+// fewer layers than within it; the plan takes the most buffers that fit and keep 4x L2 there too.
 // ResourceExhausted with the reason when not even the smallest honest rotation fits.
 absl::StatusOr<ResidencyPlan> PlanResidency(const ResidencyInput& in);
 

@@ -195,7 +195,11 @@ ResidencyInput StepRunner::Sizes(const Workload& w, const Options& options) {
   in.num_layers = w.model().num_layers();
   in.layer_bytes = LayoutLayer(*d).total;
   for (const Op& op : w.ops()) {
-    if (op.per_layer) in.layer_step_bytes += op.bytes();
+    if (op.per_layer) {
+      in.layer_step_bytes += op.bytes();  // one layer's execution
+    } else {
+      in.other_step_bytes += op.count * op.bytes();
+    }
   }
   in.shared_bytes =
       LayoutShared(w, *d, SplitsFor(*d, options), options.sm_count).total;
@@ -675,7 +679,9 @@ absl::Status StepRunner::CheckGemm(size_t op_index, const std::function<absl::St
 }
 
 absl::Status StepRunner::EnqueueOpOnce(size_t op_index, int64_t layer, cudaStream_t stream) const {
-  return Launch(workload_.ops().at(op_index), layer, stream);
+  TP_RETURN_IF_ERROR(Launch(workload_.ops().at(op_index), layer, stream));
+  if (after_op_once_) return after_op_once_(op_index, layer, stream);
+  return absl::OkStatus();
 }
 
 absl::Status StepRunner::EnqueueOp(size_t op_index, cudaStream_t stream) const {

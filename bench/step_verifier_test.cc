@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -247,14 +248,16 @@ TEST_F(StepVerifierTest, Fp8RunnerHoldsFp8WeightsAndSaysWhichPathQuantizes) {
           << ops[i].name;
     }
     // The residency plan's bytes between reuses are those of the runner's op list.
-    int64_t step_bytes = 0, built_step_bytes = 0;
+    int64_t step_bytes = 0, built_step_bytes = 0, other_bytes = 0;
     for (size_t i = 0; i < ops.size(); ++i) {
       if (ops[i].per_layer) step_bytes += ops[i].bytes();
+      if (!ops[i].per_layer) other_bytes += ops[i].bytes();
       if (built->ops()[i].per_layer) built_step_bytes += built->ops()[i].bytes();
     }
     const ResidencyPlan& plan = r.residency();
+    ASSERT_TRUE(plan.full);  // the tiny model: the other layer and the ops outside the layers
     EXPECT_EQ(plan.bytes_between_reuse,
-              (plan.full ? plan.layer_buffers : plan.layer_buffers - 1) * step_bytes);
+              (plan.layer_buffers - 1) * step_bytes + other_bytes);
     if (gemm == "own") {
       EXPECT_EQ(step_bytes, built_step_bytes);
     } else {
@@ -372,7 +375,7 @@ TEST_F(StepVerifierTest, RejectsAllZeroInput) {
 // channel's weights change sign between the reference and the launch (40 rows: some output of
 // that channel is far from 0). cuBLASLt runs them all: the own GEMM's weights are packed by now.
 // The last case runs down_proj over k = 28672 (70B's) on cuBLASLt's fp8 fast accumulation,
-// whose tolerance grows with k (ref::RtolGemm: 0.21): it must still catch one channel's sign.
+// whose tolerance grows with k (ref::RtolGemm: 0.079): it must still catch one channel's sign.
 TEST_F(StepVerifierTest, PerPointGemmCheckFailsWhenTheProductChanges) {
   ModelSpec long_k = TinyFp8Model();
   long_k.set_ffn_size(28672);
@@ -436,6 +439,107 @@ TEST_F(StepVerifierTest, PerPointGemmCheckFailsWhenTheProductChanges) {
     }
     EXPECT_EQ(checked, 5);  // qkv, o, gate_up, down, lm_head
   }
+}
+
+// The bf16 output VerifyStep reads of op `op` in `layer`, as the kernels write it.
+__nv_bfloat16* OutputOf(const StepRunner& r, const Op& op, int64_t layer) {
+  const StepRunner::Activations& a = r.activations();
+  switch (op.kind) {
+    case OpKind::kEmbedding: return a.tmp_h;
+    case OpKind::kAddRmsNorm: return a.xn;
+    case OpKind::kGemm: {
+      absl::StatusOr<StepRunner::GemmBuffers> b = r.GemmBuffersOf(op, layer);
+      return b.ok() ? b->y : nullptr;
+    }
+    case OpKind::kRopeKvAppend: return a.q;
+    case OpKind::kAttention: return a.attn_out;
+    case OpKind::kSiluMul: return a.act;
+  }
+  return nullptr;
+}
+
+// VerifyStep fails, naming the op and the layer, when one element of one op's output is wrong
+// after its launch (the hook writes it, on the op's stream): every op of the decode step, in the
+// last layer it runs in, so that the same op in layer 0 passes first. 1000 is far from any
+// value of these unit-scale activations; NaN must fail whatever the tolerance.
+TEST_F(StepVerifierTest, RejectsOneWrongElementOfAnyOp) {
+  for (const auto& [name, model, gemm] :
+       {std::tuple<const char*, ModelSpec, const char*>{"bf16", TinyModel(), "auto"},
+        {"fp8 own", TinyFp8Model(), "own"},
+        {"fp8 cublaslt", TinyFp8Model(), "cublaslt"}}) {
+    SCOPED_TRACE(name);
+    const bool fp8 = model.weight_dtype() == FP8_E4M3;
+    absl::StatusOr<std::unique_ptr<StepRunner>> runner = MakeRunner(model, 3, 37, gemm);
+    ASSERT_TRUE(runner.ok()) << runner.status();
+    StepRunner& r = **runner;
+    const std::vector<Op>& ops = r.workload().ops();
+    int checked = 0;
+    for (size_t i = 0; i < ops.size(); ++i) {
+      // With fp8 weights only the GEMMs' outputs are bf16 whatever path runs.
+      if (fp8 && ops[i].kind != OpKind::kGemm) continue;
+      const int64_t layer = ops[i].per_layer ? model.num_layers() - 1 : 0;
+      __nv_bfloat16* out = OutputOf(r, ops[i], layer);
+      ASSERT_NE(out, nullptr) << ops[i].name;
+      for (const float wrong : {1000.0f, NAN}) {
+        SCOPED_TRACE(absl::StrCat(ops[i].name, " <- ", wrong));
+        // Row 1, column 5 of a [rows, n] output: flat index n + 5 (for q and attn_out, whose
+        // shape is [tokens, heads, head_dim], head 0 of token 1 at n = heads x head_dim).
+        const int64_t row_len = ops[i].kind == OpKind::kRopeKvAppend ||
+                                        ops[i].kind == OpKind::kAttention
+                                    ? model.num_heads() * model.head_dim()
+                                    : ops[i].n;
+        r.TEST_SetAfterEnqueueOpOnce([&, i, layer, wrong](size_t op, int64_t l, cudaStream_t s) {
+          if (op != i || l != layer) return absl::OkStatus();
+          return FillBf16(out + row_len + 5, 1, wrong, s);
+        });
+        const absl::Status st = VerifyStep(r, stream_);
+        r.TEST_SetAfterEnqueueOpOnce(nullptr);
+        EXPECT_EQ(st.code(), absl::StatusCode::kInternal) << st;
+        const std::string where = ops[i].per_layer
+                                      ? absl::StrCat("op ", ops[i].name, " (layer ", layer, ")")
+                                      : absl::StrCat("op ", ops[i].name);
+        EXPECT_THAT(st.message(), HasSubstr(absl::StrCat("verification failed: ", where)));
+        if (std::isnan(wrong)) {
+          EXPECT_THAT(st.message(), HasSubstr("(1 NaN/Inf)"));
+        } else {
+          EXPECT_THAT(st.message(), HasSubstr("got 1000"));
+          EXPECT_THAT(st.message(), HasSubstr(" 1 of "));  // that element alone
+        }
+      }
+      ++checked;
+    }
+    // The decode step: embedding, add_attn_norm, qkv_proj, rope_kv_append, attention, o_proj,
+    // add_ffn_norm, gate_up_proj, silu_mul, down_proj, final_norm, lm_head; fp8: its 5 GEMMs.
+    EXPECT_EQ(checked, fp8 ? 5 : 12);
+    // Without the hook the same runner verifies: the failures were the hook's.
+    ASSERT_OK(VerifyStep(r, stream_));
+  }
+}
+
+// rope_kv_append must leave the cache outside the appended positions as it was: a change at
+// position 0 (the new token is at 37) fails, saying where.
+TEST_F(StepVerifierTest, RejectsACacheChangeOutsideTheAppendedPositions) {
+  absl::StatusOr<std::unique_ptr<StepRunner>> runner = MakeRunner(TinyModel(), 3, 37);
+  ASSERT_TRUE(runner.ok()) << runner.status();
+  StepRunner& r = **runner;
+  const std::vector<Op>& ops = r.workload().ops();
+  const auto rope = std::find_if(ops.begin(), ops.end(),
+                                 [](const Op& op) { return op.kind == OpKind::kRopeKvAppend; });
+  ASSERT_NE(rope, ops.end());
+  const size_t index = rope - ops.begin();
+  const int64_t d = TinyModel().head_dim();
+  // Batch 1, KV head 1: (1 x 2 + 1) x capacity positions in, position 0, element 3.
+  const int64_t at = (3 * r.cache_capacity()) * d + 3;
+  r.TEST_SetAfterEnqueueOpOnce([&](size_t op, int64_t layer, cudaStream_t s) {
+    if (op != index || layer != 0) return absl::OkStatus();
+    // The cache holds random values: any one is unlikely to be 77 already.
+    return FillBf16(r.layer_buffers(0).k_cache + at, 1, 77.0f, s);
+  });
+  const absl::Status st = VerifyStep(r, stream_);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInternal) << st;
+  EXPECT_THAT(st.message(), HasSubstr("op rope_kv_append (layer 0)"));
+  EXPECT_THAT(st.message(),
+              HasSubstr("k_cache changed outside the appended positions, at [1, 1, 0, 3]"));
 }
 
 }  // namespace
