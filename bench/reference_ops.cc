@@ -224,10 +224,15 @@ Comparison Compare(const std::vector<float>& got, const std::vector<double>& ref
     c.worst = absl::StrCat("size mismatch: got ", got.size(), " elements, want ", ref.size());
     return c;
   }
+  if (ref.empty()) {
+    // Nothing checked is no pass: an empty reference is a reference given a wrong shape.
+    c.worst = "nothing to compare: got and want are both empty";
+    return c;
+  }
   const int64_t n = static_cast<int64_t>(ref.size());
   double ss = 0;
   for (double r : ref) ss += r * r;
-  c.ref_rms = n > 0 ? std::sqrt(ss / n) : 0.0;
+  c.ref_rms = std::sqrt(ss / n);
   int64_t first_nan = -1;
   double se = 0;
   int64_t finite = 0;

@@ -5,7 +5,7 @@
 // reference sees exactly the GPU's inputs; all arithmetic is in double. Shapes follow the kernels
 // (kernels/embedding.h, elementwise.h, decode_attention.h, cublaslt_gemm.h), all row-major. A
 // reference whose input sizes do not match its shape returns an empty vector, which Compare then
-// reports as a size mismatch.
+// reports as a size mismatch, or as nothing to compare when `got` is empty too.
 #ifndef TRUTHPUT_BENCH_REFERENCE_OPS_H_
 #define TRUTHPUT_BENCH_REFERENCE_OPS_H_
 
@@ -81,15 +81,17 @@ struct Comparison {
   int64_t worst_index = -1;         // flat index of the worst element; -1 when none
   bool ok = false;
   // The worst element, e.g. "|err| 0.53 at [0, 17] (got 1.2, want 0.67)": the first NaN/Inf if
-  // any, else the largest |got - ref| / (|ref| + ref_rms). Empty when there are no elements.
+  // any, else the largest |got - ref| / (|ref| + ref_rms). When the sizes differ or both are
+  // empty, says that instead.
   std::string worst;
 };
 
 // Element i passes when got[i] is finite and |got[i] - ref[i]| <= rtol * (|ref[i]| + ref_rms).
 // The ref_rms term is the error budget of a value near zero that sums or rounds terms of the
 // output's typical size (a dot product, bf16 rounding of its parts); the |ref| term is the
-// output's own rounding. ok when every element passes and the sizes match. `shape`, when given
-// and consistent with the size, prints the worst index per dimension ("[0, 17]"), else flat.
+// output's own rounding. ok when the sizes match, are not zero, and every element passes: an
+// empty comparison checks nothing, so it fails. `shape`, when given and consistent with the
+// size, prints the worst index per dimension ("[0, 17]"), else flat.
 Comparison Compare(const std::vector<float>& got, const std::vector<double>& ref, double rtol,
                    absl::Span<const int64_t> shape = {});
 

@@ -146,6 +146,76 @@ TEST(DecodeAttentionTest, ReadsOnlyKvLenPositions) {
               Pointwise(DoubleNear(kTol), {2.0, 3.0}));
 }
 
+TEST(AttentionTest, CausalSoftmaxByHand) {
+  // batch 1, q_len 2 from start_pos 1, Hq = Hkv = 1, head_dim 1, capacity 4, scale 1. Keys
+  // [0, 1, 2] at positions 0..2, values [10, 20, 40]; position 3 is past kv_len = 3 and holds
+  // 1000s that must never be read. Query row 0 (position 1, q = 1) sees positions 0 and 1:
+  // weights [1, e] / (1 + e). Query row 1 (position 2, q = 2) sees all three: scores [0, 2, 4],
+  // weights [1, e^2, e^4] / (1 + e^2 + e^4).
+  const double e = std::exp(1.0), e2 = std::exp(2.0), e4 = std::exp(4.0);
+  const std::vector<float> q = {1, 2};
+  const std::vector<float> k = {0, 1, 2, 1000};
+  const std::vector<float> v = {10, 20, 40, 1000};
+  const double row0_causal = (10 + 20 * e) / (1 + e);
+  const double row1 = (10 + 20 * e2 + 40 * e4) / (1 + e2 + e4);
+  EXPECT_THAT(Attention(q, k, v, 1, 2, 1, 1, 1, 1, 4, 1.0, /*causal=*/true),
+              Pointwise(DoubleNear(kTol), {row0_causal, row1}));
+  // Without the mask row 0 sees position 2 as well: scores [0, 1, 2].
+  const double row0_full = (10 + 20 * e + 40 * e2) / (1 + e + e2);
+  EXPECT_THAT(Attention(q, k, v, 1, 2, 1, 1, 1, 1, 4, 1.0, /*causal=*/false),
+              Pointwise(DoubleNear(kTol), {row0_full, row1}));
+}
+
+TEST(AttentionTest, CausalRowIgnoresLaterPositions) {
+  // batch 2, q_len 4 from start_pos 2 (positions 2..5, kv_len 6), Hq 4 over Hkv 2, head_dim 4,
+  // capacity 8. Rewriting K and V at positions after 3 (query row 1) leaves rows 0 and 1 of
+  // every sequence and head bit-for-bit as they were, and changes every row after.
+  const int64_t batch = 2, q_len = 4, start = 2, hq = 4, hkv = 2, d = 4, cap = 8;
+  std::vector<float> q(batch * q_len * hq * d), k(batch * hkv * cap * d), v(k.size());
+  for (size_t i = 0; i < q.size(); ++i) q[i] = static_cast<float>((i * 37) % 11) * 0.25f - 1.25f;
+  for (size_t i = 0; i < k.size(); ++i) {
+    k[i] = static_cast<float>((i * 53) % 13) * 0.25f - 1.5f;
+    v[i] = static_cast<float>((i * 29) % 7) - 3.0f;
+  }
+  const double scale = 0.5;
+  const std::vector<double> before =
+      Attention(q, k, v, batch, q_len, start, hq, hkv, d, cap, scale, /*causal=*/true);
+  ASSERT_EQ(before.size(), q.size());
+  for (int64_t bh = 0; bh < batch * hkv; ++bh) {
+    for (int64_t pos = 4; pos < cap; ++pos) {
+      for (int64_t i = 0; i < d; ++i) {
+        k[(bh * cap + pos) * d + i] += 2.0f;
+        v[(bh * cap + pos) * d + i] += 5.0f;
+      }
+    }
+  }
+  const std::vector<double> after =
+      Attention(q, k, v, batch, q_len, start, hq, hkv, d, cap, scale, /*causal=*/true);
+  ASSERT_EQ(after.size(), q.size());
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t t = 0; t < q_len; ++t) {
+      for (int64_t h = 0; h < hq; ++h) {
+        const int64_t at = ((b * q_len + t) * hq + h) * d;
+        const std::vector<double> row0(before.begin() + at, before.begin() + at + d);
+        const std::vector<double> row1(after.begin() + at, after.begin() + at + d);
+        if (t <= 1) {
+          EXPECT_EQ(row1, row0) << "batch " << b << ", row " << t << ", head " << h;
+        } else {
+          EXPECT_NE(row1, row0) << "batch " << b << ", row " << t << ", head " << h;
+        }
+      }
+    }
+  }
+  // The last row sees every position, masked or not.
+  const std::vector<double> full =
+      Attention(q, k, v, batch, q_len, start, hq, hkv, d, cap, scale, /*causal=*/false);
+  ASSERT_EQ(full.size(), q.size());
+  for (int64_t b = 0; b < batch; ++b) {
+    const int64_t at = (b * q_len + q_len - 1) * hq * d;
+    for (int64_t i = 0; i < hq * d; ++i) EXPECT_EQ(full[at + i], after[at + i]) << b << ", " << i;
+  }
+}
+
 TEST(ResidualAddTest, Adds) {
   EXPECT_THAT(ResidualAdd({1, 2.5, -3}, {0.5, -2.5, 1}), ElementsAre(1.5, 0, -2));
   EXPECT_THAT(ResidualAdd({1, 2}, {1}), IsEmpty());
@@ -204,6 +274,22 @@ TEST(CompareTest, SizeMismatchFails) {
   const Comparison c = Compare({1, 2}, {1, 2, 3}, 1.0);
   EXPECT_FALSE(c.ok);
   EXPECT_THAT(c.worst, HasSubstr("size mismatch"));
+}
+
+TEST(CompareTest, SizeMismatchWithAnEmptySideFails) {
+  // A reference given a wrong shape returns empty; the GPU's output is not.
+  const Comparison c = Compare({1, 2}, {}, 1.0);
+  EXPECT_FALSE(c.ok);
+  EXPECT_EQ(c.worst, "size mismatch: got 2 elements, want 0");
+}
+
+TEST(CompareTest, NothingToCompareFails) {
+  // Both empty: every element passes because there is none; that checks nothing.
+  const Comparison c = Compare({}, {}, 1.0);
+  EXPECT_FALSE(c.ok);
+  EXPECT_THAT(c.worst, HasSubstr("nothing to compare"));
+  EXPECT_EQ(c.worst_index, -1);
+  EXPECT_FALSE(CompareGemm({}, {}, 4096, false).ok);
 }
 
 TEST(CompareTest, ExactToleranceZero) {
