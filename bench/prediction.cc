@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -194,6 +195,7 @@ absl::Status ApplyCalibration(const RunResult& measured, const std::string& sour
     return absl::InvalidArgumentError(
         absl::StrCat("--calibrate=", source, ": no measured points"));
   }
+  std::vector<std::string> borrowed;  // "64 from 16": points calibrated at another batch
   for (BatchPoint& target : *prediction.mutable_points()) {
     const BatchPoint* best = nullptr;
     double best_distance = 0;
@@ -223,6 +225,16 @@ absl::Status ApplyCalibration(const RunResult& measured, const std::string& sour
                                                      best->batch(), " has roofline_eff ",
                                                      best->roofline_eff(), ", not a measurement"));
     }
+    // roofline_eff is bound_ms over the p50 it was measured with; one that is not (an edited
+    // file) would project a number no run saw.
+    if (best->has_step_ms_p50() && best->step_ms_p50() > 0) {
+      const double from_p50 = best->bound_ms() / best->step_ms_p50();
+      if (!(std::abs(best->roofline_eff() - from_p50) <= 1e-3 * from_p50)) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "--calibrate=%s: batch %d has roofline_eff %g, but bound_ms / step_ms_p50 is %g",
+            source, best->batch(), best->roofline_eff(), from_p50));
+      }
+    }
     absl::StatusOr<Workload> step = Workload::Build(
         m.model(), StepConfig{.phase = phase,
                               .batch = static_cast<int64_t>(best->batch()),
@@ -239,14 +251,24 @@ absl::Status ApplyCalibration(const RunResult& measured, const std::string& sour
     target.set_calibration_eff(eff);
     target.set_calibration_batch(best->batch());
     target.set_projected_tokens_per_s(target.bound_tokens_per_s() * eff);
+    if (best->batch() != target.batch()) {
+      borrowed.push_back(absl::StrCat(target.batch(), " from ", best->batch()));
+    }
   }
   const std::string on =
       measured.has_machine() ? measured.machine().gpu_name() : measured.datasheet().display_name();
-  prediction.mutable_config()->set_calibration(source);
-  prediction.mutable_config()->add_notes(absl::StrCat(
+  RunConfig& config = *prediction.mutable_config();
+  config.set_calibration(source);
+  config.add_notes(absl::StrCat(
       "projected_tokens_per_s: this GPU's roofline bound times the roofline efficiency measured on ",
-      on, " (", source, ") at the same or the nearest batch, against this prediction's count of "
-      "that step: a projection, not a measurement"));
+      on, " (", source, ") at the same or the nearest batch (cal_batch",
+      borrowed.empty() ? "" : absl::StrCat("; batch ", absl::StrJoin(borrowed, ", ")),
+      "), against this prediction's count of that step: a projection, not a measurement"));
+  // Eager launches put the host's launch gaps into the efficiency; a graph run would not.
+  if (!m.graph()) {
+    config.add_notes(absl::StrCat(source, " was measured with --graph=false (eager launches): "
+                                          "its efficiencies include launch overhead"));
+  }
   return absl::OkStatus();
 }
 

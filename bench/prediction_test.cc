@@ -145,8 +145,13 @@ TEST(Prediction, CalibrationScalesTheBoundByTheMeasuredEfficiency) {
   }
   EXPECT_EQ(b200.points(1).calibration_batch(), 1u);
   EXPECT_EQ(b200.points(2).calibration_batch(), 16u);
+  // The note says which points took another batch's efficiency; a graph run has no eager note.
   EXPECT_NE(b200.config().notes(b200.config().notes_size() - 1).find("not a measurement"),
             std::string::npos);
+  EXPECT_NE(b200.config().notes(b200.config().notes_size() - 1)
+                .find("(cal_batch; batch 2 from 1, 8 from 16, 64 from 16)"),
+            std::string::npos)
+      << b200.config().notes(b200.config().notes_size() - 1);
 
   // Mismatches are refused with what differs.
   RunResult other = *Predict(Request("1", 0), *FindGpu("b200"));
@@ -201,6 +206,40 @@ TEST(Prediction, CalibrationScalesTheBoundByTheMeasuredEfficiency) {
   measured.mutable_config()->mutable_model()->set_name("Other");
   st = ApplyCalibration(measured, "h100.json", b200);
   EXPECT_NE(st.message().find("its model is Other"), std::string::npos) << st;
+}
+
+// An eager run's efficiencies carry launch gaps a graph run would not have: said in a note.
+TEST(Prediction, CalibrationFromAnEagerRunSaysSo) {
+  RunResult measured = *Predict(Request("1", 2048), *FindGpu("h100-sxm"));
+  measured.mutable_config()->set_predict_only(false);
+  measured.mutable_points(0)->set_roofline_eff(0.8);
+  for (const bool graph : {true, false}) {
+    measured.mutable_config()->set_graph(graph);
+    RunResult b200 = *Predict(Request("1", 2048), *FindGpu("b200"));
+    ASSERT_TRUE(ApplyCalibration(measured, "eager.json", b200).ok());
+    const std::string last = b200.config().notes(b200.config().notes_size() - 1);
+    EXPECT_EQ(last.find("eager.json was measured with --graph=false"),
+              graph ? std::string::npos : 0u)
+        << last;
+  }
+}
+
+// roofline_eff must be what the file's own bound and p50 give (bound_ms / step_ms_p50), as every
+// GPU run writes it; an edited one is refused rather than projected.
+TEST(Prediction, CalibrationRefusesAnEfficiencyItsOwnP50Contradicts) {
+  RunResult measured = *Predict(Request("1", 2048), *FindGpu("h100-sxm"));
+  measured.mutable_config()->set_predict_only(false);
+  BatchPoint& q = *measured.mutable_points(0);
+  q.set_step_ms_p50(q.bound_ms() / 0.8);
+  q.set_roofline_eff(0.8);
+  RunResult b200 = *Predict(Request("1", 2048), *FindGpu("b200"));
+  EXPECT_TRUE(ApplyCalibration(measured, "h100.json", b200).ok());
+  q.set_roofline_eff(0.9);
+  const absl::Status st = ApplyCalibration(measured, "h100.json", b200);
+  EXPECT_TRUE(absl::IsInvalidArgument(st)) << st;
+  EXPECT_NE(st.message().find("batch 1 has roofline_eff 0.9, but bound_ms / step_ms_p50 is 0.8"),
+            std::string::npos)
+      << st;
 }
 
 // A point of the file whose step cannot be built is named with the file.

@@ -271,7 +271,9 @@ void PrintTable(const RunResult& r, std::ostream& out) {
     if (Prefill(r)) head += absl::StrFormat(" %6s", "seq");
     head += absl::StrFormat(" %9s %10s %7s %-7s %9s %9s %9s %5s %4s", "model_GB", "GFLOP",
                             "FLOP/B", "bound", "bound_ms", "bound_t/s", "need_GB", "fits", "tp");
-    if (!c.calibration().empty()) head += absl::StrFormat(" %8s %10s", "cal_eff", "proj_t/s");
+    if (!c.calibration().empty()) {
+      head += absl::StrFormat(" %9s %8s %10s", "cal_batch", "cal_eff", "proj_t/s");
+    }
     out << head << "\n";
     for (const BatchPoint& p : r.points()) {
       std::string line = absl::StrFormat("%6d", p.batch());
@@ -282,7 +284,8 @@ void PrintTable(const RunResult& r, std::ostream& out) {
                               p.fits() ? "yes" : "no",
                               p.tp_needed() ? absl::StrCat(p.tp_needed()) : "-");
       if (p.has_projected_tokens_per_s()) {
-        line += absl::StrFormat(" %8.3f %10.1f", p.calibration_eff(), p.projected_tokens_per_s());
+        line += absl::StrFormat(" %9d %8.3f %10.1f", p.calibration_batch(), p.calibration_eff(),
+                                p.projected_tokens_per_s());
       }
       out << line << "\n";
     }

@@ -2,12 +2,14 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -147,6 +149,97 @@ TEST(Report, EveryCsvColumnHoldsTheFieldItIsNamedAfter) {
       EXPECT_EQ(row[i], it->second) << header[i];
     }
   }
+}
+
+// The console table's header and the row of its one point, as column -> cell (the "|" that
+// parts nvidia-smi's and the counters' view from the timings dropped).
+std::map<std::string, std::string> TableCells(const RunResult& r) {
+  std::ostringstream out;
+  PrintTable(r, out);
+  std::vector<std::string> lines = absl::StrSplit(out.str(), '\n');
+  auto head = std::find_if(lines.begin(), lines.end(),
+                           [](const std::string& l) { return absl::StartsWith(l, " batch"); });
+  std::map<std::string, std::string> cells;
+  if (head == lines.end() || head + 1 == lines.end()) return cells;
+  std::vector<std::string> names = absl::StrSplit(*head, ' ', absl::SkipEmpty());
+  std::vector<std::string> values = absl::StrSplit(*(head + 1), ' ', absl::SkipEmpty());
+  std::erase(names, "|");
+  std::erase(values, "|");
+  EXPECT_EQ(names.size(), values.size()) << *head << "\n" << *(head + 1);
+  for (size_t i = 0; i < std::min(names.size(), values.size()); ++i) cells[names[i]] = values[i];
+  return cells;
+}
+
+// Each column of the console table holds the field its legend names: every field gets a value
+// of its own, so two columns swapped or one printed from another field fail.
+void ExpectTableColumnsHoldTheirFields(RunResult r,
+                                       const std::map<std::string, std::string>& field_of) {
+  BatchPoint& p = *r.mutable_points(0);
+  const google::protobuf::Reflection* refl = p.GetReflection();
+  std::map<std::string, double> want;
+  int v = 0;
+  for (const auto& [column, field] : field_of) {
+    const google::protobuf::FieldDescriptor* f = p.GetDescriptor()->FindFieldByName(field);
+    ASSERT_NE(f, nullptr) << field;
+    ++v;
+    using F = google::protobuf::FieldDescriptor;
+    switch (f->cpp_type()) {
+      case F::CPPTYPE_DOUBLE: refl->SetDouble(&p, f, v); break;  // whole: any decimals print it
+      case F::CPPTYPE_UINT32: refl->SetUInt32(&p, f, v); break;
+      case F::CPPTYPE_STRING: refl->SetString(&p, f, absl::StrCat("s", v)); break;
+      default: FAIL() << field << " is not a number or a string";
+    }
+    want[column] = v;
+  }
+  const std::map<std::string, std::string> cells = TableCells(r);
+  for (const auto& [column, value] : want) {
+    auto it = cells.find(column);
+    ASSERT_NE(it, cells.end()) << "no column " << column;
+    double got = 0;
+    if (!absl::SimpleAtod(it->second, &got)) {
+      EXPECT_EQ(it->second, absl::StrCat("s", value)) << column;
+    } else {
+      EXPECT_DOUBLE_EQ(got, value) << column;
+    }
+  }
+}
+
+TEST(Report, MeasuredTableColumnsHoldTheirFields) {
+  RunResult r = Predicted();
+  r.mutable_config()->set_predict_only(false);
+  r.mutable_points()->DeleteSubrange(1, 1);
+  ExpectTableColumnsHoldTheirFields(
+      r, {{"smi%", "smi_util_pct"}, {"SMact%", "sm_active_pct"}, {"tens%", "tensor_active_pct"},
+          {"MBU", "mbu"}, {"MFU", "mfu"}, {"tok/s", "tokens_per_s"}, {"p50_ms", "step_ms_p50"},
+          {"p99_ms", "step_ms_p99"}, {"bound_t/s", "bound_tokens_per_s"},
+          {"eff", "roofline_eff"}, {"bound", "bound"}, {"DRAM/mdl", "dram_bytes_over_model"},
+          {"HW_TF", "hw_tflops"}, {"W", "power_w"}, {"J/tok", "joules_per_token"},
+          {"$/Mtok", "usd_per_mtok"}, {"MBUm", "mbu_measured"}, {"MFUm", "mfu_measured"}});
+}
+
+TEST(Report, PredictedTableColumnsHoldTheirFields) {
+  RunResult r = Predicted();
+  r.mutable_config()->set_calibration("measured.json");
+  r.mutable_points()->DeleteSubrange(1, 1);
+  ExpectTableColumnsHoldTheirFields(
+      r, {{"model_GB", "model_gbytes"}, {"GFLOP", "model_gflops"}, {"FLOP/B", "intensity"},
+          {"bound", "bound"}, {"bound_ms", "bound_ms"}, {"bound_t/s", "bound_tokens_per_s"},
+          {"need_GB", "footprint_gbytes"}, {"tp", "tp_needed"},
+          {"cal_batch", "calibration_batch"}, {"cal_eff", "calibration_eff"},
+          {"proj_t/s", "projected_tokens_per_s"}});
+}
+
+// An op's bytes and FLOPs are per step: every execution (80 layers) of the per-execution cost.
+TEST(Report, OpBytesAndFlopsCountEveryExecution) {
+  const RunResult r = Predicted();
+  const BatchPoint& b1 = r.points(0);
+  auto down = std::find_if(b1.ops().begin(), b1.ops().end(),
+                           [](const OpPoint& o) { return o.name() == "down_proj"; });
+  ASSERT_NE(down, b1.ops().end());
+  EXPECT_EQ(down->count(), 80u);
+  // 8192 x 28672 bf16 weights, 469.8 MB per layer; 2 FLOP per weight for the one token.
+  EXPECT_NEAR(down->gbytes(), 80 * 8192.0 * 28672 * 2 / 1e9, 0.01);
+  EXPECT_NEAR(down->gflops(), 80 * 2 * 8192.0 * 28672 / 1e9, 1e-6);
 }
 
 TEST(Report, TruthColumnsReadNaWithTheReasonOnce) {
