@@ -18,7 +18,6 @@ TEST(ChooseDecodeSplitsTest, Properties) {
             SCOPED_TRACE(testing::Message() << "gbps=" << gbps << " sms=" << sms << " batch="
                                             << batch << " hkv=" << hkv << " kv_len=" << kv_len);
             const int s = ChooseDecodeSplits(batch, hkv, kv_len, sms, gbps);
-            EXPECT_EQ(s, ChooseDecodeSplits(batch, hkv, kv_len, sms, gbps));  // deterministic
             ASSERT_GE(s, 1);
             EXPECT_LE(s, kDecodeMaxSplits);
             const int64_t ctas = static_cast<int64_t>(batch) * hkv;

@@ -74,10 +74,11 @@ absl::StatusOr<int64_t> DecodeRidgeBatch(const ModelSpec& model, int64_t context
     }
     const double total = weights + kv + act;
     return absl::NotFoundError(absl::StrFormat(
-        "decode of %s at context %d stays memory-bound up to batch %d (there the KV cache is "
+        "decode of %s at context %d stays memory-bound up to batch %d%s (there the KV cache is "
         "%.0f%% of the step's bytes, activations %.0f%%, weights %.0f%%)",
-        model.name(), context, max_batch, 100 * kv / total, 100 * act / total,
-        100 * weights / total));
+        model.name(), context, max_batch,
+        max_batch < (int64_t{1} << 20) ? ", the largest whose step can be counted" : "",
+        100 * kv / total, 100 * act / total, 100 * weights / total));
   }
   int64_t lo = 0, hi = max_batch;  // compute_bound(lo) false (or lo = 0), compute_bound(hi) true
   while (hi - lo > 1) {

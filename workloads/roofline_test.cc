@@ -114,6 +114,20 @@ TEST(Roofline, RidgeOfTheLargestModelIsFound) {
   EXPECT_LE(*ridge, 340);
 }
 
+// Where the step of 2^20 sequences cannot be counted, the search starts lower, and the reason
+// says that its batch is the largest countable one, not a limit of the model.
+TEST(Roofline, ReasonSaysWhenTheSearchStoppedShortOfItsLimit) {
+  ModelSpec huge = *LoadModel("405b");
+  huge.set_num_layers(huge.num_layers() * 64);
+  huge.set_max_context(1 << 20);
+  const absl::Status st = DecodeRidgeBatch(huge, 1 << 19, 1, H("h100-sxm")).status();
+  EXPECT_TRUE(absl::IsNotFound(st)) << st;
+  EXPECT_THAT(std::string(st.message()),
+              ::testing::ContainsRegex("stays memory-bound up to batch [0-9]+, the largest whose "
+                                       "step can be counted \\(there the KV cache"));
+  EXPECT_THAT(std::string(st.message()), ::testing::Not(::testing::HasSubstr("1048576")));
+}
+
 TEST(Roofline, LongContextDecodeNeverTurnsComputeBound) {
   // KV bytes grow with batch as fast as attention FLOPs do (1 FLOP/byte for GQA-8 at bf16...
   // 4*64*128 FLOPs per 2*1024*2 bytes = 8 FLOP/byte), so at 32k context the step saturates.

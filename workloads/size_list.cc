@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -17,6 +18,13 @@ absl::StatusOr<int64_t> ParsePositive(absl::string_view s, absl::string_view wha
                                       absl::string_view text) {
   int64_t v = 0;
   if (!absl::SimpleAtoi(s, &v)) {
+    // Digits that overflow int64 are a size too large, not a typo.
+    absl::string_view digits = absl::StripAsciiWhitespace(s);
+    absl::ConsumePrefix(&digits, "+") || absl::ConsumePrefix(&digits, "-");
+    if (!digits.empty() && std::all_of(digits.begin(), digits.end(), absl::ascii_isdigit)) {
+      return absl::InvalidArgumentError(absl::StrCat("--", what, "=", text, ": ", s,
+                                                     " is out of range (1 to ", kMaxValue, ")"));
+    }
     return absl::InvalidArgumentError(
         absl::StrCat("--", what, "=", text, ": '", s, "' is not an integer"));
   }

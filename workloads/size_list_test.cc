@@ -51,7 +51,11 @@ TEST(SizeList, BadInput) {
   EXPECT_THAT(Error("1,,2"), HasSubstr("empty item"));
   EXPECT_THAT(Error("1..1000000:+1"), HasSubstr("more than"));
   EXPECT_THAT(Error("4294967296"), HasSubstr("out of range (1 to 4294967295)"));
-  EXPECT_THAT(Error("99999999999999999999"), HasSubstr("not an integer"));
+  EXPECT_THAT(Error("99999999999999999999"),
+              HasSubstr("99999999999999999999 is out of range (1 to 4294967295)"));
+  EXPECT_THAT(Error("-99999999999999999999"), HasSubstr("out of range"));
+  EXPECT_THAT(Error("1e20"), HasSubstr("'1e20' is not an integer"));
+  EXPECT_THAT(Error("1..4:*99999999999999999999"), HasSubstr("out of range"));
 }
 
 }  // namespace
