@@ -198,8 +198,17 @@ def markdown(a, b, rows, notes=()):
     return "\n".join(lines)
 
 
-def chart(a, pairs, out_dir, formats=("png", "svg")):
-    """tokens/s ratio vs batch for each B, with its predicted ratio dashed."""
+def batch_label(runs):
+    """The x axis's name: a prefill batch is prompts, a decode batch sequences. (Runs of two
+    phases never share a batch, prefill's being keyed by prompt length too: no chart.)"""
+    if all(r["config"].get("phase") == "prefill" for r in runs):
+        return "batch (prompts processed together)"
+    return "batch (sequences decoded together)"
+
+
+def chart_figure(a, pairs):
+    """(figure, file name stem) of tokens/s ratio vs batch for each B, with its predicted ratio
+    dashed; chart() saves it, a test can look at it first."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -251,7 +260,7 @@ def chart(a, pairs, out_dir, formats=("png", "svg")):
     if ys:
         ax.set_ylim(min(0.9, min(ys) * 0.9), max(ys) * 1.12)
     ax.grid(True, alpha=0.35)
-    ax.set_xlabel("batch (sequences decoded together)")
+    ax.set_xlabel(batch_label([a] + [b for b, _ in pairs]))
     ax.set_ylabel("tokens/s ratio (B / A)")
     bs = ", ".join(tr.gpu_name(b) + (f" {tr.precision(b)}" if mixed else "") for b, _ in pairs)
     ax.set_title(f"Measured vs datasheet-predicted speedup over {tr.gpu_name(a)}\n"
@@ -262,10 +271,17 @@ def chart(a, pairs, out_dir, formats=("png", "svg")):
              "(memory-bound) or tensor peak ratio (compute-bound); the roofline-bound ratio across "
              "precisions or mixed bounds", fontsize=7, color="0.35")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
-    os.makedirs(out_dir, exist_ok=True)
     base = "compare_" + name(a) + "_vs_" + "_".join(name(b) for b, _ in pairs)
     base += "_" + tr.stem(a)
     base = "".join(c if c.isalnum() or c in "-_." else "_" for c in base)
+    return fig, base
+
+
+def chart(a, pairs, out_dir, formats=("png", "svg")):
+    """Writes chart_figure(a, pairs) to out_dir in each format; returns the paths."""
+    fig, base = chart_figure(a, pairs)
+    import matplotlib.pyplot as plt  # after chart_figure has chosen the Agg backend
+    os.makedirs(out_dir, exist_ok=True)
     paths = []
     for ext in formats:
         path = os.path.join(out_dir, f"{base}.{ext}")

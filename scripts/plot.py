@@ -171,7 +171,7 @@ def draw_throughput(ax, run, color, combined=False):
                     label=None if combined else f"{pre}measured (step p50)")
 
 
-def chart_throughput(runs, out_dir, name, formats):
+def throughput_figure(runs):
     fig, ax = plt.subplots(figsize=FIGSIZE)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     combined = len(runs) > 1
@@ -208,7 +208,7 @@ def chart_throughput(runs, out_dir, name, formats):
         ax.legend(loc="upper left")
     _note(fig, "; ".join(notes))
     fig.tight_layout(rect=(0, 0.03, 1, 1))
-    return _save(fig, out_dir, name, formats)
+    return fig
 
 
 # (label, point field, scale to %, style) — the lie first, then the truths.
@@ -222,7 +222,7 @@ UTIL_SERIES = (
 )
 
 
-def chart_utilization(run, out_dir, name, formats):
+def utilization_figure(run):
     fig, ax = plt.subplots(figsize=FIGSIZE)
     pts = tr.measured_points(run)
     missing = []
@@ -255,7 +255,7 @@ def chart_utilization(run, out_dir, name, formats):
         notes.append(u if len(u) < 110 else u[:107] + "...")
     _note(fig, "; ".join(notes))
     fig.tight_layout(rect=(0, 0.04 if notes else 0, 1, 1))
-    return _save(fig, out_dir, name, formats)
+    return fig
 
 
 def op_shares(pts):
@@ -279,7 +279,7 @@ def op_shares(pts):
     return rows
 
 
-def chart_op_share(run, out_dir, name, formats):
+def op_share_figure(run):
     fig, ax = plt.subplots(figsize=FIGSIZE)
     pts = [p for p in tr.measured_points(run) if any(o.get("share") is not None for o in p["ops"])]
     prefill = run["config"].get("phase") == "prefill"
@@ -317,7 +317,7 @@ def chart_op_share(run, out_dir, name, formats):
     _note(fig, f"each op kind timed alone (all its executions per step); ops under "
                f"{OTHER_BELOW:.0%} at every batch grouped as other")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
-    return _save(fig, out_dir, name, formats)
+    return fig
 
 
 def roof_line(ax, run, xmin, xmax, color, name):
@@ -343,7 +343,7 @@ def roof_line(ax, run, xmin, xmax, color, name):
     return ridge
 
 
-def chart_roofline(runs, out_dir, name, formats):
+def roofline_figure(runs):
     fig, ax = plt.subplots(figsize=FIGSIZE)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     combined = len(runs) > 1
@@ -408,7 +408,27 @@ def chart_roofline(runs, out_dir, name, formats):
     _note(fig, "roof = min(peak, intensity × bandwidth) from the datasheet; step FLOPs and "
                "bytes are the model's minimum (README: model_gflops, model_gbytes)")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
-    return _save(fig, out_dir, name, formats)
+    return fig
+
+
+# Each chart is built by its *_figure function and saved by its chart_* one, so a test can look
+# at what a chart draws (lines, labels, legend) before any file is written.
+
+
+def chart_throughput(runs, out_dir, name, formats):
+    return _save(throughput_figure(runs), out_dir, name, formats)
+
+
+def chart_utilization(run, out_dir, name, formats):
+    return _save(utilization_figure(run), out_dir, name, formats)
+
+
+def chart_op_share(run, out_dir, name, formats):
+    return _save(op_share_figure(run), out_dir, name, formats)
+
+
+def chart_roofline(runs, out_dir, name, formats):
+    return _save(roofline_figure(runs), out_dir, name, formats)
 
 
 def chart_stems(runs):

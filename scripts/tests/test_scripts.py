@@ -251,6 +251,155 @@ def test_plot_unwritable_out_is_a_one_line_error(tmp_path):
                             "Is a directory")
 
 
+# What the charts draw: each *_figure is looked at before saving; the expected numbers are read
+# from the JSON file itself, not through truthput_results.
+
+
+def raw_points(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)["points"]
+
+
+def lines_by_label(ax):
+    return {line.get_label(): line for line in ax.get_lines()}
+
+
+def legend_texts(ax):
+    return [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+@pytest.fixture
+def figures():
+    """Closes every figure a test made, passed or failed."""
+    made = []
+    yield made.append
+    for fig in made:
+        plot.plt.close(fig)
+
+
+def test_plot_throughput_draws_measured_and_bound_of_the_file(figures):
+    pts = raw_points(H200)
+    fig = plot.throughput_figure([tr.load(H200)])
+    figures(fig)
+    ax = fig.axes[0]
+    lines = lines_by_label(ax)
+    measured = lines["measured (step p50)"]
+    bound = lines["roofline bound (bound_tokens_per_s)"]
+    assert list(measured.get_xdata()) == [p["batch"] for p in pts] == [1, 16, 1024]
+    assert list(measured.get_ydata()) == [p["tokens_per_s"] for p in pts] == [28, 420, 4500]
+    assert list(bound.get_xdata()) == [1, 16, 1024]
+    assert list(bound.get_ydata()) == pytest.approx([p["bound_tokens_per_s"] for p in pts])
+    assert legend_texts(ax) == ["roofline bound (bound_tokens_per_s)", "measured (step p50)"]
+    assert ax.get_xlabel() == "batch (sequences decoded together)"
+    assert ax.get_ylabel() == "throughput (tokens/s)"
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    # The file's predicted ridge ("650"): a vertical line there, and its note.
+    assert any(list(line.get_xdata()) == [650, 650] for line in ax.get_lines())
+    assert any("predicted ridge\nbatch 650" in t.get_text() for t in ax.texts)
+
+
+def test_plot_throughput_of_prefill_has_a_curve_per_prompt_length(tmp_path, figures):
+    def prefill(d):
+        d["config"]["phase"] = "prefill"
+        for p, seq in zip(d["points"], (128, 128, 512)):
+            p["seq_len"] = seq
+    path = write_variant(tmp_path, H100, "prefill.json", prefill)
+    fig = plot.throughput_figure([tr.load(path)])
+    figures(fig)
+    ax = fig.axes[0]
+    lines = lines_by_label(ax)
+    assert list(lines["seq 128: measured (step p50)"].get_ydata()) == [20, 300]
+    assert list(lines["seq 512: measured (step p50)"].get_ydata()) == [4400]
+    assert ax.get_xlabel() == "batch (prompts processed together)"
+
+
+def test_plot_combined_throughput_overlays_each_runs_values(figures):
+    runs = [tr.load(H100), tr.load(H200)]
+    fig = plot.throughput_figure(runs)
+    figures(fig)
+    ax = fig.axes[0]
+    measured = [tuple(line.get_ydata()) for line in ax.get_lines() if line.get_marker() == "o"]
+    assert measured == [(20, 300, 4400), (28, 420, 4500)]
+    names = plot.run_names(runs)
+    assert names[0] != names[1]
+    assert legend_texts(ax) == names + ["measured (step p50)", "roofline bound"]
+
+
+def test_plot_utilization_draws_each_truth_column_in_percent(figures):
+    pts = raw_points(H100)
+    fig = plot.utilization_figure(tr.load(H100))
+    figures(fig)
+    ax = fig.axes[0]
+    by_series = {}
+    for line in ax.get_lines():
+        series = line.get_label().split(" — ")[0]
+        by_series[series] = line
+    for label, field, scale in [("nvidia-smi utilization", "smi_util_pct", 1),
+                                ("SM active (CUPTI)", "sm_active_pct", 1),
+                                ("tensor active (CUPTI)", "tensor_active_pct", 1),
+                                ("MBU (bytes / time / peak BW)", "mbu", 100),
+                                ("MFU (FLOPs / time / peak)", "mfu", 100)]:
+        line = by_series[label]
+        assert list(line.get_xdata()) == [1, 16, 1024], label
+        assert list(line.get_ydata()) == pytest.approx([p[field] * scale for p in pts]), label
+    assert "nvidia-smi utilization — batch 1: 100%" in legend_texts(ax)
+    assert "MFU (FLOPs / time / peak) — batch 1: 0.28%" in legend_texts(ax)
+    assert ax.get_ylim() == (0, 105)
+
+
+def test_plot_utilization_leaves_out_columns_the_file_lacks(figures):
+    fig = plot.utilization_figure(tr.load(H200))       # no truth columns
+    figures(fig)
+    ax = fig.axes[0]
+    drawn = [line.get_label().split(" — ")[0] for line in ax.get_lines()]
+    assert drawn == ["MBU (bytes / time / peak BW)", "MFU (FLOPs / time / peak)"]
+    notes = [t.get_text() for t in fig.texts]
+    assert ("not measured in this file: smi_util_pct, sm_active_pct, tensor_active_pct"
+            in notes)
+
+
+def test_plot_op_share_stacks_each_ops_share(figures):
+    pts = raw_points(H100)[:2]                          # batch 1024 has no per-op times
+    share = {n: [next(o["share"] * 100 for o in p["ops"] if o["name"] == n) for p in pts]
+             for n in ("gate_up_proj", "down_proj", "attn_norm", "attn_residual")}
+    fig = plot.op_share_figure(tr.load(H100))
+    figures(fig)
+    ax = fig.axes[0]
+    bars = {c.get_label(): [r.get_height() for r in c] for c in ax.containers}
+    # Under 3% at every batch: attn_norm and attn_residual are one "other" bar.
+    assert list(bars) == ["gate_up_proj", "down_proj", "other (attn_norm, attn_residual)",
+                          "not attributed (step − Σ ops timed alone)"]
+    assert bars["gate_up_proj"] == pytest.approx(share["gate_up_proj"])
+    assert bars["down_proj"] == pytest.approx(share["down_proj"])
+    assert bars["other (attn_norm, attn_residual)"] == pytest.approx(
+        [a + b for a, b in zip(share["attn_norm"], share["attn_residual"])])
+    assert [sum(h) for h in zip(*bars.values())] == pytest.approx([100, 100])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "16"]
+    assert ax.get_xlabel() == "batch"
+
+
+def test_plot_roofline_draws_points_under_the_datasheets_roof(figures):
+    pts = raw_points(H100)
+    fig = plot.roofline_figure([tr.load(H100)])
+    figures(fig)
+    ax = fig.axes[0]
+    lines = lines_by_label(ax)
+    measured = lines["measured (model FLOPs / step p50)"]
+    assert list(measured.get_xdata()) == [p["intensity"] for p in pts]
+    assert list(measured.get_ydata()) == [p["achieved_tflops"] for p in pts] == [2.8, 42, 616]
+    roof = lines["roof h100-sxm (989.4 TFLOP/s bf16, 3350 GB/s)"]
+    assert max(roof.get_ydata()) == 989.4
+    # Below the ridge the roof is the bandwidth: intensity x 3350 GB/s.
+    x0, y0 = roof.get_xdata()[0], roof.get_ydata()[0]
+    assert y0 == pytest.approx(x0 * 3.35)
+    bound = ax.collections[0]
+    assert bound.get_label() == "roofline bound of the step"
+    assert [tuple(xy) for xy in bound.get_offsets()] == pytest.approx(
+        [(p["intensity"], p["model_gflops"] / p["bound_ms"]) for p in pts])
+    assert ax.get_xlabel() == "arithmetic intensity (FLOP per byte of DRAM traffic)"
+    assert ax.get_ylabel() == "achieved (TFLOP/s)"
+
+
 # -------------------------------------------------------------------------------- compare
 
 
@@ -277,6 +426,35 @@ def test_compare_chart_labels_keep_small_differences_visible():
     assert compare.off_label(-0.3) == "-0.3%"     # not "-0%"
     assert compare.off_label(2.27) == "+2.3%"
     assert compare.off_label(-19.46) == "-19%"
+
+
+@pytest.mark.parametrize("phase, xlabel", [("decode", "batch (sequences decoded together)"),
+                                           ("prefill", "batch (prompts processed together)")])
+def test_compare_chart_x_label_follows_the_phase(tmp_path, figures, phase, xlabel):
+    a, b = (tr.load(write_variant(tmp_path, src, f"{name}.json",
+                                  lambda d: d["config"].update(phase=phase)))
+            for src, name in ((H100, "a"), (H200, "b")))
+    fig, base = compare.chart_figure(a, [(b, compare.compare_rows(a, b))])
+    figures(fig)
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == xlabel
+    lines = lines_by_label(ax)
+    measured = lines["h200 / h100-sxm: measured tokens/s ratio"]
+    assert list(measured.get_xdata()) == [1, 16, 1024]
+    assert list(measured.get_ydata()) == pytest.approx([28 / 20, 420 / 300, 4500 / 4400])
+    predicted = lines["h200 / h100-sxm: predicted by datasheets"]
+    assert list(predicted.get_ydata()) == pytest.approx([4800 / 3350, 4800 / 3350, 1.0])
+    assert base == "compare_h100-sxm_vs_h200_a"
+
+
+def test_compare_cli_prefill_chart_says_prompts(tmp_path):
+    a, b = (write_variant(tmp_path, src, f"{name}.json",
+                          lambda d: d["config"].update(phase="prefill"))
+            for src, name in ((H100, "a"), (H200, "b")))
+    r = run_script("compare.py", a, b, "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    svg = (tmp_path / "compare_h100-sxm_vs_h200_a.svg").read_text(encoding="utf-8")
+    assert ">batch (prompts processed together)<" in svg and "decoded" not in svg
 
 
 def test_compare_mixed_bounds_use_roofline_ratio():
@@ -691,6 +869,154 @@ def test_mfu_interpolation():
     mfu, how = claims.mfu_at_tps(pts, 40.0)
     assert mfu == pytest.approx(0.004)
     assert "interpolated" in how
+
+
+# Each verdict's thresholds, just inside and just outside (and exactly on them where the float
+# comes out exact), on a copy of data/ with the fields the claim reads edited.
+
+GRAPH_FILE = "h100-sxm/decode_70b_bf16_ctx2048.json"
+EAGER_FILE = "h100-sxm/decode_70b_bf16_ctx2048_b1_eager.json"
+
+
+def claim_row(tmp_path, claim, run, changes):
+    """The row of `claim` for `run` (its GPU / run column) from a copy of data/ with each
+    {file under data/: change(raw JSON)} applied."""
+    given = tmp_path / "results"
+    shutil.copytree(DATA, given)
+    for rel, change in changes.items():
+        path = given / rel
+        write_variant(path.parent, path, path.name, change)
+    rows = [r for r in claims.check_all(str(given)) if r["claim"] == claim and r["gpu"] == run]
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+@pytest.mark.parametrize("bound, tps, verdict", [
+    (24 * 1.099, 20.0, "holds"),             # bound within 10% of 24 ...
+    (24 * 1.101, 20.0, "partly"),            # ... or not
+    (24 * 0.901, 20.0, "holds"),
+    (24 * 0.899, 20.0, "partly"),
+    (24.0, 24.48, "holds"),                  # measured exactly 2% over the bound: inclusive
+    (24.0, 24 * 1.021, "partly"),            # more: a measurement above its own bound
+    (24 * 1.249, 20.0, "partly"),            # bound within 25%
+    (30.0, 20.0, "partly"),                  # exactly 25%: inclusive
+    (24 * 1.251, 20.0, "does not hold"),
+    (24 * 0.749, 20.0, "does not hold"),
+    (24.0, "NaN", "partly"),                 # no measurement: partly at best
+    (18.0, "NaN", "partly"),                 # exactly 25%
+    (24 * 0.749, "NaN", "does not hold"),
+])
+def test_claims_a_thresholds(tmp_path, bound, tps, verdict):
+    row = claim_row(tmp_path, "a", "h100-sxm", {
+        GRAPH_FILE: lambda d: d["points"][0].update(bound_tokens_per_s=bound, tokens_per_s=tps)})
+    assert row["verdict"] == verdict, row["ours"]
+    assert f"bound {tr.fmt(bound)} tok/s" in row["ours"]
+
+
+@pytest.mark.parametrize("gain, verdict", [
+    (1.7 * 1.001, "holds"), (1.7 * 0.999, "partly"),
+    (1.4 * 1.001, "partly"), (1.4 * 0.999, "does not hold"),
+])
+def test_claims_b_thresholds(tmp_path, gain, verdict):
+    # Batches 1 and 16 are the memory-bound ones: four doublings from 20 tok/s.
+    row = claim_row(tmp_path, "b", "h100-sxm, ctx 2048", {
+        GRAPH_FILE: lambda d: d["points"][1].update(tokens_per_s=20.0 * gain ** 4)})
+    assert row["verdict"] == verdict, row["ours"]
+    assert f"×{gain:.2f} per doubling while memory-bound (batch 1–16)" in row["ours"]
+
+
+@pytest.mark.parametrize("gain, says", [
+    (1.25 * 0.999, "saturates from batch 16 (batch 16→1024"),
+    (1.25, "does not saturate up to batch 1024"),          # exactly x1.25: not less
+    (1.25 * 1.001, "does not saturate up to batch 1024"),
+])
+def test_claims_b_saturation_threshold(tmp_path, gain, says):
+    # The rule's x1.25 written out (not claims.SATURATED_GAIN), so a changed constant fails.
+    # Batch 16 -> 1024 is six doublings from 300 tok/s; batch 1 -> 16 stays at x1.97.
+    row = claim_row(tmp_path, "b", "h100-sxm, ctx 2048", {
+        GRAPH_FILE: lambda d: d["points"][2].update(tokens_per_s=300.0 * gain ** 6)})
+    assert says in row["ours"], row["ours"]
+    assert row["verdict"] == "holds"
+
+
+@pytest.mark.parametrize("off, verdict", [
+    (0.249, "holds"), (-0.249, "holds"), (0.251, "partly"), (-0.251, "partly"),
+    (0.499, "partly"), (-0.499, "partly"), (0.501, "does not hold"), (-0.501, "does not hold"),
+])
+def test_claims_c_thresholds(tmp_path, off, verdict):
+    # Batch 1 at 50 tok/s: its MFU is the one judged, `off` from the article's 0.7%.
+    mfu = 0.007 * (1 + off)
+    row = claim_row(tmp_path, "c", "h100-sxm", {
+        GRAPH_FILE: lambda d: d["points"][0].update(tokens_per_s=50.0, mfu=mfu)})
+    assert row["verdict"] == verdict, row["ours"]
+    assert row["ours"].startswith(f"MFU {tr.pct(mfu)} at 50 tok/s (batch 1 ")
+
+
+@pytest.mark.parametrize("smi, mfu, verdict", [
+    (80, 0.0499, "holds"),                   # smi >= 80 (inclusive), MFU < 5%
+    (79.9, 0.0499, "partly"),
+    (80, 0.05, "partly"),                    # MFU exactly 5%: not under it
+    (50, 0.1999, "partly"),                  # smi >= 50 (inclusive), MFU < 20%
+    (49.9, 0.1, "does not hold"),
+    (100, 0.2, "does not hold"),             # MFU exactly 20%
+])
+def test_claims_d_thresholds(tmp_path, smi, mfu, verdict):
+    row = claim_row(tmp_path, "d", "h100-sxm, 70b, ctx 2048", {
+        GRAPH_FILE: lambda d: d["points"][0].update(smi_util_pct=smi, mfu=mfu)})
+    assert row["verdict"] == verdict, row["ours"]
+
+
+def eager_small_ops(overhead):
+    """A change giving the eager file's two small ops `overhead` over the graph file's
+    (attn_norm 0.24 ms, attn_residual 0.09 ms per step)."""
+    graph_ms = {"attn_norm": 0.24, "attn_residual": 0.09}
+
+    def change(d):
+        for o in d["points"][0]["ops"]:
+            if o["name"] in graph_ms:
+                o["measured_ms"] = graph_ms[o["name"]] / (1 - overhead)
+    return change
+
+
+@pytest.mark.parametrize("overhead, verdict", [
+    (0.099, "partly"), (0.101, "holds"),     # 10-30%: holds
+    (0.299, "holds"), (0.301, "partly"),     # above: real, but larger than the article says
+    (0.051, "partly"), (0.049, "does not hold"),
+    (-0.1, "does not hold"),
+])
+def test_claims_e_thresholds(tmp_path, overhead, verdict):
+    row = claim_row(tmp_path, "e", "h100-sxm, 70b bf16, ctx 2048, batch 1",
+                    {EAGER_FILE: eager_small_ops(overhead)})
+    assert row["verdict"] == verdict, row["ours"]
+    assert f"{overhead:+.1%} together" in row["ours"]
+    assert ("larger than the article's range" in row["ours"]) == (overhead > 0.3)
+
+
+@pytest.mark.parametrize("overhead, verdict", [(0.101, "holds"), (0.099, "partly"),
+                                               (0.049, "does not hold")])
+def test_claims_e_whole_step_thresholds(tmp_path, overhead, verdict):
+    # No per-op times in the eager file: the whole step is judged, by the same thresholds.
+    def change(d):
+        d["points"][0].update(ops=[], step_ms_p50=50.0 / (1 - overhead))
+    row = claim_row(tmp_path, "e", "h100-sxm, 70b bf16, ctx 2048, batch 1", {EAGER_FILE: change})
+    assert row["verdict"] == verdict, row["ours"]
+    assert "judged on the whole step" in row["ours"]
+
+
+@pytest.mark.parametrize("per_launch_us, names, verdict", [
+    (19.9, "attn_norm, attn_residual", "partly"),     # 49% together
+    (20.0, "attn_residual", "holds"),                 # "under 20 µs": 20 is not; 25% alone
+    (20.1, "attn_residual", "holds"),
+])
+def test_claims_e_small_op_threshold(tmp_path, per_launch_us, names, verdict):
+    # The rule's 20 µs written out (not claims.SMALL_OP_US), so a changed constant fails.
+    # attn_norm's 80 launches at per_launch_us each in the graph run, twice that eager (50%).
+    graph_ms = per_launch_us * 80 / 1000
+    row = claim_row(tmp_path, "e", "h100-sxm, 70b bf16, ctx 2048, batch 1", {
+        GRAPH_FILE: lambda d: d["points"][0]["ops"][0].update(measured_ms=graph_ms),
+        EAGER_FILE: lambda d: d["points"][0]["ops"][0].update(measured_ms=2 * graph_ms)})
+    assert row["verdict"] == verdict, row["ours"]
+    assert f"per launch: {names}): " in row["ours"], row["ours"]
 
 
 # ---------------------------------------------------------------------------- make_report
