@@ -120,4 +120,12 @@ fi
 help=$("$kernels" --help 2>&1)
 [[ "$help" == *benchmark_filter* ]] || { echo "FAIL: bench_kernels --help: $help"; fail=1; }
 expect_error "unrecognized" "$kernels" --benchmark_fliter=StreamRead
+# An existing --benchmark_out file is not truncated without --overwrite, on any machine.
+echo keep >"$tmp/k.json"
+expect_error "--benchmark_out=$tmp/k.json exists; pass --overwrite" "$kernels" \
+  --benchmark_filter=StreamRead --benchmark_out="$tmp/k.json"
+[[ $(cat "$tmp/k.json") == keep ]] || { echo "FAIL: bench_kernels truncated k.json"; fail=1; }
+if ! nvidia-smi -L >/dev/null 2>&1; then  # --overwrite is taken, not "unrecognized"
+  expect_error "no CUDA GPU" "$kernels" --benchmark_out="$tmp/k.json" --overwrite
+fi
 exit $fail

@@ -38,6 +38,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -48,6 +49,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "bench/device_buffer.h"
 #include "bench/device_info.h"
@@ -861,6 +863,29 @@ int main(int argc, char** argv) {
   std::vector<char*> args(argv, argv + argc);
   std::string min_time = truthput::kDefaultMinTime;
   args.insert(args.begin() + 1, min_time.data());
+  // Google Benchmark truncates an existing --benchmark_out file before the first point: a run's
+  // results are never replaced without --overwrite (ours, taken out before it parses the rest),
+  // as with bench_decode's --csv/--json. The last --benchmark_out= is the one it writes.
+  bool overwrite = false;
+  std::string out_path;
+  for (auto it = args.begin() + 1; it != args.end();) {
+    const std::string arg = *it;
+    if (arg == "--overwrite") {
+      overwrite = true;
+      it = args.erase(it);
+      continue;
+    }
+    constexpr absl::string_view kOut = "--benchmark_out=";
+    if (absl::StartsWith(arg, kOut)) out_path = arg.substr(kOut.size());
+    ++it;
+  }
+  std::error_code ec;
+  if (!out_path.empty() && !overwrite && std::filesystem::is_regular_file(out_path, ec)) {
+    std::fprintf(stderr,
+                 "bench_kernels: --benchmark_out=%s exists; pass --overwrite to replace it\n",
+                 out_path.c_str());
+    return 1;
+  }
   int args_count = static_cast<int>(args.size());
   benchmark::Initialize(&args_count, args.data());
   if (benchmark::ReportUnrecognizedArguments(args_count, args.data())) return 1;
