@@ -51,29 +51,14 @@ absl::Status Verify(const BenchRequest& request, const DeviceIdentity& id, Cubla
                     cudaStream_t stream, std::ostream& log) {
   absl::StatusOr<ModelSpec> reduced = ReducedForVerification(request.model);
   if (!reduced.ok()) return reduced.status();
-  StepConfig step = request.Steps().front();
-  // Small enough for a double-precision CPU reference of every op, odd enough to cross tiles.
-  if (step.phase == Phase::kDecode) {
-    step.batch = std::min<int64_t>(step.batch, 3);
-    step.context = std::min<int64_t>(step.context, 129);
-  } else {
-    step.batch = std::min<int64_t>(step.batch, 2);
-    step.seq_len = std::min<int64_t>(step.seq_len, 37);
-  }
+  const StepConfig step = ReducedStepForVerification(request.Steps().front());
   absl::StatusOr<Workload> w = Workload::Build(*reduced, step);
   if (!w.ok()) return w.status();
   absl::StatusOr<int64_t> free = FreeBytes();
   if (!free.ok()) return free.status();
   // Every GEMM implementation the run may use is checked.
-  std::vector<std::string> variants;
-  const bool fp8 = reduced->weight_dtype() == FP8_E4M3;
-  if (request.gemm == "auto" || request.gemm == "own" || (request.gemm == "own_w8a8" && !fp8)) {
-    variants.push_back("own");
-  }
-  if (fp8 && (request.gemm == "auto" || request.gemm == "own_w8a8")) {
-    variants.push_back("own_w8a8");
-  }
-  if (request.gemm == "auto" || request.gemm == "cublaslt") variants.push_back("cublaslt");
+  const std::vector<std::string> variants =
+      GemmVariantsToVerify(request.gemm, reduced->weight_dtype() == FP8_E4M3);
   for (const std::string& variant : variants) {
     absl::StatusOr<std::unique_ptr<StepRunner>> runner =
         StepRunner::Create(*w, gemm,

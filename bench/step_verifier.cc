@@ -577,4 +577,26 @@ absl::StatusOr<ModelSpec> ReducedForVerification(const ModelSpec& model) {
   return reduced;
 }
 
+StepConfig ReducedStepForVerification(const StepConfig& first) {
+  StepConfig step = first;
+  if (step.phase == Phase::kDecode) {
+    step.batch = std::min<int64_t>(step.batch, 3);
+    step.context = std::min<int64_t>(step.context, 129);
+  } else {
+    step.batch = std::min<int64_t>(step.batch, 2);
+    step.seq_len = std::min<int64_t>(step.seq_len, 37);
+  }
+  return step;
+}
+
+std::vector<std::string> GemmVariantsToVerify(const std::string& gemm, bool fp8_weights) {
+  std::vector<std::string> variants;
+  if (gemm == "auto" || gemm == "own" || (gemm == "own_w8a8" && !fp8_weights)) {
+    variants.push_back("own");
+  }
+  if (fp8_weights && (gemm == "auto" || gemm == "own_w8a8")) variants.push_back("own_w8a8");
+  if (gemm == "auto" || gemm == "cublaslt") variants.push_back("cublaslt");
+  return variants;
+}
+
 }  // namespace truthput

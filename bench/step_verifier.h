@@ -10,6 +10,9 @@
 #include <cuda_runtime_api.h>
 
 #include "absl/status/status.h"
+#include <string>
+#include <vector>
+
 #include "absl/status/statusor.h"
 #include "bench/step_runner.h"
 #include "workloads/model_spec.pb.h"
@@ -46,6 +49,16 @@ absl::Status VerifyStep(const StepRunner& runner, cudaStream_t stream);
 // and attention shape of a layer is the real model's. ValidateModelSpec's error if `model` is not
 // valid.
 absl::StatusOr<ModelSpec> ReducedForVerification(const ModelSpec& model);
+
+// The step VerifyStep checks for a run whose first step is `first`: the same phase, TP and
+// (capped) shape, small enough for a double-precision CPU reference of every op and odd enough
+// to cross tiles: decode batch <= 3 at context <= 129, prefill batch <= 2 of prompts <= 37.
+StepConfig ReducedStepForVerification(const StepConfig& first);
+
+// The StepRunner::Options::gemm values whose kernels a run with --gemm=`gemm` may launch, each of
+// which must be verified: "auto" may pick any ("own", with fp8 weights "own_w8a8", "cublaslt");
+// the others only themselves ("own_w8a8" is "own" with bf16 weights).
+std::vector<std::string> GemmVariantsToVerify(const std::string& gemm, bool fp8_weights);
 
 }  // namespace truthput
 
