@@ -124,7 +124,10 @@ expect_error "unrecognized" "$kernels" --benchmark_fliter=StreamRead
 echo keep >"$tmp/k.json"
 expect_error "--benchmark_out=$tmp/k.json exists; pass --overwrite" "$kernels" \
   --benchmark_filter=StreamRead --benchmark_out="$tmp/k.json"
+BENCHMARK_OUT="$tmp/k.json" expect_error "exists; pass --overwrite" "$kernels" \
+  --benchmark_filter=StreamRead
 [[ $(cat "$tmp/k.json") == keep ]] || { echo "FAIL: bench_kernels truncated k.json"; fail=1; }
+expect_error "is a folder" "$kernels" --benchmark_out="$tmp"
 if ! nvidia-smi -L >/dev/null 2>&1; then  # --overwrite is taken, not "unrecognized"
   expect_error "no CUDA GPU" "$kernels" --benchmark_out="$tmp/k.json" --overwrite
 fi

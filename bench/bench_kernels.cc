@@ -26,6 +26,7 @@
 // 8192x8192x8192, autotuned, measured once in the run) and pct_gemm. JSON with
 // the standard --benchmark_out=FILE --benchmark_out_format=json, for Google Benchmark's
 // compare.py. Without --benchmark_min_time, each point runs for at least 0.05 s of GPU time.
+// An existing output file (--benchmark_out or BENCHMARK_OUT) is replaced only with --overwrite.
 //
 // Where no CUDA GPU is usable, says so in one line and exits 1.
 #include <benchmark/benchmark.h>
@@ -37,6 +38,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <functional>
@@ -866,8 +868,11 @@ int main(int argc, char** argv) {
   // Google Benchmark truncates an existing --benchmark_out file before the first point: a run's
   // results are never replaced without --overwrite (ours, taken out before it parses the rest),
   // as with bench_decode's --csv/--json. The last --benchmark_out= is the one it writes.
+  // Its flags default to environment variables (BENCHMARK_OUT), which a flag overrides.
+  constexpr absl::string_view kOut = "--benchmark_out=";
   bool overwrite = false;
-  std::string out_path;
+  const char* env_out = std::getenv("BENCHMARK_OUT");
+  std::string out_path = env_out != nullptr ? env_out : "";
   for (auto it = args.begin() + 1; it != args.end();) {
     const std::string arg = *it;
     if (arg == "--overwrite") {
@@ -875,11 +880,15 @@ int main(int argc, char** argv) {
       it = args.erase(it);
       continue;
     }
-    constexpr absl::string_view kOut = "--benchmark_out=";
     if (absl::StartsWith(arg, kOut)) out_path = arg.substr(kOut.size());
     ++it;
   }
   std::error_code ec;
+  if (!out_path.empty() && std::filesystem::is_directory(out_path, ec)) {
+    std::fprintf(stderr, "bench_kernels: --benchmark_out=%s is a folder; name a file\n",
+                 out_path.c_str());
+    return 1;
+  }
   if (!out_path.empty() && !overwrite && std::filesystem::is_regular_file(out_path, ec)) {
     std::fprintf(stderr,
                  "bench_kernels: --benchmark_out=%s exists; pass --overwrite to replace it\n",

@@ -261,7 +261,7 @@ absl::Status ApplyCalibration(const RunResult& measured, const std::string& sour
   config.set_calibration(source);
   config.add_notes(absl::StrCat(
       "projected_tokens_per_s: this GPU's roofline bound times the roofline efficiency measured on ",
-      on, " (", source, ") at the same or the nearest batch (cal_batch",
+      on, " (", source, ") at the same or the nearest batch (calibration_batch",
       borrowed.empty() ? "" : absl::StrCat("; batch ", absl::StrJoin(borrowed, ", ")),
       "), against this prediction's count of that step: a projection, not a measurement"));
   // Eager launches put the host's launch gaps into the efficiency; a graph run would not.

@@ -149,7 +149,7 @@ TEST(Prediction, CalibrationScalesTheBoundByTheMeasuredEfficiency) {
   EXPECT_NE(b200.config().notes(b200.config().notes_size() - 1).find("not a measurement"),
             std::string::npos);
   EXPECT_NE(b200.config().notes(b200.config().notes_size() - 1)
-                .find("(cal_batch; batch 2 from 1, 8 from 16, 64 from 16)"),
+                .find("(calibration_batch; batch 2 from 1, 8 from 16, 64 from 16)"),
             std::string::npos)
       << b200.config().notes(b200.config().notes_size() - 1);
 

@@ -38,6 +38,10 @@ struct ResidencyPlan {
 // ResourceExhausted with the reason when not even the smallest honest rotation fits.
 absl::StatusOr<ResidencyPlan> PlanResidency(const ResidencyInput& in);
 
+// The fewest bytes touched between two uses of one layer buffer with `buffers` of them (full
+// residency when buffers >= num_layers), the step boundary included: PlanResidency's figure.
+int64_t BytesBetweenReuse(const ResidencyInput& in, int64_t buffers);
+
 }  // namespace truthput
 
 #endif  // TRUTHPUT_BENCH_RESIDENCY_H_

@@ -1,5 +1,9 @@
 #include "bench/residency.h"
 
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -137,6 +141,35 @@ TEST(Residency, TheStepBoundaryKeepsFourL2BetweenReusesToo) {
   EXPECT_THAT(p.status().message(),
               ::testing::HasSubstr("no rotation of 8 to 9 layer buffers over 100 layers keeps "
                                    "200 MB (4x L2) between reuses across the step boundary"));
+}
+
+// BytesBetweenReuse against the order a step runs: layers 0..L-1 on buffers l % b, then the
+// ops outside the layers, step after step. The fewest bytes between two uses of any buffer,
+// counted by walking two steps.
+TEST(Residency, BytesBetweenReuseIsTheFewestAlongTheSteps) {
+  constexpr int64_t kPer = 7, kOther = 5;  // distinct, so a wrong term shows
+  for (int64_t layers = 1; layers <= 40; ++layers) {
+    for (int64_t buffers = 1; buffers <= layers; ++buffers) {
+      int64_t fewest = -1;
+      std::vector<int64_t> last_use(buffers, -1);  // bytes touched before that use ended
+      int64_t touched = 0;
+      for (int step = 0; step < 2; ++step) {
+        for (int64_t l = 0; l < layers; ++l) {
+          int64_t& last = last_use[l % buffers];
+          if (last >= 0) {
+            const int64_t between = touched - last;
+            fewest = fewest < 0 ? between : std::min(fewest, between);
+          }
+          touched += kPer;
+          last = touched;
+        }
+        touched += kOther;
+      }
+      const ResidencyInput in{.num_layers = layers, .layer_bytes = 1,
+                              .layer_step_bytes = kPer, .other_step_bytes = kOther};
+      EXPECT_EQ(BytesBetweenReuse(in, buffers), fewest) << layers << " layers, " << buffers;
+    }
+  }
 }
 
 TEST(Residency, SkipsWithTheReasonWhenNothingFits) {

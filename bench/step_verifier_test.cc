@@ -503,7 +503,7 @@ TEST_F(StepVerifierTest, RejectsOneWrongElementOfAnyOp) {
           EXPECT_THAT(st.message(), HasSubstr("(1 NaN/Inf)"));
         } else {
           EXPECT_THAT(st.message(), HasSubstr("got 1000"));
-          EXPECT_THAT(st.message(), HasSubstr(" 1 of "));  // that element alone
+          EXPECT_THAT(st.message(), HasSubstr("; 1 of "));  // that element alone
         }
       }
       ++checked;
@@ -514,6 +514,61 @@ TEST_F(StepVerifierTest, RejectsOneWrongElementOfAnyOp) {
     // Without the hook the same runner verifies: the failures were the hook's.
     ASSERT_OK(VerifyStep(r, stream_));
   }
+}
+
+// With fp8 weights the ops before a W8A8 GEMM write only its e4m3 copy: one wrong byte of it,
+// or one row's scale doubled, fails VerifyStep, naming the op and what was wrong.
+TEST_F(StepVerifierTest, RejectsAWrongE4m3CopyOrScale) {
+  absl::StatusOr<std::unique_ptr<StepRunner>> runner =
+      MakeRunner(TinyFp8Model(), 3, 37, "cublaslt");
+  ASSERT_TRUE(runner.ok()) << runner.status();
+  StepRunner& r = **runner;
+  const StepRunner::Activations& a = r.activations();
+  const std::vector<Op>& ops = r.workload().ops();
+  const int64_t last_layer = TinyFp8Model().num_layers() - 1;
+  int checked = 0;
+  for (size_t i = 0; i < ops.size(); ++i) {
+    if (!r.QuantizesForNextGemm(i)) continue;
+    const std::string what = ops[i].kind == OpKind::kSiluMul ? "act" : "xn";
+    // Row 1, column 5: 448 (e4m3 0x7e), or 0 where it already held +-448 (its row's largest).
+    auto wrong_byte = [&, i](size_t op, int64_t layer, cudaStream_t s) -> absl::Status {
+      if (op != i || layer != last_layer) return absl::OkStatus();
+      uint8_t* at = reinterpret_cast<uint8_t*>(a.xq) + ops[i].n + 5;
+      uint8_t byte = 0;
+      TP_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(&byte, at, 1, cudaMemcpyDeviceToHost, s));
+      TP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s));
+      byte = (byte & 0x7f) == 0x7e ? 0x00 : 0x7e;
+      TP_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(at, &byte, 1, cudaMemcpyHostToDevice, s));
+      return CudaStatus(cudaStreamSynchronize(s), "cudaStreamSynchronize");
+    };
+    auto doubled_scale = [&, i](size_t op, int64_t layer, cudaStream_t s) -> absl::Status {
+      if (op != i || layer != last_layer) return absl::OkStatus();
+      float scale = 0;
+      TP_CUDA_RETURN_IF_ERROR(
+          cudaMemcpyAsync(&scale, a.x_scales + 1, sizeof(float), cudaMemcpyDeviceToHost, s));
+      TP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s));
+      scale *= 2;
+      TP_CUDA_RETURN_IF_ERROR(
+          cudaMemcpyAsync(a.x_scales + 1, &scale, sizeof(float), cudaMemcpyHostToDevice, s));
+      return CudaStatus(cudaStreamSynchronize(s), "cudaStreamSynchronize");
+    };
+    const std::string where = absl::StrCat("verification failed: op ", ops[i].name, " (layer ",
+                                           last_layer, "), output ", what, " in e4m3");
+    r.TEST_SetAfterEnqueueOpOnce(wrong_byte);
+    absl::Status st = VerifyStep(r, stream_);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInternal) << ops[i].name << ": " << st;
+    EXPECT_THAT(st.message(), HasSubstr(absl::StrCat(where, ": ")));
+    EXPECT_THAT(st.message(), HasSubstr("at [1, 5]"));
+    r.TEST_SetAfterEnqueueOpOnce(doubled_scale);
+    st = VerifyStep(r, stream_);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInternal) << ops[i].name << ": " << st;
+    EXPECT_THAT(st.message(), HasSubstr(absl::StrCat(where, ", scales: ")));
+    EXPECT_THAT(st.message(), HasSubstr("at [1]"));
+    r.TEST_SetAfterEnqueueOpOnce(nullptr);
+    ++checked;
+  }
+  EXPECT_EQ(checked, 3);  // add_attn_norm, add_ffn_norm, silu_mul
+  ASSERT_OK(VerifyStep(r, stream_));
 }
 
 // rope_kv_append must leave the cache outside the appended positions as it was: a change at

@@ -51,8 +51,10 @@ absl::StatusOr<int64_t> DecodeRidgeBatch(const ModelSpec& model, int64_t context
   };
   // A step that cannot be built at batch 1 (bad context or TP) is the caller's error.
   if (absl::StatusOr<bool> one = compute_bound(1); !one.ok()) return one.status();
-  // Searched up to 2^20 sequences, or fewer where a step that large could not be counted.
-  int64_t max_batch = int64_t{1} << 20;
+  // Searched up to 2^20 sequences, or a smaller power of two where a step that large could not be
+  // counted.
+  constexpr int64_t kMaxSearchBatch = int64_t{1} << 20;
+  int64_t max_batch = kMaxSearchBatch;
   absl::StatusOr<bool> at_max = compute_bound(max_batch);
   while (!at_max.ok() && max_batch > 1) {
     max_batch /= 2;
@@ -77,7 +79,8 @@ absl::StatusOr<int64_t> DecodeRidgeBatch(const ModelSpec& model, int64_t context
         "decode of %s at context %d stays memory-bound up to batch %d%s (there the KV cache is "
         "%.0f%% of the step's bytes, activations %.0f%%, weights %.0f%%)",
         model.name(), context, max_batch,
-        max_batch < (int64_t{1} << 20) ? ", the largest whose step can be counted" : "",
+        max_batch < kMaxSearchBatch ? ", the largest power of two whose step can be counted"
+                                    : "",
         100 * kv / total, 100 * act / total, 100 * weights / total));
   }
   int64_t lo = 0, hi = max_batch;  // compute_bound(lo) false (or lo = 0), compute_bound(hi) true

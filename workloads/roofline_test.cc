@@ -123,8 +123,8 @@ TEST(Roofline, ReasonSaysWhenTheSearchStoppedShortOfItsLimit) {
   const absl::Status st = DecodeRidgeBatch(huge, 1 << 19, 1, H("h100-sxm")).status();
   EXPECT_TRUE(absl::IsNotFound(st)) << st;
   EXPECT_THAT(std::string(st.message()),
-              ::testing::ContainsRegex("stays memory-bound up to batch [0-9]+, the largest whose "
-                                       "step can be counted \\(there the KV cache"));
+              ::testing::ContainsRegex("stays memory-bound up to batch [0-9]+, the largest power of "
+                                       "two whose step can be counted \\(there the KV cache"));
   EXPECT_THAT(std::string(st.message()), ::testing::Not(::testing::HasSubstr("1048576")));
 }
 

@@ -20,7 +20,7 @@ absl::StatusOr<int64_t> ParsePositive(absl::string_view s, absl::string_view wha
   if (!absl::SimpleAtoi(s, &v)) {
     // Digits that overflow int64 are a size too large, not a typo.
     absl::string_view digits = absl::StripAsciiWhitespace(s);
-    absl::ConsumePrefix(&digits, "+") || absl::ConsumePrefix(&digits, "-");
+    if (!absl::ConsumePrefix(&digits, "+")) absl::ConsumePrefix(&digits, "-");
     if (!digits.empty() && std::all_of(digits.begin(), digits.end(), absl::ascii_isdigit)) {
       return absl::InvalidArgumentError(absl::StrCat("--", what, "=", text, ": ", s,
                                                      " is out of range (1 to ", kMaxValue, ")"));
