@@ -327,6 +327,10 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
       SetOpTiming(r.workload(), i, ot->p50_ms, *p);
       p->mutable_ops(static_cast<int>(i))->set_implementation(r.Implementation(i));
     }
+    if (std::string note = OpsTimedAloneNote(r.workload(), r.residency(), id->l2_bytes);
+        !note.empty()) {
+      p->add_notes(std::move(note));
+    }
     // The NVML and CUPTI passes replay exactly what was timed: the step's graph, or (eager) the
     // step's launches.
     GraphExecPtr step_graph;

@@ -1,9 +1,13 @@
 #include "bench/measured_columns.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 
 namespace truthput {
 
@@ -18,6 +22,25 @@ void SetOpTiming(const Workload& w, size_t op_index, double op_ms, BatchPoint& p
     p.set_attention_time_share(o->share());
     p.set_attention_flops_share(o->gflops() / p.model_gflops());
   }
+}
+
+std::string OpsTimedAloneNote(const Workload& w, const ResidencyPlan& plan, int64_t l2_bytes) {
+  std::vector<std::string> ops;
+  for (const Op& op : w.ops()) {
+    if (op.weight_bytes + op.kv_read_bytes == 0) continue;  // activations stay in L2 anyway
+    const int64_t buffers = op.per_layer ? std::min<int64_t>(plan.layer_buffers, op.count) : 1;
+    const ResidencyInput alone{
+        .num_layers = op.count, .layer_bytes = 1, .layer_step_bytes = op.bytes()};
+    const int64_t between = BytesBetweenReuse(alone, buffers) + op.bytes();
+    if (between < 4 * l2_bytes) {
+      ops.push_back(absl::StrFormat("%s (%.1f MB)", op.name, between / 1e6));
+    }
+  }
+  if (ops.empty()) return "";
+  return absl::StrCat("timed alone, ", absl::StrJoin(ops, ", "),
+                      " read their weights or KV again after under ",
+                      absl::StrFormat("%.0f", 4 * l2_bytes / 1e6),
+                      " MB (4x L2): their GB/s may include L2 hits the step does not get");
 }
 
 void SetNvmlColumns(const NvmlSummary& s, int64_t steps, BatchPoint& p) {

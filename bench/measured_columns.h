@@ -6,9 +6,11 @@
 #define TRUTHPUT_BENCH_MEASURED_COLUMNS_H_
 
 #include <cstdint>
+#include <string>
 
 #include "bench/cupti_range_profiler.h"
 #include "bench/nvml_sampler.h"
+#include "bench/residency.h"
 #include "results/results.pb.h"
 #include "workloads/workload.h"
 
@@ -19,6 +21,13 @@ namespace truthput {
 // against its predicted gbytes and gflops. For the attention op also p's attention_time_share
 // and attention_flops_share (its FLOPs over the step's). `p` must have step_ms_p50 set.
 void SetOpTiming(const Workload& w, size_t op_index, double op_ms, BatchPoint& p);
+
+// The ops that, timed alone (StepRunner::EnqueueOp: all executions of one op over the plan's
+// layer buffers, rep after rep, nothing else between), read their weights or KV cache again
+// after fewer than 4x `l2_bytes` (their own bytes included): their GB/s may include L2 hits
+// that the step, with every other op between, does not get. A note naming each with the bytes
+// between its re-reads, or empty when there are none.
+std::string OpsTimedAloneNote(const Workload& w, const ResidencyPlan& plan, int64_t l2_bytes);
 
 // What nvidia-smi would have said over `steps` steps run back to back in `s`'s window: its
 // means as they are, throttle as ClockEventReasonsText ("n/a" where unread), NVML's notes, and

@@ -4,6 +4,7 @@
 #include <optional>
 #include <utility>
 
+#include "absl/strings/str_format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "bench/prediction.h"
@@ -15,6 +16,8 @@ namespace truthput {
 namespace {
 
 using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::Not;
 
 // The 70B decode step at batch 8, predicted on the H100 SXM datasheet, with round figures put
 // in place of the predicted ones each test reads, so that every expectation is worked by hand.
@@ -73,6 +76,47 @@ TEST_F(MeasuredColumnsTest, OpTimingRatesTheOpAgainstItsOwnBytesAndFlops) {
   EXPECT_DOUBLE_EQ(p_.attention_flops_share(), 0.25);  // 10 of the step's 40 GFLOP
   // The GEMM's columns are its own still.
   EXPECT_DOUBLE_EQ(p_.ops(gemm).share(), 0.08);
+}
+
+// Timed alone, an op meets its own buffers again after its own executions only: with 45 layer
+// buffers over 80 layers, layers 45..79 reuse buffers 0..34 and the next rep's layer 0 meets
+// buffer 0 after 35 executions' bytes (34 others and its own).
+TEST(OpsTimedAlone, NamesTheOpsThatMeetTheirWeightsOrKvAgainInsideFourL2) {
+  const ModelSpec model = *LoadModel("70b");
+  constexpr int64_t kL2 = 50 << 20;
+  const ResidencyPlan rotating{.layer_buffers = 45, .full = false};
+  const ResidencyPlan full{.layer_buffers = 80, .full = true};
+
+  // Context 128: one layer's K and V are 0.5 MB, 35 of them under 4x L2 (210 MB).
+  absl::StatusOr<Workload> short_ctx =
+      Workload::Build(model, {.phase = Phase::kDecode, .batch = 1, .context = 128});
+  ASSERT_TRUE(short_ctx.ok()) << short_ctx.status();
+  const Op* attention = nullptr;
+  for (const Op& op : short_ctx->ops()) {
+    if (op.kind == OpKind::kAttention) attention = &op;
+  }
+  ASSERT_NE(attention, nullptr);
+  std::string note = OpsTimedAloneNote(*short_ctx, rotating, kL2);
+  EXPECT_THAT(note,
+              HasSubstr(absl::StrFormat("attention (%.1f MB)", 35 * attention->bytes() / 1e6)));
+  EXPECT_THAT(note, HasSubstr("add_attn_norm ("));  // 16 KB of weights: always inside L2
+  EXPECT_THAT(note, HasSubstr("under 210 MB (4x L2)"));
+  // A projection streams far more than L2 by itself; activation-only ops are not named.
+  EXPECT_THAT(note, Not(HasSubstr("qkv_proj")));
+  EXPECT_THAT(note, Not(HasSubstr("lm_head")));
+  EXPECT_THAT(note, Not(HasSubstr("silu_mul")));
+  EXPECT_THAT(note, Not(HasSubstr("rope_kv_append")));
+
+  // All 80 buffers resident: attention meets its own after 80 executions, 42 MB at context 128
+  // is still under 210 MB; at context 2048 (8.4 MB a layer) it is not.
+  EXPECT_THAT(OpsTimedAloneNote(*short_ctx, full, kL2), HasSubstr("attention ("));
+  absl::StatusOr<Workload> long_ctx =
+      Workload::Build(model, {.phase = Phase::kDecode, .batch = 1, .context = 2048});
+  ASSERT_TRUE(long_ctx.ok()) << long_ctx.status();
+  EXPECT_THAT(OpsTimedAloneNote(*long_ctx, rotating, kL2), Not(HasSubstr("attention")));
+  EXPECT_THAT(OpsTimedAloneNote(*long_ctx, full, kL2), Not(HasSubstr("attention")));
+  // An L2 too small to matter: no note.
+  EXPECT_EQ(OpsTimedAloneNote(*long_ctx, rotating, 1), "");
 }
 
 TEST_F(MeasuredColumnsTest, NvmlColumnsTakeEachMeanToItsOwnField) {
