@@ -206,6 +206,17 @@ def batch_label(runs):
     return "batch (sequences decoded together)"
 
 
+def annotate(ax, pm, rows, color):
+    """Each measured ratio's distance from its prediction, beside its point."""
+    for (xi, yi), r in zip(pm, [r for r in rows if r["tps_ratio"] is not None]):
+        if r["off_pct"] is not None:
+            # Below the point when measured < predicted, so the line never hides a sign.
+            below = r["off_pct"] < 0
+            ax.annotate(off_label(r["off_pct"]), (xi, yi), textcoords="offset points",
+                        xytext=(0, -12 if below else 7), ha="center", fontsize=7.5,
+                        color=color)
+
+
 def chart_figure(a, pairs):
     """(figure, file name stem) of tokens/s ratio vs batch for each B, with its predicted ratio
     dashed; chart() saves it, a test can look at it first."""
@@ -224,26 +235,27 @@ def chart_figure(a, pairs):
     fig, ax = plt.subplots(figsize=(9, 5.5))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     xs_all = []
-    for i, (b, rows) in enumerate(pairs):
+    markers = ("o", "s", "^", "D", "v")
+    for i, (b, all_rows) in enumerate(pairs):
         color = colors[i % len(colors)]
-        x = [r["key"][0] if isinstance(r["key"], tuple) else r["key"] for r in rows]
-        xs_all += x
-        pm = [(xi, r["tps_ratio"]) for xi, r in zip(x, rows) if r["tps_ratio"] is not None]
-        pp = [(xi, r["predicted"]) for xi, r in zip(x, rows) if r["predicted"] is not None]
-        label = f"{name(b)} / {name(a)}"
-        if pp:
-            ax.plot([p[0] for p in pp], [p[1] for p in pp], ls="--", lw=1.5, color=color,
-                    marker="x", ms=5, label=f"{label}: predicted by datasheets")
-        if pm:
-            ax.plot([p[0] for p in pm], [p[1] for p in pm], lw=2, color=color, marker="o",
-                    ms=5, label=f"{label}: measured tokens/s ratio")
-            for (xi, yi), r in zip(pm, [r for r in rows if r["tps_ratio"] is not None]):
-                if r["off_pct"] is not None:
-                    # Below the point when measured < predicted, so the line never hides a sign.
-                    below = r["off_pct"] < 0
-                    ax.annotate(off_label(r["off_pct"]), (xi, yi), textcoords="offset points",
-                                xytext=(0, -12 if below else 7), ha="center", fontsize=7.5,
-                                color=color)
+        # Prefill keys are (batch, prompt length): one line per prompt length, over batch.
+        seqs = sorted({r["key"][1] for r in all_rows if isinstance(r["key"], tuple)})
+        groups = [(s, [r for r in all_rows if r["key"][1] == s]) for s in seqs] or \
+            [(None, all_rows)]
+        for j, (seq, rows) in enumerate(groups):
+            x = [r["key"][0] if isinstance(r["key"], tuple) else r["key"] for r in rows]
+            xs_all += x
+            pm = [(xi, r["tps_ratio"]) for xi, r in zip(x, rows) if r["tps_ratio"] is not None]
+            pp = [(xi, r["predicted"]) for xi, r in zip(x, rows) if r["predicted"] is not None]
+            label = f"{name(b)} / {name(a)}" + (f", seq {seq}" if len(groups) > 1 else "")
+            marker = markers[j % len(markers)]
+            if pp:
+                ax.plot([p[0] for p in pp], [p[1] for p in pp], ls="--", lw=1.5, color=color,
+                        marker="x", ms=5, label=f"{label}: predicted by datasheets")
+            if pm:
+                ax.plot([p[0] for p in pm], [p[1] for p in pm], lw=2, color=color,
+                        marker=marker, ms=5, label=f"{label}: measured tokens/s ratio")
+            annotate(ax, pm, rows, color)
     ax.axhline(1.0, color="0.5", lw=1, ls=":")
     ax.set_xscale("log", base=2)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))

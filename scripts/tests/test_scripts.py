@@ -447,6 +447,27 @@ def test_compare_chart_x_label_follows_the_phase(tmp_path, figures, phase, xlabe
     assert base == "compare_h100-sxm_vs_h200_a"
 
 
+def test_compare_chart_of_prefill_draws_a_line_per_prompt_length(tmp_path, figures):
+    # Points 1, 16 at prompts of 128 and 1024 at 512 (scripts/tests/data: batches 1, 16, 1024):
+    # one line per prompt length over batch, never one line zigzagging between them.
+    def prefill(d):
+        d["config"]["phase"] = "prefill"
+        for p, seq in zip(d["points"], (128, 128, 512)):
+            p["seq_len"] = seq
+    a, b = (tr.load(write_variant(tmp_path, src, f"{name}.json", prefill))
+            for src, name in ((H100, "a"), (H200, "b")))
+    fig, _base = compare.chart_figure(a, [(b, compare.compare_rows(a, b))])
+    figures(fig)
+    lines = lines_by_label(fig.axes[0])
+    seq128 = lines["h200 / h100-sxm, seq 128: measured tokens/s ratio"]
+    assert list(seq128.get_xdata()) == [1, 16]
+    assert list(seq128.get_ydata()) == pytest.approx([28 / 20, 420 / 300])
+    seq512 = lines["h200 / h100-sxm, seq 512: measured tokens/s ratio"]
+    assert list(seq512.get_xdata()) == [1024]
+    assert list(seq512.get_ydata()) == pytest.approx([4500 / 4400])
+    assert "h200 / h100-sxm, seq 512: predicted by datasheets" in lines
+
+
 def test_compare_cli_prefill_chart_says_prompts(tmp_path):
     a, b = (write_variant(tmp_path, src, f"{name}.json",
                           lambda d: d["config"].update(phase="prefill"))
