@@ -410,7 +410,14 @@ absl::StatusOr<std::unique_ptr<StepRunner>> StepRunner::Create(const Workload& w
       }
       return absl::OkStatus();
     };
-    TP_RETURN_IF_ERROR(options.check_gemms ? r.CheckGemm(i, pack, stream) : pack());
+    auto pack_then_hook = [&]() -> absl::Status {
+      TP_RETURN_IF_ERROR(pack());
+      if (!options.TEST_before_checked_launch) return absl::OkStatus();
+      absl::StatusOr<GemmBuffers> b = r.GemmBuffersOf(op, 0);
+      if (!b.ok()) return b.status();
+      return options.TEST_before_checked_launch(op, *b, stream);
+    };
+    TP_RETURN_IF_ERROR(options.check_gemms ? r.CheckGemm(i, pack_then_hook, stream) : pack());
   }
   TP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
   return runner;

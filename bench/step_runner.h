@@ -36,6 +36,14 @@ namespace truthput {
 
 class StepRunner {
  public:
+  // A GEMM op's buffers in a layer, exactly as Launch uses them (GemmBuffersOf).
+  struct GemmBuffers {
+    const __nv_bfloat16* x;
+    const void* w;         // bf16 [n,k], or e4m3 [n,k] when w_scales is set
+    const float* w_scales;  // fp8 weights: one per output channel; null for bf16
+    __nv_bfloat16* y;
+  };
+
   struct Options {
     int64_t free_bytes = 0;  // GPU memory the runner may use
     int64_t l2_bytes = 0;
@@ -54,6 +62,11 @@ class StepRunner {
     // last 128): the shapes of a sweep's points run plans and tuned algorithms that the reduced
     // step of VerifyStep, at its small batch, never ran.
     bool check_gemms = true;
+    // For tests: runs in each of those checks after the reference (and the own GEMM's packing),
+    // right before the launch, on the check's stream. One that changes the operands must make
+    // Create fail, whoever runs the GEMM.
+    std::function<absl::Status(const Op& op, const GemmBuffers& b, cudaStream_t)>
+        TEST_before_checked_launch;
   };
 
   // Sizes of the buffers, for the residency plan; no GPU needed.
@@ -114,14 +127,7 @@ class StepRunner {
     __nv_fp8_e4m3* xq;  // W8A8: a GEMM's activations quantized per token; else null
     float* x_scales;    // their scales, one per token
   };
-  // A GEMM op's buffers in `layer`, exactly as Launch uses them.
-  struct GemmBuffers {
-    const __nv_bfloat16* x;
-    const void* w;         // bf16 [n,k], or e4m3 [n,k] when w_scales is set
-    const float* w_scales;  // fp8 weights: one per output channel; null for bf16
-    __nv_bfloat16* y;
-  };
-  // InvalidArgument for an op that is not one of the step's GEMMs.
+  // Op's GemmBuffers in `layer`; InvalidArgument for an op that is not one of the step's GEMMs.
   absl::StatusOr<GemmBuffers> GemmBuffersOf(const Op& op, int64_t layer) const;
   const LayerBuffers& layer_buffers(int64_t layer) const {
     return layers_[layer % plan_.layer_buffers];

@@ -516,6 +516,44 @@ TEST_F(StepVerifierTest, RejectsOneWrongElementOfAnyOp) {
   }
 }
 
+// The per-point GEMM check of the own skinny GEMM (bf16 and fp8 weights, packed at Create): the
+// first token's activations zeroed after the reference, before the launch, make Create fail,
+// naming the op and the own kernel. (TEST_CheckGemm cannot reach these: their weights are
+// packed by the time Create returns.)
+TEST_F(StepVerifierTest, PerPointGemmCheckOfTheOwnGemmFailsWhenTheProductChanges) {
+  for (const ModelSpec& model : {TinyModel(), TinyFp8Model()}) {
+    SCOPED_TRACE(model.weight_dtype() == FP8_E4M3 ? "fp8" : "bf16");
+    absl::StatusOr<Workload> w =
+        Workload::Build(model, {.phase = Phase::kDecode, .batch = 3, .context = 37});
+    ASSERT_TRUE(w.ok()) << w.status();
+    int checked = 0;
+    for (const Op& target : w->ops()) {
+      if (target.kind != OpKind::kGemm) continue;
+      SCOPED_TRACE(target.name);
+      StepRunner::Options o = RunnerOptions("own");
+      o.TEST_before_checked_launch = [&](const Op& op, const StepRunner::GemmBuffers& b,
+                                         cudaStream_t s) {
+        if (op.name != target.name) return absl::OkStatus();
+        return CudaStatus(cudaMemsetAsync(const_cast<__nv_bfloat16*>(b.x), 0,
+                                          op.k * sizeof(__nv_bfloat16), s),
+                          "cudaMemsetAsync");
+      };
+      absl::StatusOr<std::unique_ptr<StepRunner>> runner =
+          StepRunner::Create(*w, gemm_.get(), o, stream_);
+      EXPECT_EQ(runner.status().code(), absl::StatusCode::kInternal) << runner.status();
+      EXPECT_THAT(runner.status().message(),
+                  HasSubstr(absl::StrCat("GEMM check failed: ", target.name, " at m=3 on ")));
+      EXPECT_THAT(runner.status().message(), HasSubstr("skinny_gemm"));
+      ++checked;
+    }
+    EXPECT_EQ(checked, 5);  // qkv, o, gate_up, down, lm_head: all own at 3 tokens
+    // The same options without the hook create a runner: the failures were the hook's.
+    absl::StatusOr<std::unique_ptr<StepRunner>> runner =
+        StepRunner::Create(*w, gemm_.get(), RunnerOptions("own"), stream_);
+    ASSERT_TRUE(runner.ok()) << runner.status();
+  }
+}
+
 // With fp8 weights the ops before a W8A8 GEMM write only its e4m3 copy: one wrong byte of it,
 // or one row's scale doubled, fails VerifyStep, naming the op and what was wrong.
 TEST_F(StepVerifierTest, RejectsAWrongE4m3CopyOrScale) {
