@@ -614,16 +614,6 @@ absl::Status StepRunner::AutotuneCublasLt(size_t op_index, cudaStream_t stream) 
   return gemm_->Autotune(op.m, op.n, op.k, operands, stream);
 }
 
-absl::Status StepRunner::TEST_CheckGemm(size_t op_index,
-                                        const std::function<absl::Status()>& between,
-                                        cudaStream_t stream) {
-  if (PacksWeights(op_index)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        workload_.ops().at(op_index).name, " runs the own GEMM on weights packed at Create"));
-  }
-  return CheckGemm(op_index, between, stream);
-}
-
 absl::Status StepRunner::CheckGemm(size_t op_index, const std::function<absl::Status()>& pack,
                                    cudaStream_t stream) {
   const Op& op = workload_.ops().at(op_index);

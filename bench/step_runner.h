@@ -136,13 +136,6 @@ class StepRunner {
   int64_t cache_capacity() const { return cache_capacity_; }
   int num_splits() const { return num_splits_; }
 
-  // For tests: Options::check_gemms on GEMM op `op_index` after Create, with `between` run where
-  // Create packs weights: after the reference, before the launch (both on `stream`, so `between`
-  // orders its GPU work there). A `between` that changes the operands must make it fail.
-  // FailedPrecondition for a GEMM that PacksWeights (its weights are packed by now; the
-  // reference reads them unpacked).
-  absl::Status TEST_CheckGemm(size_t op_index, const std::function<absl::Status()>& between,
-                              cudaStream_t stream);
   // For tests: `hook` runs after each EnqueueOpOnce launch (VerifyStep's), on its stream, with
   // the op's index and layer; its error is EnqueueOpOnce's. An output-corrupting hook must make
   // VerifyStep fail. Null removes it.

@@ -371,11 +371,11 @@ TEST_F(StepVerifierTest, RejectsAllZeroInput) {
 }
 
 // The per-point GEMM check (StepRunner::Options::check_gemms) holds each GEMM's launch against
-// its reference; it passes as the GEMM runs and fails, naming the op, when the last output
-// channel's weights change sign between the reference and the launch (40 rows: some output of
-// that channel is far from 0). cuBLASLt runs them all: the own GEMM's weights are packed by now.
-// The last case runs down_proj over k = 28672 (70B's) on cuBLASLt's fp8 fast accumulation,
-// whose tolerance grows with k (ref::RtolGemm: 0.079): it must still catch one channel's sign.
+// its reference; Create fails, naming the op, when the last output channel's weights change sign
+// between the reference and the launch (40 rows: some output of that channel is far from 0).
+// cuBLASLt runs them all. The last case runs down_proj over k = 28672 (70B's) on cuBLASLt's fp8
+// fast accumulation, whose tolerance grows with k (ref::RtolGemm: 0.079): it must still catch
+// one channel's sign.
 TEST_F(StepVerifierTest, PerPointGemmCheckFailsWhenTheProductChanges) {
   ModelSpec long_k = TinyFp8Model();
   long_k.set_ffn_size(28672);
@@ -384,56 +384,68 @@ TEST_F(StepVerifierTest, PerPointGemmCheckFailsWhenTheProductChanges) {
                                     {"fp8, ffn 28672", long_k}}) {
     SCOPED_TRACE(name);
     const bool fp8 = model.weight_dtype() == FP8_E4M3;
-    absl::StatusOr<std::unique_ptr<StepRunner>> runner = MakeRunner(model, 40, 37, "cublaslt");
+    absl::StatusOr<Workload> w =
+        Workload::Build(model, {.phase = Phase::kDecode, .batch = 40, .context = 37});
+    ASSERT_TRUE(w.ok()) << w.status();
+    // Unchanged, every GEMM passes its check as it runs.
+    absl::StatusOr<std::unique_ptr<StepRunner>> runner =
+        StepRunner::Create(*w, gemm_.get(), RunnerOptions("cublaslt"), stream_);
     ASSERT_TRUE(runner.ok()) << runner.status();
-    StepRunner& r = **runner;
-    const std::vector<Op>& ops = r.workload().ops();
+    const std::vector<Op>& ops = (*runner)->workload().ops();
     int checked = 0;
     for (size_t i = 0; i < ops.size(); ++i) {
       if (ops[i].kind != OpKind::kGemm) continue;
-      SCOPED_TRACE(ops[i].name);
-      ASSERT_OK(r.TEST_CheckGemm(i, [] { return absl::OkStatus(); }, stream_));
-      absl::StatusOr<StepRunner::GemmBuffers> b = r.GemmBuffersOf(ops[i], 0);
-      ASSERT_TRUE(b.ok()) << b.status();
-      const bool e4m3 = b->w_scales != nullptr;
-      const int64_t row_bytes = ops[i].k * (e4m3 ? 1 : 2);
-      char* last_row = static_cast<char*>(const_cast<void*>(b->w)) + (ops[i].n - 1) * row_bytes;
-      // On stream_, as the check's own work: after the reference, before the launch.
-      auto flip_sign = [&]() -> absl::Status {
+      const std::string target = ops[i].name;
+      SCOPED_TRACE(target);
+      const bool fast = fp8 && target != "lm_head";  // the head stays bf16
+      EXPECT_EQ((*runner)->FastAccumulation(i), fast);
+      // On the check's stream, after the reference, before the launch.
+      auto flip_sign = [&](const Op& op, const StepRunner::GemmBuffers& b,
+                           cudaStream_t s) -> absl::Status {
+        if (op.name != target) return absl::OkStatus();
+        const bool e4m3 = b.w_scales != nullptr;
+        const int64_t row_bytes = op.k * (e4m3 ? 1 : 2);
+        char* last_row = static_cast<char*>(const_cast<void*>(b.w)) + (op.n - 1) * row_bytes;
         std::vector<uint8_t> row(row_bytes);
         TP_CUDA_RETURN_IF_ERROR(
-            cudaMemcpyAsync(row.data(), last_row, row_bytes, cudaMemcpyDeviceToHost, stream_));
-        TP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+            cudaMemcpyAsync(row.data(), last_row, row_bytes, cudaMemcpyDeviceToHost, s));
+        TP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s));
         // The sign bit: bit 7 of an e4m3 code, of a bf16's high (second, little-endian) byte.
         for (int64_t j = e4m3 ? 0 : 1; j < row_bytes; j += e4m3 ? 1 : 2) row[j] ^= 0x80;
         TP_CUDA_RETURN_IF_ERROR(
-            cudaMemcpyAsync(last_row, row.data(), row_bytes, cudaMemcpyHostToDevice, stream_));
-        return CudaStatus(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+            cudaMemcpyAsync(last_row, row.data(), row_bytes, cudaMemcpyHostToDevice, s));
+        return CudaStatus(cudaStreamSynchronize(s), "cudaStreamSynchronize");
       };
-      const absl::Status st = r.TEST_CheckGemm(i, flip_sign, stream_);
-      EXPECT_EQ(st.code(), absl::StatusCode::kInternal) << st;
-      EXPECT_THAT(st.message(), HasSubstr(absl::StrCat("GEMM check failed: ", ops[i].name)));
+      StepRunner::Options o = RunnerOptions("cublaslt");
+      o.TEST_before_checked_launch = flip_sign;
+      absl::StatusOr<std::unique_ptr<StepRunner>> flipped =
+          StepRunner::Create(*w, gemm_.get(), o, stream_);
+      EXPECT_EQ(flipped.status().code(), absl::StatusCode::kInternal) << flipped.status();
+      const std::string message(flipped.status().message());
+      EXPECT_THAT(message, HasSubstr(absl::StrCat("GEMM check failed: ", target)));
       // The worst element lies in that channel: [row, n - 1].
-      EXPECT_THAT(st.message(), HasSubstr(absl::StrCat(", ", ops[i].n - 1, "] (got")));
-      EXPECT_EQ(r.FastAccumulation(i), fp8 && ops[i].name != "lm_head");  // the head stays bf16
-      if (fp8 && ops[i].name != "lm_head") {
+      EXPECT_THAT(message, HasSubstr(absl::StrCat(", ", ops[i].n - 1, "] (got")));
+      if (fast) {
         // Every channel's scale 4% high: at k 28672 no element is past its fast-accumulation
         // bound, but the error as a whole, 4% of rms(ref), is past the 3% CompareGemm allows.
         // (At short k the largest elements fail on their own first.)
-        auto scale_up = [&]() -> absl::Status {
-          std::vector<float> scales(ops[i].n);
-          float* s = const_cast<float*>(b->w_scales);
-          TP_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(scales.data(), s, scales.size() * 4,
-                                                  cudaMemcpyDeviceToHost, stream_));
-          TP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+        o.TEST_before_checked_launch = [&](const Op& op, const StepRunner::GemmBuffers& b,
+                                           cudaStream_t s) -> absl::Status {
+          if (op.name != target) return absl::OkStatus();
+          std::vector<float> scales(op.n);
+          float* scale = const_cast<float*>(b.w_scales);
+          TP_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(scales.data(), scale, scales.size() * 4,
+                                                  cudaMemcpyDeviceToHost, s));
+          TP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s));
           for (float& v : scales) v *= 1.04f;
-          TP_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(s, scales.data(), scales.size() * 4,
-                                                  cudaMemcpyHostToDevice, stream_));
-          return CudaStatus(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+          TP_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(scale, scales.data(), scales.size() * 4,
+                                                  cudaMemcpyHostToDevice, s));
+          return CudaStatus(cudaStreamSynchronize(s), "cudaStreamSynchronize");
         };
-        const absl::Status scaled = r.TEST_CheckGemm(i, scale_up, stream_);
-        EXPECT_EQ(scaled.code(), absl::StatusCode::kInternal) << scaled;
-        if (ops[i].k == 28672) EXPECT_THAT(scaled.message(), HasSubstr("of rms(ref)"));
+        absl::StatusOr<std::unique_ptr<StepRunner>> scaled =
+            StepRunner::Create(*w, gemm_.get(), o, stream_);
+        EXPECT_EQ(scaled.status().code(), absl::StatusCode::kInternal) << scaled.status();
+        if (ops[i].k == 28672) EXPECT_THAT(scaled.status().message(), HasSubstr("of rms(ref)"));
       }
       ++checked;
     }
@@ -518,8 +530,7 @@ TEST_F(StepVerifierTest, RejectsOneWrongElementOfAnyOp) {
 
 // The per-point GEMM check of the own skinny GEMM (bf16 and fp8 weights, packed at Create): the
 // first token's activations zeroed after the reference, before the launch, make Create fail,
-// naming the op and the own kernel. (TEST_CheckGemm cannot reach these: their weights are
-// packed by the time Create returns.)
+// naming the op and the own kernel.
 TEST_F(StepVerifierTest, PerPointGemmCheckOfTheOwnGemmFailsWhenTheProductChanges) {
   for (const ModelSpec& model : {TinyModel(), TinyFp8Model()}) {
     SCOPED_TRACE(model.weight_dtype() == FP8_E4M3 ? "fp8" : "bf16");
