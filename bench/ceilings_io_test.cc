@@ -220,5 +220,32 @@ TEST(CeilingsIo, TableShowsDatasheetPercentages) {
   EXPECT_THAT(bare.str(), ::testing::Not(HasSubstr("93.4%")));
 }
 
+// Where this run's UUID is unknown, the cards cannot be compared: no note.
+TEST(CeilingsIo, NoCardNoteWithoutThisRunsUuid) {
+  MeasuredCeilings c = H100Ceilings();
+  c.mutable_machine()->set_gpu_uuid("GPU-224f00a3-acad-38f3-cdd8-6623f4eb43bd");
+  EXPECT_EQ(CeilingsFromAnotherCardNote(c, ""), "");
+}
+
+// An fp8 rate recorded as 0 is no fp8 rate: fp8 weights are held to the bf16 one.
+TEST(CeilingsIo, ZeroFp8RateFallsBackToBf16) {
+  MeasuredCeilings c = H100Ceilings();
+  c.set_fp8_tflops(0);
+  EXPECT_DOUBLE_EQ(MeasuredPeakTflops(c, FP8_E4M3), 762.0);
+}
+
+// Rows without a datasheet figure (no datasheet; host transfers, which have none) show no
+// percentage, never "inf%".
+TEST(CeilingsIo, TableHasNoPercentageWithoutADatasheetFigure) {
+  for (bool sheet : {true, false}) {
+    MeasuredCeilings c = H100Ceilings();
+    if (!sheet) c.clear_datasheet();
+    std::ostringstream out;
+    PrintCeilingsTable(c, out);
+    EXPECT_THAT(out.str(), ::testing::Not(HasSubstr("inf"))) << sheet;
+    EXPECT_THAT(out.str(), ::testing::Not(HasSubstr(" 0.0 GB/s"))) << sheet;
+  }
+}
+
 }  // namespace
 }  // namespace truthput

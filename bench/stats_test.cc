@@ -127,5 +127,48 @@ TEST(Summarize, IdenticalSamplesHaveZeroSpread) {
   EXPECT_DOUBLE_EQ(s.rel_ci, 0.0);
 }
 
+// Percentiles outside [0, 100] are clamped to the sample's ends rather than read out of range.
+TEST(PercentileSorted, OutOfRangePercentilesClampToTheEnds) {
+  const std::vector<double> v = {1, 2, 3, 4};
+  EXPECT_DOUBLE_EQ(PercentileSorted(v, -5), 1.0);
+  EXPECT_DOUBLE_EQ(PercentileSorted(v, 105), 4.0);
+}
+
+// Too few samples: the interval is the whole range, and its coverage says what that range
+// covers: for n = 2, 1 - 2 P(X = 0) = 1 - 2 x (1/2)^2 = 0.5; for n = 5, 1 - 2/32 = 0.9375.
+TEST(MedianConfidenceInterval, InvalidIntervalStatesTheRangesCoverage) {
+  const MedianCi two = MedianConfidenceInterval(OneTo(2));
+  EXPECT_FALSE(two.valid);
+  EXPECT_EQ(two.lower_rank, 1);
+  EXPECT_EQ(two.upper_rank, 2);
+  EXPECT_NEAR(two.coverage, 0.5, 1e-12);
+  const MedianCi five = MedianConfidenceInterval(OneTo(5));
+  EXPECT_NEAR(five.coverage, 0.9375, 1e-12);
+}
+
+// At level 0 the interval shrinks to the sample median for an odd n: ranks 3..3 of 5, where
+// P(X <= 2) = 16/32 = 1/2 is the whole tail allowed.
+TEST(MedianConfidenceInterval, LevelZeroIsTheMedianItself) {
+  const MedianCi ci = MedianConfidenceInterval(OneTo(5), 0.0);
+  EXPECT_TRUE(ci.valid);
+  EXPECT_EQ(ci.lower_rank, 3);
+  EXPECT_EQ(ci.upper_rank, 3);
+  EXPECT_DOUBLE_EQ(ci.lower, 3.0);
+  EXPECT_NEAR(ci.coverage, 0.0, 1e-12);
+}
+
+// A zero median makes relative figures meaningless: they are infinite, not NaN (0/0).
+TEST(Summarize, ZeroMedianGivesInfiniteRelativeFigures) {
+  const SampleSummary s = Summarize(std::vector<double>(20, 0.0));
+  EXPECT_TRUE(std::isinf(s.rel_spread));
+  EXPECT_TRUE(std::isinf(s.rel_ci));
+}
+
+// Summarize's CI is the 95% one: for 100 samples [x_(40), x_(61)] (MedianConfidenceInterval's
+// HundredSamples), so rel_ci = (61 - 40) / 2 / 50.5; a 90% interval would be [x_(42), x_(59)].
+TEST(Summarize, RelCiIsTheNinetyFivePercentInterval) {
+  EXPECT_DOUBLE_EQ(Summarize(OneTo(100)).rel_ci, 21.0 / 2.0 / 50.5);
+}
+
 }  // namespace
 }  // namespace truthput

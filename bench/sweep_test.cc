@@ -111,5 +111,17 @@ TEST(SweepInterrupt, AnIgnoredSigintStaysIgnored) {
   std::signal(SIGINT, SIG_DFL);
 }
 
+// The failed point's status code is kept (a caller tells out-of-memory from a crash by it).
+TEST(RunSweep, AFailedPointKeepsItsStatusCode) {
+  RunResult r;
+  auto oom = [](const StepConfig& step, BatchPoint* p) {
+    p->set_batch(step.batch);
+    return step.batch == 2 ? absl::ResourceExhaustedError("out of memory") : absl::OkStatus();
+  };
+  absl::Status st = RunSweep(DecodeSteps({1, 2}), oom, [] { return false; }, r);
+  EXPECT_TRUE(absl::IsResourceExhausted(st)) << st;
+  EXPECT_THAT(st.message(), HasSubstr("stopped at batch 2, context 2048: out of memory"));
+}
+
 }  // namespace
 }  // namespace truthput

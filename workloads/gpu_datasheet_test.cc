@@ -28,6 +28,9 @@ TEST(GpuDatasheet, H100AndH200Figures) {
   EXPECT_EQ(h100.sm_count(), 132u);
   GpuSpec h200 = *FindGpu("H200");
   EXPECT_DOUBLE_EQ(h200.mem_bandwidth_gbps(), 4800);
+  // GB/s are decimal: 3350 GB/s is 3.35e12 bytes a second, not 3350 x 2^30.
+  EXPECT_DOUBLE_EQ(PeakBytesPerSecond(h100), 3.35e12);
+  EXPECT_DOUBLE_EQ(PeakBytesPerSecond(h200), 4.8e12);
   EXPECT_DOUBLE_EQ(PeakFlopsPerSecond(h100, FP8_E4M3), h100.fp8_tflops() * 1e12);
   EXPECT_DOUBLE_EQ(PeakFlopsPerSecond(h100, BF16), h100.bf16_tflops() * 1e12);
   // A100 has no fp8 tensor cores: fp8 weights fall back to the bf16 rate.

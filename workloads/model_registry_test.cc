@@ -123,5 +123,42 @@ TEST(ModelRegistry, EveryBuiltinModelValidates) {
   }
 }
 
+// The dtypes the cost model has kernels for are accepted for weights and KV cache alike; others
+// (fp32) are refused rather than priced at some other dtype's bytes.
+TEST(ModelRegistry, AcceptsBf16Fp16AndFp8Only) {
+  const std::string base =
+      "name: 'x' hidden_size: 64 num_layers: 2 num_heads: 4 num_kv_heads: 2 head_dim: 16 "
+      "ffn_size: 128 vocab_size: 100 ";
+  for (const char* dtype : {"BF16", "FP16", "FP8_E4M3"}) {
+    const std::string weights = absl::StrCat(base, "weight_dtype: ", dtype, " kv_dtype: BF16");
+    EXPECT_TRUE(ParseModelSpec(weights, "t").ok()) << weights;
+    const std::string kv = absl::StrCat(base, "weight_dtype: BF16 kv_dtype: ", dtype);
+    EXPECT_TRUE(ParseModelSpec(kv, "t").ok()) << kv;
+  }
+  EXPECT_THAT(ParseModelSpec(absl::StrCat(base, "weight_dtype: FP32 kv_dtype: BF16"), "t")
+                  .status().message(),
+              HasSubstr("weight_dtype must be"));
+  EXPECT_THAT(ParseModelSpec(absl::StrCat(base, "weight_dtype: BF16 kv_dtype: FP32"), "t")
+                  .status().message(),
+              HasSubstr("kv_dtype must be"));
+}
+
+// Rotary embeddings rotate pairs of a head's dimensions: an odd head_dim has no pairing.
+TEST(ModelRegistry, RejectsAnOddHeadDim) {
+  absl::StatusOr<ModelSpec> m =
+      ParseModelSpec(absl::StrReplaceAll(kValid, {{"head_dim: 16", "head_dim: 15"}}), "t");
+  ASSERT_FALSE(m.ok());
+  EXPECT_THAT(m.status().message(), HasSubstr("head_dim (15) must be even"));
+}
+
+// A mixture-of-experts spec is refused as not modelled, not priced as a dense model.
+TEST(ModelRegistry, RefusesMixtureOfExperts) {
+  absl::StatusOr<ModelSpec> m = ParseModelSpec(absl::StrCat(kValid, " num_experts: 8"), "t");
+  EXPECT_THAT(m.status().message(), HasSubstr("mixture-of-experts models"));
+  ModelSpec moe = *LoadModel("8b");
+  moe.set_num_experts(8);
+  EXPECT_EQ(ValidateModelSpec(moe).code(), absl::StatusCode::kUnimplemented);
+}
+
 }  // namespace
 }  // namespace truthput

@@ -1,5 +1,7 @@
 #include "workloads/roofline.h"
 
+#include <algorithm>
+
 #include "absl/status/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -92,16 +94,17 @@ TEST(Roofline, Fp8WeightsLeaveAttentionAndTheLmHeadAtTheBf16Rate) {
     // bf16 LM head: 989.4.
     const bool on_fp8 = op.kind == OpKind::kGemm && op.name != "lm_head";
     const double rate = on_fp8 ? 1978.9e12 : 989.4e12;
-    EXPECT_NEAR(b.ops[i].compute_s, static_cast<double>(op.flops) / rate,
-                1e-9 * b.ops[i].compute_s)
-        << op.name;
+    const double expected = static_cast<double>(op.flops) / rate;
+    EXPECT_NEAR(b.ops[i].compute_s, expected, 1e-9 * expected) << op.name;
     ++checked;
   }
   EXPECT_EQ(checked, 6);  // qkv, attention, o, gate_up, down, lm_head
   // A GPU without fp8 tensor cores runs them all at its bf16 rate.
   const StepBound a100 = BoundStep(w, H("a100-sxm"));
-  EXPECT_NEAR(a100.ops[2].compute_s, static_cast<double>(w.ops()[2].flops) / 312e12,
-              1e-9 * a100.ops[2].compute_s);
+  // (The tolerance scales with the expected time: one scaled by the result would pass an
+  // infinite time, which a zero fp8 rate taken at face value gives.)
+  const double a100_expected = static_cast<double>(w.ops()[2].flops) / 312e12;
+  EXPECT_NEAR(a100.ops[2].compute_s, a100_expected, 1e-9 * a100_expected);
 }
 
 TEST(Roofline, RidgeOfTheLargestModelIsFound) {
@@ -154,6 +157,113 @@ TEST(Roofline, NoRidgeReasonNamesTheBytesThatGrow) {
   // (The KV cache's 1% is the new token's K and V, appended.)
   EXPECT_THAT(std::string(st.message()),
               HasSubstr("the KV cache is 1% of the step's bytes, activations 99%"));
+}
+
+// The datasheet's four figures land in the fields they name (H100 SXM: 989.4 bf16 and 1978.9
+// fp8 TFLOP/s dense, 66.9 fp32 TFLOP/s, 3350 GB/s).
+TEST(Roofline, CeilingsFromDatasheetTakeEachRate) {
+  const Ceilings c = H("h100-sxm");
+  EXPECT_DOUBLE_EQ(c.bf16_flops_per_s, 989.4e12);
+  EXPECT_DOUBLE_EQ(c.fp8_flops_per_s, 1978.9e12);
+  EXPECT_DOUBLE_EQ(c.vector_flops_per_s, 66.9e12);
+  EXPECT_DOUBLE_EQ(c.bytes_per_s, 3.35e12);
+}
+
+// A tie between the resources is labelled compute, as StepBound and DecodeRidgeBatch label it.
+TEST(Roofline, OpBoundTieIsCompute) {
+  Ceilings c{.bf16_flops_per_s = 100, .vector_flops_per_s = 10, .bytes_per_s = 50};
+  Op gemm{.kind = OpKind::kGemm, .flops = 1000, .tensor_flops = true, .weight_bytes = 500};
+  EXPECT_DOUBLE_EQ(BoundOp(gemm, c).seconds(), 10.0);
+  EXPECT_EQ(BoundOp(gemm, c).limiter(), Resource::kCompute);
+}
+
+// Attention runs at the tensor rate of its KV cache's dtype, whatever the weights are: an fp8
+// cache with bf16 weights runs at the fp8 rate, the projections at the bf16 rate.
+TEST(Roofline, Fp8KvCacheRunsAttentionAtTheFp8Rate) {
+  ModelSpec m = Llama70B();
+  m.set_kv_dtype(FP8_E4M3);
+  const Workload w = *Workload::Build(m, {.batch = 4, .context = 1000});
+  const StepBound b = BoundStep(w, H("h100-sxm"));
+  int checked = 0;
+  for (size_t i = 0; i < w.ops().size(); ++i) {
+    const Op& op = w.ops()[i];
+    if (op.name != "attention" && op.name != "qkv_proj") continue;
+    const double expected =
+        static_cast<double>(op.flops) / (op.name == "attention" ? 1978.9e12 : 989.4e12);
+    EXPECT_NEAR(b.ops[i].compute_s, expected, 1e-9 * expected) << op.name;
+    ++checked;
+  }
+  EXPECT_EQ(checked, 2);
+}
+
+// Kernels run one after another, each at its own slower resource: the step's time is the sum of
+// the per-op maxima, above both the summed compute and the summed memory time when some ops are
+// compute-bound (prefill's GEMMs) and some memory-bound (its norms). Tokens are all 8 x 2048.
+TEST(Roofline, StepTimeSumsEachOpsSlowerResource) {
+  const Workload w = *Workload::Build(
+      Llama70B(), {.phase = Phase::kPrefill, .batch = 8, .context = 0, .seq_len = 2048});
+  const StepBound b = BoundStep(w, H("h100-sxm"));
+  EXPECT_GT(b.seconds, b.compute_s);
+  EXPECT_GT(b.seconds, b.memory_s);
+  double sum = 0;
+  for (size_t i = 0; i < w.ops().size(); ++i) {
+    sum += w.ops()[i].count * std::max(b.ops[i].compute_s, b.ops[i].memory_s);
+  }
+  EXPECT_NEAR(b.seconds, sum, 1e-12 * sum);
+  EXPECT_NEAR(b.tokens_per_s, 8 * 2048 / b.seconds, 1e-9 * b.tokens_per_s);
+}
+
+// Where batch 1 is already compute-bound (a GPU with a tiny FLOP rate), the ridge is batch 1.
+TEST(Roofline, RidgeIsBatch1WhereBatch1IsComputeBound) {
+  const Ceilings slow{.bf16_flops_per_s = 1e9, .vector_flops_per_s = 1e9, .bytes_per_s = 3.35e12};
+  absl::StatusOr<int64_t> ridge = DecodeRidgeBatch(Llama70B(), 0, 1, slow);
+  ASSERT_TRUE(ridge.ok()) << ridge.status();
+  EXPECT_EQ(*ridge, 1);
+}
+
+// The ridge is the smallest compute-bound batch: the one below it is memory-bound, for several
+// models, contexts and TP degrees (a search that stops early returns one too many somewhere).
+TEST(Roofline, RidgeIsTheFirstComputeBoundBatch) {
+  const Ceilings c = H("h100-sxm");
+  struct Case { const char* model; int64_t context, tp; };
+  for (const Case& k : {Case{"70b", 0, 1}, Case{"70b", 100, 1}, Case{"70b", 500, 2},
+                        Case{"70b", 100, 4}, Case{"8b", 0, 1}, Case{"8b", 300, 1},
+                        Case{"405b", 200, 8}}) {
+    const ModelSpec m = *LoadModel(k.model);
+    absl::StatusOr<int64_t> ridge = DecodeRidgeBatch(m, k.context, k.tp, c);
+    ASSERT_TRUE(ridge.ok()) << k.model << " " << k.context << ": " << ridge.status();
+    EXPECT_GT(*ridge, 1) << k.model << " " << k.context;
+    auto limiter = [&](int64_t batch) {
+      return BoundStep(*Workload::Build(m, {.batch = batch, .context = k.context, .tp = k.tp}), c)
+          .limiter;
+    };
+    EXPECT_EQ(limiter(*ridge), Resource::kCompute) << k.model << " " << k.context;
+    EXPECT_EQ(limiter(*ridge - 1), Resource::kMemory) << k.model << " " << k.context;
+  }
+}
+
+// 405B with 2^15 times its 126 layers (4,128,768) at context 0: a step counts 2 x 1.316e16
+// FLOPs per sequence (2 per parameter), so 2^62 / 2.632e16 = 175 sequences fit and 128 is the
+// largest power of two (2^7: a search that skipped powers would miss it). There the step is
+// memory-bound (intensity 125 against the ridge's 295), and its bytes are the weights: per layer
+// 2 x 16384 x (18432 + 16384 + 3 x 53248) = 6,375,342,080 bytes against the activations' 128
+// tokens x 1,236,992 = 158,334,976 (norms 262,144, qkv 69,632, rope 69,632, attention 65,536,
+// o 65,536, gate_up 245,760, silu 319,488, down 139,264): 98% weights, 2% activations, the KV
+// cache (the new token only) 0%.
+TEST(Roofline, NoRidgeReasonNamesTheWeightsAndTheLargestCountableBatch) {
+  ModelSpec huge = *LoadModel("405b");
+  huge.set_num_layers(126 * 32768);
+  const absl::Status st = DecodeRidgeBatch(huge, 0, 1, H("h100-sxm")).status();
+  ASSERT_TRUE(absl::IsNotFound(st)) << st;
+  EXPECT_THAT(std::string(st.message()),
+              HasSubstr("up to batch 128, the largest power of two whose step can be counted "
+                        "(there the KV cache is 0% of the step's bytes, activations 2%, "
+                        "weights 98%)"));
+  // 2^22 times its layers: 2 x 1.68e18 FLOPs a sequence, so only batch 1 can be counted.
+  huge.set_num_layers(126 << 22);
+  const absl::Status one = DecodeRidgeBatch(huge, 0, 1, H("h100-sxm")).status();
+  ASSERT_TRUE(absl::IsNotFound(one)) << one;
+  EXPECT_THAT(std::string(one.message()), HasSubstr("up to batch 1, the largest power of two"));
 }
 
 }  // namespace

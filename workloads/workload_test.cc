@@ -268,7 +268,7 @@ TEST(Workload, E4m3ActivationsCountWhatEachPathMoves) {
   EXPECT_FALSE(w.CountE4m3Activations(index("down_proj"), true).ok());
   EXPECT_FALSE(w.CountE4m3Activations(index("lm_head"), false).ok());  // bf16 weights
   EXPECT_FALSE(w.CountE4m3Activations(index("silu_mul"), false).ok());
-  EXPECT_FALSE(w.CountE4m3Activations(w.ops().size(), false).ok());
+  EXPECT_THAT(w.CountE4m3Activations(w.ops().size(), false).message(), HasSubstr("no op 12"));
   absl::Status st = w.CountE4m3Activations(index("qkv_proj"), true);
   EXPECT_TRUE(st.ok()) << st;
   Workload again = *Workload::Build(fp8, {.batch = 4});
@@ -320,6 +320,167 @@ TEST(Workload, RefusesSizesThatWouldWrap) {
   ASSERT_TRUE(big.ok()) << big.status();
   EXPECT_GT(big->total_flops(), 0);
   EXPECT_GT(big->total_bytes(), 0);
+}
+
+// Every op's FLOPs, each as often as the step runs it, by hand at decode batch 1, context 0 (one
+// key per head). Per layer:
+//   add_attn_norm, add_ffn_norm  5 x 8192                 =     40,960 each
+//   qkv_proj     2 x 10240 x 8192                         = 167,772,160
+//   rope         3 x (8192 + 1024)  (Q and K rotated)     =     27,648
+//   attention    4 x 64 heads x 128 x 1 key               =     32,768
+//   o_proj       2 x 8192 x 8192                          = 134,217,728
+//   gate_up      2 x 57344 x 8192                         = 939,524,096
+//   silu_mul     4 x 28672                                =    114,688
+//   down_proj    2 x 8192 x 28672                         = 469,762,048
+//   sum                                                   = 1,711,533,056; x 80 = 136,922,644,480
+// + final norm 40,960 + lm_head 2 x 128256 x 8192 = 2,101,346,304: 139,024,031,744.
+TEST(Workload, TotalFlopsCountsEveryOpOncePerLayer) {
+  EXPECT_EQ(Decode(1, 0).total_flops(), int64_t{139024031744});
+}
+
+// The ops other than GEMMs and norms, by hand at decode batch 4, context 100 (101 keys).
+TEST(Workload, RopeAttentionAndSiluCountByHand) {
+  const Workload w = Decode(4, 100);
+  const Op& rope = FindOp(w, "rope_kv_append");
+  EXPECT_EQ(rope.flops, 3 * 4 * (8192 + 1024));  // 110,592: Q and K rotated, V not
+  // Reads Q, K, V (4 x 10240 x 2 = 81,920), writes rotated Q (4 x 8192 x 2 = 65,536).
+  EXPECT_EQ(rope.act_bytes, 81920 + 65536);
+  EXPECT_EQ(rope.kv_write_bytes, 4 * 2 * 1024 * 2);  // K and V of 4 tokens: 16,384
+  const Op& at = FindOp(w, "attention");
+  EXPECT_EQ(at.flops, int64_t{4} * 4 * 64 * 128 * 101);  // 13,238,272
+  EXPECT_EQ(at.kv_read_bytes, 4 * 101 * 2 * 1024 * 2);    // 1,654,784
+  EXPECT_EQ(at.act_bytes, 2 * 4 * 8192 * 2);              // Q in, output out: 131,072
+  const Op& silu = FindOp(w, "silu_mul");
+  EXPECT_EQ(silu.flops, 4 * 4 * 28672);          // 458,752
+  EXPECT_EQ(silu.act_bytes, 3 * 4 * 28672 * 2);  // gate and up in, one out: 688,128
+  EXPECT_EQ(FindOp(w, "add_attn_norm").flops, 5 * 4 * 8192);  // 163,840
+}
+
+// o_proj maps the heads' outputs back to the hidden size: at TP 8 a shard's k is its 8 heads x
+// 128 = 1024 while n stays 8192 (at TP 1 both are 8192, so only a shard tells them apart).
+TEST(Workload, OProjShardReadsItsHeadsAndWritesTheHiddenSize) {
+  const Workload shard = Decode(1, 0, 8);
+  const Op& o = FindOp(shard, "o_proj");
+  EXPECT_EQ(o.n, 8192);
+  EXPECT_EQ(o.k, 1024);
+  const Op& qkv = FindOp(shard, "qkv_proj");
+  EXPECT_EQ(qkv.n, 1024 + 2 * 128);  // 8 query heads, 1 KV head, of 128
+  EXPECT_EQ(qkv.k, 8192);
+}
+
+// An FFN or vocabulary that TP does not divide evenly leaves the last shard short; the op list
+// is the largest shard's, rounded up (70B with FFN 28673 and vocab 128257, TP 8: 3585 columns
+// and 16033 rows).
+TEST(Workload, UnevenShardsRoundUp) {
+  ModelSpec m = Llama70B();
+  m.set_ffn_size(28673);
+  m.set_vocab_size(128257);
+  absl::StatusOr<Workload> w = Workload::Build(m, {.batch = 1, .tp = 8});
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_EQ(FindOp(*w, "gate_up_proj").n, 2 * 3585);
+  EXPECT_EQ(FindOp(*w, "down_proj").k, 3585);
+  EXPECT_EQ(FindOp(*w, "lm_head").n, 16033);
+}
+
+// An fp8 KV cache moves 1 byte per element where bf16 moves 2; the weights' dtype plays no part.
+// Decode batch 2 at context 999 (1000 cached positions each).
+TEST(Workload, Fp8KvCacheHalvesTheKvBytes) {
+  ModelSpec m = Llama70B();
+  m.set_kv_dtype(FP8_E4M3);
+  absl::StatusOr<Workload> w = Workload::Build(m, {.batch = 2, .context = 999});
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_EQ(FindOp(*w, "attention").kv_read_bytes, 2 * 1000 * 2 * 1024);   // 4,096,000
+  EXPECT_EQ(FindOp(*w, "rope_kv_append").kv_write_bytes, 2 * 2 * 1024);    // 4,096
+  EXPECT_EQ(w->Footprint().kv_cache_bytes, int64_t{2} * 1000 * 80 * 2 * 1024);  // 327,680,000
+  // bf16 weights still read 2 bytes each.
+  EXPECT_EQ(FindOp(*w, "qkv_proj").weight_bytes, 10240 * 8192 * 2);
+}
+
+TEST(Workload, DTypeBytes) {
+  EXPECT_EQ(DTypeBytes(FP8_E4M3), 1);
+  EXPECT_EQ(DTypeBytes(BF16), 2);
+  EXPECT_EQ(DTypeBytes(FP16), 2);
+  EXPECT_EQ(DTypeBytes(FP32), 4);
+}
+
+// Prefill gathers one embedding row per prompt token, not per sequence, and its footprint keeps
+// one layer's buffers for all 200 tokens but logits only for each prompt's last (batch 2, prompt
+// 100). Per token: x, the block output and the normed rows (3 x 8192), Q, K, V (8192 + 2048),
+// the attention output (8192), gate, up and their product (3 x 28672): 129,024 elements; 200 of
+// them plus 2 x 128,256 logits, in bf16: (25,804,800 + 256,512) x 2 = 52,122,624 bytes.
+TEST(Workload, PrefillEmbeddingAndActivationFootprint) {
+  absl::StatusOr<Workload> w =
+      Workload::Build(Llama70B(), {.phase = Phase::kPrefill, .batch = 2, .seq_len = 100});
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_EQ(FindOp(*w, "embedding").weight_bytes, 200 * 8192 * 2);
+  EXPECT_EQ(w->Footprint().activation_bytes, 52122624);
+}
+
+// A tied model stores its table once: 128256 x 8192 fewer parameters, and bytes in bf16.
+TEST(Workload, TiedEmbeddingsAreCountedOnce) {
+  ModelSpec tied = Llama70B();
+  tied.set_tied_embeddings(true);
+  const int64_t table = int64_t{128256} * 8192;  // 1,050,673,152
+  EXPECT_EQ(ParameterCount(tied), ParameterCount(Llama70B()) - table);
+  absl::StatusOr<Workload> w = Workload::Build(tied, {.batch = 1});
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_EQ(w->Footprint().weight_bytes, Decode(1, 0).Footprint().weight_bytes - 2 * table);
+}
+
+// The step shapes Build must refuse, and the largest it must accept.
+TEST(Workload, RefusesMalformedStepsAndAcceptsTheLastPosition) {
+  auto build = [](StepConfig c) { return Workload::Build(Llama70B(), c); };
+  EXPECT_THAT(build({.phase = Phase::kDecode, .batch = 1, .seq_len = 2}).status().message(),
+              HasSubstr("a decode step has seq_len 1"));
+  EXPECT_THAT(build({.phase = Phase::kPrefill, .batch = 1, .context = 5, .seq_len = 10})
+                  .status().message(),
+              HasSubstr("context 0"));
+  EXPECT_THAT(build({.batch = 1, .tp = 0}).status().message(), HasSubstr("tp 0 does not divide"));
+  EXPECT_THAT(build({.batch = 1, .tp = -8}).status().message(),
+              HasSubstr("tp -8 does not divide"));
+  // max_context 131072: context 131071 plus the new token fills it exactly.
+  EXPECT_TRUE(build({.batch = 1, .context = 131071}).ok());
+  EXPECT_TRUE(build({.phase = Phase::kPrefill, .batch = 1, .seq_len = 131072}).ok());
+  EXPECT_FALSE(build({.phase = Phase::kPrefill, .batch = 1, .seq_len = 131073}).ok());
+}
+
+// The wrap guard refuses a step whose FLOPs plus KV bytes (KV counted at up to 4 bytes an
+// element) pass 2^62, and no smaller one. 70B decode at batch 2^20: per sequence
+//   projections 2 x (80 x 8192 x (2 x 8192 + 2 x 1024 + 3 x 28672) + 128256 x 8192)
+//             = 2 x 69,501,714,432 = 139,003,428,864
+//   per cached position: attention 4 x 8192 x 80 = 2,621,440, KV 2 x 1024 x 4 x 80 = 655,360.
+// 2^62 / 2^20 = 2^42 = 4,398,046,511,104; (2^42 - 139,003,428,864) / 3,276,800 = 1,299,756.8
+// positions: context 1,299,755 (1,299,756 positions) fits, context 1,299,756 does not.
+TEST(Workload, WrapGuardRefusesExactlyPast2To62) {
+  ModelSpec unbounded = Llama70B();
+  unbounded.clear_max_context();
+  const int64_t batch = int64_t{1} << 20;
+  EXPECT_TRUE(Workload::Build(unbounded, {.batch = batch, .context = 1299755}).ok());
+  EXPECT_THAT(Workload::Build(unbounded, {.batch = batch, .context = 1299756}).status().message(),
+              HasSubstr("would not fit a 64-bit count"));
+}
+
+// The same guard for causal prefill, one prompt of S tokens (pairs S(S+1)/2): projections
+// S x 139,003,428,864, attention 4 x S(S+1)/2 x 8192 x 80 = S(S+1) x 1,310,720, KV S x 655,360.
+// The sum passes 2^62 = 4,611,686,018,427,387,904 between S = 1,823,472 and 1,823,473.
+TEST(Workload, PrefillWrapGuardCountsEveryTokenAndPair) {
+  ModelSpec unbounded = Llama70B();
+  unbounded.clear_max_context();
+  auto prompt = [&](int64_t s) {
+    return Workload::Build(unbounded, {.phase = Phase::kPrefill, .batch = 1, .seq_len = s});
+  };
+  EXPECT_TRUE(prompt(1823472).ok());
+  EXPECT_THAT(prompt(1823473).status().message(), HasSubstr("would not fit a 64-bit count"));
+}
+
+// A step too large to count at TP 1 can be at TP 2, where each shard counts about half: the
+// decode step just past the guard above (2^62 x 1.0000001) is 2^62 x 0.5000001 per shard.
+TEST(Workload, TpNeededSkipsDegreesWhoseStepCannotBeCounted) {
+  ModelSpec unbounded = Llama70B();
+  unbounded.clear_max_context();
+  const StepConfig c{.batch = int64_t{1} << 20, .context = 1299756};
+  ASSERT_FALSE(Workload::Build(unbounded, c).ok());
+  EXPECT_EQ(TpNeeded(unbounded, c, std::numeric_limits<int64_t>::max()), 2);
 }
 
 }  // namespace
