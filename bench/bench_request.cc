@@ -97,8 +97,15 @@ absl::StatusOr<BenchRequest> MakeBenchRequest(std::string tool, Phase phase,
   r.usd_per_gpu_hour = f.usd_per_gpu_hour;
 
   r.ceilings_path = f.ceilings;
-  if (!f.ceilings.empty() && f.ceilings != "none" && !std::filesystem::exists(f.ceilings)) {
-    return absl::NotFoundError(absl::StrCat("--ceilings=", f.ceilings, ": no such file"));
+  if (!f.ceilings.empty() && f.ceilings != "none") {
+    if (!std::filesystem::exists(f.ceilings)) {
+      return absl::NotFoundError(absl::StrCat("--ceilings=", f.ceilings, ": no such file"));
+    }
+    if (std::filesystem::is_directory(f.ceilings)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--ceilings=", f.ceilings,
+          " is a folder; name a ceilings .json (bench_ceilings --json)"));
+    }
   }
   r.calibrate_path = f.calibrate;
   if (!f.calibrate.empty()) {

@@ -79,6 +79,8 @@ TEST(BenchRequest, BadInputGetsOneClearLine) {
   f = Flags();
   f.ceilings = "/nonexistent/ceilings.json";
   EXPECT_THAT(Error(f), HasSubstr("no such file"));
+  f.ceilings = testing::TempDir();
+  EXPECT_THAT(Error(f), HasSubstr(" is a folder; name a ceilings .json"));
   f = Flags();
   f.calibrate = "run.json";
   EXPECT_THAT(Error(f), HasSubstr("--calibrate needs --predict"));

@@ -1,6 +1,7 @@
 #include "bench/ceilings_io.h"
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -112,6 +113,11 @@ absl::Status ValidateCeilings(const MeasuredCeilings& c) {
 }
 
 absl::StatusOr<MeasuredCeilings> LoadCeilings(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, " is a folder; name a ceilings .json (bench_ceilings --json=FILE)"));
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot read the ceilings file"));
   std::ostringstream text;

@@ -116,6 +116,12 @@ TEST(CeilingsIo, MissingFileIsNotFound) {
   EXPECT_EQ(c.status().code(), absl::StatusCode::kNotFound);
 }
 
+TEST(CeilingsIo, AFolderIsNamedAsOne) {
+  absl::StatusOr<MeasuredCeilings> c = LoadCeilings(testing::TempDir());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(c.status().message(), HasSubstr("is a folder; name a ceilings .json"));
+}
+
 TEST(CeilingsIo, MalformedJsonIsInvalid) {
   const std::string path = WriteTemp("ceilings_bad.json", "{\"read_gbps\": ");
   absl::StatusOr<MeasuredCeilings> c = LoadCeilings(path);
