@@ -32,14 +32,14 @@ std::string OpsTimedAloneNote(const Workload& w, const ResidencyPlan& plan, int6
     const ResidencyInput alone{
         .num_layers = op.count, .layer_bytes = 1, .layer_step_bytes = op.bytes()};
     const int64_t between = BytesBetweenReuse(alone, buffers) + op.bytes();
-    if (between < 4 * l2_bytes) {
+    if (between < MinBytesBetweenReuse(l2_bytes)) {
       ops.push_back(absl::StrFormat("%s (%.1f MB)", op.name, between / 1e6));
     }
   }
   if (ops.empty()) return "";
   return absl::StrCat("timed alone, ", absl::StrJoin(ops, ", "),
                       " read their weights or KV again after under ",
-                      absl::StrFormat("%.0f", 4 * l2_bytes / 1e6),
+                      absl::StrFormat("%.0f", MinBytesBetweenReuse(l2_bytes) / 1e6),
                       " MB (4x L2): their GB/s may include L2 hits the step does not get");
 }
 

@@ -34,7 +34,7 @@ absl::StatusOr<ResidencyPlan> PlanResidency(const ResidencyInput& in) {
     plan.layer_buffers = in.num_layers;
     plan.full = true;
   } else {
-    const int64_t min_touched = 4 * in.l2_bytes;
+    const int64_t min_touched = MinBytesBetweenReuse(in.l2_bytes);
     const int64_t per = std::max<int64_t>(in.layer_step_bytes, 1);
     const int64_t needed = std::max<int64_t>(2, 1 + (min_touched + per - 1) / per);
     if (fit < needed) {

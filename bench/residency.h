@@ -38,6 +38,10 @@ struct ResidencyPlan {
 // ResourceExhausted with the reason when not even the smallest honest rotation fits.
 absl::StatusOr<ResidencyPlan> PlanResidency(const ResidencyInput& in);
 
+// The bytes that must pass between two uses of one buffer for none of it to be left in an L2 of
+// `l2_bytes`: 4x, a margin over its size, since its replacement policy is not documented.
+inline int64_t MinBytesBetweenReuse(int64_t l2_bytes) { return 4 * l2_bytes; }
+
 // The fewest bytes touched between two uses of one layer buffer with `buffers` of them (full
 // residency when buffers >= num_layers), the step boundary included: PlanResidency's figure.
 int64_t BytesBetweenReuse(const ResidencyInput& in, int64_t buffers);

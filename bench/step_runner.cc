@@ -386,11 +386,12 @@ absl::StatusOr<std::unique_ptr<StepRunner>> StepRunner::Create(const Workload& w
   // pick another count: the step boundary's bytes do not change steadily with it).
   const ResidencyInput counted = Sizes(r.workload_, options);
   r.plan_.bytes_between_reuse = BytesBetweenReuse(counted, r.plan_.layer_buffers);
-  if (!r.plan_.full && r.plan_.bytes_between_reuse < 4 * counted.l2_bytes) {
+  const int64_t min_between = MinBytesBetweenReuse(counted.l2_bytes);
+  if (!r.plan_.full && r.plan_.bytes_between_reuse < min_between) {
     return absl::ResourceExhaustedError(absl::StrFormat(
         "with e4m3 activations counted, %d layer buffers keep %.0f MB between reuses, under "
         "4x L2 (%.0f MB)",
-        r.plan_.layer_buffers, r.plan_.bytes_between_reuse / 1e6, 4 * counted.l2_bytes / 1e6));
+        r.plan_.layer_buffers, r.plan_.bytes_between_reuse / 1e6, min_between / 1e6));
   }
   // Timing did not depend on the weights' values; the products do. Each weight the own GEMM
   // runs on is now packed, in place, in every layer buffer; each GEMM is checked as it will run.

@@ -198,14 +198,6 @@ def markdown(a, b, rows, notes=()):
     return "\n".join(lines)
 
 
-def batch_label(runs):
-    """The x axis's name: a prefill batch is prompts, a decode batch sequences. (Runs of two
-    phases never share a batch, prefill's being keyed by prompt length too: no chart.)"""
-    if all(r["config"].get("phase") == "prefill" for r in runs):
-        return "batch (prompts processed together)"
-    return "batch (sequences decoded together)"
-
-
 def annotate(ax, pm, rows, color):
     """Each measured ratio's distance from its prediction, beside its point."""
     for (xi, yi), r in zip(pm, [r for r in rows if r["tps_ratio"] is not None]):
@@ -272,7 +264,7 @@ def chart_figure(a, pairs):
     if ys:
         ax.set_ylim(min(0.9, min(ys) * 0.9), max(ys) * 1.12)
     ax.grid(True, alpha=0.35)
-    ax.set_xlabel(batch_label([a] + [b for b, _ in pairs]))
+    ax.set_xlabel(tr.batch_label([a] + [b for b, _ in pairs]))
     ax.set_ylabel("tokens/s ratio (B / A)")
     bs = ", ".join(tr.gpu_name(b) + (f" {tr.precision(b)}" if mixed else "") for b, _ in pairs)
     ax.set_title(f"Measured vs datasheet-predicted speedup over {tr.gpu_name(a)}\n"

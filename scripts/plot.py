@@ -73,12 +73,6 @@ def _log_y(ax):
                                                     minor_thresholds=(1, 0.4)))
 
 
-def _batch_label(runs):
-    if all(r["config"].get("phase") == "prefill" for r in runs):
-        return "batch (prompts processed together)"
-    return "batch (sequences decoded together)"
-
-
 def _batch_axis(ax, batches):
     ax.set_xscale("log", base=2)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
@@ -182,7 +176,7 @@ def throughput_figure(runs):
         batches += [p["batch"] for p in run["points"] if not p.get("skipped")]
     _batch_axis(ax, batches)
     _log_y(ax)
-    ax.set_xlabel(_batch_label(runs))
+    ax.set_xlabel(tr.batch_label(runs))
     ax.set_ylabel("throughput (tokens/s)")
     _set_title(ax, "Tokens/s vs batch, measured and roofline bound", runs)
     notes = []
@@ -239,7 +233,7 @@ def utilization_figure(run):
     _batch_axis(ax, [p["batch"] for p in pts])
     ax.set_ylim(0, 105)
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:.0f}%"))
-    ax.set_xlabel(_batch_label([run]))
+    ax.set_xlabel(tr.batch_label([run]))
     ax.set_ylabel("utilization / efficiency (% of peak or of time)")
     _set_title(ax, "What nvidia-smi says vs what the GPU does", [run])
     if ax.has_data():

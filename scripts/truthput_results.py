@@ -305,6 +305,13 @@ def precision(run):
     return DTYPE_SHORT.get(dt, (dt or "?").lower())
 
 
+def batch_label(runs):
+    """A batch axis's name: a prefill batch is prompts, a decode batch sequences."""
+    if all(r["config"].get("phase") == "prefill" for r in runs):
+        return "batch (prompts processed together)"
+    return "batch (sequences decoded together)"
+
+
 def context_label(run):
     cfg = run["config"]
     if cfg.get("phase") == "prefill":
