@@ -114,12 +114,28 @@ done
 if ! nvidia-smi -L >/dev/null 2>&1; then
   expect_error "--predict" "$decode" --batch=1
   expect_error "no CUDA GPU" "$kernels" --benchmark_filter=StreamRead
+  expect_error "no CUDA GPU" "$kernels" --benchmark_list_tests=false
   expect_error "no CUDA GPU" "$ceilings" --quick
 fi
 # Help and a mistyped flag are answered on any machine.
 help=$("$kernels" --help 2>&1)
 [[ "$help" == *benchmark_filter* ]] || { echo "FAIL: bench_kernels --help: $help"; fail=1; }
 expect_error "unrecognized" "$kernels" --benchmark_fliter=StreamRead
+# The benchmarks' names are listed on any machine: every family, each GEMM implementation.
+list=$("$kernels" --benchmark_list_tests 2>/dev/null) || { echo "FAIL: kernels list"; fail=1; }
+for name in StreamRead/2097152 Gemm/70b/qkv/b1/own_bf16 Gemm/405b/down/b256/cublaslt \
+    Gemm/8b/o/b16/own_w8a8 Gemm/70b/lm_head/b8/cublas_default DecodeAttention/70b/b32/ctx32768 \
+    PrefillAttention/70b/b1/s8192/mma_sync; do
+  grep -qx "$name/manual_time" <<<"$list" \
+    || { echo "FAIL: bench_kernels --benchmark_list_tests lacks $name"; fail=1; }
+done
+# Own kernels only up to batch 32 (kSkinnyGemmMaxM); 6 batches x 7 contexts of decode attention.
+grep -q "/b64/own_" <<<"$list" && { echo "FAIL: an own GEMM listed past batch 32"; fail=1; }
+grep -q "^Gemm/8b/qkv/b32/own_bf16/" <<<"$list" || { echo "FAIL: own GEMM at batch 32"; fail=1; }
+[[ $(grep -c "^DecodeAttention/" <<<"$list") == 42 ]] || { echo "FAIL: attention count"; fail=1; }
+[[ $(BENCHMARK_LIST_TESTS=true "$kernels" --benchmark_filter=DecodeAttention 2>/dev/null |
+    wc -l) == 42 ]] \
+  || { echo "FAIL: BENCHMARK_LIST_TESTS=true does not list"; fail=1; }
 # An existing --benchmark_out file is not truncated without --overwrite, on any machine.
 echo keep >"$tmp/k.json"
 expect_error "--benchmark_out=$tmp/k.json exists; pass --overwrite" "$kernels" \

@@ -30,8 +30,8 @@ std::string OpsTimedAloneNote(const Workload& w, const ResidencyPlan& plan, int6
     if (op.weight_bytes + op.kv_read_bytes == 0) continue;  // activations stay in L2 anyway
     const int64_t buffers = op.per_layer ? std::min<int64_t>(plan.layer_buffers, op.count) : 1;
     const ResidencyInput alone{
-        .num_layers = op.count, .layer_bytes = 1, .layer_step_bytes = op.bytes()};
-    const int64_t between = BytesBetweenReuse(alone, buffers) + op.bytes();
+        .num_layers = op.count, .layer_bytes = 1, .layer_step_bytes = op.own_bytes()};
+    const int64_t between = BytesBetweenReuse(alone, buffers) + op.own_bytes();
     if (between < MinBytesBetweenReuse(l2_bytes)) {
       ops.push_back(absl::StrFormat("%s (%.1f MB)", op.name, between / 1e6));
     }

@@ -98,7 +98,7 @@ TEST(OpsTimedAlone, NamesTheOpsThatMeetTheirWeightsOrKvAgainInsideFourL2) {
   ASSERT_NE(attention, nullptr);
   std::string note = OpsTimedAloneNote(*short_ctx, rotating, kL2);
   EXPECT_THAT(note,
-              HasSubstr(absl::StrFormat("attention (%.1f MB)", 35 * attention->bytes() / 1e6)));
+              HasSubstr(absl::StrFormat("attention (%.1f MB)", 35 * attention->own_bytes() / 1e6)));
   EXPECT_THAT(note, HasSubstr("add_attn_norm ("));  // 16 KB of weights: always inside L2
   EXPECT_THAT(note, HasSubstr("under 210 MB (4x L2)"));
   // A projection streams far more than L2 by itself; activation-only ops are not named.
@@ -117,6 +117,23 @@ TEST(OpsTimedAlone, NamesTheOpsThatMeetTheirWeightsOrKvAgainInsideFourL2) {
   EXPECT_THAT(OpsTimedAloneNote(*long_ctx, full, kL2), Not(HasSubstr("attention")));
   // An L2 too small to matter: no note.
   EXPECT_EQ(OpsTimedAloneNote(*long_ctx, rotating, 1), "");
+}
+
+// Activations are the same buffers at every execution, so gigabytes of them between two reads
+// of a norm's 16 KB of weights do not push those weights out of L2: the norm is still named.
+TEST(OpsTimedAlone, CountsNoActivationBytesBetweenReads) {
+  absl::StatusOr<Workload> prefill = Workload::Build(
+      *LoadModel("70b"), {.phase = Phase::kPrefill, .batch = 8, .context = 0, .seq_len = 2048});
+  ASSERT_TRUE(prefill.ok()) << prefill.status();
+  const Op* norm = nullptr;
+  for (const Op& op : prefill->ops()) {
+    if (op.name == "add_attn_norm") norm = &op;
+  }
+  ASSERT_NE(norm, nullptr);
+  ASSERT_GE(norm->act_bytes, int64_t{1} << 30);  // 16384 rows of 8192 bf16, read and written
+  EXPECT_THAT(OpsTimedAloneNote(*prefill, {.layer_buffers = 45, .full = false}, 50 << 20),
+              HasSubstr(absl::StrFormat("add_attn_norm (%.1f MB)",
+                                        35 * norm->weight_bytes / 1e6)));
 }
 
 TEST_F(MeasuredColumnsTest, NvmlColumnsTakeEachMeanToItsOwnField) {

@@ -15,8 +15,11 @@ namespace truthput {
 struct ResidencyInput {
   int64_t num_layers = 0;
   int64_t layer_bytes = 0;        // one layer's weights + KV cache (allocated per layer buffer)
-  int64_t layer_step_bytes = 0;   // bytes one layer's ops touch in a step
-  int64_t other_step_bytes = 0;   // bytes the ops outside the layers touch (embedding, LM head)
+  // The bytes at distinct addresses that push a buffer out of L2 (Op::own_bytes: weights and
+  // KV, not the activations every layer reuses), in one layer's ops and in the ops outside the
+  // layers (embedding, LM head).
+  int64_t layer_step_bytes = 0;
+  int64_t other_step_bytes = 0;
   int64_t shared_bytes = 0;       // embedding, LM head, activations, workspaces
   int64_t free_bytes = 0;         // usable GPU memory
   int64_t l2_bytes = 0;

@@ -196,9 +196,9 @@ ResidencyInput StepRunner::Sizes(const Workload& w, const Options& options) {
   in.layer_bytes = LayoutLayer(*d).total;
   for (const Op& op : w.ops()) {
     if (op.per_layer) {
-      in.layer_step_bytes += op.bytes();  // one layer's execution
+      in.layer_step_bytes += op.own_bytes();  // one layer's execution
     } else {
-      in.other_step_bytes += op.count * op.bytes();
+      in.other_step_bytes += op.count * op.own_bytes();
     }
   }
   in.shared_bytes =
@@ -677,9 +677,7 @@ absl::Status StepRunner::CheckGemm(size_t op_index, const std::function<absl::St
 }
 
 absl::Status StepRunner::EnqueueOpOnce(size_t op_index, int64_t layer, cudaStream_t stream) const {
-  TP_RETURN_IF_ERROR(Launch(workload_.ops().at(op_index), layer, stream));
-  if (after_op_once_) return after_op_once_(op_index, layer, stream);
-  return absl::OkStatus();
+  return Launch(workload_.ops().at(op_index), layer, stream);
 }
 
 absl::Status StepRunner::EnqueueOp(size_t op_index, cudaStream_t stream) const {

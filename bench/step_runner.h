@@ -136,12 +136,6 @@ class StepRunner {
   int64_t cache_capacity() const { return cache_capacity_; }
   int num_splits() const { return num_splits_; }
 
-  // For tests: `hook` runs after each EnqueueOpOnce launch (VerifyStep's), on its stream, with
-  // the op's index and layer; its error is EnqueueOpOnce's. An output-corrupting hook must make
-  // VerifyStep fail. Null removes it.
-  using AfterOpHook = std::function<absl::Status(size_t op_index, int64_t layer, cudaStream_t)>;
-  void TEST_SetAfterEnqueueOpOnce(AfterOpHook hook) { after_op_once_ = std::move(hook); }
-
  private:
   StepRunner(const Workload& w, CublasLtGemm* gemm) : workload_(w), gemm_(gemm) {}
   absl::Status Launch(const Op& op, int64_t layer, cudaStream_t stream) const;
@@ -186,7 +180,6 @@ class StepRunner {
   std::vector<int64_t> gemm_workspace_offsets_;  // per op: its own region (see gemv.h)
   int sm_count_ = 0;
   std::vector<GemmChoice> gemm_choice_;  // parallel to workload_.ops()
-  AfterOpHook after_op_once_;            // tests only
 };
 
 }  // namespace truthput

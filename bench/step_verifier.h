@@ -9,9 +9,11 @@
 
 #include <cuda_runtime_api.h>
 
-#include "absl/status/status.h"
+#include <functional>
 #include <string>
 #include <vector>
+
+#include "absl/status/status.h"
 
 #include "absl/status/statusor.h"
 #include "bench/step_runner.h"
@@ -42,6 +44,14 @@ namespace truthput {
 // 0.03; ..."; FailedPrecondition for inputs that are all zero or non-finite, or token ids out of
 // range; Unimplemented for an op the verifier has no reference for; CUDA errors as Internal.
 absl::Status VerifyStep(const StepRunner& runner, cudaStream_t stream);
+
+// For tests: `hook` runs after each launch of every VerifyStep in the process, on its stream,
+// with the runner, the op's index and its layer; its error is VerifyStep's. A hook that corrupts
+// an output must make VerifyStep fail. Process-wide so that a test can reach the check a whole
+// run makes (RunOnGpu). Null removes it. Not thread-safe: set it while no VerifyStep runs.
+using VerifyStepHook = std::function<absl::Status(const StepRunner& runner, size_t op_index,
+                                                  int64_t layer, cudaStream_t stream)>;
+void SetVerifyStepHookForTesting(VerifyStepHook hook);
 
 // `model` cut down so that VerifyStep runs in seconds: min(num_layers, 2) layers (two, so that a
 // layer's ops also run on the state another layer left) and min(vocab_size, 4096) vocabulary.

@@ -53,7 +53,8 @@ absl::StatusOr<ModelSpec> ParseModelSpec(absl::string_view text, absl::string_vi
         absl::StrCat("model spec ", origin, ":", errors.error()));
   }
   if (absl::Status st = ValidateModelSpec(spec); !st.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("model spec ", origin, ": ", st.message()));
+    // The code stays ValidateModelSpec's: a model not modelled yet (Unimplemented) is not a typo.
+    return absl::Status(st.code(), absl::StrCat("model spec ", origin, ": ", st.message()));
   }
   return spec;
 }

@@ -155,6 +155,7 @@ TEST(ModelRegistry, RejectsAnOddHeadDim) {
 TEST(ModelRegistry, RefusesMixtureOfExperts) {
   absl::StatusOr<ModelSpec> m = ParseModelSpec(absl::StrCat(kValid, " num_experts: 8"), "t");
   EXPECT_THAT(m.status().message(), HasSubstr("mixture-of-experts models"));
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kUnimplemented);  // not a malformed spec
   ModelSpec moe = *LoadModel("8b");
   moe.set_num_experts(8);
   EXPECT_EQ(ValidateModelSpec(moe).code(), absl::StatusCode::kUnimplemented);

@@ -65,6 +65,10 @@ struct Op {
   int64_t act_bytes = 0;       // activations read + written
 
   int64_t bytes() const { return weight_bytes + kv_read_bytes + kv_write_bytes + act_bytes; }
+  // The bytes at addresses no other layer's ops touch: weights and KV cache. Activations and
+  // workspaces are the same buffers in every layer, so however many bytes of them pass, they
+  // push out of L2 no more than their size (the residency plan leaves them out).
+  int64_t own_bytes() const { return weight_bytes + kv_read_bytes + kv_write_bytes; }
 };
 
 struct StepConfig {
