@@ -110,9 +110,21 @@ done
 # A GPU without fp8 tensor cores: the header names the rate the bounds use.
 "$decode" --predict --gpu=a100 --weights=fp8 --batch=1 | grep -q '312 TFLOP/s dense bf16 (no fp8' \
   || { echo "FAIL: a100 fp8 header"; fail=1; }
+# The exit codes the README gives: 2 for a value truthput refuses, 1 for a flag Abseil's parser
+# refuses and for no GPU.
+expect_rc() {  # expect_rc CODE cmd...
+  local want=$1; shift
+  "$@" >/dev/null 2>&1; local rc=$?
+  [[ $rc -eq $want ]] || { echo "FAIL: $* -> rc=$rc, wanted $want"; fail=1; }
+}
+expect_rc 2 "$decode" --model=nope --predict --gpu=h100-sxm
+expect_rc 2 "$prefill" --batch=0 --predict --gpu=h100-sxm
+expect_rc 1 "$decode" --contxt=5 --predict --gpu=h100-sxm
+expect_rc 1 "$decode" --context=abc --predict --gpu=h100-sxm
 # Without a GPU (CI), a run that needs one says so and points to --predict.
 if ! nvidia-smi -L >/dev/null 2>&1; then
   expect_error "--predict" "$decode" --batch=1
+  expect_rc 1 "$decode" --batch=1
   expect_error "no CUDA GPU" "$kernels" --benchmark_filter=StreamRead
   expect_error "no CUDA GPU" "$kernels" --benchmark_list_tests=false
   expect_error "no CUDA GPU" "$ceilings" --quick
