@@ -1,5 +1,6 @@
 #include "bench/bench_request.h"
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -62,6 +63,14 @@ TEST(BenchRequest, BadInputGetsOneClearLine) {
   f.context = -1;
   EXPECT_THAT(Error(f), HasSubstr("--context must be >= 0"));
   f = Flags();
+  f.tp = 0;
+  EXPECT_THAT(Error(f), HasSubstr("--tp must be >= 1, got 0"));
+  for (double usd : {-1.0, std::nan(""), HUGE_VAL}) {
+    f = Flags();
+    f.usd_per_gpu_hour = usd;
+    EXPECT_THAT(Error(f), HasSubstr(": must be a finite price >= 0")) << usd;
+  }
+  f = Flags();
   f.tp = 3;
   EXPECT_THAT(Error(f), HasSubstr("tp 3 does not divide the heads"));
   f = Flags();
@@ -98,6 +107,77 @@ TEST(BenchRequest, BadInputGetsOneClearLine) {
   f.batch = "1..1000:+1";
   f.seq = "1..101:+1";  // 101000 steps: each list is fine, the product is not
   EXPECT_THAT(Error(f, Phase::kPrefill), HasSubstr("1000 x 101 steps; at most 100000"));
+  f.seq = "1..100:+1";  // exactly 100000
+  f.context = 0;        // a prefill's
+  const absl::StatusOr<BenchRequest> most = MakeBenchRequest("bench_prefill", Phase::kPrefill, f);
+  EXPECT_TRUE(most.ok()) << most.status();
+}
+
+// Choices are matched whatever their case, as --gpu and --model are, and kept in lower case;
+// each one the errors list is accepted.
+TEST(BenchRequest, ChoicesAreMatchedInAnyCase) {
+  BenchFlagValues f = Flags();
+  f.weights = "FP8";
+  f.profile = "OPS";
+  f.gemm = "Own";
+  absl::StatusOr<BenchRequest> r = MakeBenchRequest("bench_decode", Phase::kDecode, f);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->model.weight_dtype(), FP8_E4M3);
+  EXPECT_EQ(r->profile, "ops");
+  EXPECT_EQ(r->gemm, "own");
+  f = Flags();
+  f.weights = "bf16";
+  r = MakeBenchRequest("bench_decode", Phase::kDecode, f);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->model.weight_dtype(), BF16);
+  for (const char* profile : {"off", "step", "ops"}) {
+    f = Flags();
+    f.profile = profile;
+    r = MakeBenchRequest("bench_decode", Phase::kDecode, f);
+    EXPECT_TRUE(r.ok() && r->profile == profile) << profile << " " << r.status();
+  }
+  for (const char* gemm : {"auto", "own", "own_w8a8", "cublaslt"}) {
+    f = Flags();
+    f.gemm = gemm;
+    r = MakeBenchRequest("bench_decode", Phase::kDecode, f);
+    EXPECT_TRUE(r.ok() && r->gemm == gemm) << gemm << " " << r.status();
+  }
+}
+
+// Every flag reaches the request as given; --ceilings=none names no file and is not looked for.
+TEST(BenchRequest, CarriesEveryFlag) {
+  const std::string run = testing::TempDir() + "/carried_run.json";
+  std::ofstream(run) << "{}";
+  BenchFlagValues f = Flags();
+  f.tp = 2;
+  f.gpu = "b200";
+  f.predict = true;
+  f.graph = false;
+  f.verify = false;
+  f.ceilings = "none";
+  f.calibrate = run;
+  f.usd_per_gpu_hour = 2.5;
+  f.csv = testing::TempDir() + "/carried.csv";
+  f.json = testing::TempDir() + "/carried.json";
+  f.overwrite = true;
+  absl::StatusOr<BenchRequest> r = MakeBenchRequest("bench_decode", Phase::kDecode, f);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->tool, "bench_decode");
+  EXPECT_EQ(r->model_arg, "70b");
+  EXPECT_EQ(r->context, 2048);
+  EXPECT_EQ(r->tp, 2);
+  EXPECT_EQ(r->Steps().back().tp, 2);
+  EXPECT_EQ(r->gpu_arg, "b200");
+  EXPECT_TRUE(r->predict);
+  EXPECT_FALSE(r->graph);
+  EXPECT_FALSE(r->verify);
+  EXPECT_EQ(r->ceilings_path, "none");
+  EXPECT_EQ(r->calibrate_path, run);
+  EXPECT_EQ(r->usd_per_gpu_hour, 2.5);
+  EXPECT_EQ(r->csv_path, f.csv);
+  EXPECT_EQ(r->json_path, f.json);
+  EXPECT_TRUE(r->overwrite);
+  std::remove(run.c_str());
 }
 
 TEST(BenchRequest, Fp8WeightsChangeTheModelsDtype) {
@@ -116,6 +196,11 @@ TEST(BenchRequest, RefusesToOverwriteResults) {
   EXPECT_THAT(Error(f), HasSubstr("exists; pass --overwrite"));
   f.overwrite = true;
   EXPECT_TRUE(MakeBenchRequest("bench_decode", Phase::kDecode, f).ok());
+  f = Flags();
+  f.json = path;  // the JSON as much as the CSV
+  EXPECT_THAT(Error(f), HasSubstr("exists; pass --overwrite"));
+  f.csv = path;
+  f.overwrite = true;
   // One file under two names is refused; one device is written into twice.
   f.json = testing::TempDir() + "/./exists.csv";
   EXPECT_THAT(Error(f), HasSubstr("--csv and --json name the same file"));

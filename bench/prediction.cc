@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -195,14 +196,19 @@ absl::Status ApplyCalibration(const RunResult& measured, const std::string& sour
     return absl::InvalidArgumentError(
         absl::StrCat("--calibrate=", source, ": no measured points"));
   }
+  // Calibrated on a copy, assigned only once every point is: a refusal leaves `prediction` as
+  // it was rather than half of its points projected.
+  RunResult calibrated = prediction;
   std::vector<std::string> borrowed;  // "64 from 16": points calibrated at another batch
-  for (BatchPoint& target : *prediction.mutable_points()) {
+  for (BatchPoint& target : *calibrated.mutable_points()) {
     const BatchPoint* best = nullptr;
     double best_distance = 0;
     for (const BatchPoint* q : points) {
       if (q->context() != target.context() || q->seq_len() != target.seq_len()) continue;
       const double distance = std::abs(std::log(static_cast<double>(q->batch()) / target.batch()));
-      if (best == nullptr || distance < best_distance) {
+      // A tie (4 between 2 and 8) goes to the smaller batch, whatever the file's order.
+      if (best == nullptr || distance < best_distance ||
+          (distance == best_distance && q->batch() < best->batch())) {
         best = q;
         best_distance = distance;
       }
@@ -257,7 +263,7 @@ absl::Status ApplyCalibration(const RunResult& measured, const std::string& sour
   }
   const std::string on =
       measured.has_machine() ? measured.machine().gpu_name() : measured.datasheet().display_name();
-  RunConfig& config = *prediction.mutable_config();
+  RunConfig& config = *calibrated.mutable_config();
   config.set_calibration(source);
   config.add_notes(absl::StrCat(
       "projected_tokens_per_s: this GPU's roofline bound times the roofline efficiency measured on ",
@@ -269,6 +275,7 @@ absl::Status ApplyCalibration(const RunResult& measured, const std::string& sour
     config.add_notes(absl::StrCat(source, " was measured with --graph=false (eager launches): "
                                           "its efficiencies include launch overhead"));
   }
+  prediction = std::move(calibrated);
   return absl::OkStatus();
 }
 

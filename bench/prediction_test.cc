@@ -1,13 +1,17 @@
 #include "bench/prediction.h"
 
 #include <cmath>
+#include <string>
 
 #include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "workloads/gpu_datasheet.h"
 
 namespace truthput {
 namespace {
+
+using ::testing::ElementsAre;
 
 // --predict for the 70B model on the H100 SXM datasheet.
 BenchFlagValues Flags(const char* batch, int64_t context) {
@@ -25,6 +29,13 @@ BenchRequest Request(const BenchFlagValues& f) {
 }
 
 BenchRequest Request(const char* batch, int64_t context) { return Request(Flags(batch, context)); }
+
+// --predict of bench_prefill: prompts of `seq` tokens, no context before them.
+BenchRequest PrefillRequest(const char* batch, const char* seq) {
+  BenchFlagValues f = Flags(batch, 0);
+  f.seq = seq;
+  return *MakeBenchRequest("bench_prefill", Phase::kPrefill, f);
+}
 
 TEST(Prediction, OnePointPerBatchWithTheBound) {
   absl::StatusOr<RunResult> r = Predict(Request("1..256", 0), *FindGpu("h100-sxm"));
@@ -50,6 +61,92 @@ TEST(Prediction, OnePointPerBatchWithTheBound) {
   EXPECT_EQ(r->datasheet().id(), "h100-sxm");
   EXPECT_TRUE(r->config().predict_only());
   EXPECT_FALSE(r->has_machine());
+}
+
+// A prediction neither verifies nor profiles, and its $/GPU-hour is the datasheet's ($2.99 for
+// the H100 SXM) unless one is given; a GPU run records its own.
+TEST(Prediction, ConfigRecordsTheRequest) {
+  const GpuSpec h100 = *FindGpu("h100-sxm");
+  BenchRequest request = Request("1,8", 32768);
+  const RunResult r = *Predict(request, h100);
+  const RunConfig& c = r.config();
+  EXPECT_EQ(c.tool(), "bench_decode");
+  EXPECT_EQ(c.phase(), "decode");
+  EXPECT_EQ(c.context(), 32768u);
+  EXPECT_THAT(c.batches(), ElementsAre(1u, 8u));
+  EXPECT_EQ(c.seq_lens_size(), 0);  // decode: one new token per sequence
+  EXPECT_FALSE(c.verify());
+  EXPECT_EQ(c.profile(), "off");
+  EXPECT_DOUBLE_EQ(c.usd_per_gpu_hour(), 2.99);
+  // No ridge at context 32768 (RidgeAndMeasuredKnee): the reason is said instead.
+  EXPECT_FALSE(r.has_predicted_ridge_batch());
+  EXPECT_FALSE(r.no_ridge_reason().empty());
+
+  request.predict = false;
+  request.profile = "ops";
+  request.usd_per_gpu_hour = 4;
+  const RunResult gpu_run = NewRunResult(request, h100);
+  EXPECT_TRUE(gpu_run.config().verify());
+  EXPECT_EQ(gpu_run.config().profile(), "ops");
+  EXPECT_DOUBLE_EQ(gpu_run.config().usd_per_gpu_hour(), 4);
+}
+
+// A prefill step runs every prompt token: 2 prompts of 512 are 1024 tokens. The ridge is a
+// decode sweep's: a prefill has none, and no reason for none.
+TEST(Prediction, PrefillPointsCountEveryPromptToken) {
+  const RunResult r = *Predict(PrefillRequest("2", "512"), *FindGpu("h100-sxm"));
+  ASSERT_EQ(r.points_size(), 1);
+  EXPECT_EQ(r.points(0).batch(), 2u);
+  EXPECT_EQ(r.points(0).seq_len(), 512u);
+  EXPECT_EQ(r.points(0).tokens(), 1024u);
+  EXPECT_EQ(r.config().phase(), "prefill");
+  EXPECT_THAT(r.config().seq_lens(), ElementsAre(512u));
+  EXPECT_FALSE(r.has_predicted_ridge_batch());
+  EXPECT_EQ(r.no_ridge_reason(), "");
+}
+
+// Each op's figures count all its executions in a step (every layer's, for a per-layer op), so
+// the ops add up to the step. An op is bound by its own intensity, not the step's: at batch 512
+// (past the ridge of about 335) the step is compute-bound, but a norm or SiLU does a few FLOPs
+// per element it moves and stays memory-bound.
+TEST(Prediction, OpsAddUpToTheStepAndAreBoundByTheirOwnIntensity) {
+  const BatchPoint p = Predict(Request("512", 0), *FindGpu("h100-sxm"))->points(0);
+  ASSERT_EQ(p.bound(), "compute");
+  double gbytes = 0, gflops = 0;
+  int elementwise = 0;
+  for (const OpPoint& op : p.ops()) {
+    gbytes += op.gbytes();
+    gflops += op.gflops();
+    if (op.kind() == "add_rmsnorm" || op.kind() == "silu_mul") {
+      ++elementwise;
+      EXPECT_EQ(op.bound(), "memory") << op.name();
+    }
+  }
+  EXPECT_NEAR(gbytes, p.model_gbytes(), 1e-9 * p.model_gbytes());
+  EXPECT_NEAR(gflops, p.model_gflops(), 1e-9 * p.model_gflops());
+  EXPECT_GE(elementwise, 2);
+  EXPECT_EQ(p.ops(0).kind(), "embedding");
+}
+
+// fits weighs the whole footprint, KV cache included, against the card's reported memory
+// (85.02e9 bytes on the H100 SXM), not its marketed 80 GB. Llama-3.1-8B at batch 16, context
+// 31743: 16.06 GB of weights, a KV cache of 16 x 31744 tokens x 131072 B (32 layers x K and V
+// x 8 heads x 128 x 2 B) = 66.57 GB and 6.2 MB of activations: 82.64 GB.
+TEST(Prediction, FitsTheWholeFootprintInTheCardsReportedMemory) {
+  const GpuSpec h100 = *FindGpu("h100-sxm");
+  BenchFlagValues f = Flags("16", 31743);
+  f.model = "8b";
+  const BenchRequest request = Request(f);
+  const BatchPoint p = Predict(request, h100)->points(0);
+  EXPECT_NEAR(p.footprint_gbytes(), 82.64, 0.01);
+  EXPECT_TRUE(p.fits());
+  EXPECT_EQ(p.tp_needed(), 1u);
+  // Exactly the footprint fits; a byte less does not.
+  const absl::StatusOr<Workload> w = Workload::Build(request.model, request.Steps()[0]);
+  ASSERT_TRUE(w.ok()) << w.status();
+  const int64_t bytes = w->Footprint().total();
+  EXPECT_TRUE(PredictPoint(*w, h100, bytes).fits());
+  EXPECT_FALSE(PredictPoint(*w, h100, bytes - 1).fits());
 }
 
 // The rates users read, worked by hand: 8 tokens, 140 GB and 2000 GFLOP in a 50 ms step whose
@@ -126,6 +223,34 @@ TEST(Prediction, MeasuredKneeFromTheBracketingPointsOfASweep) {
   EXPECT_FALSE(short_sweep.has_measured_knee_batch());
 }
 
+// Only measured points count: a batch with no step time (one that did not fit, say) is not a
+// 0 ms step. And the knee needs a predicted ridge that the sweep goes strictly past.
+TEST(Prediction, MeasuredKneeNeedsMeasuredPointsPastThePredictedRidge) {
+  RunResult r = *Predict(Request("1,64,256,512", 0), *FindGpu("h100-sxm"));
+  const double p50[] = {52, 60, 100};  // batches 64, 256 and 512; batch 1 not measured
+  for (int i = 1; i < 4; ++i) r.mutable_points(i)->set_step_ms_p50(p50[i - 1]);
+  RunResult at_ridge = r;
+  at_ridge.set_predicted_ridge_batch(512);
+  RunResult no_ridge = r;
+  no_ridge.clear_predicted_ridge_batch();
+
+  SetMeasuredKnee(r);
+  ASSERT_TRUE(r.has_measured_knee_batch());
+  // The bandwidth is batch 64's, the smallest measured.
+  const BatchPoint& b256 = r.points(2);
+  const BatchPoint& b512 = r.points(3);
+  const double ridge = (b512.model_gflops() / 100) / (r.points(1).model_gbytes() / 52);
+  ASSERT_LT(b256.intensity(), ridge);
+  const double want = 256 * std::pow(2.0, std::log(ridge / b256.intensity()) /
+                                               std::log(b512.intensity() / b256.intensity()));
+  EXPECT_NEAR(r.measured_knee_batch(), want, 1e-9);
+
+  SetMeasuredKnee(at_ridge);
+  EXPECT_FALSE(at_ridge.has_measured_knee_batch());
+  SetMeasuredKnee(no_ridge);
+  EXPECT_FALSE(no_ridge.has_measured_knee_batch());
+}
+
 TEST(Prediction, CalibrationScalesTheBoundByTheMeasuredEfficiency) {
   RunResult measured = *Predict(Request("1,16", 2048), *FindGpu("h100-sxm"));
   measured.mutable_config()->set_predict_only(false);
@@ -171,6 +296,14 @@ TEST(Prediction, CalibrationScalesTheBoundByTheMeasuredEfficiency) {
                               "num_layers 0 (the prediction's 80)"),
             std::string::npos)
       << st.message();
+  // Every difference is listed, in the spec's field order.
+  measured.mutable_config()->mutable_model()->set_hidden_size(1);
+  st = ApplyCalibration(measured, "h100.json", b200);
+  EXPECT_NE(st.message().find("hidden_size 1 (the prediction's 8192), "
+                              "num_layers 0 (the prediction's 80)"),
+            std::string::npos)
+      << st.message();
+  measured.mutable_config()->mutable_model()->set_hidden_size(8192);
   measured.mutable_config()->mutable_model()->set_num_layers(80);
   // Another weight dtype is said in its own words.
   measured.mutable_config()->mutable_model()->set_weight_dtype(FP8_E4M3);
@@ -208,6 +341,22 @@ TEST(Prediction, CalibrationScalesTheBoundByTheMeasuredEfficiency) {
   EXPECT_NE(st.message().find("its model is Other"), std::string::npos) << st;
 }
 
+// Batch 4 is as near 2 as 8 on a log scale: the smaller batch's efficiency, in either order of
+// the file's points.
+TEST(Prediction, CalibrationBreaksATieTowardTheSmallerBatch) {
+  RunResult measured = *Predict(Request("2,8", 2048), *FindGpu("h100-sxm"));
+  measured.mutable_config()->set_predict_only(false);
+  measured.mutable_points(0)->set_roofline_eff(0.8);  // batch 2
+  measured.mutable_points(1)->set_roofline_eff(0.6);  // batch 8
+  for (bool reversed : {false, true}) {
+    if (reversed) measured.mutable_points()->SwapElements(0, 1);
+    RunResult b4 = *Predict(Request("4", 2048), *FindGpu("h100-sxm"));
+    ASSERT_TRUE(ApplyCalibration(measured, "m.json", b4).ok());
+    EXPECT_EQ(b4.points(0).calibration_batch(), 2u) << "reversed " << reversed;
+    EXPECT_DOUBLE_EQ(b4.points(0).calibration_eff(), 0.8) << "reversed " << reversed;
+  }
+}
+
 // An eager run's efficiencies carry launch gaps a graph run would not have: said in a note.
 TEST(Prediction, CalibrationFromAnEagerRunSaysSo) {
   RunResult measured = *Predict(Request("1", 2048), *FindGpu("h100-sxm"));
@@ -222,6 +371,71 @@ TEST(Prediction, CalibrationFromAnEagerRunSaysSo) {
               graph ? std::string::npos : 0u)
         << last;
   }
+}
+
+// The note names the GPU the efficiency was measured on: the machine the run recorded, else the
+// name of its datasheet.
+TEST(Prediction, CalibrationNoteNamesTheMeasuredGpu) {
+  RunResult measured = *Predict(Request("1", 2048), *FindGpu("h100-sxm"));
+  measured.mutable_config()->set_predict_only(false);
+  measured.mutable_points(0)->set_roofline_eff(0.8);
+  for (const bool machine : {false, true}) {
+    if (machine) measured.mutable_machine()->set_gpu_name("NVIDIA H100 80GB HBM3");
+    RunResult b200 = *Predict(Request("1", 2048), *FindGpu("b200"));
+    ASSERT_TRUE(ApplyCalibration(measured, "h100.json", b200).ok());
+    const std::string& note = b200.config().notes(b200.config().notes_size() - 1);
+    EXPECT_NE(note.find(machine ? "measured on NVIDIA H100 80GB HBM3 (h100.json)"
+                                : "measured on NVIDIA H100 SXM5 80GB (h100.json)"),
+              std::string::npos)
+        << note;
+  }
+}
+
+// A prefill run is restated with prefill steps: calibrating a prediction of the same bf16 sweep
+// on the same GPU gives back each point's measured efficiency.
+TEST(Prediction, CalibrationFromAPrefillRun) {
+  const GpuSpec h100 = *FindGpu("h100-sxm");
+  RunResult measured = *Predict(PrefillRequest("1,4", "512"), h100);
+  measured.mutable_config()->set_predict_only(false);
+  measured.mutable_points(0)->set_roofline_eff(0.7);
+  measured.mutable_points(1)->set_roofline_eff(0.9);
+  RunResult same = *Predict(PrefillRequest("1,4", "512"), h100);
+  const absl::Status st = ApplyCalibration(measured, "prefill.json", same);
+  ASSERT_TRUE(st.ok()) << st;
+  EXPECT_DOUBLE_EQ(same.points(0).calibration_eff(), 0.7);
+  EXPECT_DOUBLE_EQ(same.points(1).calibration_eff(), 0.9);
+}
+
+// A point of the file without roofline_eff (not measured: it did not fit, say) lends nothing: the
+// prediction's batch 64 takes the nearest measured batch, 16. A file with none is refused.
+TEST(Prediction, CalibrationSkipsPointsThatWereNotMeasured) {
+  RunResult measured = *Predict(Request("1,16,64", 2048), *FindGpu("h100-sxm"));
+  measured.mutable_config()->set_predict_only(false);
+  RunResult b200 = *Predict(Request("64", 2048), *FindGpu("b200"));
+  absl::Status st = ApplyCalibration(measured, "h100.json", b200);
+  EXPECT_NE(st.message().find("--calibrate=h100.json: no measured points"), std::string::npos)
+      << st;
+  measured.mutable_points(0)->set_roofline_eff(0.8);
+  measured.mutable_points(1)->set_roofline_eff(0.6);
+  st = ApplyCalibration(measured, "h100.json", b200);
+  ASSERT_TRUE(st.ok()) << st;
+  EXPECT_EQ(b200.points(0).calibration_batch(), 16u);
+  EXPECT_DOUBLE_EQ(b200.points(0).calibration_eff(), 0.6);
+}
+
+// A refusal at a later point leaves the prediction as it was, earlier points included: none of
+// it is projected from a file that was refused.
+TEST(Prediction, FailedCalibrationLeavesThePredictionUnchanged) {
+  RunResult measured = *Predict(Request("1,16", 2048), *FindGpu("h100-sxm"));
+  measured.mutable_config()->set_predict_only(false);
+  measured.mutable_points(0)->set_roofline_eff(0.8);
+  measured.mutable_points(1)->set_roofline_eff(std::nan(""));
+  RunResult b200 = *Predict(Request("1,64", 2048), *FindGpu("b200"));
+  const std::string before = b200.SerializeAsString();
+  const absl::Status st = ApplyCalibration(measured, "h100.json", b200);
+  // Batch 1 calibrates from batch 1 before batch 64 reaches batch 16's NaN.
+  EXPECT_NE(st.message().find("batch 16 has roofline_eff nan"), std::string::npos) << st;
+  EXPECT_EQ(b200.SerializeAsString(), before);
 }
 
 // roofline_eff must be what the file's own bound and p50 give (bound_ms / step_ms_p50), as every
@@ -240,6 +454,11 @@ TEST(Prediction, CalibrationRefusesAnEfficiencyItsOwnP50Contradicts) {
   EXPECT_NE(st.message().find("batch 1 has roofline_eff 0.9, but bound_ms / step_ms_p50 is 0.8"),
             std::string::npos)
       << st;
+  // A file rounds its numbers: 1e-4 off is accepted, 0.5% is not.
+  q.set_roofline_eff(0.8 * (1 + 1e-4));
+  EXPECT_TRUE(ApplyCalibration(measured, "h100.json", b200).ok());
+  q.set_roofline_eff(0.8 * 1.005);
+  EXPECT_TRUE(absl::IsInvalidArgument(ApplyCalibration(measured, "h100.json", b200)));
 }
 
 // A point of the file whose step cannot be built is named with the file.
@@ -267,10 +486,28 @@ TEST(Prediction, CalibrationRefusesEfficienciesThatAreNotMeasurements) {
     EXPECT_FALSE(b200.points(0).has_projected_tokens_per_s());
   }
   measured.mutable_points(0)->set_roofline_eff(0.8);
-  measured.mutable_points(0)->set_bound_ms(std::nan(""));
   RunResult b200 = *Predict(Request("1", 2048), *FindGpu("b200"));
-  EXPECT_NE(ApplyCalibration(measured, "h100.json", b200).message().find("has no bound_ms"),
-            std::string::npos);
+  for (double bound_ms : {std::nan(""), HUGE_VAL}) {
+    measured.mutable_points(0)->set_bound_ms(bound_ms);
+    EXPECT_NE(ApplyCalibration(measured, "h100.json", b200).message().find("has no bound_ms"),
+              std::string::npos)
+        << bound_ms;
+  }
+  // A datasheet with a bandwidth or bf16 rate of 0 or infinity rates nothing.
+  const GpuSpec sheet = measured.datasheet();
+  for (double bad : {0.0, HUGE_VAL}) {
+    for (const bool bandwidth : {true, false}) {
+      *measured.mutable_datasheet() = sheet;
+      if (bandwidth) {
+        measured.mutable_datasheet()->set_mem_bandwidth_gbps(bad);
+      } else {
+        measured.mutable_datasheet()->set_bf16_tflops(bad);
+      }
+      EXPECT_NE(ApplyCalibration(measured, "h100.json", b200).message().find("no datasheet"),
+                std::string::npos)
+          << bad << (bandwidth ? " GB/s" : " TFLOP/s");
+    }
+  }
   measured.clear_datasheet();
   EXPECT_NE(ApplyCalibration(measured, "h100.json", b200).message().find("no datasheet"),
             std::string::npos);
@@ -341,6 +578,26 @@ TEST(Prediction, TpNoteSaysCommunicationIsNotModelled) {
   ASSERT_EQ(r.config().notes_size(), 1);
   EXPECT_NE(r.config().notes(0).find("not modelled"), std::string::npos);
   EXPECT_TRUE(r.points(0).fits());  // 1/8 of 70B fits in 80 GB
+  f.tp = 2;  // any TP degree past 1
+  r = *Predict(Request(f), *FindGpu("h100-sxm"));
+  ASSERT_EQ(r.config().notes_size(), 1);
+  EXPECT_EQ(r.config().notes(0).find("tp=2: "), 0u) << r.config().notes(0);
+}
+
+// Flags only a GPU run uses are named in one note rather than dropped silently.
+TEST(Prediction, NoteListsTheGpuRunFlagsAPredictionIgnores) {
+  BenchFlagValues f = Flags("1", 0);
+  f.ceilings = "none";
+  f.graph = false;
+  f.verify = false;
+  f.profile = "ops";
+  f.gemm = "own";
+  f.usd_per_gpu_hour = 2;
+  const RunResult r = *Predict(Request(f), *FindGpu("h100-sxm"));
+  ASSERT_EQ(r.config().notes_size(), 1);
+  EXPECT_EQ(r.config().notes(0),
+            "--ceilings, --graph=false, --verify=false, --profile=ops, --gemm=own, "
+            "--usd_per_gpu_hour: for a GPU run; a prediction has no use for them");
 }
 
 }  // namespace
