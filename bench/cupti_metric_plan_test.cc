@@ -1,14 +1,15 @@
 // The parts of CuptiRangeProfiler that need no GPU: PlanMetrics (Create's metric check, run by
 // CUPTI's host library for a chip named offline) and ToTruthColumns.
 //
-// Failures are injected by interposition: this file defines two of CUPTI's host calls, which the
-// profiler's calls bind to at link time; they pass through to libcupti's (dlsym RTLD_NEXT) unless
-// a test has set a result for them to return instead.
+// Failures are injected by interposition: this file defines three of CUPTI's host calls, which
+// the profiler's calls bind to at link time; they pass through to libcupti's (dlsym RTLD_NEXT)
+// unless a test has set a result for them to return instead.
 #include <cupti_profiler_host.h>
 #include <dlfcn.h>
 
 #include <climits>
 #include <map>
+#include <set>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -29,6 +30,8 @@ struct Fault {
   int times = 0;
 };
 Fault get_metric_properties_fault, config_add_metrics_fault;
+// Host objects an injected ConfigAddMetrics failure has spoiled (below).
+std::set<CUpti_Profiler_Host_Object*> spoiled_hosts;
 
 // The injected result of this call, or CUPTI_SUCCESS: pass through.
 CUptiResult Take(Fault& f) {
@@ -53,11 +56,25 @@ cuptiProfilerHostGetMetricProperties(CUpti_Profiler_Host_GetMetricProperties_Par
   return real != nullptr ? real(p) : CUPTI_ERROR_UNKNOWN;
 }
 
+// As CUPTI 13.0 does, a failed ConfigAddMetrics leaves its host object unusable: every later add
+// to it fails, until the object is deinitialized.
 extern "C" CUptiResult CUPTIAPI
 cuptiProfilerHostConfigAddMetrics(CUpti_Profiler_Host_ConfigAddMetrics_Params* p) {
-  if (const CUptiResult r = Take(config_add_metrics_fault); r != CUPTI_SUCCESS) return r;
+  if (spoiled_hosts.count(p->pHostObject) > 0) return CUPTI_ERROR_UNKNOWN;
+  if (const CUptiResult r = Take(config_add_metrics_fault); r != CUPTI_SUCCESS) {
+    spoiled_hosts.insert(p->pHostObject);
+    return r;
+  }
   static const auto real =
       Real<decltype(&cuptiProfilerHostConfigAddMetrics)>("cuptiProfilerHostConfigAddMetrics");
+  return real != nullptr ? real(p) : CUPTI_ERROR_UNKNOWN;
+}
+
+extern "C" CUptiResult CUPTIAPI
+cuptiProfilerHostDeinitialize(CUpti_Profiler_Host_Deinitialize_Params* p) {
+  spoiled_hosts.erase(p->pHostObject);  // a new object may get its address
+  static const auto real =
+      Real<decltype(&cuptiProfilerHostDeinitialize)>("cuptiProfilerHostDeinitialize");
   return real != nullptr ? real(p) : CUPTI_ERROR_UNKNOWN;
 }
 
@@ -133,7 +150,8 @@ TEST(CuptiMetricPlanFaultTest, NothingInjectedPassesThrough) {
   EXPECT_EQ(plan->supported, kTwoKnown);
 }
 
-// A failure that is the metric's own makes it unsupported; the plan goes on with the others.
+// A failure that is the metric's own makes it unsupported; the plan goes on with the others (a
+// failed add on a host object of its own: the failure spoiled the first one).
 TEST(CuptiMetricPlanFaultTest, AMetricsOwnFailureMakesItUnsupported) {
   for (CUptiResult r : {CUPTI_ERROR_INVALID_METRIC_NAME, CUPTI_ERROR_NOT_SUPPORTED}) {
     for (Fault* call : {&get_metric_properties_fault, &config_add_metrics_fault}) {
@@ -161,8 +179,14 @@ TEST(CuptiMetricPlanFaultTest, AFailureThatIsNotTheMetricsFailsThePlanWithItsRea
   } cases[] = {
       {CUPTI_ERROR_INSUFFICIENT_PRIVILEGES, absl::StatusCode::kPermissionDenied,
        "no permission to read GPU counters"},
+      {CUPTI_ERROR_VIRTUALIZED_DEVICE_INSUFFICIENT_PRIVILEGES,
+       absl::StatusCode::kPermissionDenied, "the hypervisor does not allow reading"},
       {CUPTI_ERROR_HARDWARE_BUSY, absl::StatusCode::kUnavailable,
        "GPU counters are in use by another profiler"},
+      {CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED, absl::StatusCode::kUnavailable,
+       "another CUPTI client is attached"},
+      {CUPTI_ERROR_OLD_PROFILER_API_INITIALIZED, absl::StatusCode::kUnavailable,
+       "the legacy CUPTI profiler API is already in use"},
       {CUPTI_ERROR_OUT_OF_MEMORY, absl::StatusCode::kResourceExhausted,
        "CUPTI_ERROR_OUT_OF_MEMORY"},
   };

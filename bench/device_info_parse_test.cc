@@ -23,6 +23,19 @@ TEST(ParseNvidiaDriverVersion, NothingRecognizable) {
   EXPECT_EQ(ParseNvidiaDriverVersion(""), "");
   EXPECT_EQ(ParseNvidiaDriverVersion("garbage\n"), "");
   EXPECT_EQ(ParseNvidiaDriverVersion("NVRM version: NVIDIA UNIX x86_64 Kernel Module\n"), "");
+  // Not the driver's version file.
+  EXPECT_EQ(ParseNvidiaDriverVersion("Kernel Module  535.104.05\n"), "");
+  // A number that is not dotted (the date's day) is not a version.
+  EXPECT_EQ(ParseNvidiaDriverVersion(
+                "NVRM version: NVIDIA UNIX x86_64 Kernel Module  Sat Aug 19 01:15:15 UTC 2023\n"),
+            "");
+}
+
+// The version is on the first line; the compiler's on the next is not the driver's.
+TEST(ParseNvidiaDriverVersion, OnlyTheFirstLine) {
+  EXPECT_EQ(ParseNvidiaDriverVersion("NVRM version: NVIDIA UNIX x86_64 Kernel Module\n"
+                                     "GCC version:  gcc version 12.2.0 (Debian 12.2.0-14)\n"),
+            "");
 }
 
 TEST(DramPeakGbpsTest, FromClockAndBusWidth) {

@@ -24,6 +24,7 @@ using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 using fake_nvml::Call;
 using fake_nvml::Script;
 
@@ -91,6 +92,16 @@ TEST(NvmlSamplerFakeTest, InitFailureIsUnavailableSayingWhy) {
   EXPECT_EQ(st.message(), "NVML not available: nvmlInit_v2: NVML_ERROR_DRIVER_NOT_LOADED");
 }
 
+// A code nvml.h of this file's vintage does not name is given with NVML's own description.
+TEST(NvmlSamplerFakeTest, AnErrorCodeWithoutANameIsDescribedByNvml) {
+  Script script;
+  script.init_result = 1000;
+  fake_nvml::Reset(script);
+  const absl::Status st = NvmlSampler::Create(script.uuid, kInterval).status();
+  EXPECT_TRUE(absl::IsUnavailable(st)) << st;
+  EXPECT_EQ(st.message(), "NVML not available: nvmlInit_v2: NVML error 1000 (fake NVML error)");
+}
+
 // Utilization fails in every third sample: its mean is over the others, and a note says so.
 // Power never reads: unset, and `unavailable` says why. The SM clock always reads: no note.
 TEST(NvmlSamplerFakeTest, MeansAreOverTheReadsThatSucceededAndSaySo) {
@@ -124,6 +135,34 @@ TEST(NvmlSamplerFakeTest, MeansAreOverTheReadsThatSucceededAndSaySo) {
                                        " samples, the value is over those (NVML_ERROR_UNKNOWN)")));
 }
 
+// NVML gives power in mW and memory utilization beside the GPU's; with every sample the same,
+// the means are those values: 312500 mW is 312.5 W, and the fake's memory utilization is half
+// the GPU's (80% -> 40%).
+TEST(NvmlSamplerFakeTest, PowerIsInWattsAndMemoryUtilizationIsItsOwnMean) {
+  Script script;
+  script.value = [](Call c, int) -> double {
+    switch (c) {
+      case fake_nvml::kUtilization: return 80;
+      case fake_nvml::kSmClock: return 1755;
+      case fake_nvml::kPower: return 312500;
+      case fake_nvml::kEnergy: return 1e6;
+      default: return 0;
+    }
+  };
+  std::unique_ptr<NvmlSampler> s = CreateOn(script);
+  ASSERT_NE(s, nullptr);
+  s->Start();
+  WaitForCalls(fake_nvml::kPower, 3);
+  const NvmlSummary summary = s->Stop();
+  EXPECT_EQ(summary.power_w, 312.5);
+  EXPECT_EQ(summary.util_gpu_pct, 80);
+  EXPECT_EQ(summary.util_mem_pct, 40);
+  EXPECT_EQ(summary.sm_clock_mhz, 1755);
+  // The energy counter did not move: no energy spent, not a counter gone backwards.
+  EXPECT_EQ(summary.energy_j, 0);
+  EXPECT_THAT(summary.unavailable, Not(Contains(HasSubstr("energy"))));
+}
+
 TEST(NvmlSamplerFakeTest, ClockEventReasonsAreTheOrOfEverySample) {
   Script script;
   const auto base_value = script.value;
@@ -148,6 +187,20 @@ TEST(NvmlSamplerFakeTest, ClockEventReasonsAreTheOrOfEverySample) {
                                        " of ", summary.samples,
                                        " samples, the value is over those "
                                        "(NVML_ERROR_NO_PERMISSION)")));
+}
+
+TEST(NvmlSamplerFakeTest, ClockEventReasonsNeverReadAreUnavailableSayingWhy) {
+  Script script;
+  script.result[fake_nvml::kReasons] = [](int) { return kNvmlErrorNotSupported; };
+  std::unique_ptr<NvmlSampler> s = CreateOn(script);
+  ASSERT_NE(s, nullptr);
+  s->Start();
+  WaitForCalls(fake_nvml::kReasons, 2);
+  const NvmlSummary summary = s->Stop();
+  EXPECT_FALSE(summary.clock_event_reasons_read);
+  EXPECT_EQ(summary.ClockEventReasonsText(), "unavailable");
+  EXPECT_THAT(summary.unavailable, Contains("clock_event_reasons: NVML_ERROR_NOT_SUPPORTED"));
+  EXPECT_THAT(summary.notes, IsEmpty());  // unset, so no note on a partial read
 }
 
 TEST(NvmlSamplerFakeTest, EnergyIsTheCounterAtStopMinusAtStart) {
@@ -232,6 +285,39 @@ TEST(NvmlSamplerFakeTest, GpmOffSaysWhyAndTakesNoBuffers) {
   EXPECT_EQ(fake_nvml::Seen().gpm_metrics_gets, 0);
 }
 
+// Where NVML cannot compute the metrics, or cannot read the end sample, no GPM value is set and
+// `unavailable` says which call failed.
+TEST(NvmlSamplerFakeTest, GpmCallsFailingAtStopLeaveEveryGpmValueUnset) {
+  Script metrics_fail;
+  metrics_fail.gpm_metrics_result = kNvmlErrorUnknown;
+  std::unique_ptr<NvmlSampler> s = CreateOn(metrics_fail);
+  ASSERT_NE(s, nullptr);
+  s->Start();
+  absl::SleepFor(absl::Milliseconds(120));  // past the 100 ms GPM needs
+  NvmlSummary summary = s->Stop();
+  ASSERT_GE(summary.window_s, 0.1);
+  EXPECT_EQ(fake_nvml::Seen().gpm_metrics_gets, 1);
+  EXPECT_FALSE(summary.gpm_sm_util_pct.has_value());
+  EXPECT_FALSE(summary.gpm_sm_occupancy_pct.has_value());
+  EXPECT_FALSE(summary.gpm_tensor_util_pct.has_value());
+  EXPECT_FALSE(summary.gpm_dram_bw_util_pct.has_value());
+  EXPECT_THAT(summary.unavailable, ElementsAre("GPM: nvmlGpmMetricsGet: NVML_ERROR_UNKNOWN"));
+
+  Script end_fails;
+  end_fails.result[fake_nvml::kGpmSampleGet] = [](int i) {
+    return i == 1 ? kNvmlErrorUnknown : kNvmlSuccess;  // the sample at Stop
+  };
+  s.reset();
+  s = CreateOn(end_fails);
+  ASSERT_NE(s, nullptr);
+  s->Start();
+  absl::SleepFor(absl::Milliseconds(120));
+  summary = s->Stop();
+  EXPECT_EQ(fake_nvml::Seen().gpm_metrics_gets, 0);
+  EXPECT_FALSE(summary.gpm_sm_util_pct.has_value());
+  EXPECT_THAT(summary.unavailable, ElementsAre("GPM: nvmlGpmSampleGet: NVML_ERROR_UNKNOWN"));
+}
+
 TEST(NvmlSamplerFakeTest, AShortWindowLeavesGpmUnset) {
   std::unique_ptr<NvmlSampler> s = CreateOn(Script{});
   ASSERT_NE(s, nullptr);
@@ -267,6 +353,21 @@ TEST(NvmlSamplerFakeTest, EachWindowCoversOnlyItsOwnSamples) {
                     after_first.returned_sum[fake_nvml::kUtilization]) /
                        n);
   EXPECT_THAT(second.notes, IsEmpty());
+}
+
+// A second Start leaves the running window alone: one window, its energy read once at each end.
+TEST(NvmlSamplerFakeTest, StartWhileRunningIsANoOp) {
+  std::unique_ptr<NvmlSampler> s = CreateOn(Script{});
+  ASSERT_NE(s, nullptr);
+  s->Start();
+  WaitForCalls(fake_nvml::kUtilization, 2);
+  s->Start();
+  WaitForCalls(fake_nvml::kUtilization, 4);
+  const NvmlSummary summary = s->Stop();
+  const fake_nvml::Record seen = fake_nvml::Seen();
+  EXPECT_EQ(summary.samples, seen.calls[fake_nvml::kUtilization]);
+  EXPECT_EQ(seen.calls[fake_nvml::kEnergy], 2);
+  EXPECT_EQ(summary.energy_j, 2.5);  // 1,000,000 mJ at Start, 1,002,500 at Stop
 }
 
 TEST(NvmlSamplerFakeTest, StopWithoutStartSaysSo) {

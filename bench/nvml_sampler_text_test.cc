@@ -55,13 +55,16 @@ TEST(NvmlSummaryTest, ToStringShowsValuesAndWhatIsMissing) {
   s.window_s = 0.25;
   s.util_gpu_pct = 97.5;
   s.util_gpu_pct_max = 100;
+  s.util_mem_pct = 41.3;
+  s.sm_clock_mhz = 1755;
   s.power_w = 120.34;
   s.clock_event_reasons_read = true;
   s.unavailable = {"energy: NVML_ERROR_NOT_SUPPORTED", "GPM: not supported on this GPU"};
   const std::string text = s.ToString();
   EXPECT_NE(text.find("samples=3"), std::string::npos) << text;
   EXPECT_NE(text.find("util_gpu=97.5% (max 100.0%)"), std::string::npos) << text;
-  EXPECT_NE(text.find("power=120.3W"), std::string::npos) << text;
+  EXPECT_NE(text.find("util_mem=41.3% sm_clock=1755.0MHz power=120.3W"), std::string::npos)
+      << text;
   EXPECT_NE(text.find("energy=n/a"), std::string::npos) << text;
   EXPECT_NE(text.find("reasons=none"), std::string::npos) << text;
   EXPECT_NE(text.find("unavailable=[energy: NVML_ERROR_NOT_SUPPORTED; GPM: not supported"),

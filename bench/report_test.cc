@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -281,6 +282,236 @@ TEST(Report, TableShowsEveryPoint) {
   EXPECT_THAT(out.str(), HasSubstr("Roofline ridge: none: decode of Llama-3.1-70B at context 2048 "
                                    "stays memory-bound up to batch 1048576 (there the KV cache is "
                                    "93% of the step's bytes"));
+}
+
+// A cell that holds a line break is quoted, or the row would end inside it.
+TEST(Report, CsvQuotesACellThatHoldsALineBreak) {
+  RunResult r = Predicted();
+  r.mutable_config()->set_predict_only(false);
+  r.mutable_points(0)->set_skipped(true);
+  r.mutable_points(0)->set_skip_reason("out of memory\nat batch 1");
+  EXPECT_THAT(FormatCsv(r), HasSubstr(",\"out of memory\nat batch 1\","));
+}
+
+// The measured and calibrated columns of an unset field are empty, the truth columns and the
+// throttle "n/a" (could not be read); setting one field fills its own column and no other, so a
+// column that asks another field whether it is set fails.
+TEST(Report, EachCsvColumnIsEmptyOrNaExactlyWhenItsOwnFieldIsUnset) {
+  RunResult r = Predicted();
+  r.mutable_config()->set_predict_only(false);
+  r.mutable_config()->set_calibration("measured.json");
+  r.mutable_points()->DeleteSubrange(1, 1);
+  auto row = [&r] {
+    const std::vector<std::string> lines = absl::StrSplit(FormatCsv(r), '\n', absl::SkipEmpty());
+    return CsvCells(lines[1]);
+  };
+  const std::vector<std::string> header =
+      CsvCells(std::vector<std::string>(absl::StrSplit(FormatCsv(r), '\n'))[0]);
+  // The truth columns: what NVML and CUPTI could not say reads "n/a".
+  const std::set<std::string> truth = {
+      "smi_util_pct", "smi_mem_util_pct", "gpm_sm_util_pct", "sm_active_pct",
+      "tensor_active_pct", "dram_read_gbytes", "dram_write_gbytes", "dram_gbps",
+      "dram_bytes_over_model", "hw_tflops", "sm_clock_mhz", "power_w", "joules_per_token",
+      "tensor_flops_over_model", "gpm_tensor_util_pct", "gpm_dram_bw_util_pct",
+      "occupancy_pct", "l2_hit_pct"};
+  const std::vector<std::string> unset = row();
+  ASSERT_EQ(unset.size(), header.size());
+  std::map<std::string, std::string> empty;  // optional column -> its cell when unset
+  BatchPoint& p = *r.mutable_points(0);
+  for (size_t i = 0; i < header.size(); ++i) {
+    if (header[i] == "throttle") EXPECT_EQ(unset[i], "n/a");
+    const google::protobuf::FieldDescriptor* f = p.GetDescriptor()->FindFieldByName(header[i]);
+    if (f == nullptr || !f->has_presence()) continue;
+    if (f->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) continue;
+    empty[header[i]] = truth.count(header[i]) ? "n/a" : "";
+    EXPECT_EQ(unset[i], empty[header[i]]) << header[i];
+  }
+  ASSERT_EQ(empty.size(), 3 + 15 + truth.size());  // calibrated, measured and truth columns
+  for (const auto& [column, _] : empty) {
+    const google::protobuf::FieldDescriptor* f = p.GetDescriptor()->FindFieldByName(column);
+    BatchPoint saved = p;
+    if (f->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_DOUBLE) {
+      p.GetReflection()->SetDouble(&p, f, 1);
+    } else {
+      p.GetReflection()->SetUInt32(&p, f, 1);
+    }
+    const std::vector<std::string> cells = row();
+    for (size_t i = 0; i < header.size(); ++i) {
+      auto it = empty.find(header[i]);
+      if (it == empty.end()) continue;
+      if (header[i] == column) {
+        EXPECT_NE(cells[i], it->second) << column << " set, its column still unset";
+      } else {
+        EXPECT_EQ(cells[i], it->second) << column << " set fills " << header[i];
+      }
+    }
+    p = saved;
+  }
+}
+
+// A skipped point was not measured at all: its truth and throttle cells are empty, not "n/a".
+TEST(Report, SkippedPointsLeaveTheTruthColumnsEmpty) {
+  RunResult r = Predicted();
+  r.mutable_config()->set_predict_only(false);
+  r.mutable_points()->DeleteSubrange(1, 1);
+  r.mutable_points(0)->set_skipped(true);
+  const std::vector<std::string> lines = absl::StrSplit(FormatCsv(r), '\n', absl::SkipEmpty());
+  const std::vector<std::string> header = CsvCells(lines[0]);
+  const std::vector<std::string> row = CsvCells(lines[1]);
+  ASSERT_EQ(row.size(), header.size());
+  const auto first = std::find(header.begin(), header.end(), "smi_util_pct");
+  const auto throttle = std::find(header.begin(), header.end(), "throttle");
+  ASSERT_LT(first, throttle);
+  for (auto it = first; it <= throttle; ++it) {
+    EXPECT_EQ(row[it - header.begin()], "") << *it;
+  }
+}
+
+RunResult PredictedPrefill() {
+  BenchFlagValues f;
+  f.model = "70b";
+  f.batch = "1";
+  f.seq = "512";
+  f.gpu = "h100-sxm";
+  f.predict = true;
+  return *Predict(*MakeBenchRequest("bench_prefill", Phase::kPrefill, f), *FindGpu("h100-sxm"));
+}
+
+TEST(Report, PrefillCsvHasTheSeqLenAfterTheContext) {
+  const std::vector<std::string> lines =
+      absl::StrSplit(FormatCsv(PredictedPrefill()), '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_THAT(lines[0], StartsWith("batch,context,seq_len,model_gbytes,"));
+  EXPECT_THAT(lines[1], StartsWith("1,0,512,"));  // prefill starts from an empty KV cache
+}
+
+// A prefill step's time is the time to the first token; its row gives the prompt length, and
+// there is no decode ridge to speak of.
+TEST(Report, PrefillTableShowsTheSeqLenAndTtft) {
+  RunResult r = PredictedPrefill();
+  r.mutable_config()->set_predict_only(false);
+  r.mutable_points(0)->set_step_ms_p50(123);
+  const std::map<std::string, std::string> cells = TableCells(r);
+  EXPECT_EQ(cells.count("p50_ms"), 0u);
+  ASSERT_EQ(cells.count("TTFT_ms"), 1u);
+  EXPECT_EQ(cells.at("TTFT_ms"), "123.000");
+  ASSERT_EQ(cells.count("seq"), 1u);
+  EXPECT_EQ(cells.at("seq"), "512");
+  std::ostringstream out;
+  PrintTable(r, out);
+  EXPECT_THAT(out.str(), ::testing::Not(HasSubstr("Roofline ridge")));
+}
+
+// Attention's share of the time beside its share of the FLOPs, in percent, on prefill rows only.
+TEST(Report, PrefillRowsSayAttentionsShareOfTimeAndOfFlops) {
+  RunResult r = PredictedPrefill();
+  r.mutable_config()->set_predict_only(false);
+  r.mutable_points(0)->set_attention_time_share(0.3);
+  r.mutable_points(0)->set_attention_flops_share(0.1);
+  std::ostringstream out;
+  PrintTable(r, out);
+  EXPECT_THAT(out.str(), HasSubstr("  attention: 30% of time, 10% of FLOPs\n"));
+
+  RunResult decode = Predicted();
+  decode.mutable_config()->set_predict_only(false);
+  decode.mutable_points(0)->set_attention_time_share(0.3);
+  decode.mutable_points(0)->set_attention_flops_share(0.1);
+  std::ostringstream decode_out;
+  PrintTable(decode, decode_out);
+  EXPECT_THAT(decode_out.str(), ::testing::Not(HasSubstr("attention:")));
+}
+
+// Per op: its share of the step's p50 in percent and the GB/s it reached, then the shares' sum.
+TEST(Report, OpBreakdownGivesEachOpsShareInPercentAndTheirSum) {
+  RunResult r = Predicted();
+  r.mutable_config()->set_predict_only(false);
+  r.mutable_points()->DeleteSubrange(1, 1);
+  BatchPoint& p = *r.mutable_points(0);
+  ASSERT_GE(p.ops_size(), 3);
+  std::ostringstream untimed;
+  PrintTable(r, untimed);
+  EXPECT_THAT(untimed.str(), ::testing::Not(HasSubstr("Per op")));  // ops not timed alone
+
+  for (OpPoint& o : *p.mutable_ops()) {
+    o.set_measured_ms(1);
+    o.set_share(0);
+    o.set_achieved_gbps(0);
+  }
+  p.mutable_ops(0)->set_share(0.25);
+  p.mutable_ops(0)->set_achieved_gbps(1500);
+  p.mutable_ops(1)->set_share(0.5);
+  std::ostringstream out;
+  PrintTable(r, out);
+  const std::vector<std::string> lines = absl::StrSplit(out.str(), '\n');
+  auto line_of = [&lines](const std::string& name) {
+    for (const std::string& l : lines) {
+      if (absl::StartsWith(l, name + " ")) return l;
+    }
+    return std::string("no line for ") + name;
+  };
+  EXPECT_THAT(line_of(p.ops(0).name()), ::testing::EndsWith("  25.0%   1500"));
+  EXPECT_THAT(line_of(p.ops(1).name()), ::testing::EndsWith("  50.0%      0"));
+  EXPECT_THAT(line_of("sum of ops"), HasSubstr("  75.0%"));  // 25% + 50% + 0% for the rest
+}
+
+// The measured knee over the predicted ridge: 96 / 64 = 1.5.
+TEST(Report, MeasuredKneeIsGivenAsAMultipleOfTheRidge) {
+  RunResult r = Predicted();
+  r.set_predicted_ridge_batch(64);
+  r.set_measured_knee_batch(96);
+  std::ostringstream out;
+  PrintTable(r, out);
+  EXPECT_THAT(out.str(), HasSubstr("Roofline ridge: decode turns compute-bound at batch 64; "
+                                   "measured knee at batch 96 (1.50x the ridge)\n"));
+}
+
+// MFU of fp8 weights is against the fp8 peak where the GPU has fp8 tensor cores, else against
+// its bf16 peak, and the line says which.
+TEST(Report, DatasheetLineNamesThePeakTheMfuIsTakenAgainst) {
+  RunResult r = Predicted();
+  r.mutable_datasheet()->set_bf16_tflops(312);
+  r.mutable_datasheet()->set_fp8_tflops(624);
+  auto datasheet_line = [&r] {
+    std::ostringstream out;
+    PrintTable(r, out);
+    for (absl::string_view l : absl::StrSplit(out.str(), '\n')) {
+      if (absl::StartsWith(l, "Datasheet ")) return std::string(l);
+    }
+    return std::string();
+  };
+  EXPECT_THAT(datasheet_line(), HasSubstr(": 312 TFLOP/s dense bf16, "));
+  r.mutable_config()->mutable_model()->set_weight_dtype(FP8_E4M3);
+  EXPECT_THAT(datasheet_line(), HasSubstr(": 624 TFLOP/s dense fp8, "));
+  r.mutable_datasheet()->set_fp8_tflops(0);  // an A100
+  EXPECT_THAT(datasheet_line(), HasSubstr(": 312 TFLOP/s dense bf16 (no fp8 tensor cores), "));
+}
+
+// A point that fits on no TP degree shows "-" (0 in CSV); the note under the table names the
+// memory the fit is checked against.
+TEST(Report, PredictedTableSaysWhatFitsAndAgainstWhichMemory) {
+  RunResult r = Predicted();
+  r.mutable_points()->DeleteSubrange(1, 1);
+  r.mutable_points(0)->set_fits(false);
+  r.mutable_points(0)->set_tp_needed(0);
+  std::map<std::string, std::string> cells = TableCells(r);
+  EXPECT_EQ(cells["fits"], "no");
+  EXPECT_EQ(cells["tp"], "-");
+  r.mutable_points(0)->set_fits(true);
+  r.mutable_points(0)->set_tp_needed(1);
+  cells = TableCells(r);
+  EXPECT_EQ(cells["fits"], "yes");
+  EXPECT_EQ(cells["tp"], "1");
+
+  r.mutable_datasheet()->set_memory_gbytes(80);
+  r.mutable_datasheet()->set_reported_memory_gbytes(85.017493504);
+  std::ostringstream reported;
+  PrintTable(r, reported);
+  EXPECT_THAT(reported.str(), HasSubstr("which one fits 85.0 GB (what a card reported;"));
+  r.mutable_datasheet()->clear_reported_memory_gbytes();
+  std::ostringstream datasheet;
+  PrintTable(r, datasheet);
+  // 80 GiB = 80 x 2^30 bytes = 85.9e9.
+  EXPECT_THAT(datasheet.str(), HasSubstr("which one fits 85.9 GB (the datasheet's 80 GiB;"));
 }
 
 TEST(Report, JsonRoundTrips) {
