@@ -148,6 +148,9 @@ grep -q "^Gemm/8b/qkv/b32/own_bf16/" <<<"$list" || { echo "FAIL: own GEMM at bat
 [[ $(BENCHMARK_LIST_TESTS=true "$kernels" --benchmark_filter=DecodeAttention 2>/dev/null |
     wc -l) == 42 ]] \
   || { echo "FAIL: BENCHMARK_LIST_TESTS=true does not list"; fail=1; }
+# A list is no result: --benchmark_out with it is refused and no file is left.
+expect_error "writes no results" "$kernels" --benchmark_list_tests --benchmark_out="$tmp/l.json"
+[[ -e "$tmp/l.json" ]] && { echo "FAIL: bench_kernels --benchmark_list_tests left l.json"; fail=1; }
 # An existing --benchmark_out file is not truncated without --overwrite, on any machine.
 echo keep >"$tmp/k.json"
 expect_error "--benchmark_out=$tmp/k.json exists; pass --overwrite" "$kernels" \

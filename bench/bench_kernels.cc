@@ -904,6 +904,12 @@ int main(int argc, char** argv) {
   int args_count = static_cast<int>(args.size());
   benchmark::Initialize(&args_count, args.data());
   if (benchmark::ReportUnrecognizedArguments(args_count, args.data())) return 1;
+  // Google Benchmark opens --benchmark_out before it lists, leaving an empty file for no results.
+  if (benchmark::FLAGS_benchmark_list_tests && !out_path.empty()) {
+    std::fprintf(stderr, "bench_kernels: --benchmark_list_tests writes no results; drop "
+                         "--benchmark_out (or BENCHMARK_OUT)\n");
+    return 1;
+  }
 
   // After the flags, so that --help and a mistyped flag are answered on any machine, and
   // --benchmark_list_tests too: only the wgmma prefill points need the GPU to be named.
@@ -913,10 +919,11 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "bench_kernels: %s\n", std::string(st.message()).c_str());
       return 1;
     }
-    std::fprintf(stderr,
-                 "bench_kernels: %s; listing without the PrefillAttention wgmma points, which "
-                 "need an sm_90 GPU\n",
-                 std::string(st.message()).c_str());
+    std::fprintf(stderr, "bench_kernels: %s%s\n", std::string(st.message()).c_str(),
+                 truthput::PrefillAttentionWgmmaAvailable()
+                     ? ""
+                     : "; listing without the PrefillAttention wgmma points, which need an "
+                       "sm_90 GPU");
   } else {
     truthput::g_gpu = gpu.get();
   }

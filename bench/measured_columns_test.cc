@@ -119,8 +119,9 @@ TEST(OpsTimedAlone, NamesTheOpsThatMeetTheirWeightsOrKvAgainInsideFourL2) {
   EXPECT_EQ(OpsTimedAloneNote(*long_ctx, rotating, 1), "");
 }
 
-// Activations are the same buffers at every execution, so gigabytes of them between two reads
-// of a norm's 16 KB of weights do not push those weights out of L2: the norm is still named.
+// Activations are the same buffers at every execution and are not counted between two reads of
+// an op's weights: a lower bound, so the note errs toward naming an op. Here 1 GiB of them
+// between two reads of a norm's 16 KB of weights may well evict those, yet the norm is named.
 TEST(OpsTimedAlone, CountsNoActivationBytesBetweenReads) {
   absl::StatusOr<Workload> prefill = Workload::Build(
       *LoadModel("70b"), {.phase = Phase::kPrefill, .batch = 8, .context = 0, .seq_len = 2048});

@@ -1,6 +1,8 @@
 #include "bench/prediction.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
@@ -151,6 +153,13 @@ std::string ModelDifferences(const ModelSpec& file, const ModelSpec& prediction)
   return absl::StrJoin(diffs, ", ");
 }
 
+// Whether batch a is nearer t than batch b on a log scale: max/min of each pair, compared
+// cross-multiplied in integers (batches are 32-bit), so that a tie is exact: 6 is as near 4 as
+// 9, which the difference of two logarithms in doubles misses by 5.6e-17.
+bool NearerOnLogScale(uint64_t a, uint64_t b, uint64_t t) {
+  return std::max(a, t) * std::min(b, t) < std::max(b, t) * std::min(a, t);
+}
+
 }  // namespace
 
 absl::Status ApplyCalibration(const RunResult& measured, const std::string& source,
@@ -202,15 +211,13 @@ absl::Status ApplyCalibration(const RunResult& measured, const std::string& sour
   std::vector<std::string> borrowed;  // "64 from 16": points calibrated at another batch
   for (BatchPoint& target : *calibrated.mutable_points()) {
     const BatchPoint* best = nullptr;
-    double best_distance = 0;
+    const uint64_t t = target.batch();
     for (const BatchPoint* q : points) {
       if (q->context() != target.context() || q->seq_len() != target.seq_len()) continue;
-      const double distance = std::abs(std::log(static_cast<double>(q->batch()) / target.batch()));
       // A tie (4 between 2 and 8) goes to the smaller batch, whatever the file's order.
-      if (best == nullptr || distance < best_distance ||
-          (distance == best_distance && q->batch() < best->batch())) {
+      if (best == nullptr || NearerOnLogScale(q->batch(), best->batch(), t) ||
+          (!NearerOnLogScale(best->batch(), q->batch(), t) && q->batch() < best->batch())) {
         best = q;
-        best_distance = distance;
       }
     }
     if (best == nullptr) {

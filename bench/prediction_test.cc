@@ -341,19 +341,27 @@ TEST(Prediction, CalibrationScalesTheBoundByTheMeasuredEfficiency) {
   EXPECT_NE(st.message().find("its model is Other"), std::string::npos) << st;
 }
 
-// Batch 4 is as near 2 as 8 on a log scale: the smaller batch's efficiency, in either order of
-// the file's points.
+// Batch 4 is as near 2 as 8 on a log scale (4/2 = 8/4), and 6 as near 4 as 9 (6/4 = 9/6): the
+// smaller batch's efficiency, in either order of the file's points.
 TEST(Prediction, CalibrationBreaksATieTowardTheSmallerBatch) {
-  RunResult measured = *Predict(Request("2,8", 2048), *FindGpu("h100-sxm"));
-  measured.mutable_config()->set_predict_only(false);
-  measured.mutable_points(0)->set_roofline_eff(0.8);  // batch 2
-  measured.mutable_points(1)->set_roofline_eff(0.6);  // batch 8
-  for (bool reversed : {false, true}) {
-    if (reversed) measured.mutable_points()->SwapElements(0, 1);
-    RunResult b4 = *Predict(Request("4", 2048), *FindGpu("h100-sxm"));
-    ASSERT_TRUE(ApplyCalibration(measured, "m.json", b4).ok());
-    EXPECT_EQ(b4.points(0).calibration_batch(), 2u) << "reversed " << reversed;
-    EXPECT_DOUBLE_EQ(b4.points(0).calibration_eff(), 0.8) << "reversed " << reversed;
+  const struct {
+    const char* measured;
+    const char* target;
+    uint32_t want;
+  } cases[] = {{"2,8", "4", 2}, {"4,9", "6", 4}};
+  for (const auto& c : cases) {
+    RunResult measured = *Predict(Request(c.measured, 2048), *FindGpu("h100-sxm"));
+    measured.mutable_config()->set_predict_only(false);
+    measured.mutable_points(0)->set_roofline_eff(0.8);  // the smaller batch
+    measured.mutable_points(1)->set_roofline_eff(0.6);
+    for (bool reversed : {false, true}) {
+      SCOPED_TRACE(absl::StrCat(c.measured, " -> ", c.target, reversed ? ", reversed" : ""));
+      if (reversed) measured.mutable_points()->SwapElements(0, 1);
+      RunResult p = *Predict(Request(c.target, 2048), *FindGpu("h100-sxm"));
+      ASSERT_TRUE(ApplyCalibration(measured, "m.json", p).ok());
+      EXPECT_EQ(p.points(0).calibration_batch(), c.want);
+      EXPECT_DOUBLE_EQ(p.points(0).calibration_eff(), 0.8);
+    }
   }
 }
 

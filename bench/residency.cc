@@ -8,8 +8,8 @@ namespace truthput {
 
 std::string ResidencyPlan::Describe() const {
   if (full) return absl::StrFormat("full (%d layers)", layer_buffers);
-  return absl::StrFormat("rotating %d layer buffers (%.2f GB between reuses)", layer_buffers,
-                         bytes_between_reuse / 1e9);
+  return absl::StrFormat("rotating %d layer buffers (%.2f GB of weights and KV between reuses)",
+                         layer_buffers, bytes_between_reuse / 1e9);
 }
 
 int64_t BytesBetweenReuse(const ResidencyInput& in, int64_t buffers) {

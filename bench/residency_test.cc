@@ -52,7 +52,7 @@ TEST(Residency, RotatesAsManyLayersAsFit) {
   EXPECT_EQ(p->layer_buffers, 40);
   EXPECT_EQ(p->bytes_between_reuse, 66729 * MB);
   EXPECT_EQ(p->allocated_bytes, 73440 * MB);
-  EXPECT_EQ(p->Describe(), "rotating 40 layer buffers (66.73 GB between reuses)");
+  EXPECT_EQ(p->Describe(), "rotating 40 layer buffers (66.73 GB of weights and KV between reuses)");
 }
 
 TEST(Residency, SmallLayersNeedMoreBuffersThanTwo) {

@@ -230,7 +230,8 @@ class Verifier {
 
   absl::Status Launch(size_t index, int64_t layer) const {
     absl::Status st = r_.EnqueueOpOnce(index, layer, s_);
-    if (st.ok() && TestHook()) st = TestHook()(r_, index, layer, s_);
+    // A copy: the hook may replace itself.
+    if (const VerifyStepHook hook = TestHook(); st.ok() && hook) st = hook(r_, index, layer, s_);
     if (!st.ok()) return absl::Status(st.code(), absl::StrCat(where_, ": ", st.message()));
     TP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s_));
     return absl::OkStatus();

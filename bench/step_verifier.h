@@ -9,12 +9,13 @@
 
 #include <cuda_runtime_api.h>
 
+#include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
-
 #include "absl/status/statusor.h"
 #include "bench/step_runner.h"
 #include "workloads/model_spec.pb.h"

@@ -65,10 +65,11 @@ struct Op {
   int64_t act_bytes = 0;       // activations read + written
 
   int64_t bytes() const { return weight_bytes + kv_read_bytes + kv_write_bytes + act_bytes; }
-  // The bytes at addresses no other layer's ops touch: weights and KV cache. Activations and
-  // workspaces are the same buffers in every layer, so however many bytes of them pass, they
-  // push out of L2 no more than their size (the residency plan leaves them out).
-  int64_t own_bytes() const { return weight_bytes + kv_read_bytes + kv_write_bytes; }
+  // The bytes at addresses no other layer's ops touch: weights and the KV cache read (the KV a
+  // layer appends is read back by its attention, so counted there once). Activations and
+  // workspaces are the same buffers in every layer and are left out: the residency plan's
+  // bytes between reuses are a lower bound, which errs toward more layer buffers.
+  int64_t own_bytes() const { return weight_bytes + kv_read_bytes; }
 };
 
 struct StepConfig {
