@@ -27,7 +27,7 @@ void SetOpTiming(const Workload& w, size_t op_index, double op_ms, BatchPoint& p
 std::string OpsTimedAloneNote(const Workload& w, const ResidencyPlan& plan, int64_t l2_bytes) {
   std::vector<std::string> ops;
   for (const Op& op : w.ops()) {
-    if (op.weight_bytes + op.kv_read_bytes == 0) continue;  // activations stay in L2 anyway
+    if (op.own_bytes() == 0) continue;  // activations only: the same buffers every execution
     const int64_t buffers = op.per_layer ? std::min<int64_t>(plan.layer_buffers, op.count) : 1;
     const ResidencyInput alone{
         .num_layers = op.count, .layer_bytes = 1, .layer_step_bytes = op.own_bytes()};

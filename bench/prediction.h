@@ -34,10 +34,10 @@ void SetMeasuredKnee(RunResult& result);
 
 // Scales a prediction by the efficiency a real run measured: each point's bound tokens/s times
 // the roofline_eff of the measured point at the same batch (or the nearest measured batch, on
-// a log scale; the smaller of two as near), restated against the prediction's own count of that measured step (an fp8 run
-// counts e4m3 activations where it chose W8A8 GEMMs; a prediction counts bf16). The model,
-// phase, context or prompt length and TP must match; InvalidArgument says which does not. On
-// any error `prediction` is left unchanged.
+// a log scale; the smaller of two as near), restated against the prediction's own count of
+// that measured step (an fp8 run counts e4m3 activations where it chose W8A8 GEMMs; a
+// prediction counts bf16). The model, phase, context or prompt length and TP must match;
+// InvalidArgument says which does not. On any error `prediction` is left unchanged.
 absl::Status ApplyCalibration(const RunResult& measured, const std::string& source,
                               RunResult& prediction);
 

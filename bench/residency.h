@@ -47,8 +47,9 @@ absl::StatusOr<ResidencyPlan> PlanResidency(const ResidencyInput& in);
 // `l2_bytes`: 4x, a margin over its size, since its replacement policy is not documented.
 inline int64_t MinBytesBetweenReuse(int64_t l2_bytes) { return 4 * l2_bytes; }
 
-// The fewest weight and KV bytes read between two uses of one layer buffer with `buffers` of them (full
-// residency when buffers >= num_layers), the step boundary included: PlanResidency's figure.
+// The fewest weight and KV bytes read between two uses of one layer buffer with `buffers` of
+// them (full residency when buffers >= num_layers), the step boundary included: PlanResidency's
+// figure.
 int64_t BytesBetweenReuse(const ResidencyInput& in, int64_t buffers);
 
 }  // namespace truthput
