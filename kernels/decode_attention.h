@@ -63,8 +63,8 @@ size_t DecodeAttentionWorkspaceBytes(int batch, int num_q_heads, int head_dim, i
 //                   bytes (may be null when num_splits == 1).
 // Requirements (else InvalidArgument): head_dim 64 or 128; num_q_heads a multiple of
 // num_kv_heads; 1 <= kv_len <= cache_capacity; 1 <= num_splits <= kDecodeMaxSplits; k_cache,
-// v_cache, out and workspace 16-byte aligned, q 4-byte aligned. num_splits may exceed what the
-// context can use (empty splits are harmless).
+// v_cache, out and workspace 16-byte aligned, q 4-byte aligned; scale finite. num_splits may
+// exceed what the context can use (empty splits are harmless).
 absl::Status DecodeAttention(const __nv_bfloat16* q, const __nv_bfloat16* k_cache,
                              const __nv_bfloat16* v_cache, __nv_bfloat16* out, int batch,
                              int num_q_heads, int num_kv_heads, int head_dim, int kv_len,

@@ -1,6 +1,8 @@
 // Host-only tests (no GPU needed): the decode split policy, the workspace size, and argument
 // validation, which DecodeAttention does before any CUDA call.
+#include <cmath>
 #include <cstdint>
+#include <limits>
 
 #include "absl/status/status.h"
 #include "gtest/gtest.h"
@@ -55,11 +57,26 @@ TEST(ChooseDecodeSplitsTest, TypicalLlama70BShapes) {
         Case{16, 4096, 132, 3352, 1}, Case{0, 4096, 132, 3352, 1}, Case{1, 0, 132, 3352, 1},
         Case{4, 131072, 0, 3352, 4}, Case{8, 4096, 132, 4917, 2}, Case{8, 512, 132, 4917, 1},
         Case{8, 1024, 132, 4917, 2}, Case{16, 4096, 132, 4917, 1}, Case{1, 4096, 132, 4917, 16},
-        Case{8, 4096, 132, 0, 1}, Case{8, 4096, 132, -1, 1}}) {
+        Case{8, 4096, 132, 0, 1}, Case{8, 4096, 132, -1, 1}, Case{1, 4096, 132, 0, 16}}) {
     EXPECT_EQ(ChooseDecodeSplits(c.batch, 8, c.kv_len, c.sms, c.gbps), c.want)
         << "batch=" << c.batch << " kv_len=" << c.kv_len << " sms=" << c.sms
         << " gbps=" << c.gbps;
   }
+}
+
+TEST(ChooseDecodeSplitsTest, NoKvHeadsGiveOneSplit) {
+  EXPECT_EQ(ChooseDecodeSplits(1, 0, 4096, 132, 3352), 1);
+  EXPECT_EQ(ChooseDecodeSplits(1, -8, 4096, 132, 3352), 1);
+}
+
+// From kDecodeNoSplitCtas CTAs, a split only where the memory is faster than the CTAs drain: 65
+// CTAs drain 65 * 57 GB/s. Just past that, 2 splits (132 / 65 CTAs per SM; 4096 / 512 keys).
+TEST(ChooseDecodeSplitsTest, SplitsOnlyWhereMemoryOutrunsTheCtas) {
+  EXPECT_EQ(ChooseDecodeSplits(65, 1, 4096, 132, 65 * kDecodeCtaGbps), 1);
+  EXPECT_EQ(ChooseDecodeSplits(65, 1, 4096, 132, 65 * kDecodeCtaGbps + 1), 2);
+  // Below kDecodeNoSplitCtas the bandwidth does not matter: 60 CTAs split in 2 on an H100 too,
+  // though 60 * 57 GB/s is past its 3352.
+  EXPECT_EQ(ChooseDecodeSplits(60, 1, 4096, 132, 3352), 2);
 }
 
 TEST(DecodeAttentionWorkspaceBytesTest, Sizes) {
@@ -92,6 +109,37 @@ TEST(DecodeAttentionTest, RejectsBadArguments) {
             kInvalid);  // out not 16-byte aligned (as the caches must be)
   EXPECT_EQ(DecodeAttention(p, p, p, p, 1, 64, 8, 128, 16, 16, 0.1f, 2, ws + 1, nullptr).code(),
             kInvalid);  // workspace not 16-byte aligned
+  EXPECT_EQ(DecodeAttention(p, p, p + 4, p, 1, 64, 8, 128, 16, 16, 0.1f, 2, ws, nullptr).code(),
+            kInvalid);  // misaligned V cache
+  for (int i = 0; i < 4; ++i) {
+    __nv_bfloat16* ptrs[4] = {p, p, p, p};
+    ptrs[i] = nullptr;
+    EXPECT_EQ(DecodeAttention(ptrs[0], ptrs[1], ptrs[2], ptrs[3], 1, 64, 8, 128, 16, 16, 0.1f, 1,
+                              nullptr, nullptr)
+                  .code(),
+              kInvalid)
+        << "null pointer " << i;
+  }
+  // 2^28 sequences x 8 KV heads is 2^31 CTAs, one past what a grid holds.
+  EXPECT_EQ(
+      DecodeAttention(p, p, p, p, 1 << 28, 64, 8, 128, 16, 16, 0.1f, 1, nullptr, nullptr).code(),
+      kInvalid);
+}
+
+// An empty batch is valid and touches nothing, so validation's bounds can be checked on the host
+// with null pointers: what it lets through returns OK.
+TEST(DecodeAttentionTest, EmptyBatchValidatesItsArguments) {
+  auto call = [](int d, int kv_len, int splits, float scale) {
+    return DecodeAttention(nullptr, nullptr, nullptr, nullptr, 0, 64, 8, d, kv_len, 16, scale,
+                           splits, nullptr, nullptr)
+        .code();
+  };
+  EXPECT_EQ(call(64, 16, 1, 0.1f), absl::StatusCode::kOk);  // kv_len == cache_capacity
+  EXPECT_EQ(call(128, 1, kDecodeMaxSplits, 0.1f), absl::StatusCode::kOk);
+  EXPECT_EQ(call(128, 16, 1, std::nanf("")), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(call(128, 16, 1, std::numeric_limits<float>::infinity()),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(call(128, 17, 1, 0.1f), absl::StatusCode::kInvalidArgument);  // still checked
 }
 
 }  // namespace

@@ -100,7 +100,7 @@ SkinnyGemmPlan PlanSkinnyGemm(int64_t m, int64_t n, int64_t k, int weight_bytes,
 // 0 when no split is needed.
 size_t SkinnyGemmWorkspaceBytes(int64_t m, int64_t n, int64_t k, int sm_count);
 
-// "ctas=264 ksteps/cta=486 tiles=1002x128 split", "... whole-tiles", "ctas=256 rows/block=32
+// "ctas=256 ksteps/cta=28 tiles=8x896 split", "... whole-tiles", "ctas=256 rows/block=32
 // blocks/cta=1 tiles=64x256 row-split" or "... row-split two-slice": for benchmark labels.
 std::string SkinnyGemmPlanDescription(const SkinnyGemmPlan& plan);
 

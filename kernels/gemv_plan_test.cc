@@ -1,6 +1,8 @@
 // Host-only tests (no GPU needed) of the skinny GEMM's plan and of its packed weight layout
 // (gemv.h): pure host code, run by CI. The GPU side is in gemv_test.cc.
 #include <cstdint>
+#include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -203,6 +205,111 @@ TEST(PlanSkinnyGemm, RowSplitWhereWholeRowsFillTheGpu) {
   EXPECT_EQ(PlanSkinnyGemm(1, 2048, 4096, 2, 132).rows_per_cta, 0);
   // Too few k-steps for 4 k-parts of 4: Stream-K.
   EXPECT_EQ(PlanSkinnyGemm(1, 8192, 256, 2, 132).rows_per_cta, 0);
+}
+
+// Thresholds of the row split are inclusive (bf16, one token, 132 SMs: 264 slots of 2 CTAs per
+// SM; 16-row blocks need 4 per SM, so 32 rows come first).
+TEST(PlanSkinnyGemm, RowSplitThresholdsAreInclusive) {
+  // One wave from 3/8 of the slots: 99 blocks of 32 rows (3168 rows) do; 98 do not, and their 49
+  // blocks of 64 rows are under half the slots (132): Stream-K.
+  EXPECT_EQ(PlanSkinnyGemm(1, 99 * 32, 4096, 2, 132).rows_per_cta, 32);
+  EXPECT_EQ(PlanSkinnyGemm(1, 99 * 32, 4096, 2, 132).ctas, 99);
+  EXPECT_EQ(PlanSkinnyGemm(1, 98 * 32, 4096, 2, 132).rows_per_cta, 0);
+  // ... up to every slot: 264 blocks of 32 rows in 264 CTAs; one block more takes 64-row blocks
+  // (ceil(8480 / 64) = 133).
+  EXPECT_EQ(PlanSkinnyGemm(1, 264 * 32, 8192, 2, 132).rows_per_cta, 32);
+  EXPECT_EQ(PlanSkinnyGemm(1, 264 * 32, 8192, 2, 132).ctas, 264);
+  EXPECT_EQ(PlanSkinnyGemm(1, 265 * 32, 8192, 2, 132).rows_per_cta, 64);
+  EXPECT_EQ(PlanSkinnyGemm(1, 265 * 32, 8192, 2, 132).ctas, 133);
+  // 64-row blocks from half the slots, where 32-row ones lack k-steps (k = 256: 8 k-steps, enough
+  // for the 2 k-parts of a 64-row block, not the 4 of a 32-row one): 132 blocks do, 131 do not.
+  EXPECT_EQ(PlanSkinnyGemm(1, 132 * 64, 256, 2, 132).rows_per_cta, 64);
+  EXPECT_EQ(PlanSkinnyGemm(1, 132 * 64, 256, 2, 132).ctas, 132);
+  EXPECT_EQ(PlanSkinnyGemm(1, 131 * 64, 256, 2, 132).rows_per_cta, 0);
+  // Each of 32-row blocks' 4 k-parts needs 4 k-steps: k = 512 gives 16, k = 480 15 (and 128
+  // blocks of 64 rows are under 132).
+  EXPECT_EQ(PlanSkinnyGemm(1, 8192, 512, 2, 132).rows_per_cta, 32);
+  EXPECT_EQ(PlanSkinnyGemm(1, 8192, 480, 2, 132).rows_per_cta, 0);
+  // The strided split from 3 blocks per slot: 792 blocks of 32 rows, 3 per CTA in 264 CTAs; 791
+  // are neither strided nor one wave (396 blocks of 64 rows > 264): Stream-K.
+  const SkinnyGemmPlan strided = PlanSkinnyGemm(1, 792 * 32, 4096, 2, 132);
+  EXPECT_EQ(strided.rows_per_cta, 32);
+  EXPECT_EQ(strided.blocks_per_cta, 3);
+  EXPECT_EQ(strided.ctas, 264);
+  EXPECT_EQ(PlanSkinnyGemm(1, 791 * 32, 4096, 2, 132).rows_per_cta, 0);
+  // bf16 with two n-tiles strides over 3 CTAs per SM (396 slots), not one wave's 4: 1280 blocks
+  // of 32 rows (n = 40960: 160 wide blocks, under 198) go 4 per CTA, ceil(1280 / 396), in 320.
+  const SkinnyGemmPlan strided16 = PlanSkinnyGemm(16, 40960, 8192, 2, 132);
+  EXPECT_EQ(strided16.rows_per_cta, 32);
+  EXPECT_EQ(strided16.blocks_per_cta, 4);
+  EXPECT_EQ(strided16.ctas, 320);
+  // The wide split needs a ring's worth (4) of k-steps: fp8 k = 256 has 4 (224 blocks of 256
+  // rows), k = 192 has 3 and, with fp8 at two n-tiles kept off 32-row blocks, runs Stream-K.
+  EXPECT_EQ(PlanSkinnyGemm(16, 57344, 256, 1, 132).rows_per_cta, 256);
+  EXPECT_EQ(PlanSkinnyGemm(16, 57344, 192, 1, 132).rows_per_cta, 0);
+  // fp8 takes 64-row blocks up to 4 tokens only: 8B gate_up (448 blocks, 4 CTAs per SM) at 4
+  // tokens; at 5, Stream-K (1792 and 896 blocks of 16 and 32 rows are more than 528 slots).
+  EXPECT_EQ(PlanSkinnyGemm(4, 28672, 4096, 1, 132).rows_per_cta, 64);
+  EXPECT_EQ(PlanSkinnyGemm(4, 28672, 4096, 1, 132).ctas, 448);
+  EXPECT_EQ(PlanSkinnyGemm(5, 28672, 4096, 1, 132).rows_per_cta, 0);
+}
+
+// Stream-K: at most 2 CTAs per SM, each at least 4 k-steps, and a workspace of the tile counters
+// (4 bytes each, 256-byte aligned) then 2 partial slots per CTA (a range can cut a tile at both
+// ends), each 8 warps x n-tiles x 32 lanes x 16 bytes.
+TEST(PlanSkinnyGemm, StreamKGridAndWorkspace) {
+  // 1024 x 28672 bf16: 8 tiles of 896 k-steps (7168); 264 CTAs would take ceil(7168 / 264) = 28
+  // each, so 256 CTAs, and 28 is no multiple of 896: split.
+  const SkinnyGemmPlan p = PlanSkinnyGemm(1, 1024, 28672, 2, 132);
+  EXPECT_EQ(p.rows_per_cta, 0);
+  EXPECT_EQ(p.ksteps_per_cta, 28);
+  EXPECT_EQ(p.ctas, 256);
+  EXPECT_TRUE(p.split);
+  // 256 + 256 * 2 * 8 * 1 * 32 * 16.
+  EXPECT_EQ(p.workspace_bytes, 256u + 2097152u);
+  // At 32 tokens (4 n-tiles, no row split for bf16) the same grid, four times the partials; fp8
+  // (3584 k-steps, 14 per CTA) the same, so SkinnyGemmWorkspaceBytes too.
+  EXPECT_EQ(PlanSkinnyGemm(32, 1024, 28672, 2, 132).workspace_bytes, 256u + 8388608u);
+  EXPECT_EQ(SkinnyGemmWorkspaceBytes(32, 1024, 28672, 132), 256u + 8388608u);
+  EXPECT_EQ(SkinnyGemmWorkspaceBytes(1, 1024, 28672, 132), 256u + 2097152u);
+  // 512 tiles of 8 k-steps (k = 256, too few for 32-row blocks): 16 per CTA, two whole tiles.
+  const SkinnyGemmPlan whole = PlanSkinnyGemm(32, 65536, 256, 2, 132);
+  EXPECT_EQ(whole.ctas, 256);
+  EXPECT_EQ(whole.ksteps_per_cta, 16);
+  EXPECT_FALSE(whole.split);
+  EXPECT_EQ(whole.workspace_bytes, 0u);
+}
+
+TEST(PlanSkinnyGemm, NonPositiveSmCountMeansAnH100) {
+  // 70B o_proj: 256 blocks of 32 rows fill one wave of 264 slots only with 132 SMs.
+  for (int sms : {0, -1}) {
+    const SkinnyGemmPlan p = PlanSkinnyGemm(1, 8192, 8192, 2, sms);
+    EXPECT_EQ(p.rows_per_cta, 32) << sms;
+    EXPECT_EQ(p.ctas, 256) << sms;
+  }
+}
+
+TEST(PlanSkinnyGemm, InvalidArgumentsGiveAZeroPlan) {
+  for (auto [m, n, k, bytes] : {std::tuple<int64_t, int64_t, int64_t, int>{0, 1024, 1024, 2},
+                                {33, 1024, 1024, 2}, {1, 0, 1024, 2}, {1, 1024, 0, 2},
+                                {1, 1024, 4, 2}, {1, 1024, 1024, 0}, {1, 1024, 1024, 4}}) {
+    SCOPED_TRACE(absl::StrCat("m=", m, " n=", n, " k=", k, " bytes=", bytes));
+    const SkinnyGemmPlan p = PlanSkinnyGemm(m, n, k, bytes, 132);
+    EXPECT_EQ(p.ctas, 0);
+    EXPECT_EQ(p.workspace_bytes, 0u);
+  }
+}
+
+TEST(SkinnyGemmPlanDescription, NamesTheSplit) {
+  EXPECT_EQ(SkinnyGemmPlanDescription(PlanSkinnyGemm(1, 1024, 28672, 2, 132)),
+            "ctas=256 ksteps/cta=28 tiles=8x896 split");
+  EXPECT_EQ(SkinnyGemmPlanDescription(PlanSkinnyGemm(32, 65536, 256, 2, 132)),
+            "ctas=256 ksteps/cta=16 tiles=512x8 whole-tiles");
+  // 70B o_proj and gate_up (1792 blocks, 7 per CTA) with bf16 at one token.
+  EXPECT_EQ(SkinnyGemmPlanDescription(PlanSkinnyGemm(1, 8192, 8192, 2, 132)),
+            "ctas=256 rows/block=32 blocks/cta=1 tiles=64x256 row-split");
+  EXPECT_EQ(SkinnyGemmPlanDescription(PlanSkinnyGemm(1, 57344, 8192, 2, 132)),
+            "ctas=256 rows/block=32 blocks/cta=7 tiles=448x256 row-split");
 }
 
 }  // namespace
