@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "bench/bench_request.h"
 #include "bench/step_runner.h"
 #include "bench/step_verifier.h"
@@ -61,6 +62,36 @@ TEST(RunOnGpuTest, StopsWhenTheCorrectnessCheckFails) {
     EXPECT_THAT(run.status().message(), HasSubstr("(projections: " + variant + ")"));
     EXPECT_THAT(log.str(), Not(HasSubstr("verify: ok")));
   }
+}
+
+// A batch whose KV cache does not fit the GPU is marked skipped with the reason, keeps its
+// predicted figures, and the sweep goes on to the next. Llama-3.1-8B at context 131071: a layer's
+// K and V are batch x 131072 x 8 heads x 128 x 2 x 2 B, 68.7 GB at batch 128 and 137 GB at 256,
+// and a rotation needs two layer buffers.
+TEST(RunOnGpuTest, MarksABatchThatDoesNotFitSkippedAndGoesOn) {
+  BenchFlagValues flags;
+  flags.model = "8b";
+  flags.batch = "128,256";
+  flags.context = 131071;
+  flags.ceilings = "none";
+  flags.profile = "off";
+  absl::StatusOr<BenchRequest> request = MakeBenchRequest("bench_decode", Phase::kDecode, flags);
+  ASSERT_TRUE(request.ok()) << request.status();
+  std::ostringstream log;
+  const absl::StatusOr<GpuRun> run = RunOnGpu(*request, log);
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_TRUE(run->stopped.ok()) << run->stopped;
+  ASSERT_EQ(run->result.points_size(), 2);
+  for (const BatchPoint& p : run->result.points()) {
+    SCOPED_TRACE(p.batch());
+    EXPECT_TRUE(p.skipped());
+    EXPECT_THAT(p.skip_reason(), HasSubstr("does not fit"));
+    EXPECT_FALSE(p.fits());
+    EXPECT_GT(p.bound_ms(), 0);            // the prediction stays
+    EXPECT_FALSE(p.has_step_ms_p50());     // nothing was timed
+    EXPECT_THAT(log.str(), HasSubstr(absl::StrCat("batch ", p.batch(), ": skipped: ")));
+  }
+  EXPECT_THAT(log.str(), HasSubstr("verify: ok"));
 }
 
 }  // namespace
