@@ -125,8 +125,15 @@ nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t device, unsigned int* mw) {
   return kNvmlSuccess;
 }
 
+// Built with TRUTHPUT_FAKE_NVML_OLD_DRIVER, the fake is a driver before 535: the same call under
+// its older name only.
+#ifdef TRUTHPUT_FAKE_NVML_OLD_DRIVER
+nvmlReturn_t nvmlDeviceGetCurrentClocksThrottleReasons(nvmlDevice_t device,
+                                                       unsigned long long* bits) {
+#else
 nvmlReturn_t nvmlDeviceGetCurrentClocksEventReasons(nvmlDevice_t device,
                                                     unsigned long long* bits) {
+#endif
   std::lock_guard<std::mutex> lock(mu);
   if (int r = CheckDevice(device, bits); r != kNvmlSuccess) return r;
   double v = 0;

@@ -25,7 +25,7 @@ enum Call {
   kUtilization,     // nvmlDeviceGetUtilizationRates
   kSmClock,         // nvmlDeviceGetClockInfo(NVML_CLOCK_SM)
   kPower,           // nvmlDeviceGetPowerUsage
-  kReasons,         // nvmlDeviceGetCurrentClocksEventReasons
+  kReasons,         // nvmlDeviceGetCurrentClocksEventReasons (ThrottleReasons: old driver)
   kEnergy,          // nvmlDeviceGetTotalEnergyConsumption
   kGpmSampleGet,    // nvmlGpmSampleGet
   kCallCount,
