@@ -2,6 +2,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <cstdint>
 #include <sstream>
 #include <string>
 
@@ -21,18 +22,24 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
+// bench_decode --model=8b --batch=BATCH --context=CONTEXT, with no ceilings and no profiler:
+// what RunOnGpu does past its correctness check, and no more.
+absl::StatusOr<BenchRequest> Decode8b(const char* batch, int64_t context) {
+  BenchFlagValues flags;
+  flags.model = "8b";
+  flags.batch = batch;
+  flags.context = context;
+  flags.ceilings = "none";
+  flags.profile = "off";
+  return MakeBenchRequest("bench_decode", Phase::kDecode, flags);
+}
+
 // A run checks each GEMM implementation it may use on a reduced step before it times anything,
 // and stops at the first that fails: no point measured, the error naming the op, the layer and
 // the projections. With bf16 weights --gemm=auto checks "own" and then "cublaslt"; corrupting
 // only the second shows the check reaches it.
 TEST(RunOnGpuTest, StopsWhenTheCorrectnessCheckFails) {
-  BenchFlagValues flags;
-  flags.model = "8b";
-  flags.batch = "1";
-  flags.context = 512;
-  flags.ceilings = "none";
-  flags.profile = "off";
-  absl::StatusOr<BenchRequest> request = MakeBenchRequest("bench_decode", Phase::kDecode, flags);
+  absl::StatusOr<BenchRequest> request = Decode8b("1", 512);
   ASSERT_TRUE(request.ok()) << request.status();
 
   for (const auto& [variant, kernel] : {std::pair<std::string, std::string>{"own", "skinny_gemm"},
@@ -69,13 +76,7 @@ TEST(RunOnGpuTest, StopsWhenTheCorrectnessCheckFails) {
 // K and V are batch x 131072 x 8 heads x 128 x 2 x 2 B, 68.7 GB at batch 128 and 137 GB at 256,
 // and a rotation needs two layer buffers.
 TEST(RunOnGpuTest, MarksABatchThatDoesNotFitSkippedAndGoesOn) {
-  BenchFlagValues flags;
-  flags.model = "8b";
-  flags.batch = "128,256";
-  flags.context = 131071;
-  flags.ceilings = "none";
-  flags.profile = "off";
-  absl::StatusOr<BenchRequest> request = MakeBenchRequest("bench_decode", Phase::kDecode, flags);
+  absl::StatusOr<BenchRequest> request = Decode8b("128,256", 131071);
   ASSERT_TRUE(request.ok()) << request.status();
   std::ostringstream log;
   const absl::StatusOr<GpuRun> run = RunOnGpu(*request, log);

@@ -153,11 +153,13 @@ std::string ModelDifferences(const ModelSpec& file, const ModelSpec& prediction)
   return absl::StrJoin(diffs, ", ");
 }
 
-// Whether batch a is nearer t than batch b on a log scale: max/min of each pair, compared
-// cross-multiplied in integers (batches are 32-bit), so that a tie is exact: 6 is as near 4 as
-// 9, which the difference of two logarithms in doubles misses by 5.6e-17.
-bool NearerOnLogScale(uint64_t a, uint64_t b, uint64_t t) {
-  return std::max(a, t) * std::min(b, t) < std::max(b, t) * std::min(a, t);
+// Whether measured batch a calibrates target batch t better than b does: nearer on a log scale,
+// or as near and smaller (4 between 2 and 8). Nearness is max/min of each pair, compared
+// cross-multiplied in integers (batches are 32-bit) so that a tie is exact: 6 is as near 4 as 9,
+// which logarithms in doubles miss by 5.6e-17.
+bool CalibratesBetter(uint64_t a, uint64_t b, uint64_t t) {
+  const uint64_t a_far = std::max(a, t) * std::min(b, t), b_far = std::max(b, t) * std::min(a, t);
+  return a_far < b_far || (a_far == b_far && a < b);
 }
 
 }  // namespace
@@ -214,11 +216,7 @@ absl::Status ApplyCalibration(const RunResult& measured, const std::string& sour
     const uint64_t t = target.batch();
     for (const BatchPoint* q : points) {
       if (q->context() != target.context() || q->seq_len() != target.seq_len()) continue;
-      // A tie (4 between 2 and 8) goes to the smaller batch, whatever the file's order.
-      if (best == nullptr || NearerOnLogScale(q->batch(), best->batch(), t) ||
-          (!NearerOnLogScale(best->batch(), q->batch(), t) && q->batch() < best->batch())) {
-        best = q;
-      }
+      if (best == nullptr || CalibratesBetter(q->batch(), best->batch(), t)) best = q;
     }
     if (best == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat(
