@@ -3,6 +3,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp8.h>
 #include <cuda_runtime_api.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -21,8 +22,9 @@
 #include "absl/time/time.h"
 #include "bench/device_buffer.h"
 #include "bench/device_info.h"
-#include "bench/machine_info.h"
 #include "bench/gpu_timer.h"
+#include "bench/machine_info.h"
+#include "bench/nvml_sampler.h"
 #include "bench/prediction.h"
 #include "bench/stats.h"
 #include "bench/stream_gate.h"
@@ -594,11 +596,28 @@ absl::StatusOr<MeasuredCeilings> MeasureCeilings(const CeilingsOptions& options,
   cudaStream_t stream = nullptr;
   TP_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   const absl::Cleanup destroy_stream = [stream] { cudaStreamDestroy(stream); };
+  // Another process on the GPU lowers the ceilings, and every figure measured against them
+  // would read too high: its processes are read before and after (NvmlSampler::ComputeProcesses).
+  std::vector<GpuProcess> processes;
+  absl::StatusOr<std::unique_ptr<NvmlSampler>> nvml = NvmlSampler::Create(id->uuid);
+  auto read_processes = [&] {
+    if (!nvml.ok()) return;
+    if (absl::StatusOr<std::vector<GpuProcess>> now = (*nvml)->ComputeProcesses(); now.ok()) {
+      processes.insert(processes.end(), now->begin(), now->end());
+    }
+  };
+  read_processes();
   Context ctx{options, *id, stream, log, c};
   TP_RETURN_IF_ERROR(MeasureMemory(ctx));
   TP_RETURN_IF_ERROR(MeasureGemms(ctx));
   TP_RETURN_IF_ERROR(MeasureLaunch(ctx));
   TP_RETURN_IF_ERROR(MeasureHostCopies(ctx));
+  read_processes();
+  if (std::string note = OtherProcessesNote(processes, static_cast<uint32_t>(getpid()));
+      !note.empty()) {
+    log << "note: " << note << "\n";
+    c.add_notes(std::move(note));
+  }
   return c;
 }
 

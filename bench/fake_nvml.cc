@@ -203,6 +203,25 @@ nvmlReturn_t nvmlGpmMetricsGet(nvmlGpmMetricsGet_t* get) {
   return kNvmlSuccess;
 }
 
+// As NVML documents it: with *count too small for the list, the count needed and
+// NVML_ERROR_INSUFFICIENT_SIZE (infos may then be null).
+nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v2(nvmlDevice_t device, unsigned int* count,
+                                                     nvmlProcessInfo_v2_t* infos) {
+  std::lock_guard<std::mutex> lock(mu);
+  if (int r = CheckDevice(device, count); r != kNvmlSuccess) return r;
+  ++record.process_queries;
+  if (script.processes_result != kNvmlSuccess) return script.processes_result;
+  const unsigned int n = static_cast<unsigned int>(script.processes.size());
+  if (*count < n) {
+    *count = n;
+    return kNvmlErrorInsufficientSize;
+  }
+  if (n > 0 && infos == nullptr) return kNvmlErrorInvalidArgument;
+  for (unsigned int i = 0; i < n; ++i) infos[i] = script.processes[i];
+  *count = n;
+  return kNvmlSuccess;
+}
+
 }  // extern "C"
 
 }  // namespace truthput::fake_nvml

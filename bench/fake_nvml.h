@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "bench/nvml_types.h"
 
@@ -55,6 +56,9 @@ struct Script {
   int gpm_metrics_result = kNvmlSuccess;
   // Per GPM metric id, its own return code (default success) and value (default: id * 1.5).
   std::function<int(unsigned int)> gpm_metric_result;
+  // nvmlDeviceGetComputeRunningProcesses_v2: these processes, or this error.
+  std::vector<nvmlProcessInfo_v2_t> processes;
+  int processes_result = kNvmlSuccess;
 };
 
 // What the fake saw since Reset.
@@ -68,6 +72,7 @@ struct Record {
   int gpm_samples = 0;   // nvmlGpmSampleAlloc minus nvmlGpmSampleFree.
   std::string last_lookup;  // The id last passed to a handle lookup.
   int gpm_metrics_gets = 0;
+  int process_queries = 0;  // nvmlDeviceGetComputeRunningProcesses_v2 calls.
 };
 
 // Replaces the script and clears the record. Not while a sampler exists: its initialization of

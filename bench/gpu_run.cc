@@ -1,8 +1,10 @@
 #include "bench/gpu_run.h"
 
 #include <cuda_runtime_api.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -10,6 +12,7 @@
 #include <sstream>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
@@ -179,6 +182,12 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
 
   RunResult result = NewRunResult(request, *datasheet);
   *result.mutable_machine() = ToMachineInfo(*id);
+  if (const std::string other = DatasheetMismatch(*datasheet, id->name, id->sm_count);
+      !other.empty()) {
+    result.mutable_config()->add_notes(absl::StrCat(
+        "mbu, mfu and the bounds are against another GPU's peaks: ", other,
+        "; mbu_measured and mfu_measured are against this GPU's own measured ceilings"));
+  }
   result.mutable_config()->set_gemm(
       absl::StrCat(request.gemm, " (cuBLASLt ", CublasLtGemm::Version(), ")"));
   if (!request.graph) {
@@ -255,6 +264,18 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
     unavailable.insert(absl::StrCat(kCuptiColumns, ": ", c.status().message()));
   }
 
+  // Other processes on this GPU, read as a point starts and after its last pass: a co-tenant
+  // takes bandwidth and SMs from the timed steps, and nvidia-smi counts its kernels too.
+  auto read_processes = [&nvml, &unavailable](std::vector<GpuProcess>& seen) {
+    if (nvml == nullptr) return;
+    absl::StatusOr<std::vector<GpuProcess>> now = nvml->ComputeProcesses();
+    if (!now.ok()) {
+      unavailable.insert(absl::StrCat("other processes on this GPU: ", now.status().message()));
+      return;
+    }
+    seen.insert(seen.end(), now->begin(), now->end());
+  };
+
   const DType dtype = request.model.weight_dtype();
   const double usd = result.config().usd_per_gpu_hour();
   // One point of the sweep into *p: measured, or marked skipped where it does not fit.
@@ -285,6 +306,8 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
     // The runner's op list counts the activation bytes of the paths --gemm=auto chose.
     *p = PredictPoint(r.workload(), *datasheet, id->memory_bytes);
     p->set_residency(r.residency().Describe());
+    std::vector<GpuProcess> processes;
+    read_processes(processes);
 
     const NvtxRange point_range(absl::StrCat(PhaseName(step.phase), " batch=", step.batch,
                                              " context=", step.context));
@@ -356,6 +379,11 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
         unavailable.insert(absl::StrCat(kCuptiColumns, ": ", st.message()));
         cupti.reset();
       }
+    }
+    read_processes(processes);
+    if (std::string note = OtherProcessesNote(processes, static_cast<uint32_t>(getpid()));
+        !note.empty()) {
+      p->add_notes(std::move(note));
     }
     log << absl::StrFormat(
         "batch %d: %.3f ms p50, %.1f tok/s, MBU %.3f, MFU %.4f, %.0f%% of the roofline bound "

@@ -1,14 +1,22 @@
 #include "bench/gpu_run.h"
 
 #include <cuda_runtime_api.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdint>
+#include <cstdio>
+#include <iostream>
 #include <sstream>
 #include <string>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "bench/bench_request.h"
 #include "bench/step_runner.h"
 #include "bench/step_verifier.h"
@@ -93,6 +101,103 @@ TEST(RunOnGpuTest, MarksABatchThatDoesNotFitSkippedAndGoesOn) {
     EXPECT_THAT(log.str(), HasSubstr(absl::StrCat("batch ", p.batch(), ": skipped: ")));
   }
   EXPECT_THAT(log.str(), HasSubstr("verify: ok"));
+  // Rated against its own datasheet: no note says otherwise.
+  for (const std::string& note : run->result.config().notes()) {
+    EXPECT_THAT(note, Not(HasSubstr("another GPU's peaks"))) << note;
+  }
+}
+
+// --gpu=ID names the datasheet a run is rated against; where that is not the GPU's own (here
+// the H200's on an H100, or the H100's on anything else), the result says so beside the figures.
+TEST(RunOnGpuTest, NotesADatasheetThatIsNotTheGpusOwn) {
+  cudaDeviceProp prop{};
+  ASSERT_EQ(cudaGetDeviceProperties(&prop, 0), cudaSuccess);
+  const bool h100 = std::string(prop.name) == "NVIDIA H100 80GB HBM3";
+  absl::StatusOr<BenchRequest> request = Decode8b("128", 131071);  // skipped: nothing is timed
+  ASSERT_TRUE(request.ok()) << request.status();
+  request->gpu_arg = h100 ? "h200" : "h100-sxm";
+  std::ostringstream log;
+  const absl::StatusOr<GpuRun> run = RunOnGpu(*request, log);
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_EQ(run->result.datasheet().id(), request->gpu_arg);
+  EXPECT_THAT(run->result.config().notes(),
+              ::testing::Contains(HasSubstr(absl::StrCat(
+                  "mbu, mfu and the bounds are against another GPU's peaks: ", prop.name, " (",
+                  prop.multiProcessorCount, " SMs")))
+                  .Times(1));
+  EXPECT_THAT(run->result.config().notes(),
+              ::testing::Contains(HasSubstr("is not the GPU of datasheet " + request->gpu_arg)));
+}
+
+// Run as a child of the test below (this binary, this test alone): holds a CUDA context and
+// 1 GiB on GPU 0, says "ready", and keeps them until its stdin closes.
+TEST(RunOnGpuTest, DISABLED_HoldsTheGpuUntilStdinCloses) {
+  void* held = nullptr;
+  ASSERT_EQ(cudaMalloc(&held, size_t{1} << 30), cudaSuccess);
+  std::printf("ready\n");
+  std::fflush(stdout);
+  char c;
+  while (read(STDIN_FILENO, &c, 1) > 0) {
+  }
+  cudaFree(held);
+}
+
+// Another process with a context on the GPU while a point is measured: the point says so, with
+// that process's pid where NVML gives pids of this PID namespace.
+TEST(RunOnGpuTest, NotesAnotherProcessOnTheGpu) {
+  int to_child[2], from_child[2];
+  ASSERT_EQ(pipe(to_child), 0);
+  ASSERT_EQ(pipe(from_child), 0);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, to_child[0], STDIN_FILENO);
+  posix_spawn_file_actions_adddup2(&actions, from_child[1], STDOUT_FILENO);
+  posix_spawn_file_actions_addclose(&actions, to_child[1]);
+  posix_spawn_file_actions_addclose(&actions, from_child[0]);
+  std::string filter = "--gtest_filter=RunOnGpuTest.DISABLED_HoldsTheGpuUntilStdinCloses";
+  std::string disabled = "--gtest_also_run_disabled_tests";
+  char exe[] = "/proc/self/exe";
+  char* argv[] = {exe, filter.data(), disabled.data(), nullptr};
+  pid_t child = 0;
+  ASSERT_EQ(posix_spawn(&child, exe, &actions, nullptr, argv, environ), 0);
+  posix_spawn_file_actions_destroy(&actions);
+  close(to_child[0]);
+  close(from_child[1]);
+  // Ends the child (its stdin closes) however this test leaves.
+  absl::Cleanup end_child = [&] {
+    close(to_child[1]);
+    int status = 0;
+    waitpid(child, &status, 0);
+    close(from_child[0]);
+  };
+  std::string out;
+  char buf[256];
+  while (out.find("ready\n") == std::string::npos) {
+    const ssize_t n = read(from_child[0], buf, sizeof(buf));
+    ASSERT_GT(n, 0) << "the child ended before it held the GPU: " << out;
+    out.append(buf, static_cast<size_t>(n));
+  }
+
+  absl::StatusOr<BenchRequest> request = Decode8b("1", 512);
+  ASSERT_TRUE(request.ok()) << request.status();
+  std::ostringstream log;
+  const absl::StatusOr<GpuRun> run = RunOnGpu(*request, log);
+  ASSERT_TRUE(run.ok()) << run.status();
+  for (const std::string& u : run->result.unavailable()) {
+    if (absl::StartsWith(u, "other processes on this GPU") ||
+        absl::StrContains(u, "NVML not available")) {
+      GTEST_SKIP() << "NVML cannot list this GPU's processes here: " << u;
+    }
+  }
+  ASSERT_EQ(run->result.points_size(), 1);
+  const std::string notes = absl::StrJoin(run->result.points(0).notes(), " | ");
+  std::cout << "the point's notes: " << notes << "\n";
+  EXPECT_THAT(notes, HasSubstr("other processes had a compute context on this GPU while it was "
+                               "measured: pid "));
+  // NVML's pids are this namespace's unless the note says this process was not among them.
+  if (!absl::StrContains(notes, "presumably this one")) {
+    EXPECT_THAT(notes, HasSubstr(absl::StrCat("pid ", child, " (")));
+  }
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <map>
 #include <type_traits>
 #include <utility>
 
@@ -117,6 +118,8 @@ struct NvmlSampler::Api {
   nvmlReturn_t (*GpmSampleFree)(nvmlGpmSample_t) = nullptr;
   nvmlReturn_t (*GpmSampleGet)(nvmlDevice_t, nvmlGpmSample_t) = nullptr;
   nvmlReturn_t (*GpmMetricsGet)(nvmlGpmMetricsGet_t*) = nullptr;
+  nvmlReturn_t (*DeviceGetComputeRunningProcesses_v2)(nvmlDevice_t, unsigned int*,
+                                                     nvmlProcessInfo_v2_t*) = nullptr;
 
   // "NVML_ERROR_NOT_SUPPORTED"; for a code this file doesn't know, NVML's own description.
   std::string Error(nvmlReturn_t r) const {
@@ -187,6 +190,58 @@ std::string NvmlSummary::ToString() const {
   return s;
 }
 
+std::string OtherProcessesNote(const std::vector<GpuProcess>& seen, uint32_t self_pid) {
+  std::map<uint32_t, std::optional<int64_t>> by_pid;  // The most memory each was seen with.
+  bool self_seen = false;
+  for (const GpuProcess& p : seen) {
+    if (p.pid == self_pid) {
+      self_seen = true;
+      continue;
+    }
+    std::optional<int64_t>& used = by_pid[p.pid];
+    if (p.used_bytes && (!used || *used < *p.used_bytes)) used = p.used_bytes;
+  }
+  if (by_pid.size() < (self_seen ? 1u : 2u)) return "";
+  std::vector<std::string> listed;
+  for (const auto& [pid, used] : by_pid) {
+    listed.push_back(absl::StrCat(
+        "pid ", pid, " (", used ? absl::StrFormat("%.1f GB", *used / 1e9) : "memory n/a", ")"));
+  }
+  return absl::StrCat(
+      "other processes had a compute context on this GPU while it was measured: ",
+      absl::StrJoin(listed, ", "),
+      self_seen ? "" : " (this process is not among them by pid, so one is presumably this one)",
+      "; their kernels would share the bandwidth and SMs these figures are divided by");
+}
+
+absl::StatusOr<std::vector<GpuProcess>> NvmlSampler::ComputeProcesses() const {
+  constexpr const char* kCall = "nvmlDeviceGetComputeRunningProcesses_v2";
+  if (api_->DeviceGetComputeRunningProcesses_v2 == nullptr) {
+    return absl::UnavailableError(absl::StrCat(kCall, ": ", api_->Error(kNvmlFunctionMissing)));
+  }
+  // NVML says how many there are when the array is too small; processes may start in between.
+  std::vector<nvmlProcessInfo_v2_t> infos(16);
+  for (int attempt = 0;; ++attempt) {
+    unsigned int count = static_cast<unsigned int>(infos.size());
+    const nvmlReturn_t r = api_->DeviceGetComputeRunningProcesses_v2(
+        static_cast<nvmlDevice_t>(device_), &count, infos.data());
+    if (r == kNvmlErrorInsufficientSize && attempt < 3 && count > infos.size()) {
+      infos.resize(count + 8);
+      continue;
+    }
+    if (r != kNvmlSuccess) return absl::UnavailableError(absl::StrCat(kCall, ": ", api_->Error(r)));
+    std::vector<GpuProcess> out;
+    for (unsigned int i = 0; i < std::min<size_t>(count, infos.size()); ++i) {
+      GpuProcess p{.pid = infos[i].pid};
+      if (infos[i].usedGpuMemory != kNvmlValueNotAvailable) {
+        p.used_bytes = static_cast<int64_t>(infos[i].usedGpuMemory);
+      }
+      out.push_back(p);
+    }
+    return out;
+  }
+}
+
 NvmlSampler::NvmlSampler(void* library, absl::Duration interval)
     : library_(library), interval_(interval), api_(std::make_unique<Api>()),
       window_(std::make_unique<Window>()) {}
@@ -232,6 +287,7 @@ absl::StatusOr<std::unique_ptr<NvmlSampler>> NvmlSampler::Create(
   load(api.GpmSampleFree, "nvmlGpmSampleFree");
   load(api.GpmSampleGet, "nvmlGpmSampleGet");
   load(api.GpmMetricsGet, "nvmlGpmMetricsGet");
+  load(api.DeviceGetComputeRunningProcesses_v2, "nvmlDeviceGetComputeRunningProcesses_v2");
 
   const bool by_uuid = IsNvmlUuid(gpu_uuid_or_pci_bus_id);
   const char* lookup_name =

@@ -93,6 +93,19 @@ struct NvmlSummary {
   std::string ToString() const;
 };
 
+// A process with a compute context on the GPU, as NVML lists it.
+struct GpuProcess {
+  uint32_t pid = 0;
+  std::optional<int64_t> used_bytes;  // Unset where NVML cannot tell.
+};
+
+// The note for a measurement that shared its GPU: the processes of `seen` (read at several times;
+// a pid may repeat) other than `self_pid`, "" where there are none. Where `self_pid` is not among
+// them (a container's PID namespace: NVML gives the host's pids), one of them is taken to be this
+// process, and only more than one is noted. A co-tenant takes bandwidth and SMs that the figures
+// are divided by, and nvidia-smi's utilization counts its kernels too.
+std::string OtherProcessesNote(const std::vector<GpuProcess>& seen, uint32_t self_pid);
+
 class NvmlSampler {
  public:
   // Loads NVML, initializes it and finds the GPU by its UUID (as DeviceIdentity::uuid and
@@ -114,6 +127,11 @@ class NvmlSampler {
   // Stops and joins the thread, reads the end counters and returns the window's summary. Without
   // a running window, a summary of 0 samples saying so in `unavailable`.
   NvmlSummary Stop();
+
+  // The processes with a compute context on this GPU now (nvmlDeviceGetComputeRunningProcesses_v2),
+  // this one included where NVML sees it. Unavailable, naming the call and NVML's error, where
+  // NVML cannot say. Safe while sampling.
+  absl::StatusOr<std::vector<GpuProcess>> ComputeProcesses() const;
 
  private:
   struct Api;       // The dlsym'd NVML entry points (nvml_sampler.cc).

@@ -6,6 +6,7 @@
 #include <cctype>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
@@ -389,6 +390,49 @@ TEST(NvmlSamplerFakeTest, DestroyingARunningSamplerStopsItsThread) {
   EXPECT_EQ(seen.gpm_samples, 0);
   absl::SleepFor(absl::Milliseconds(20));  // 20 intervals: a thread left running would sample
   EXPECT_EQ(fake_nvml::Seen().calls[fake_nvml::kUtilization], seen.calls[fake_nvml::kUtilization]);
+}
+
+// The processes NVML lists on the GPU, with their memory where NVML knows it.
+TEST(NvmlSamplerFakeTest, ListsTheComputeProcessesNvmlReports) {
+  Script script;
+  script.processes = {{.pid = 1234, .usedGpuMemory = 2000000000ULL},
+                      {.pid = 99, .usedGpuMemory = kNvmlValueNotAvailable}};
+  std::unique_ptr<NvmlSampler> s = CreateOn(script);
+  ASSERT_NE(s, nullptr);
+  absl::StatusOr<std::vector<GpuProcess>> p = s->ComputeProcesses();
+  ASSERT_TRUE(p.ok()) << p.status();
+  ASSERT_EQ(p->size(), 2u);
+  EXPECT_EQ((*p)[0].pid, 1234u);
+  EXPECT_EQ((*p)[0].used_bytes, 2000000000);
+  EXPECT_EQ((*p)[1].pid, 99u);
+  EXPECT_FALSE((*p)[1].used_bytes.has_value());
+}
+
+// More processes than the first array holds: NVML says how many, and the list is read again.
+TEST(NvmlSamplerFakeTest, ReadsTheProcessesAgainWhenNvmlSaysTheArrayIsTooSmall) {
+  Script script;
+  for (unsigned int pid = 1; pid <= 40; ++pid) {
+    script.processes.push_back({.pid = pid, .usedGpuMemory = pid * 1000ULL});
+  }
+  std::unique_ptr<NvmlSampler> s = CreateOn(script);
+  ASSERT_NE(s, nullptr);
+  absl::StatusOr<std::vector<GpuProcess>> p = s->ComputeProcesses();
+  ASSERT_TRUE(p.ok()) << p.status();
+  ASSERT_EQ(p->size(), 40u);
+  EXPECT_EQ(p->back().pid, 40u);
+  EXPECT_EQ(p->back().used_bytes, 40000);
+  EXPECT_EQ(fake_nvml::Seen().process_queries, 2);
+}
+
+TEST(NvmlSamplerFakeTest, ProcessesNvmlWillNotListAreUnavailableNamingTheCall) {
+  Script script;
+  script.processes_result = kNvmlErrorNoPermission;
+  std::unique_ptr<NvmlSampler> s = CreateOn(script);
+  ASSERT_NE(s, nullptr);
+  absl::StatusOr<std::vector<GpuProcess>> p = s->ComputeProcesses();
+  EXPECT_TRUE(absl::IsUnavailable(p.status())) << p.status();
+  EXPECT_EQ(p.status().message(),
+            "nvmlDeviceGetComputeRunningProcesses_v2: NVML_ERROR_NO_PERMISSION");
 }
 
 }  // namespace

@@ -84,6 +84,31 @@ TEST(PartialReadNoteTest, OnlyWhereSomeButNotAllSamplesFailed) {
   EXPECT_EQ(PartialReadNote("power", 52, 52, "x"), "");  // unset, and said so elsewhere
 }
 
+TEST(OtherProcessesNoteTest, NothingWhereThisProcessIsAlone) {
+  EXPECT_EQ(OtherProcessesNote({}, 7), "");
+  EXPECT_EQ(OtherProcessesNote({{.pid = 7, .used_bytes = 5}, {.pid = 7}}, 7), "");
+  // Not listed by its own pid (a container's PID namespace): the one process is this one.
+  EXPECT_EQ(OtherProcessesNote({{.pid = 31000, .used_bytes = 5}}, 7), "");
+}
+
+TEST(OtherProcessesNoteTest, ListsEachOtherProcessOnceWithTheMostMemorySeen) {
+  EXPECT_EQ(OtherProcessesNote({{.pid = 7, .used_bytes = 1},
+                                {.pid = 4242, .used_bytes = 1500000000},
+                                {.pid = 99},
+                                {.pid = 4242, .used_bytes = 20500000000},
+                                {.pid = 4242, .used_bytes = 3}},
+                               7),
+            "other processes had a compute context on this GPU while it was measured: pid 99 "
+            "(memory n/a), pid 4242 (20.5 GB); their kernels would share the bandwidth and SMs "
+            "these figures are divided by");
+  // Without this process among them, one of two is presumably it: both are named.
+  const std::string two = OtherProcessesNote({{.pid = 31000}, {.pid = 31001}}, 7);
+  EXPECT_TRUE(absl::StrContains(two, "pid 31000 (memory n/a), pid 31001 (memory n/a) (this "
+                                     "process is not among them by pid, so one is presumably "
+                                     "this one)"))
+      << two;
+}
+
 TEST(IsNvmlUuidTest, UuidsAndBusIds) {
   EXPECT_TRUE(IsNvmlUuid("GPU-5f3c1a2b-0123-4567-89ab-cdef01234567"));
   EXPECT_TRUE(IsNvmlUuid("gpu-5f3c1a2b-0123-4567-89ab-cdef01234567"));

@@ -18,6 +18,7 @@ constexpr nvmlReturn_t kNvmlErrorInvalidArgument = 2;        // NVML_ERROR_INVAL
 constexpr nvmlReturn_t kNvmlErrorNotSupported = 3;           // NVML_ERROR_NOT_SUPPORTED
 constexpr nvmlReturn_t kNvmlErrorNoPermission = 4;           // NVML_ERROR_NO_PERMISSION
 constexpr nvmlReturn_t kNvmlErrorNotFound = 6;               // NVML_ERROR_NOT_FOUND
+constexpr nvmlReturn_t kNvmlErrorInsufficientSize = 7;       // NVML_ERROR_INSUFFICIENT_SIZE
 constexpr nvmlReturn_t kNvmlErrorDriverNotLoaded = 9;        // NVML_ERROR_DRIVER_NOT_LOADED
 constexpr nvmlReturn_t kNvmlErrorArgumentVersionMismatch = 25;  // ..._ARGUMENT_VERSION_MISMATCH
 constexpr nvmlReturn_t kNvmlErrorUnknown = 999;              // NVML_ERROR_UNKNOWN
@@ -31,6 +32,20 @@ struct nvmlUtilization_t {
   unsigned int gpu;
   unsigned int memory;
 };
+
+// nvml.h: `typedef struct nvmlProcessInfo_v2_st {...} nvmlProcessInfo_v2_t;`, the entry of
+// nvmlDeviceGetComputeRunningProcesses_v2. (The _v3 call took a larger struct of the same name
+// in drivers 535.43 to 535.86 only; _v2's has had this layout throughout.) usedGpuMemory is
+// NVML_VALUE_NOT_AVAILABLE where NVML cannot tell (without the rights to, or in some containers).
+struct nvmlProcessInfo_v2_t {
+  unsigned int pid;
+  unsigned long long usedGpuMemory;  // Bytes.
+  unsigned int gpuInstanceId;        // MIG: the instance; 0xFFFFFFFF otherwise.
+  unsigned int computeInstanceId;
+};
+static_assert(offsetof(nvmlProcessInfo_v2_t, usedGpuMemory) == 8 &&
+              sizeof(nvmlProcessInfo_v2_t) == 24);
+constexpr unsigned long long kNvmlValueNotAvailable = ~0ULL;  // NVML_VALUE_NOT_AVAILABLE
 
 // nvml.h: nvmlClockType_t, NVML_CLOCK_SM = 1.
 constexpr unsigned int kNvmlClockSm = 1;

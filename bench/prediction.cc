@@ -198,6 +198,16 @@ absl::Status ApplyCalibration(const RunResult& measured, const std::string& sour
     return absl::InvalidArgumentError(absl::StrCat(
         "--calibrate=", source, ": no datasheet with bandwidth and bf16 FLOP/s to rate it against"));
   }
+  // An efficiency against another GPU's peaks (a MIG instance against its whole GPU, --gpu=ID)
+  // is not that GPU's, and would project it onto the prediction's.
+  if (measured.has_machine()) {
+    if (const std::string other = DatasheetMismatch(sheet, measured.machine().gpu_name(),
+                                                    measured.machine().sm_count());
+        !other.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--calibrate=", source, ": measured against another GPU's datasheet: ", other));
+    }
+  }
   const Phase phase = m.phase() == PhaseName(Phase::kPrefill) ? Phase::kPrefill : Phase::kDecode;
   std::vector<const BatchPoint*> points;
   for (const BatchPoint& q : measured.points()) {

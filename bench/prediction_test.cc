@@ -2,6 +2,8 @@
 
 #include <cmath>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
@@ -379,6 +381,34 @@ TEST(Prediction, CalibrationFromAnEagerRunSaysSo) {
               graph ? std::string::npos : 0u)
         << last;
   }
+}
+
+// A run against another GPU's datasheet (a MIG instance with --gpu=h100-sxm, an H100 NVL) rated
+// itself against peaks it does not have: its efficiency is refused, with why.
+TEST(Prediction, CalibrationRefusesARunRatedAgainstAnotherGpusDatasheet) {
+  RunResult measured = *Predict(Request("1", 2048), *FindGpu("h100-sxm"));
+  measured.mutable_config()->set_predict_only(false);
+  measured.mutable_points(0)->set_roofline_eff(0.1);
+  const RunResult before = *Predict(Request("1", 2048), *FindGpu("b200"));
+  for (const auto& [name, sms] : std::vector<std::pair<std::string, int>>{
+           {"NVIDIA H100 80GB HBM3 MIG 1g.10gb", 16}, {"NVIDIA H100 NVL", 132}}) {
+    measured.mutable_machine()->set_gpu_name(name);
+    measured.mutable_machine()->set_sm_count(sms);
+    RunResult b200 = before;
+    const absl::Status st = ApplyCalibration(measured, "slice.json", b200);
+    EXPECT_TRUE(absl::IsInvalidArgument(st)) << name;
+    EXPECT_THAT(std::string(st.message()),
+                ::testing::StartsWith(absl::StrCat(
+                    "--calibrate=slice.json: measured against another GPU's datasheet: ", name,
+                    " (", sms, " SMs")));
+    EXPECT_EQ(b200.SerializeAsString(), before.SerializeAsString()) << name;
+  }
+  // Its own GPU's: calibrated.
+  measured.mutable_machine()->set_gpu_name("NVIDIA H100 80GB HBM3");
+  measured.mutable_machine()->set_sm_count(132);
+  RunResult b200 = before;
+  EXPECT_TRUE(ApplyCalibration(measured, "h100.json", b200).ok());
+  EXPECT_DOUBLE_EQ(b200.points(0).calibration_eff(), 0.1);
 }
 
 // The note names the GPU the efficiency was measured on: the machine the run recorded, else the

@@ -2,13 +2,24 @@
 
 #include <cstdlib>
 
+#include "absl/algorithm/container.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "google/protobuf/text_format.h"
 #include "workloads/embedded_specs.h"
 
 namespace truthput {
+
+namespace {
+
+// CUDA names a MIG instance after its GPU and profile: "NVIDIA H100 80GB HBM3 MIG 1g.10gb".
+bool IsMigInstance(absl::string_view device_name) {
+  return absl::StrContains(device_name, " MIG ");
+}
+
+}  // namespace
 
 const GpuTable& BuiltinGpuTable() {
   static const GpuTable* table = [] {
@@ -41,10 +52,31 @@ absl::StatusOr<GpuSpec> FindGpuByDeviceName(absl::string_view device_name) {
       if (d == device_name) return g;
     }
   }
+  if (IsMigInstance(device_name)) {
+    return absl::NotFoundError(absl::StrCat(
+        "GPU '", device_name,
+        "' is a MIG instance, with a share of its GPU's SMs and memory bandwidth, and no "
+        "datasheet describes it; pass --gpu=ID to compare against a whole GPU's datasheet (the "
+        "result notes it) and read mbu_measured and mfu_measured, which are against this "
+        "instance's own measured ceilings"));
+  }
   return absl::NotFoundError(absl::StrCat("GPU '", device_name,
                                           "' is not in the datasheet table "
                                           "(workloads/gpus.textproto); pass --gpu=ID to pick "
                                           "the datasheet to compare against"));
+}
+
+std::string DatasheetMismatch(const GpuSpec& sheet, absl::string_view device_name, int sm_count) {
+  const bool named = absl::c_linear_search(sheet.device_names(), device_name);
+  const bool sms = sm_count <= 0 || sheet.sm_count() == 0 ||
+                   static_cast<uint32_t>(sm_count) == sheet.sm_count();
+  if (named && sms) return "";
+  return absl::StrCat(device_name, " (", sm_count > 0 ? absl::StrCat(sm_count) : "?", " SMs",
+                      IsMigInstance(device_name)
+                          ? ", a MIG instance: a share of its GPU's SMs and memory bandwidth"
+                          : "",
+                      ") is not the GPU of datasheet ", sheet.id(), " (", sheet.display_name(),
+                      ", ", sheet.sm_count(), " SMs)");
 }
 
 std::vector<std::string> KnownGpuIds() {

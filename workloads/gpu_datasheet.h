@@ -22,8 +22,16 @@ absl::StatusOr<GpuSpec> FindGpu(absl::string_view name);
 
 // By cudaGetDeviceProperties().name, e.g. "NVIDIA H100 80GB HBM3", exactly: a variant the table
 // does not list ("NVIDIA H200 NVL", lower clocks and power than the H200 SXM) is NotFound, so its
-// figures are never an SXM part's unless --gpu says so.
+// figures are never an SXM part's unless --gpu says so. So is a MIG instance ("NVIDIA H100 80GB
+// HBM3 MIG 1g.10gb"), with its own message: it has a share of the GPU's SMs and bandwidth.
 absl::StatusOr<GpuSpec> FindGpuByDeviceName(absl::string_view device_name);
+
+// Empty where `sheet` is the datasheet of the device that reported `device_name` and `sm_count`
+// (one of its device_names and, where both are known (> 0), its SM count); else a phrase that
+// says why not, for a note or an error. Efficiencies against another GPU's datasheet (--gpu=ID
+// on a GPU the table lacks, or a MIG instance against its whole GPU) are against peaks that
+// device does not have, and a reader must be told.
+std::string DatasheetMismatch(const GpuSpec& sheet, absl::string_view device_name, int sm_count);
 
 std::vector<std::string> KnownGpuIds();
 

@@ -70,6 +70,40 @@ TEST(GpuDatasheet, LooksUpByReportedDeviceName) {
   }
 }
 
+// CUDA names a MIG instance after its GPU ("... MIG 1g.10gb"); it has a share of the GPU's SMs
+// and bandwidth, so the whole GPU's datasheet is not its own, and the error says so.
+TEST(GpuDatasheet, AMigInstanceHasNoDatasheetAndIsToldSo) {
+  absl::StatusOr<GpuSpec> mig = FindGpuByDeviceName("NVIDIA H100 80GB HBM3 MIG 1g.10gb");
+  ASSERT_EQ(mig.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(mig.status().message(), ::testing::HasSubstr("is a MIG instance"));
+  EXPECT_THAT(mig.status().message(), ::testing::HasSubstr("mbu_measured"));
+  EXPECT_THAT(FindGpuByDeviceName("NVIDIA GeForce RTX 4090").status().message(),
+              ::testing::Not(::testing::HasSubstr("MIG")));
+}
+
+TEST(GpuDatasheet, SaysWhenADatasheetIsNotTheDevicesOwn) {
+  const GpuSpec h100 = *FindGpu("h100-sxm");
+  EXPECT_EQ(DatasheetMismatch(h100, "NVIDIA H100 80GB HBM3", 132), "");
+  EXPECT_EQ(DatasheetMismatch(h100, "NVIDIA H100 SXM5 80GB", 132), "");
+  EXPECT_EQ(DatasheetMismatch(h100, "NVIDIA H100 80GB HBM3", 0), "");  // SMs not recorded
+  EXPECT_EQ(DatasheetMismatch(*FindGpu("h200"), "NVIDIA H200", 132), "");
+
+  EXPECT_EQ(DatasheetMismatch(h100, "NVIDIA H100 80GB HBM3 MIG 1g.10gb", 16),
+            "NVIDIA H100 80GB HBM3 MIG 1g.10gb (16 SMs, a MIG instance: a share of its GPU's SMs "
+            "and memory bandwidth) is not the GPU of datasheet h100-sxm (NVIDIA H100 SXM5 80GB, "
+            "132 SMs)");
+  // Another GPU's datasheet, by name even with the same SM count (the H100 NVL's 3.9 TB/s is
+  // not the SXM's 3.35), or by SM count under a listed name.
+  EXPECT_EQ(DatasheetMismatch(h100, "NVIDIA H100 NVL", 132),
+            "NVIDIA H100 NVL (132 SMs) is not the GPU of datasheet h100-sxm (NVIDIA H100 SXM5 "
+            "80GB, 132 SMs)");
+  EXPECT_THAT(DatasheetMismatch(h100, "NVIDIA H100 80GB HBM3", 114),
+              ::testing::StartsWith("NVIDIA H100 80GB HBM3 (114 SMs) is not the GPU"));
+  EXPECT_THAT(DatasheetMismatch(*FindGpu("h200"), "NVIDIA H100 80GB HBM3", 132),
+              ::testing::HasSubstr("datasheet h200"));
+  EXPECT_THAT(DatasheetMismatch(h100, "NVIDIA H100 NVL", 0), ::testing::HasSubstr("(? SMs)"));
+}
+
 TEST(GpuDatasheet, UnknownNameListsKnownIds) {
   absl::StatusOr<GpuSpec> g = FindGpu("h300");
   ASSERT_FALSE(g.ok());
