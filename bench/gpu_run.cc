@@ -90,7 +90,7 @@ absl::Status Verify(const BenchRequest& request, const DeviceIdentity& id, Cubla
 // 1.5 s (nvidia-smi averages utilization over up to 1 s), apart from the timed pass, whose
 // per-round gating would skew it.
 absl::Status NvmlPass(NvmlSampler& nvml, const std::function<absl::Status(cudaStream_t)>& step,
-                      double step_ms, cudaStream_t stream, BatchPoint& p,
+                      double step_ms, int gpus, cudaStream_t stream, BatchPoint& p,
                       std::set<std::string>& unavailable) {
   const int per_batch = std::max(2, static_cast<int>(250.0 / std::max(step_ms, 0.01)));
   int64_t steps = 0;
@@ -112,7 +112,7 @@ absl::Status NvmlPass(NvmlSampler& nvml, const std::function<absl::Status(cudaSt
     }
   }
   const NvmlSummary s = nvml.Stop();
-  SetNvmlColumns(s, steps, p);
+  SetNvmlColumns(s, steps, gpus, p);
   for (const std::string& u : s.unavailable) unavailable.insert(absl::StrCat("NVML ", u));
   return absl::OkStatus();
 }
@@ -154,12 +154,13 @@ absl::Status CuptiPass(CuptiRangeProfiler& cupti, const Workload& w, const StepR
 }
 
 void AddMeasured(BatchPoint& p, const TimingStats& t, const GpuSpec& g, DType dtype,
-                 double usd_per_hour) {
+                 double usd_per_hour, int gpus) {
   p.set_step_ms_p50(t.p50_ms);
   p.set_step_ms_p99(t.p99_ms);
   p.set_step_rel_spread(t.rel_spread);
   p.set_reps(t.reps);
-  SetMeasuredRates(p, g, dtype, usd_per_hour);
+  SetMeasuredRates(p, g, dtype, usd_per_hour, gpus);
+  for (std::string& note : StepTimingNotes(t)) p.add_notes(std::move(note));
 }
 
 }  // namespace
@@ -278,6 +279,7 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
 
   const DType dtype = request.model.weight_dtype();
   const double usd = result.config().usd_per_gpu_hour();
+  const int tp = static_cast<int>(result.config().tp());
   // One point of the sweep into *p: measured, or marked skipped where it does not fit.
   auto run_point = [&](const StepConfig& step, BatchPoint* p) -> absl::Status {
     absl::StatusOr<Workload> w = Workload::Build(request.model, step);
@@ -329,7 +331,7 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
         },
         stream, step_timing);
     if (!t.ok()) return t.status();
-    AddMeasured(*p, *t, *datasheet, dtype, usd);
+    AddMeasured(*p, *t, *datasheet, dtype, usd, tp);
     if (measured) AddMeasuredAgainstCeilings(*p, *measured, dtype);
 
     // Each op alone, all its executions in one graph: its share of the step and its own rates.
@@ -369,7 +371,7 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
           return r.EnqueueStep(s);
         };
     if (nvml != nullptr) {
-      TP_RETURN_IF_ERROR(NvmlPass(*nvml, step_work, t->p50_ms, stream, *p, unavailable));
+      TP_RETURN_IF_ERROR(NvmlPass(*nvml, step_work, t->p50_ms, tp, stream, *p, unavailable));
     }
     if (cupti != nullptr) {
       absl::Status st = CuptiPass(*cupti, r.workload(), r, step_work, request.graph,

@@ -43,7 +43,22 @@ std::string OpsTimedAloneNote(const Workload& w, const ResidencyPlan& plan, int6
                       " MB (4x L2): their GB/s may include L2 hits the step does not get");
 }
 
-void SetNvmlColumns(const NvmlSummary& s, int64_t steps, BatchPoint& p) {
+std::vector<std::string> StepTimingNotes(const TimingStats& t) {
+  std::vector<std::string> notes;
+  if (!t.stable) {
+    notes.push_back(absl::StrFormat(
+        "step median not settled within the time cap (its ~95%% CI +-%.2f%%, %d reps)",
+        100 * t.rel_ci, t.reps));
+  }
+  if (t.graph && !t.gated) {
+    notes.push_back(
+        "some timing rounds ran ungated (the host took too long to enqueue one): their samples "
+        "may include the GPU waiting for launches");
+  }
+  return notes;
+}
+
+void SetNvmlColumns(const NvmlSummary& s, int64_t steps, int gpus, BatchPoint& p) {
   if (s.util_gpu_pct) p.set_smi_util_pct(*s.util_gpu_pct);
   if (s.util_mem_pct) p.set_smi_mem_util_pct(*s.util_mem_pct);
   if (s.gpm_sm_util_pct) p.set_gpm_sm_util_pct(*s.gpm_sm_util_pct);
@@ -52,7 +67,7 @@ void SetNvmlColumns(const NvmlSummary& s, int64_t steps, BatchPoint& p) {
   if (s.sm_clock_mhz) p.set_sm_clock_mhz(*s.sm_clock_mhz);
   if (s.power_w) p.set_power_w(*s.power_w);
   if (s.energy_j && steps > 0 && p.tokens() > 0) {
-    p.set_joules_per_token(*s.energy_j / (static_cast<double>(steps) * p.tokens()));
+    p.set_joules_per_token(gpus * *s.energy_j / (static_cast<double>(steps) * p.tokens()));
   }
   p.set_throttle(s.clock_event_reasons_read ? s.ClockEventReasonsText() : "n/a");
   for (const std::string& n : s.notes) p.add_notes(absl::StrCat("NVML ", n));

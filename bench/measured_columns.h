@@ -7,8 +7,10 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "bench/cupti_range_profiler.h"
+#include "bench/gpu_timer.h"
 #include "bench/nvml_sampler.h"
 #include "bench/residency.h"
 #include "results/results.pb.h"
@@ -22,6 +24,11 @@ namespace truthput {
 // and attention_flops_share (its FLOPs over the step's). `p` must have step_ms_p50 set.
 void SetOpTiming(const Workload& w, size_t op_index, double op_ms, BatchPoint& p);
 
+// The notes of a step timing a reader must not take for a settled one: the median's CI never
+// came within the target before the time cap, or (graph mode) some rounds ran ungated, so
+// their samples may hold host launch gaps. Empty where neither.
+std::vector<std::string> StepTimingNotes(const TimingStats& t);
+
 // The ops that, timed alone (StepRunner::EnqueueOp: all executions of one op over the plan's
 // layer buffers, rep after rep, nothing else between), read their weights or KV cache again
 // after fewer than 4x `l2_bytes` (their own bytes included): their GB/s may include L2 hits
@@ -32,8 +39,9 @@ std::string OpsTimedAloneNote(const Workload& w, const ResidencyPlan& plan, int6
 // What nvidia-smi would have said over `steps` steps run back to back in `s`'s window: its
 // means as they are, throttle as ClockEventReasonsText ("n/a" where unread), NVML's notes, and
 // joules_per_token = the window's energy over the tokens its steps made (a mean over the whole
-// pass, back to back; not power_w x step_ms_p50, which rates the timed pass's median step).
-void SetNvmlColumns(const NvmlSummary& s, int64_t steps, BatchPoint& p);
+// pass, back to back; not power_w x step_ms_p50, which rates the timed pass's median step),
+// times `gpus`: with tensor parallelism each of the TP degree's GPUs spends it on those tokens.
+void SetNvmlColumns(const NvmlSummary& s, int64_t steps, int gpus, BatchPoint& p);
 
 // The counters of one step, rated against p.step_ms_p50(): dram_gbps and hw_tflops, and
 // against the op list of `w`: dram_bytes_over_model (over p.model_gbytes()) and

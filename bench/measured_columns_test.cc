@@ -150,7 +150,8 @@ TEST_F(MeasuredColumnsTest, NvmlColumnsTakeEachMeanToItsOwnField) {
   s.clock_event_reasons_read = true;
   s.clock_event_reasons = 1u << 2;  // sw_power_cap
   s.notes = {"utilization: read in 49 of 52 samples"};
-  SetNvmlColumns(s, 30, p_);
+  BatchPoint tp8 = p_;
+  SetNvmlColumns(s, 30, 1, p_);
   EXPECT_DOUBLE_EQ(p_.smi_util_pct(), 91);
   EXPECT_DOUBLE_EQ(p_.smi_mem_util_pct(), 42);
   EXPECT_DOUBLE_EQ(p_.gpm_sm_util_pct(), 37);
@@ -163,12 +164,16 @@ TEST_F(MeasuredColumnsTest, NvmlColumnsTakeEachMeanToItsOwnField) {
   EXPECT_DOUBLE_EQ(p_.joules_per_token(), 0.5);
   EXPECT_EQ(p_.throttle(), "sw_power_cap");
   EXPECT_THAT(p_.notes(), ElementsAre("NVML utilization: read in 49 of 52 samples"));
+  // At tp 8 each of eight GPUs spends this GPU's energy on the same tokens; its power stays.
+  SetNvmlColumns(s, 30, 8, tp8);
+  EXPECT_DOUBLE_EQ(tp8.joules_per_token(), 4.0);
+  EXPECT_DOUBLE_EQ(tp8.power_w(), 650);
 }
 
 TEST_F(MeasuredColumnsTest, NvmlColumnsNotReadStayUnset) {
   NvmlSummary s;
   s.power_w = 300;
-  SetNvmlColumns(s, 30, p_);
+  SetNvmlColumns(s, 30, 1, p_);
   EXPECT_DOUBLE_EQ(p_.power_w(), 300);
   EXPECT_FALSE(p_.has_smi_util_pct());
   EXPECT_FALSE(p_.has_gpm_sm_util_pct());
@@ -179,7 +184,7 @@ TEST_F(MeasuredColumnsTest, NvmlColumnsNotReadStayUnset) {
   s.energy_j = 10;
   BatchPoint none = p_;
   none.clear_joules_per_token();
-  SetNvmlColumns(s, 0, none);
+  SetNvmlColumns(s, 0, 1, none);
   EXPECT_FALSE(none.has_joules_per_token());
 }
 
@@ -245,6 +250,29 @@ TEST_F(MeasuredColumnsTest, OpCountersRateFlopsOnlyWhereTheOpWasTimed) {
   timed.set_measured_ms(2);
   SetOpCounterColumns(t, timed);
   EXPECT_DOUBLE_EQ(timed.hw_tflops(), 3000);  // 6e12 FLOP in 2 ms
+}
+
+// A step timing that did not settle, or whose graph rounds were not all gated, says so beside
+// its figures; a settled, gated one (and an eager one, never gated) says nothing.
+TEST(StepTimingNotesTest, OnlyWhereTheTimingIsNotSettledOrNotGated) {
+  TimingStats t;
+  t.stable = true;
+  t.graph = true;
+  t.gated = true;
+  EXPECT_THAT(StepTimingNotes(t), ::testing::IsEmpty());
+  t.graph = false;
+  t.gated = false;
+  EXPECT_THAT(StepTimingNotes(t), ::testing::IsEmpty());
+  t.stable = false;
+  t.rel_ci = 0.0123;
+  t.reps = 6;
+  EXPECT_THAT(StepTimingNotes(t),
+              ElementsAre("step median not settled within the time cap (its ~95% CI +-1.23%, 6 "
+                          "reps)"));
+  t.stable = true;
+  t.graph = true;
+  EXPECT_THAT(StepTimingNotes(t), ElementsAre(::testing::StartsWith("some timing rounds ran "
+                                                                    "ungated")));
 }
 
 }  // namespace

@@ -44,7 +44,9 @@ RunResult NewRunResult(const BenchRequest& r, const GpuSpec& datasheet) {
   c->set_command_line(r.command_line);
   if (r.tp > 1) {
     c->add_notes(absl::StrCat("tp=", r.tp, ": one shard's shapes on one GPU; the all-reduce "
-                              "communication between shards is not modelled"));
+                              "communication between shards is not modelled; $/Mtok and J/token "
+                              "count all ", r.tp, " GPUs (this one's price and energy times ",
+                              r.tp, ")"));
   }
   *result.mutable_datasheet() = datasheet;
   if (r.phase == Phase::kDecode) {
@@ -59,7 +61,8 @@ RunResult NewRunResult(const BenchRequest& r, const GpuSpec& datasheet) {
   return result;
 }
 
-void SetMeasuredRates(BatchPoint& p, const GpuSpec& gpu, DType dtype, double usd_per_hour) {
+void SetMeasuredRates(BatchPoint& p, const GpuSpec& gpu, DType dtype, double usd_per_hour,
+                      int gpus) {
   const double s = p.step_ms_p50() / 1e3;
   p.set_tokens_per_s(p.tokens() / s);
   p.set_achieved_gbps(p.model_gbytes() / s);
@@ -67,7 +70,7 @@ void SetMeasuredRates(BatchPoint& p, const GpuSpec& gpu, DType dtype, double usd
   p.set_achieved_tflops(p.model_gflops() / s / 1e3);
   p.set_mfu(p.achieved_tflops() * 1e12 / PeakFlopsPerSecond(gpu, dtype));
   p.set_roofline_eff(p.bound_ms() / p.step_ms_p50());
-  p.set_usd_per_mtok(usd_per_hour / 3600.0 / p.tokens_per_s() * 1e6);
+  p.set_usd_per_mtok(gpus * usd_per_hour / 3600.0 / p.tokens_per_s() * 1e6);
 }
 
 void SetMeasuredKnee(RunResult& result) {

@@ -161,7 +161,7 @@ TEST(Prediction, MeasuredRatesFromTheMedianStep) {
   p.set_bound_ms(40);
   p.set_step_ms_p50(50);
   p.set_step_ms_p99(100);  // not a rate's denominator
-  SetMeasuredRates(p, *FindGpu("h100-sxm"), BF16, 3.0);
+  SetMeasuredRates(p, *FindGpu("h100-sxm"), BF16, 3.0, 1);
   EXPECT_DOUBLE_EQ(p.tokens_per_s(), 160);
   EXPECT_DOUBLE_EQ(p.achieved_gbps(), 2800);
   EXPECT_DOUBLE_EQ(p.mbu(), 2800.0 / 3350);
@@ -169,8 +169,13 @@ TEST(Prediction, MeasuredRatesFromTheMedianStep) {
   EXPECT_DOUBLE_EQ(p.mfu(), 40 / 989.4);
   EXPECT_DOUBLE_EQ(p.roofline_eff(), 0.8);
   EXPECT_DOUBLE_EQ(p.usd_per_mtok(), 3.0 / 3600 / 160 * 1e6);  // $5.21 per million tokens
-  SetMeasuredRates(p, *FindGpu("h100-sxm"), FP8_E4M3, 3.0);
+  SetMeasuredRates(p, *FindGpu("h100-sxm"), FP8_E4M3, 3.0, 1);
   EXPECT_DOUBLE_EQ(p.mfu(), 40 / 1978.9);  // fp8 weights: the fp8 peak
+  EXPECT_DOUBLE_EQ(p.mbu(), 2800.0 / 3350);
+  // At tp 8 the same tokens take eight GPUs: eight times the cost; the per-GPU rates stay.
+  SetMeasuredRates(p, *FindGpu("h100-sxm"), BF16, 3.0, 8);
+  EXPECT_DOUBLE_EQ(p.usd_per_mtok(), 8 * 3.0 / 3600 / 160 * 1e6);
+  EXPECT_DOUBLE_EQ(p.tokens_per_s(), 160);
   EXPECT_DOUBLE_EQ(p.mbu(), 2800.0 / 3350);
 }
 
