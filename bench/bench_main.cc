@@ -91,6 +91,7 @@ int BenchMain(const std::string& tool, Phase phase, int argc, char** argv,
 
   absl::StatusOr<RunResult> result;
   absl::Status stopped;  // a GPU sweep that ended early: its points are still printed and written
+  int stop_signal = 0;   // the signal that ended it (SIGINT, SIGTERM, SIGHUP), or 0
   if (request->predict) {
     result = Predict(*request, *FindGpu(request->gpu_arg));
     if (result.ok() && !request->calibrate_path.empty()) {
@@ -115,6 +116,7 @@ int BenchMain(const std::string& tool, Phase phase, int argc, char** argv,
     if (run.ok()) {
       result = std::move(run->result);
       stopped = run->stopped;
+      stop_signal = run->signal;
     } else {
       result = run.status();
     }
@@ -154,8 +156,9 @@ int BenchMain(const std::string& tool, Phase phase, int argc, char** argv,
   if (!stopped.ok()) {
     std::cerr << tool << ": incomplete: " << stopped.message()
               << " (the points measured before it are kept)\n";
-    // 130 is the shell's code for a process ended by Ctrl-C.
-    return absl::IsCancelled(stopped) ? 130 : 1;
+    // 128 + the signal is the shell's code for a process it ended: 130 for Ctrl-C, 143 for
+    // SIGTERM.
+    return absl::IsCancelled(stopped) && stop_signal > 0 ? 128 + stop_signal : 1;
   }
   return rc;
 }

@@ -399,7 +399,8 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
   GpuRun run;
   const SweepInterrupt interrupt;
   run.stopped = RunSweep(request.Steps(), run_point,
-                         [&interrupt] { return interrupt.requested(); }, result);
+                         [&interrupt] { return interrupt.signal(); }, result);
+  run.signal = interrupt.signal();
   // Nothing measured: the error alone, as before the sweep.
   if (!run.stopped.ok() && result.points_size() == 0) return run.stopped;
   for (const std::string& u : unavailable) result.add_unavailable(u);

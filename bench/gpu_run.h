@@ -13,11 +13,13 @@
 namespace truthput {
 
 // A sweep's measured result. `stopped` is OK when every point ran; otherwise it says why the
-// sweep ended early (Cancelled for Ctrl-C, or the error of the point that failed), and `result`
-// holds the points before that one, each complete, with a note saying the sweep is incomplete.
+// sweep ended early (Cancelled for Ctrl-C, SIGTERM or SIGHUP, or the error of the point that
+// failed), and `result` holds the points before that one, each complete, with a note saying the
+// sweep is incomplete. `signal` is the one that asked the sweep to stop, or 0.
 struct GpuRun {
   RunResult result;
   absl::Status stopped;
+  int signal = 0;
 };
 
 // FailedPrecondition where no GPU is usable; InternalError naming the op when the reduced-size

@@ -12,47 +12,63 @@
 namespace truthput {
 namespace {
 
-std::atomic<bool> g_interrupted{false};
-static_assert(std::atomic<bool>::is_always_lock_free, "the handler may only touch lock-free state");
+std::atomic<int> g_signal{0};  // The first stop signal, 0 before one.
+static_assert(std::atomic<int>::is_always_lock_free, "the handler may only touch lock-free state");
 
-void OnSigint(int) {
-  g_interrupted.store(true);
-  // The next Ctrl-C ends the process: a user who means it is not held up by a long point.
-  std::signal(SIGINT, SIG_DFL);
-  constexpr char kMessage[] =
+constexpr int kStopSignals[] = {SIGINT, SIGTERM, SIGHUP};
+
+void OnStopSignal(int sig) {
+  int none = 0;
+  g_signal.compare_exchange_strong(none, sig);
+  // The same signal again ends the process: a user who means it is not held up by a long point.
+  std::signal(sig, SIG_DFL);
+  constexpr char kInt[] =
       "\ninterrupted: stopping after the point being measured (Ctrl-C again to abort)\n";
-  [[maybe_unused]] ssize_t n = write(STDERR_FILENO, kMessage, sizeof(kMessage) - 1);
+  constexpr char kTerm[] = "\nSIGTERM: stopping after the point being measured\n";
+  constexpr char kHup[] = "\nSIGHUP: stopping after the point being measured\n";
+  const char* message = sig == SIGINT ? kInt : sig == SIGTERM ? kTerm : kHup;
+  const size_t size = sig == SIGINT ? sizeof(kInt) : sig == SIGTERM ? sizeof(kTerm) : sizeof(kHup);
+  [[maybe_unused]] ssize_t n = write(STDERR_FILENO, message, size - 1);
 }
 
 }  // namespace
 
 SweepInterrupt::SweepInterrupt() {
-  g_interrupted.store(false);
+  g_signal.store(0);
   struct sigaction action;
   std::memset(&action, 0, sizeof(action));
-  action.sa_handler = OnSigint;
+  action.sa_handler = OnStopSignal;
   sigemptyset(&action.sa_mask);
   action.sa_flags = SA_RESTART;  // a read or wait the signal lands in goes on
-  sigaction(SIGINT, &action, &previous_);
-  // Started with SIGINT ignored (a background job, nohup): it stays ignored.
-  if (previous_.sa_handler == SIG_IGN) sigaction(SIGINT, &previous_, nullptr);
+  for (int i = 0; i < 3; ++i) {
+    sigaction(kStopSignals[i], &action, &previous_[i]);
+    // Started with the signal ignored (SIGINT in a background job, SIGHUP under nohup): it
+    // stays ignored.
+    if (previous_[i].sa_handler == SIG_IGN) sigaction(kStopSignals[i], &previous_[i], nullptr);
+  }
 }
 
-SweepInterrupt::~SweepInterrupt() { sigaction(SIGINT, &previous_, nullptr); }
+SweepInterrupt::~SweepInterrupt() {
+  for (int i = 0; i < 3; ++i) sigaction(kStopSignals[i], &previous_[i], nullptr);
+}
 
-bool SweepInterrupt::requested() const { return g_interrupted.load(); }
+int SweepInterrupt::signal() const { return g_signal.load(); }
 
 absl::Status RunSweep(const std::vector<StepConfig>& steps,
                       const std::function<absl::Status(const StepConfig&, BatchPoint*)>& run_point,
-                      const std::function<bool()>& interrupted, RunResult& result) {
+                      const std::function<int()>& interrupted, RunResult& result) {
   absl::Status stopped;
   for (const StepConfig& step : steps) {
     const std::string where =
         step.phase == Phase::kPrefill
             ? absl::StrCat("batch ", step.batch, ", prompt ", step.seq_len)
             : absl::StrCat("batch ", step.batch, ", context ", step.context);
-    if (interrupted()) {
-      stopped = absl::CancelledError(absl::StrCat("interrupted (Ctrl-C) before ", where));
+    if (const int sig = interrupted(); sig != 0) {
+      const std::string name = sig == SIGINT    ? "Ctrl-C"
+                               : sig == SIGTERM ? "SIGTERM"
+                               : sig == SIGHUP  ? "SIGHUP"
+                                                : absl::StrCat("signal ", sig);
+      stopped = absl::CancelledError(absl::StrCat("interrupted (", name, ") before ", where));
       break;
     }
     absl::Status st = run_point(step, result.add_points());

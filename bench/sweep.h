@@ -15,30 +15,34 @@
 namespace truthput {
 
 // Ctrl-C during a sweep: the first SIGINT asks the sweep to stop once the point it is measuring
-// is done; the second ends the process as usual.
+// is done; the second ends the process as usual. SIGTERM (timeout, a batch scheduler's time
+// limit) and SIGHUP (a closed terminal) do the same, so that a killed sweep still writes the
+// points it measured.
 class SweepInterrupt {
  public:
-  // Installs the SIGINT handler (unless SIGINT is ignored, as in a background job); the
-  // destructor puts back the one found. One at a time.
+  // Installs the handler of each of SIGINT, SIGTERM and SIGHUP (unless that signal is ignored, as
+  // SIGINT is in a background job and SIGHUP under nohup); the destructor puts back the ones
+  // found. One at a time.
   SweepInterrupt();
   ~SweepInterrupt();
   SweepInterrupt(const SweepInterrupt&) = delete;
   SweepInterrupt& operator=(const SweepInterrupt&) = delete;
 
-  // True once a SIGINT arrived while this object was alive.
-  bool requested() const;
+  // The first of those signals that arrived while this object was alive, or 0.
+  int signal() const;
 
  private:
-  struct sigaction previous_;
+  struct sigaction previous_[3];  // SIGINT, SIGTERM, SIGHUP
 };
 
 // Runs `run_point` for each step in order, each into a new point of `result`, until one fails
-// or `interrupted` says so before a point starts. OK when every step ran. Otherwise the reason
-// naming the step (Cancelled for an interrupt); the failed point is removed, and where points
-// remain, a note in result's config says the sweep is incomplete and where it stopped.
+// or `interrupted` gives a signal (non-zero: SweepInterrupt::signal) before a point starts. OK
+// when every step ran. Otherwise the reason naming the step (Cancelled, naming the signal, for
+// an interrupt); the failed point is removed, and where points remain, a note in result's config
+// says the sweep is incomplete and where it stopped.
 absl::Status RunSweep(const std::vector<StepConfig>& steps,
                       const std::function<absl::Status(const StepConfig&, BatchPoint*)>& run_point,
-                      const std::function<bool()>& interrupted, RunResult& result);
+                      const std::function<int()>& interrupted, RunResult& result);
 
 }  // namespace truthput
 

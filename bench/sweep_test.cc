@@ -30,7 +30,7 @@ auto PointsUntil(int64_t fail_at) {
 
 TEST(RunSweep, EveryPointWhenNothingGoesWrong) {
   RunResult r;
-  EXPECT_TRUE(RunSweep(DecodeSteps({1, 2, 4}), PointsUntil(0), [] { return false; }, r).ok());
+  EXPECT_TRUE(RunSweep(DecodeSteps({1, 2, 4}), PointsUntil(0), [] { return 0; }, r).ok());
   ASSERT_EQ(r.points_size(), 3);
   EXPECT_EQ(r.points(2).batch(), 4);
   EXPECT_EQ(r.config().notes_size(), 0);
@@ -38,7 +38,7 @@ TEST(RunSweep, EveryPointWhenNothingGoesWrong) {
 
 TEST(RunSweep, AFailedPointKeepsThePointsBeforeIt) {
   RunResult r;
-  absl::Status st = RunSweep(DecodeSteps({1, 2, 4, 8}), PointsUntil(4), [] { return false; }, r);
+  absl::Status st = RunSweep(DecodeSteps({1, 2, 4, 8}), PointsUntil(4), [] { return 0; }, r);
   EXPECT_EQ(st.code(), absl::StatusCode::kInternal);
   EXPECT_THAT(st.message(), HasSubstr("stopped at batch 4, context 2048: cudaGraphLaunch"));
   ASSERT_EQ(r.points_size(), 2);  // 1 and 2; the failed point is not left half-filled
@@ -49,7 +49,7 @@ TEST(RunSweep, AFailedPointKeepsThePointsBeforeIt) {
 
 TEST(RunSweep, AFailedFirstPointLeavesNothingAndNoNote) {
   RunResult r;
-  absl::Status st = RunSweep(DecodeSteps({1, 2}), PointsUntil(1), [] { return false; }, r);
+  absl::Status st = RunSweep(DecodeSteps({1, 2}), PointsUntil(1), [] { return 0; }, r);
   EXPECT_EQ(st.code(), absl::StatusCode::kInternal);
   EXPECT_EQ(r.points_size(), 0);
   EXPECT_EQ(r.config().notes_size(), 0);
@@ -59,9 +59,9 @@ TEST(RunSweep, AnInterruptStopsBeforeTheNextPoint) {
   RunResult r;
   int asked = 0;
   absl::Status st =
-      RunSweep(DecodeSteps({1, 2, 4, 8}), PointsUntil(0), [&asked] { return ++asked > 2; }, r);
+      RunSweep(DecodeSteps({1, 2, 4, 8}), PointsUntil(0), [&asked] { return ++asked > 2 ? SIGTERM : 0; }, r);
   EXPECT_TRUE(absl::IsCancelled(st)) << st;
-  EXPECT_THAT(st.message(), HasSubstr("before batch 4, context 2048"));
+  EXPECT_THAT(st.message(), HasSubstr("interrupted (SIGTERM) before batch 4, context 2048"));
   EXPECT_EQ(r.points_size(), 2);
   ASSERT_EQ(r.config().notes_size(), 1);
   EXPECT_THAT(r.config().notes(0), HasSubstr("incomplete: interrupted"));
@@ -70,7 +70,7 @@ TEST(RunSweep, AnInterruptStopsBeforeTheNextPoint) {
 TEST(RunSweep, PrefillStepsAreNamedByTheirPrompt) {
   RunResult r;
   std::vector<StepConfig> steps = {{.phase = Phase::kPrefill, .batch = 8, .seq_len = 2048}};
-  absl::Status st = RunSweep(steps, PointsUntil(8), [] { return false; }, r);
+  absl::Status st = RunSweep(steps, PointsUntil(8), [] { return 0; }, r);
   EXPECT_THAT(st.message(), HasSubstr("batch 8, prompt 2048"));
 }
 
@@ -81,20 +81,20 @@ TEST(SweepInterrupt, FirstCtrlCIsARequestAndTheSecondTheDefault) {
   std::signal(SIGINT, OuterHandler);
   {
     SweepInterrupt interrupt;
-    EXPECT_FALSE(interrupt.requested());
+    EXPECT_EQ(interrupt.signal(), 0);
     ASSERT_EQ(std::raise(SIGINT), 0);
-    EXPECT_TRUE(interrupt.requested());
+    EXPECT_EQ(interrupt.signal(), SIGINT);
     EXPECT_EQ(g_outer_calls, 0);  // ours ran, not the handler installed before
     struct sigaction now;
     ASSERT_EQ(sigaction(SIGINT, nullptr, &now), 0);
     EXPECT_EQ(now.sa_handler, SIG_DFL);  // a second Ctrl-C would end the process
   }
-  // Gone with the object: the handler found is back, and a new object starts unrequested.
+  // Gone with the object: the handler found is back, and a new object starts with none.
   struct sigaction now;
   ASSERT_EQ(sigaction(SIGINT, nullptr, &now), 0);
   EXPECT_EQ(now.sa_handler, OuterHandler);
   SweepInterrupt again;
-  EXPECT_FALSE(again.requested());
+  EXPECT_EQ(again.signal(), 0);
   std::signal(SIGINT, SIG_DFL);
 }
 
@@ -106,9 +106,38 @@ TEST(SweepInterrupt, AnIgnoredSigintStaysIgnored) {
     ASSERT_EQ(sigaction(SIGINT, nullptr, &now), 0);
     EXPECT_EQ(now.sa_handler, SIG_IGN);
     ASSERT_EQ(std::raise(SIGINT), 0);
-    EXPECT_FALSE(interrupt.requested());
+    EXPECT_EQ(interrupt.signal(), 0);
   }
   std::signal(SIGINT, SIG_DFL);
+}
+
+// SIGTERM (timeout, a scheduler's time limit) and SIGHUP (a closed terminal) stop the sweep as
+// Ctrl-C does, each once; an ignored one (nohup) stays ignored.
+TEST(SweepInterrupt, SigtermAndSighupAreRequestsToo) {
+  for (const int sig : {SIGTERM, SIGHUP}) {
+    SCOPED_TRACE(sig);
+    std::signal(sig, OuterHandler);
+    g_outer_calls = 0;
+    {
+      SweepInterrupt interrupt;
+      ASSERT_EQ(std::raise(sig), 0);
+      EXPECT_EQ(interrupt.signal(), sig);
+      EXPECT_EQ(g_outer_calls, 0);
+      struct sigaction now;
+      ASSERT_EQ(sigaction(sig, nullptr, &now), 0);
+      EXPECT_EQ(now.sa_handler, SIG_DFL);
+    }
+    struct sigaction now;
+    ASSERT_EQ(sigaction(sig, nullptr, &now), 0);
+    EXPECT_EQ(now.sa_handler, OuterHandler);
+    std::signal(sig, SIG_IGN);
+    {
+      SweepInterrupt interrupt;
+      ASSERT_EQ(std::raise(sig), 0);
+      EXPECT_EQ(interrupt.signal(), 0);
+    }
+    std::signal(sig, SIG_DFL);
+  }
 }
 
 // The failed point's status code is kept (a caller tells out-of-memory from a crash by it).
@@ -118,7 +147,7 @@ TEST(RunSweep, AFailedPointKeepsItsStatusCode) {
     p->set_batch(step.batch);
     return step.batch == 2 ? absl::ResourceExhaustedError("out of memory") : absl::OkStatus();
   };
-  absl::Status st = RunSweep(DecodeSteps({1, 2}), oom, [] { return false; }, r);
+  absl::Status st = RunSweep(DecodeSteps({1, 2}), oom, [] { return 0; }, r);
   EXPECT_TRUE(absl::IsResourceExhausted(st)) << st;
   EXPECT_THAT(st.message(), HasSubstr("stopped at batch 2, context 2048: out of memory"));
 }
