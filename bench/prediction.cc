@@ -224,6 +224,7 @@ absl::Status ApplyCalibration(const RunResult& measured, const std::string& sour
   // it was rather than half of its points projected.
   RunResult calibrated = prediction;
   std::vector<std::string> borrowed;  // "64 from 16": points calibrated at another batch
+  std::vector<std::string> crossed;   // points whose limiter is not the measured point's
   for (BatchPoint& target : *calibrated.mutable_points()) {
     const BatchPoint* best = nullptr;
     const uint64_t t = target.batch();
@@ -278,6 +279,10 @@ absl::Status ApplyCalibration(const RunResult& measured, const std::string& sour
     if (best->batch() != target.batch()) {
       borrowed.push_back(absl::StrCat(target.batch(), " from ", best->batch()));
     }
+    if (best->bound() != target.bound()) {
+      crossed.push_back(absl::StrCat(target.batch(), " (", best->bound(), "-bound where measured, ",
+                                     target.bound(), "-bound here)"));
+    }
   }
   const std::string on =
       measured.has_machine() ? measured.machine().gpu_name() : measured.datasheet().display_name();
@@ -288,6 +293,13 @@ absl::Status ApplyCalibration(const RunResult& measured, const std::string& sour
       on, " (", source, ") at the same or the nearest batch (calibration_batch",
       borrowed.empty() ? "" : absl::StrCat("; batch ", absl::StrJoin(borrowed, ", ")),
       "), against this prediction's count of that step: a projection, not a measurement"));
+  // A bandwidth efficiency says little of how near a compute bound the same step gets, and back.
+  if (!crossed.empty()) {
+    config.add_notes(absl::StrCat(
+        "calibration crosses a limiter at batch ", absl::StrJoin(crossed, ", "),
+        ": an efficiency measured against one limit is applied to the other, so those "
+        "projections are rougher"));
+  }
   // Eager launches put the host's launch gaps into the efficiency; a graph run would not.
   if (!m.graph()) {
     config.add_notes(absl::StrCat(source, " was measured with --graph=false (eager launches): "

@@ -388,6 +388,30 @@ TEST(Prediction, CalibrationFromAnEagerRunSaysSo) {
   }
 }
 
+// Batch 256 at context 0 is memory-bound on the H100 (ridge near 335) and compute-bound on the
+// A100 (near 163): the projection says it carries an efficiency across limiters.
+TEST(Prediction, CalibrationSaysWhereItCrossesALimiter) {
+  RunResult measured = *Predict(Request("64,256", 0), *FindGpu("h100-sxm"));
+  measured.mutable_config()->set_predict_only(false);
+  measured.mutable_points(0)->set_roofline_eff(0.8);
+  measured.mutable_points(1)->set_roofline_eff(0.7);
+  ASSERT_EQ(measured.points(1).bound(), "memory");
+  RunResult a100 = *Predict(Request("64,256", 0), *FindGpu("a100-sxm"));
+  ASSERT_EQ(a100.points(0).bound(), "memory");
+  ASSERT_EQ(a100.points(1).bound(), "compute");
+  ASSERT_TRUE(ApplyCalibration(measured, "h100.json", a100).ok());
+  EXPECT_THAT(a100.config().notes(),
+              ::testing::Contains(
+                  "calibration crosses a limiter at batch 256 (memory-bound where measured, "
+                  "compute-bound here): an efficiency measured against one limit is applied to "
+                  "the other, so those projections are rougher"));
+  // Onto the H100 itself nothing crosses.
+  RunResult h100 = *Predict(Request("64,256", 0), *FindGpu("h100-sxm"));
+  ASSERT_TRUE(ApplyCalibration(measured, "h100.json", h100).ok());
+  EXPECT_THAT(h100.config().notes(),
+              ::testing::Not(::testing::Contains(::testing::HasSubstr("crosses a limiter"))));
+}
+
 // A run against another GPU's datasheet (a MIG instance with --gpu=h100-sxm, an H100 NVL) rated
 // itself against peaks it does not have: its efficiency is refused, with why.
 TEST(Prediction, CalibrationRefusesARunRatedAgainstAnotherGpusDatasheet) {
