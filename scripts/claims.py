@@ -95,12 +95,40 @@ def missing_row(claim, gpu, article, path, why="file not found"):
                else f"`{show_path(path)}`")
 
 
+def name_mismatch(run, path):
+    """What `run` holds that its file name does not say ("" where they agree). Claims are found by
+    file name; a run saved under another's name (an 8B sweep as decode_70b_...) must not judge the
+    claim that name stands for."""
+    info = tr.parse_result_name(path)
+    if not info:
+        return ""
+    cfg = run["config"]
+    diffs = []
+    if cfg.get("phase") and cfg["phase"] != info["phase"]:
+        diffs.append(cfg["phase"])
+    want = info["model"].lower()
+    arg = (cfg.get("model_arg") or "").lower()
+    name = (cfg["model"].get("name") or "").lower()
+    if want not in (arg, name) and not name.endswith("-" + want):
+        diffs.append(tr.model_name(run))
+    if tr.precision(run) != info["precision"]:
+        diffs.append(f"{tr.precision(run)} weights")
+    if (cfg.get("context") or 0) != info["context"]:
+        diffs.append(f"context {cfg.get('context') or 0}")
+    if info["eager"] == cfg.get("graph", True):
+        diffs.append("CUDA graphs" if info["eager"] else "eager launches")
+    return ", ".join(diffs)
+
+
 def _load_or_row(loader, claim, gpu, article, path):
     if not path or not os.path.exists(path):
         return None, missing_row(claim, gpu, article, path)
     run, err = loader.get(path)
     if run is None:
         return None, missing_row(claim, gpu, article, path, f"unreadable: {err}")
+    if differs := name_mismatch(run, path):
+        return None, missing_row(claim, gpu, article, path,
+                                 f"the file holds a run of {differs}, not what its name says")
     return run, None
 
 

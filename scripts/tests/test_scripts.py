@@ -758,6 +758,29 @@ def test_claims_launch_overhead_names_two_gpus(tmp_path):
     assert "two GPUs" not in e[0]["ours"]
 
 
+@pytest.mark.parametrize("edit, holds", [
+    (lambda c: (c.update(model_arg="8b"), c["model"].update(name="Llama-3.1-8B")),
+     "a run of Llama-3.1-8B,"),
+    (lambda c: c.update(context=4096), "a run of context 4096,"),
+    (lambda c: c["model"].update(weight_dtype="FP8_E4M3"), "a run of fp8 weights,"),
+    (lambda c: c.update(graph=False), "a run of eager launches,"),
+])
+def test_claims_refuse_a_run_its_file_name_misnames(tmp_path, edit, holds):
+    """Claims find runs by file name; a run saved under another's name judges nothing."""
+    gpu = tmp_path / "results" / "h100-sxm"
+    gpu.mkdir(parents=True)
+    write_variant(gpu, H100, "decode_70b_bf16_ctx2048.json", lambda d: edit(d["config"]))
+    rows = [r for r in claims.check_all(str(tmp_path / "results"))
+            if r["file"].endswith("decode_70b_bf16_ctx2048.json`")]
+    assert {r["claim"] for r in rows} == set("abcd"), rows
+    assert all(r["verdict"] == "not measured" for r in rows), rows
+    assert all(f"the file holds {holds} not what its name says" in r["ours"] for r in rows), rows
+    # The file as its name says: judged.
+    write_variant(gpu, H100, "decode_70b_bf16_ctx2048.json", lambda d: None)
+    rows = [r for r in claims.check_all(str(tmp_path / "results")) if r["claim"] == "a"]
+    assert rows[0]["verdict"] == "holds", rows
+
+
 def test_claims_low_smi_and_high_mfu_does_not_hold(tmp_path):
     gpu = tmp_path / "results" / "h100-sxm"
     gpu.mkdir(parents=True)
