@@ -50,8 +50,13 @@ void PrintOpBreakdown(const RunResult& r, std::ostream& out) {
   if (points.empty()) return;
   out << "\nPer op (each op timed alone, all its executions in one graph): share of the step's "
          "p50 | achieved GB/s\n";
-  std::string head = absl::StrFormat("%-16s", "op \\ batch");
-  for (const BatchPoint* p : points) head += absl::StrFormat(" %13d", p->batch());
+  // A prefill sweep has several prompts per batch: each column names both ("8/2048").
+  const bool prefill = Prefill(r);
+  std::string head = absl::StrFormat("%-16s", prefill ? "op \\ batch/seq" : "op \\ batch");
+  for (const BatchPoint* p : points) {
+    head += prefill ? absl::StrFormat(" %13s", absl::StrCat(p->batch(), "/", p->seq_len()))
+                    : absl::StrFormat(" %13d", p->batch());
+  }
   out << head << "\n";
   for (int i = 0; i < points[0]->ops_size(); ++i) {
     std::string line = absl::StrFormat("%-16s", points[0]->ops(i).name());

@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "bench/prediction.h"
 #include "gmock/gmock.h"
@@ -452,6 +453,27 @@ TEST(Report, OpBreakdownGivesEachOpsShareInPercentAndTheirSum) {
   EXPECT_THAT(line_of(p.ops(0).name()), ::testing::EndsWith("  25.0%   1500"));
   EXPECT_THAT(line_of(p.ops(1).name()), ::testing::EndsWith("  50.0%      0"));
   EXPECT_THAT(line_of("sum of ops"), HasSubstr("  75.0%"));  // 25% + 50% + 0% for the rest
+}
+
+// A prefill sweep's per-op columns name batch and prompt: 1/512 and 1/2048 are different steps.
+TEST(Report, PrefillOpBreakdownNamesEachColumnsBatchAndPrompt) {
+  BenchFlagValues f;
+  f.model = "8b";
+  f.batch = "1";
+  f.seq = "512,2048";
+  f.gpu = "h100-sxm";
+  f.predict = true;
+  RunResult r =
+      *Predict(*MakeBenchRequest("bench_prefill", Phase::kPrefill, f), *FindGpu("h100-sxm"));
+  r.mutable_config()->set_predict_only(false);
+  ASSERT_EQ(r.points_size(), 2);
+  for (BatchPoint& p : *r.mutable_points()) {
+    for (OpPoint& o : *p.mutable_ops()) o.set_measured_ms(1);
+  }
+  std::ostringstream out;
+  PrintTable(r, out);
+  EXPECT_THAT(out.str(), HasSubstr(absl::StrFormat("%-16s %13s %13s\n", "op \\ batch/seq",
+                                                   "1/512", "1/2048")));
 }
 
 // The measured knee over the predicted ridge: 96 / 64 = 1.5.

@@ -216,20 +216,34 @@ UTIL_SERIES = (
 )
 
 
+# A prefill sweep's prompt lengths, one line style each (the colors are the metrics').
+SEQ_STYLES = ("-", ":", "-.", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)))
+
+
 def utilization_figure(run):
     fig, ax = plt.subplots(figsize=FIGSIZE)
     pts = tr.measured_points(run)
+    # One line per metric and prompt length: a line through batch 1 at 8192 tokens and batch 8
+    # at 512 would draw a trend across batches that is a change of prompt.
+    curves = [(suffix, [p for p in spts if tr.measured(p)]) for suffix, spts in tr.series(run)]
     missing = []
     for lbl, field, scale, style in UTIL_SERIES:
-        xs = [p["batch"] for p in pts if p.get(field) is not None]
-        ys = [p[field] * scale for p in pts if p.get(field) is not None]
-        if not xs:
+        drawn = False
+        for k, (suffix, cpts) in enumerate(curves):
+            xs = [p["batch"] for p in cpts if p.get(field) is not None]
+            ys = [p[field] * scale for p in cpts if p.get(field) is not None]
+            if not xs:
+                continue
+            kw = dict(lw=1.8, ms=5)
+            kw.update(style)
+            if len(curves) > 1:
+                kw["ls"] = SEQ_STYLES[k % len(SEQ_STYLES)]
+            first = f"{ys[0]:.0f}%" if ys[0] >= 10 else f"{ys[0]:.2g}%"
+            at = f"batch {xs[0]}" + (f", {suffix}" if suffix else "")
+            ax.plot(xs, ys, label=f"{lbl} — {at}: {first}", **kw)
+            drawn = True
+        if not drawn:
             missing.append(field)
-            continue
-        kw = dict(lw=1.8, ms=5)
-        kw.update(style)
-        first = f"{ys[0]:.0f}%" if ys[0] >= 10 else f"{ys[0]:.2g}%"
-        ax.plot(xs, ys, label=f"{lbl} — batch {xs[0]}: {first}", **kw)
     _batch_axis(ax, [p["batch"] for p in pts])
     ax.set_ylim(0, 105)
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:.0f}%"))
@@ -365,12 +379,17 @@ def roofline_figure(runs):
                        [p["model_gflops"] / p["bound_ms"] for p in bpts],
                        facecolors="none", edgecolors=color, s=30, lw=1, alpha=0.7,
                        label=None if combined else "roofline bound of the step")
-        mpts = [p for p in tr.measured_points(run)
-                if p["intensity"] > 0 and (p.get("achieved_tflops") or 0) > 0]
-        if mpts:
+        # One line per prompt length (tr.series): points of other prompts are other steps.
+        labelled = combined
+        for _suffix, spts in tr.series(run):
+            mpts = [p for p in spts if tr.measured(p)
+                    and p["intensity"] > 0 and (p.get("achieved_tflops") or 0) > 0]
+            if not mpts:
+                continue
             ax.plot([p["intensity"] for p in mpts], [p["achieved_tflops"] for p in mpts],
                     marker="o", ms=5, lw=1, color=color,
-                    label=None if combined else "measured (model FLOPs / step p50)")
+                    label=None if labelled else "measured (model FLOPs / step p50)")
+            labelled = True
             # Combined: only the ends of each run are labelled, to stay legible.
             tagged = mpts if not combined else [mpts[0], mpts[-1]][:len(mpts)]
             for p in tagged:

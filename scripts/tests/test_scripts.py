@@ -313,6 +313,35 @@ def test_plot_throughput_of_prefill_has_a_curve_per_prompt_length(tmp_path, figu
     assert ax.get_xlabel() == "batch (prompts processed together)"
 
 
+def test_plot_utilization_and_roofline_of_prefill_draw_a_line_per_prompt_length(tmp_path,
+                                                                                  figures):
+    """A line through batch 1 at one prompt and batch 16 at another would draw a trend across
+    batches that is a change of prompt: each prompt length is its own line."""
+    def prefill(d):
+        d["config"]["phase"] = "prefill"
+        for p, seq in zip(d["points"], (128, 512, 128)):
+            p["seq_len"] = seq
+    run = tr.load(write_variant(tmp_path, H100, "prefill.json", prefill))
+    pts = raw_points(H100)
+    fig = plot.utilization_figure(run)
+    figures(fig)
+    mfu = {line.get_label(): line for line in fig.axes[0].get_lines()
+           if line.get_label().startswith("MFU")}
+    assert sorted(mfu) == ["MFU (FLOPs / time / peak) — batch 1, seq 128: 0.28%",
+                           "MFU (FLOPs / time / peak) — batch 16, seq 512: 4.2%"]
+    seq128 = mfu["MFU (FLOPs / time / peak) — batch 1, seq 128: 0.28%"]
+    assert list(seq128.get_xdata()) == [1, 1024]
+    assert list(seq128.get_ydata()) == pytest.approx([pts[0]["mfu"] * 100, pts[2]["mfu"] * 100])
+    assert seq128.get_linestyle() != mfu["MFU (FLOPs / time / peak) — batch 16, seq 512: 4.2%"
+                                         ].get_linestyle()
+
+    fig = plot.roofline_figure([run])
+    figures(fig)
+    measured = [line for line in fig.axes[0].get_lines() if line.get_marker() == "o"]
+    assert sorted(tuple(line.get_ydata()) for line in measured) == [(2.8, 616), (42,)]
+    assert [line.get_label() for line in measured].count("measured (model FLOPs / step p50)") == 1
+
+
 def test_plot_combined_throughput_overlays_each_runs_values(figures):
     runs = [tr.load(H100), tr.load(H200)]
     fig = plot.throughput_figure(runs)
