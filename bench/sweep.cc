@@ -20,8 +20,10 @@ constexpr int kStopSignals[] = {SIGINT, SIGTERM, SIGHUP};
 void OnStopSignal(int sig) {
   int none = 0;
   g_signal.compare_exchange_strong(none, sig);
-  // The same signal again ends the process: a user who means it is not held up by a long point.
-  std::signal(sig, SIG_DFL);
+  // A second Ctrl-C ends the process: a user who means it is not held up by a long point. A
+  // SIGTERM or SIGHUP may come twice without anyone asking twice (timeout(1) signals the child
+  // and then its whole process group), so those stay caught; SIGKILL aborts.
+  if (sig == SIGINT) std::signal(sig, SIG_DFL);
   constexpr char kInt[] =
       "\ninterrupted: stopping after the point being measured (Ctrl-C again to abort)\n";
   constexpr char kTerm[] = "\nSIGTERM: stopping after the point being measured\n";

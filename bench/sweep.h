@@ -16,8 +16,8 @@ namespace truthput {
 
 // Ctrl-C during a sweep: the first SIGINT asks the sweep to stop once the point it is measuring
 // is done; the second ends the process as usual. SIGTERM (timeout, a batch scheduler's time
-// limit) and SIGHUP (a closed terminal) do the same, so that a killed sweep still writes the
-// points it measured.
+// limit) and SIGHUP (a closed terminal) ask the same, any number of times, so that a killed
+// sweep still writes the points it measured (SIGKILL ends it at once).
 class SweepInterrupt {
  public:
   // Installs the handler of each of SIGINT, SIGTERM and SIGHUP (unless that signal is ignored, as
