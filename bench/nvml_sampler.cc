@@ -211,7 +211,7 @@ std::string OtherProcessesNote(const std::vector<GpuProcess>& seen, uint32_t sel
       "other processes had a compute context on this GPU while it was measured: ",
       absl::StrJoin(listed, ", "),
       self_seen ? "" : " (this process is not among them by pid, so one is presumably this one)",
-      "; their kernels would share the bandwidth and SMs these figures are divided by");
+      "; their kernels would take bandwidth and SMs from what was measured");
 }
 
 absl::StatusOr<std::vector<GpuProcess>> NvmlSampler::ComputeProcesses() const {

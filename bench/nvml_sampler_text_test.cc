@@ -99,8 +99,8 @@ TEST(OtherProcessesNoteTest, ListsEachOtherProcessOnceWithTheMostMemorySeen) {
                                 {.pid = 4242, .used_bytes = 3}},
                                7),
             "other processes had a compute context on this GPU while it was measured: pid 99 "
-            "(memory n/a), pid 4242 (20.5 GB); their kernels would share the bandwidth and SMs "
-            "these figures are divided by");
+            "(memory n/a), pid 4242 (20.5 GB); their kernels would take bandwidth and SMs from "
+            "what was measured");
   // Without this process among them, one of two is presumably it: both are named.
   const std::string two = OtherProcessesNote({{.pid = 31000}, {.pid = 31001}}, 7);
   EXPECT_TRUE(absl::StrContains(two, "pid 31000 (memory n/a), pid 31001 (memory n/a) (this "
