@@ -368,11 +368,11 @@ TEST(Report, SkippedPointsLeaveTheTruthColumnsEmpty) {
   }
 }
 
-RunResult PredictedPrefill() {
+RunResult PredictedPrefill(const char* model = "70b", const char* seq = "512") {
   BenchFlagValues f;
-  f.model = "70b";
+  f.model = model;
   f.batch = "1";
-  f.seq = "512";
+  f.seq = seq;
   f.gpu = "h100-sxm";
   f.predict = true;
   return *Predict(*MakeBenchRequest("bench_prefill", Phase::kPrefill, f), *FindGpu("h100-sxm"));
@@ -457,14 +457,7 @@ TEST(Report, OpBreakdownGivesEachOpsShareInPercentAndTheirSum) {
 
 // A prefill sweep's per-op columns name batch and prompt: 1/512 and 1/2048 are different steps.
 TEST(Report, PrefillOpBreakdownNamesEachColumnsBatchAndPrompt) {
-  BenchFlagValues f;
-  f.model = "8b";
-  f.batch = "1";
-  f.seq = "512,2048";
-  f.gpu = "h100-sxm";
-  f.predict = true;
-  RunResult r =
-      *Predict(*MakeBenchRequest("bench_prefill", Phase::kPrefill, f), *FindGpu("h100-sxm"));
+  RunResult r = PredictedPrefill("8b", "512,2048");
   r.mutable_config()->set_predict_only(false);
   ASSERT_EQ(r.points_size(), 2);
   for (BatchPoint& p : *r.mutable_points()) {
