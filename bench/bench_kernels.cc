@@ -210,6 +210,35 @@ absl::Status Allocate(int64_t bytes, const char* what, DeviceBuffer* out) {
   return absl::OkStatus();
 }
 
+// --- Failures ---------------------------------------------------------------------------------
+
+// Points that failed, and the first failure after which the GPU's context was unusable (a sticky
+// error: an illegal address, a device fault). Every later point would fail with that error and be
+// blamed for it, so none runs (Guarded), and the process exits 1 either way.
+int g_failed = 0;
+std::string g_gpu_fault;
+
+void Fail(benchmark::State& state, const absl::Status& st) {
+  state.SkipWithError(st.ToString().c_str());
+  ++g_failed;
+  if (!g_gpu_fault.empty()) return;
+  if (const absl::Status health = CudaStatus(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+      !health.ok()) {
+    g_gpu_fault = absl::StrCat(health.message(), ", after a point failed with: ", st.message());
+  }
+}
+
+// A registered point's body, not run once the GPU's context has failed.
+std::function<void(benchmark::State&)> Guarded(std::function<void(benchmark::State&)> body) {
+  return [body = std::move(body)](benchmark::State& state) {
+    if (!g_gpu_fault.empty()) {
+      state.SkipWithError(absl::StrCat("not run: the GPU failed earlier: ", g_gpu_fault).c_str());
+      return;
+    }
+    body(state);
+  };
+}
+
 // --- Timing ---------------------------------------------------------------------------------
 
 using Call = std::function<absl::Status(int64_t)>;  // enqueues call number i on g_gpu->stream
@@ -249,11 +278,24 @@ absl::Status TimeRound(const Call& call, int64_t first, std::vector<double>* sec
   return absl::OkStatus();
 }
 
+// TimeRound from call number *next on, advancing it. A round the host was too slow to enqueue
+// (the gate timed out: the GPU may have waited for launches) is dropped and another run, a few
+// times, as the harness's TimeGpuWork drops such rounds; a host stalled that long fails.
+absl::Status TimeRoundRetrying(const Call& call, int64_t* next, std::vector<double>* seconds) {
+  absl::Status st;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    st = TimeRound(call, *next, seconds);
+    *next += kCallsPerRound;
+    if (!absl::IsDeadlineExceeded(st)) break;
+  }
+  return st;
+}
+
 // The benchmark loop: one call per iteration, its GPU time as the iteration's manual time.
 // Returns the mean seconds per call, or 0 after SkipWithError.
 double RunLoop(benchmark::State& state, const Call& call, int64_t rotation) {
   if (absl::Status st = WarmUp(call, rotation); !st.ok()) {
-    state.SkipWithError(st.ToString().c_str());
+    Fail(state, st);
     return 0;
   }
   std::vector<double> samples;
@@ -265,10 +307,9 @@ double RunLoop(benchmark::State& state, const Call& call, int64_t rotation) {
     if (next == samples.size()) {
       samples.clear();
       next = 0;
-      const absl::Status st = TimeRound(call, issued, &samples);
-      issued += kCallsPerRound;
+      const absl::Status st = TimeRoundRetrying(call, &issued, &samples);
       if (!st.ok()) {
-        state.SkipWithError(st.ToString().c_str());
+        Fail(state, st);
         break;
       }
     }
@@ -284,8 +325,9 @@ double RunLoop(benchmark::State& state, const Call& call, int64_t rotation) {
 absl::StatusOr<std::vector<double>> CallSeconds(const Call& call, int64_t warm_up, int rounds) {
   TP_RETURN_IF_ERROR(WarmUp(call, warm_up));
   std::vector<double> seconds;
+  int64_t next = warm_up;
   for (int round = 0; round < rounds; ++round) {
-    TP_RETURN_IF_ERROR(TimeRound(call, warm_up + round * kCallsPerRound, &seconds));
+    TP_RETURN_IF_ERROR(TimeRoundRetrying(call, &next, &seconds));
   }
   return seconds;
 }
@@ -378,7 +420,7 @@ void BM_StreamRead(benchmark::State& state, int64_t bytes) {
         return absl::OkStatus();
       });
   if (!r.ok()) {
-    state.SkipWithError(r.status().ToString().c_str());
+    Fail(state, r.status());
     return;
   }
   Gpu& g = *g_gpu;
@@ -447,22 +489,32 @@ struct GemmBuffers : Resident {
   DeviceBuffer x, y, workspace;
   size_t workspace_bytes = 0;
 
+  // Built aside and kept only whole: after a failure (out of memory) the next fp8 point of the
+  // shape tries again and reports the same error, rather than finding half-made buffers.
   absl::Status EnsureFp8(cudaStream_t stream) {
     if (!wq.empty()) return absl::OkStatus();
     const int64_t rotation = Rotation(n * k);
     const int64_t max_batch = kBatches[std::size(kBatches) - 1];
-    TP_RETURN_IF_ERROR(Allocate(max_batch * k, "x in e4m3", &xq));
+    DeviceBuffer new_xq, new_x_scales;
+    TP_RETURN_IF_ERROR(Allocate(max_batch * k, "x in e4m3", &new_xq));
     TP_RETURN_IF_ERROR(
-        Allocate(max_batch * static_cast<int64_t>(sizeof(float)), "x scales", &x_scales));
-    wq.resize(rotation);
-    scales.resize(rotation);
+        Allocate(max_batch * static_cast<int64_t>(sizeof(float)), "x scales", &new_x_scales));
+    std::vector<DeviceBuffer> new_wq(rotation), new_scales(rotation);
     for (int64_t i = 0; i < rotation; ++i) {
-      TP_RETURN_IF_ERROR(Allocate(n * k, "fp8 weights", &wq[i]));
-      TP_RETURN_IF_ERROR(Allocate(n * static_cast<int64_t>(sizeof(float)), "scales", &scales[i]));
-      TP_RETURN_IF_ERROR(QuantizeWeightsFp8(w[i % w.size()].as<bf16>(), wq[i].as<__nv_fp8_e4m3>(),
-                                            scales[i].as<float>(), n, k, stream));
+      TP_RETURN_IF_ERROR(Allocate(n * k, "fp8 weights", &new_wq[i]));
+      TP_RETURN_IF_ERROR(
+          Allocate(n * static_cast<int64_t>(sizeof(float)), "scales", &new_scales[i]));
+      TP_RETURN_IF_ERROR(QuantizeWeightsFp8(w[i % w.size()].as<bf16>(),
+                                            new_wq[i].as<__nv_fp8_e4m3>(),
+                                            new_scales[i].as<float>(), n, k, stream));
     }
-    return CudaStatus(cudaStreamSynchronize(stream), "cudaStreamSynchronize (fp8 weights)");
+    TP_RETURN_IF_ERROR(
+        CudaStatus(cudaStreamSynchronize(stream), "cudaStreamSynchronize (fp8 weights)"));
+    xq = std::move(new_xq);
+    x_scales = std::move(new_x_scales);
+    wq = std::move(new_wq);
+    scales = std::move(new_scales);
+    return absl::OkStatus();
   }
 };
 
@@ -505,7 +557,7 @@ void BM_Gemm(benchmark::State& state, const GemmShape& shape, int64_t m, Impl im
     st = (*got)->EnsureFp8(g.stream);
   }
   if (!st.ok()) {
-    state.SkipWithError(st.ToString().c_str());
+    Fail(state, st);
     return;
   }
   // The own kernels read W in their packed layout (gemv.h). Here they read the random weight
@@ -514,10 +566,10 @@ void BM_Gemm(benchmark::State& state, const GemmShape& shape, int64_t m, Impl im
   const int own_bytes = impl == Impl::kOwnBf16 ? 2 : 1;
   if (IsOwn(impl) &&
       SkinnyGemmPackedBytes(n, k, own_bytes) != static_cast<size_t>(n * k * own_bytes)) {
-    state.SkipWithError(absl::StrCat("n=", n, " k=", k,
-                                     ": the packed weights would be larger than W (n % 128 != 0 "
-                                     "or k * bytes % 64 != 0)")
-                            .c_str());
+    Fail(state, absl::FailedPreconditionError(absl::StrCat(
+                    "n=", n, " k=", k,
+                    ": the packed weights would be larger than W (n % 128 != 0 or k * bytes % 64 "
+                    "!= 0)")));
     return;
   }
   GemmBuffers& b = **got;
@@ -583,7 +635,7 @@ void BM_Gemm(benchmark::State& state, const GemmShape& shape, int64_t m, Impl im
         st = gemm->Prepare(m, n, k);
       }
       if (!st.ok()) {
-        state.SkipWithError(st.ToString().c_str());
+        Fail(state, st);
         return;
       }
       call = [&, gemm](int64_t i) {
@@ -615,7 +667,7 @@ void BM_Gemm(benchmark::State& state, const GemmShape& shape, int64_t m, Impl im
       }
       if (st.ok()) st = g.fp8->Autotune(m, n, k, operands, g.stream);
       if (!st.ok()) {
-        state.SkipWithError(st.ToString().c_str());
+        Fail(state, st);
         return;
       }
       call = [&, xq, x_scales](int64_t i) -> absl::Status {
@@ -634,7 +686,7 @@ void BM_Gemm(benchmark::State& state, const GemmShape& shape, int64_t m, Impl im
   }
   const absl::StatusOr<double> ceiling = StreamReadBandwidth(weight_bytes, weights);
   if (!ceiling.ok()) {
-    state.SkipWithError(ceiling.status().ToString().c_str());
+    Fail(state, ceiling.status());
     return;
   }
   const double mean = RunLoop(state, call, rotation);
@@ -684,7 +736,7 @@ void BM_DecodeAttention(benchmark::State& state, const AttentionHeads& a, int64_
         return Allocate(static_cast<int64_t>(ws_bytes), "attention workspace", &b->workspace);
       });
   if (!got.ok()) {
-    state.SkipWithError(got.status().ToString().c_str());
+    Fail(state, got.status());
     return;
   }
   AttentionBuffers& b = **got;
@@ -702,7 +754,7 @@ void BM_DecodeAttention(benchmark::State& state, const AttentionHeads& a, int64_
   for (const DeviceBuffer& kv : b.kv) caches.push_back(kv.get());
   const absl::StatusOr<double> ceiling = StreamReadBandwidth(kv_bytes, caches);
   if (!ceiling.ok()) {
-    state.SkipWithError(ceiling.status().ToString().c_str());
+    Fail(state, ceiling.status());
     return;
   }
   const double mean = RunLoop(state, call, rotation);
@@ -732,7 +784,7 @@ void BM_PrefillAttention(benchmark::State& state, const Op& op, PrefillAttention
   const AttentionShape& a = op.attn;
   const absl::StatusOr<double> ceiling = GemmCeilingFlops();
   if (!ceiling.ok()) {
-    state.SkipWithError(ceiling.status().ToString().c_str());
+    Fail(state, ceiling.status());
     return;
   }
   const int64_t q_elems = a.batch * a.q_len * a.num_q_heads * a.head_dim;
@@ -757,7 +809,7 @@ void BM_PrefillAttention(benchmark::State& state, const Op& op, PrefillAttention
         return Allocate(q_elems * 2, "out", &b->out);
       });
   if (!got.ok()) {
-    state.SkipWithError(got.status().ToString().c_str());
+    Fail(state, got.status());
     return;
   }
   PrefillAttentionBuffers& b = **got;
@@ -818,8 +870,9 @@ absl::Status RegisterAll() {
     }
   }
   for (int64_t bytes : read_bytes) {
-    benchmark::RegisterBenchmark(absl::StrCat("StreamRead/", bytes).c_str(),
-                                 [bytes](benchmark::State& st) { BM_StreamRead(st, bytes); })
+    benchmark::RegisterBenchmark(
+        absl::StrCat("StreamRead/", bytes).c_str(),
+        Guarded([bytes](benchmark::State& st) { BM_StreamRead(st, bytes); }))
         ->UseManualTime()
         ->Unit(benchmark::kMicrosecond);
   }
@@ -831,7 +884,8 @@ absl::Status RegisterAll() {
         const std::string name =
             absl::StrCat("Gemm/", s.model, "/", s.proj, "/b", batch, "/", ImplName(impl));
         benchmark::RegisterBenchmark(
-            name.c_str(), [s, batch, impl](benchmark::State& st) { BM_Gemm(st, s, batch, impl); })
+            name.c_str(),
+            Guarded([s, batch, impl](benchmark::State& st) { BM_Gemm(st, s, batch, impl); }))
             ->UseManualTime()
             ->Unit(benchmark::kMicrosecond);
       }
@@ -841,9 +895,9 @@ absl::Status RegisterAll() {
     for (int64_t ctx = kMinContext; ctx <= kMaxContext; ctx *= 2) {
       benchmark::RegisterBenchmark(
           absl::StrCat("DecodeAttention/70b/b", batch, "/ctx", ctx).c_str(),
-          [attention, batch, ctx](benchmark::State& st) {
+          Guarded([attention, batch, ctx](benchmark::State& st) {
             BM_DecodeAttention(st, attention, batch, ctx);
-          })
+          }))
           ->UseManualTime()
           ->Unit(benchmark::kMicrosecond);
     }
@@ -866,7 +920,9 @@ absl::Status RegisterAll() {
           absl::StrCat("PrefillAttention/70b/b", p.batch, "/s", p.seq, "/",
                        PrefillKernelName(kernel))
               .c_str(),
-          [op = *at, kernel](benchmark::State& st) { BM_PrefillAttention(st, op, kernel); })
+          Guarded([op = *at, kernel](benchmark::State& st) {
+            BM_PrefillAttention(st, op, kernel);
+          }))
           ->UseManualTime()
           ->Unit(benchmark::kMillisecond);
     }
@@ -948,5 +1004,15 @@ int main(int argc, char** argv) {
   benchmark::Shutdown();
   truthput::g_resident.reset();
   truthput::g_gpu = nullptr;
+  if (!truthput::g_gpu_fault.empty()) {
+    std::fprintf(stderr, "bench_kernels: the GPU failed: %s; the points after it were not run\n",
+                 truthput::g_gpu_fault.c_str());
+    return 1;
+  }
+  if (truthput::g_failed > 0) {
+    std::fprintf(stderr, "bench_kernels: %d points failed (each one's error_message says why)\n",
+                 truthput::g_failed);
+    return 1;
+  }
   return ran > 0 ? 0 : 1;
 }

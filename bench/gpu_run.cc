@@ -280,8 +280,8 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
   const DType dtype = request.model.weight_dtype();
   const double usd = result.config().usd_per_gpu_hour();
   const int tp = static_cast<int>(result.config().tp());
-  // One point of the sweep into *p: measured, or marked skipped where it does not fit.
-  auto run_point = [&](const StepConfig& step, BatchPoint* p) -> absl::Status {
+  // One point of the sweep measured into *p; ResourceExhausted where it does not fit.
+  auto measure_point = [&](const StepConfig& step, BatchPoint* p) -> absl::Status {
     absl::StatusOr<Workload> w = Workload::Build(request.model, step);
     if (!w.ok()) return w.status();
     absl::StatusOr<int64_t> free = FreeBytes();
@@ -296,13 +296,6 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
          .gemm = request.gemm,
          .check_gemms = request.verify},
         stream);
-    if (absl::IsResourceExhausted(runner.status())) {
-      *p = PredictPoint(*w, *datasheet, id->memory_bytes);
-      p->set_skipped(true);
-      p->set_skip_reason(std::string(runner.status().message()));
-      log << "batch " << step.batch << ": skipped: " << runner.status().message() << "\n";
-      return absl::OkStatus();
-    }
     if (!runner.ok()) return runner.status();
     const StepRunner& r = **runner;
     // The runner's op list counts the activation bytes of the paths --gemm=auto chose.
@@ -377,8 +370,19 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
       absl::Status st = CuptiPass(*cupti, r.workload(), r, step_work, request.graph,
                                   request.profile == "ops", stream, *p);
       if (!st.ok()) {
-        // Counters are an extra: a failing profiler pass costs its columns, not the run.
+        // A fault of the step itself while CUPTI replayed it is the run's error, not the
+        // profiler's: the GPU's context is then unusable, and the next point would be blamed.
+        if (absl::Status health = CudaStatus(cudaStreamSynchronize(stream),
+                                             "cudaStreamSynchronize after the counter pass");
+            !health.ok()) {
+          return absl::Status(health.code(), absl::StrCat(health.message(), " (the pass said: ",
+                                                          st.message(), ")"));
+        }
+        cudaGetLastError();  // a capture's or launch's error of the failed pass, consumed
+        // Counters are an extra: a failing profiler pass costs its columns, not the run. The
+        // columns this point already has (the step's, where only the per-op pass failed) stay.
         unavailable.insert(absl::StrCat(kCuptiColumns, ": ", st.message()));
+        p->add_notes(absl::StrCat("counter pass failed here: ", st.message()));
         cupti.reset();
       }
     }
@@ -393,6 +397,28 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
         step.batch, t->p50_ms, p->tokens_per_s(), p->mbu(), p->mfu(), 100 * p->roofline_eff(),
         p->residency(), t->reps, t->stable ? "" : ", not stable within the time cap");
     for (const std::string& note : p->notes()) log << "  note: " << note << "\n";
+    return absl::OkStatus();
+  };
+
+  // A point that runs out of memory, in its buffers (it does not fit) or later (a graph, cuBLASLt,
+  // another process taking memory meanwhile), is marked skipped with the reason and its
+  // prediction, and the sweep goes on; its runner is gone with measure_point's frame.
+  auto run_point = [&](const StepConfig& step, BatchPoint* p) -> absl::Status {
+    const absl::Status measured_status = measure_point(step, p);
+    if (!absl::IsResourceExhausted(measured_status)) return measured_status;
+    absl::StatusOr<Workload> w = Workload::Build(request.model, step);
+    if (!w.ok()) return w.status();
+    *p = PredictPoint(*w, *datasheet, id->memory_bytes);
+    p->set_skipped(true);
+    std::string reason(measured_status.message());
+    std::vector<GpuProcess> processes;
+    read_processes(processes);
+    if (std::string others = OtherProcessesNote(processes, static_cast<uint32_t>(getpid()));
+        !others.empty()) {
+      absl::StrAppend(&reason, "; ", others);
+    }
+    log << "batch " << step.batch << ": skipped: " << reason << "\n";
+    p->set_skip_reason(std::move(reason));
     return absl::OkStatus();
   };
 

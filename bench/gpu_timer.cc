@@ -71,6 +71,9 @@ absl::StatusOr<GraphExecPtr> CaptureGraph(const std::function<absl::Status(cudaS
   cudaGraph_t raw_graph = nullptr;
   const cudaError_t ended = cudaStreamEndCapture(stream, &raw_graph);
   GraphPtr graph(raw_graph);
+  // A failed capture also leaves its error as the last error; consumed here, it cannot be
+  // reported later against an unrelated launch.
+  if (ended != cudaSuccess) cudaGetLastError();
   TP_RETURN_IF_ERROR(enqueued);
   TP_CUDA_RETURN_IF_ERROR(ended);
   if (graph == nullptr) return absl::InternalError("cudaStreamEndCapture returned no graph");
