@@ -339,9 +339,11 @@ absl::StatusOr<std::unique_ptr<StepRunner>> StepRunner::Create(const Workload& w
       continue;
     }
     if (absl::Status tuned = r.AutotuneCublasLt(i, stream); !tuned.ok()) {
-      // cuBLASLt may have no kernel for a shape (e.g. no per-row-scaled fp8 on this GPU); auto
-      // then runs the own kernel where it can, and says why.
-      const bool no_kernel = absl::IsNotFound(tuned) || absl::IsInvalidArgument(tuned);
+      // cuBLASLt may have no kernel for a shape (e.g. no per-row-scaled fp8 on this GPU; a
+      // bf16 heuristic answering CUBLAS_STATUS_NOT_SUPPORTED, which CublasStatus makes
+      // Unimplemented); auto then runs the own kernel where it can, and says why.
+      const bool no_kernel = absl::IsNotFound(tuned) || absl::IsInvalidArgument(tuned) ||
+                             absl::IsUnimplemented(tuned);
       if (options.gemm != "auto" || !own_fits || !no_kernel) return tuned;
       c.own = true;
       c.calibration = absl::StrCat("auto: cuBLASLt unavailable (", tuned.message(), ")");

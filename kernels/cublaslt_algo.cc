@@ -316,6 +316,7 @@ absl::StatusOr<size_t> FastestCublasLtCandidate(
     size_t candidates, size_t operand_sets,
     const std::function<absl::Status(size_t candidate, size_t set)>& enqueue,
     cudaStream_t stream) {
+  if (candidates == 0) return absl::InvalidArgumentError("no cuBLASLt candidate to time");
   cudaEvent_t start = nullptr, stop = nullptr;
   TP_CUDA_RETURN_IF_ERROR(cudaEventCreate(&start));
   const absl::Cleanup destroy_start = [start] { cudaEventDestroy(start); };
@@ -324,13 +325,21 @@ absl::StatusOr<size_t> FastestCublasLtCandidate(
   const size_t per_round = std::min<size_t>(operand_sets, 8);
   const int reps = std::max<int>(3, static_cast<int>(12 / std::max<size_t>(per_round, 1)));
   float best_ms = 0;
-  size_t best = 0;
+  std::optional<size_t> best;
+  absl::Status first_refusal;
   for (size_t c = 0; c < candidates; ++c) {
     auto run_round = [&]() -> absl::Status {
       for (size_t i = 0; i < per_round; ++i) TP_RETURN_IF_ERROR(enqueue(c, i));
       return absl::OkStatus();
     };
-    TP_RETURN_IF_ERROR(run_round());  // warm-up (and a check that the algorithm runs at all)
+    // Warm-up, and a check that the algorithm runs at all: cuBLASLt may refuse at run time a
+    // configuration cublasLtMatmulAlgoCheck accepted (the variants of CublasLtCandidates).
+    if (absl::Status warm = run_round(); !warm.ok()) {
+      TP_RETURN_IF_ERROR(CudaStatus(cudaStreamSynchronize(stream),
+                                    "cudaStreamSynchronize (after a candidate failed)"));
+      if (first_refusal.ok()) first_refusal = warm;
+      continue;
+    }
     float round_best = 0;
     for (int r = 0; r < reps; ++r) {
       TP_CUDA_RETURN_IF_ERROR(cudaEventRecord(start, stream));
@@ -341,12 +350,13 @@ absl::StatusOr<size_t> FastestCublasLtCandidate(
       TP_CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&ms, start, stop));
       if (r == 0 || ms < round_best) round_best = ms;
     }
-    if (c == 0 || round_best < best_ms) {
+    if (!best.has_value() || round_best < best_ms) {
       best_ms = round_best;
       best = c;
     }
   }
-  return best;
+  if (!best.has_value()) return first_refusal;
+  return *best;
 }
 
 }  // namespace truthput

@@ -95,7 +95,10 @@ std::vector<cublasLtMatmulHeuristicResult_t> CublasLtCandidates(
 // The index of the fastest of `candidates` algorithms. enqueue(c, i) enqueues candidate c on
 // operand set i (of `operand_sets`) on `stream`. Each round runs up to 8 sets once, so distinct
 // weight buffers keep every run out of L2; after a warm-up round (which also checks that the
-// candidate runs at all) the best of several timed rounds counts. Synchronizes `stream`.
+// candidate runs at all) the best of several timed rounds counts. A candidate whose warm-up
+// enqueue fails while the stream stays healthy (cuBLASLt refused that configuration) is passed
+// over; the first such error is returned only if every candidate fails. An error of the stream
+// itself (a fault) is returned at once. Synchronizes `stream`.
 absl::StatusOr<size_t> FastestCublasLtCandidate(
     size_t candidates, size_t operand_sets,
     const std::function<absl::Status(size_t candidate, size_t set)>& enqueue,

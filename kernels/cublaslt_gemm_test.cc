@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "kernels/cublaslt_algo.h"
 #include "kernels/gpu_test_util.h"
 #include "kernels/random_fill.h"
 #include "kernels/reference_gemm.h"
@@ -220,6 +221,37 @@ TEST(CublasLtGemm, RejectsMisalignedPointersAndShapes) {
   EXPECT_EQ((*gemm)->Prepare(4, 60, 64).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ((*gemm)->Prepare(4, 64, 60).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ((*gemm)->Prepare(0, 64, 64).code(), absl::StatusCode::kInvalidArgument);
+}
+
+// A candidate cuBLASLt refuses when asked to run (a status, the stream unharmed) is passed over,
+// not the end of the autotune; only when every candidate is refused is the first refusal returned.
+TEST(CublasLtAlgo, FastestCandidatePassesOverOneThatIsRefused) {
+  cudaStream_t stream = nullptr;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
+  constexpr size_t kBytes = size_t{64} << 20;
+  void* buffer = nullptr;
+  ASSERT_EQ(cudaMalloc(&buffer, kBytes), cudaSuccess);
+  // 0: refused; 1: writes 64 MiB per set (slow); 2: writes 64 KiB (fast).
+  auto enqueue = [&](size_t candidate, size_t) -> absl::Status {
+    if (candidate == 0) return absl::UnimplementedError("refused: CUBLAS_STATUS_NOT_SUPPORTED");
+    const size_t bytes = candidate == 1 ? kBytes : size_t{64} << 10;
+    return cudaMemsetAsync(buffer, 0, bytes, stream) == cudaSuccess
+               ? absl::OkStatus()
+               : absl::InternalError("cudaMemsetAsync");
+  };
+  absl::StatusOr<size_t> fastest = FastestCublasLtCandidate(3, 2, enqueue, stream);
+  ASSERT_TRUE(fastest.ok()) << fastest.status();
+  EXPECT_EQ(*fastest, 2u);
+
+  absl::StatusOr<size_t> none = FastestCublasLtCandidate(
+      2, 2,
+      [](size_t c, size_t) { return absl::UnimplementedError(absl::StrCat("refused ", c)); },
+      stream);
+  EXPECT_EQ(none.status(), absl::UnimplementedError("refused 0"));
+  EXPECT_EQ(FastestCublasLtCandidate(0, 2, enqueue, stream).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  cudaFree(buffer);
+  cudaStreamDestroy(stream);
 }
 
 TEST(CublasLtGemm, VersionIsDotted) {
