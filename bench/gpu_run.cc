@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_format.h"
@@ -183,12 +184,6 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
 
   RunResult result = NewRunResult(request, *datasheet);
   *result.mutable_machine() = ToMachineInfo(*id);
-  if (const std::string other = DatasheetMismatch(*datasheet, id->name, id->sm_count);
-      !other.empty()) {
-    result.mutable_config()->add_notes(absl::StrCat(
-        "mbu, mfu and the bounds are against another GPU's peaks: ", other,
-        "; mbu_measured and mfu_measured are against this GPU's own measured ceilings"));
-  }
   result.mutable_config()->set_gemm(
       absl::StrCat(request.gemm, " (cuBLASLt ", CublasLtGemm::Version(), ")"));
   if (!request.graph) {
@@ -236,6 +231,21 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
     if (std::string other = CeilingsFromAnotherCardNote(*measured, id->uuid); !other.empty()) {
       result.mutable_config()->add_notes(std::move(other));
     }
+    // A co-tenant while the ceilings were measured lowered them: mbu_measured and mfu_measured
+    // read too high, and only the ceilings' own notes would say so.
+    for (const std::string& note : measured->notes()) {
+      if (absl::StartsWith(note, "other processes")) {
+        result.mutable_config()->add_notes(absl::StrCat("ceilings: ", note));
+      }
+    }
+  }
+
+  if (const std::string other = DatasheetMismatch(*datasheet, id->name, id->sm_count);
+      !other.empty()) {
+    result.mutable_config()->add_notes(absl::StrCat(
+        "mbu, mfu and the bounds are against another GPU's peaks: ", other,
+        measured ? "; mbu_measured and mfu_measured are against this GPU's own measured ceilings"
+                 : ""));
   }
 
   // The truth columns' tools. Where one cannot work, its columns read n/a with the reason,
@@ -391,11 +401,12 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
         !note.empty()) {
       p->add_notes(std::move(note));
     }
+    // An unsettled median is said by its note (StepTimingNotes), printed below.
     log << absl::StrFormat(
         "batch %d: %.3f ms p50, %.1f tok/s, MBU %.3f, MFU %.4f, %.0f%% of the roofline bound "
-        "(%s; %d reps%s)\n",
+        "(%s; %d reps)\n",
         step.batch, t->p50_ms, p->tokens_per_s(), p->mbu(), p->mfu(), 100 * p->roofline_eff(),
-        p->residency(), t->reps, t->stable ? "" : ", not stable within the time cap");
+        p->residency(), t->reps);
     for (const std::string& note : p->notes()) log << "  note: " << note << "\n";
     return absl::OkStatus();
   };

@@ -47,7 +47,8 @@ std::vector<std::string> StepTimingNotes(const TimingStats& t) {
   std::vector<std::string> notes;
   if (!t.stable) {
     notes.push_back(absl::StrFormat(
-        "step median not settled within the time cap (its ~95%% CI +-%.2f%%, %d reps)",
+        "step median not settled when the timing stopped at its time or repetition cap (its ~95%% "
+        "CI +-%.2f%%, %d reps)",
         100 * t.rel_ci, t.reps));
   }
   if (t.graph && !t.gated) {

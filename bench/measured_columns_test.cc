@@ -267,8 +267,8 @@ TEST(StepTimingNotesTest, OnlyWhereTheTimingIsNotSettledOrNotGated) {
   t.rel_ci = 0.0123;
   t.reps = 6;
   EXPECT_THAT(StepTimingNotes(t),
-              ElementsAre("step median not settled within the time cap (its ~95% CI +-1.23%, 6 "
-                          "reps)"));
+              ElementsAre("step median not settled when the timing stopped at its time or "
+                          "repetition cap (its ~95% CI +-1.23%, 6 reps)"));
   t.stable = true;
   t.graph = true;
   EXPECT_THAT(StepTimingNotes(t), ElementsAre(::testing::StartsWith("some timing rounds ran "

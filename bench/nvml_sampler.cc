@@ -208,9 +208,10 @@ std::string OtherProcessesNote(const std::vector<GpuProcess>& seen, uint32_t sel
         "pid ", pid, " (", used ? absl::StrFormat("%.1f GB", *used / 1e9) : "memory n/a", ")"));
   }
   return absl::StrCat(
-      "other processes had a compute context on this GPU while it was measured: ",
-      absl::StrJoin(listed, ", "),
-      self_seen ? "" : " (this process is not among them by pid, so one is presumably this one)",
+      self_seen ? "other processes had" : "other processes may have had",
+      " a compute context on this GPU while it was measured: ", absl::StrJoin(listed, ", "),
+      self_seen ? "" : ", of which one is presumably this one (not listed by its own pid, as in "
+                       "a container)",
       "; their kernels would take bandwidth and SMs from what was measured");
 }
 

@@ -102,7 +102,7 @@ struct GpuProcess {
 // The note for a measurement that shared its GPU: the processes of `seen` (read at several times;
 // a pid may repeat) other than `self_pid`, "" where there are none. Where `self_pid` is not among
 // them (a container's PID namespace: NVML gives the host's pids), one of them is taken to be this
-// process, and only more than one is noted. A co-tenant takes bandwidth and SMs that the figures
+// process, and only more than one is noted. Either note starts "other processes". A co-tenant takes bandwidth and SMs that the figures
 // are divided by, and nvidia-smi's utilization counts its kernels too.
 std::string OtherProcessesNote(const std::vector<GpuProcess>& seen, uint32_t self_pid);
 

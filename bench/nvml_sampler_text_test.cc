@@ -92,6 +92,11 @@ TEST(OtherProcessesNoteTest, NothingWhereThisProcessIsAlone) {
 }
 
 TEST(OtherProcessesNoteTest, ListsEachOtherProcessOnceWithTheMostMemorySeen) {
+  // This process and one other: the other is noted.
+  EXPECT_EQ(OtherProcessesNote(
+                {{.pid = 7, .used_bytes = 1}, {.pid = 4242, .used_bytes = 2000000000}}, 7),
+            "other processes had a compute context on this GPU while it was measured: pid 4242 "
+            "(2.0 GB); their kernels would take bandwidth and SMs from what was measured");
   EXPECT_EQ(OtherProcessesNote({{.pid = 7, .used_bytes = 1},
                                 {.pid = 4242, .used_bytes = 1500000000},
                                 {.pid = 99},
@@ -103,10 +108,11 @@ TEST(OtherProcessesNoteTest, ListsEachOtherProcessOnceWithTheMostMemorySeen) {
             "what was measured");
   // Without this process among them, one of two is presumably it: both are named.
   const std::string two = OtherProcessesNote({{.pid = 31000}, {.pid = 31001}}, 7);
-  EXPECT_TRUE(absl::StrContains(two, "pid 31000 (memory n/a), pid 31001 (memory n/a) (this "
-                                     "process is not among them by pid, so one is presumably "
-                                     "this one)"))
-      << two;
+  EXPECT_EQ(two,
+            "other processes may have had a compute context on this GPU while it was measured: "
+            "pid 31000 (memory n/a), pid 31001 (memory n/a), of which one is presumably this one "
+            "(not listed by its own pid, as in a container); their kernels would take bandwidth "
+            "and SMs from what was measured");
 }
 
 TEST(IsNvmlUuidTest, UuidsAndBusIds) {

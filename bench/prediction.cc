@@ -43,10 +43,13 @@ RunResult NewRunResult(const BenchRequest& r, const GpuSpec& datasheet) {
   c->set_usd_per_gpu_hour(r.usd_per_gpu_hour > 0 ? r.usd_per_gpu_hour : datasheet.usd_per_hour());
   c->set_command_line(r.command_line);
   if (r.tp > 1) {
+    // A prediction has no $/Mtok or J/token to scale.
     c->add_notes(absl::StrCat("tp=", r.tp, ": one shard's shapes on one GPU; the all-reduce "
-                              "communication between shards is not modelled; $/Mtok and J/token "
-                              "count all ", r.tp, " GPUs (this one's price and energy times ",
-                              r.tp, ")"));
+                              "communication between shards is not modelled",
+                              r.predict ? ""
+                                        : absl::StrCat("; $/Mtok and J/token count all ", r.tp,
+                                                       " GPUs (this one's price and energy times ",
+                                                       r.tp, ")")));
   }
   *result.mutable_datasheet() = datasheet;
   if (r.phase == Phase::kDecode) {

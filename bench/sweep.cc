@@ -3,8 +3,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <iterator>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -16,10 +18,13 @@ std::atomic<int> g_signal{0};  // The first stop signal, 0 before one.
 static_assert(std::atomic<int>::is_always_lock_free, "the handler may only touch lock-free state");
 
 constexpr int kStopSignals[] = {SIGINT, SIGTERM, SIGHUP};
+static_assert(std::size(kStopSignals) == SweepInterrupt::kSignalCount);
 
 void OnStopSignal(int sig) {
+  // write() may set errno, which the interrupted code may be about to read.
+  const int saved_errno = errno;
   int none = 0;
-  g_signal.compare_exchange_strong(none, sig);
+  const bool first = g_signal.compare_exchange_strong(none, sig);
   // A second Ctrl-C ends the process: a user who means it is not held up by a long point. A
   // SIGTERM or SIGHUP may come twice without anyone asking twice (timeout(1) signals the child
   // and then its whole process group), so those stay caught; SIGKILL aborts.
@@ -30,7 +35,10 @@ void OnStopSignal(int sig) {
   constexpr char kHup[] = "\nSIGHUP: stopping after the point being measured\n";
   const char* message = sig == SIGINT ? kInt : sig == SIGTERM ? kTerm : kHup;
   const size_t size = sig == SIGINT ? sizeof(kInt) : sig == SIGTERM ? sizeof(kTerm) : sizeof(kHup);
-  [[maybe_unused]] ssize_t n = write(STDERR_FILENO, message, size - 1);
+  if (first) {  // timeout(1)'s second SIGTERM says nothing new
+    [[maybe_unused]] ssize_t n = write(STDERR_FILENO, message, size - 1);
+  }
+  errno = saved_errno;
 }
 
 }  // namespace
@@ -42,7 +50,7 @@ SweepInterrupt::SweepInterrupt() {
   action.sa_handler = OnStopSignal;
   sigemptyset(&action.sa_mask);
   action.sa_flags = SA_RESTART;  // a read or wait the signal lands in goes on
-  for (int i = 0; i < 3; ++i) {
+  for (int i = 0; i < kSignalCount; ++i) {
     sigaction(kStopSignals[i], &action, &previous_[i]);
     // Started with the signal ignored (SIGINT in a background job, SIGHUP under nohup): it
     // stays ignored.
@@ -51,7 +59,7 @@ SweepInterrupt::SweepInterrupt() {
 }
 
 SweepInterrupt::~SweepInterrupt() {
-  for (int i = 0; i < 3; ++i) sigaction(kStopSignals[i], &previous_[i], nullptr);
+  for (int i = 0; i < kSignalCount; ++i) sigaction(kStopSignals[i], &previous_[i], nullptr);
 }
 
 int SweepInterrupt::signal() const { return g_signal.load(); }

@@ -31,8 +31,10 @@ class SweepInterrupt {
   // The first of those signals that arrived while this object was alive, or 0.
   int signal() const;
 
+  static constexpr int kSignalCount = 3;  // SIGINT, SIGTERM, SIGHUP
+
  private:
-  struct sigaction previous_[3];  // SIGINT, SIGTERM, SIGHUP
+  struct sigaction previous_[kSignalCount];
 };
 
 // Runs `run_point` for each step in order, each into a new point of `result`, until one fails

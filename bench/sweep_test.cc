@@ -58,8 +58,8 @@ TEST(RunSweep, AFailedFirstPointLeavesNothingAndNoNote) {
 TEST(RunSweep, AnInterruptStopsBeforeTheNextPoint) {
   RunResult r;
   int asked = 0;
-  absl::Status st =
-      RunSweep(DecodeSteps({1, 2, 4, 8}), PointsUntil(0), [&asked] { return ++asked > 2 ? SIGTERM : 0; }, r);
+  absl::Status st = RunSweep(DecodeSteps({1, 2, 4, 8}), PointsUntil(0),
+                             [&asked] { return ++asked > 2 ? SIGTERM : 0; }, r);
   EXPECT_TRUE(absl::IsCancelled(st)) << st;
   EXPECT_THAT(st.message(), HasSubstr("interrupted (SIGTERM) before batch 4, context 2048"));
   EXPECT_EQ(r.points_size(), 2);

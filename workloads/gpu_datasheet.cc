@@ -57,8 +57,8 @@ absl::StatusOr<GpuSpec> FindGpuByDeviceName(absl::string_view device_name) {
         "GPU '", device_name,
         "' is a MIG instance, with a share of its GPU's SMs and memory bandwidth, and no "
         "datasheet describes it; pass --gpu=ID to compare against a whole GPU's datasheet (the "
-        "result notes it) and read mbu_measured and mfu_measured, which are against this "
-        "instance's own measured ceilings"));
+        "result notes it) and read mbu_measured and mfu_measured (unless --ceilings=none), "
+        "which are against this instance's own measured ceilings"));
   }
   return absl::NotFoundError(absl::StrCat("GPU '", device_name,
                                           "' is not in the datasheet table "
