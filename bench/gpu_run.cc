@@ -154,6 +154,11 @@ absl::Status CuptiPass(CuptiRangeProfiler& cupti, const Workload& w, const StepR
   return absl::OkStatus();
 }
 
+std::function<absl::Status(const StepConfig&)>& AfterRunnerMadeHook() {
+  static auto* hook = new std::function<absl::Status(const StepConfig&)>;
+  return *hook;
+}
+
 void AddMeasured(BatchPoint& p, const TimingStats& t, const GpuSpec& g, DType dtype,
                  double usd_per_hour, int gpus) {
   p.set_step_ms_p50(t.p50_ms);
@@ -307,6 +312,7 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
          .check_gemms = request.verify},
         stream);
     if (!runner.ok()) return runner.status();
+    if (const auto hook = AfterRunnerMadeHook(); hook) TP_RETURN_IF_ERROR(hook(step));
     const StepRunner& r = **runner;
     // The runner's op list counts the activation bytes of the paths --gemm=auto chose.
     *p = PredictPoint(r.workload(), *datasheet, id->memory_bytes);
@@ -444,6 +450,10 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
   SetMeasuredKnee(result);
   run.result = std::move(result);
   return run;
+}
+
+void SetAfterRunnerMadeHookForTesting(std::function<absl::Status(const StepConfig&)> hook) {
+  AfterRunnerMadeHook() = std::move(hook);
 }
 
 }  // namespace truthput

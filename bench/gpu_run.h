@@ -3,6 +3,7 @@
 #ifndef TRUTHPUT_BENCH_GPU_RUN_H_
 #define TRUTHPUT_BENCH_GPU_RUN_H_
 
+#include <functional>
 #include <ostream>
 
 #include "absl/status/status.h"
@@ -27,6 +28,11 @@ struct GpuRun {
 // point's error ends the sweep instead: see GpuRun). Points that cannot run in the GPU's memory
 // are marked skipped with the reason and the sweep goes on. Progress goes to `log`.
 absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log);
+
+// Tests only: called in every point once its StepRunner is made, before anything is timed; an
+// error it returns is the point's, as if that stage had failed (ResourceExhausted: out of
+// memory). Null removes it. Not thread-safe: set it while no RunOnGpu runs.
+void SetAfterRunnerMadeHookForTesting(std::function<absl::Status(const StepConfig&)> hook);
 
 }  // namespace truthput
 

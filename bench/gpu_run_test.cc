@@ -107,6 +107,33 @@ TEST(RunOnGpuTest, MarksABatchThatDoesNotFitSkippedAndGoesOn) {
   }
 }
 
+// Out of memory after a point's buffers were made (a graph, cuBLASLt's workspace, another process
+// taking memory meanwhile) skips that point with the reason, as one that does not fit, and the
+// sweep goes on to measure the next.
+TEST(RunOnGpuTest, MarksAPointThatRunsOutOfMemoryLaterSkippedAndGoesOn) {
+  absl::StatusOr<BenchRequest> request = Decode8b("1,2", 512);
+  ASSERT_TRUE(request.ok()) << request.status();
+  SetAfterRunnerMadeHookForTesting([](const StepConfig& step) {
+    return step.batch == 1 ? absl::ResourceExhaustedError("cudaGraphInstantiate: out of memory")
+                           : absl::OkStatus();
+  });
+  std::ostringstream log;
+  const absl::StatusOr<GpuRun> run = RunOnGpu(*request, log);
+  SetAfterRunnerMadeHookForTesting(nullptr);
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_TRUE(run->stopped.ok()) << run->stopped;
+  ASSERT_EQ(run->result.points_size(), 2);
+  const BatchPoint& oom = run->result.points(0);
+  EXPECT_TRUE(oom.skipped());
+  EXPECT_THAT(oom.skip_reason(), ::testing::StartsWith("cudaGraphInstantiate: out of memory"));
+  EXPECT_GT(oom.bound_ms(), 0);
+  EXPECT_FALSE(oom.has_step_ms_p50());
+  const BatchPoint& next = run->result.points(1);
+  EXPECT_FALSE(next.skipped());
+  EXPECT_GT(next.step_ms_p50(), 0);
+  EXPECT_THAT(log.str(), HasSubstr("batch 1: skipped: cudaGraphInstantiate: out of memory"));
+}
+
 // --gpu=ID names the datasheet a run is rated against; where that is not the GPU's own (here
 // the H200's on an H100, or the H100's on anything else), the result says so beside the figures.
 TEST(RunOnGpuTest, NotesADatasheetThatIsNotTheGpusOwn) {
