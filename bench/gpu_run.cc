@@ -394,7 +394,6 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
           return absl::Status(health.code(), absl::StrCat(health.message(), " (the pass said: ",
                                                           st.message(), ")"));
         }
-        cudaGetLastError();  // a capture's or launch's error of the failed pass, consumed
         // Counters are an extra: a failing profiler pass costs its columns, not the run. The
         // columns this point already has (the step's, where only the per-op pass failed) stay.
         unavailable.insert(absl::StrCat(kCuptiColumns, ": ", st.message()));

@@ -69,13 +69,13 @@ absl::StatusOr<GraphExecPtr> CaptureGraph(const std::function<absl::Status(cudaS
   TP_CUDA_RETURN_IF_ERROR(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
   const absl::Status enqueued = enqueue(stream);
   cudaGraph_t raw_graph = nullptr;
-  const cudaError_t ended = cudaStreamEndCapture(stream, &raw_graph);
+  // Made a status at once (CudaStatus consumes the last error), so a failed capture's error is
+  // not reported later against an unrelated launch when the enqueue's error is returned first.
+  const absl::Status ended =
+      CudaStatus(cudaStreamEndCapture(stream, &raw_graph), "cudaStreamEndCapture");
   GraphPtr graph(raw_graph);
-  // A failed capture also leaves its error as the last error; consumed here, it cannot be
-  // reported later against an unrelated launch.
-  if (ended != cudaSuccess) cudaGetLastError();
   TP_RETURN_IF_ERROR(enqueued);
-  TP_CUDA_RETURN_IF_ERROR(ended);
+  TP_RETURN_IF_ERROR(ended);
   if (graph == nullptr) return absl::InternalError("cudaStreamEndCapture returned no graph");
   cudaGraphExec_t raw_exec = nullptr;
   TP_CUDA_RETURN_IF_ERROR(cudaGraphInstantiate(&raw_exec, graph.get(), 0));
