@@ -1,6 +1,7 @@
 #include "bench/bench_main.h"
 
 #include <iostream>
+#include <optional>
 #include <utility>
 
 #include "absl/flags/flag.h"
@@ -18,7 +19,8 @@
 ABSL_FLAG(std::string, model, "70b",
           "model: 8b, 70b, 405b, mistral-7b, a built-in file stem, or a path to a .textproto");
 ABSL_FLAG(std::string, batch, "1..256",
-          "batch sizes: 1..256 (doubling), 1..64:+8 (steps), 1..256:*4, or a list 1,3,8");
+          "batch sizes: 1..256 (doubling), 8..64:+8 (steps), 1..256:*4, or a list 1,3,8; a range "
+          "includes its end (1..100: 1, 2, 4, ..., 64, 100)");
 ABSL_FLAG(int64_t, tp, 1,
           "tensor-parallel degree: one shard's shapes run on one GPU; communication not modelled");
 ABSL_FLAG(std::string, gpu, "",
@@ -34,7 +36,9 @@ ABSL_FLAG(std::string, gemm, "auto",
           "cuBLASLt for larger), own_w8a8 (fp8 weights: the skinny GEMM on activations "
           "quantized per token to e4m3), or auto (where several can, all timed per shape at "
           "start-up on the step's buffers, the fastest runs; recorded per op)");
-ABSL_FLAG(double, usd_per_gpu_hour, 0, "GPU price for the cost column (0: datasheet's public price)");
+ABSL_FLAG(std::optional<double>, usd_per_gpu_hour, std::nullopt,
+          "GPU price per hour for the $/Mtok column (default: the datasheet's public on-demand "
+          "price; 0 for a GPU whose hours cost nothing)");
 ABSL_FLAG(std::string, ceilings, "",
           "bench_ceilings --json file of this GPU, the measured denominators of mbu_measured and "
           "mfu_measured; empty: measure them at start-up (quick sweep, ~15 s); none: skip");

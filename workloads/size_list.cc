@@ -81,14 +81,18 @@ absl::StatusOr<std::vector<int64_t>> ParseSizeList(absl::string_view text, absl:
       return absl::InvalidArgumentError(
           absl::StrCat("--", what, "=", text, ": a multiplying step must be *2 or more"));
     }
-    for (int64_t v = *lo; v <= *hi;) {
+    for (int64_t v = *lo;;) {
       out.push_back(v);
       if (out.size() > kMaxCount) {
         return absl::InvalidArgumentError(
             absl::StrCat("--", what, "=", text, ": more than ", kMaxCount, " values"));
       }
-      // Stop before the next value passes hi (and before it could wrap).
-      if (multiply ? v > *hi / *by : v > *hi - *by) break;
+      if (v == *hi) break;
+      // The next value would pass hi (or wrap): the range ends at hi itself.
+      if (multiply ? v > *hi / *by : v > *hi - *by) {
+        out.push_back(*hi);
+        break;
+      }
       v = multiply ? v * *by : v + *by;
     }
   }

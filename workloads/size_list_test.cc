@@ -23,7 +23,10 @@ std::string Error(absl::string_view s) {
 
 TEST(SizeList, Forms) {
   EXPECT_THAT(Parse("1..256"), ElementsAre(1, 2, 4, 8, 16, 32, 64, 128, 256));
-  EXPECT_THAT(Parse("1..64:+8"), ElementsAre(1, 9, 17, 25, 33, 41, 49, 57));
+  // The end of a range runs even where no step lands on it.
+  EXPECT_THAT(Parse("1..64:+8"), ElementsAre(1, 9, 17, 25, 33, 41, 49, 57, 64));
+  EXPECT_THAT(Parse("1..100"), ElementsAre(1, 2, 4, 8, 16, 32, 64, 100));
+  EXPECT_THAT(Parse("3..4:*2"), ElementsAre(3, 4));
   EXPECT_THAT(Parse("8..64:+8"), ElementsAre(8, 16, 24, 32, 40, 48, 56, 64));
   EXPECT_THAT(Parse("1..100:*10"), ElementsAre(1, 10, 100));
   EXPECT_THAT(Parse("1,3,8"), ElementsAre(1, 3, 8));
@@ -31,10 +34,10 @@ TEST(SizeList, Forms) {
   EXPECT_THAT(Parse("1,2,16..64:+16"), ElementsAre(1, 2, 16, 32, 48, 64));
   EXPECT_THAT(Parse("5"), ElementsAre(5));
   EXPECT_THAT(Parse("3..3"), ElementsAre(3));
-  // A step that would pass the end of the range (or wrap) ends it.
+  // A step that would pass the end of the range (or wrap) goes to the end instead.
   EXPECT_THAT(Parse("1..4294967295:*4294967295"), ElementsAre(1, 4294967295));
-  EXPECT_THAT(Parse("4294967294..4294967295:+4294967295"), ElementsAre(4294967294));
-  EXPECT_THAT(Parse("1..4294967295:*65536"), ElementsAre(1, 65536));
+  EXPECT_THAT(Parse("4294967294..4294967295:+4294967295"), ElementsAre(4294967294, 4294967295));
+  EXPECT_THAT(Parse("1..4294967295:*65536"), ElementsAre(1, 65536, 4294967295));
 }
 
 TEST(SizeList, BadInput) {
