@@ -90,9 +90,10 @@ absl::StatusOr<BenchRequest> MakeBenchRequest(std::string tool, Phase phase,
         absl::StrCat("--gemm=", f.gemm, ": must be auto, own, own_w8a8 or cublaslt"));
   }
   r.gemm = gemm;
-  if (!std::isfinite(f.usd_per_gpu_hour) || f.usd_per_gpu_hour < 0) {
+  if (f.usd_per_gpu_hour.has_value() &&
+      (!std::isfinite(*f.usd_per_gpu_hour) || *f.usd_per_gpu_hour < 0)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--usd_per_gpu_hour=", f.usd_per_gpu_hour, ": must be a finite price >= 0"));
+        absl::StrCat("--usd_per_gpu_hour=", *f.usd_per_gpu_hour, ": must be a finite price >= 0"));
   }
   r.usd_per_gpu_hour = f.usd_per_gpu_hour;
 

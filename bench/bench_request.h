@@ -3,6 +3,7 @@
 #define TRUTHPUT_BENCH_BENCH_REQUEST_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,7 +28,7 @@ struct BenchRequest {
   bool verify = true;
   std::string profile = "step";  // CUPTI depth: "off", "step", "ops"
   std::string gemm = "auto";     // projections: "auto", "own", "cublaslt"
-  double usd_per_gpu_hour = 0;  // 0: the datasheet's public price
+  std::optional<double> usd_per_gpu_hour;  // unset: the datasheet's public price
   // Ceilings file of this GPU (bench_ceilings --json) for mbu_measured/mfu_measured; "" measures
   // them at start-up (quick sweep); "none" skips them.
   std::string ceilings_path;
@@ -49,7 +50,7 @@ struct BenchFlagValues {
   int64_t context = 0;
   int64_t tp = 1;
   bool predict = false, graph = true, verify = true, overwrite = false;
-  double usd_per_gpu_hour = 0;
+  std::optional<double> usd_per_gpu_hour;
 };
 
 // Validates everything that can be checked before touching a GPU: the model exists, the batch

@@ -70,6 +70,12 @@ TEST(BenchRequest, BadInputGetsOneClearLine) {
     f.usd_per_gpu_hour = usd;
     EXPECT_THAT(Error(f), HasSubstr(": must be a finite price >= 0")) << usd;
   }
+  // 0 is a price (a GPU you own), not "the datasheet's"; no flag is no price given.
+  f = Flags();
+  f.usd_per_gpu_hour = 0;
+  ASSERT_TRUE(MakeBenchRequest("bench_decode", Phase::kDecode, f).ok());
+  EXPECT_EQ(MakeBenchRequest("bench_decode", Phase::kDecode, f)->usd_per_gpu_hour, 0.0);
+  EXPECT_FALSE(MakeBenchRequest("bench_decode", Phase::kDecode, Flags())->usd_per_gpu_hour);
   f = Flags();
   f.tp = 3;
   EXPECT_THAT(Error(f), HasSubstr("tp 3 does not divide the heads"));

@@ -160,7 +160,7 @@ std::function<absl::Status(const StepConfig&)>& AfterRunnerMadeHook() {
 }
 
 void AddMeasured(BatchPoint& p, const TimingStats& t, const GpuSpec& g, DType dtype,
-                 double usd_per_hour, int gpus) {
+                 std::optional<double> usd_per_hour, int gpus) {
   p.set_step_ms_p50(t.p50_ms);
   p.set_step_ms_p99(t.p99_ms);
   p.set_step_rel_spread(t.rel_spread);
@@ -293,7 +293,10 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
   };
 
   const DType dtype = request.model.weight_dtype();
-  const double usd = result.config().usd_per_gpu_hour();
+  const std::optional<double> usd =
+      result.config().has_usd_per_gpu_hour()
+          ? std::optional<double>(result.config().usd_per_gpu_hour())
+          : std::nullopt;
   const int tp = static_cast<int>(result.config().tp());
   // One point of the sweep measured into *p; ResourceExhausted where it does not fit.
   auto measure_point = [&](const StepConfig& step, BatchPoint* p) -> absl::Status {

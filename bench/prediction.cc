@@ -40,7 +40,12 @@ RunResult NewRunResult(const BenchRequest& r, const GpuSpec& datasheet) {
   c->set_graph(r.graph);
   c->set_verify(r.verify && !r.predict);
   c->set_profile(r.predict ? "off" : r.profile);
-  c->set_usd_per_gpu_hour(r.usd_per_gpu_hour > 0 ? r.usd_per_gpu_hour : datasheet.usd_per_hour());
+  // A price of 0 is a GPU whose hours cost nothing when given, and unknown in a datasheet.
+  if (r.usd_per_gpu_hour.has_value()) {
+    c->set_usd_per_gpu_hour(*r.usd_per_gpu_hour);
+  } else if (datasheet.usd_per_hour() > 0) {
+    c->set_usd_per_gpu_hour(datasheet.usd_per_hour());
+  }
   c->set_command_line(r.command_line);
   if (r.tp > 1) {
     // A prediction has no $/Mtok or J/token to scale.
@@ -64,8 +69,8 @@ RunResult NewRunResult(const BenchRequest& r, const GpuSpec& datasheet) {
   return result;
 }
 
-void SetMeasuredRates(BatchPoint& p, const GpuSpec& gpu, DType dtype, double usd_per_hour,
-                      int gpus) {
+void SetMeasuredRates(BatchPoint& p, const GpuSpec& gpu, DType dtype,
+                      std::optional<double> usd_per_hour, int gpus) {
   const double s = p.step_ms_p50() / 1e3;
   p.set_tokens_per_s(p.tokens() / s);
   p.set_achieved_gbps(p.model_gbytes() / s);
@@ -73,7 +78,9 @@ void SetMeasuredRates(BatchPoint& p, const GpuSpec& gpu, DType dtype, double usd
   p.set_achieved_tflops(p.model_gflops() / s / 1e3);
   p.set_mfu(p.achieved_tflops() * 1e12 / PeakFlopsPerSecond(gpu, dtype));
   p.set_roofline_eff(p.bound_ms() / p.step_ms_p50());
-  p.set_usd_per_mtok(gpus * usd_per_hour / 3600.0 / p.tokens_per_s() * 1e6);
+  if (usd_per_hour.has_value()) {
+    p.set_usd_per_mtok(gpus * *usd_per_hour / 3600.0 / p.tokens_per_s() * 1e6);
+  }
 }
 
 void SetMeasuredKnee(RunResult& result) {
@@ -328,7 +335,7 @@ absl::StatusOr<RunResult> Predict(const BenchRequest& request, const GpuSpec& gp
   if (!request.verify) ignored.push_back("--verify=false");
   if (request.profile != "step") ignored.push_back(absl::StrCat("--profile=", request.profile));
   if (request.gemm != "auto") ignored.push_back(absl::StrCat("--gemm=", request.gemm));
-  if (request.usd_per_gpu_hour > 0) ignored.push_back("--usd_per_gpu_hour");  // $/Mtok is measured
+  if (request.usd_per_gpu_hour.has_value()) ignored.push_back("--usd_per_gpu_hour");  // $/Mtok is measured
   if (!ignored.empty()) {
     result.mutable_config()->add_notes(absl::StrCat(
         absl::StrJoin(ignored, ", "), ": for a GPU run; a prediction has no use for them"));

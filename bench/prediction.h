@@ -4,6 +4,7 @@
 #define TRUTHPUT_BENCH_PREDICTION_H_
 
 #include <cstdint>
+#include <optional>
 
 #include "absl/status/statusor.h"
 #include "bench/bench_request.h"
@@ -24,10 +25,11 @@ BatchPoint PredictPoint(const Workload& workload, const GpuSpec& datasheet, int6
 
 // The rates of a point measured in step_ms_p50, against its predicted tokens, bytes, FLOPs and
 // bound and the datasheet of `gpu`: tokens/s, achieved GB/s and MBU, achieved TFLOP/s and MFU
-// (against the peak of `dtype`, the weights'), roofline_eff and $/Mtok at `usd_per_hour` for
-// each of `gpus` GPUs (the TP degree: every shard's GPU runs the step that makes the tokens).
-void SetMeasuredRates(BatchPoint& p, const GpuSpec& gpu, DType dtype, double usd_per_hour,
-                      int gpus);
+// (against the peak of `dtype`, the weights'), roofline_eff and, where a price is known, $/Mtok
+// at `usd_per_hour` for each of `gpus` GPUs (the TP degree: every shard's GPU runs the step that
+// makes the tokens).
+void SetMeasuredRates(BatchPoint& p, const GpuSpec& gpu, DType dtype,
+                      std::optional<double> usd_per_hour, int gpus);
 
 // Sets result.measured_knee_batch when the sweep reaches past the predicted ridge: the ridge of
 // the measured roofline, i.e. the batch whose step intensity equals the FLOP rate reached at

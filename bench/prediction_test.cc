@@ -93,6 +93,25 @@ TEST(Prediction, ConfigRecordsTheRequest) {
   EXPECT_DOUBLE_EQ(gpu_run.config().usd_per_gpu_hour(), 4);
 }
 
+// A GPU whose hours cost nothing (one you own) is priced at $0 when asked, not at the
+// datasheet's rental price; a datasheet without a price leaves the price, and $/Mtok, unset.
+TEST(Prediction, ConfigPricesAGivenZeroAtZeroAndAnUnknownPriceNotAtAll) {
+  BenchRequest request = Request("1", 2048);
+  request.predict = false;
+  request.usd_per_gpu_hour = 0;
+  RunResult r = NewRunResult(request, *FindGpu("h100-sxm"));
+  ASSERT_TRUE(r.config().has_usd_per_gpu_hour());
+  EXPECT_EQ(r.config().usd_per_gpu_hour(), 0);
+
+  GpuSpec unpriced = *FindGpu("h100-sxm");
+  unpriced.clear_usd_per_hour();
+  request.usd_per_gpu_hour.reset();
+  r = NewRunResult(request, unpriced);
+  EXPECT_FALSE(r.config().has_usd_per_gpu_hour());
+  request.usd_per_gpu_hour = 1.5;
+  EXPECT_DOUBLE_EQ(NewRunResult(request, unpriced).config().usd_per_gpu_hour(), 1.5);
+}
+
 // A prefill step runs every prompt token: 2 prompts of 512 are 1024 tokens. The ridge is a
 // decode sweep's: a prefill has none, and no reason for none.
 TEST(Prediction, PrefillPointsCountEveryPromptToken) {
@@ -177,6 +196,15 @@ TEST(Prediction, MeasuredRatesFromTheMedianStep) {
   EXPECT_DOUBLE_EQ(p.usd_per_mtok(), 8 * 3.0 / 3600 / 160 * 1e6);
   EXPECT_DOUBLE_EQ(p.tokens_per_s(), 160);
   EXPECT_DOUBLE_EQ(p.mbu(), 2800.0 / 3350);
+  // Free hours make free tokens; no price makes no $/Mtok, never a $0 that reads as free.
+  SetMeasuredRates(p, *FindGpu("h100-sxm"), BF16, 0.0, 1);
+  ASSERT_TRUE(p.has_usd_per_mtok());
+  EXPECT_EQ(p.usd_per_mtok(), 0);
+  BatchPoint unpriced = p;
+  unpriced.clear_usd_per_mtok();
+  SetMeasuredRates(unpriced, *FindGpu("h100-sxm"), BF16, std::nullopt, 1);
+  EXPECT_FALSE(unpriced.has_usd_per_mtok());
+  EXPECT_DOUBLE_EQ(unpriced.tokens_per_s(), 160);
 }
 
 TEST(Prediction, RidgeAndMeasuredKnee) {
