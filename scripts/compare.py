@@ -396,8 +396,10 @@ def main(argv=None):
             tr.write_text(args.md, text)
         if not args.no_chart:
             where = args.out
+            before = set(os.listdir(args.out)) if os.path.isdir(args.out) else set()
             for p in chart(a, pairs, args.out):
-                print(f"chart: {p}", file=sys.stderr)
+                replaced = " (replaced an existing file)" if os.path.basename(p) in before else ""
+                print(f"chart: {p}{replaced}", file=sys.stderr)
     except OSError as e:
         print(f"compare: {tr.cannot_write(e, where)}", file=sys.stderr)
         return tr.EXIT_CANNOT_WRITE

@@ -17,7 +17,8 @@ Series a file does not have (older runs without the truth columns, predictions w
 measurement) are left out and named in a note on the chart, never drawn as zero.
 
 An --out that cannot be written (a file, a folder without write permission) is refused with one
-line on stderr and exit status 2.
+line on stderr and exit status 2. Charts already in --out under the same names are replaced (they
+are made again from the results at will) and named in one line on stderr.
 """
 
 import argparse
@@ -518,6 +519,7 @@ def main(argv=None):
     written = []
     try:
         os.makedirs(args.out, exist_ok=True)
+        before = set(os.listdir(args.out))
         for run, s in zip(runs, stems):
             written += plot_run(run, args.out, formats, s)
         for slug, group in combined_groups(runs):
@@ -528,6 +530,10 @@ def main(argv=None):
         return tr.EXIT_CANNOT_WRITE
     for p in written:
         print(p)
+    replaced = [p for p in written if os.path.basename(p) in before]
+    if replaced:  # charts are made from the results again at will, but never replaced unsaid
+        print(f"plot: replaced {len(replaced)} existing file(s) in {args.out}: "
+              f"{', '.join(os.path.basename(p) for p in replaced)}", file=sys.stderr)
     return 0
 
 

@@ -192,6 +192,14 @@ def test_plot_same_file_name_from_two_folders_does_not_overwrite(tmp_path):
         assert f"h200_decode_70b_bf16_ctx2048_{chart}.png" in names
         assert f"decode_70b_bf16_ctx2048_b1_eager_{chart}.png" in names   # no collision: as is
     assert len(names) == 3 * 4 + 2
+    assert "replaced" not in r.stderr
+    # Plotted again into the same folder: the same files, replaced, and named on stderr.
+    again = run_script("plot.py", "--formats", "png", H100, H200, "--out", str(out))
+    assert again.returncode == 0, again.stderr
+    assert set(os.listdir(out)) == names
+    replaced = [line for line in again.stderr.splitlines() if "replaced" in line]
+    assert len(replaced) == 1 and replaced[0].startswith("plot: replaced 10 existing file(s)")
+    assert "h200_decode_70b_bf16_ctx2048_roofline.png" in replaced[0]
     # One folder (as make_report.sh plots): the names are the file stems.
     assert plot.chart_stems([tr.load(H100), tr.load(H100_EAGER)]) == [
         "decode_70b_bf16_ctx2048", "decode_70b_bf16_ctx2048_b1_eager"]
@@ -546,6 +554,12 @@ def test_compare_cli_prints_table_and_writes_chart(tmp_path):
     assert md.read_text(encoding="utf-8").strip() == r.stdout.strip()
     assert (tmp_path / "compare_h100-sxm_vs_h200_decode_70b_bf16_ctx2048.png").exists()
     assert (tmp_path / "compare_h100-sxm_vs_h200_decode_70b_bf16_ctx2048.svg").exists()
+    assert "replaced" not in r.stderr
+    # The same chart again: replaced, and said so (the --md is refused without --overwrite).
+    r = run_script("compare.py", H100, H200, "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    charts = [line for line in r.stderr.splitlines() if line.startswith("chart: ")]
+    assert len(charts) == 2 and all(line.endswith("(replaced an existing file)") for line in charts)
 
 
 @pytest.mark.parametrize("change, reason", [
