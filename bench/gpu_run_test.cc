@@ -10,6 +10,7 @@
 #include <iostream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/status/status.h"
@@ -132,6 +133,58 @@ TEST(RunOnGpuTest, MarksAPointThatRunsOutOfMemoryLaterSkippedAndGoesOn) {
   EXPECT_FALSE(next.skipped());
   EXPECT_GT(next.step_ms_p50(), 0);
   EXPECT_THAT(log.str(), HasSubstr("batch 1: skipped: cudaGraphInstantiate: out of memory"));
+}
+
+// The same, with the memory really gone: once batch 1's buffers are made, this process takes all
+// the memory left (as another process might), so whatever the point allocates next (the graph,
+// a workspace) fails in CUDA itself. The point is skipped as out of memory, not blamed on a
+// later call or ended as a fault; with the memory back, the same point is measured.
+TEST(RunOnGpuTest, SkipsAPointWhoseMemoryIsTakenAfterItsBuffersWereMade) {
+  absl::StatusOr<BenchRequest> request = Decode8b("1", 512);
+  ASSERT_TRUE(request.ok()) << request.status();
+  std::vector<void*> taken;
+  auto give_back = [&taken] {
+    for (void* p : taken) cudaFree(p);
+    taken.clear();
+  };
+  absl::Cleanup on_exit = [&] {
+    SetAfterRunnerMadeHookForTesting(nullptr);
+    give_back();
+  };
+  size_t taken_bytes = 0;
+  SetAfterRunnerMadeHookForTesting([&](const StepConfig&) {
+    // Whole chunks while they come, then halves down to 1 MiB: what is left is less than that.
+    for (size_t chunk = size_t{1} << 34; chunk >= (size_t{1} << 20);) {
+      void* p = nullptr;
+      if (cudaMalloc(&p, chunk) == cudaSuccess) {
+        taken.push_back(p);
+        taken_bytes += chunk;
+      } else {
+        cudaGetLastError();  // the refusal is this test's, not the run's
+        chunk /= 2;
+      }
+    }
+    return absl::OkStatus();
+  });
+  std::ostringstream log;
+  absl::StatusOr<GpuRun> run = RunOnGpu(*request, log);
+  std::cout << "took " << taken_bytes / 1e9 << " GB after the runner was made\n" << log.str();
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_TRUE(run->stopped.ok()) << run->stopped;
+  ASSERT_EQ(run->result.points_size(), 1);
+  const BatchPoint& starved = run->result.points(0);
+  EXPECT_TRUE(starved.skipped());
+  EXPECT_THAT(starved.skip_reason(), HasSubstr("out of memory"));
+  EXPECT_FALSE(starved.has_step_ms_p50());
+
+  SetAfterRunnerMadeHookForTesting(nullptr);
+  give_back();
+  run = RunOnGpu(*request, log);
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_TRUE(run->stopped.ok()) << run->stopped;
+  ASSERT_EQ(run->result.points_size(), 1);
+  EXPECT_FALSE(run->result.points(0).skipped()) << run->result.points(0).skip_reason();
+  EXPECT_GT(run->result.points(0).step_ms_p50(), 0);
 }
 
 // --gpu=ID names the datasheet a run is rated against; where that is not the GPU's own (here
