@@ -1,5 +1,5 @@
 // CuptiRangeProfiler: what a piece of GPU work did, from the hardware counters: DRAM bytes, SM
-// and tensor-pipe activity, tensor FLOPs, occupancy, L2 hit rate, clock. It reads them with the
+// and tensor-pipe activity, tensor FLOPs, occupancy, L2 hit rate. It reads them with the
 // CUDA 13 CUPTI Range Profiler (cupti_range_profiler.h + cupti_profiler_host.h) in user-range,
 // user-replay mode.
 //
@@ -14,7 +14,7 @@
 // What the numbers mean. A range's gpu__time_duration spans the range on the GPU, gaps between
 // kernels included. Profiling perturbs the work (counter setup, serialization, replay), so never
 // time a profiled run: use the counters for what they count, the timer (gpu_timer.h) for time.
-// CUPTI 13 has no clock control: clocks are whatever the GPU chose (see gpc_clock_hz).
+// CUPTI 13 has no clock control: clocks are whatever the GPU chose.
 //
 // Failures. Create returns a status whose message is one line fit for an "n/a (reason)" cell: the
 // reason, then the failing call in brackets, " [call: CUPTI_ERROR_...]":
@@ -110,7 +110,7 @@ class CuptiRangeProfiler {
 struct TruthMetric {
   const char* column;  // Field of TruthColumns, e.g. "dram_read_bytes".
   const char* metric;  // CUPTI metric name, e.g. "dram__bytes_read.sum".
-  const char* unit;    // Unit of the raw metric value: "ns", "byte", "%", "FLOP", "Hz".
+  const char* unit;    // Unit of the raw metric value: "byte", "%", "FLOP".
 };
 
 // The one table of metric names (chosen for GH100; see the .cc for why each).
@@ -121,10 +121,8 @@ std::vector<std::string> TruthMetricNames();
 // TruthMetrics() values of one range as plain fields; a field is unset where its metric was not
 // read (unsupported on the chip, or not asked for).
 struct TruthColumns {
-  std::optional<double> duration_s;         // gpu__time_duration, in seconds.
   std::optional<double> dram_read_bytes;
   std::optional<double> dram_write_bytes;
-  std::optional<double> dram_pct;           // DRAM throughput, % of peak over the range.
   std::optional<double> sm_active_pct;      // SM cycles with a warp resident, % of elapsed.
   std::optional<double> tensor_active_pct;  // Tensor pipe busy (HMMA/HGMMA/QGMMA), % of elapsed.
   std::optional<double> tensor_flops_bf16;  // Tensor ops bf16 -> fp32, FLOP (an FMA is 2).
@@ -132,7 +130,6 @@ struct TruthColumns {
   std::optional<double> tensor_flops;       // Sum of the two above that were read.
   std::optional<double> occupancy_pct;      // Warps resident, % of max, over active cycles.
   std::optional<double> l2_hit_pct;         // L2 sector hit rate (multi-pass: may exceed 100).
-  std::optional<double> gpc_clock_hz;       // Average GPC clock over the range.
 };
 TruthColumns ToTruthColumns(const RangeMetrics& m);
 

@@ -90,8 +90,6 @@ TEST_F(CuptiRangeProfilerTest, CopyMovesOneGibibyteEachWay) {
   ASSERT_TRUE(c.dram_write_bytes.has_value());
   EXPECT_NEAR(*c.dram_read_bytes, static_cast<double>(kGiB), 0.02 * kGiB);
   EXPECT_NEAR(*c.dram_write_bytes, static_cast<double>(kGiB), 0.02 * kGiB);
-  ASSERT_TRUE(c.duration_s.has_value());
-  EXPECT_GT(*c.duration_s, 0);
   if (c.tensor_flops_bf16.has_value()) {
     EXPECT_EQ(*c.tensor_flops_bf16, 0);
   }
@@ -173,7 +171,6 @@ TEST_F(CuptiRangeProfilerTest, UnknownMetricIsReportedAndOthersRead) {
 
   const TruthColumns c = ToTruthColumns(*r);
   EXPECT_TRUE(c.dram_read_bytes.has_value());
-  EXPECT_TRUE(c.duration_s.has_value());
   EXPECT_FALSE(c.dram_write_bytes.has_value());
   EXPECT_FALSE(c.tensor_flops.has_value());
 }
