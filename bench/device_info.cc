@@ -108,10 +108,6 @@ absl::StatusOr<DeviceIdentity> ReadDeviceIdentity(int device) {
   id.sm_clock_mhz_max = *sm_khz / 1000;
   id.mem_clock_mhz_max = *mem_khz / 1000;
 
-  char bus_id[32] = {};
-  TP_CUDA_RETURN_IF_ERROR(cudaDeviceGetPCIBusId(bus_id, sizeof(bus_id), device));
-  id.pci_bus_id = absl::AsciiStrToLower(bus_id);
-
   // cudaMemGetInfo reports on the current device: switch to ours for the call, then back.
   int previous = 0;
   TP_CUDA_RETURN_IF_ERROR(cudaGetDevice(&previous));
@@ -121,10 +117,8 @@ absl::StatusOr<DeviceIdentity> ReadDeviceIdentity(int device) {
   TP_CUDA_RETURN_IF_ERROR(cudaMemGetInfo(&free_bytes, &total_bytes));
   id.free_bytes = static_cast<int64_t>(free_bytes);
 
-  int driver = 0, runtime = 0;
-  TP_CUDA_RETURN_IF_ERROR(cudaDriverGetVersion(&driver));
+  int runtime = 0;
   TP_CUDA_RETURN_IF_ERROR(cudaRuntimeGetVersion(&runtime));
-  id.driver_cuda_version = CudaVersionString(driver);
   id.cuda_runtime_version = CudaVersionString(runtime);
   id.driver_version = ParseNvidiaDriverVersion(ReadFileOrEmpty("/proc/driver/nvidia/version"));
   id.cublas_version = CublasLtGemm::Version();

@@ -23,11 +23,9 @@ struct DeviceIdentity {
   // Kernel driver, "580.159.04", from /proc/driver/nvidia/version (no NVML); empty where that
   // file is unreadable.
   std::string driver_version;
-  std::string driver_cuda_version;   // Newest CUDA the driver supports, "13.0".
   std::string cuda_runtime_version;  // The CUDA runtime linked in, "13.0".
   std::string cublas_version;        // The cuBLASLt loaded, "13.1.0".
   std::string uuid;                  // "GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", as nvidia-smi.
-  std::string pci_bus_id;            // "0000:18:00.0".
   std::string hostname;
 };
 

@@ -92,10 +92,6 @@ nvmlReturn_t nvmlDeviceGetHandleByUUID(const char* uuid, nvmlDevice_t* device) {
   return Lookup(uuid, script.uuid, device);
 }
 
-nvmlReturn_t nvmlDeviceGetHandleByPciBusId_v2(const char* bus_id, nvmlDevice_t* device) {
-  return Lookup(bus_id, script.pci_bus_id, device);
-}
-
 nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device, nvmlUtilization_t* out) {
   std::lock_guard<std::mutex> lock(mu);
   if (int r = CheckDevice(device, out); r != kNvmlSuccess) return r;

@@ -38,7 +38,6 @@ enum Call {
 struct Script {
   int init_result = kNvmlSuccess;
   std::string uuid = "GPU-0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9";  // lower case, as NVML's
-  std::string pci_bus_id = "00000000:18:00.0";
   std::function<int(int)> result[kCallCount];
   // Value of a successful call: utilization % (memory utilization is half of it), SM clock in
   // MHz, power in mW, clock event reason bits, the energy counter in mJ.

@@ -10,7 +10,6 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -102,9 +101,7 @@ struct NvmlSampler::Api {
   nvmlReturn_t (*Init_v2)() = nullptr;
   nvmlReturn_t (*Shutdown)() = nullptr;
   const char* (*ErrorString)(nvmlReturn_t) = nullptr;
-  // One of these two is required, depending on the id Create is given.
   nvmlReturn_t (*DeviceGetHandleByUUID)(const char*, nvmlDevice_t*) = nullptr;
-  nvmlReturn_t (*DeviceGetHandleByPciBusId_v2)(const char*, nvmlDevice_t*) = nullptr;
   // Optional: where one is missing, what it gives is reported unavailable.
   nvmlReturn_t (*DeviceGetUtilizationRates)(nvmlDevice_t, nvmlUtilization_t*) = nullptr;
   nvmlReturn_t (*DeviceGetClockInfo)(nvmlDevice_t, unsigned int, unsigned int*) = nullptr;
@@ -159,35 +156,9 @@ std::string ClockEventReasonsText(uint64_t reasons) {
   return absl::StrJoin(parts, "|");
 }
 
-bool IsNvmlUuid(absl::string_view id) {
-  return absl::StartsWithIgnoreCase(id, "GPU-") || absl::StartsWithIgnoreCase(id, "MIG-");
-}
-
 std::string NvmlSummary::ClockEventReasonsText() const {
   return clock_event_reasons_read ? truthput::ClockEventReasonsText(clock_event_reasons)
                                   : "unavailable";
-}
-
-std::string NvmlSummary::ToString() const {
-  auto pct = [](const std::optional<double>& v) {
-    return v ? absl::StrFormat("%.1f%%", *v) : std::string("n/a");
-  };
-  auto num = [](const std::optional<double>& v, const char* unit) {
-    return v ? absl::StrFormat("%.1f%s", *v, unit) : std::string("n/a");
-  };
-  std::string s = absl::StrFormat("samples=%d window=%.3fs util_gpu=%s (max %s) util_mem=%s "
-                                  "sm_clock=%s power=%s energy=%s reasons=%s",
-                                  samples, window_s, pct(util_gpu_pct), pct(util_gpu_pct_max),
-                                  pct(util_mem_pct), num(sm_clock_mhz, "MHz"), num(power_w, "W"),
-                                  num(energy_j, "J"), ClockEventReasonsText());
-  absl::StrAppend(&s, " gpm_sm=", pct(gpm_sm_util_pct), " gpm_occupancy=",
-                  pct(gpm_sm_occupancy_pct), " gpm_tensor=", pct(gpm_tensor_util_pct),
-                  " gpm_dram_bw=", pct(gpm_dram_bw_util_pct));
-  if (!unavailable.empty()) {
-    absl::StrAppend(&s, " unavailable=[", absl::StrJoin(unavailable, "; "), "]");
-  }
-  if (!notes.empty()) absl::StrAppend(&s, " notes=[", absl::StrJoin(notes, "; "), "]");
-  return s;
 }
 
 std::string OtherProcessesNote(const std::vector<GpuProcess>& seen, uint32_t self_pid) {
@@ -248,9 +219,9 @@ NvmlSampler::NvmlSampler(void* library, absl::Duration interval)
       window_(std::make_unique<Window>()) {}
 
 absl::StatusOr<std::unique_ptr<NvmlSampler>> NvmlSampler::Create(
-    const std::string& gpu_uuid_or_pci_bus_id, absl::Duration interval) {
-  if (gpu_uuid_or_pci_bus_id.empty()) {
-    return absl::InvalidArgumentError("NvmlSampler: empty GPU UUID / PCI bus id");
+    const std::string& gpu_uuid, absl::Duration interval) {
+  if (gpu_uuid.empty()) {
+    return absl::InvalidArgumentError("NvmlSampler: empty GPU UUID");
   }
   if (interval <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
@@ -274,7 +245,6 @@ absl::StatusOr<std::unique_ptr<NvmlSampler>> NvmlSampler::Create(
   load(api.Shutdown, "nvmlShutdown");
   load(api.ErrorString, "nvmlErrorString");
   load(api.DeviceGetHandleByUUID, "nvmlDeviceGetHandleByUUID");
-  load(api.DeviceGetHandleByPciBusId_v2, "nvmlDeviceGetHandleByPciBusId_v2");
   load(api.DeviceGetUtilizationRates, "nvmlDeviceGetUtilizationRates");
   load(api.DeviceGetClockInfo, "nvmlDeviceGetClockInfo");
   load(api.DeviceGetPowerUsage, "nvmlDeviceGetPowerUsage");
@@ -290,15 +260,11 @@ absl::StatusOr<std::unique_ptr<NvmlSampler>> NvmlSampler::Create(
   load(api.GpmMetricsGet, "nvmlGpmMetricsGet");
   load(api.DeviceGetComputeRunningProcesses_v2, "nvmlDeviceGetComputeRunningProcesses_v2");
 
-  const bool by_uuid = IsNvmlUuid(gpu_uuid_or_pci_bus_id);
-  const char* lookup_name =
-      by_uuid ? "nvmlDeviceGetHandleByUUID" : "nvmlDeviceGetHandleByPciBusId_v2";
-  auto* lookup = by_uuid ? api.DeviceGetHandleByUUID : api.DeviceGetHandleByPciBusId_v2;
-  const char* missing = api.Init_v2 == nullptr       ? "nvmlInit_v2"
-                        : api.Shutdown == nullptr    ? "nvmlShutdown"
-                        : api.ErrorString == nullptr ? "nvmlErrorString"
-                        : lookup == nullptr          ? lookup_name
-                                                     : nullptr;
+  const char* missing = api.Init_v2 == nullptr                 ? "nvmlInit_v2"
+                        : api.Shutdown == nullptr              ? "nvmlShutdown"
+                        : api.ErrorString == nullptr           ? "nvmlErrorString"
+                        : api.DeviceGetHandleByUUID == nullptr ? "nvmlDeviceGetHandleByUUID"
+                                                               : nullptr;
   if (missing != nullptr) {
     return absl::UnavailableError(
         absl::StrCat("NVML not available: ", kLibraryName, " has no ", missing));
@@ -310,12 +276,11 @@ absl::StatusOr<std::unique_ptr<NvmlSampler>> NvmlSampler::Create(
   s->nvml_initialized_ = true;
 
   // nvidia-smi and NVML print UUIDs in lower case ("GPU-5f3c..."); accept either case.
-  std::string id = gpu_uuid_or_pci_bus_id;
-  if (by_uuid) id = absl::StrCat(id.substr(0, 4), absl::AsciiStrToLower(id.substr(4)));
+  const std::string id = absl::StrCat(gpu_uuid.substr(0, 4), absl::AsciiStrToLower(gpu_uuid.substr(4)));
   nvmlDevice_t device = nullptr;
-  if (nvmlReturn_t r = lookup(id.c_str(), &device); r != kNvmlSuccess) {
+  if (nvmlReturn_t r = api.DeviceGetHandleByUUID(id.c_str(), &device); r != kNvmlSuccess) {
     const std::string message =
-        absl::StrCat("NvmlSampler: ", lookup_name, "(", id, "): ", api.Error(r));
+        absl::StrCat("NvmlSampler: nvmlDeviceGetHandleByUUID(", id, "): ", api.Error(r));
     if (r == kNvmlErrorNotFound) return absl::NotFoundError(message);
     if (r == kNvmlErrorInvalidArgument) return absl::InvalidArgumentError(message);
     return absl::UnavailableError(message);
@@ -534,7 +499,6 @@ void NvmlSampler::ReadGpmEnd(NvmlSummary& summary) {
   };
   const Wanted wanted[] = {
       {kGpmSmUtil, "gpm_sm_util", &summary.gpm_sm_util_pct},
-      {kGpmSmOccupancy, "gpm_sm_occupancy", &summary.gpm_sm_occupancy_pct},
       {kGpmAnyTensorUtil, "gpm_tensor_util", &summary.gpm_tensor_util_pct},
       {kGpmDramBwUtil, "gpm_dram_bw_util", &summary.gpm_dram_bw_util_pct},
   };

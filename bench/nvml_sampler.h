@@ -16,10 +16,10 @@
 //     only meaningful over 100 ms or more; a shorter window leaves the GPM values unset.
 //
 // Usage:
-//   ASSIGN_OR_RETURN(std::unique_ptr<NvmlSampler> s, NvmlSampler::Create(identity.uuid));
-//   s->Start();
+//   absl::StatusOr<std::unique_ptr<NvmlSampler>> s = NvmlSampler::Create(identity.uuid);
+//   (*s)->Start();
 //   ... run the GPU work, synchronize ...
-//   NvmlSummary summary = s->Stop();
+//   NvmlSummary summary = (*s)->Stop();
 //
 // Start and Stop are thread-safe (a Stop may come from another thread than its Start); a sampler
 // may be started again after Stop. Each window's summary covers only that window.
@@ -46,10 +46,6 @@ namespace truthput {
 // hw_thermal (0x40), hw_power_brake (0x80), display_clocks (0x100), as nvml.h's
 // nvmlClocksEventReason* bits; unnamed bits as hex ("0x200").
 std::string ClockEventReasonsText(uint64_t reasons);
-
-// Whether id is an NVML/nvidia-smi UUID ("GPU-..." or, for a MIG instance, "MIG-...", any case)
-// rather than a PCI bus id ("0000:18:00.0").
-bool IsNvmlUuid(absl::string_view id);
 
 // The note for a quantity that `failed` of a window's `samples` could not read (the last with
 // `error`): "utilization: read in 49 of 52 samples, the value is over those
@@ -78,19 +74,14 @@ struct NvmlSummary {
   std::string ClockEventReasonsText() const;
 
   // GPM, over the whole window (Hopper and newer): % of SMs busy (SM cycles with a warp resident,
-  // over all SMs), % of resident warps vs the maximum, % of time the tensor cores did anything,
-  // % of peak DRAM bandwidth used.
+  // over all SMs), % of time the tensor cores did anything, % of peak DRAM bandwidth used.
   std::optional<double> gpm_sm_util_pct;
-  std::optional<double> gpm_sm_occupancy_pct;
   std::optional<double> gpm_tensor_util_pct;
   std::optional<double> gpm_dram_bw_util_pct;
 
   std::vector<std::string> unavailable;
   // Caveats on values that are set: a quantity some samples could not read (PartialReadNote).
   std::vector<std::string> notes;
-
-  // One line for logs: "samples=52 window=1.04s util_gpu=98.1% (max 100%) ... reasons=none".
-  std::string ToString() const;
 };
 
 // A process with a compute context on the GPU, as NVML lists it.
@@ -108,13 +99,13 @@ std::string OtherProcessesNote(const std::vector<GpuProcess>& seen, uint32_t sel
 
 class NvmlSampler {
  public:
-  // Loads NVML, initializes it and finds the GPU by its UUID (as DeviceIdentity::uuid and
-  // nvidia-smi print it; unaffected by CUDA_VISIBLE_DEVICES) or by its PCI bus id
-  // ("0000:18:00.0"). Unavailable "NVML not available: ..." where the library is missing or
-  // NVML can't start (no driver); NotFound where NVML has no such GPU; InvalidArgument for an
-  // empty id or a non-positive interval.
+  // Loads NVML, initializes it and finds the GPU by its UUID ("GPU-...", as DeviceIdentity::uuid
+  // and nvidia-smi print it, either case; unaffected by CUDA_VISIBLE_DEVICES). Unavailable
+  // "NVML not available: ..." where the library is missing or NVML can't start (no driver);
+  // NotFound where NVML has no such GPU; InvalidArgument for an empty id or a non-positive
+  // interval.
   static absl::StatusOr<std::unique_ptr<NvmlSampler>> Create(
-      const std::string& gpu_uuid_or_pci_bus_id, absl::Duration interval = absl::Milliseconds(20));
+      const std::string& gpu_uuid, absl::Duration interval = absl::Milliseconds(20));
 
   // Stops sampling if running, then shuts NVML down and unloads it.
   ~NvmlSampler();

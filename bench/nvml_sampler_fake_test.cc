@@ -61,7 +61,7 @@ TEST(NvmlSamplerFakeTest, FindsTheGpuAndShutsNvmlDownWhenDestroyed) {
   EXPECT_EQ(fake_nvml::Seen().gpm_samples, 0);
 }
 
-TEST(NvmlSamplerFakeTest, LooksUpAnUpperCaseUuidInLowerCaseAndABusIdAsGiven) {
+TEST(NvmlSamplerFakeTest, LooksUpAnUpperCaseUuidInLowerCase) {
   Script script;
   fake_nvml::Reset(script);
   std::string upper = script.uuid;
@@ -69,8 +69,6 @@ TEST(NvmlSamplerFakeTest, LooksUpAnUpperCaseUuidInLowerCaseAndABusIdAsGiven) {
   ASSERT_NE(upper, script.uuid);
   EXPECT_TRUE(NvmlSampler::Create(upper, kInterval).ok());
   EXPECT_EQ(fake_nvml::Seen().last_lookup, script.uuid);
-  EXPECT_TRUE(NvmlSampler::Create(script.pci_bus_id, kInterval).ok());
-  EXPECT_EQ(fake_nvml::Seen().last_lookup, script.pci_bus_id);
   EXPECT_EQ(fake_nvml::Seen().inits, 0);
 }
 
@@ -255,7 +253,6 @@ TEST(NvmlSamplerFakeTest, GpmValuesOverAWindowOfAtLeast100Ms) {
   ASSERT_GE(summary.window_s, 0.1);
   EXPECT_EQ(fake_nvml::Seen().gpm_metrics_gets, 1);
   EXPECT_EQ(summary.gpm_sm_util_pct, 2 * 1.5);
-  EXPECT_EQ(summary.gpm_sm_occupancy_pct, 3 * 1.5);
   EXPECT_FALSE(summary.gpm_tensor_util_pct.has_value());
   EXPECT_EQ(summary.gpm_dram_bw_util_pct, 10 * 1.5);
   EXPECT_THAT(summary.unavailable, ElementsAre("gpm_tensor_util: NVML_ERROR_NOT_SUPPORTED"));
@@ -299,7 +296,6 @@ TEST(NvmlSamplerFakeTest, GpmCallsFailingAtStopLeaveEveryGpmValueUnset) {
   ASSERT_GE(summary.window_s, 0.1);
   EXPECT_EQ(fake_nvml::Seen().gpm_metrics_gets, 1);
   EXPECT_FALSE(summary.gpm_sm_util_pct.has_value());
-  EXPECT_FALSE(summary.gpm_sm_occupancy_pct.has_value());
   EXPECT_FALSE(summary.gpm_tensor_util_pct.has_value());
   EXPECT_FALSE(summary.gpm_dram_bw_util_pct.has_value());
   EXPECT_THAT(summary.unavailable, ElementsAre("GPM: nvmlGpmMetricsGet: NVML_ERROR_UNKNOWN"));

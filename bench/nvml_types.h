@@ -92,7 +92,6 @@ struct nvmlGpmSupport_t {
 
 // nvml.h: nvmlGpmMetricId_t values.
 constexpr unsigned int kGpmSmUtil = 2;        // NVML_GPM_METRIC_SM_UTIL
-constexpr unsigned int kGpmSmOccupancy = 3;   // NVML_GPM_METRIC_SM_OCCUPANCY
 constexpr unsigned int kGpmAnyTensorUtil = 5; // NVML_GPM_METRIC_ANY_TENSOR_UTIL
 constexpr unsigned int kGpmDramBwUtil = 10;   // NVML_GPM_METRIC_DRAM_BW_UTIL
 
