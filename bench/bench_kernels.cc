@@ -39,7 +39,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -98,7 +97,6 @@ constexpr const char* kDefaultMinTime = "--benchmark_min_time=0.05";
 // --- Process-wide GPU state -------------------------------------------------------------------
 
 struct Gpu {
-  int device = 0;
   int sms = 0;
   double dram_gbps = 0;  // peak, for the decode split policy
   int64_t l2_bytes = 0;
@@ -130,7 +128,6 @@ absl::Status InitGpu(Gpu* g) {
   // line "no CUDA GPU: ..." the run ends with.
   absl::StatusOr<DeviceIdentity> id = ReadDeviceIdentity(0);
   if (!id.ok()) return id.status();
-  g->device = id->device;
   g->sms = id->sm_count;
   g->l2_bytes = id->l2_bytes;
   TP_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&g->stream, cudaStreamNonBlocking));

@@ -27,7 +27,7 @@ struct BenchRequest {
   bool graph = true;
   bool verify = true;
   std::string profile = "step";  // CUPTI depth: "off", "step", "ops"
-  std::string gemm = "auto";     // projections: "auto", "own", "cublaslt"
+  std::string gemm = "auto";     // projections: "auto", "own", "own_w8a8", "cublaslt"
   std::optional<double> usd_per_gpu_hour;  // unset: the datasheet's public price
   // Ceilings file of this GPU (bench_ceilings --json) for mbu_measured/mfu_measured; "" measures
   // them at start-up (quick sweep); "none" skips them.

@@ -31,7 +31,6 @@
 
 #include <cuda_runtime_api.h>
 
-#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>

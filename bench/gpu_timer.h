@@ -54,10 +54,6 @@ struct TimingStats {
   bool gated = false;   // Every kept sample came from a gated (graph) round.
 };
 
-// Times `enqueue` on `stream` (see the header comment). enqueue must only enqueue asynchronous
-// work on the stream it is given (no synchronization, no allocation when use_graph) and return
-// the first error it meets; that error is returned unchanged. The call leaves no graph, event or
-// pinned memory behind, on every path.
 struct GraphExecDeleter {
   void operator()(cudaGraphExec_t g) const { cudaGraphExecDestroy(g); }
 };
@@ -69,6 +65,10 @@ using GraphExecPtr = std::unique_ptr<CUgraphExec_st, GraphExecDeleter>;
 absl::StatusOr<GraphExecPtr> CaptureGraph(const std::function<absl::Status(cudaStream_t)>& enqueue,
                                           cudaStream_t stream);
 
+// Times `enqueue` on `stream` (see the header comment). enqueue must only enqueue asynchronous
+// work on the stream it is given (no synchronization, no allocation when use_graph) and return
+// the first error it meets; that error is returned unchanged. The call leaves no graph, event or
+// pinned memory behind, on every path.
 absl::StatusOr<TimingStats> TimeGpuWork(const std::function<absl::Status(cudaStream_t)>& enqueue,
                                         cudaStream_t stream, const TimingOptions& options);
 

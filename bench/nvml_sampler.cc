@@ -6,7 +6,6 @@
 #include <cstddef>
 #include <map>
 #include <type_traits>
-#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
@@ -276,7 +275,10 @@ absl::StatusOr<std::unique_ptr<NvmlSampler>> NvmlSampler::Create(
   s->nvml_initialized_ = true;
 
   // nvidia-smi and NVML print UUIDs in lower case ("GPU-5f3c..."); accept either case.
-  const std::string id = absl::StrCat(gpu_uuid.substr(0, 4), absl::AsciiStrToLower(gpu_uuid.substr(4)));
+  const std::string id =
+      gpu_uuid.size() <= 4
+          ? gpu_uuid
+          : absl::StrCat(gpu_uuid.substr(0, 4), absl::AsciiStrToLower(gpu_uuid.substr(4)));
   nvmlDevice_t device = nullptr;
   if (nvmlReturn_t r = api.DeviceGetHandleByUUID(id.c_str(), &device); r != kNvmlSuccess) {
     const std::string message =

@@ -70,6 +70,9 @@ TEST(NvmlSamplerFakeTest, LooksUpAnUpperCaseUuidInLowerCase) {
   EXPECT_TRUE(NvmlSampler::Create(upper, kInterval).ok());
   EXPECT_EQ(fake_nvml::Seen().last_lookup, script.uuid);
   EXPECT_EQ(fake_nvml::Seen().inits, 0);
+  // An id too short to be a UUID is looked up as given, and not found.
+  EXPECT_EQ(NvmlSampler::Create("GPU", kInterval).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(fake_nvml::Seen().last_lookup, "GPU");
 }
 
 TEST(NvmlSamplerFakeTest, UnknownGpuIsNotFoundAndNvmlIsShutDown) {

@@ -22,6 +22,11 @@ namespace truthput {
 // what the vectorized and TMA paths need; asking for more would exclude nothing useful on Hopper.
 inline constexpr uint32_t kCublasLtAlignmentBytes = 16;
 
+// Whether p is aligned as the wrappers promise the heuristic.
+inline bool CublasLtAligned(const void* p) {
+  return reinterpret_cast<uintptr_t>(p) % kCublasLtAlignmentBytes == 0;
+}
+
 // One shape's matmul as both wrappers plan it: y = x · W^T for row-major x [m, k], W [n, k] and
 // bf16 y [m, n]. cuBLASLt is column-major, and read as column-major the row-major buffers are
 // their transposes, so it computes y^T[n,m] = op_T(W[k,n]) · op_N(x[k,m]) ("TN"), fp32 compute

@@ -14,10 +14,6 @@ namespace {
 
 constexpr size_t kMaxCandidates = 32;  // what Autotune times per shape
 
-bool Aligned(const void* p) {
-  return reinterpret_cast<uintptr_t>(p) % kCublasLtAlignmentBytes == 0;
-}
-
 absl::Status CheckShape(int64_t m, int64_t n, int64_t k) {
   if (m <= 0 || n <= 0 || k <= 0) {
     return absl::InvalidArgumentError(
@@ -33,12 +29,12 @@ absl::Status CheckShape(int64_t m, int64_t n, int64_t k) {
 
 absl::Status CheckOperands(const CublasLtFp8Gemm::ScaledOperands& o, bool per_row,
                            const char* who) {
-  if (!Aligned(o.x) || !Aligned(o.w) || !Aligned(o.y)) {
+  if (!CublasLtAligned(o.x) || !CublasLtAligned(o.w) || !CublasLtAligned(o.y)) {
     return absl::InvalidArgumentError(
         absl::StrCat("CublasLtFp8Gemm::", who, ": x, w and y must be 16-byte aligned"));
   }
-  if (per_row && (o.x_scales == nullptr || o.w_scales == nullptr || !Aligned(o.x_scales) ||
-                  !Aligned(o.w_scales))) {
+  if (per_row && (o.x_scales == nullptr || o.w_scales == nullptr || !CublasLtAligned(o.x_scales) ||
+                  !CublasLtAligned(o.w_scales))) {
     return absl::InvalidArgumentError(absl::StrCat(
         "CublasLtFp8Gemm::", who, ": x_scales and w_scales must be non-null and 16-byte aligned"));
   }

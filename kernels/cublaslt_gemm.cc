@@ -11,10 +11,6 @@
 namespace truthput {
 namespace {
 
-bool Aligned(const void* p) {
-  return reinterpret_cast<uintptr_t>(p) % kCublasLtAlignmentBytes == 0;
-}
-
 absl::Status CheckShape(int64_t m, int64_t n, int64_t k) {
   if (m <= 0 || n <= 0 || k <= 0) {
     return absl::InvalidArgumentError(
@@ -83,7 +79,7 @@ absl::Status CublasLtGemm::Prepare(int64_t m, int64_t n, int64_t k) {
 
 absl::Status CublasLtGemm::Run(const bf16* x, const bf16* w, bf16* y, int64_t m, int64_t n,
                                int64_t k, cudaStream_t stream) {
-  if (!Aligned(x) || !Aligned(w) || !Aligned(y)) {
+  if (!CublasLtAligned(x) || !CublasLtAligned(w) || !CublasLtAligned(y)) {
     return absl::InvalidArgumentError("CublasLtGemm::Run: x, w and y must be 16-byte aligned");
   }
   auto it = plans_.find(Shape{m, n, k});

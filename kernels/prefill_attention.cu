@@ -3,7 +3,6 @@
 #include <cuda.h>  // CUtensorMap and its enums only: the encoder comes from the runtime
 #include <cudaTypedefs.h>
 
-#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdint>

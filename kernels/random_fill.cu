@@ -34,14 +34,6 @@ struct RandomBf16Gen {
   }
 };
 
-struct RandomF32Gen {
-  uint64_t seed;
-  float scale;
-  __device__ float operator()(int64_t i) const {
-    return UniformSigned(seed, static_cast<uint64_t>(i)) * scale;
-  }
-};
-
 struct ConstBf16Gen {
   __nv_bfloat16 value;
   __device__ __nv_bfloat16 operator()(int64_t) const { return value; }
@@ -111,12 +103,6 @@ absl::Status FillRandomBf16(__nv_bfloat16* p, int64_t n, uint64_t seed, float sc
   TP_RETURN_IF_ERROR(CheckScale(scale, "FillRandomBf16"));
   return LaunchFill(p, n, RandomBf16Gen{seed, scale}, stream, "FillRandomBf16",
                     "FillKernel<RandomBf16>");
-}
-
-absl::Status FillRandomF32(float* p, int64_t n, uint64_t seed, float scale, cudaStream_t stream) {
-  TP_RETURN_IF_ERROR(CheckScale(scale, "FillRandomF32"));
-  return LaunchFill(p, n, RandomF32Gen{seed, scale}, stream, "FillRandomF32",
-                    "FillKernel<RandomF32>");
 }
 
 absl::Status FillBf16(__nv_bfloat16* p, int64_t n, float value, cudaStream_t stream) {

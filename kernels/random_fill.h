@@ -28,9 +28,6 @@ namespace truthput {
 absl::Status FillRandomBf16(__nv_bfloat16* p, int64_t n, uint64_t seed, float scale,
                             cudaStream_t stream);
 
-// As FillRandomBf16, in fp32 (no rounding beyond the formula's).
-absl::Status FillRandomF32(float* p, int64_t n, uint64_t seed, float scale, cudaStream_t stream);
-
 // p[i] = bf16(value) for i in [0, n). NaN stays NaN (use it to poison outputs).
 absl::Status FillBf16(__nv_bfloat16* p, int64_t n, float value, cudaStream_t stream);
 

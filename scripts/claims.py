@@ -138,10 +138,6 @@ def _tps(v):
 
 # --------------------------------------------------------------------------------- claims
 
-ARTICLE_A = "single-request 70B on H100 is bounded near 24 tok/s (~140 GB of bf16 weights per " \
-            "token / 3.35 TB/s)"
-
-
 def claim_a(results_dir, index, loader):
     rows = []
     gpus = [g for g in gpu_order(index) if g.startswith("h100")] or ["h100-sxm"]

@@ -19,7 +19,7 @@ fi
 rm -rf "$DIR"
 mkdir -p "$DIR/bin" "$DIR/lib"
 
-# GPU tests as ctest knows them (label gpu): name and executable.
+# GPU tests as ctest knows them (label gpu): their executables.
 tests=$(ctest --test-dir "$BUILD_DIR" -L gpu --show-only=json-v1 | python3 -c '
 import json, sys
 for t in json.load(sys.stdin)["tests"]:

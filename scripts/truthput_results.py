@@ -43,7 +43,6 @@ OP_STRINGS = ("name", "kind", "bound", "implementation")
 CONFIG_NUMBERS = ("context", "tp", "usd_per_gpu_hour")
 CONFIG_STRINGS = ("tool", "phase", "model_arg", "gemm", "command_line", "profile")
 CONFIG_BOOLS = ("predict_only", "graph", "verify")
-CONFIG_LISTS = ("batches", "seq_lens", "notes")
 
 MODEL_NUMBERS = (
     "hidden_size", "num_layers", "num_heads", "num_kv_heads", "head_dim", "ffn_size",

@@ -1,6 +1,5 @@
 #include "workloads/workload.h"
 
-#include <algorithm>
 #include <cstdint>
 #include <limits>
 
