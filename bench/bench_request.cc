@@ -96,6 +96,7 @@ absl::StatusOr<BenchRequest> MakeBenchRequest(std::string tool, Phase phase,
         absl::StrCat("--usd_per_gpu_hour=", *f.usd_per_gpu_hour, ": must be a finite price >= 0"));
   }
   r.usd_per_gpu_hour = f.usd_per_gpu_hour;
+  if (r.usd_per_gpu_hour) *r.usd_per_gpu_hour += 0.0;  // -0 is 0: no "-0.000" $/Mtok
 
   r.ceilings_path = f.ceilings;
   if (!f.ceilings.empty() && f.ceilings != "none") {

@@ -76,6 +76,10 @@ TEST(BenchRequest, BadInputGetsOneClearLine) {
   ASSERT_TRUE(MakeBenchRequest("bench_decode", Phase::kDecode, f).ok());
   EXPECT_EQ(MakeBenchRequest("bench_decode", Phase::kDecode, f)->usd_per_gpu_hour, 0.0);
   EXPECT_FALSE(MakeBenchRequest("bench_decode", Phase::kDecode, Flags())->usd_per_gpu_hour);
+  f.usd_per_gpu_hour = -0.0;
+  const absl::StatusOr<BenchRequest> minus_zero =
+      MakeBenchRequest("bench_decode", Phase::kDecode, f);
+  EXPECT_FALSE(std::signbit(*minus_zero->usd_per_gpu_hour));
   f = Flags();
   f.tp = 3;
   EXPECT_THAT(Error(f), HasSubstr("tp 3 does not divide the heads"));

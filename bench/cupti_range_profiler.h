@@ -11,9 +11,9 @@
 // synchronized, so earlier work on it is not counted; work on other streams or processes that
 // overlaps a range is counted too (DRAM and L2 counters are device-wide).
 //
-// What the numbers mean. A range's gpu__time_duration spans the range on the GPU, gaps between
-// kernels included. Profiling perturbs the work (counter setup, serialization, replay), so never
-// time a profiled run: use the counters for what they count, the timer (gpu_timer.h) for time.
+// What the numbers mean. Profiling perturbs the work (counter setup, serialization, replay), so
+// never time a profiled run: use the counters for what they count, the timer (gpu_timer.h) for
+// time.
 // CUPTI 13 has no clock control: clocks are whatever the GPU chose.
 //
 // Failures. Create returns a status whose message is one line fit for an "n/a (reason)" cell: the

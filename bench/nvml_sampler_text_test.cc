@@ -90,7 +90,9 @@ TEST(OtherProcessesNoteTest, ListsEachOtherProcessOnceWithTheMostMemorySeen) {
 
 TEST(NvmlSamplerCreateTest, RejectsBadArgumentsBeforeLoadingNvml) {
   EXPECT_EQ(NvmlSampler::Create("").status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(NvmlSampler::Create("GPU-0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9", absl::ZeroDuration()).status().code(),
+  EXPECT_EQ(NvmlSampler::Create("GPU-0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9", absl::ZeroDuration())
+                .status()
+                .code(),
             absl::StatusCode::kInvalidArgument);
 }
 

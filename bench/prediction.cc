@@ -45,6 +45,9 @@ RunResult NewRunResult(const BenchRequest& r, const GpuSpec& datasheet) {
     c->set_usd_per_gpu_hour(*r.usd_per_gpu_hour);
   } else if (datasheet.usd_per_hour() > 0) {
     c->set_usd_per_gpu_hour(datasheet.usd_per_hour());
+  } else if (!r.predict) {
+    result.add_unavailable(absl::StrCat("usd_per_mtok: datasheet ", datasheet.id(),
+                                        " has no price (--usd_per_gpu_hour gives one)"));
   }
   c->set_command_line(r.command_line);
   if (r.tp > 1) {
@@ -335,7 +338,8 @@ absl::StatusOr<RunResult> Predict(const BenchRequest& request, const GpuSpec& gp
   if (!request.verify) ignored.push_back("--verify=false");
   if (request.profile != "step") ignored.push_back(absl::StrCat("--profile=", request.profile));
   if (request.gemm != "auto") ignored.push_back(absl::StrCat("--gemm=", request.gemm));
-  if (request.usd_per_gpu_hour.has_value()) ignored.push_back("--usd_per_gpu_hour");  // $/Mtok is measured
+  // $/Mtok is measured.
+  if (request.usd_per_gpu_hour.has_value()) ignored.push_back("--usd_per_gpu_hour");
   if (!ignored.empty()) {
     result.mutable_config()->add_notes(absl::StrCat(
         absl::StrJoin(ignored, ", "), ": for a GPU run; a prediction has no use for them"));

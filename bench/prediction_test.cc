@@ -108,6 +108,9 @@ TEST(Prediction, ConfigPricesAGivenZeroAtZeroAndAnUnknownPriceNotAtAll) {
   request.usd_per_gpu_hour.reset();
   r = NewRunResult(request, unpriced);
   EXPECT_FALSE(r.config().has_usd_per_gpu_hour());
+  EXPECT_THAT(r.unavailable(),
+              ElementsAre("usd_per_mtok: datasheet h100-sxm has no price (--usd_per_gpu_hour "
+                          "gives one)"));
   request.usd_per_gpu_hour = 1.5;
   EXPECT_DOUBLE_EQ(NewRunResult(request, unpriced).config().usd_per_gpu_hour(), 1.5);
 }

@@ -20,7 +20,8 @@ in common, are refused with one line and exit status 2, unless --allow-mismatch;
 --md or --out that cannot be written, an --md that is one of the inputs, or an --md that
 exists already (unless --overwrite).
 Prints a markdown table per pair; writes a chart of the measured and predicted ratios vs batch
-to --out (default: the current directory).
+to --out (default: the current directory), replacing one of the same name there (said on stderr:
+"chart: PATH (replaced an existing file)").
 """
 
 import argparse

@@ -40,7 +40,8 @@ OP_OPTIONAL = (
 OP_NUMBERS = ("count", "gbytes", "gflops", "bound_ms")
 OP_STRINGS = ("name", "kind", "bound", "implementation")
 
-CONFIG_NUMBERS = ("context", "tp", "usd_per_gpu_hour")
+CONFIG_NUMBERS = ("context", "tp")
+CONFIG_OPTIONAL = ("usd_per_gpu_hour",)  # absent: no price was known
 CONFIG_STRINGS = ("tool", "phase", "model_arg", "gemm", "command_line", "profile")
 CONFIG_BOOLS = ("predict_only", "graph", "verify")
 
@@ -193,7 +194,7 @@ def normalize(raw, path=""):
 
 
 def _config(raw):
-    cfg = _fill(raw.get("config"), CONFIG_NUMBERS, (), CONFIG_STRINGS, CONFIG_BOOLS,
+    cfg = _fill(raw.get("config"), CONFIG_NUMBERS, CONFIG_OPTIONAL, CONFIG_STRINGS, CONFIG_BOOLS,
                 ("batches", "seq_lens"), "config.")
     cfg["notes"] = _strings(cfg.get("notes"), "config.notes")
     cfg["batches"] = [_number(b, "config.batches", False) for b in cfg["batches"]]

@@ -89,11 +89,7 @@ absl::StatusOr<std::vector<int64_t>> ParseSizeList(absl::string_view text, absl:
       }
       if (v == *hi) break;
       // The next value would pass hi (or wrap): the range ends at hi itself.
-      if (multiply ? v > *hi / *by : v > *hi - *by) {
-        out.push_back(*hi);
-        break;
-      }
-      v = multiply ? v * *by : v + *by;
+      v = (multiply ? v > *hi / *by : v > *hi - *by) ? *hi : (multiply ? v * *by : v + *by);
     }
   }
   std::sort(out.begin(), out.end());

@@ -53,6 +53,7 @@ TEST(SizeList, BadInput) {
   EXPECT_THAT(Error("1..64:+0"), HasSubstr("out of range"));
   EXPECT_THAT(Error("1,,2"), HasSubstr("empty item"));
   EXPECT_THAT(Error("1..1000000:+1"), HasSubstr("more than"));
+  EXPECT_THAT(Error("1..200000:+2"), HasSubstr("more than 100000 values"));  // 100000 steps + end
   EXPECT_THAT(Error("4294967296"), HasSubstr("out of range (1 to 4294967295)"));
   EXPECT_THAT(Error("99999999999999999999"),
               HasSubstr("99999999999999999999 is out of range (1 to 4294967295)"));

@@ -77,6 +77,18 @@ def test_load_fills_absent_fields_and_parses_string_numbers():
     assert [p["batch"] for p in run["points"]] == [1, 16, 1024]
 
 
+def test_load_reads_an_absent_price_as_none_and_a_zero_price_as_zero(tmp_path):
+    priced = write_variant(tmp_path, H200, "priced.json",
+                           lambda d: d["config"].update(usd_per_gpu_hour=3.79))
+    assert tr.load(priced)["config"]["usd_per_gpu_hour"] == 3.79
+    unpriced = write_variant(tmp_path, H200, "unpriced.json",
+                             lambda d: d["config"].pop("usd_per_gpu_hour", None))
+    assert tr.load(unpriced)["config"]["usd_per_gpu_hour"] is None
+    free = write_variant(tmp_path, H200, "free.json",
+                         lambda d: d["config"].update(usd_per_gpu_hour=0))
+    assert tr.load(free)["config"]["usd_per_gpu_hour"] == 0
+
+
 def test_labels():
     a, b, e = tr.load(H100), tr.load(H200), tr.load(H100_EAGER)
     assert tr.label(a) == "Llama-3.1-70B, NVIDIA H100 80GB HBM3, ctx 2048, bf16"
