@@ -61,6 +61,7 @@
 #include "kernels/cublaslt_gemm.h"
 #include "kernels/cuda_status.h"
 #include "kernels/decode_attention.h"
+#include "kernels/device_code.h"
 #include "kernels/fp8_weights.h"
 #include "kernels/gemv.h"
 #include "kernels/prefill_attention.h"
@@ -128,6 +129,7 @@ absl::Status InitGpu(Gpu* g) {
   // line "no CUDA GPU: ..." the run ends with.
   absl::StatusOr<DeviceIdentity> id = ReadDeviceIdentity(0);
   if (!id.ok()) return id.status();
+  TP_RETURN_IF_ERROR(CheckDeviceCode());
   g->sms = id->sm_count;
   g->l2_bytes = id->l2_bytes;
   TP_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&g->stream, cudaStreamNonBlocking));

@@ -31,6 +31,7 @@
 #include "kernels/cublaslt_fp8_gemm.h"
 #include "kernels/cublaslt_gemm.h"
 #include "kernels/cuda_status.h"
+#include "kernels/device_code.h"
 #include "kernels/random_fill.h"
 #include "kernels/stream_kernels.h"
 #include "kernels/stream_read.h"
@@ -578,6 +579,7 @@ absl::StatusOr<MeasuredCeilings> MeasureCeilings(const CeilingsOptions& options,
   absl::StatusOr<DeviceIdentity> id = ReadDeviceIdentity(0);
   if (!id.ok()) return id.status();
   TP_CUDA_RETURN_IF_ERROR(cudaSetDevice(id->device));
+  TP_RETURN_IF_ERROR(CheckDeviceCode());
 
   MeasuredCeilings c;
   c.set_truthput_version(kTruthputVersion);

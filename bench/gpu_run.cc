@@ -36,6 +36,7 @@
 #include "bench/sweep.h"
 #include "kernels/cublaslt_gemm.h"
 #include "kernels/cuda_status.h"
+#include "kernels/device_code.h"
 #include "workloads/gpu_datasheet.h"
 
 namespace truthput {
@@ -182,10 +183,11 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
   }
   absl::StatusOr<DeviceIdentity> id = ReadDeviceIdentity(0);
   if (!id.ok()) return id.status();
+  TP_CUDA_RETURN_IF_ERROR(cudaSetDevice(id->device));
+  TP_RETURN_IF_ERROR(CheckDeviceCode());
   absl::StatusOr<GpuSpec> datasheet =
       request.gpu_arg.empty() ? FindGpuByDeviceName(id->name) : FindGpu(request.gpu_arg);
   if (!datasheet.ok()) return datasheet.status();
-  TP_CUDA_RETURN_IF_ERROR(cudaSetDevice(id->device));
 
   RunResult result = NewRunResult(request, *datasheet);
   *result.mutable_machine() = ToMachineInfo(*id);
