@@ -1,5 +1,6 @@
-// main() for GPU tests. Where no CUDA GPU is usable, print why and exit 77, which ctest reports
-// as "Skipped" (SKIP_RETURN_CODE), so a machine without a GPU never shows GPU tests as passed.
+// main() for GPU tests. Where no CUDA GPU is usable, or the GPU cannot run this build's kernels,
+// print why and exit 77, which ctest reports as "Skipped" (SKIP_RETURN_CODE), so a machine
+// without a GPU never shows GPU tests as passed.
 // Each test's random data comes from a seed base printed as it starts (gpu_test_util.h's
 // FreshSeed); TRUTHPUT_TEST_SEED=N sets it, to replay a failure.
 #include <cuda_runtime_api.h>
@@ -8,9 +9,11 @@
 #include <cstdlib>
 #include <optional>
 #include <random>
+#include <string>
 
 #include "absl/strings/numbers.h"
 #include "gtest/gtest.h"
+#include "kernels/device_code.h"
 #include "kernels/gpu_test_util.h"
 
 namespace {
@@ -39,6 +42,12 @@ int main(int argc, char** argv) {
   if (err != cudaSuccess || count == 0) {
     std::printf("SKIPPED: no usable CUDA GPU (%s); GPU tests run on the GPU machine.\n",
                 err != cudaSuccess ? cudaGetErrorString(err) : "0 devices");
+    return 77;
+  }
+  // A GPU this build has no code for (an A100 under the sm_90a build) could only fail every test
+  // with "no kernel image": a skip that says why, as without a GPU.
+  if (const absl::Status st = truthput::CheckDeviceCode(); !st.ok()) {
+    std::printf("SKIPPED: %s\n", std::string(st.message()).c_str());
     return 77;
   }
   testing::InitGoogleTest(&argc, argv);
