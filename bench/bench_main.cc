@@ -7,6 +7,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "bench/bench_request.h"
@@ -112,7 +113,7 @@ int BenchMain(const std::string& tool, Phase phase, int argc, char** argv,
     }
   } else {
     absl::StatusOr<GpuRun> run = RunOnGpu(*request, std::cout);
-    if (!run.ok() && absl::IsFailedPrecondition(run.status())) {
+    if (!run.ok() && absl::StartsWith(run.status().message(), "no CUDA GPU")) {
       std::cerr << tool << ": " << run.status().message()
                 << "; for the roofline prediction without a GPU add --predict --gpu=h100-sxm\n";
       return 1;

@@ -44,9 +44,9 @@ struct GemmShape {
 std::vector<GemmShape> CeilingsGemmShapes(bool quick);
 
 // Measures every ceiling on CUDA device 0, logging each figure to `log` as it is measured.
-// FailedPrecondition "no CUDA GPU: ..." where there is none. fp8 on a GPU without fp8 tensor
-// cores, and a pinned allocation that fails, leave their fields unset with a note; every other
-// failure is an error.
+// FailedPrecondition "no CUDA GPU: ..." where there is none, or naming the GPU where this build
+// has no code for it. fp8 on a GPU without fp8 tensor cores, and a pinned allocation that fails,
+// leave their fields unset with a note; every other failure is an error.
 absl::StatusOr<MeasuredCeilings> MeasureCeilings(const CeilingsOptions& options, std::ostream& log);
 
 }  // namespace truthput

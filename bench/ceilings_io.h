@@ -31,8 +31,7 @@ absl::Status ValidateCeilings(const MeasuredCeilings& c);
 absl::StatusOr<MeasuredCeilings> LoadCeilings(const std::string& path);
 
 // InvalidArgument unless the ceilings were measured on a GPU of exactly this name (as
-// cudaGetDeviceProperties reports it): ceilings of another GPU model mean nothing here. (Not
-// FailedPrecondition, which bench_main reads as "no GPU".)
+// cudaGetDeviceProperties reports it): ceilings of another GPU model mean nothing here.
 absl::Status CheckCeilingsGpu(const MeasuredCeilings& c, const std::string& running_gpu_name);
 
 // Empty where the ceilings were measured on the card running now, or where either UUID is

@@ -184,7 +184,13 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
   absl::StatusOr<DeviceIdentity> id = ReadDeviceIdentity(0);
   if (!id.ok()) return id.status();
   TP_CUDA_RETURN_IF_ERROR(cudaSetDevice(id->device));
-  TP_RETURN_IF_ERROR(CheckDeviceCode());
+  if (absl::Status code = CheckDeviceCode(); !code.ok()) {
+    // The roofline prediction needs no kernels: name the datasheet that models this GPU.
+    absl::StatusOr<GpuSpec> own = FindGpuByDeviceName(id->name);
+    return absl::FailedPreconditionError(absl::StrCat(
+        code.message(), own.ok() ? absl::StrCat("; --predict --gpu=", own->id(), " models it")
+                                 : ""));
+  }
   absl::StatusOr<GpuSpec> datasheet =
       request.gpu_arg.empty() ? FindGpuByDeviceName(id->name) : FindGpu(request.gpu_arg);
   if (!datasheet.ok()) return datasheet.status();

@@ -23,10 +23,11 @@ struct GpuRun {
   int signal = 0;
 };
 
-// FailedPrecondition where no GPU is usable; InternalError naming the op when the reduced-size
-// correctness check fails; the error of the sweep's first point where that point fails (a later
-// point's error ends the sweep instead: see GpuRun). Points that cannot run in the GPU's memory
-// are marked skipped with the reason and the sweep goes on. Progress goes to `log`.
+// FailedPrecondition "no CUDA GPU: ..." where no GPU is usable, and FailedPrecondition naming the
+// GPU where this build has no code for it (CheckDeviceCode); InternalError naming the op when the
+// reduced-size correctness check fails; the error of the sweep's first point where that point
+// fails (a later point's error ends the sweep instead: see GpuRun). Points that cannot run in the
+// GPU's memory are marked skipped with the reason and the sweep goes on. Progress goes to `log`.
 absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log);
 
 // Tests only: called in every point once its StepRunner is made, before anything is timed; an

@@ -45,7 +45,8 @@ int main(int argc, char** argv) {
     return 77;
   }
   // A GPU this build has no code for (an A100 under the sm_90a build) could only fail every test
-  // with "no kernel image": a skip that says why, as without a GPU.
+  // with "no kernel image": a skip that says why, as without a GPU. Tests that launch nothing of
+  // ours (NVML's, CUPTI's) skip with them: the build, and so its tests, are for Hopper.
   if (const absl::Status st = truthput::CheckDeviceCode(); !st.ok()) {
     std::printf("SKIPPED: %s\n", std::string(st.message()).c_str());
     return 77;
