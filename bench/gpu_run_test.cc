@@ -82,10 +82,10 @@ TEST(RunOnGpuTest, StopsWhenTheCorrectnessCheckFails) {
 
 // A batch whose KV cache does not fit the GPU is marked skipped with the reason, keeps its
 // predicted figures, and the sweep goes on to the next. Llama-3.1-8B at context 131071: a layer's
-// K and V are batch x 131072 x 8 heads x 128 x 2 x 2 B, 68.7 GB at batch 128 and 137 GB at 256,
-// and a rotation needs two layer buffers.
+// K and V are batch x 131072 x 8 heads x 128 x 2 x 2 B, 275 GB at batch 512 and 550 GB at 1024,
+// and a rotation needs two layer buffers: more than any GPU has (batch 128 fits an H200).
 TEST(RunOnGpuTest, MarksABatchThatDoesNotFitSkippedAndGoesOn) {
-  absl::StatusOr<BenchRequest> request = Decode8b("128,256", 131071);
+  absl::StatusOr<BenchRequest> request = Decode8b("512,1024", 131071);
   ASSERT_TRUE(request.ok()) << request.status();
   std::ostringstream log;
   const absl::StatusOr<GpuRun> run = RunOnGpu(*request, log);
@@ -193,7 +193,7 @@ TEST(RunOnGpuTest, NotesADatasheetThatIsNotTheGpusOwn) {
   cudaDeviceProp prop{};
   ASSERT_EQ(cudaGetDeviceProperties(&prop, 0), cudaSuccess);
   const bool h100 = std::string(prop.name) == "NVIDIA H100 80GB HBM3";
-  absl::StatusOr<BenchRequest> request = Decode8b("128", 131071);  // skipped: nothing is timed
+  absl::StatusOr<BenchRequest> request = Decode8b("512", 131071);  // skipped: nothing is timed
   ASSERT_TRUE(request.ok()) << request.status();
   request->gpu_arg = h100 ? "h200" : "h100-sxm";
   std::ostringstream log;
