@@ -7,7 +7,6 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/status/status.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "bench/bench_request.h"
@@ -113,11 +112,6 @@ int BenchMain(const std::string& tool, Phase phase, int argc, char** argv,
     }
   } else {
     absl::StatusOr<GpuRun> run = RunOnGpu(*request, std::cout);
-    if (!run.ok() && absl::StartsWith(run.status().message(), "no CUDA GPU")) {
-      std::cerr << tool << ": " << run.status().message()
-                << "; for the roofline prediction without a GPU add --predict --gpu=h100-sxm\n";
-      return 1;
-    }
     if (run.ok()) {
       result = std::move(run->result);
       stopped = run->stopped;

@@ -181,11 +181,16 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
         DType_Name(wt), " weights and a ", DType_Name(request.model.kv_dtype()),
         " KV cache (--predict models it)"));
   }
+  // Without a GPU, or its code, only the roofline prediction can run: each error says how.
   absl::StatusOr<DeviceIdentity> id = ReadDeviceIdentity(0);
+  if (absl::IsFailedPrecondition(id.status())) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(id.status().message(),
+                     "; for the roofline prediction without a GPU add --predict --gpu=h100-sxm"));
+  }
   if (!id.ok()) return id.status();
   TP_CUDA_RETURN_IF_ERROR(cudaSetDevice(id->device));
   if (absl::Status code = CheckDeviceCode(); !code.ok()) {
-    // The roofline prediction needs no kernels: name the datasheet that models this GPU.
     absl::StatusOr<GpuSpec> own = FindGpuByDeviceName(id->name);
     return absl::FailedPreconditionError(absl::StrCat(
         code.message(), own.ok() ? absl::StrCat("; --predict --gpu=", own->id(), " models it")

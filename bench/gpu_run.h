@@ -23,11 +23,12 @@ struct GpuRun {
   int signal = 0;
 };
 
-// FailedPrecondition "no CUDA GPU: ..." where no GPU is usable, and FailedPrecondition naming the
-// GPU where this build has no code for it (CheckDeviceCode); InternalError naming the op when the
-// reduced-size correctness check fails; the error of the sweep's first point where that point
-// fails (a later point's error ends the sweep instead: see GpuRun). Points that cannot run in the
-// GPU's memory are marked skipped with the reason and the sweep goes on. Progress goes to `log`.
+// FailedPrecondition "no CUDA GPU: ..." where no GPU is usable, or naming the GPU where this build
+// has no code for it (CheckDeviceCode), each pointing to --predict; InternalError naming the op
+// when the reduced-size correctness check fails; the error of the sweep's first point where that
+// point fails (a later point's error ends the sweep instead: see GpuRun). Points that cannot run
+// in the GPU's memory are marked skipped with the reason and the sweep goes on. Progress goes to
+// `log`.
 absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log);
 
 // Tests only: called in every point once its StepRunner is made, before anything is timed; an
