@@ -31,6 +31,7 @@
 #include "bench/nvml_sampler.h"
 #include "bench/nvtx_range.h"
 #include "bench/prediction.h"
+#include "bench/stats.h"
 #include "bench/step_runner.h"
 #include "bench/step_verifier.h"
 #include "bench/sweep.h"
@@ -163,7 +164,7 @@ std::function<absl::Status(const StepConfig&)>& AfterRunnerMadeHook() {
 void AddMeasured(BatchPoint& p, const TimingStats& t, const GpuSpec& g, DType dtype,
                  std::optional<double> usd_per_hour, int gpus) {
   p.set_step_ms_p50(t.p50_ms);
-  p.set_step_ms_p99(t.p99_ms);
+  if (t.p99_ms) p.set_step_ms_p99(*t.p99_ms);
   p.set_step_rel_spread(t.rel_spread);
   p.set_reps(t.reps);
   SetMeasuredRates(p, g, dtype, usd_per_hour, gpus);
@@ -338,8 +339,9 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
 
     const NvtxRange point_range(absl::StrCat(PhaseName(step.phase), " batch=", step.batch,
                                              " context=", step.context));
-    // Steps bounded at 200 ms or more (large prefills) get short rounds: the statistics need reps,
-    // not ten-step rounds; the roofline bound decides before anything runs.
+    // A step bounded under 200 ms (decode, short prefills) is timed at least 100 times, so its
+    // p99 is one (kMinSamplesForP99): up to 20 s a point. Longer steps (large prefills) get short
+    // rounds and 6 reps, a median without a p99. The roofline bound decides before anything runs.
     const bool long_step = p->bound_ms() > 200;
     TimingOptions step_timing;
     step_timing.use_graph = request.graph;
@@ -348,6 +350,9 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
       step_timing.reps_per_round = 2;
       step_timing.min_reps = 6;
       step_timing.max_seconds = 20;
+    } else {
+      step_timing.min_reps = kMinSamplesForP99;
+      step_timing.max_seconds = 30;
     }
     absl::StatusOr<TimingStats> t = TimeGpuWork(
         [&r](cudaStream_t s) {
@@ -357,6 +362,11 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
         stream, step_timing);
     if (!t.ok()) return t.status();
     AddMeasured(*p, *t, *datasheet, dtype, usd, tp);
+    if (!t->p99_ms) {
+      unavailable.insert(absl::StrCat("step_ms_p99: empty where fewer than ", kMinSamplesForP99,
+                                      " steps were timed (see reps): of fewer, a 99th "
+                                      "percentile is about their slowest"));
+    }
     if (measured) AddMeasuredAgainstCeilings(*p, *measured, dtype);
 
     // Each op alone, all its executions in one graph: its share of the step and its own rates.

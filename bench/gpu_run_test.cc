@@ -187,6 +187,44 @@ TEST(RunOnGpuTest, SkipsAPointWhoseMemoryIsTakenAfterItsBuffersWereMade) {
   EXPECT_GT(run->result.points(0).step_ms_p50(), 0);
 }
 
+// A step bounded under 200 ms is timed often enough for a 99th percentile; a long prefill step
+// is timed a few times, and its p99 is left empty with the reason rather than filled with the
+// maximum of those few.
+TEST(RunOnGpuTest, GivesAP99OnlyWhereEnoughStepsWereTimed) {
+  absl::StatusOr<BenchRequest> request = Decode8b("1", 512);
+  ASSERT_TRUE(request.ok()) << request.status();
+  std::ostringstream log;
+  absl::StatusOr<GpuRun> run = RunOnGpu(*request, log);
+  ASSERT_TRUE(run.ok()) << run.status();
+  ASSERT_EQ(run->result.points_size(), 1);
+  {
+    const BatchPoint& decode = run->result.points(0);
+    EXPECT_GE(decode.reps(), 100u);
+    ASSERT_TRUE(decode.has_step_ms_p99());
+    EXPECT_GE(decode.step_ms_p99(), decode.step_ms_p50());
+  }
+  EXPECT_THAT(run->result.unavailable(), Not(::testing::Contains(HasSubstr("step_ms_p99"))));
+
+  BenchFlagValues flags;
+  flags.model = "8b";
+  flags.batch = "4";
+  flags.seq = "4096";  // 16384 tokens: bounded near 270 ms on an H100, 6 reps
+  flags.ceilings = "none";
+  flags.profile = "off";
+  request = MakeBenchRequest("bench_prefill", Phase::kPrefill, flags);
+  ASSERT_TRUE(request.ok()) << request.status();
+  run = RunOnGpu(*request, log);
+  ASSERT_TRUE(run.ok()) << run.status();
+  ASSERT_EQ(run->result.points_size(), 1);
+  const BatchPoint& prefill = run->result.points(0);
+  EXPECT_GT(prefill.bound_ms(), 200);
+  EXPECT_LT(prefill.reps(), 100u);
+  EXPECT_GT(prefill.step_ms_p50(), 0);
+  EXPECT_FALSE(prefill.has_step_ms_p99());
+  EXPECT_THAT(run->result.unavailable(),
+              ::testing::Contains(HasSubstr("step_ms_p99: empty where fewer than 100 steps")));
+}
+
 // --gpu=ID names the datasheet a run is rated against; where that is not the GPU's own (here
 // the H200's on an H100, or the H100's on anything else), the result says so beside the figures.
 TEST(RunOnGpuTest, NotesADatasheetThatIsNotTheGpusOwn) {

@@ -162,7 +162,9 @@ absl::StatusOr<TimingStats> TimeGpuWork(const std::function<absl::Status(cudaStr
     }
     const double elapsed_s =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start_time).count();
-    if (reps >= options.max_reps || elapsed_s >= options.max_seconds) break;
+    if (reps >= options.max_reps || (reps >= options.min_reps && elapsed_s >= options.max_seconds)) {
+      break;
+    }
   }
 
   TimingStats stats;

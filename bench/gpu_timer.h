@@ -5,8 +5,8 @@
 // eagerly each time. It then runs in rounds of reps_per_round repetitions; each repetition is
 // bracketed by its own pair of events, recorded back to back on the stream, and the host
 // synchronizes once per round. Rounds continue until at least min_reps samples are in and the
-// ~95% CI of the median is within target_rel_ci of it (stable), or max_reps or max_seconds is
-// reached (not stable).
+// ~95% CI of the median is within target_rel_ci of it (stable), or, once min_reps are in,
+// max_reps or max_seconds is reached (not stable): the time cap never cuts min_reps short.
 //
 // What a sample means. The time between the GPU reaching the start event and the stop event.
 //   * Graph mode (with gate_graph_rounds): each round's launches are enqueued behind a closed
@@ -26,6 +26,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -36,7 +37,7 @@ struct TimingOptions {
   int warmup = 3;  // Untimed runs of the timed thing (graph launches or enqueues).
   int min_reps = 20;
   int max_reps = 2000;
-  double max_seconds = 5.0;  // Bounds the timed rounds (warm-up excluded); >= 1 round runs.
+  double max_seconds = 5.0;  // Bounds the timed rounds past min_reps (warm-up excluded).
   double target_rel_ci = 0.005;
   bool use_graph = true;  // Needs a stream other than the legacy default stream.
   int reps_per_round = 10;
@@ -45,7 +46,8 @@ struct TimingOptions {
 };
 
 struct TimingStats {
-  double p50_ms = 0, p90_ms = 0, p99_ms = 0, mean_ms = 0, min_ms = 0, max_ms = 0;
+  double p50_ms = 0, p90_ms = 0, mean_ms = 0, min_ms = 0, max_ms = 0;
+  std::optional<double> p99_ms;  // Only from kMinSamplesForP99 (stats.h) reps on.
   double rel_spread = 0;  // (p90 - p10) / p50.
   double rel_ci = 0;      // Half-width of the ~95% order-statistic CI of the median, over it.
   int reps = 0;

@@ -145,8 +145,9 @@ TEST_F(MeasuredColumnsTest, NvmlColumnsTakeEachMeanToItsOwnField) {
   s.gpm_tensor_util_pct = 12;
   s.gpm_dram_bw_util_pct = 81;
   s.sm_clock_mhz = 1980;
-  s.power_w = 650;
+  s.power_w = 650;  // NVML's readings, which lag: the energy over the window wins
   s.energy_j = 120;
+  s.window_s = 0.2;
   s.clock_event_reasons_read = true;
   s.clock_event_reasons = 1u << 2;  // sw_power_cap
   s.notes = {"utilization: read in 49 of 52 samples"};
@@ -158,7 +159,7 @@ TEST_F(MeasuredColumnsTest, NvmlColumnsTakeEachMeanToItsOwnField) {
   EXPECT_DOUBLE_EQ(p_.gpm_tensor_util_pct(), 12);
   EXPECT_DOUBLE_EQ(p_.gpm_dram_bw_util_pct(), 81);
   EXPECT_DOUBLE_EQ(p_.sm_clock_mhz(), 1980);
-  EXPECT_DOUBLE_EQ(p_.power_w(), 650);
+  EXPECT_DOUBLE_EQ(p_.power_w(), 600);  // 120 J in 0.2 s
   // 120 J over 30 steps of 8 tokens.
   EXPECT_EQ(p_.tokens(), 8u);
   EXPECT_DOUBLE_EQ(p_.joules_per_token(), 0.5);
@@ -167,7 +168,7 @@ TEST_F(MeasuredColumnsTest, NvmlColumnsTakeEachMeanToItsOwnField) {
   // At tp 8 each of eight GPUs spends this GPU's energy on the same tokens; its power stays.
   SetNvmlColumns(s, 30, 8, tp8);
   EXPECT_DOUBLE_EQ(tp8.joules_per_token(), 4.0);
-  EXPECT_DOUBLE_EQ(tp8.power_w(), 650);
+  EXPECT_DOUBLE_EQ(tp8.power_w(), 600);
 }
 
 TEST_F(MeasuredColumnsTest, NvmlColumnsNotReadStayUnset) {

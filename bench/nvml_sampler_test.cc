@@ -53,11 +53,15 @@ class NvmlSamplerTest : public testing::Test {
       return v ? absl::StrFormat("%.1f%%", *v) : std::string("n/a");
     };
     std::printf("%s: samples=%d window=%.3fs util_gpu=%s (max %s) sm_clock=%s power=%s "
-                "reasons=%s gpm_sm=%s gpm_tensor=%s gpm_dram_bw=%s unavailable=[%s]\n",
+                "(energy/window %s) reasons=%s gpm_sm=%s gpm_tensor=%s gpm_dram_bw=%s "
+                "unavailable=[%s]\n",
                 what, s.samples, s.window_s, pct(s.util_gpu_pct).c_str(),
                 pct(s.util_gpu_pct_max).c_str(),
                 s.sm_clock_mhz ? absl::StrFormat("%.0fMHz", *s.sm_clock_mhz).c_str() : "n/a",
                 s.power_w ? absl::StrFormat("%.1fW", *s.power_w).c_str() : "n/a",
+                s.energy_j && s.window_s > 0
+                    ? absl::StrFormat("%.1fW", *s.energy_j / s.window_s).c_str()
+                    : "n/a",
                 s.ClockEventReasonsText().c_str(), pct(s.gpm_sm_util_pct).c_str(),
                 pct(s.gpm_tensor_util_pct).c_str(), pct(s.gpm_dram_bw_util_pct).c_str(),
                 absl::StrJoin(s.unavailable, "; ").c_str());

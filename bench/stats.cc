@@ -61,7 +61,7 @@ SampleSummary Summarize(std::vector<double> samples) {
   s.p10 = PercentileSorted(samples, 10);
   s.p50 = PercentileSorted(samples, 50);
   s.p90 = PercentileSorted(samples, 90);
-  s.p99 = PercentileSorted(samples, 99);
+  if (s.n >= kMinSamplesForP99) s.p99 = PercentileSorted(samples, 99);
   constexpr double kInf = std::numeric_limits<double>::infinity();
   s.rel_spread = s.p50 > 0 ? (s.p90 - s.p10) / s.p50 : kInf;
   const MedianCi ci = MedianConfidenceInterval(samples);

@@ -3,6 +3,7 @@
 #ifndef TRUTHPUT_BENCH_STATS_H_
 #define TRUTHPUT_BENCH_STATS_H_
 
+#include <optional>
 #include <vector>
 
 #include "absl/types/span.h"
@@ -27,11 +28,16 @@ struct MedianCi {
 };
 MedianCi MedianConfidenceInterval(absl::Span<const double> sorted, double level = 0.95);
 
+// The fewest samples a 99th percentile is taken from. With fewer, the value PercentileSorted
+// gives lies between the two largest samples: it is the sample's maximum under another name.
+inline constexpr int kMinSamplesForP99 = 100;
+
 // A summary of samples (any order, non-empty).
 struct SampleSummary {
   int n = 0;
   double min = 0, max = 0, mean = 0;
-  double p10 = 0, p50 = 0, p90 = 0, p99 = 0;
+  double p10 = 0, p50 = 0, p90 = 0;
+  std::optional<double> p99;  // Set from kMinSamplesForP99 samples on.
   double rel_spread = 0;  // (p90 - p10) / p50.
   // Half-width of the ~95% median CI over the median: (x_(hi) - x_(lo)) / 2 / p50. Infinite when
   // the CI is not valid (too few samples) or the median is 0.

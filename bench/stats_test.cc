@@ -107,7 +107,7 @@ TEST(Summarize, OneToTwenty) {
   EXPECT_DOUBLE_EQ(s.p10, 2.9);    // h = 1.9
   EXPECT_DOUBLE_EQ(s.p50, 10.5);   // h = 9.5
   EXPECT_DOUBLE_EQ(s.p90, 18.1);   // h = 17.1
-  EXPECT_DOUBLE_EQ(s.p99, 19.81);  // h = 18.81
+  EXPECT_FALSE(s.p99.has_value());  // 19.81 would lie between the two largest
   EXPECT_DOUBLE_EQ(s.rel_spread, (18.1 - 2.9) / 10.5);
   EXPECT_DOUBLE_EQ(s.rel_ci, (15.0 - 6.0) / 2.0 / 10.5);  // CI [x_(6), x_(15)].
 }
@@ -119,10 +119,22 @@ TEST(Summarize, TooFewSamplesHaveInfiniteCi) {
   EXPECT_TRUE(std::isinf(s.rel_ci));
 }
 
+// From kMinSamplesForP99 samples on the 99th percentile is set; one fewer and it is not.
+TEST(Summarize, P99FromAHundredSamples) {
+  std::vector<double> v = OneTo(100);
+  std::reverse(v.begin(), v.end());
+  const SampleSummary s = Summarize(v);
+  ASSERT_TRUE(s.p99.has_value());
+  EXPECT_DOUBLE_EQ(*s.p99, 99.01);  // h = 98.01
+  v.pop_back();
+  EXPECT_FALSE(Summarize(v).p99.has_value());
+}
+
 TEST(Summarize, IdenticalSamplesHaveZeroSpread) {
-  const SampleSummary s = Summarize(std::vector<double>(50, 0.25));
+  const SampleSummary s = Summarize(std::vector<double>(100, 0.25));
   EXPECT_DOUBLE_EQ(s.p50, 0.25);
-  EXPECT_DOUBLE_EQ(s.p99, 0.25);
+  ASSERT_TRUE(s.p99.has_value());
+  EXPECT_DOUBLE_EQ(*s.p99, 0.25);
   EXPECT_DOUBLE_EQ(s.rel_spread, 0.0);
   EXPECT_DOUBLE_EQ(s.rel_ci, 0.0);
 }

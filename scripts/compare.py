@@ -336,6 +336,13 @@ def pair_notes(a, b, bad):
     for who, run in (("A", a), ("B", b)):
         notes += [f"{who} {n}" for n in run["config"].get("notes", [])
                   if n.startswith("incomplete:")]
+    # A ratio is no firmer than its two medians: name each compared point whose timing is not a
+    # settled one.
+    common = set(usable_points(a)) & set(usable_points(b))
+    for who, run in (("A", a), ("B", b)):
+        for key, p in sorted(usable_points(run).items()):
+            if key in common:
+                notes += [f"{who} batch {key_label(key)}: {n}" for n in tr.timing_caveats(p)]
     return notes
 
 

@@ -220,6 +220,7 @@ def _points(raw):
             raise _Bad(f"{where}batch: not a positive integer ({p.get('batch')!r})")
         q = _fill(p, POINT_NUMBERS, POINT_OPTIONAL, POINT_STRINGS, POINT_BOOLS, (), where)
         q["batch"] = batch
+        q["notes"] = _strings(p.get("notes"), where + "notes")
         key = (batch, q["seq_len"])
         if key in seen:
             raise _Bad(f"{where}batch: batch {batch}"
@@ -230,6 +231,16 @@ def _points(raw):
         points.append(q)
     points.sort(key=lambda q: (q["batch"], q["seq_len"], q["context"]))
     return points
+
+
+# The starts of the notes bench_decode and bench_prefill put on a point whose step time is not
+# a settled one (measured_columns.cc's StepTimingNotes).
+TIMING_NOTE_STARTS = ("step median not settled", "some timing rounds ran ungated")
+
+
+def timing_caveats(point):
+    """The point's notes that qualify its step time (empty for a settled, gated timing)."""
+    return [n for n in point.get("notes", []) if n.startswith(TIMING_NOTE_STARTS)]
 
 
 EXIT_CANNOT_WRITE = 2  # the scripts' exit status for an output they cannot write

@@ -699,6 +699,28 @@ def test_compare_notes_an_incomplete_sweep():
     assert f"B {stop}" in compare.pair_notes(a, b, [])
 
 
+def test_compare_names_each_compared_point_whose_timing_is_not_settled():
+    a = tr.load(H100)
+    b = copy.deepcopy(a)
+    assert not any("settled" in n or "ungated" in n for n in compare.pair_notes(a, b, []))
+    unsettled = ("step median not settled when the timing stopped at its time or repetition "
+                 "cap (its ~95% CI +-1.23%, 40 reps)")
+    b["points"][1]["notes"] = ["NVML utilization: read in 49 of 52 samples", unsettled]
+    a["points"][0]["notes"] = ["some timing rounds ran ungated (the host took too long ...)"]
+    notes = compare.pair_notes(a, b, [])
+    assert f"B batch 16: {unsettled}" in notes
+    assert "A batch 1: some timing rounds ran ungated (the host took too long ...)" in notes
+    assert not any("NVML" in n for n in notes)   # a note about another column is not the ratio's
+    b["points"][1]["skipped"] = True              # a point left out of the table is not named
+    assert not any(n.startswith("B batch 16") for n in compare.pair_notes(a, b, []))
+
+
+def test_point_notes_that_are_not_strings_are_a_one_line_refusal(tmp_path):
+    bad = write_variant(tmp_path, H100, "bad.json", lambda d: d["points"][0].update(notes="x"))
+    with pytest.raises(tr.ResultError, match=r"points\[0\]\.notes: not a list of strings"):
+        tr.load(bad)
+
+
 @pytest.mark.parametrize("bad_tps", ["NaN", 0, -5.0])
 def test_compare_nan_or_nonpositive_tokens_per_s_is_not_measured(tmp_path, bad_tps):
     other = write_variant(tmp_path, H200, "other.json",
