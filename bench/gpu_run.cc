@@ -435,9 +435,12 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
     // An unsettled median is said by its note (StepTimingNotes), printed below.
     log << absl::StrFormat(
         "batch %d: %.3f ms p50, %.1f tok/s, MBU %.3f, MFU %.4f, %.0f%% of the roofline bound "
-        "(%s; %d reps)\n",
+        "(%s; %d reps%s)\n",
         step.batch, t->p50_ms, p->tokens_per_s(), p->mbu(), p->mfu(), 100 * p->roofline_eff(),
-        p->residency(), t->reps);
+        p->residency(), t->reps,
+        t->gated && t->round_reps < step_timing.reps_per_round
+            ? absl::StrCat(", in gated rounds of ", t->round_reps)
+            : "");
     for (const std::string& note : p->notes()) log << "  note: " << note << "\n";
     return absl::OkStatus();
   };

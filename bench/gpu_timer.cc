@@ -114,7 +114,7 @@ absl::StatusOr<TimingStats> TimeGpuWork(const std::function<absl::Status(cudaStr
     return enqueue(stream);
   };
 
-  const int per_round = std::min(options.reps_per_round, options.max_reps);
+  int per_round = std::min(options.reps_per_round, options.max_reps);
   EventPool events;
   TP_RETURN_IF_ERROR(events.Create(2 * per_round));
   std::unique_ptr<StreamGate> gate;
@@ -144,9 +144,14 @@ absl::StatusOr<TimingStats> TimeGpuWork(const std::function<absl::Status(cudaStr
 
     if (gate != nullptr && gate->TimedOut()) {
       // The host could not enqueue the round before the gate gave up (it blocked, e.g. on a full
-      // launch queue): the round mixes gated and ungated samples. Drop it and time ungated.
-      gate.reset();
-      all_gated = false;
+      // launch queue): the round mixes gated and ungated samples. Drop it; retry gated with half
+      // as many launches, and ungated once a single launch does not fit.
+      if (per_round > 1) {
+        per_round = (per_round + 1) / 2;
+      } else {
+        gate.reset();
+        all_gated = false;
+      }
       continue;
     }
     for (int i = 0; i < n; ++i) {
@@ -180,6 +185,7 @@ absl::StatusOr<TimingStats> TimeGpuWork(const std::function<absl::Status(cudaStr
   stats.stable = stable;
   stats.graph = options.use_graph;
   stats.gated = all_gated;
+  stats.round_reps = per_round;
   return stats;
 }
 

@@ -12,7 +12,9 @@
 //   * Graph mode (with gate_graph_rounds): each round's launches are enqueued behind a closed
 //     StreamGate (stream_gate.h) that opens once the whole round is enqueued, so the GPU runs the
 //     round back to back: a sample is the graph's device time (its kernels and the gaps between
-//     them on the GPU), never time the GPU spent waiting for the host to submit the launch.
+//     them on the GPU), never time the GPU spent waiting for the host to submit the launch. A
+//     round the host cannot enqueue within gate_timeout_ms (its launches fill the queue) is
+//     dropped and the rounds halved; where even one launch does not fit, timing goes on ungated.
 //   * Eager mode: never gated. Where the host enqueues slower than the GPU executes, the GPU waits
 //     for each launch and the sample includes that launch overhead, which is what eager numbers
 //     are for; where the GPU is slower, the sample is device time.
@@ -42,7 +44,7 @@ struct TimingOptions {
   bool use_graph = true;  // Needs a stream other than the legacy default stream.
   int reps_per_round = 10;
   bool gate_graph_rounds = true;  // Graph mode: hold each round behind a StreamGate (see above).
-  double gate_timeout_ms = 200;   // A round the host takes longer to enqueue turns gating off.
+  double gate_timeout_ms = 200;   // A round the host takes longer to enqueue is halved.
 };
 
 struct TimingStats {
@@ -54,6 +56,8 @@ struct TimingStats {
   bool stable = false;  // reps >= min_reps and rel_ci <= target_rel_ci.
   bool graph = false;   // Timed as graph launches.
   bool gated = false;   // Every kept sample came from a gated (graph) round.
+  int round_reps = 0;   // Reps per round at the end: below reps_per_round where gated rounds
+                        // of more timed out (each timeout halves them).
 };
 
 struct GraphExecDeleter {
