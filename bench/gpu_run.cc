@@ -339,9 +339,10 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
 
     const NvtxRange point_range(absl::StrCat(PhaseName(step.phase), " batch=", step.batch,
                                              " context=", step.context));
-    // A step bounded under 200 ms (decode, short prefills) is timed at least 100 times, so its
-    // p99 is one (kMinSamplesForP99): up to 20 s a point. Longer steps (large prefills) get short
-    // rounds and 6 reps, a median without a p99. The roofline bound decides before anything runs.
+    // A step bounded at 200 ms or less (decode, short prefills) is timed at least 100 times, so
+    // its p99 is one (kMinSamplesForP99): 100 steps, at most 90 s. Longer steps (large prefills,
+    // decode of thousands of tokens) get short rounds and 6 reps, a median without a p99. The
+    // roofline bound decides before anything runs.
     const bool long_step = p->bound_ms() > 200;
     TimingOptions step_timing;
     step_timing.use_graph = request.graph;
@@ -438,7 +439,7 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
         "(%s; %d reps%s)\n",
         step.batch, t->p50_ms, p->tokens_per_s(), p->mbu(), p->mfu(), 100 * p->roofline_eff(),
         p->residency(), t->reps,
-        t->gated && t->round_reps < step_timing.reps_per_round
+        t->gated && t->round_reps < std::min(step_timing.reps_per_round, step_timing.max_reps)
             ? absl::StrCat(", in gated rounds of ", t->round_reps)
             : "");
     for (const std::string& note : p->notes()) log << "  note: " << note << "\n";

@@ -5,8 +5,8 @@
 // eagerly each time. It then runs in rounds of reps_per_round repetitions; each repetition is
 // bracketed by its own pair of events, recorded back to back on the stream, and the host
 // synchronizes once per round. Rounds continue until at least min_reps samples are in and the
-// ~95% CI of the median is within target_rel_ci of it (stable), or, once min_reps are in,
-// max_reps or max_seconds is reached (not stable): the time cap never cuts min_reps short.
+// ~95% CI of the median is within target_rel_ci of it (stable), or max_reps is reached, or
+// max_seconds with min_reps in (not stable): min_reps outlasts the time cap, up to 3 x max_seconds.
 //
 // What a sample means. The time between the GPU reaching the start event and the stop event.
 //   * Graph mode (with gate_graph_rounds): each round's launches are enqueued behind a closed
@@ -39,7 +39,7 @@ struct TimingOptions {
   int warmup = 3;  // Untimed runs of the timed thing (graph launches or enqueues).
   int min_reps = 20;
   int max_reps = 2000;
-  double max_seconds = 5.0;  // Bounds the timed rounds past min_reps (warm-up excluded).
+  double max_seconds = 5.0;  // Bounds the timed rounds past min_reps, and 3x it all of them.
   double target_rel_ci = 0.005;
   bool use_graph = true;  // Needs a stream other than the legacy default stream.
   int reps_per_round = 10;
@@ -56,8 +56,8 @@ struct TimingStats {
   bool stable = false;  // reps >= min_reps and rel_ci <= target_rel_ci.
   bool graph = false;   // Timed as graph launches.
   bool gated = false;   // Every kept sample came from a gated (graph) round.
-  int round_reps = 0;   // Reps per round at the end: below reps_per_round where gated rounds
-                        // of more timed out (each timeout halves them).
+  int round_reps = 0;   // Reps per gated round at the end (0: ungated); below reps_per_round
+                        // where gated rounds of more timed out (each timeout halves them).
 };
 
 struct GraphExecDeleter {

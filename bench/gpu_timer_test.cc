@@ -37,9 +37,9 @@ class TimeGpuWorkTest : public testing::Test {
 void Print(const char* what, const TimingStats& s) {
   std::printf(
       "%s: p50 %.4f ms p90 %.4f p99 %.4f mean %.4f min %.4f max %.4f spread %.4f "
-      "rel_ci %.5f reps %d stable %d graph %d gated %d\n",
-      what, s.p50_ms, s.p90_ms, s.p99_ms.value_or(NAN), s.mean_ms, s.min_ms, s.max_ms, s.rel_spread, s.rel_ci,
-      s.reps, s.stable, s.graph, s.gated);
+      "rel_ci %.5f reps %d stable %d graph %d gated %d round %d\n",
+      what, s.p50_ms, s.p90_ms, s.p99_ms.value_or(NAN), s.mean_ms, s.min_ms, s.max_ms,
+      s.rel_spread, s.rel_ci, s.reps, s.stable, s.graph, s.gated, s.round_reps);
 }
 
 void ExpectSaneSpin(const TimingStats& s) {
@@ -66,6 +66,7 @@ TEST_F(TimeGpuWorkTest, GraphTimesSpinKernel) {
   ExpectSaneSpin(*s);
   EXPECT_TRUE(s->graph);
   EXPECT_TRUE(s->gated);
+  EXPECT_EQ(s->round_reps, TimingOptions{}.reps_per_round);  // A round of 10 spins fits.
 }
 
 // Asked for kMinSamplesForP99 reps, as bench_decode's steps are, the timing has a p99.
@@ -80,14 +81,47 @@ TEST_F(TimeGpuWorkTest, HasAP99FromAHundredReps) {
   EXPECT_TRUE(s->p99_ms.has_value());
 }
 
-// min_reps is a floor the time cap does not cut: a step's p99 and median CI are promised on it.
-TEST_F(TimeGpuWorkTest, TimesMinRepsEvenPastMaxSeconds) {
+// min_reps outlasts the time cap (up to 3x it): a step's p99 and median CI are promised on it.
+// 30 spins of 0.2 ms take about 6.5 ms: past a 4 ms cap after the second round, within 12 ms.
+TEST_F(TimeGpuWorkTest, TimesMinRepsPastMaxSeconds) {
   TimingOptions options;
-  options.min_reps = 60;
-  options.max_seconds = 1e-6;  // Past after the first round of 10.
+  options.min_reps = 30;
+  options.max_seconds = 0.004;
   absl::StatusOr<TimingStats> s = TimeGpuWork(Spin, stream_, options);
   ASSERT_TRUE(s.ok()) << s.status();
-  EXPECT_GE(s->reps, 60);
+  EXPECT_GE(s->reps, 30);
+}
+
+// ... but not past 3x the cap: 1000 spins of 0.2 ms would take 200 ms; the cap ends them near 6.
+TEST_F(TimeGpuWorkTest, StopsShortOfMinRepsAtThreeTimesMaxSeconds) {
+  TimingOptions options;
+  options.min_reps = 1000;
+  options.max_reps = 1000;
+  options.max_seconds = 0.002;
+  absl::StatusOr<TimingStats> s = TimeGpuWork(Spin, stream_, options);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_LT(s->reps, 1000);
+  EXPECT_FALSE(s->stable);
+}
+
+// Gated rounds that time out are halved and, where one launch does not fit, timing goes on
+// ungated: with a gate that gives up after 1 us either may happen (the host races the gate
+// kernel's start), but the timing ends with its reps, and round_reps says which it was.
+TEST_F(TimeGpuWorkTest, GateTimeoutsEndInSmallerRoundsOrUngated) {
+  TimingOptions options;
+  options.gate_timeout_ms = 1e-3;
+  options.min_reps = 40;
+  absl::StatusOr<TimingStats> s = TimeGpuWork(Spin, stream_, options);
+  ASSERT_TRUE(s.ok()) << s.status();
+  Print("graph spin 0.2ms, 1 us gate", *s);
+  EXPECT_GE(s->reps, 40);
+  if (s->gated) {
+    EXPECT_GE(s->round_reps, 1);
+    EXPECT_LE(s->round_reps, options.reps_per_round);
+  } else {
+    EXPECT_EQ(s->round_reps, 0);
+  }
+  ExpectSaneSpin(*s);
 }
 
 TEST_F(TimeGpuWorkTest, EagerTimesSpinKernel) {
@@ -107,6 +141,7 @@ TEST_F(TimeGpuWorkTest, UngatedTimesSpinKernel) {
   absl::StatusOr<TimingStats> s = TimeGpuWork(Spin, stream_, options);
   ASSERT_TRUE(s.ok()) << s.status();
   Print("ungated graph spin 0.2ms", *s);
+  EXPECT_EQ(s->round_reps, 0);
   ExpectSaneSpin(*s);
   EXPECT_FALSE(s->gated);
 }

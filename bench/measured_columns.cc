@@ -53,8 +53,8 @@ std::vector<std::string> StepTimingNotes(const TimingStats& t) {
   }
   if (t.graph && !t.gated) {
     notes.push_back(
-        "some timing rounds ran ungated (the host took too long to enqueue one): their samples "
-        "may include the GPU waiting for launches");
+        "some timing rounds ran ungated (the host could not enqueue even one launch behind the "
+        "gate in time): their samples may include the GPU waiting for launches");
   }
   return notes;
 }

@@ -25,8 +25,8 @@ namespace truthput {
 void SetOpTiming(const Workload& w, size_t op_index, double op_ms, BatchPoint& p);
 
 // The notes of a step timing a reader must not take for a settled one: the median's CI never
-// came within the target before the time or repetition cap, or (graph mode) some rounds ran ungated, so
-// their samples may hold host launch gaps. Empty where neither.
+// came within the target before the time or repetition cap, or (graph mode) some rounds ran
+// ungated, so their samples may hold host launch gaps. Empty where neither.
 std::vector<std::string> StepTimingNotes(const TimingStats& t);
 
 // The ops that, timed alone (StepRunner::EnqueueOp: all executions of one op over the plan's

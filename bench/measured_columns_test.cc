@@ -181,8 +181,14 @@ TEST_F(MeasuredColumnsTest, NvmlColumnsNotReadStayUnset) {
   EXPECT_FALSE(p_.has_joules_per_token());
   EXPECT_EQ(p_.throttle(), "n/a");
 
-  // Energy over no steps is no figure, not infinity.
+  // Energy over a window of no length gives no power: the samples' mean stands.
   s.energy_j = 10;
+  s.window_s = 0;
+  BatchPoint unmeasured_window = p_;
+  SetNvmlColumns(s, 30, 1, unmeasured_window);
+  EXPECT_DOUBLE_EQ(unmeasured_window.power_w(), 300);
+
+  // Energy over no steps is no figure, not infinity.
   BatchPoint none = p_;
   none.clear_joules_per_token();
   SetNvmlColumns(s, 0, 1, none);

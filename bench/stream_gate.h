@@ -7,7 +7,7 @@
 // Close() enqueues a one-thread kernel that spins on a flag in mapped pinned host memory; Open()
 // sets the flag from the host. The kernel gives up after a timeout measured on the GPU's global
 // timer, so a host that blocks before Open() (the launch queue filled, or the work it enqueued
-// synchronizes) costs one timeout, never a hang; TimedOut() reports it afterwards.
+// synchronizes) costs a timeout, never a hang; TimedOut() reports it afterwards.
 //
 // Only put work whose kernels are already loaded behind a closed gate: with CUDA's lazy module
 // loading (the default), the first launch of a kernel may wait for the context to go idle, i.e.

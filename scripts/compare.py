@@ -316,7 +316,8 @@ def left_out(a, b):
 
 def pair_notes(a, b, bad):
     """Lines that qualify a pair's ratios: allowed mismatches, batches left out, launch mode,
-    GEMM choice, cards, sweeps that stopped early."""
+    GEMM choice, cards, sweeps that stopped early, compared points whose timing did not settle
+    or ran ungated."""
     notes = [f"mismatch allowed: {m}" for m in bad]
     dropped = left_out(a, b)
     if dropped:

@@ -715,6 +715,15 @@ def test_compare_names_each_compared_point_whose_timing_is_not_settled():
     assert not any(n.startswith("B batch 16") for n in compare.pair_notes(a, b, []))
 
 
+def test_timing_note_starts_are_the_notes_the_benchmarks_write():
+    # compare.py finds a point's timing notes by how they start; a reworded note in C++ would
+    # make it name nothing.
+    with open(os.path.join(REPO, "bench", "measured_columns.cc")) as f:
+        source = f.read()
+    for start in tr.TIMING_NOTE_STARTS:
+        assert f'"{start}' in source, start
+
+
 def test_point_notes_that_are_not_strings_are_a_one_line_refusal(tmp_path):
     bad = write_variant(tmp_path, H100, "bad.json", lambda d: d["points"][0].update(notes="x"))
     with pytest.raises(tr.ResultError, match=r"points\[0\]\.notes: not a list of strings"):
