@@ -90,32 +90,31 @@ absl::Status Verify(const BenchRequest& request, const DeviceIdentity& id, Cubla
 }
 
 // What nvidia-smi would have said: NVML sampled while steps run back to back for at least
-// 1.5 s (nvidia-smi averages utilization over up to 1 s), apart from the timed pass, whose
-// per-round gating would skew it.
+// 1.5 s, apart from the timed pass, whose per-round gating would skew it. The same steps run
+// 1 s unsampled first: NVML's utilization and power readings average about the last second, so
+// sampled right away they would still weigh the work before the pass (a bf16 GEMM loop after
+// idle read 389 W on an H200 whose energy counter said 663 W).
 absl::Status NvmlPass(NvmlSampler& nvml, const std::function<absl::Status(cudaStream_t)>& step,
                       double step_ms, int gpus, cudaStream_t stream, BatchPoint& p,
                       std::set<std::string>& unavailable) {
   const int per_batch = std::max(2, static_cast<int>(250.0 / std::max(step_ms, 0.01)));
-  int64_t steps = 0;
+  // Runs steps back to back for `ms` and at least 3 steps; returns how many ran.
+  auto run_for = [&](int64_t ms) -> absl::StatusOr<int64_t> {
+    int64_t steps = 0;
+    const absl::Time start = absl::Now();
+    while (absl::Now() - start < absl::Milliseconds(ms) || steps < 3) {
+      for (int i = 0; i < per_batch; ++i) TP_RETURN_IF_ERROR(step(stream));
+      steps += per_batch;
+      TP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+    }
+    return steps;
+  };
+  if (absl::StatusOr<int64_t> lead_in = run_for(1000); !lead_in.ok()) return lead_in.status();
   nvml.Start();
-  const absl::Time start = absl::Now();
-  while (absl::Now() - start < absl::Milliseconds(1500) || steps < 3) {
-    for (int i = 0; i < per_batch; ++i) {
-      absl::Status st = step(stream);
-      if (!st.ok()) {
-        nvml.Stop();
-        return st;
-      }
-    }
-    steps += per_batch;
-    if (absl::Status st = CudaStatus(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
-        !st.ok()) {
-      nvml.Stop();
-      return st;
-    }
-  }
+  const absl::StatusOr<int64_t> steps = run_for(1500);
   const NvmlSummary s = nvml.Stop();
-  SetNvmlColumns(s, steps, gpus, p);
+  if (!steps.ok()) return steps.status();
+  SetNvmlColumns(s, *steps, gpus, p);
   for (const std::string& u : s.unavailable) unavailable.insert(absl::StrCat("NVML ", u));
   return absl::OkStatus();
 }

@@ -66,14 +66,7 @@ void SetNvmlColumns(const NvmlSummary& s, int64_t steps, int gpus, BatchPoint& p
   if (s.gpm_tensor_util_pct) p.set_gpm_tensor_util_pct(*s.gpm_tensor_util_pct);
   if (s.gpm_dram_bw_util_pct) p.set_gpm_dram_bw_util_pct(*s.gpm_dram_bw_util_pct);
   if (s.sm_clock_mhz) p.set_sm_clock_mhz(*s.sm_clock_mhz);
-  // The pass's mean board power: its energy over its length where the counter reads. NVML's power
-  // readings are trailing averages (about 1 s on Ampere and newer), so their mean over the pass
-  // still weighs the work before it; it stands in only where the energy counter is unread.
-  if (s.energy_j && s.window_s > 0) {
-    p.set_power_w(*s.energy_j / s.window_s);
-  } else if (s.power_w) {
-    p.set_power_w(*s.power_w);
-  }
+  if (s.power_w) p.set_power_w(*s.power_w);
   if (s.energy_j && steps > 0 && p.tokens() > 0) {
     p.set_joules_per_token(gpus * *s.energy_j / (static_cast<double>(steps) * p.tokens()));
   }

@@ -37,9 +37,7 @@ std::vector<std::string> StepTimingNotes(const TimingStats& t);
 std::string OpsTimedAloneNote(const Workload& w, const ResidencyPlan& plan, int64_t l2_bytes);
 
 // What nvidia-smi would have said over `steps` steps run back to back in `s`'s window: its
-// means as they are, except power_w = the window's energy over its length (NVML's power readings
-// trail by about a second; their mean stands in where energy is unread), throttle as
-// ClockEventReasonsText ("n/a" where unread), NVML's notes, and
+// means as they are, throttle as ClockEventReasonsText ("n/a" where unread), NVML's notes, and
 // joules_per_token = the window's energy over the tokens its steps made (a mean over the whole
 // pass, back to back; not power_w x step_ms_p50, which rates the timed pass's median step),
 // times `gpus`: with tensor parallelism each of the TP degree's GPUs spends it on those tokens.

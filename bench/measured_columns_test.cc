@@ -145,9 +145,8 @@ TEST_F(MeasuredColumnsTest, NvmlColumnsTakeEachMeanToItsOwnField) {
   s.gpm_tensor_util_pct = 12;
   s.gpm_dram_bw_util_pct = 81;
   s.sm_clock_mhz = 1980;
-  s.power_w = 650;  // NVML's readings, which lag: the energy over the window wins
+  s.power_w = 650;
   s.energy_j = 120;
-  s.window_s = 0.2;
   s.clock_event_reasons_read = true;
   s.clock_event_reasons = 1u << 2;  // sw_power_cap
   s.notes = {"utilization: read in 49 of 52 samples"};
@@ -159,7 +158,7 @@ TEST_F(MeasuredColumnsTest, NvmlColumnsTakeEachMeanToItsOwnField) {
   EXPECT_DOUBLE_EQ(p_.gpm_tensor_util_pct(), 12);
   EXPECT_DOUBLE_EQ(p_.gpm_dram_bw_util_pct(), 81);
   EXPECT_DOUBLE_EQ(p_.sm_clock_mhz(), 1980);
-  EXPECT_DOUBLE_EQ(p_.power_w(), 600);  // 120 J in 0.2 s
+  EXPECT_DOUBLE_EQ(p_.power_w(), 650);
   // 120 J over 30 steps of 8 tokens.
   EXPECT_EQ(p_.tokens(), 8u);
   EXPECT_DOUBLE_EQ(p_.joules_per_token(), 0.5);
@@ -168,7 +167,7 @@ TEST_F(MeasuredColumnsTest, NvmlColumnsTakeEachMeanToItsOwnField) {
   // At tp 8 each of eight GPUs spends this GPU's energy on the same tokens; its power stays.
   SetNvmlColumns(s, 30, 8, tp8);
   EXPECT_DOUBLE_EQ(tp8.joules_per_token(), 4.0);
-  EXPECT_DOUBLE_EQ(tp8.power_w(), 600);
+  EXPECT_DOUBLE_EQ(tp8.power_w(), 650);
 }
 
 TEST_F(MeasuredColumnsTest, NvmlColumnsNotReadStayUnset) {
@@ -181,14 +180,8 @@ TEST_F(MeasuredColumnsTest, NvmlColumnsNotReadStayUnset) {
   EXPECT_FALSE(p_.has_joules_per_token());
   EXPECT_EQ(p_.throttle(), "n/a");
 
-  // Energy over a window of no length gives no power: the samples' mean stands.
-  s.energy_j = 10;
-  s.window_s = 0;
-  BatchPoint unmeasured_window = p_;
-  SetNvmlColumns(s, 30, 1, unmeasured_window);
-  EXPECT_DOUBLE_EQ(unmeasured_window.power_w(), 300);
-
   // Energy over no steps is no figure, not infinity.
+  s.energy_j = 10;
   BatchPoint none = p_;
   none.clear_joules_per_token();
   SetNvmlColumns(s, 0, 1, none);
