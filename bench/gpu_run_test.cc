@@ -187,9 +187,9 @@ TEST(RunOnGpuTest, SkipsAPointWhoseMemoryIsTakenAfterItsBuffersWereMade) {
   EXPECT_GT(run->result.points(0).step_ms_p50(), 0);
 }
 
-// A step bounded under 200 ms is timed often enough for a 99th percentile; a long prefill step
-// is timed a few times, and its p99 is left empty with the reason rather than filled with the
-// maximum of those few.
+// A step bounded at 200 ms or less is timed often enough for a 99th percentile; a long prefill
+// step is timed a few times, and its p99 is left empty with the reason rather than filled with
+// the maximum of those few.
 TEST(RunOnGpuTest, GivesAP99OnlyWhereEnoughStepsWereTimed) {
   absl::StatusOr<BenchRequest> request = Decode8b("1", 512);
   ASSERT_TRUE(request.ok()) << request.status();
