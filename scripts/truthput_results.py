@@ -236,11 +236,20 @@ def _points(raw):
 # The starts of the notes bench_decode and bench_prefill put on a point whose step time is not
 # a settled one (measured_columns.cc's StepTimingNotes).
 TIMING_NOTE_STARTS = ("step median not settled", "some timing rounds ran ungated")
+# The fewest samples a ~95% confidence interval of a median can come from (bench/stats.h).
+MIN_REPS_FOR_MEDIAN_CI = 6
 
 
 def timing_caveats(point):
-    """The point's notes that qualify its step time (empty for a settled, gated timing)."""
-    return [n for n in point.get("notes", []) if n.startswith(TIMING_NOTE_STARTS)]
+    """The point's notes that qualify its step time (empty for a settled, gated timing). Files
+    made before those notes existed (2026-11-28) get one where their own reps show a median
+    too few steps could settle."""
+    caveats = [n for n in point.get("notes", []) if n.startswith(TIMING_NOTE_STARTS)]
+    reps = point.get("reps")
+    if (reps and reps < MIN_REPS_FOR_MEDIAN_CI
+            and not any(n.startswith(TIMING_NOTE_STARTS[0]) for n in caveats)):
+        caveats.append(f"step median of {reps:g} steps, too few for a ~95% interval of it")
+    return caveats
 
 
 EXIT_CANNOT_WRITE = 2  # the scripts' exit status for an output they cannot write

@@ -715,6 +715,19 @@ def test_compare_names_each_compared_point_whose_timing_is_not_settled():
     assert not any(n.startswith("B batch 16") for n in compare.pair_notes(a, b, []))
 
 
+def test_a_median_of_too_few_steps_is_a_caveat_where_no_note_says_so():
+    point = {"reps": 4, "notes": []}
+    assert tr.timing_caveats(point) == [
+        "step median of 4 steps, too few for a ~95% interval of it"]
+    assert tr.timing_caveats({"reps": 6, "notes": []}) == []
+    assert tr.timing_caveats({"reps": None, "notes": []}) == []
+    said = "step median not settled when the timing stopped at its time or repetition cap (...)"
+    assert tr.timing_caveats({"reps": 4, "notes": [said]}) == [said]  # said once, not twice
+    # The order-statistic interval [x_(1), x_(n)] misses the median with probability 2 * 0.5^n:
+    # n = 6 is the first with a miss of at most 5% (bench/stats.cc).
+    assert tr.MIN_REPS_FOR_MEDIAN_CI == next(n for n in range(1, 20) if 2 * 0.5 ** n <= 0.05)
+
+
 def test_timing_note_starts_are_the_notes_the_benchmarks_write():
     # compare.py finds a point's timing notes by how they start; a reworded note in C++ would
     # make it name nothing.
