@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -435,9 +436,11 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
     // An unsettled median is said by its note (StepTimingNotes), printed below.
     log << absl::StrFormat(
         "batch %d: %.3f ms p50, %.1f tok/s, MBU %.3f, MFU %.4f, %.0f%% of the roofline bound "
-        "(%s; %d reps%s)\n",
+        "(%s; %d reps, median %s%s)\n",
         step.batch, t->p50_ms, p->tokens_per_s(), p->mbu(), p->mfu(), 100 * p->roofline_eff(),
         p->residency(), t->reps,
+        std::isfinite(t->rel_ci) ? absl::StrFormat("+-%.2f%%", 100 * t->rel_ci)
+                                 : std::string("CI n/a (too few reps)"),
         t->gated && t->round_reps < std::min(step_timing.reps_per_round, step_timing.max_reps)
             ? absl::StrCat(", in gated rounds of ", t->round_reps)
             : "");

@@ -130,6 +130,7 @@ absl::StatusOr<TimingStats> TimeGpuWork(const std::function<absl::Status(cudaStr
   samples.reserve(std::min(options.max_reps, 4096));
   bool all_gated = gate != nullptr;
   SampleSummary summary;
+  double rel_ci = 0;
   bool stable = false;
   const auto start_time = std::chrono::steady_clock::now();
   while (true) {
@@ -162,8 +163,9 @@ absl::StatusOr<TimingStats> TimeGpuWork(const std::function<absl::Status(cudaStr
       samples.push_back(ms);
     }
     summary = Summarize(samples);
+    rel_ci = std::max(summary.rel_ci, summary.rel_ci_batches.value_or(0.0));
     const int reps = static_cast<int>(samples.size());
-    if (reps >= options.min_reps && summary.rel_ci <= options.target_rel_ci) {
+    if (reps >= options.min_reps && rel_ci <= options.target_rel_ci) {
       stable = true;
       break;
     }
@@ -184,7 +186,7 @@ absl::StatusOr<TimingStats> TimeGpuWork(const std::function<absl::Status(cudaStr
   stats.min_ms = summary.min;
   stats.max_ms = summary.max;
   stats.rel_spread = summary.rel_spread;
-  stats.rel_ci = summary.rel_ci;
+  stats.rel_ci = rel_ci;
   stats.reps = summary.n;
   stats.stable = stable;
   stats.graph = options.use_graph;

@@ -7,6 +7,9 @@
 // synchronizes once per round. Rounds continue until at least min_reps samples are in and the
 // ~95% CI of the median is within target_rel_ci of it (stable), or max_reps is reached, or
 // max_seconds with min_reps in (not stable): min_reps outlasts the time cap, up to 3 x max_seconds.
+// The CI is the wider of two (stats.h): order statistics over the samples, which assume they are
+// independent, and over the medians of ten consecutive batches of them, which see a drift (a
+// clock settling under a power cap) that makes neighbouring steps alike.
 //
 // What a sample means. The time between the GPU reaching the start event and the stop event.
 //   * Graph mode (with gate_graph_rounds): each round's launches are enqueued behind a closed
@@ -51,7 +54,8 @@ struct TimingStats {
   double p50_ms = 0, p90_ms = 0, mean_ms = 0, min_ms = 0, max_ms = 0;
   std::optional<double> p99_ms;  // Only from kMinSamplesForP99 (stats.h) reps on.
   double rel_spread = 0;  // (p90 - p10) / p50.
-  double rel_ci = 0;      // Half-width of the ~95% order-statistic CI of the median, over it.
+  double rel_ci = 0;      // Half-width of the ~95% CI of the median over it: the wider of
+                          // SampleSummary's rel_ci and rel_ci_batches (stats.h).
   int reps = 0;
   bool stable = false;  // reps >= min_reps and rel_ci <= target_rel_ci.
   bool graph = false;   // Timed as graph launches.

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <optional>
+#include <vector>
 
 namespace truthput {
 
@@ -50,8 +52,31 @@ MedianCi MedianConfidenceInterval(absl::Span<const double> sorted, double level)
   return ci;
 }
 
+namespace {
+
+// kMedianCiBatches consecutive batches of as equal size as n allows (earlier ones one longer).
+std::vector<double> BatchMedians(const std::vector<double>& in_order) {
+  const size_t n = in_order.size();
+  std::vector<double> medians;
+  size_t begin = 0;
+  for (int b = 0; b < kMedianCiBatches; ++b) {
+    const size_t size = n / kMedianCiBatches + (static_cast<size_t>(b) < n % kMedianCiBatches);
+    const size_t end = begin + size;
+    std::vector<double> batch(in_order.begin() + begin, in_order.begin() + end);
+    std::sort(batch.begin(), batch.end());
+    medians.push_back(PercentileSorted(batch, 50));
+    begin = end;
+  }
+  std::sort(medians.begin(), medians.end());
+  return medians;
+}
+
+}  // namespace
+
 SampleSummary Summarize(std::vector<double> samples) {
   assert(!samples.empty());
+  std::optional<std::vector<double>> batch_medians;
+  if (samples.size() >= 2 * kMedianCiBatches) batch_medians = BatchMedians(samples);
   std::sort(samples.begin(), samples.end());
   SampleSummary s;
   s.n = static_cast<int>(samples.size());
@@ -66,6 +91,10 @@ SampleSummary Summarize(std::vector<double> samples) {
   s.rel_spread = s.p50 > 0 ? (s.p90 - s.p10) / s.p50 : kInf;
   const MedianCi ci = MedianConfidenceInterval(samples);
   s.rel_ci = ci.valid && s.p50 > 0 ? (ci.upper - ci.lower) / 2.0 / s.p50 : kInf;
+  if (batch_medians.has_value()) {
+    const MedianCi bci = MedianConfidenceInterval(*batch_medians);
+    s.rel_ci_batches = s.p50 > 0 ? (bci.upper - bci.lower) / 2.0 / s.p50 : kInf;
+  }
   return s;
 }
 

@@ -33,7 +33,11 @@ MedianCi MedianConfidenceInterval(absl::Span<const double> sorted, double level 
 // sample's maximum under another name.
 inline constexpr int kMinSamplesForP99 = 100;
 
-// A summary of samples (any order, non-empty).
+// Samples are split into this many consecutive batches for a median CI that does not assume
+// independent samples (SampleSummary::rel_ci_batches).
+inline constexpr int kMedianCiBatches = 10;
+
+// A summary of samples (non-empty, in the order they were taken).
 struct SampleSummary {
   int n = 0;
   double min = 0, max = 0, mean = 0;
@@ -41,8 +45,14 @@ struct SampleSummary {
   std::optional<double> p99;  // Set from kMinSamplesForP99 samples on.
   double rel_spread = 0;  // (p90 - p10) / p50.
   // Half-width of the ~95% median CI over the median: (x_(hi) - x_(lo)) / 2 / p50. Infinite when
-  // the CI is not valid (too few samples) or the median is 0.
+  // the CI is not valid (too few samples) or the median is 0. It treats the samples as
+  // independent, which steps under a drifting clock are not.
   double rel_ci = 0;
+  // The same half-width from the medians of kMedianCiBatches consecutive batches (ranks 2 and 9 of
+  // the ten: ~98% coverage where batch medians are independent): batch means, for the median. A
+  // drift between the first and last samples widens it where rel_ci does not see it. Set from
+  // 2 x kMedianCiBatches samples on.
+  std::optional<double> rel_ci_batches;
 };
 SampleSummary Summarize(std::vector<double> samples);
 

@@ -137,6 +137,7 @@ TEST(Summarize, IdenticalSamplesHaveZeroSpread) {
   EXPECT_DOUBLE_EQ(*s.p99, 0.25);
   EXPECT_DOUBLE_EQ(s.rel_spread, 0.0);
   EXPECT_DOUBLE_EQ(s.rel_ci, 0.0);
+  EXPECT_EQ(s.rel_ci_batches, 0.0);
 }
 
 // Percentiles outside [0, 100] are clamped to the sample's ends rather than read out of range.
@@ -174,12 +175,50 @@ TEST(Summarize, ZeroMedianGivesInfiniteRelativeFigures) {
   const SampleSummary s = Summarize(std::vector<double>(20, 0.0));
   EXPECT_TRUE(std::isinf(s.rel_spread));
   EXPECT_TRUE(std::isinf(s.rel_ci));
+  ASSERT_TRUE(s.rel_ci_batches.has_value());
+  EXPECT_TRUE(std::isinf(*s.rel_ci_batches));
 }
 
 // Summarize's CI is the 95% one: for 100 samples [x_(40), x_(61)] (MedianConfidenceInterval's
 // HundredSamples), so rel_ci = (61 - 40) / 2 / 50.5; a 90% interval would be [x_(42), x_(59)].
 TEST(Summarize, RelCiIsTheNinetyFivePercentInterval) {
   EXPECT_DOUBLE_EQ(Summarize(OneTo(100)).rel_ci, 21.0 / 2.0 / 50.5);
+}
+
+// Batch medians need two samples a batch: none from 19 samples, set from 20.
+TEST(Summarize, BatchMedianCiFromTwentySamples) {
+  EXPECT_FALSE(Summarize(OneTo(19)).rel_ci_batches.has_value());
+  EXPECT_TRUE(Summarize(OneTo(20)).rel_ci_batches.has_value());
+}
+
+// A drift: 1..100 in the order taken. The sample CI [x_(40), x_(61)] does not see the order; the
+// batch medians 5.5, 15.5, ..., 95.5 do, and their ranks 2 and 9 give [15.5, 85.5].
+TEST(Summarize, BatchMedianCiWidensOverADrift) {
+  const SampleSummary s = Summarize(OneTo(100));
+  EXPECT_DOUBLE_EQ(s.rel_ci, 21.0 / 2.0 / 50.5);
+  ASSERT_TRUE(s.rel_ci_batches.has_value());
+  EXPECT_DOUBLE_EQ(*s.rel_ci_batches, 70.0 / 2.0 / 50.5);
+}
+
+// The same values with no drift: batch b holds b+1, b+11, ..., b+91, so its median is b+46 and
+// the batch medians' ranks 2 and 9 are 47 and 54, narrower than the sample CI.
+TEST(Summarize, BatchMedianCiStaysNarrowWithoutADrift) {
+  std::vector<double> v;
+  for (int b = 0; b < 10; ++b) {
+    for (int k = 0; k < 10; ++k) v.push_back(b + 1 + 10 * k);
+  }
+  const SampleSummary s = Summarize(v);
+  EXPECT_DOUBLE_EQ(s.rel_ci, 21.0 / 2.0 / 50.5);
+  ASSERT_TRUE(s.rel_ci_batches.has_value());
+  EXPECT_DOUBLE_EQ(*s.rel_ci_batches, 7.0 / 2.0 / 50.5);
+}
+
+// 25 samples make five batches of 3 and five of 2, the longer ones first: medians 2, 5, 8, 11,
+// 14, 16.5, 18.5, 20.5, 22.5, 24.5, whose ranks 2 and 9 are 5 and 22.5 around the median 13.
+TEST(Summarize, BatchMediansOfUnevenBatches) {
+  const SampleSummary s = Summarize(OneTo(25));
+  ASSERT_TRUE(s.rel_ci_batches.has_value());
+  EXPECT_DOUBLE_EQ(*s.rel_ci_batches, (22.5 - 5.0) / 2.0 / 13.0);
 }
 
 }  // namespace
