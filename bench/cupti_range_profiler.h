@@ -128,7 +128,7 @@ struct TruthColumns {
   std::optional<double> tensor_flops_fp8;   // Tensor ops with fp8 sources, FLOP.
   std::optional<double> tensor_flops;       // Sum of the two above that were read.
   std::optional<double> occupancy_pct;      // Warps resident, % of max, over active cycles.
-  std::optional<double> l2_hit_pct;         // L2 sector hit rate (multi-pass: may exceed 100).
+  std::optional<double> l2_hit_pct;         // L2 sector hit rate (multi-pass: can pass 100).
 };
 TruthColumns ToTruthColumns(const RangeMetrics& m);
 

@@ -97,7 +97,15 @@ void SetStepCounterColumns(const TruthColumns& t, const Workload& w, BatchPoint&
     }
   }
   if (t.occupancy_pct) p.set_occupancy_pct(*t.occupancy_pct);
-  if (t.l2_hit_pct) p.set_l2_hit_pct(*t.l2_hit_pct);
+  if (t.l2_hit_pct && *t.l2_hit_pct <= 100) {
+    p.set_l2_hit_pct(*t.l2_hit_pct);
+  } else if (t.l2_hit_pct) {
+    // Hits and lookups come from different replay passes; past 100 the ratio is not a rate.
+    p.add_notes(absl::StrFormat(
+        "l2_hit_pct left empty: CUPTI's ratio read %.1f%%, its hits and lookups counted in "
+        "different replay passes",
+        *t.l2_hit_pct));
+  }
 }
 
 void SetOpCounterColumns(const TruthColumns& t, OpPoint& o) {

@@ -46,7 +46,7 @@ void SetNvmlColumns(const NvmlSummary& s, int64_t steps, int gpus, BatchPoint& p
 // The counters of one step, rated against p.step_ms_p50(): dram_gbps and hw_tflops, and
 // against the op list of `w`: dram_bytes_over_model (over p.model_gbytes()) and
 // tensor_flops_over_model (over the FLOPs of w's tensor-core ops). A column whose counts were
-// not read stays unset.
+// not read stays unset; so does an l2_hit_pct past 100, with a note that gives it.
 void SetStepCounterColumns(const TruthColumns& t, const Workload& w, BatchPoint& p);
 
 // The counters of one op kind's executions; hw_tflops only where the op has measured_ms.

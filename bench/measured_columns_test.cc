@@ -219,6 +219,26 @@ TEST_F(MeasuredColumnsTest, StepCountersAreRatedAgainstTheP50AndTheModel) {
   EXPECT_LT(model_tensor_flops, 1.3e12);
 }
 
+// lts__t_sector_hit_rate.pct divides counts from two replay passes and can pass 100: such a
+// reading is no rate, so the column stays empty and a note gives it; 100 itself is kept.
+TEST_F(MeasuredColumnsTest, AnL2HitRatePastAHundredIsANoteNotAColumn) {
+  TruthColumns t;
+  t.l2_hit_pct = 103.26;
+  const int notes_before = p_.notes_size();
+  SetStepCounterColumns(t, *w_, p_);
+  EXPECT_FALSE(p_.has_l2_hit_pct());
+  ASSERT_EQ(p_.notes_size(), notes_before + 1);
+  EXPECT_EQ(p_.notes(notes_before),
+            "l2_hit_pct left empty: CUPTI's ratio read 103.3%, its hits and lookups counted in "
+            "different replay passes");
+  t.l2_hit_pct = 100;
+  BatchPoint full = p_;
+  full.clear_notes();
+  SetStepCounterColumns(t, *w_, full);
+  EXPECT_DOUBLE_EQ(full.l2_hit_pct(), 100);
+  EXPECT_EQ(full.notes_size(), 0);
+}
+
 TEST_F(MeasuredColumnsTest, DramRateNeedsBothDirections) {
   TruthColumns t;
   t.dram_read_bytes = 90e9;
