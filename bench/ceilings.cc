@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -79,6 +80,22 @@ TimingOptions BandwidthTiming(bool quick) {
   TimingOptions t;
   t.min_reps = 10;
   t.max_seconds = quick ? 1.0 : 3.0;
+  t.target_rel_ci = 0.005;
+  return t;
+}
+
+// The rate held for seconds (results.proto: read_sustained_gbps): calls back to back for a
+// lead-in (the warm-up), then timed for longer, in rounds of 100 so the host's wait between
+// rounds is a small part of each. call_ms is the burst median, which sizes both.
+TimingOptions SustainedTiming(double call_ms, bool quick) {
+  const double lead_in_ms = quick ? 500 : 1000;
+  const double timed_ms = quick ? 1000 : 2000;
+  TimingOptions t;
+  t.warmup = std::max(3, static_cast<int>(std::ceil(lead_in_ms / call_ms)));
+  t.min_reps = std::max(20, static_cast<int>(std::ceil(timed_ms / call_ms)));
+  t.max_reps = t.min_reps;
+  t.max_seconds = 2 * timed_ms / 1e3;
+  t.reps_per_round = 100;
   t.target_rel_ci = 0.005;
   return t;
 }
@@ -191,14 +208,23 @@ absl::Status MeasureMemory(Context& ctx) {
        },
        &MeasuredCeilings::set_memcpy_d2d_gbps},
   };
+  double read_ms = 0;
   for (const Case& k : cases) {
     absl::StatusOr<TimingStats> t = ctx.Time(k.what, k.enqueue, timing);
     if (!t.ok()) return t.status();
     const double gbps = k.gbytes_moved / (t->p50_ms / 1e3);
     (ctx.c.*k.set)(gbps);
+    if (k.set == &MeasuredCeilings::set_read_gbps) read_ms = t->p50_ms;
     ctx.log << absl::StrFormat("%-36s %8.1f GB/s  (p50 %.3f ms for %.2f GB, %d reps)\n", k.what,
                                gbps, t->p50_ms, k.gbytes_moved, t->reps);
   }
+  absl::StatusOr<TimingStats> t = ctx.Time("read, sustained", cases[0].enqueue,
+                                           SustainedTiming(read_ms, ctx.options.quick));
+  if (!t.ok()) return t.status();
+  ctx.c.set_read_sustained_gbps(gb / (t->p50_ms / 1e3));
+  ctx.log << absl::StrFormat("%-36s %8.1f GB/s  (p50 %.3f ms, %d reps after %d)\n",
+                             "read, sustained", ctx.c.read_sustained_gbps(), t->p50_ms, t->reps,
+                             SustainedTiming(read_ms, ctx.options.quick).warmup);
   return absl::OkStatus();
 }
 
@@ -278,11 +304,12 @@ void Record(Context& ctx, const char* dtype, const GemmShape& s, const GemmResul
   p->set_ms_p50(r.ms);
   p->set_tflops(r.tflops);
   p->set_algo(r.algo);
-  ctx.log << absl::StrFormat("%-12s %-28s %8.1f TFLOP/s  (p50 %.3f ms; %s)\n", dtype, ShapeText(s),
-                             r.tflops, r.ms, r.algo);
+  ctx.log << absl::StrFormat("%-14s %-28s %8.1f TFLOP/s  (p50 %.3f ms; %s)\n", dtype,
+                             ShapeText(s), r.tflops, r.ms, r.algo);
 }
 
-absl::StatusOr<GemmResult> TimeBf16Gemm(Context& ctx, CublasLtGemm& gemm, const GemmShape& s) {
+absl::StatusOr<GemmResult> TimeBf16Gemm(Context& ctx, CublasLtGemm& gemm, const GemmShape& s,
+                                        const std::string& what, const TimingOptions& timing) {
   absl::StatusOr<DeviceBuffer> x = DeviceBuffer::Allocate(s.m * s.k * 2, "gemm x");
   if (!x.ok()) return x.status();
   absl::StatusOr<DeviceBuffer> w = DeviceBuffer::Allocate(s.n * s.k * 2, "gemm w");
@@ -296,15 +323,15 @@ absl::StatusOr<GemmResult> TimeBf16Gemm(Context& ctx, CublasLtGemm& gemm, const 
   TP_RETURN_IF_ERROR(FillRandomBf16(wp, s.n * s.k, 12, 0.05f, ctx.stream));
   TP_RETURN_IF_ERROR(gemm.Autotune(s.m, s.n, s.k, {{xp, wp, yp}}, ctx.stream));
   absl::StatusOr<TimingStats> t = ctx.Time(
-      absl::StrCat("bf16 GEMM ", ShapeText(s)),
-      [&](cudaStream_t st) { return gemm.Run(xp, wp, yp, s.m, s.n, s.k, st); },
-      GemmTiming(ctx.options.quick));
+      absl::StrCat(what, " GEMM ", ShapeText(s)),
+      [&](cudaStream_t st) { return gemm.Run(xp, wp, yp, s.m, s.n, s.k, st); }, timing);
   if (!t.ok()) return t.status();
   return GemmResult{Tflops(s, t->p50_ms), t->p50_ms, gemm.AlgoDescription(s.m, s.n, s.k)};
 }
 
 absl::StatusOr<GemmResult> TimeFp8Gemm(Context& ctx, CublasLtFp8Gemm& gemm, const GemmShape& s,
-                                       const Fp8Filler& x_fill, const Fp8Filler& w_fill) {
+                                       const Fp8Filler& x_fill, const Fp8Filler& w_fill,
+                                       const std::string& what, const TimingOptions& timing) {
   // Prepare first: where the GPU has no fp8 GEMM this is NotFound, before any allocation.
   TP_RETURN_IF_ERROR(gemm.Prepare(s.m, s.n, s.k));
   absl::StatusOr<DeviceBuffer> x = DeviceBuffer::Allocate(s.m * s.k, "fp8 gemm x");
@@ -320,9 +347,8 @@ absl::StatusOr<GemmResult> TimeFp8Gemm(Context& ctx, CublasLtFp8Gemm& gemm, cons
   TP_RETURN_IF_ERROR(w_fill.Fill(wp, s.n * s.k, ctx.stream));
   TP_RETURN_IF_ERROR(gemm.Autotune(s.m, s.n, s.k, {{xp, wp, yp}}, ctx.stream));
   absl::StatusOr<TimingStats> t = ctx.Time(
-      absl::StrCat(gemm.fast_accum() ? "fp8" : "fp8 precise", " GEMM ", ShapeText(s)),
-      [&](cudaStream_t st) { return gemm.Run(xp, wp, yp, s.m, s.n, s.k, st); },
-      GemmTiming(ctx.options.quick));
+      absl::StrCat(what, " GEMM ", ShapeText(s)),
+      [&](cudaStream_t st) { return gemm.Run(xp, wp, yp, s.m, s.n, s.k, st); }, timing);
   if (!t.ok()) return t.status();
   return GemmResult{Tflops(s, t->p50_ms), t->p50_ms, gemm.AlgoDescription(s.m, s.n, s.k)};
 }
@@ -332,7 +358,9 @@ absl::Status MeasureGemms(Context& ctx) {
 
   absl::StatusOr<std::unique_ptr<CublasLtGemm>> bf16_gemm = CublasLtGemm::Create();
   if (!bf16_gemm.ok()) return bf16_gemm.status();
+  const TimingOptions burst = GemmTiming(ctx.options.quick);
   GemmResult best;
+  GemmShape best_shape{0, 0, 0};
   for (const GemmShape& s : shapes) {
     absl::StatusOr<bool> fits = Fits(s, 2);
     if (!fits.ok()) return fits.status();
@@ -340,14 +368,23 @@ absl::Status MeasureGemms(Context& ctx) {
       ctx.c.add_notes(absl::StrCat("bf16 GEMM ", ShapeText(s), ": skipped, does not fit"));
       continue;
     }
-    absl::StatusOr<GemmResult> r = TimeBf16Gemm(ctx, **bf16_gemm, s);
+    absl::StatusOr<GemmResult> r = TimeBf16Gemm(ctx, **bf16_gemm, s, "bf16", burst);
     if (!r.ok()) return r.status();
     Record(ctx, "bf16", s, *r);
     if (r->tflops > best.tflops) {
       best = *r;
+      best_shape = s;
       ctx.c.set_bf16_tflops(r->tflops);
       ctx.c.set_bf16_best_shape(ShapeText(s));
     }
+  }
+  if (best.tflops > 0) {
+    absl::StatusOr<GemmResult> r =
+        TimeBf16Gemm(ctx, **bf16_gemm, best_shape, "bf16 sustained",
+                     SustainedTiming(best.ms, ctx.options.quick));
+    if (!r.ok()) return r.status();
+    Record(ctx, "bf16 sustained", best_shape, *r);
+    ctx.c.set_bf16_sustained_tflops(r->tflops);
   }
   bf16_gemm->reset();  // Frees its workspace before the fp8 ones are allocated.
 
@@ -360,7 +397,7 @@ absl::Status MeasureGemms(Context& ctx) {
   absl::StatusOr<std::unique_ptr<CublasLtFp8Gemm>> fp8_gemm = CublasLtFp8Gemm::Create();
   if (!fp8_gemm.ok()) return fp8_gemm.status();
   best = GemmResult{};
-  GemmShape best_shape{0, 0, 0};
+  best_shape = GemmShape{0, 0, 0};
   for (const GemmShape& s : shapes) {
     absl::StatusOr<bool> fits = Fits(s, 1);
     if (!fits.ok()) return fits.status();
@@ -368,7 +405,7 @@ absl::Status MeasureGemms(Context& ctx) {
       ctx.c.add_notes(absl::StrCat("fp8 GEMM ", ShapeText(s), ": skipped, does not fit"));
       continue;
     }
-    absl::StatusOr<GemmResult> r = TimeFp8Gemm(ctx, **fp8_gemm, s, x_fill, w_fill);
+    absl::StatusOr<GemmResult> r = TimeFp8Gemm(ctx, **fp8_gemm, s, x_fill, w_fill, "fp8", burst);
     if (absl::IsNotFound(r.status()) || absl::IsUnimplemented(r.status())) {
       // No fp8 GEMM for this GPU (or this shape): the field stays unset, with the reason.
       const std::string note =
@@ -386,14 +423,21 @@ absl::Status MeasureGemms(Context& ctx) {
       ctx.c.set_fp8_best_shape(ShapeText(s));
     }
   }
-  fp8_gemm->reset();
   if (best.tflops == 0) return absl::OkStatus();
+  absl::StatusOr<GemmResult> sustained =
+      TimeFp8Gemm(ctx, **fp8_gemm, best_shape, x_fill, w_fill, "fp8 sustained",
+                  SustainedTiming(best.ms, ctx.options.quick));
+  if (!sustained.ok()) return sustained.status();
+  Record(ctx, "fp8 sustained", best_shape, *sustained);
+  ctx.c.set_fp8_sustained_tflops(sustained->tflops);
+  fp8_gemm->reset();
 
   // What giving up fast accumulation costs, at fp8's best shape.
   absl::StatusOr<std::unique_ptr<CublasLtFp8Gemm>> precise =
       CublasLtFp8Gemm::Create({.fast_accum = false});
   if (!precise.ok()) return precise.status();
-  absl::StatusOr<GemmResult> r = TimeFp8Gemm(ctx, **precise, best_shape, x_fill, w_fill);
+  absl::StatusOr<GemmResult> r =
+      TimeFp8Gemm(ctx, **precise, best_shape, x_fill, w_fill, "fp8 precise", burst);
   if (absl::IsNotFound(r.status()) || absl::IsUnimplemented(r.status())) {
     ctx.c.add_notes(
         absl::StrCat("fp8 GEMM without fast accumulation: not measured: ", r.status().message()));

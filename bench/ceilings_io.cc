@@ -29,8 +29,11 @@ const RateField kRates[] = {
     {"write_gbps", &C::has_write_gbps, &C::write_gbps, false},
     {"copy_gbps", &C::has_copy_gbps, &C::copy_gbps, false},
     {"memcpy_d2d_gbps", &C::has_memcpy_d2d_gbps, &C::memcpy_d2d_gbps, false},
+    {"read_sustained_gbps", &C::has_read_sustained_gbps, &C::read_sustained_gbps, false},
     {"bf16_tflops", &C::has_bf16_tflops, &C::bf16_tflops, true},
+    {"bf16_sustained_tflops", &C::has_bf16_sustained_tflops, &C::bf16_sustained_tflops, false},
     {"fp8_tflops", &C::has_fp8_tflops, &C::fp8_tflops, false},
+    {"fp8_sustained_tflops", &C::has_fp8_sustained_tflops, &C::fp8_sustained_tflops, false},
     {"fp8_precise_accum_tflops", &C::has_fp8_precise_accum_tflops, &C::fp8_precise_accum_tflops,
      false},
     {"launch_latency_us", &C::has_launch_latency_us, &C::launch_latency_us, false},
@@ -156,13 +159,19 @@ absl::StatusOr<MeasuredCeilings> LoadCeilingsForGpu(const std::string& path,
 }
 
 double MeasuredPeakTflops(const MeasuredCeilings& c, DType dtype) {
-  if (dtype == FP8_E4M3 && c.has_fp8_tflops() && c.fp8_tflops() > 0) return c.fp8_tflops();
-  return c.bf16_tflops();
+  if (dtype == FP8_E4M3 && c.has_fp8_tflops() && c.fp8_tflops() > 0) {
+    return c.has_fp8_sustained_tflops() ? c.fp8_sustained_tflops() : c.fp8_tflops();
+  }
+  return c.has_bf16_sustained_tflops() ? c.bf16_sustained_tflops() : c.bf16_tflops();
+}
+
+double MeasuredReadGbps(const MeasuredCeilings& c) {
+  return c.has_read_sustained_gbps() ? c.read_sustained_gbps() : c.read_gbps();
 }
 
 void AddMeasuredAgainstCeilings(BatchPoint& p, const MeasuredCeilings& c, DType weight_dtype) {
-  if (p.has_achieved_gbps() && c.read_gbps() > 0) {
-    p.set_mbu_measured(p.achieved_gbps() / c.read_gbps());
+  if (p.has_achieved_gbps() && MeasuredReadGbps(c) > 0) {
+    p.set_mbu_measured(p.achieved_gbps() / MeasuredReadGbps(c));
   }
   const double peak = MeasuredPeakTflops(c, weight_dtype);
   if (p.has_achieved_tflops() && peak > 0) p.set_mfu_measured(p.achieved_tflops() / peak);
@@ -186,6 +195,10 @@ void PrintCeilingsTable(const MeasuredCeilings& c, std::ostream& out) {
   if (c.has_read_gbps()) {
     Row(out, "DRAM read (own kernel)", c.read_gbps(), "GB/s", bw, buffers);
   }
+  if (c.has_read_sustained_gbps()) {
+    Row(out, "DRAM read, sustained", c.read_sustained_gbps(), "GB/s", bw,
+        "seconds back to back; runs divide by it");
+  }
   if (c.has_write_gbps()) {
     Row(out, "DRAM write (own kernel)", c.write_gbps(), "GB/s", bw, buffers);
   }
@@ -199,9 +212,17 @@ void PrintCeilingsTable(const MeasuredCeilings& c, std::ostream& out) {
     Row(out, "bf16 GEMM (cuBLASLt, autotuned)", c.bf16_tflops(), "TFLOP/s",
         sheet ? g.bf16_tflops() : 0, c.bf16_best_shape());
   }
+  if (c.has_bf16_sustained_tflops()) {
+    Row(out, "bf16 GEMM, sustained", c.bf16_sustained_tflops(), "TFLOP/s",
+        sheet ? g.bf16_tflops() : 0, "best shape, seconds back to back; runs divide by it");
+  }
   if (c.has_fp8_tflops()) {
     Row(out, "fp8 e4m3 GEMM (cuBLASLt, fast acc)", c.fp8_tflops(), "TFLOP/s",
         sheet ? g.fp8_tflops() : 0, c.fp8_best_shape());
+  }
+  if (c.has_fp8_sustained_tflops()) {
+    Row(out, "fp8 e4m3 GEMM, sustained", c.fp8_sustained_tflops(), "TFLOP/s",
+        sheet ? g.fp8_tflops() : 0, "best shape, seconds back to back; runs divide by it");
   }
   if (c.has_fp8_precise_accum_tflops()) {
     Row(out, "fp8 e4m3 GEMM (precise accum)", c.fp8_precise_accum_tflops(), "TFLOP/s",
@@ -226,10 +247,10 @@ void PrintCeilingsTable(const MeasuredCeilings& c, std::ostream& out) {
   if (c.has_d2h_gbps()) Row(out, "device to host (pinned)", c.d2h_gbps(), "GB/s", 0, "");
 
   if (c.gemms_size() > 0) {
-    out << absl::StrFormat("\n%-12s %6s %6s %6s %10s %9s  %s\n", "GEMM sweep", "m", "n", "k",
+    out << absl::StrFormat("\n%-14s %6s %6s %6s %10s %9s  %s\n", "GEMM sweep", "m", "n", "k",
                            "ms p50", "TFLOP/s", "algorithm");
     for (const MeasuredCeilings::GemmPoint& p : c.gemms()) {
-      out << absl::StrFormat("%-12s %6d %6d %6d %10.3f %9.1f  %s\n", p.dtype(), p.m(), p.n(), p.k(),
+      out << absl::StrFormat("%-14s %6d %6d %6d %10.3f %9.1f  %s\n", p.dtype(), p.m(), p.n(), p.k(),
                              p.ms_p50(), p.tflops(), p.algo());
     }
   }

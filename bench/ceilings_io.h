@@ -43,13 +43,17 @@ std::string CeilingsFromAnotherCardNote(const MeasuredCeilings& c, const std::st
 absl::StatusOr<MeasuredCeilings> LoadCeilingsForGpu(const std::string& path,
                                                     const std::string& running_gpu_name);
 
-// The measured dense GEMM rate, TFLOP/s, for weights of `dtype`: fp8_tflops for FP8_E4M3 where
-// measured, bf16_tflops otherwise (as PeakFlopsPerSecond does with datasheets).
+// The measured dense GEMM rate, TFLOP/s, for weights of `dtype`: fp8's for FP8_E4M3 where
+// measured, bf16's otherwise (as PeakFlopsPerSecond does with datasheets); the sustained rate
+// where the file has it, else the burst (files written before sustained rates were measured).
 double MeasuredPeakTflops(const MeasuredCeilings& c, DType dtype);
 
-// Sets p.mbu_measured = achieved_gbps / read_gbps and p.mfu_measured = achieved_tflops /
-// MeasuredPeakTflops(c, weight_dtype) for a measured point (achieved_gbps / achieved_tflops
-// set); leaves skipped or predicted points alone. Expects validated ceilings.
+// The measured streaming read, GB/s: read_sustained_gbps where set, else read_gbps.
+double MeasuredReadGbps(const MeasuredCeilings& c);
+
+// Sets p.mbu_measured = achieved_gbps / MeasuredReadGbps(c) and p.mfu_measured =
+// achieved_tflops / MeasuredPeakTflops(c, weight_dtype) for a measured point (achieved_gbps /
+// achieved_tflops set); leaves skipped or predicted points alone. Expects validated ceilings.
 void AddMeasuredAgainstCeilings(BatchPoint& p, const MeasuredCeilings& c, DType weight_dtype);
 
 // The console table of a ceilings record: each measured rate beside its datasheet ceiling and

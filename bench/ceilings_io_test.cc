@@ -163,6 +163,9 @@ TEST(CeilingsIo, RejectsNonPositiveOrNonFiniteRates) {
   MeasuredCeilings c = H100Ceilings();
   c.set_read_gbps(-3130);
   EXPECT_THAT(ValidateCeilings(c).message(), HasSubstr("read_gbps"));
+  c = H100Ceilings();
+  c.set_bf16_sustained_tflops(0);  // A denominator: 0 would make mfu_measured infinite.
+  EXPECT_THAT(ValidateCeilings(c).message(), HasSubstr("bf16_sustained_tflops"));
   EXPECT_TRUE(ValidateCeilings(H100Ceilings()).ok());
 }
 
@@ -195,6 +198,34 @@ TEST(CeilingsIo, MeasuredMfuUsesTheFp8RateForFp8Weights) {
   AddMeasuredAgainstCeilings(q, no_fp8, FP8_E4M3);
   EXPECT_DOUBLE_EQ(q.mfu_measured(), 650.0 / 762.0);
   EXPECT_DOUBLE_EQ(MeasuredPeakTflops(H100Ceilings(), BF16), 762.0);
+}
+
+// A file with sustained rates (read, and each dtype's best GEMM shape held for seconds) is read
+// by them: a sweep point's steps run back to back for seconds too. Files without them keep the
+// burst rates (the two tests above).
+TEST(CeilingsIo, RunsDivideBySustainedRatesWhereTheFileHasThem) {
+  MeasuredCeilings c = H100Ceilings();
+  c.set_read_sustained_gbps(3050);
+  c.set_bf16_sustained_tflops(710);
+  c.set_fp8_sustained_tflops(1200);
+  EXPECT_DOUBLE_EQ(MeasuredReadGbps(c), 3050.0);
+  EXPECT_DOUBLE_EQ(MeasuredReadGbps(H100Ceilings()), 3130.0);
+  BatchPoint p = MeasuredPoint(2840, 381);
+  AddMeasuredAgainstCeilings(p, c, BF16);
+  EXPECT_DOUBLE_EQ(p.mbu_measured(), 2840.0 / 3050.0);
+  EXPECT_DOUBLE_EQ(p.mfu_measured(), 381.0 / 710.0);
+  BatchPoint q = MeasuredPoint(1000, 650);
+  AddMeasuredAgainstCeilings(q, c, FP8_E4M3);
+  EXPECT_DOUBLE_EQ(q.mfu_measured(), 650.0 / 1200.0);
+  std::ostringstream out;
+  PrintCeilingsTable(c, out);
+  EXPECT_THAT(out.str(), HasSubstr("3050.0 GB/s"));
+  EXPECT_THAT(out.str(), HasSubstr("91.0%"));  // 3050 / 3350
+  EXPECT_THAT(out.str(), HasSubstr("71.8%"));  // 710 / 989.4
+  EXPECT_THAT(out.str(), HasSubstr("60.6%"));  // 1200 / 1978.9
+  std::ostringstream burst_only;
+  PrintCeilingsTable(H100Ceilings(), burst_only);
+  EXPECT_THAT(burst_only.str(), ::testing::Not(HasSubstr("sustained")));
 }
 
 TEST(CeilingsIo, LeavesUnmeasuredPointsAlone) {

@@ -242,11 +242,17 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
     measured = *std::move(m);
     // The tensor peak of this run's weight dtype (fp8 falls back to bf16 where not measured).
     const double peak = MeasuredPeakTflops(*measured, wt);
-    const bool fp8_peak = wt == FP8_E4M3 && peak != measured->bf16_tflops();
+    const bool fp8_peak = wt == FP8_E4M3 && measured->has_fp8_tflops() &&
+                          measured->fp8_tflops() > 0;
+    const bool sustained = fp8_peak ? measured->has_fp8_sustained_tflops()
+                                    : measured->has_bf16_sustained_tflops();
     result.mutable_config()->add_notes(absl::StrFormat(
-        "mbu_measured/mfu_measured against %s: read %.0f GB/s, %s GEMM %.0f TFLOP/s",
+        "mbu_measured/mfu_measured against %s: read %.0f GB/s%s, %s GEMM %.0f TFLOP/s%s",
         request.ceilings_path.empty() ? "ceilings measured at start-up" : request.ceilings_path,
-        measured->read_gbps(), fp8_peak ? "fp8" : "bf16", peak));
+        MeasuredReadGbps(*measured),
+        measured->has_read_sustained_gbps() ? " sustained" : " (a burst: no sustained rate)",
+        fp8_peak ? "fp8" : "bf16", peak,
+        sustained ? " sustained" : " (a burst: no sustained rate)"));
     if (std::string other = CeilingsFromAnotherCardNote(*measured, id->uuid); !other.empty()) {
       result.mutable_config()->add_notes(std::move(other));
     }
