@@ -166,6 +166,7 @@ void AddMeasured(BatchPoint& p, const TimingStats& t, const GpuSpec& g, DType dt
   p.set_step_ms_p50(t.p50_ms);
   if (t.p99_ms) p.set_step_ms_p99(*t.p99_ms);
   p.set_step_rel_spread(t.rel_spread);
+  if (std::isfinite(t.rel_ci)) p.set_step_ms_p50_rel_ci(t.rel_ci);
   p.set_reps(t.reps);
   SetMeasuredRates(p, g, dtype, usd_per_hour, gpus);
   for (std::string& note : StepTimingNotes(t)) p.add_notes(std::move(note));

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/algorithm/container.h"
 #include "absl/cleanup/cleanup.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -202,6 +203,14 @@ TEST(RunOnGpuTest, GivesAP99OnlyWhereEnoughStepsWereTimed) {
     EXPECT_GE(decode.reps(), 100u);
     ASSERT_TRUE(decode.has_step_ms_p99());
     EXPECT_GE(decode.step_ms_p99(), decode.step_ms_p50());
+    // The median's interval: there, and within the 0.5% target unless the point says it is not.
+    ASSERT_TRUE(decode.has_step_ms_p50_rel_ci());
+    EXPECT_GE(decode.step_ms_p50_rel_ci(), 0);
+    if (!absl::c_any_of(decode.notes(), [](const std::string& n) {
+          return absl::StartsWith(n, "step median not settled");
+        })) {
+      EXPECT_LE(decode.step_ms_p50_rel_ci(), 0.005);
+    }
   }
   EXPECT_THAT(run->result.unavailable(), Not(::testing::Contains(HasSubstr("step_ms_p99"))));
 

@@ -187,7 +187,7 @@ std::string FormatCsv(const RunResult& r) {
   if (Measured(r)) {
     for (const char* c : {"step_ms_p50", "step_ms_p99", "tokens_per_s", "achieved_gbps", "mbu",
                           "achieved_tflops", "mfu", "roofline_eff", "usd_per_mtok",
-                          "step_rel_spread", "reps", "residency", "skipped", "skip_reason",
+                          "step_rel_spread", "step_ms_p50_rel_ci", "reps", "residency", "skipped", "skip_reason",
                           "attention_time_share", "attention_flops_share", "mbu_measured",
                           "mfu_measured"}) {
       header.push_back(c);
@@ -225,6 +225,7 @@ std::string FormatCsv(const RunResult& r) {
       row.push_back(Opt(p, &P::has_roofline_eff, &P::roofline_eff, 4));
       row.push_back(Opt(p, &P::has_usd_per_mtok, &P::usd_per_mtok, 4));
       row.push_back(Opt(p, &P::has_step_rel_spread, &P::step_rel_spread, 4));
+      row.push_back(Opt(p, &P::has_step_ms_p50_rel_ci, &P::step_ms_p50_rel_ci, 5));
       row.push_back(p.has_reps() ? absl::StrCat(p.reps()) : "");
       row.push_back(CsvQuote(p.residency()));
       row.push_back(p.skipped() ? "true" : "false");

@@ -327,7 +327,7 @@ TEST(Report, EachCsvColumnIsEmptyOrNaExactlyWhenItsOwnFieldIsUnset) {
     empty[header[i]] = truth.count(header[i]) ? "n/a" : "";
     EXPECT_EQ(unset[i], empty[header[i]]) << header[i];
   }
-  ASSERT_EQ(empty.size(), 3 + 15 + truth.size());  // calibrated, measured and truth columns
+  ASSERT_EQ(empty.size(), 3 + 16 + truth.size());  // calibrated, measured and truth columns
   for (const auto& [column, _] : empty) {
     const google::protobuf::FieldDescriptor* f = p.GetDescriptor()->FindFieldByName(column);
     BatchPoint saved = p;

@@ -16,7 +16,8 @@ import re
 
 # Optional (proto3 `optional`) numeric fields: absent -> None.
 POINT_OPTIONAL = (
-    "step_ms_p50", "step_ms_p99", "step_rel_spread", "reps", "tokens_per_s", "achieved_gbps",
+    "step_ms_p50", "step_ms_p99", "step_rel_spread", "step_ms_p50_rel_ci", "reps",
+    "tokens_per_s", "achieved_gbps",
     "mbu", "achieved_tflops", "mfu", "roofline_eff", "usd_per_mtok",
     "attention_time_share", "attention_flops_share", "mbu_measured", "mfu_measured",
     "smi_util_pct", "smi_mem_util_pct", "gpm_sm_util_pct", "gpm_tensor_util_pct",
