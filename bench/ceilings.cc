@@ -59,6 +59,7 @@ struct Context {
   cudaStream_t stream;
   std::ostream& log;
   MeasuredCeilings& c;
+  int64_t bandwidth_bytes = 0;  // Each bandwidth buffer's size, set by MeasureMemory.
 
   // Times `enqueue` and notes it when the median did not settle within the time cap.
   absl::StatusOr<TimingStats> Time(const std::string& what,
@@ -69,8 +70,10 @@ struct Context {
       return absl::Status(t.status().code(), absl::StrCat(what, ": ", t.status().message()));
     }
     if (!t->stable) {
-      c.add_notes(absl::StrFormat("%s: median not settled within the time cap (+-%.2f%%, %d reps)",
-                                  what, 100 * t->rel_ci, t->reps));
+      c.add_notes(absl::StrFormat(
+          "%s: median not settled when the timing stopped at its time or repetition cap "
+          "(+-%.2f%%, %d reps)",
+          what, 100 * t->rel_ci, t->reps));
     }
     return t;
   }
@@ -84,20 +87,27 @@ TimingOptions BandwidthTiming(bool quick) {
   return t;
 }
 
-// The rate held for seconds (results.proto: read_sustained_gbps): calls back to back for a
-// lead-in (the warm-up), then timed for longer, in rounds of 100 so the host's wait between
-// rounds is a small part of each. call_ms is the burst median, which sizes both.
-TimingOptions SustainedTiming(double call_ms, bool quick) {
-  const double lead_in_ms = quick ? 500 : 1000;
+// A rate held for seconds (results.proto: read_sustained_gbps). One sample is `calls` calls
+// captured in one graph, about 25 ms of work, so a gated round of 10 keeps the GPU busy for a
+// quarter of a second between the host's waits; a lead-in of such samples runs untimed first
+// (the warm-up), then a fixed number are timed. Both are sized from the burst's time per call,
+// so where the clock falls they run longer than planned.
+struct SustainedPlan {
+  int calls = 1;
+  TimingOptions timing;
+};
+SustainedPlan PlanSustained(double call_ms, bool quick) {
+  const double lead_in_ms = quick ? 500 : 2000;
   const double timed_ms = quick ? 1000 : 2000;
-  TimingOptions t;
-  t.warmup = std::max(3, static_cast<int>(std::ceil(lead_in_ms / call_ms)));
-  t.min_reps = std::max(20, static_cast<int>(std::ceil(timed_ms / call_ms)));
-  t.max_reps = t.min_reps;
-  t.max_seconds = 2 * timed_ms / 1e3;
-  t.reps_per_round = 100;
-  t.target_rel_ci = 0.005;
-  return t;
+  SustainedPlan p;
+  p.calls = std::max(1, static_cast<int>(std::ceil(25.0 / call_ms)));
+  const double sample_ms = p.calls * call_ms;
+  p.timing.warmup = std::max(1, static_cast<int>(std::ceil(lead_in_ms / sample_ms)));
+  p.timing.min_reps = std::max(20, static_cast<int>(std::ceil(timed_ms / sample_ms)));
+  p.timing.max_reps = p.timing.min_reps;
+  p.timing.max_seconds = 2 * timed_ms / 1e3;
+  p.timing.target_rel_ci = 0.005;
+  return p;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -172,6 +182,7 @@ absl::Status MeasureMemory(Context& ctx) {
         *free / kMiB, min_bytes / kMiB));
   }
   ctx.c.set_buffer_gbytes(bytes / 1e9);
+  ctx.bandwidth_bytes = bytes;
   absl::StatusOr<DeviceBuffer> a = DeviceBuffer::Allocate(bytes, "bandwidth src");
   if (!a.ok()) return a.status();
   absl::StatusOr<DeviceBuffer> b = DeviceBuffer::Allocate(bytes, "bandwidth dst");
@@ -208,23 +219,14 @@ absl::Status MeasureMemory(Context& ctx) {
        },
        &MeasuredCeilings::set_memcpy_d2d_gbps},
   };
-  double read_ms = 0;
   for (const Case& k : cases) {
     absl::StatusOr<TimingStats> t = ctx.Time(k.what, k.enqueue, timing);
     if (!t.ok()) return t.status();
     const double gbps = k.gbytes_moved / (t->p50_ms / 1e3);
     (ctx.c.*k.set)(gbps);
-    if (k.set == &MeasuredCeilings::set_read_gbps) read_ms = t->p50_ms;
     ctx.log << absl::StrFormat("%-36s %8.1f GB/s  (p50 %.3f ms for %.2f GB, %d reps)\n", k.what,
                                gbps, t->p50_ms, k.gbytes_moved, t->reps);
   }
-  absl::StatusOr<TimingStats> t = ctx.Time("read, sustained", cases[0].enqueue,
-                                           SustainedTiming(read_ms, ctx.options.quick));
-  if (!t.ok()) return t.status();
-  ctx.c.set_read_sustained_gbps(gb / (t->p50_ms / 1e3));
-  ctx.log << absl::StrFormat("%-36s %8.1f GB/s  (p50 %.3f ms, %d reps after %d)\n",
-                             "read, sustained", ctx.c.read_sustained_gbps(), t->p50_ms, t->reps,
-                             SustainedTiming(read_ms, ctx.options.quick).warmup);
   return absl::OkStatus();
 }
 
@@ -308,8 +310,10 @@ void Record(Context& ctx, const char* dtype, const GemmShape& s, const GemmResul
                              ShapeText(s), r.tflops, r.ms, r.algo);
 }
 
+// Times `calls` GEMMs of shape s per sample (one graph); the result is per GEMM.
 absl::StatusOr<GemmResult> TimeBf16Gemm(Context& ctx, CublasLtGemm& gemm, const GemmShape& s,
-                                        const std::string& what, const TimingOptions& timing) {
+                                        const std::string& what, const TimingOptions& timing,
+                                        int calls = 1) {
   absl::StatusOr<DeviceBuffer> x = DeviceBuffer::Allocate(s.m * s.k * 2, "gemm x");
   if (!x.ok()) return x.status();
   absl::StatusOr<DeviceBuffer> w = DeviceBuffer::Allocate(s.n * s.k * 2, "gemm w");
@@ -324,14 +328,20 @@ absl::StatusOr<GemmResult> TimeBf16Gemm(Context& ctx, CublasLtGemm& gemm, const 
   TP_RETURN_IF_ERROR(gemm.Autotune(s.m, s.n, s.k, {{xp, wp, yp}}, ctx.stream));
   absl::StatusOr<TimingStats> t = ctx.Time(
       absl::StrCat(what, " GEMM ", ShapeText(s)),
-      [&](cudaStream_t st) { return gemm.Run(xp, wp, yp, s.m, s.n, s.k, st); }, timing);
+      [&](cudaStream_t st) {
+        for (int i = 0; i < calls; ++i) TP_RETURN_IF_ERROR(gemm.Run(xp, wp, yp, s.m, s.n, s.k, st));
+        return absl::OkStatus();
+      },
+      timing);
   if (!t.ok()) return t.status();
-  return GemmResult{Tflops(s, t->p50_ms), t->p50_ms, gemm.AlgoDescription(s.m, s.n, s.k)};
+  const double ms = t->p50_ms / calls;
+  return GemmResult{Tflops(s, ms), ms, gemm.AlgoDescription(s.m, s.n, s.k)};
 }
 
 absl::StatusOr<GemmResult> TimeFp8Gemm(Context& ctx, CublasLtFp8Gemm& gemm, const GemmShape& s,
                                        const Fp8Filler& x_fill, const Fp8Filler& w_fill,
-                                       const std::string& what, const TimingOptions& timing) {
+                                       const std::string& what, const TimingOptions& timing,
+                                       int calls = 1) {
   // Prepare first: where the GPU has no fp8 GEMM this is NotFound, before any allocation.
   TP_RETURN_IF_ERROR(gemm.Prepare(s.m, s.n, s.k));
   absl::StatusOr<DeviceBuffer> x = DeviceBuffer::Allocate(s.m * s.k, "fp8 gemm x");
@@ -348,9 +358,14 @@ absl::StatusOr<GemmResult> TimeFp8Gemm(Context& ctx, CublasLtFp8Gemm& gemm, cons
   TP_RETURN_IF_ERROR(gemm.Autotune(s.m, s.n, s.k, {{xp, wp, yp}}, ctx.stream));
   absl::StatusOr<TimingStats> t = ctx.Time(
       absl::StrCat(what, " GEMM ", ShapeText(s)),
-      [&](cudaStream_t st) { return gemm.Run(xp, wp, yp, s.m, s.n, s.k, st); }, timing);
+      [&](cudaStream_t st) {
+        for (int i = 0; i < calls; ++i) TP_RETURN_IF_ERROR(gemm.Run(xp, wp, yp, s.m, s.n, s.k, st));
+        return absl::OkStatus();
+      },
+      timing);
   if (!t.ok()) return t.status();
-  return GemmResult{Tflops(s, t->p50_ms), t->p50_ms, gemm.AlgoDescription(s.m, s.n, s.k)};
+  const double ms = t->p50_ms / calls;
+  return GemmResult{Tflops(s, ms), ms, gemm.AlgoDescription(s.m, s.n, s.k)};
 }
 
 absl::Status MeasureGemms(Context& ctx) {
@@ -360,7 +375,6 @@ absl::Status MeasureGemms(Context& ctx) {
   if (!bf16_gemm.ok()) return bf16_gemm.status();
   const TimingOptions burst = GemmTiming(ctx.options.quick);
   GemmResult best;
-  GemmShape best_shape{0, 0, 0};
   for (const GemmShape& s : shapes) {
     absl::StatusOr<bool> fits = Fits(s, 2);
     if (!fits.ok()) return fits.status();
@@ -373,18 +387,9 @@ absl::Status MeasureGemms(Context& ctx) {
     Record(ctx, "bf16", s, *r);
     if (r->tflops > best.tflops) {
       best = *r;
-      best_shape = s;
       ctx.c.set_bf16_tflops(r->tflops);
       ctx.c.set_bf16_best_shape(ShapeText(s));
     }
-  }
-  if (best.tflops > 0) {
-    absl::StatusOr<GemmResult> r =
-        TimeBf16Gemm(ctx, **bf16_gemm, best_shape, "bf16 sustained",
-                     SustainedTiming(best.ms, ctx.options.quick));
-    if (!r.ok()) return r.status();
-    Record(ctx, "bf16 sustained", best_shape, *r);
-    ctx.c.set_bf16_sustained_tflops(r->tflops);
   }
   bf16_gemm->reset();  // Frees its workspace before the fp8 ones are allocated.
 
@@ -397,7 +402,7 @@ absl::Status MeasureGemms(Context& ctx) {
   absl::StatusOr<std::unique_ptr<CublasLtFp8Gemm>> fp8_gemm = CublasLtFp8Gemm::Create();
   if (!fp8_gemm.ok()) return fp8_gemm.status();
   best = GemmResult{};
-  best_shape = GemmShape{0, 0, 0};
+  GemmShape best_shape{0, 0, 0};
   for (const GemmShape& s : shapes) {
     absl::StatusOr<bool> fits = Fits(s, 1);
     if (!fits.ok()) return fits.status();
@@ -423,14 +428,8 @@ absl::Status MeasureGemms(Context& ctx) {
       ctx.c.set_fp8_best_shape(ShapeText(s));
     }
   }
-  if (best.tflops == 0) return absl::OkStatus();
-  absl::StatusOr<GemmResult> sustained =
-      TimeFp8Gemm(ctx, **fp8_gemm, best_shape, x_fill, w_fill, "fp8 sustained",
-                  SustainedTiming(best.ms, ctx.options.quick));
-  if (!sustained.ok()) return sustained.status();
-  Record(ctx, "fp8 sustained", best_shape, *sustained);
-  ctx.c.set_fp8_sustained_tflops(sustained->tflops);
   fp8_gemm->reset();
+  if (best.tflops == 0) return absl::OkStatus();
 
   // What giving up fast accumulation costs, at fp8's best shape.
   absl::StatusOr<std::unique_ptr<CublasLtFp8Gemm>> precise =
@@ -446,6 +445,92 @@ absl::Status MeasureGemms(Context& ctx) {
   if (!r.ok()) return r.status();
   Record(ctx, "fp8 precise", best_shape, *r);
   ctx.c.set_fp8_precise_accum_tflops(r->tflops);
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sustained rates, after every burst: a GPU still hot from seconds of work would lower the
+// bursts measured after it.
+
+// Records one sustained rate where it is the best of its kind so far.
+void KeepBest(double rate, const GemmShape& s, double (MeasuredCeilings::*get)() const,
+              void (MeasuredCeilings::*set)(double), std::string* shape, Context& ctx) {
+  if (rate > (ctx.c.*get)()) {
+    (ctx.c.*set)(rate);
+    *shape = ShapeText(s);
+  }
+}
+
+absl::Status MeasureSustained(Context& ctx) {
+  const bool quick = ctx.options.quick;
+  {
+    const int64_t bytes = ctx.bandwidth_bytes;
+    absl::StatusOr<DeviceBuffer> a = DeviceBuffer::Allocate(bytes, "sustained read src");
+    if (!a.ok()) return a.status();
+    absl::StatusOr<DeviceBuffer> sink = DeviceBuffer::Allocate(16, "sustained read sink");
+    if (!sink.ok()) return sink.status();
+    TP_RETURN_IF_ERROR(FillRandomBf16(a->as<__nv_bfloat16>(), bytes / 2, 1, 1.0f, ctx.stream));
+    const SustainedPlan plan = PlanSustained(bytes / 1e6 / ctx.c.read_gbps(), quick);
+    const void* src = a->get();
+    float* sink_ptr = sink->as<float>();
+    absl::StatusOr<TimingStats> t = ctx.Time(
+        "read, sustained",
+        [&](cudaStream_t st) {
+          for (int i = 0; i < plan.calls; ++i) {
+            TP_RETURN_IF_ERROR(StreamRead(src, bytes, sink_ptr, st));
+          }
+          return absl::OkStatus();
+        },
+        plan.timing);
+    if (!t.ok()) return t.status();
+    ctx.c.set_read_sustained_gbps(bytes / 1e9 * plan.calls / (t->p50_ms / 1e3));
+    ctx.log << absl::StrFormat("%-36s %8.1f GB/s  (%d reads a sample, %d samples after %d)\n",
+                               "read, sustained", ctx.c.read_sustained_gbps(), plan.calls, t->reps,
+                               plan.timing.warmup);
+  }
+
+  // Every shape of the bursts again, each held for seconds: the best burst (often the shortest
+  // calls, done before the clock fell) need not be the best held.
+  struct Burst {
+    GemmShape shape;
+    double ms;
+  };
+  std::vector<Burst> bf16, fp8;
+  for (const MeasuredCeilings::GemmPoint& g : ctx.c.gemms()) {
+    std::vector<Burst>* to = g.dtype() == "bf16" ? &bf16 : g.dtype() == "fp8" ? &fp8 : nullptr;
+    if (to != nullptr) to->push_back({{g.m(), g.n(), g.k()}, g.ms_p50()});
+  }
+  if (!bf16.empty()) {
+    absl::StatusOr<std::unique_ptr<CublasLtGemm>> gemm = CublasLtGemm::Create();
+    if (!gemm.ok()) return gemm.status();
+    std::string shape;
+    for (const Burst& b : bf16) {
+      const SustainedPlan plan = PlanSustained(b.ms, quick);
+      absl::StatusOr<GemmResult> r =
+          TimeBf16Gemm(ctx, **gemm, b.shape, "bf16 sustained", plan.timing, plan.calls);
+      if (!r.ok()) return r.status();
+      Record(ctx, "bf16 sustained", b.shape, *r);
+      KeepBest(r->tflops, b.shape, &MeasuredCeilings::bf16_sustained_tflops,
+               &MeasuredCeilings::set_bf16_sustained_tflops, &shape, ctx);
+    }
+    ctx.c.set_bf16_sustained_shape(shape);
+  }
+  if (!fp8.empty()) {
+    const Fp8Filler x_fill(21, 4.0f), w_fill(22, 0.5f);
+    absl::StatusOr<std::unique_ptr<CublasLtFp8Gemm>> gemm = CublasLtFp8Gemm::Create();
+    if (!gemm.ok()) return gemm.status();
+    std::string shape;
+    for (const Burst& b : fp8) {
+      const SustainedPlan plan = PlanSustained(b.ms, quick);
+      absl::StatusOr<GemmResult> r = TimeFp8Gemm(ctx, **gemm, b.shape, x_fill, w_fill,
+                                                 "fp8 sustained", plan.timing, plan.calls);
+      if (!r.ok()) return r.status();
+      Record(ctx, "fp8 sustained", b.shape, *r);
+      KeepBest(r->tflops, b.shape, &MeasuredCeilings::fp8_sustained_tflops,
+               &MeasuredCeilings::set_fp8_sustained_tflops, &shape, ctx);
+    }
+    ctx.c.set_fp8_sustained_shape(shape);
+  }
   return absl::OkStatus();
 }
 
@@ -653,9 +738,10 @@ absl::StatusOr<MeasuredCeilings> MeasureCeilings(const CeilingsOptions& options,
     }
   };
   read_processes();
-  Context ctx{options, *id, stream, log, c};
+  Context ctx{options, *id, stream, log, c, 0};
   TP_RETURN_IF_ERROR(MeasureMemory(ctx));
   TP_RETURN_IF_ERROR(MeasureGemms(ctx));
+  TP_RETURN_IF_ERROR(MeasureSustained(ctx));
   TP_RETURN_IF_ERROR(MeasureLaunch(ctx));
   TP_RETURN_IF_ERROR(MeasureHostCopies(ctx));
   read_processes();

@@ -197,7 +197,7 @@ void PrintCeilingsTable(const MeasuredCeilings& c, std::ostream& out) {
   }
   if (c.has_read_sustained_gbps()) {
     Row(out, "DRAM read, sustained", c.read_sustained_gbps(), "GB/s", bw,
-        "seconds back to back; runs divide by it");
+        "held for seconds; runs divide by it");
   }
   if (c.has_write_gbps()) {
     Row(out, "DRAM write (own kernel)", c.write_gbps(), "GB/s", bw, buffers);
@@ -214,7 +214,8 @@ void PrintCeilingsTable(const MeasuredCeilings& c, std::ostream& out) {
   }
   if (c.has_bf16_sustained_tflops()) {
     Row(out, "bf16 GEMM, sustained", c.bf16_sustained_tflops(), "TFLOP/s",
-        sheet ? g.bf16_tflops() : 0, "best shape, seconds back to back; runs divide by it");
+        sheet ? g.bf16_tflops() : 0,
+        absl::StrCat(c.bf16_sustained_shape(), ", held for seconds; runs divide by it"));
   }
   if (c.has_fp8_tflops()) {
     Row(out, "fp8 e4m3 GEMM (cuBLASLt, fast acc)", c.fp8_tflops(), "TFLOP/s",
@@ -222,7 +223,8 @@ void PrintCeilingsTable(const MeasuredCeilings& c, std::ostream& out) {
   }
   if (c.has_fp8_sustained_tflops()) {
     Row(out, "fp8 e4m3 GEMM, sustained", c.fp8_sustained_tflops(), "TFLOP/s",
-        sheet ? g.fp8_tflops() : 0, "best shape, seconds back to back; runs divide by it");
+        sheet ? g.fp8_tflops() : 0,
+        absl::StrCat(c.fp8_sustained_shape(), ", held for seconds; runs divide by it"));
   }
   if (c.has_fp8_precise_accum_tflops()) {
     Row(out, "fp8 e4m3 GEMM (precise accum)", c.fp8_precise_accum_tflops(), "TFLOP/s",

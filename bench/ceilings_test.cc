@@ -1,6 +1,7 @@
 #include "bench/ceilings.h"
 
 #include <iostream>
+#include <string>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
@@ -14,8 +15,8 @@ namespace {
 using ::testing::HasSubstr;
 
 // The quick measurement bench_decode makes at start-up: every rate a run divides by is there,
-// valid, within the datasheet's peak, and the sustained rates (seconds back to back) at most a
-// few percent above the millisecond bursts at the same shape.
+// valid, within the datasheet's peak, and the sustained rates (held for seconds) at most a few
+// percent above the best millisecond bursts.
 TEST(MeasureCeilingsTest, QuickMeasuresTheBurstAndSustainedRates) {
   std::ostringstream log;
   absl::StatusOr<MeasuredCeilings> c =
@@ -38,15 +39,23 @@ TEST(MeasureCeilingsTest, QuickMeasuresTheBurstAndSustainedRates) {
     EXPECT_LE(c->read_sustained_gbps(), c->datasheet().mem_bandwidth_gbps());
     EXPECT_LE(c->bf16_tflops(), c->datasheet().bf16_tflops());
   }
-  // The sweep records the sustained GEMM at the burst's best shape.
-  bool recorded = false;
+  // Every burst shape is held too, and the sustained rate is the best of them, at its shape.
+  int bursts = 0, held = 0;
+  double best = 0;
+  std::string best_shape;
   for (const MeasuredCeilings::GemmPoint& g : c->gemms()) {
+    bursts += g.dtype() == "bf16";
     if (g.dtype() != "bf16 sustained") continue;
-    recorded = true;
-    EXPECT_EQ(absl::StrCat("m=", g.m(), " n=", g.n(), " k=", g.k()), c->bf16_best_shape());
-    EXPECT_DOUBLE_EQ(g.tflops(), c->bf16_sustained_tflops());
+    ++held;
+    if (g.tflops() > best) {
+      best = g.tflops();
+      best_shape = absl::StrCat("m=", g.m(), " n=", g.n(), " k=", g.k());
+    }
   }
-  EXPECT_TRUE(recorded);
+  EXPECT_GT(bursts, 0);
+  EXPECT_EQ(held, bursts);
+  EXPECT_DOUBLE_EQ(best, c->bf16_sustained_tflops());
+  EXPECT_EQ(best_shape, c->bf16_sustained_shape());
   EXPECT_THAT(log.str(), HasSubstr("read, sustained"));
 }
 

@@ -446,8 +446,11 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
         "(%s; %d reps, median %s%s)\n",
         step.batch, t->p50_ms, p->tokens_per_s(), p->mbu(), p->mfu(), 100 * p->roofline_eff(),
         p->residency(), t->reps,
-        std::isfinite(t->rel_ci) ? absl::StrFormat("+-%.2f%%", 100 * t->rel_ci)
-                                 : std::string("CI n/a (too few reps)"),
+        !std::isfinite(t->rel_ci) ? std::string("CI n/a (too few reps)")
+        : t->rel_ci > t->rel_ci_steps
+            ? absl::StrFormat("+-%.2f%% (+-%.2f%% over steps alone)", 100 * t->rel_ci,
+                              100 * t->rel_ci_steps)
+            : absl::StrFormat("+-%.2f%%", 100 * t->rel_ci),
         t->gated && t->round_reps < std::min(step_timing.reps_per_round, step_timing.max_reps)
             ? absl::StrCat(", in gated rounds of ", t->round_reps)
             : "");

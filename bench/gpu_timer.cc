@@ -187,6 +187,7 @@ absl::StatusOr<TimingStats> TimeGpuWork(const std::function<absl::Status(cudaStr
   stats.max_ms = summary.max;
   stats.rel_spread = summary.rel_spread;
   stats.rel_ci = rel_ci;
+  stats.rel_ci_steps = summary.rel_ci;
   stats.reps = summary.n;
   stats.stable = stable;
   stats.graph = options.use_graph;

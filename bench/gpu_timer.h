@@ -8,8 +8,10 @@
 // ~95% CI of the median is within target_rel_ci of it (stable), or max_reps is reached, or
 // max_seconds with min_reps in (not stable): min_reps outlasts the time cap, up to 3 x max_seconds.
 // The CI is the wider of two (stats.h): order statistics over the samples, which assume they are
-// independent, and over the medians of ten consecutive batches of them, which see a drift (a
-// clock settling under a power cap) that makes neighbouring steps alike.
+// independent, and, from 20 samples on, over the medians of ten consecutive batches of them,
+// which a drift widens (a clock settling under a power cap makes neighbouring steps alike). The
+// second is wider for independent samples too (~1.4x), so it asks for more of them; below 20
+// samples (short minimums: ceiling bursts, ops, long prefills) the first decides alone.
 //
 // What a sample means. The time between the GPU reaching the start event and the stop event.
 //   * Graph mode (with gate_graph_rounds): each round's launches are enqueued behind a closed
@@ -56,6 +58,7 @@ struct TimingStats {
   double rel_spread = 0;  // (p90 - p10) / p50.
   double rel_ci = 0;      // Half-width of the ~95% CI of the median over it: the wider of
                           // SampleSummary's rel_ci and rel_ci_batches (stats.h).
+  double rel_ci_steps = 0;  // SampleSummary's rel_ci alone (the samples taken as independent).
   int reps = 0;
   bool stable = false;  // reps >= min_reps and rel_ci <= target_rel_ci.
   bool graph = false;   // Timed as graph launches.
