@@ -14,6 +14,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/cleanup/cleanup.h"
@@ -452,17 +453,27 @@ absl::Status MeasureGemms(Context& ctx) {
 // Sustained rates, after every burst: a GPU still hot from seconds of work would lower the
 // bursts measured after it.
 
-// Records one sustained rate where it is the best of its kind so far.
-void KeepBest(double rate, const GemmShape& s, double (MeasuredCeilings::*get)() const,
-              void (MeasuredCeilings::*set)(double), std::string* shape, Context& ctx) {
-  if (rate > (ctx.c.*get)()) {
-    (ctx.c.*set)(rate);
-    *shape = ShapeText(s);
+struct Burst {
+  GemmShape shape;
+  double ms;
+};
+
+// Holds each burst shape with `time(shape, plan)`, records each, and returns the best rate and
+// its shape.
+absl::StatusOr<std::pair<double, std::string>> HoldEach(
+    Context& ctx, const char* dtype, const std::vector<Burst>& bursts,
+    const std::function<absl::StatusOr<GemmResult>(const GemmShape&, const SustainedPlan&)>& time) {
+  std::pair<double, std::string> best{0, ""};
+  for (const Burst& b : bursts) {
+    absl::StatusOr<GemmResult> r = time(b.shape, PlanSustained(b.ms, ctx.options.quick));
+    if (!r.ok()) return r.status();
+    Record(ctx, dtype, b.shape, *r);
+    if (r->tflops > best.first) best = {r->tflops, ShapeText(b.shape)};
   }
+  return best;
 }
 
 absl::Status MeasureSustained(Context& ctx) {
-  const bool quick = ctx.options.quick;
   {
     const int64_t bytes = ctx.bandwidth_bytes;
     absl::StatusOr<DeviceBuffer> a = DeviceBuffer::Allocate(bytes, "sustained read src");
@@ -470,7 +481,7 @@ absl::Status MeasureSustained(Context& ctx) {
     absl::StatusOr<DeviceBuffer> sink = DeviceBuffer::Allocate(16, "sustained read sink");
     if (!sink.ok()) return sink.status();
     TP_RETURN_IF_ERROR(FillRandomBf16(a->as<__nv_bfloat16>(), bytes / 2, 1, 1.0f, ctx.stream));
-    const SustainedPlan plan = PlanSustained(bytes / 1e6 / ctx.c.read_gbps(), quick);
+    const SustainedPlan plan = PlanSustained(bytes / 1e6 / ctx.c.read_gbps(), ctx.options.quick);
     const void* src = a->get();
     float* sink_ptr = sink->as<float>();
     absl::StatusOr<TimingStats> t = ctx.Time(
@@ -491,10 +502,6 @@ absl::Status MeasureSustained(Context& ctx) {
 
   // Every shape of the bursts again, each held for seconds: the best burst (often the shortest
   // calls, done before the clock fell) need not be the best held.
-  struct Burst {
-    GemmShape shape;
-    double ms;
-  };
   std::vector<Burst> bf16, fp8;
   for (const MeasuredCeilings::GemmPoint& g : ctx.c.gemms()) {
     std::vector<Burst>* to = g.dtype() == "bf16" ? &bf16 : g.dtype() == "fp8" ? &fp8 : nullptr;
@@ -503,33 +510,27 @@ absl::Status MeasureSustained(Context& ctx) {
   if (!bf16.empty()) {
     absl::StatusOr<std::unique_ptr<CublasLtGemm>> gemm = CublasLtGemm::Create();
     if (!gemm.ok()) return gemm.status();
-    std::string shape;
-    for (const Burst& b : bf16) {
-      const SustainedPlan plan = PlanSustained(b.ms, quick);
-      absl::StatusOr<GemmResult> r =
-          TimeBf16Gemm(ctx, **gemm, b.shape, "bf16 sustained", plan.timing, plan.calls);
-      if (!r.ok()) return r.status();
-      Record(ctx, "bf16 sustained", b.shape, *r);
-      KeepBest(r->tflops, b.shape, &MeasuredCeilings::bf16_sustained_tflops,
-               &MeasuredCeilings::set_bf16_sustained_tflops, &shape, ctx);
-    }
-    ctx.c.set_bf16_sustained_shape(shape);
+    const auto best = HoldEach(ctx, "bf16 sustained", bf16,
+                               [&](const GemmShape& s, const SustainedPlan& plan) {
+                                 return TimeBf16Gemm(ctx, **gemm, s, "bf16 sustained",
+                                                     plan.timing, plan.calls);
+                               });
+    if (!best.ok()) return best.status();
+    ctx.c.set_bf16_sustained_tflops(best->first);
+    ctx.c.set_bf16_sustained_shape(best->second);
   }
   if (!fp8.empty()) {
     const Fp8Filler x_fill(21, 4.0f), w_fill(22, 0.5f);
     absl::StatusOr<std::unique_ptr<CublasLtFp8Gemm>> gemm = CublasLtFp8Gemm::Create();
     if (!gemm.ok()) return gemm.status();
-    std::string shape;
-    for (const Burst& b : fp8) {
-      const SustainedPlan plan = PlanSustained(b.ms, quick);
-      absl::StatusOr<GemmResult> r = TimeFp8Gemm(ctx, **gemm, b.shape, x_fill, w_fill,
-                                                 "fp8 sustained", plan.timing, plan.calls);
-      if (!r.ok()) return r.status();
-      Record(ctx, "fp8 sustained", b.shape, *r);
-      KeepBest(r->tflops, b.shape, &MeasuredCeilings::fp8_sustained_tflops,
-               &MeasuredCeilings::set_fp8_sustained_tflops, &shape, ctx);
-    }
-    ctx.c.set_fp8_sustained_shape(shape);
+    const auto best = HoldEach(ctx, "fp8 sustained", fp8,
+                               [&](const GemmShape& s, const SustainedPlan& plan) {
+                                 return TimeFp8Gemm(ctx, **gemm, s, x_fill, w_fill,
+                                                    "fp8 sustained", plan.timing, plan.calls);
+                               });
+    if (!best.ok()) return best.status();
+    ctx.c.set_fp8_sustained_tflops(best->first);
+    ctx.c.set_fp8_sustained_shape(best->second);
   }
   return absl::OkStatus();
 }

@@ -169,6 +169,15 @@ double MeasuredReadGbps(const MeasuredCeilings& c) {
   return c.has_read_sustained_gbps() ? c.read_sustained_gbps() : c.read_gbps();
 }
 
+std::string MeasuredDenominatorsText(const MeasuredCeilings& c, DType dtype) {
+  const bool fp8 = dtype == FP8_E4M3 && c.has_fp8_tflops() && c.fp8_tflops() > 0;
+  const bool gemm_held = fp8 ? c.has_fp8_sustained_tflops() : c.has_bf16_sustained_tflops();
+  const auto kind = [](bool held) { return held ? " sustained" : " (a burst: no sustained rate)"; };
+  return absl::StrFormat("read %.0f GB/s%s, %s GEMM %.0f TFLOP/s%s", MeasuredReadGbps(c),
+                         kind(c.has_read_sustained_gbps()), fp8 ? "fp8" : "bf16",
+                         MeasuredPeakTflops(c, dtype), kind(gemm_held));
+}
+
 void AddMeasuredAgainstCeilings(BatchPoint& p, const MeasuredCeilings& c, DType weight_dtype) {
   if (p.has_achieved_gbps() && MeasuredReadGbps(c) > 0) {
     p.set_mbu_measured(p.achieved_gbps() / MeasuredReadGbps(c));

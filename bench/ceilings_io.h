@@ -51,6 +51,11 @@ double MeasuredPeakTflops(const MeasuredCeilings& c, DType dtype);
 // The measured streaming read, GB/s: read_sustained_gbps where set, else read_gbps.
 double MeasuredReadGbps(const MeasuredCeilings& c);
 
+// What MeasuredReadGbps and MeasuredPeakTflops(c, dtype) give, and whether each is a held rate:
+// "read 4558 GB/s sustained, bf16 GEMM 688 TFLOP/s sustained", or "(a burst: no sustained rate)"
+// after a figure from a file that has none.
+std::string MeasuredDenominatorsText(const MeasuredCeilings& c, DType dtype);
+
 // Sets p.mbu_measured = achieved_gbps / MeasuredReadGbps(c) and p.mfu_measured =
 // achieved_tflops / MeasuredPeakTflops(c, weight_dtype) for a measured point (achieved_gbps /
 // achieved_tflops set); leaves skipped or predicted points alone. Expects validated ceilings.

@@ -223,6 +223,11 @@ TEST(CeilingsIo, RunsDivideBySustainedRatesWhereTheFileHasThem) {
   EXPECT_THAT(out.str(), HasSubstr("91.0%"));  // 3050 / 3350
   EXPECT_THAT(out.str(), HasSubstr("71.8%"));  // 710 / 989.4
   EXPECT_THAT(out.str(), HasSubstr("60.6%"));  // 1200 / 1978.9
+  EXPECT_EQ(MeasuredDenominatorsText(c, FP8_E4M3),
+            "read 3050 GB/s sustained, fp8 GEMM 1200 TFLOP/s sustained");
+  EXPECT_EQ(MeasuredDenominatorsText(H100Ceilings(), BF16),
+            "read 3130 GB/s (a burst: no sustained rate), bf16 GEMM 762 TFLOP/s (a burst: no "
+            "sustained rate)");
   std::ostringstream burst_only;
   PrintCeilingsTable(H100Ceilings(), burst_only);
   EXPECT_THAT(burst_only.str(), ::testing::Not(HasSubstr("sustained")));

@@ -241,19 +241,10 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
     }
     if (!m.ok()) return m.status();
     measured = *std::move(m);
-    // The tensor peak of this run's weight dtype (fp8 falls back to bf16 where not measured).
-    const double peak = MeasuredPeakTflops(*measured, wt);
-    const bool fp8_peak = wt == FP8_E4M3 && measured->has_fp8_tflops() &&
-                          measured->fp8_tflops() > 0;
-    const bool sustained = fp8_peak ? measured->has_fp8_sustained_tflops()
-                                    : measured->has_bf16_sustained_tflops();
-    result.mutable_config()->add_notes(absl::StrFormat(
-        "mbu_measured/mfu_measured against %s: read %.0f GB/s%s, %s GEMM %.0f TFLOP/s%s",
+    result.mutable_config()->add_notes(absl::StrCat(
+        "mbu_measured/mfu_measured against ",
         request.ceilings_path.empty() ? "ceilings measured at start-up" : request.ceilings_path,
-        MeasuredReadGbps(*measured),
-        measured->has_read_sustained_gbps() ? " sustained" : " (a burst: no sustained rate)",
-        fp8_peak ? "fp8" : "bf16", peak,
-        sustained ? " sustained" : " (a burst: no sustained rate)"));
+        ": ", MeasuredDenominatorsText(*measured, wt)));
     if (std::string other = CeilingsFromAnotherCardNote(*measured, id->uuid); !other.empty()) {
       result.mutable_config()->add_notes(std::move(other));
     }

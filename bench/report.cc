@@ -188,7 +188,8 @@ std::string FormatCsv(const RunResult& r) {
     for (const char* c : {"step_ms_p50", "step_ms_p99", "tokens_per_s", "achieved_gbps", "mbu",
                           "achieved_tflops", "mfu", "roofline_eff", "usd_per_mtok",
                           "step_rel_spread", "step_ms_p50_rel_ci", "reps", "residency",
-                          "skipped", "skip_reason", "attention_time_share", "attention_flops_share", "mbu_measured",
+                          "skipped", "skip_reason", "attention_time_share",
+                          "attention_flops_share", "mbu_measured",
                           "mfu_measured"}) {
       header.push_back(c);
     }

@@ -5,7 +5,6 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
-#include <optional>
 #include <vector>
 
 namespace truthput {
@@ -75,7 +74,7 @@ std::vector<double> BatchMedians(const std::vector<double>& in_order) {
 
 SampleSummary Summarize(std::vector<double> samples) {
   assert(!samples.empty());
-  std::optional<std::vector<double>> batch_medians;
+  std::vector<double> batch_medians;  // None under two samples a batch.
   if (samples.size() >= 2 * kMedianCiBatches) batch_medians = BatchMedians(samples);
   std::sort(samples.begin(), samples.end());
   SampleSummary s;
@@ -91,8 +90,8 @@ SampleSummary Summarize(std::vector<double> samples) {
   s.rel_spread = s.p50 > 0 ? (s.p90 - s.p10) / s.p50 : kInf;
   const MedianCi ci = MedianConfidenceInterval(samples);
   s.rel_ci = ci.valid && s.p50 > 0 ? (ci.upper - ci.lower) / 2.0 / s.p50 : kInf;
-  if (batch_medians.has_value()) {
-    const MedianCi bci = MedianConfidenceInterval(*batch_medians);
+  if (!batch_medians.empty()) {
+    const MedianCi bci = MedianConfidenceInterval(batch_medians);
     s.rel_ci_batches = s.p50 > 0 ? (bci.upper - bci.lower) / 2.0 / s.p50 : kInf;
   }
   return s;
