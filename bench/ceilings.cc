@@ -221,6 +221,7 @@ absl::Status MeasureMemory(Context& ctx) {
        &MeasuredCeilings::set_memcpy_d2d_gbps},
   };
   for (const Case& k : cases) {
+    if (ctx.options.run_weights && k.set != &MeasuredCeilings::set_read_gbps) continue;
     absl::StatusOr<TimingStats> t = ctx.Time(k.what, k.enqueue, timing);
     if (!t.ok()) return t.status();
     const double gbps = k.gbytes_moved / (t->p50_ms / 1e3);
@@ -394,6 +395,7 @@ absl::Status MeasureGemms(Context& ctx) {
   }
   bf16_gemm->reset();  // Frees its workspace before the fp8 ones are allocated.
 
+  if (ctx.options.run_weights == BF16) return absl::OkStatus();
   if (ctx.id.cc_major * 10 + ctx.id.cc_minor < 89) {
     ctx.c.add_notes(absl::StrCat("fp8 GEMM: not measured: compute capability ", ctx.id.cc_major,
                                  ".", ctx.id.cc_minor, " has no fp8 tensor cores"));
@@ -430,7 +432,7 @@ absl::Status MeasureGemms(Context& ctx) {
     }
   }
   fp8_gemm->reset();
-  if (best.tflops == 0) return absl::OkStatus();
+  if (best.tflops == 0 || ctx.options.run_weights) return absl::OkStatus();
 
   // What giving up fast accumulation costs, at fp8's best shape.
   absl::StatusOr<std::unique_ptr<CublasLtFp8Gemm>> precise =
@@ -743,8 +745,10 @@ absl::StatusOr<MeasuredCeilings> MeasureCeilings(const CeilingsOptions& options,
   TP_RETURN_IF_ERROR(MeasureMemory(ctx));
   TP_RETURN_IF_ERROR(MeasureGemms(ctx));
   TP_RETURN_IF_ERROR(MeasureSustained(ctx));
-  TP_RETURN_IF_ERROR(MeasureLaunch(ctx));
-  TP_RETURN_IF_ERROR(MeasureHostCopies(ctx));
+  if (!options.run_weights) {
+    TP_RETURN_IF_ERROR(MeasureLaunch(ctx));
+    TP_RETURN_IF_ERROR(MeasureHostCopies(ctx));
+  }
   read_processes();
   if (std::string note = OtherProcessesNote(processes, static_cast<uint32_t>(getpid()));
       !note.empty()) {

@@ -21,22 +21,29 @@
 //     kernel when launches are queued back to back, a launch-and-synchronize round trip, and a
 //     CUDA graph's GPU time per kernel node (the slope between graphs of 100 and 1100 nodes).
 //   * Host <-> device copy bandwidth over the bus from and to pinned host memory.
-// The streaming kernels are checked on a small buffer before anything is timed.
+// The streaming kernels are checked on a small buffer before anything is timed. A run that
+// measures its own ceilings at start-up (run_weights) takes only what it divides by.
 #ifndef TRUTHPUT_BENCH_CEILINGS_H_
 #define TRUTHPUT_BENCH_CEILINGS_H_
 
 #include <cstdint>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "results/results.pb.h"
+#include "workloads/model_spec.pb.h"
 
 namespace truthput {
 
 struct CeilingsOptions {
-  bool quick = false;        // Smaller GEMM sweep, 1 GiB buffers, shorter time caps.
+  bool quick = false;  // Smaller GEMM sweep, 1 GiB buffers, shorter time caps.
+  // Set for a run's start-up: only what a run with these weights divides by (ceilings_io.h):
+  // the read and the bf16 GEMM, and the fp8 GEMM for fp8 weights, each in bursts and held. The
+  // other bandwidths, fp8's precise accumulation, launch costs and host copies are left unset.
+  std::optional<DType> run_weights;
   std::string command_line;  // Recorded in the result.
 };
 

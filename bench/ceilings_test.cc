@@ -13,14 +13,15 @@ namespace truthput {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
-// The quick measurement bench_decode makes at start-up: every rate a run divides by is there,
+// The quick measurement (bench_ceilings --quick): every rate a run divides by is there,
 // valid, within the datasheet's peak, and the sustained rates (held for seconds) at most a few
 // percent above the best millisecond bursts.
 TEST(MeasureCeilingsTest, QuickMeasuresTheBurstAndSustainedRates) {
   std::ostringstream log;
-  absl::StatusOr<MeasuredCeilings> c =
-      MeasureCeilings({.quick = true, .command_line = "ceilings_test"}, log);
+  absl::StatusOr<MeasuredCeilings> c = MeasureCeilings(
+      {.quick = true, .run_weights = std::nullopt, .command_line = "ceilings_test"}, log);
   ASSERT_TRUE(c.ok()) << c.status();
   std::cout << log.str();
   EXPECT_TRUE(ValidateCeilings(*c).ok()) << ValidateCeilings(*c);
@@ -57,6 +58,38 @@ TEST(MeasureCeilingsTest, QuickMeasuresTheBurstAndSustainedRates) {
   EXPECT_DOUBLE_EQ(best, c->bf16_sustained_tflops());
   EXPECT_EQ(best_shape, c->bf16_sustained_shape());
   EXPECT_THAT(log.str(), HasSubstr("read, sustained"));
+}
+
+// A run's start-up measures only what it divides by: the read and its weights' GEMM, burst and
+// held (fp8 weights: bf16 too, the fallback where fp8 is not measured), and nothing else.
+TEST(MeasureCeilingsTest, ARunMeasuresOnlyWhatItDividesBy) {
+  for (const DType weights : {BF16, FP8_E4M3}) {
+    SCOPED_TRACE(DType_Name(weights));
+    std::ostringstream log;
+    absl::StatusOr<MeasuredCeilings> c = MeasureCeilings(
+        {.quick = true, .run_weights = weights, .command_line = "ceilings_test"}, log);
+    ASSERT_TRUE(c.ok()) << c.status();
+    std::cout << log.str();
+    EXPECT_TRUE(ValidateCeilings(*c).ok()) << ValidateCeilings(*c);
+    EXPECT_TRUE(c->has_read_sustained_gbps());
+    EXPECT_TRUE(c->has_bf16_sustained_tflops());
+    EXPECT_FALSE(c->has_write_gbps());
+    EXPECT_FALSE(c->has_copy_gbps());
+    EXPECT_FALSE(c->has_memcpy_d2d_gbps());
+    EXPECT_FALSE(c->has_fp8_precise_accum_tflops());
+    EXPECT_FALSE(c->has_launch_latency_us());
+    EXPECT_FALSE(c->has_graph_node_us());
+    EXPECT_FALSE(c->has_h2d_gbps());
+    if (weights == BF16) {
+      EXPECT_FALSE(c->has_fp8_tflops());
+      EXPECT_FALSE(c->has_fp8_sustained_tflops());
+      EXPECT_EQ(MeasuredPeakTflops(*c, BF16), c->bf16_sustained_tflops());
+    } else if (c->has_fp8_tflops()) {
+      EXPECT_TRUE(c->has_fp8_sustained_tflops());
+      EXPECT_EQ(MeasuredPeakTflops(*c, FP8_E4M3), c->fp8_sustained_tflops());
+    }
+    EXPECT_THAT(MeasuredDenominatorsText(*c, weights), Not(HasSubstr("a burst")));
+  }
 }
 
 }  // namespace

@@ -232,10 +232,18 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
   } else {
     absl::StatusOr<MeasuredCeilings> m;
     if (request.ceilings_path.empty()) {
-      log << "ceilings: no --ceilings file; measuring this GPU's (bench_ceilings --quick)\n";
+      log << "ceilings: no --ceilings file; measuring what this run divides by (bench_ceilings "
+             "--quick, read and GEMM only)\n";
       std::ostringstream ceilings_log;
-      m = MeasureCeilings({.quick = true, .command_line = "bench_ceilings --quick (in-run)"},
+      const absl::Time start = absl::Now();
+      m = MeasureCeilings({.quick = true,
+                           .run_weights = wt,
+                           .command_line = "bench_ceilings --quick (in-run)"},
                           ceilings_log);
+      if (m.ok()) {
+        log << absl::StrFormat("ceilings: measured in %.1f s\n",
+                               absl::ToDoubleSeconds(absl::Now() - start));
+      }
     } else {
       m = LoadCeilingsForGpu(request.ceilings_path, id->name);
     }
