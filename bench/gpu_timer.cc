@@ -180,11 +180,7 @@ absl::StatusOr<TimingStats> TimeGpuWork(const std::function<absl::Status(cudaStr
 
   TimingStats stats;
   stats.p50_ms = summary.p50;
-  stats.p90_ms = summary.p90;
   stats.p99_ms = summary.p99;
-  stats.mean_ms = summary.mean;
-  stats.min_ms = summary.min;
-  stats.max_ms = summary.max;
   stats.rel_spread = summary.rel_spread;
   stats.rel_ci = rel_ci;
   stats.rel_ci_steps = summary.rel_ci;

@@ -53,7 +53,7 @@ struct TimingOptions {
 };
 
 struct TimingStats {
-  double p50_ms = 0, p90_ms = 0, mean_ms = 0, min_ms = 0, max_ms = 0;
+  double p50_ms = 0;
   std::optional<double> p99_ms;  // Only from kMinSamplesForP99 (stats.h) reps on.
   double rel_spread = 0;  // (p90 - p10) / p50.
   double rel_ci = 0;      // Half-width of the ~95% CI of the median over it: the wider of

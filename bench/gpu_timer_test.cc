@@ -36,26 +36,21 @@ class TimeGpuWorkTest : public testing::Test {
 
 void Print(const char* what, const TimingStats& s) {
   std::printf(
-      "%s: p50 %.4f ms p90 %.4f p99 %.4f mean %.4f min %.4f max %.4f spread %.4f "
-      "rel_ci %.5f reps %d stable %d graph %d gated %d round %d\n",
-      what, s.p50_ms, s.p90_ms, s.p99_ms.value_or(NAN), s.mean_ms, s.min_ms, s.max_ms,
-      s.rel_spread, s.rel_ci, s.reps, s.stable, s.graph, s.gated, s.round_reps);
+      "%s: p50 %.4f ms p99 %.4f spread %.4f rel_ci %.5f (steps %.5f) reps %d stable %d graph %d "
+      "gated %d round %d\n",
+      what, s.p50_ms, s.p99_ms.value_or(NAN), s.rel_spread, s.rel_ci, s.rel_ci_steps, s.reps,
+      s.stable, s.graph, s.gated, s.round_reps);
 }
 
 void ExpectSaneSpin(const TimingStats& s) {
   // The kernel waits 0.2 ms on the GPU's global timer; the interval adds only the kernel's start.
   EXPECT_GE(s.p50_ms, 0.19);
   EXPECT_LE(s.p50_ms, 0.35);
-  EXPECT_GE(s.p90_ms, s.p50_ms);
   EXPECT_EQ(s.p99_ms.has_value(), s.reps >= kMinSamplesForP99);
-  if (s.p99_ms) {
-    EXPECT_GE(*s.p99_ms, s.p90_ms);
-    EXPECT_GE(s.max_ms, *s.p99_ms);
-  }
-  EXPECT_LE(s.min_ms, s.p50_ms);
-  EXPECT_GT(s.mean_ms, 0);
+  if (s.p99_ms) EXPECT_GE(*s.p99_ms, s.p50_ms);
   EXPECT_GE(s.rel_spread, 0);
-  EXPECT_GE(s.rel_ci, 0);
+  EXPECT_GE(s.rel_ci, s.rel_ci_steps);
+  EXPECT_GE(s.rel_ci_steps, 0);
   EXPECT_GE(s.reps, 20);
 }
 
@@ -160,7 +155,6 @@ TEST_F(TimeGpuWorkTest, TimesMemsetWithinPhysicalBandwidth) {
   Print("memset 256MiB", *s);
   std::printf("memset bandwidth %.0f GB/s\n", kBytes / (s->p50_ms * 1e-3) / 1e9);
   EXPECT_GT(s->p50_ms, 0);
-  EXPECT_GE(s->p90_ms, s->p50_ms);
   // No GPU writes 256 MiB faster than 10 TB/s (H100 HBM3: ~3.35 TB/s peak).
   EXPECT_GT(s->p50_ms, kBytes / 10e12 * 1e3);
 }
