@@ -41,8 +41,9 @@ ABSL_FLAG(std::optional<double>, usd_per_gpu_hour, std::nullopt,
           "price; 0 for a GPU whose hours cost nothing)");
 ABSL_FLAG(std::string, ceilings, "",
           "bench_ceilings --json file of this GPU, the measured denominators of mbu_measured and "
-          "mfu_measured; empty: measure at start-up the read and the weights' GEMM rate, burst "
-          "and held (about 10 s for bf16 weights, 40 s for fp8 on an H200); none: skip");
+          "mfu_measured; empty: measure at start-up the read and the bf16 GEMM rate (and fp8's "
+          "for fp8 weights), burst and held (about 10 s for bf16 weights, 40 s for fp8 on an "
+          "H200); none: skip");
 ABSL_FLAG(std::string, weights, "",
           "weight dtype of the blocks' linear layers: bf16 or fp8 (e4m3, per-output-channel "
           "fp32 scales; embedding and LM head stay bf16); default: the model spec's");

@@ -54,7 +54,8 @@ struct GemmShape {
 // The GEMM shapes measured (y[m,n] = x[m,k] · W[n,k]^T).
 std::vector<GemmShape> CeilingsGemmShapes(bool quick);
 
-// Measures every ceiling on CUDA device 0, logging each figure to `log` as it is measured.
+// Measures the ceilings (every one, or a run's with run_weights) on CUDA device 0, logging each
+// figure to `log` as it is measured.
 // FailedPrecondition "no CUDA GPU: ..." where there is none, or naming the GPU where this build
 // has no code for it. fp8 on a GPU without fp8 tensor cores, and a pinned allocation that fails,
 // leave their fields unset with a note; every other failure is an error.

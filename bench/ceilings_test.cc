@@ -79,7 +79,10 @@ TEST(MeasureCeilingsTest, ARunMeasuresOnlyWhatItDividesBy) {
     EXPECT_FALSE(c->has_fp8_precise_accum_tflops());
     EXPECT_FALSE(c->has_launch_latency_us());
     EXPECT_FALSE(c->has_graph_node_us());
+    EXPECT_FALSE(c->has_empty_kernel_gpu_us());
+    EXPECT_FALSE(c->has_launch_sync_us());
     EXPECT_FALSE(c->has_h2d_gbps());
+    EXPECT_FALSE(c->has_d2h_gbps());
     if (weights == BF16) {
       EXPECT_FALSE(c->has_fp8_tflops());
       EXPECT_FALSE(c->has_fp8_sustained_tflops());
