@@ -53,6 +53,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "bench/build_info.h"
 #include "bench/device_buffer.h"
 #include "bench/device_info.h"
 #include "bench/stream_gate.h"
@@ -166,6 +167,7 @@ absl::Status InitGpu(Gpu* g) {
   benchmark::AddCustomContext("gpu_l2_bytes", absl::StrCat(g->l2_bytes));
   benchmark::AddCustomContext("gpu_dram_peak_gbps", absl::StrCat(std::lround(g->dram_gbps)));
   benchmark::AddCustomContext("cublaslt_version", CublasLtGemm::Version());
+  benchmark::AddCustomContext("truthput_build", kTruthputBuild);
   return absl::OkStatus();
 }
 

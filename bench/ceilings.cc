@@ -22,6 +22,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "bench/build_info.h"
 #include "bench/device_buffer.h"
 #include "bench/device_info.h"
 #include "bench/gpu_timer.h"
@@ -715,6 +716,7 @@ absl::StatusOr<MeasuredCeilings> MeasureCeilings(const CeilingsOptions& options,
 
   MeasuredCeilings c;
   c.set_truthput_version(kTruthputVersion);
+  c.set_truthput_build(kTruthputBuild);
   c.set_started_at(absl::FormatTime(absl::RFC3339_sec, absl::Now(), absl::UTCTimeZone()));
   c.set_command_line(options.command_line);
   *c.mutable_machine() = ToMachineInfo(*id);

@@ -14,6 +14,7 @@
 #include "absl/time/time.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/text_format.h"
+#include "bench/build_info.h"
 #include "workloads/gpu_datasheet.h"
 #include "workloads/roofline.h"
 
@@ -24,6 +25,7 @@ const char kTruthputVersion[] = "0.1.0";
 RunResult NewRunResult(const BenchRequest& r, const GpuSpec& datasheet) {
   RunResult result;
   result.set_truthput_version(kTruthputVersion);
+  result.set_truthput_build(kTruthputBuild);
   result.set_started_at(absl::FormatTime(absl::RFC3339_sec, absl::Now(), absl::UTCTimeZone()));
   RunConfig* c = result.mutable_config();
   c->set_tool(r.tool);

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "bench/build_info.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "workloads/gpu_datasheet.h"
@@ -91,6 +92,9 @@ TEST(Prediction, ConfigRecordsTheRequest) {
   EXPECT_TRUE(gpu_run.config().verify());
   EXPECT_EQ(gpu_run.config().profile(), "ops");
   EXPECT_DOUBLE_EQ(gpu_run.config().usd_per_gpu_hour(), 4);
+  // Every result names the build it came from, predictions too.
+  EXPECT_EQ(gpu_run.truthput_build(), kTruthputBuild);
+  EXPECT_EQ(r.truthput_build(), kTruthputBuild);
 }
 
 // A GPU whose hours cost nothing (one you own) is priced at $0 when asked, not at the

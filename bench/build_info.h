@@ -1,0 +1,16 @@
+// kTruthputBuild: the source the binaries were built from, recorded in every result
+// (RunResult's and MeasuredCeilings' truthput_build, bench_kernels' context) so that a figure can
+// be traced to its code: the git commit (40 hex digits), with "-dirty" where tracked files
+// differed from it when it was built, or "unknown" where the source is not a git checkout.
+// Written at build time by cmake/build_info.cmake.
+
+#ifndef TRUTHPUT_BENCH_BUILD_INFO_H_
+#define TRUTHPUT_BENCH_BUILD_INFO_H_
+
+namespace truthput {
+
+extern const char kTruthputBuild[];
+
+}  // namespace truthput
+
+#endif  // TRUTHPUT_BENCH_BUILD_INFO_H_
