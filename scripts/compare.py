@@ -314,10 +314,16 @@ def left_out(a, b):
     return "; ".join(out)
 
 
+def _short_build(build):
+    """A build as a short commit: "0123456789ab", "0123456789ab-dirty", or "unknown"."""
+    commit, dirty, _ = build.partition("-dirty")
+    return commit[:12] + dirty
+
+
 def pair_notes(a, b, bad):
     """Lines that qualify a pair's ratios: allowed mismatches, batches left out, launch mode,
-    GEMM choice, cards, sweeps that stopped early, compared points whose timing did not settle
-    or ran ungated."""
+    GEMM choice, builds, cards, sweeps that stopped early, compared points whose timing did not
+    settle or ran ungated."""
     notes = [f"mismatch allowed: {m}" for m in bad]
     dropped = left_out(a, b)
     if dropped:
@@ -327,6 +333,13 @@ def pair_notes(a, b, bad):
     if a["config"].get("gemm") != b["config"].get("gemm"):
         notes.append(f"GEMM implementation {a['config'].get('gemm') or '?'} vs "
                      f"{b['config'].get('gemm') or '?'}")
+    # Files that name their builds: two commits, or uncommitted changes on either side, may be
+    # two versions of the kernels. Older files name none and get no note.
+    ba, bb = a.get("truthput_build", ""), b.get("truthput_build", "")
+    if ba and bb and (ba != bb or ba.endswith("-dirty")):
+        notes.append(f"two builds ({_short_build(ba)} vs {_short_build(bb)}): the ratios include "
+                     "what changed between them" + (", uncommitted changes included"
+                                                    if "-dirty" in ba + bb else ""))
     cards = tr.different_cards(a, b)
     if cards and tr.gpu_name(a) == tr.gpu_name(b):
         # Lent cards of one model differ by a few percent (clocks under the power cap, HBM), so

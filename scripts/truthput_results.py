@@ -181,6 +181,8 @@ def normalize(raw, path=""):
     run = {
         "path": path,
         "truthput_version": str(raw.get("truthput_version", "")),
+        # The commit the binary was built from ("" in files before the field): see results.proto.
+        "truthput_build": str(raw.get("truthput_build", "")),
         "started_at": str(raw.get("started_at", "")),
         "config": cfg,
         "datasheet": datasheet,

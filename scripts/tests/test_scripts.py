@@ -690,6 +690,23 @@ def test_compare_notes_two_cards_of_one_model():
     assert not any("two cards" in n for n in compare.pair_notes(a, h200, []))
 
 
+def test_compare_notes_two_builds():
+    a = tr.load(H100)
+    b = copy.deepcopy(a)
+    assert not any("build" in n for n in compare.pair_notes(a, b, []))    # files without builds
+    a["truthput_build"] = "0123456789abcdef0123456789abcdef01234567"
+    b["truthput_build"] = a["truthput_build"]
+    assert not any("build" in n for n in compare.pair_notes(a, b, []))    # one clean build
+    b["truthput_build"] = "fedcba9876543210fedcba9876543210fedcba98"
+    assert ("two builds (0123456789ab vs fedcba987654): the ratios include what changed between "
+            "them") in compare.pair_notes(a, b, [])
+    b["truthput_build"] = a["truthput_build"] = a["truthput_build"] + "-dirty"
+    assert ("two builds (0123456789ab-dirty vs 0123456789ab-dirty): the ratios include what "
+            "changed between them, uncommitted changes included") in compare.pair_notes(a, b, [])
+    b["truthput_build"] = ""                                               # one names none
+    assert not any("build" in n for n in compare.pair_notes(a, b, []))
+
+
 def test_compare_notes_an_incomplete_sweep():
     a = tr.load(H100)
     b = copy.deepcopy(a)
