@@ -6,6 +6,7 @@
 #include <sstream>
 #include <string>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "bench/report.h"
@@ -176,6 +177,25 @@ std::string MeasuredDenominatorsText(const MeasuredCeilings& c, DType dtype) {
   return absl::StrFormat("read %.0f GB/s%s, %s GEMM %.0f TFLOP/s%s", MeasuredReadGbps(c),
                          kind(c.has_read_sustained_gbps()), fp8 ? "fp8" : "bf16",
                          MeasuredPeakTflops(c, dtype), kind(gemm_held));
+}
+
+std::vector<std::string> DenominatorNotes(const MeasuredCeilings& c, DType dtype) {
+  // Each measurement's notes begin with what was timed (bench/ceilings.cc names them so).
+  const bool fp8 = dtype == FP8_E4M3 && c.has_fp8_tflops() && c.fp8_tflops() > 0;
+  const bool gemm_held = fp8 ? c.has_fp8_sustained_tflops() : c.has_bf16_sustained_tflops();
+  const std::string shape = fp8 ? (gemm_held ? c.fp8_sustained_shape() : c.fp8_best_shape())
+                                : (gemm_held ? c.bf16_sustained_shape() : c.bf16_best_shape());
+  const std::string read = c.has_read_sustained_gbps() ? "read, sustained: " : "read: ";
+  const std::string gemm =
+      absl::StrCat(fp8 ? "fp8" : "bf16", gemm_held ? " sustained" : "", " GEMM ", shape, ": ");
+  std::vector<std::string> notes;
+  for (const std::string& note : c.notes()) {
+    if (absl::StartsWith(note, "other processes") || absl::StartsWith(note, read) ||
+        (!shape.empty() && absl::StartsWith(note, gemm))) {
+      notes.push_back(note);
+    }
+  }
+  return notes;
 }
 
 void AddMeasuredAgainstCeilings(BatchPoint& p, const MeasuredCeilings& c, DType weight_dtype) {

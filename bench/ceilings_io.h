@@ -6,6 +6,7 @@
 
 #include <ostream>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -55,6 +56,12 @@ double MeasuredReadGbps(const MeasuredCeilings& c);
 // "read 4558 GB/s sustained, bf16 GEMM 688 TFLOP/s sustained", or "(a burst: no sustained rate)"
 // after a figure from a file that has none.
 std::string MeasuredDenominatorsText(const MeasuredCeilings& c, DType dtype);
+
+// The ceilings' notes that bear on what a run with `dtype` weights divides by: another process
+// on the GPU while they were measured, and an unsettled median of the very read or GEMM shape
+// MeasuredReadGbps and MeasuredPeakTflops give (e.g. "fp8 sustained GEMM m=6144 n=6144 k=6144:
+// median not settled ... (+-3.48%, 80 reps)"), so a run states how firm its denominators are.
+std::vector<std::string> DenominatorNotes(const MeasuredCeilings& c, DType dtype);
 
 // Sets p.mbu_measured = achieved_gbps / MeasuredReadGbps(c) and p.mfu_measured =
 // achieved_tflops / MeasuredPeakTflops(c, weight_dtype) for a measured point (achieved_gbps /

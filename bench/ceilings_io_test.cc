@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
@@ -15,7 +16,9 @@
 namespace truthput {
 namespace {
 
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::IsEmpty;
 
 constexpr char kH100[] = "NVIDIA H100 80GB HBM3";
 
@@ -231,6 +234,47 @@ TEST(CeilingsIo, RunsDivideBySustainedRatesWhereTheFileHasThem) {
   std::ostringstream burst_only;
   PrintCeilingsTable(H100Ceilings(), burst_only);
   EXPECT_THAT(burst_only.str(), ::testing::Not(HasSubstr("sustained")));
+}
+
+// A run repeats the ceilings' notes on what it divides by (the read and its weights' GEMM shape,
+// held or burst, and a co-tenant), not those on other measurements.
+TEST(CeilingsIo, DenominatorNotesAreThoseOfTheRatesARunDividesBy) {
+  MeasuredCeilings c = H100Ceilings();
+  const std::string unsettled = ": median not settled when the timing stopped (+-1.00%, 80 reps)";
+  for (const char* what :
+       {"read", "write", "bf16 GEMM m=8192 n=8192 k=8192", "bf16 GEMM m=4096 n=4096 k=4096",
+        "fp8 GEMM m=8192 n=57344 k=8192", "read, sustained",
+        "bf16 sustained GEMM m=12288 n=12288 k=12288", "fp8 sustained GEMM m=6144 n=6144 k=6144",
+        "fp8 sustained GEMM m=8192 n=57344 k=8192"}) {
+    c.add_notes(absl::StrCat(what, unsettled));
+  }
+  c.add_notes("other processes on this GPU while the ceilings were measured: pid 42");
+  const std::string cotenant = c.notes(c.notes_size() - 1);
+  // Bursts only: the burst read and the best burst shape of the weights' dtype.
+  EXPECT_THAT(DenominatorNotes(c, BF16),
+              ElementsAre(absl::StrCat("read", unsettled),
+                          absl::StrCat("bf16 GEMM m=8192 n=8192 k=8192", unsettled), cotenant));
+  EXPECT_THAT(DenominatorNotes(c, FP8_E4M3),
+              ElementsAre(absl::StrCat("read", unsettled),
+                          absl::StrCat("fp8 GEMM m=8192 n=57344 k=8192", unsettled), cotenant));
+  // Held rates: their notes, at the held best shape.
+  c.set_read_sustained_gbps(3050);
+  c.set_bf16_sustained_tflops(710);
+  c.set_bf16_sustained_shape("m=12288 n=12288 k=12288");
+  c.set_fp8_sustained_tflops(1200);
+  c.set_fp8_sustained_shape("m=6144 n=6144 k=6144");
+  EXPECT_THAT(DenominatorNotes(c, BF16),
+              ElementsAre(absl::StrCat("read, sustained", unsettled),
+                          absl::StrCat("bf16 sustained GEMM m=12288 n=12288 k=12288", unsettled),
+                          cotenant));
+  EXPECT_THAT(DenominatorNotes(c, FP8_E4M3),
+              ElementsAre(absl::StrCat("read, sustained", unsettled),
+                          absl::StrCat("fp8 sustained GEMM m=6144 n=6144 k=6144", unsettled),
+                          cotenant));
+  // No fp8 rate: fp8 weights divide by bf16's, and get its notes.
+  c.clear_fp8_tflops();
+  EXPECT_EQ(DenominatorNotes(c, FP8_E4M3), DenominatorNotes(c, BF16));
+  EXPECT_THAT(DenominatorNotes(H100Ceilings(), BF16), IsEmpty());
 }
 
 TEST(CeilingsIo, LeavesUnmeasuredPointsAlone) {

@@ -256,12 +256,11 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
     if (std::string other = CeilingsFromAnotherCardNote(*measured, id->uuid); !other.empty()) {
       result.mutable_config()->add_notes(std::move(other));
     }
-    // A co-tenant while the ceilings were measured lowered them: mbu_measured and mfu_measured
-    // read too high, and only the ceilings' own notes would say so.
-    for (const std::string& note : measured->notes()) {
-      if (absl::StartsWith(note, "other processes")) {
-        result.mutable_config()->add_notes(absl::StrCat("ceilings: ", note));
-      }
+    // A co-tenant while the ceilings were measured lowered them (mbu_measured and mfu_measured
+    // read too high), and an unsettled denominator is a loose one: only the ceilings' own notes
+    // would say so.
+    for (const std::string& note : DenominatorNotes(*measured, wt)) {
+      result.mutable_config()->add_notes(absl::StrCat("ceilings: ", note));
     }
   }
 
