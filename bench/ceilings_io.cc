@@ -73,6 +73,25 @@ void UsRow(std::ostream& out, const std::string& name, double us, const std::str
   Line(out, name, absl::StrFormat("%.2f us", us), "", "", remark);
 }
 
+// The GEMM rate a run with `dtype` weights divides by: fp8's where measured, else bf16's; held
+// where the file has a held rate, else the burst; with the shape that gave it.
+struct GemmDenominator {
+  bool fp8;
+  bool held;
+  double tflops;
+  std::string shape;
+};
+GemmDenominator GemmDenominatorOf(const MeasuredCeilings& c, DType dtype) {
+  if (dtype == FP8_E4M3 && c.has_fp8_tflops() && c.fp8_tflops() > 0) {
+    const bool held = c.has_fp8_sustained_tflops();
+    return {true, held, held ? c.fp8_sustained_tflops() : c.fp8_tflops(),
+            held ? c.fp8_sustained_shape() : c.fp8_best_shape()};
+  }
+  const bool held = c.has_bf16_sustained_tflops();
+  return {false, held, held ? c.bf16_sustained_tflops() : c.bf16_tflops(),
+          held ? c.bf16_sustained_shape() : c.bf16_best_shape()};
+}
+
 }  // namespace
 
 absl::StatusOr<std::string> FormatCeilingsJson(const MeasuredCeilings& c) {
@@ -160,10 +179,7 @@ absl::StatusOr<MeasuredCeilings> LoadCeilingsForGpu(const std::string& path,
 }
 
 double MeasuredPeakTflops(const MeasuredCeilings& c, DType dtype) {
-  if (dtype == FP8_E4M3 && c.has_fp8_tflops() && c.fp8_tflops() > 0) {
-    return c.has_fp8_sustained_tflops() ? c.fp8_sustained_tflops() : c.fp8_tflops();
-  }
-  return c.has_bf16_sustained_tflops() ? c.bf16_sustained_tflops() : c.bf16_tflops();
+  return GemmDenominatorOf(c, dtype).tflops;
 }
 
 double MeasuredReadGbps(const MeasuredCeilings& c) {
@@ -171,27 +187,24 @@ double MeasuredReadGbps(const MeasuredCeilings& c) {
 }
 
 std::string MeasuredDenominatorsText(const MeasuredCeilings& c, DType dtype) {
-  const bool fp8 = dtype == FP8_E4M3 && c.has_fp8_tflops() && c.fp8_tflops() > 0;
-  const bool gemm_held = fp8 ? c.has_fp8_sustained_tflops() : c.has_bf16_sustained_tflops();
+  const GemmDenominator gemm = GemmDenominatorOf(c, dtype);
   const auto kind = [](bool held) { return held ? " sustained" : " (a burst: no sustained rate)"; };
   return absl::StrFormat("read %.0f GB/s%s, %s GEMM %.0f TFLOP/s%s", MeasuredReadGbps(c),
-                         kind(c.has_read_sustained_gbps()), fp8 ? "fp8" : "bf16",
-                         MeasuredPeakTflops(c, dtype), kind(gemm_held));
+                         kind(c.has_read_sustained_gbps()), gemm.fp8 ? "fp8" : "bf16",
+                         gemm.tflops, kind(gemm.held));
 }
 
 std::vector<std::string> DenominatorNotes(const MeasuredCeilings& c, DType dtype) {
   // Each measurement's notes begin with what was timed (bench/ceilings.cc names them so).
-  const bool fp8 = dtype == FP8_E4M3 && c.has_fp8_tflops() && c.fp8_tflops() > 0;
-  const bool gemm_held = fp8 ? c.has_fp8_sustained_tflops() : c.has_bf16_sustained_tflops();
-  const std::string shape = fp8 ? (gemm_held ? c.fp8_sustained_shape() : c.fp8_best_shape())
-                                : (gemm_held ? c.bf16_sustained_shape() : c.bf16_best_shape());
+  const GemmDenominator gemm = GemmDenominatorOf(c, dtype);
   const std::string read = c.has_read_sustained_gbps() ? "read, sustained: " : "read: ";
-  const std::string gemm =
-      absl::StrCat(fp8 ? "fp8" : "bf16", gemm_held ? " sustained" : "", " GEMM ", shape, ": ");
+  const std::string gemm_prefix = absl::StrCat(gemm.fp8 ? "fp8" : "bf16",
+                                               gemm.held ? " sustained" : "", " GEMM ", gemm.shape,
+                                               ": ");
   std::vector<std::string> notes;
   for (const std::string& note : c.notes()) {
     if (absl::StartsWith(note, "other processes") || absl::StartsWith(note, read) ||
-        (!shape.empty() && absl::StartsWith(note, gemm))) {
+        (!gemm.shape.empty() && absl::StartsWith(note, gemm_prefix))) {
       notes.push_back(note);
     }
   }
