@@ -62,6 +62,11 @@ struct Context {
   std::ostream& log;
   MeasuredCeilings& c;
   int64_t bandwidth_bytes = 0;  // Each bandwidth buffer's size, set by MeasureMemory.
+  // The bursts' GEMMs, kept for the held phase, which then times the algorithm each shape was
+  // tuned to in its burst instead of tuning it again (fp8's tuning, 32 candidates a shape, was
+  // most of an fp8 run's start-up).
+  std::unique_ptr<CublasLtGemm> bf16_gemm;
+  std::unique_ptr<CublasLtFp8Gemm> fp8_gemm;
 
   // Times `enqueue` and notes it when the median did not settle within the time cap.
   absl::StatusOr<TimingStats> Time(const std::string& what,
@@ -176,23 +181,28 @@ absl::Status MeasureMemory(Context& ctx) {
   const int64_t min_bytes = (8 * ctx.id.l2_bytes + kMiB - 1) / kMiB * kMiB;
   absl::StatusOr<int64_t> free = FreeBytes();
   if (!free.ok()) return free.status();
-  const int64_t fit = *free / 2 / kMiB * kMiB;  // Two buffers: copy needs a source and a target.
+  // Two buffers where copies are measured (a source and a target); a run's start-up reads only.
+  const int buffers = ctx.options.run_weights ? 1 : 2;
+  const int64_t fit = *free / buffers / kMiB * kMiB;
   const int64_t bytes = std::min(std::max(ctx.options.quick ? kGiB : 4 * kGiB, min_bytes), fit);
   if (bytes < min_bytes) {
     return absl::ResourceExhaustedError(absl::StrFormat(
-        "bandwidth buffers: %d MiB free for two buffers of at least 8x L2 (%d MiB each)",
-        *free / kMiB, min_bytes / kMiB));
+        "bandwidth buffers: %d MiB free for %d buffer(s) of at least 8x L2 (%d MiB each)",
+        *free / kMiB, buffers, min_bytes / kMiB));
   }
   ctx.c.set_buffer_gbytes(bytes / 1e9);
   ctx.bandwidth_bytes = bytes;
   absl::StatusOr<DeviceBuffer> a = DeviceBuffer::Allocate(bytes, "bandwidth src");
   if (!a.ok()) return a.status();
-  absl::StatusOr<DeviceBuffer> b = DeviceBuffer::Allocate(bytes, "bandwidth dst");
+  absl::StatusOr<DeviceBuffer> b =
+      DeviceBuffer::Allocate(buffers == 2 ? bytes : 0, "bandwidth dst");
   if (!b.ok()) return b.status();
   absl::StatusOr<DeviceBuffer> sink = DeviceBuffer::Allocate(16, "read sink");
   if (!sink.ok()) return sink.status();
   TP_RETURN_IF_ERROR(FillRandomBf16(a->as<__nv_bfloat16>(), bytes / 2, 1, 1.0f, ctx.stream));
-  TP_RETURN_IF_ERROR(FillRandomBf16(b->as<__nv_bfloat16>(), bytes / 2, 2, 1.0f, ctx.stream));
+  if (buffers == 2) {
+    TP_RETURN_IF_ERROR(FillRandomBf16(b->as<__nv_bfloat16>(), bytes / 2, 2, 1.0f, ctx.stream));
+  }
   TP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(ctx.stream));
 
   const TimingOptions timing = BandwidthTiming(ctx.options.quick);
@@ -376,6 +386,7 @@ absl::Status MeasureGemms(Context& ctx) {
 
   absl::StatusOr<std::unique_ptr<CublasLtGemm>> bf16_gemm = CublasLtGemm::Create();
   if (!bf16_gemm.ok()) return bf16_gemm.status();
+  ctx.bf16_gemm = *std::move(bf16_gemm);
   const TimingOptions burst = GemmTiming(ctx.options.quick);
   GemmResult best;
   for (const GemmShape& s : shapes) {
@@ -385,7 +396,7 @@ absl::Status MeasureGemms(Context& ctx) {
       ctx.c.add_notes(absl::StrCat("bf16 GEMM ", ShapeText(s), ": skipped, does not fit"));
       continue;
     }
-    absl::StatusOr<GemmResult> r = TimeBf16Gemm(ctx, **bf16_gemm, s, "bf16", burst);
+    absl::StatusOr<GemmResult> r = TimeBf16Gemm(ctx, *ctx.bf16_gemm, s, "bf16", burst);
     if (!r.ok()) return r.status();
     Record(ctx, "bf16", s, *r);
     if (r->tflops > best.tflops) {
@@ -394,8 +405,6 @@ absl::Status MeasureGemms(Context& ctx) {
       ctx.c.set_bf16_best_shape(ShapeText(s));
     }
   }
-  bf16_gemm->reset();  // Frees its workspace before the fp8 ones are allocated.
-
   if (ctx.options.run_weights == BF16) return absl::OkStatus();
   if (ctx.id.cc_major * 10 + ctx.id.cc_minor < 89) {
     ctx.c.add_notes(absl::StrCat("fp8 GEMM: not measured: compute capability ", ctx.id.cc_major,
@@ -405,6 +414,7 @@ absl::Status MeasureGemms(Context& ctx) {
   const Fp8Filler x_fill(21, 4.0f), w_fill(22, 0.5f);
   absl::StatusOr<std::unique_ptr<CublasLtFp8Gemm>> fp8_gemm = CublasLtFp8Gemm::Create();
   if (!fp8_gemm.ok()) return fp8_gemm.status();
+  ctx.fp8_gemm = *std::move(fp8_gemm);
   best = GemmResult{};
   GemmShape best_shape{0, 0, 0};
   for (const GemmShape& s : shapes) {
@@ -414,7 +424,8 @@ absl::Status MeasureGemms(Context& ctx) {
       ctx.c.add_notes(absl::StrCat("fp8 GEMM ", ShapeText(s), ": skipped, does not fit"));
       continue;
     }
-    absl::StatusOr<GemmResult> r = TimeFp8Gemm(ctx, **fp8_gemm, s, x_fill, w_fill, "fp8", burst);
+    absl::StatusOr<GemmResult> r =
+        TimeFp8Gemm(ctx, *ctx.fp8_gemm, s, x_fill, w_fill, "fp8", burst);
     if (absl::IsNotFound(r.status()) || absl::IsUnimplemented(r.status())) {
       // No fp8 GEMM for this GPU (or this shape): the field stays unset, with the reason.
       const std::string note =
@@ -432,7 +443,6 @@ absl::Status MeasureGemms(Context& ctx) {
       ctx.c.set_fp8_best_shape(ShapeText(s));
     }
   }
-  fp8_gemm->reset();
   if (best.tflops == 0 || ctx.options.run_weights) return absl::OkStatus();
 
   // What giving up fast accumulation costs, at fp8's best shape.
@@ -503,19 +513,18 @@ absl::Status MeasureSustained(Context& ctx) {
                                plan.timing.warmup);
   }
 
-  // Every shape of the bursts again, each held for seconds: the best burst (often the shortest
-  // calls, done before the clock fell) need not be the best held.
+  // Every shape of the bursts again, each held for seconds, with the algorithm its burst chose:
+  // the best burst (often the shortest calls, done before the clock fell) need not be the best
+  // held.
   std::vector<Burst> bf16, fp8;
   for (const MeasuredCeilings::GemmPoint& g : ctx.c.gemms()) {
     std::vector<Burst>* to = g.dtype() == "bf16" ? &bf16 : g.dtype() == "fp8" ? &fp8 : nullptr;
     if (to != nullptr) to->push_back({{g.m(), g.n(), g.k()}, g.ms_p50()});
   }
   if (!bf16.empty()) {
-    absl::StatusOr<std::unique_ptr<CublasLtGemm>> gemm = CublasLtGemm::Create();
-    if (!gemm.ok()) return gemm.status();
     const auto best = HoldEach(ctx, "bf16 sustained", bf16,
                                [&](const GemmShape& s, const SustainedPlan& plan) {
-                                 return TimeBf16Gemm(ctx, **gemm, s, "bf16 sustained",
+                                 return TimeBf16Gemm(ctx, *ctx.bf16_gemm, s, "bf16 sustained",
                                                      plan.timing, plan.calls);
                                });
     if (!best.ok()) return best.status();
@@ -524,11 +533,9 @@ absl::Status MeasureSustained(Context& ctx) {
   }
   if (!fp8.empty()) {
     const Fp8Filler x_fill(21, 4.0f), w_fill(22, 0.5f);
-    absl::StatusOr<std::unique_ptr<CublasLtFp8Gemm>> gemm = CublasLtFp8Gemm::Create();
-    if (!gemm.ok()) return gemm.status();
     const auto best = HoldEach(ctx, "fp8 sustained", fp8,
                                [&](const GemmShape& s, const SustainedPlan& plan) {
-                                 return TimeFp8Gemm(ctx, **gemm, s, x_fill, w_fill,
+                                 return TimeFp8Gemm(ctx, *ctx.fp8_gemm, s, x_fill, w_fill,
                                                     "fp8 sustained", plan.timing, plan.calls);
                                });
     if (!best.ok()) return best.status();

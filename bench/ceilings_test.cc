@@ -4,6 +4,7 @@
 #include <string>
 #include <sstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "bench/ceilings_io.h"
 #include "gmock/gmock.h"
@@ -14,6 +15,26 @@ namespace {
 
 using ::testing::HasSubstr;
 using ::testing::Not;
+
+// Each held GEMM ran the algorithm its burst was tuned to (the held phase does not tune again),
+// and every held shape had a burst.
+void ExpectHeldWithTheBurstsAlgorithms(const MeasuredCeilings& c) {
+  int held = 0;
+  for (const MeasuredCeilings::GemmPoint& h : c.gemms()) {
+    const std::string dtype = h.dtype();
+    if (!absl::EndsWith(dtype, " sustained")) continue;
+    ++held;
+    const std::string burst_dtype = dtype.substr(0, dtype.size() - std::string(" sustained").size());
+    int found = 0;
+    for (const MeasuredCeilings::GemmPoint& b : c.gemms()) {
+      if (b.dtype() != burst_dtype || b.m() != h.m() || b.n() != h.n() || b.k() != h.k()) continue;
+      ++found;
+      EXPECT_EQ(h.algo(), b.algo()) << dtype << " m=" << h.m() << " n=" << h.n() << " k=" << h.k();
+    }
+    EXPECT_EQ(found, 1) << dtype << " m=" << h.m() << " n=" << h.n() << " k=" << h.k();
+  }
+  EXPECT_GT(held, 0);
+}
 
 // The quick measurement (bench_ceilings --quick): every rate a run divides by is there,
 // valid, within the datasheet's peak, and the sustained rates (held for seconds) at most a few
@@ -58,6 +79,7 @@ TEST(MeasureCeilingsTest, QuickMeasuresTheBurstAndSustainedRates) {
   EXPECT_DOUBLE_EQ(best, c->bf16_sustained_tflops());
   EXPECT_EQ(best_shape, c->bf16_sustained_shape());
   EXPECT_THAT(log.str(), HasSubstr("read, sustained"));
+  ExpectHeldWithTheBurstsAlgorithms(*c);
 }
 
 // A run's start-up measures only what it divides by: the read and its weights' GEMM, burst and
@@ -92,6 +114,7 @@ TEST(MeasureCeilingsTest, ARunMeasuresOnlyWhatItDividesBy) {
       EXPECT_EQ(MeasuredPeakTflops(*c, FP8_E4M3), c->fp8_sustained_tflops());
     }
     EXPECT_THAT(MeasuredDenominatorsText(*c, weights), Not(HasSubstr("a burst")));
+    ExpectHeldWithTheBurstsAlgorithms(*c);
   }
 }
 
