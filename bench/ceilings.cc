@@ -323,22 +323,27 @@ void Record(Context& ctx, const char* dtype, const GemmShape& s, const GemmResul
                              ShapeText(s), r.tflops, r.ms, r.algo);
 }
 
-// Times `calls` GEMMs of shape s per sample (one graph); the result is per GEMM.
-absl::StatusOr<GemmResult> TimeBf16Gemm(Context& ctx, CublasLtGemm& gemm, const GemmShape& s,
-                                        const std::string& what, const TimingOptions& timing,
-                                        int calls = 1) {
-  absl::StatusOr<DeviceBuffer> x = DeviceBuffer::Allocate(s.m * s.k * 2, "gemm x");
+// Allocates a shape's operands, fills x and w with `fill`, tunes the shape (once per gemm
+// object: a shape already tuned keeps its algorithm) and times `calls` GEMMs per sample (one
+// graph); the result is per GEMM. In is the inputs' element type; y is bf16.
+template <typename Gemm, typename In>
+absl::StatusOr<GemmResult> TimeGemm(Context& ctx, Gemm& gemm, const GemmShape& s,
+                                    const std::function<absl::Status(In* x, In* w)>& fill,
+                                    const std::string& what, const TimingOptions& timing,
+                                    int calls) {
+  const int64_t in_bytes = sizeof(In);
+  absl::StatusOr<DeviceBuffer> x = DeviceBuffer::Allocate(s.m * s.k * in_bytes, "gemm x");
   if (!x.ok()) return x.status();
-  absl::StatusOr<DeviceBuffer> w = DeviceBuffer::Allocate(s.n * s.k * 2, "gemm w");
+  absl::StatusOr<DeviceBuffer> w = DeviceBuffer::Allocate(s.n * s.k * in_bytes, "gemm w");
   if (!w.ok()) return w.status();
   absl::StatusOr<DeviceBuffer> y = DeviceBuffer::Allocate(s.m * s.n * 2, "gemm y");
   if (!y.ok()) return y.status();
-  auto* xp = x->as<bf16>();
-  auto* wp = w->as<bf16>();
-  auto* yp = y->as<bf16>();
-  TP_RETURN_IF_ERROR(FillRandomBf16(xp, s.m * s.k, 11, 1.0f, ctx.stream));
-  TP_RETURN_IF_ERROR(FillRandomBf16(wp, s.n * s.k, 12, 0.05f, ctx.stream));
-  TP_RETURN_IF_ERROR(gemm.Autotune(s.m, s.n, s.k, {{xp, wp, yp}}, ctx.stream));
+  In* xp = x->as<In>();
+  In* wp = w->as<In>();
+  auto* yp = y->as<__nv_bfloat16>();
+  TP_RETURN_IF_ERROR(fill(xp, wp));
+  TP_RETURN_IF_ERROR(gemm.Autotune(s.m, s.n, s.k,
+                                   std::vector<typename Gemm::Operands>{{xp, wp, yp}}, ctx.stream));
   absl::StatusOr<TimingStats> t = ctx.Time(
       absl::StrCat(what, " GEMM ", ShapeText(s)),
       [&](cudaStream_t st) {
@@ -351,34 +356,31 @@ absl::StatusOr<GemmResult> TimeBf16Gemm(Context& ctx, CublasLtGemm& gemm, const 
   return GemmResult{Tflops(s, ms), ms, gemm.AlgoDescription(s.m, s.n, s.k)};
 }
 
+absl::StatusOr<GemmResult> TimeBf16Gemm(Context& ctx, CublasLtGemm& gemm, const GemmShape& s,
+                                        const std::string& what, const TimingOptions& timing,
+                                        int calls = 1) {
+  return TimeGemm<CublasLtGemm, bf16>(
+      ctx, gemm, s,
+      [&](bf16* x, bf16* w) {
+        TP_RETURN_IF_ERROR(FillRandomBf16(x, s.m * s.k, 11, 1.0f, ctx.stream));
+        return FillRandomBf16(w, s.n * s.k, 12, 0.05f, ctx.stream);
+      },
+      what, timing, calls);
+}
+
 absl::StatusOr<GemmResult> TimeFp8Gemm(Context& ctx, CublasLtFp8Gemm& gemm, const GemmShape& s,
                                        const Fp8Filler& x_fill, const Fp8Filler& w_fill,
                                        const std::string& what, const TimingOptions& timing,
                                        int calls = 1) {
   // Prepare first: where the GPU has no fp8 GEMM this is NotFound, before any allocation.
   TP_RETURN_IF_ERROR(gemm.Prepare(s.m, s.n, s.k));
-  absl::StatusOr<DeviceBuffer> x = DeviceBuffer::Allocate(s.m * s.k, "fp8 gemm x");
-  if (!x.ok()) return x.status();
-  absl::StatusOr<DeviceBuffer> w = DeviceBuffer::Allocate(s.n * s.k, "fp8 gemm w");
-  if (!w.ok()) return w.status();
-  absl::StatusOr<DeviceBuffer> y = DeviceBuffer::Allocate(s.m * s.n * 2, "fp8 gemm y");
-  if (!y.ok()) return y.status();
-  auto* xp = x->as<fp8_e4m3>();
-  auto* wp = w->as<fp8_e4m3>();
-  auto* yp = y->as<__nv_bfloat16>();
-  TP_RETURN_IF_ERROR(x_fill.Fill(xp, s.m * s.k, ctx.stream));
-  TP_RETURN_IF_ERROR(w_fill.Fill(wp, s.n * s.k, ctx.stream));
-  TP_RETURN_IF_ERROR(gemm.Autotune(s.m, s.n, s.k, {{xp, wp, yp}}, ctx.stream));
-  absl::StatusOr<TimingStats> t = ctx.Time(
-      absl::StrCat(what, " GEMM ", ShapeText(s)),
-      [&](cudaStream_t st) {
-        for (int i = 0; i < calls; ++i) TP_RETURN_IF_ERROR(gemm.Run(xp, wp, yp, s.m, s.n, s.k, st));
-        return absl::OkStatus();
+  return TimeGemm<CublasLtFp8Gemm, fp8_e4m3>(
+      ctx, gemm, s,
+      [&](fp8_e4m3* x, fp8_e4m3* w) {
+        TP_RETURN_IF_ERROR(x_fill.Fill(x, s.m * s.k, ctx.stream));
+        return w_fill.Fill(w, s.n * s.k, ctx.stream);
       },
-      timing);
-  if (!t.ok()) return t.status();
-  const double ms = t->p50_ms / calls;
-  return GemmResult{Tflops(s, ms), ms, gemm.AlgoDescription(s.m, s.n, s.k)};
+      what, timing, calls);
 }
 
 absl::Status MeasureGemms(Context& ctx) {
@@ -750,7 +752,7 @@ absl::StatusOr<MeasuredCeilings> MeasureCeilings(const CeilingsOptions& options,
     }
   };
   read_processes();
-  Context ctx{options, *id, stream, log, c, 0};
+  Context ctx{options, *id, stream, log, c, 0, nullptr, nullptr};
   TP_RETURN_IF_ERROR(MeasureMemory(ctx));
   TP_RETURN_IF_ERROR(MeasureGemms(ctx));
   TP_RETURN_IF_ERROR(MeasureSustained(ctx));

@@ -4,7 +4,7 @@
 #include <string>
 #include <sstream>
 
-#include "absl/strings/match.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "bench/ceilings_io.h"
 #include "gmock/gmock.h"
@@ -21,10 +21,10 @@ using ::testing::Not;
 void ExpectHeldWithTheBurstsAlgorithms(const MeasuredCeilings& c) {
   int held = 0;
   for (const MeasuredCeilings::GemmPoint& h : c.gemms()) {
-    const std::string dtype = h.dtype();
-    if (!absl::EndsWith(dtype, " sustained")) continue;
+    const std::string& dtype = h.dtype();
+    absl::string_view burst_dtype = dtype;
+    if (!absl::ConsumeSuffix(&burst_dtype, " sustained")) continue;
     ++held;
-    const std::string burst_dtype = dtype.substr(0, dtype.size() - std::string(" sustained").size());
     int found = 0;
     for (const MeasuredCeilings::GemmPoint& b : c.gemms()) {
       if (b.dtype() != burst_dtype || b.m() != h.m() || b.n() != h.n() || b.k() != h.k()) continue;
