@@ -72,7 +72,7 @@ expect_error "unexpected argument" "$decode" 70b --predict --gpu=h100
 # Sizes that would wrap a count are refused, never printed wrapped.
 expect_error "out of range (1 to 4294967295)" "$decode" --batch=1099511627776 --predict --gpu=h100
 expect_error "below 2^32" "$decode" --model=8b --context=9223372036854775807 --predict --gpu=h100
-expect_error "would not fit a 64-bit count" "$decode" --batch=100000000 --predict --gpu=h100
+expect_error "pass 2^62 (4.6e18)" "$decode" --batch=100000000 --predict --gpu=h100
 # One file named two ways, and a calibration file that is not a run: one line each.
 expect_error "name the same file" "$decode" --predict --gpu=h100 --csv="$tmp/same.csv" \
   --json="$tmp/./same.csv"

@@ -5,10 +5,12 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
@@ -349,6 +351,44 @@ absl::StatusOr<RunResult> ParseJson(const std::string& json) {
   return r;
 }
 
+namespace {
+
+// The first double field of `m` (a BatchPoint or an OpPoint) that is set and not a finite
+// number >= 0: every time, rate, share, count and ratio truthput writes is one.
+std::optional<std::string> BadNumber(const google::protobuf::Message& m) {
+  const google::protobuf::Reflection& r = *m.GetReflection();
+  const google::protobuf::Descriptor& d = *m.GetDescriptor();
+  for (int i = 0; i < d.field_count(); ++i) {
+    const google::protobuf::FieldDescriptor* f = d.field(i);
+    if (f->cpp_type() != google::protobuf::FieldDescriptor::CPPTYPE_DOUBLE || f->is_repeated() ||
+        !r.HasField(m, f)) {
+      continue;
+    }
+    const double v = r.GetDouble(m, f);
+    if (!std::isfinite(v) || v < 0) return absl::StrCat(f->name(), " = ", v);
+  }
+  return std::nullopt;
+}
+
+// A file's points name a number no run writes: NaN, infinite or negative (a file edited by
+// hand, or another program's).
+absl::Status CheckPointNumbers(const RunResult& r) {
+  for (const BatchPoint& p : r.points()) {
+    std::optional<std::string> bad = BadNumber(p);
+    for (int i = 0; !bad && i < p.ops_size(); ++i) {
+      if ((bad = BadNumber(p.ops(i)))) *bad = absl::StrCat("op ", p.ops(i).name(), " ", *bad);
+    }
+    if (bad) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("point batch ", p.batch(), ": ", *bad,
+                       ": not a number truthput writes (each is finite and >= 0)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<RunResult> LoadResultJson(const std::string& path) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) {
@@ -363,6 +403,9 @@ absl::StatusOr<RunResult> LoadResultJson(const std::string& path) {
   if (!r.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", r.status().message()));
   if (r->points().empty()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": a truthput run with no points"));
+  }
+  if (absl::Status numbers = CheckPointNumbers(*r); !numbers.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", numbers.message()));
   }
   return r;
 }

@@ -24,7 +24,8 @@ absl::StatusOr<std::string> MessageToJson(const google::protobuf::Message& messa
 // The protobuf JSON mapping of RunResult (field names as in results.proto).
 absl::StatusOr<std::string> FormatJson(const RunResult& result);
 absl::StatusOr<RunResult> ParseJson(const std::string& json);
-// ParseJson of a file; errors name the path, are one line, and include a run with no points.
+// ParseJson of a file; errors name the path, are one line, and include a run with no points
+// and a point with a number no run writes (NaN, infinite or negative).
 absl::StatusOr<RunResult> LoadResultJson(const std::string& path);
 
 // OK where WriteFileAtomically(path, ..., overwrite) can succeed when the run ends: the path is

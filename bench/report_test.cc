@@ -657,6 +657,21 @@ TEST(Report, LoadResultJsonErrorsAreOneLine) {
   EXPECT_THAT(error(dir / "ceilings.json"), HasSubstr("not the JSON of a truthput run"));
   { std::ofstream(dir / "none.json") << "{}"; }
   EXPECT_THAT(error(dir / "none.json"), HasSubstr("no points"));
+  // Numbers no run writes, in a point or in one of its ops.
+  { std::ofstream(dir / "nan.json") << R"({"points": [{"batch": 1, "bound_ms": "NaN"}]})"; }
+  EXPECT_THAT(error(dir / "nan.json"), HasSubstr("point batch 1: bound_ms = nan: not a number"));
+  { std::ofstream(dir / "inf.json") << R"({"points": [{"batch": 2, "tokens_per_s": "-Infinity"}]})"; }
+  EXPECT_THAT(error(dir / "inf.json"), HasSubstr("point batch 2: tokens_per_s = -inf"));
+  { std::ofstream(dir / "neg.json") << R"({"points": [{"batch": 4, "mbu": -1.5}]})"; }
+  EXPECT_THAT(error(dir / "neg.json"), HasSubstr("point batch 4: mbu = -1.5"));
+  {
+    std::ofstream(dir / "op.json")
+        << R"({"points": [{"batch": 8, "mbu": 0.5, "ops": [{"name": "o_proj", "share": -0.1}]}]})";
+  }
+  EXPECT_THAT(error(dir / "op.json"), HasSubstr("point batch 8: op o_proj share = -0.1"));
+  // Zero and unset are fine.
+  { std::ofstream(dir / "zero.json") << R"({"points": [{"batch": 1, "mbu": 0}]})"; }
+  EXPECT_TRUE(LoadResultJson((dir / "zero.json").string()).ok());
   fs::remove_all(dir);
 }
 

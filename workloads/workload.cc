@@ -140,8 +140,8 @@ absl::StatusOr<Workload> Workload::Build(const ModelSpec& model, const StepConfi
   const ShardDims d = Shard(model, config.tp);
   if (const double scale = CountScale(d, config); scale > 0x1p62) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "batch %d, context %d, prompt %d: the step's FLOPs and bytes (%.3g) would not fit a "
-        "64-bit count",
+        "batch %d, context %d, prompt %d: the step's FLOPs and bytes (%.3g) pass 2^62 (4.6e18), "
+        "beyond which truthput's 64-bit counts and their sums could wrap",
         config.batch, config.context, config.seq_len, scale));
   }
   Workload w(model, config);

@@ -309,11 +309,11 @@ TEST(Workload, RefusesSizesThatWouldWrap) {
   // 2^27 sequences of 2^20 cached tokens: 2^47 positions, whose attention FLOPs alone are
   // 4 * 2^47 * 8192 * 80 (about 3.8e20) > 2^63.
   EXPECT_THAT(err(unbounded, {.batch = int64_t{1} << 27, .context = int64_t{1} << 20}),
-              HasSubstr("would not fit a 64-bit count"));
+              HasSubstr("pass 2^62 (4.6e18)"));
   // Projections and attention each just under 2^62, their sum past it (70B, 2^25 sequences of
   // 53024 tokens): refused, since total_flops adds them.
   EXPECT_THAT(err(unbounded, {.batch = 33176778, .context = 53024}),
-              HasSubstr("would not fit a 64-bit count"));
+              HasSubstr("pass 2^62 (4.6e18)"));
   // The largest step that fits is counted without wrapping: every count positive.
   absl::StatusOr<Workload> big =
       Workload::Build(unbounded, {.batch = int64_t{1} << 20, .context = int64_t{1} << 20});
@@ -457,7 +457,7 @@ TEST(Workload, WrapGuardRefusesExactlyPast2To62) {
   const int64_t batch = int64_t{1} << 20;
   EXPECT_TRUE(Workload::Build(unbounded, {.batch = batch, .context = 1299755}).ok());
   EXPECT_THAT(Workload::Build(unbounded, {.batch = batch, .context = 1299756}).status().message(),
-              HasSubstr("would not fit a 64-bit count"));
+              HasSubstr("pass 2^62 (4.6e18)"));
 }
 
 // The same guard for causal prefill, one prompt of S tokens (pairs S(S+1)/2): projections
@@ -470,7 +470,7 @@ TEST(Workload, PrefillWrapGuardCountsEveryTokenAndPair) {
     return Workload::Build(unbounded, {.phase = Phase::kPrefill, .batch = 1, .seq_len = s});
   };
   EXPECT_TRUE(prompt(1823472).ok());
-  EXPECT_THAT(prompt(1823473).status().message(), HasSubstr("would not fit a 64-bit count"));
+  EXPECT_THAT(prompt(1823473).status().message(), HasSubstr("pass 2^62 (4.6e18)"));
 }
 
 // A step too large to count at TP 1 can be at TP 2, where each shard counts about half: the
