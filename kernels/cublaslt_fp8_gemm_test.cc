@@ -181,8 +181,8 @@ TEST_P(CublasLtFp8GemmTest, ExactOnSmallIntegers) {
   };
   for (const auto& [m, n, k] : {Shape{16, 64, 64}, Shape{64, 192, 512}, Shape{128, 1024, 1024}}) {
     SCOPED_TRACE(absl::StrCat("m=", m, " n=", n, " k=", k));
-    const Operand x = SmallIntegers(m * k, 1, 2, 1.0f);
-    const Operand w = SmallIntegers(n * k, 2, 2, 0.5f);
+    const Operand x = SmallIntegers(m * k, FreshSeed(), 2, 1.0f);
+    const Operand w = SmallIntegers(n * k, FreshSeed(), 2, 0.5f);
     std::vector<__nv_bfloat16> y;
     std::vector<float> ref;
     RunBoth(**gemm, x, w, m, n, k, stream.get(), &y, &ref);
@@ -222,8 +222,8 @@ TEST_P(CublasLtFp8GemmTest, AutotunedAlgorithmIsCorrect) {
   ASSERT_TRUE(gemm.ok()) << gemm.status();
   TestStream stream;
   const int64_t m = 256, n = 2048, k = 1024;
-  const Operand x = SmallIntegers(m * k, 3, 2, 1.0f);
-  const Operand w = SmallIntegers(n * k, 4, 2, 0.25f);
+  const Operand x = SmallIntegers(m * k, FreshSeed(), 2, 1.0f);
+  const Operand w = SmallIntegers(n * k, FreshSeed(), 2, 0.25f);
   DevicePtr<fp8_e4m3> x8 = Upload(x.fp8), w8 = Upload(w.fp8);
   DevicePtr<__nv_bfloat16> scratch = DeviceAlloc<__nv_bfloat16>(m * n);
   ASSERT_TRUE(x8 && w8 && scratch);
@@ -271,8 +271,8 @@ TEST(CublasLtFp8Gemm, CapturesIntoGraph) {
   ASSERT_TRUE(gemm.ok()) << gemm.status();
   TestStream stream;
   const int64_t m = 64, n = 512, k = 256;
-  const Operand x = SmallIntegers(m * k, 5, 4, 1.0f);
-  const Operand w = SmallIntegers(n * k, 6, 4, 0.125f);
+  const Operand x = SmallIntegers(m * k, FreshSeed(), 4, 1.0f);
+  const Operand w = SmallIntegers(n * k, FreshSeed(), 4, 0.125f);
   DevicePtr<fp8_e4m3> x8 = Upload(x.fp8), w8 = Upload(w.fp8);
   DevicePtr<__nv_bfloat16> eager = DeviceAlloc<__nv_bfloat16>(m * n);
   DevicePtr<__nv_bfloat16> graphed = DeviceAlloc<__nv_bfloat16>(m * n);
@@ -324,8 +324,8 @@ TEST(CublasLtFp8Gemm, OddBatchIsCorrectOrRefused) {
       continue;
     }
     ASSERT_OK(prepared);
-    const Operand x = SmallIntegers(m * k, 7, 2, 1.0f);
-    const Operand w = SmallIntegers(n * k, 8, 2, 0.5f);
+    const Operand x = SmallIntegers(m * k, FreshSeed(), 2, 1.0f);
+    const Operand w = SmallIntegers(n * k, FreshSeed(), 2, 0.5f);
     std::vector<__nv_bfloat16> y;
     std::vector<float> ref;
     RunBoth(**gemm, x, w, m, n, k, stream.get(), &y, &ref);
@@ -417,9 +417,10 @@ void ExpectPerRowClose(const std::vector<__nv_bfloat16>& y, const std::vector<fp
 }
 
 // Random e4m3 operands and scales in [0.5, 2] against a double reference, with fast and precise
-// accumulation, at decode batch sizes and the Llama-3.1-70B projections (QKV, O, gate+up, down)
-// at m=64, where 2000 random entries and the corners are checked. Refusal (NotFound) fails: a GPU
-// with fp8 is expected to have per-row-scaled kernels.
+// accumulation, at decode batch sizes (1 to 16) and larger, and at the Llama-3.1-70B projections
+// (QKV, O, gate+up, down) at m=64, where 2000 random entries and the corners are checked against
+// the reference and every element for NaN. Refusal (NotFound) fails: a GPU with fp8 is expected
+// to have per-row-scaled kernels.
 TEST(CublasLtFp8GemmPerRow, MatchesDoubleReference) {
   SKIP_WITHOUT_FP8();
   absl::StatusOr<std::unique_ptr<CublasLtFp8Gemm>> fast = CublasLtFp8Gemm::Create();
@@ -435,6 +436,10 @@ TEST(CublasLtFp8GemmPerRow, MatchesDoubleReference) {
     bool sampled;
   };
   const Case cases[] = {
+      // Decode batches (--gemm=auto tunes cuBLASLt per-row for fp8 projections of 32 tokens or
+      // fewer), then larger.
+      {1, 1024, 2048, false},    {3, 1024, 2048, false},    {8, 1024, 2048, false},
+      {16, 1024, 2048, false},
       {17, 1024, 2048, false},   {64, 1024, 2048, false},   {256, 1024, 2048, false},
       {37, 1040, 688, false},  // n and k multiples of 16 but of no larger power of two.
       {64, 10240, 8192, true},   {64, 8192, 8192, true},    {64, 57344, 8192, true},
@@ -484,6 +489,11 @@ TEST(CublasLtFp8GemmPerRow, MatchesDoubleReference) {
       ASSERT_CUDA(cudaStreamSynchronize(stream.get()));
       const std::vector<__nv_bfloat16> got = Download(y.get(), m * n);
       ASSERT_EQ(got.size(), static_cast<size_t>(m * n));
+      // Every element written and finite, sampled case or not.
+      EXPECT_EQ(std::count_if(got.begin(), got.end(),
+                              [](__nv_bfloat16 v) { return !std::isfinite(__bfloat162float(v)); }),
+                0)
+          << "non-finite (or unwritten) elements of " << m * n;
       const std::string algo = gemm->AlgoDescription(m, n, k, CublasLtFp8Gemm::Scaling::kPerRow);
       std::printf("per-row m=%lld n=%lld k=%lld: %s\n", static_cast<long long>(m),
                   static_cast<long long>(n), static_cast<long long>(k), algo.c_str());

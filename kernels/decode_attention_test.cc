@@ -142,6 +142,8 @@ TEST(DecodeAttentionGraphTest, CapturesInCudaGraph) {
   AttnFixture f(c, 77, stream);
   const size_t ws_bytes = DecodeAttentionWorkspaceBytes(c.batch, c.hq, c.head_dim, c.splits);
   DeviceMem ws(ws_bytes);
+  // NaN in the workspace, as in the eager test: a graph must not read partials it did not write.
+  ASSERT_CUDA(cudaMemsetAsync(ws.as<float>(), 0xFF, ws_bytes, stream));
   ASSERT_CUDA(cudaStreamSynchronize(stream));
 
   cudaGraph_t graph;

@@ -252,7 +252,12 @@ std::vector<Shape> AllShapes() {
                       // of 199 CTAs, the last with one row; 198 CTAs of two blocks, the last
                       // block 136 rows (its second tile 8).
                       {50689, 1032},
-                      {101000, 1032}}) {
+                      {101000, 1032},
+                      // k a multiple of 16 (so W8A8 runs) but not of 64: W8A8's last k-step is
+                      // partial (16, 32 or 48 of its 64 bytes a lane), with the row splits above.
+                      {1000, 1040},
+                      {8000, 1056},
+                      {50689, 1072}}) {
     if (seen.insert({n, k}).second) shapes.push_back({absl::StrCat("odd_", n, "x", k), n, k});
   }
   return shapes;
@@ -542,6 +547,54 @@ TEST(SkinnyGemmFp8, DecodesEveryCodeExactly) {
   ASSERT_CUDA(cudaMemcpy(deq_host.data(), deq.get(), n * k * sizeof(bf16), cudaMemcpyDeviceToHost));
   for (int64_t j = 0; j < n; ++j) {
     ASSERT_EQ(__bfloat162float(deq_host[j * k + (j * 7) % k]), want[j]) << "code " << j;
+  }
+}
+
+// Every element against the host's bf16(float(code) * scale): random codes over the whole e4m3
+// range (no NaN), random scales and a zero one, into a NaN-filled output; a short and a long row
+// length (k a multiple of 8, not of 16 or 64) and a grid-stride loop that wraps (300 x 8200).
+TEST(DequantizeWeightsFp8, MatchesHostOnEveryElement) {
+  TestStream stream;
+  for (auto [n, k] : {std::pair<int64_t, int64_t>{37, 264}, {300, 8200}}) {
+    const uint64_t seed = FreshSeed();
+    SCOPED_TRACE(absl::StrCat("n=", n, " k=", k, " seed=", seed));
+    std::mt19937_64 rng(seed);
+    std::vector<uint8_t> codes(n * k);
+    for (uint8_t& c : codes) {
+      c = static_cast<uint8_t>(rng() % 256);
+      if ((c & 0x7F) == 0x7F) c = 0;
+    }
+    std::uniform_real_distribution<float> scale_dist(1e-4f, 2.0f);
+    std::vector<float> scales(n);
+    for (float& sc : scales) sc = scale_dist(rng);
+    scales[n / 2] = 0.0f;
+    DevicePtr<fp8> wq = DeviceAlloc<fp8>(n * k);
+    DevicePtr<float> scales_dev = DeviceAlloc<float>(n);
+    DevicePtr<bf16> w = DeviceAlloc<bf16>(n * k);
+    ASSERT_TRUE(wq && scales_dev && w);
+    ASSERT_CUDA(cudaMemcpy(wq.get(), codes.data(), n * k, cudaMemcpyHostToDevice));
+    ASSERT_CUDA(
+        cudaMemcpy(scales_dev.get(), scales.data(), n * sizeof(float), cudaMemcpyHostToDevice));
+    ASSERT_OK(FillBf16(w.get(), n * k, std::numeric_limits<float>::quiet_NaN(), stream.get()));
+    ASSERT_OK(DequantizeWeightsFp8(wq.get(), scales_dev.get(), w.get(), n, k, stream.get()));
+    ASSERT_CUDA(cudaStreamSynchronize(stream.get()));
+    std::vector<bf16> got(n * k);
+    ASSERT_CUDA(cudaMemcpy(got.data(), w.get(), n * k * sizeof(bf16), cudaMemcpyDeviceToHost));
+    int64_t bad = 0;
+    for (int64_t j = 0; j < n; ++j) {
+      for (int64_t i = 0; i < k; ++i) {
+        __nv_fp8_e4m3 q;
+        q.__x = static_cast<__nv_fp8_storage_t>(codes[j * k + i]);
+        const float want = __bfloat162float(__float2bfloat16_rn(static_cast<float>(q) * scales[j]));
+        const float g = __bfloat162float(got[j * k + i]);
+        if (!(g == want) && ++bad <= 5) {
+          ADD_FAILURE() << "w[" << j << "," << i << "] = " << g << ", want " << want << " (code 0x"
+                        << std::hex << static_cast<int>(codes[j * k + i]) << std::dec
+                        << ", scale " << scales[j] << ")";
+        }
+      }
+    }
+    EXPECT_EQ(bad, 0) << "of " << n * k;
   }
 }
 
