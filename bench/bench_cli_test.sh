@@ -133,6 +133,16 @@ fi
 help=$("$kernels" --help 2>&1)
 [[ "$help" == *benchmark_filter* ]] || { echo "FAIL: bench_kernels --help: $help"; fail=1; }
 expect_error "unrecognized" "$kernels" --benchmark_fliter=StreamRead
+# Google Benchmark's own answers to bad values (usage and exit 0, "maybe" as true, two lines for a
+# bad number) are preceded by one line and exit 2.
+expect_rc 2 "$kernels" --benchmark_format=xml
+expect_error "--benchmark_format=xml: must be one of console, json, csv" "$kernels" --benchmark_format=xml
+expect_error "--benchmark_out_format=xml: must be one of" "$kernels" --benchmark_out_format=xml
+expect_error "--benchmark_time_unit=h: must be one of ns, us, ms, s" "$kernels" --benchmark_time_unit=h
+expect_error "--benchmark_list_tests=maybe: must be true or false" "$kernels" --benchmark_list_tests=maybe
+expect_error "--benchmark_repetitions=abc: must be a whole number" "$kernels" --benchmark_repetitions=abc
+expect_error "--benchmark_min_time=-1: must be a number of seconds" "$kernels" --benchmark_min_time=-1
+[[ $("$kernels" --version) == "truthput "*" (build "* ]] || { echo "FAIL: bench_kernels --version"; fail=1; }
 # The benchmarks' names are listed on any machine: every family, each GEMM implementation.
 list=$("$kernels" --benchmark_list_tests 2>/dev/null) || { echo "FAIL: kernels list"; fail=1; }
 for name in StreamRead/2097152 Gemm/70b/qkv/b1/own_bf16 Gemm/405b/down/b256/cublaslt \

@@ -52,7 +52,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "bench/build_info.h"
 #include "bench/device_buffer.h"
 #include "bench/device_info.h"
@@ -929,6 +931,53 @@ absl::Status RegisterAll() {
   return absl::OkStatus();
 }
 
+// Google Benchmark 1.7 answers a bad --benchmark_format, --benchmark_out_format or time unit with
+// its usage and exit status 0, takes any unknown boolean word for true, and answers a bad number
+// in two lines, the second calling the flag unrecognized. Refused here first, in one line.
+absl::Status CheckBenchmarkFlagValues(const std::vector<char*>& args) {
+  const std::map<std::string, std::vector<std::string>> words = {
+      {"benchmark_format", {"console", "json", "csv"}},
+      {"benchmark_out_format", {"console", "json", "csv"}},
+      {"benchmark_time_unit", {"ns", "us", "ms", "s"}},
+      {"benchmark_color", {"auto", "true", "false", "yes", "no", "1", "0"}},
+  };
+  const std::set<std::string> bools = {
+      "benchmark_list_tests",       "benchmark_report_aggregates_only",
+      "benchmark_display_aggregates_only", "benchmark_counters_tabular",
+      "benchmark_enable_random_interleaving"};
+  const std::set<std::string> counts = {"benchmark_repetitions"};
+  const std::set<std::string> seconds = {"benchmark_min_time", "benchmark_min_warmup_time"};
+  for (size_t i = 1; i < args.size(); ++i) {
+    const absl::string_view arg = args[i];
+    if (!absl::StartsWith(arg, "--benchmark_")) continue;
+    const size_t eq = arg.find('=');
+    if (eq == absl::string_view::npos) continue;  // a bare flag: a boolean's true
+    const std::string name(arg.substr(2, eq - 2));
+    const std::string value(arg.substr(eq + 1));
+    auto refuse = [&](absl::string_view want) {
+      return absl::InvalidArgumentError(absl::StrCat("--", name, "=", value, ": ", want));
+    };
+    if (const auto it = words.find(name); it != words.end()) {
+      if (std::find(it->second.begin(), it->second.end(), value) == it->second.end()) {
+        return refuse(absl::StrCat("must be one of ", absl::StrJoin(it->second, ", ")));
+      }
+    } else if (bools.count(name) > 0) {
+      if (value != "true" && value != "false" && value != "1" && value != "0") {
+        return refuse("must be true or false");
+      }
+    } else if (counts.count(name) > 0) {
+      int n = 0;
+      if (!absl::SimpleAtoi(value, &n) || n < 1) return refuse("must be a whole number >= 1");
+    } else if (seconds.count(name) > 0) {
+      double t = 0;
+      if (!absl::SimpleAtod(value, &t) || !std::isfinite(t) || t < 0) {
+        return refuse("must be a number of seconds >= 0");
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 }  // namespace truthput
 
@@ -967,6 +1016,17 @@ int main(int argc, char** argv) {
                  "bench_kernels: --benchmark_out=%s exists; pass --overwrite to replace it\n",
                  out_path.c_str());
     return 1;
+  }
+  for (size_t i = 1; i < args.size(); ++i) {
+    if (absl::string_view(args[i]) == "--version") {
+      std::printf("truthput %s (build %s)\n", truthput::kTruthputVersion,
+                  truthput::kTruthputBuild);
+      return 0;
+    }
+  }
+  if (const absl::Status st = truthput::CheckBenchmarkFlagValues(args); !st.ok()) {
+    std::fprintf(stderr, "bench_kernels: %s\n", std::string(st.message()).c_str());
+    return 2;
   }
   int args_count = static_cast<int>(args.size());
   benchmark::Initialize(&args_count, args.data());

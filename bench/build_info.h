@@ -1,3 +1,4 @@
+// kTruthputVersion: truthput's release, recorded in every result (truthput_version).
 // kTruthputBuild: the source the binaries were built from, recorded in every result
 // (RunResult's and MeasuredCeilings' truthput_build, bench_kernels' context) so that a figure can
 // be traced to its code: the git commit (40 hex digits), with "-dirty" where tracked files
@@ -9,6 +10,7 @@
 
 namespace truthput {
 
+inline constexpr char kTruthputVersion[] = "0.1.0";
 extern const char kTruthputBuild[];
 
 }  // namespace truthput

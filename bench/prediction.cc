@@ -20,8 +20,6 @@
 
 namespace truthput {
 
-const char kTruthputVersion[] = "0.1.0";
-
 RunResult NewRunResult(const BenchRequest& r, const GpuSpec& datasheet) {
   RunResult result;
   result.set_truthput_version(kTruthputVersion);

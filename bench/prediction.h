@@ -14,8 +14,6 @@
 
 namespace truthput {
 
-extern const char kTruthputVersion[];
-
 // A RunResult with the config, the datasheet and the version filled, no points.
 RunResult NewRunResult(const BenchRequest& request, const GpuSpec& datasheet);
 
