@@ -386,12 +386,32 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
       op_timing.reps_per_round = 2;
       op_timing.min_reps = 2;
     }
+    int unsettled_ops = 0;
+    std::string worst_op;
+    double worst_op_ci = 0;
     for (size_t i = 0; i < r.workload().ops().size(); ++i) {
       absl::StatusOr<TimingStats> ot =
           TimeGpuWork([&r, i](cudaStream_t s) { return r.EnqueueOp(i, s); }, stream, op_timing);
       if (!ot.ok()) return ot.status();
       SetOpTiming(r.workload(), i, ot->p50_ms, *p);
       p->mutable_ops(static_cast<int>(i))->set_implementation(r.Implementation(i));
+      if (!ot->stable) {
+        ++unsettled_ops;
+        if (!(ot->rel_ci <= worst_op_ci)) {
+          worst_op_ci = ot->rel_ci;
+          worst_op = std::isfinite(ot->rel_ci)
+                         ? absl::StrFormat("%s +-%.2f%%, %d reps", r.workload().ops()[i].name,
+                                           100 * ot->rel_ci, ot->reps)
+                         : absl::StrFormat("%s, %d reps: too few for an interval",
+                                           r.workload().ops()[i].name, ot->reps);
+        }
+      }
+    }
+    if (unsettled_ops > 0) {
+      p->add_notes(absl::StrFormat(
+          "ops timed alone: %d of %d medians not settled within %.1f%% when their timing stopped "
+          "(widest: %s)",
+          unsettled_ops, r.workload().ops().size(), 100 * op_timing.target_rel_ci, worst_op));
     }
     if (std::string note = OpsTimedAloneNote(r.workload(), r.residency(), id->l2_bytes);
         !note.empty()) {

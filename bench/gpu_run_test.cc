@@ -232,6 +232,11 @@ TEST(RunOnGpuTest, GivesAP99OnlyWhereEnoughStepsWereTimed) {
   EXPECT_FALSE(prefill.has_step_ms_p99());
   EXPECT_THAT(run->result.unavailable(),
               ::testing::Contains(HasSubstr("step_ms_p99: empty where fewer than 100 steps")));
+  // Its FFN projections, timed alone over 32 layers, take a few hundred ms a rep: the half-second
+  // op timing gets too few for a median's interval, and the point says so.
+  EXPECT_THAT(prefill.notes(), ::testing::Contains(::testing::AllOf(
+                                   HasSubstr("ops timed alone: "), HasSubstr("medians not settled"),
+                                   HasSubstr("too few for an interval"))));
 }
 
 // --gpu=ID names the datasheet a run is rated against; where that is not the GPU's own (here

@@ -91,9 +91,9 @@ absl::StatusOr<TimingStats> TimeGpuWork(const std::function<absl::Status(cudaStr
   // surface in the synchronize below), so the check after warm-up blames only enqueue.
   cudaGetLastError();
 
-  // One eager run first even in graph mode, so lazy module loading and first-call setup inside
-  // enqueue happen outside capture.
-  const int eager_warmup = options.use_graph ? std::min(options.warmup, 1) : options.warmup;
+  // One eager run first in graph mode whatever the warm-up, so lazy module loading and first-call
+  // setup inside enqueue happen outside capture.
+  const int eager_warmup = options.use_graph ? 1 : options.warmup;
   for (int i = 0; i < eager_warmup; ++i) TP_RETURN_IF_ERROR(enqueue(stream));
   TP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
   // A launch error that enqueue did not check would otherwise pass as very fast work.

@@ -64,6 +64,25 @@ TEST_F(TimeGpuWorkTest, GraphTimesSpinKernel) {
   EXPECT_EQ(s->round_reps, TimingOptions{}.reps_per_round);  // A round of 10 spins fits.
 }
 
+// Graph mode runs the enqueue once eagerly before capturing it, even with no warm-up asked for:
+// first-call setup that capture forbids (here a stream synchronize) must not reach the capture.
+TEST_F(TimeGpuWorkTest, GraphModeRunsEnqueueOnceBeforeCaptureWithoutWarmup) {
+  int calls = 0;
+  const auto enqueue = [&calls](cudaStream_t s) -> absl::Status {
+    if (calls++ == 0) TP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(s));
+    return Spin(s);
+  };
+  TimingOptions options;
+  options.warmup = 0;
+  options.min_reps = 20;
+  options.max_reps = 20;
+  absl::StatusOr<TimingStats> s = TimeGpuWork(enqueue, stream_, options);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(calls, 2);  // the eager run and the capture; replays do not call it
+  EXPECT_TRUE(s->graph);
+  EXPECT_EQ(s->reps, 20);
+}
+
 // Asked for kMinSamplesForP99 reps, as bench_decode's steps are, the timing has a p99.
 TEST_F(TimeGpuWorkTest, HasAP99FromAHundredReps) {
   TimingOptions options;
