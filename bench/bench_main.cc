@@ -38,7 +38,7 @@ ABSL_FLAG(std::string, gemm, "auto",
           "start-up on the step's buffers, the fastest runs; recorded per op)");
 ABSL_FLAG(std::optional<double>, usd_per_gpu_hour, std::nullopt,
           "GPU price per hour for the $/Mtok column (default: the datasheet's public on-demand "
-          "price; 0 for a GPU whose hours cost nothing)");
+          "price; 0 for a GPU whose hours cost nothing; at most 1e6)");
 ABSL_FLAG(std::string, ceilings, "",
           "bench_ceilings --json file of this GPU, the measured denominators of mbu_measured and "
           "mfu_measured; empty: measure at start-up the read and the bf16 GEMM rate (and fp8's "

@@ -90,10 +90,15 @@ absl::StatusOr<BenchRequest> MakeBenchRequest(std::string tool, Phase phase,
         absl::StrCat("--gemm=", f.gemm, ": must be auto, own, own_w8a8 or cublaslt"));
   }
   r.gemm = gemm;
+  // Capped far above any GPU's price, so that $/Mtok (price x GPUs / tokens per second) stays
+  // finite.
+  constexpr double kMaxUsdPerGpuHour = 1e6;
   if (f.usd_per_gpu_hour.has_value() &&
-      (!std::isfinite(*f.usd_per_gpu_hour) || *f.usd_per_gpu_hour < 0)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--usd_per_gpu_hour=", *f.usd_per_gpu_hour, ": must be a finite price >= 0"));
+      (!std::isfinite(*f.usd_per_gpu_hour) || *f.usd_per_gpu_hour < 0 ||
+       *f.usd_per_gpu_hour > kMaxUsdPerGpuHour)) {
+    return absl::InvalidArgumentError(absl::StrCat("--usd_per_gpu_hour=", *f.usd_per_gpu_hour,
+                                                   ": must be a finite price >= 0 and at most ",
+                                                   kMaxUsdPerGpuHour, " (dollars an hour)"));
   }
   r.usd_per_gpu_hour = f.usd_per_gpu_hour;
   if (r.usd_per_gpu_hour) *r.usd_per_gpu_hour += 0.0;  // -0 is 0: no "-0.000" $/Mtok

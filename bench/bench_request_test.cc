@@ -65,11 +65,14 @@ TEST(BenchRequest, BadInputGetsOneClearLine) {
   f = Flags();
   f.tp = 0;
   EXPECT_THAT(Error(f), HasSubstr("--tp must be >= 1, got 0"));
-  for (double usd : {-1.0, std::nan(""), HUGE_VAL}) {
+  for (double usd : {-1.0, std::nan(""), HUGE_VAL, 1e308, 1.000001e6}) {
     f = Flags();
     f.usd_per_gpu_hour = usd;
     EXPECT_THAT(Error(f), HasSubstr(": must be a finite price >= 0")) << usd;
   }
+  f = Flags();
+  f.usd_per_gpu_hour = 1e6;
+  EXPECT_TRUE(MakeBenchRequest("bench_decode", Phase::kDecode, f).ok());
   // 0 is a price (a GPU you own), not "the datasheet's"; no flag is no price given.
   f = Flags();
   f.usd_per_gpu_hour = 0;
