@@ -62,10 +62,10 @@ class AttentionInputs {
     return ((static_cast<int64_t>(b) * q_len_ + t) * hq_ + h) * d_;
   }
 
-  // softmax(scale * q.K^T) V in double for query row (b, t, h) over keys [0, keys), into o[d].
-  void ReferenceRow(int b, int t, int h, int keys, double* o) const {
+  // softmax(scale * q.K^T) in double for query row (b, t, h) over keys [0, keys).
+  std::vector<double> Weights(int b, int t, int h, int keys) const {
     const float* qr = hq_host_.data() + Row(b, t, h);
-    const int64_t head = (static_cast<int64_t>(b) * hkv_ + h / (hq_ / hkv_)) * cap_ * d_;
+    const int64_t head = Head(b, h);
     std::vector<double> p(keys);
     double mx = -INFINITY;
     for (int j = 0; j < keys; ++j) {
@@ -77,15 +77,27 @@ class AttentionInputs {
     }
     double den = 0;
     for (int j = 0; j < keys; ++j) den += (p[j] = std::exp(p[j] - mx));
+    for (double& w : p) w /= den;
+    return p;
+  }
+
+  // softmax(scale * q.K^T) V in double for query row (b, t, h) over keys [0, keys), into o[d].
+  void ReferenceRow(int b, int t, int h, int keys, double* o) const {
+    const std::vector<double> p = Weights(b, t, h, keys);
+    const int64_t head = Head(b, h);
     std::fill(o, o + d_, 0.0);
     for (int j = 0; j < keys; ++j) {
       const float* vr = hv_host_.data() + head + static_cast<int64_t>(j) * d_;
       for (int i = 0; i < d_; ++i) o[i] += p[j] * vr[i];
     }
-    for (int i = 0; i < d_; ++i) o[i] /= den;
   }
 
  private:
+  // Offset of query head h's KV head of sequence b in the caches.
+  int64_t Head(int b, int h) const {
+    return (static_cast<int64_t>(b) * hkv_ + h / (hq_ / hkv_)) * cap_ * d_;
+  }
+
   int q_len_, hq_, hkv_, d_, cap_;
   int64_t q_n_, cache_n_;
   DeviceMem q_, k_, v_, out_;

@@ -11,6 +11,8 @@
 #include <cmath>
 #include <cstdint>
 #include <ostream>
+#include <random>
+#include <set>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -165,6 +167,75 @@ TEST(DecodeAttentionGraphTest, CapturesInCudaGraph) {
   }
   cudaGraphExecDestroy(exec);
   cudaGraphDestroy(graph);
+}
+
+// Every key counted exactly once, at long contexts too. With V zero at every position but one
+// (the needle, all ones), each output element is that key's softmax weight, about 1/kv_len: a key
+// dropped or counted twice (at a split or tile boundary, in the context's partial last tile)
+// moves it by 100%, where with random V it would move an output by about 1/kv_len of its scale,
+// under any per-element bound. Needles at both ends, either side of every split boundary (a whole
+// number of 16-key tiles, as DecodeAttention cuts the context) and of the first tile, and at
+// random positions.
+TEST(DecodeAttentionNeedleTest, CountsEveryKeyExactlyOnce) {
+  const TestStream owned_stream(cudaStreamDefault);
+  cudaStream_t stream = owned_stream.get();
+  for (const AttnCase& c : {AttnCase{1, 64, 8, 128, 32768, 0}, AttnCase{1, 64, 8, 128, 32768, 7},
+                            AttnCase{2, 64, 8, 128, 4097, 0}, AttnCase{2, 64, 8, 128, 4097, 16}}) {
+    const uint64_t seed = FreshSeed();
+    SCOPED_TRACE(testing::Message() << c << " seed " << seed);
+    AttnFixture f(c, seed, stream);
+    const int splits = c.splits > 0 ? c.splits
+                                    : ChooseDecodeSplits(c.batch, c.hkv, c.kv_len, SmCount(),
+                                                         PeakGbps());
+    const size_t ws_bytes = DecodeAttentionWorkspaceBytes(c.batch, c.hq, c.head_dim, splits);
+    DeviceMem ws(ws_bytes);
+    // V of its own: zero over the context, NaN past it.
+    const int64_t row = c.head_dim;
+    const int64_t head_elems = static_cast<int64_t>(f.capacity()) * row;
+    const int64_t heads = static_cast<int64_t>(c.batch) * c.hkv;
+    DeviceMem v(heads * head_elems * sizeof(bf16));
+    bf16* const vp = v.as<bf16>();
+    ASSERT_OK(FillBf16(vp, heads * head_elems, NAN, stream));
+    for (int64_t bh = 0; bh < heads; ++bh) {
+      ASSERT_OK(FillBf16(vp + bh * head_elems, c.kv_len * row, 0.0f, stream));
+    }
+    std::vector<std::vector<double>> weights;  // [b * hq + h][key]
+    for (int b = 0; b < c.batch; ++b) {
+      for (int h = 0; h < c.hq; ++h) weights.push_back(f.Weights(b, 0, h, c.kv_len));
+    }
+    std::set<int> needles = {0, 1, 15, 16, c.kv_len - 2, c.kv_len - 1};
+    const int keys_per_split = ((c.kv_len + splits - 1) / splits + 15) / 16 * 16;
+    for (int s = 1; s < splits; ++s) {
+      needles.insert({s * keys_per_split - 1, s * keys_per_split});
+    }
+    std::mt19937_64 rng(seed);
+    for (int i = 0; i < 8; ++i) needles.insert(static_cast<int>(rng() % c.kv_len));
+    for (const int at : needles) {
+      if (at < 0 || at >= c.kv_len) continue;
+      SCOPED_TRACE(testing::Message() << "needle at key " << at << " of " << c.kv_len << ", "
+                                      << splits << " splits");
+      for (int64_t bh = 0; bh < heads; ++bh) {
+        ASSERT_OK(FillBf16(vp + bh * head_elems + at * row, row, 1.0f, stream));
+      }
+      if (ws_bytes > 0) ASSERT_CUDA(cudaMemsetAsync(ws.as<float>(), 0xFF, ws_bytes, stream));
+      ASSERT_OK(FillBf16(f.out(), f.q_elems(), NAN, stream));
+      ASSERT_OK(DecodeAttention(f.q(), f.k(), vp, f.out(), c.batch, c.hq, c.hkv, c.head_dim,
+                                c.kv_len, f.capacity(), f.scale(), splits, ws.as<float>(),
+                                stream));
+      ASSERT_CUDA(cudaStreamSynchronize(stream));
+      std::vector<double> want(f.q_elems());
+      for (int b = 0; b < c.batch; ++b) {
+        for (int h = 0; h < c.hq; ++h) {
+          std::fill_n(want.begin() + f.Row(b, 0, h), row, weights[b * c.hq + h][at]);
+        }
+      }
+      ExpectAttentionClose(ToHost(f.out(), f.q_elems()), want, c.head_dim);
+      if (HasFailure()) return;
+      for (int64_t bh = 0; bh < heads; ++bh) {
+        ASSERT_OK(FillBf16(vp + bh * head_elems + at * row, row, 0.0f, stream));
+      }
+    }
+  }
 }
 
 }  // namespace
