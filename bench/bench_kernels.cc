@@ -997,6 +997,10 @@ int main(int argc, char** argv) {
   std::string out_path = env_out != nullptr ? env_out : "";
   for (auto it = args.begin() + 1; it != args.end();) {
     const std::string arg = *it;
+    if (arg == "--version") {
+      std::fputs(truthput::VersionLine().c_str(), stdout);
+      return 0;
+    }
     if (arg == "--overwrite") {
       overwrite = true;
       it = args.erase(it);
@@ -1016,13 +1020,6 @@ int main(int argc, char** argv) {
                  "bench_kernels: --benchmark_out=%s exists; pass --overwrite to replace it\n",
                  out_path.c_str());
     return 1;
-  }
-  for (size_t i = 1; i < args.size(); ++i) {
-    if (absl::string_view(args[i]) == "--version") {
-      std::printf("truthput %s (build %s)\n", truthput::kTruthputVersion,
-                  truthput::kTruthputBuild);
-      return 0;
-    }
   }
   if (const absl::Status st = truthput::CheckBenchmarkFlagValues(args); !st.ok()) {
     std::fprintf(stderr, "bench_kernels: %s\n", std::string(st.message()).c_str());

@@ -8,10 +8,17 @@
 #ifndef TRUTHPUT_BENCH_BUILD_INFO_H_
 #define TRUTHPUT_BENCH_BUILD_INFO_H_
 
+#include <string>
+
 namespace truthput {
 
 inline constexpr char kTruthputVersion[] = "0.1.0";
 extern const char kTruthputBuild[];
+
+// What --version prints: "truthput 0.1.0 (build <commit>)\n".
+inline std::string VersionLine() {
+  return std::string("truthput ") + kTruthputVersion + " (build " + kTruthputBuild + ")\n";
+}
 
 }  // namespace truthput
 

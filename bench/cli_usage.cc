@@ -5,9 +5,7 @@
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
-#include "absl/strings/str_cat.h"
 #include "bench/build_info.h"
-#include "bench/prediction.h"
 
 namespace truthput {
 
@@ -24,9 +22,7 @@ void SetCommandLineUsage(absl::string_view usage) {
     const size_t at = file.rfind("bench/");
     return std::string(at == absl::string_view::npos ? file : file.substr(at));
   };
-  config.version_string = [] {
-    return absl::StrCat("truthput ", kTruthputVersion, " (build ", kTruthputBuild, ")\n");
-  };
+  config.version_string = VersionLine;
   absl::SetFlagsUsageConfig(config);
 }
 
