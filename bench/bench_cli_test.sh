@@ -80,6 +80,15 @@ expect_error "name the same file" "$decode" --predict --gpu=h100 --csv="$tmp/sam
 expect_error "not the JSON of a truthput run" "$decode" --predict --gpu=b200 \
   --calibrate="$results/h100-sxm/ceilings.json"
 expect_error "is a folder" "$decode" --predict --gpu=b200 --calibrate="$tmp"
+# A ceilings file that would not load is refused up front, by a prediction too (before any GPU).
+printf 'garbage' >"$tmp/bad_ceilings.json"
+expect_error "--ceilings=$tmp/bad_ceilings.json: " "$decode" --predict --gpu=h100 \
+  --ceilings="$tmp/bad_ceilings.json"
+expect_error "--ceilings=$tmp/bad_ceilings.json: " "$decode" --batch=1 \
+  --ceilings="$tmp/bad_ceilings.json"
+# A file that cannot be made (/proc takes none, not even root's) is found before the run.
+expect_error "cannot create a file beside /proc/version" "$decode" --predict --gpu=h100 \
+  --csv=/proc/version --overwrite
 # Flags of a GPU run given to a prediction are named in a note, not dropped silently.
 "$decode" --predict --gpu=h100 --batch=1 --ceilings=none --profile=off --gemm=own \
   --usd_per_gpu_hour=5 | grep -q \

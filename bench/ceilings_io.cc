@@ -104,8 +104,10 @@ absl::StatusOr<MeasuredCeilings> ParseCeilingsJson(const std::string& json) {
   MeasuredCeilings c;
   auto status = google::protobuf::util::JsonStringToMessage(json, &c, options);
   if (!status.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("not a ceilings JSON file: ", std::string(status.message())));
+    // protobuf quotes the input around the error on lines of their own: keep one line.
+    std::string message(status.message());
+    message = message.substr(0, message.find('\n'));
+    return absl::InvalidArgumentError(absl::StrCat("not a ceilings JSON file: ", message));
   }
   if (absl::Status st = ValidateCeilings(c); !st.ok()) return st;
   return c;

@@ -19,6 +19,7 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 
 constexpr char kH100[] = "NVIDIA H100 80GB HBM3";
 
@@ -152,6 +153,11 @@ TEST(CeilingsIo, RequiresReadBandwidthAndBf16Rate) {
   // A RunResult file handed over by mistake: no rates, so it is refused.
   EXPECT_EQ(ParseCeilingsJson("{\"truthput_version\": \"0.1.0\", \"points\": []}").status().code(),
             absl::StatusCode::kInvalidArgument);
+  // Text that is not JSON: one line, without protobuf's quote of the input below it.
+  const absl::Status garbage = ParseCeilingsJson("garbage").status();
+  EXPECT_EQ(garbage.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(garbage.message(), HasSubstr("not a ceilings JSON file"));
+  EXPECT_THAT(garbage.message(), Not(HasSubstr("\n")));
 }
 
 TEST(CeilingsIo, RejectsNonPositiveOrNonFiniteRates) {

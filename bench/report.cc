@@ -466,6 +466,23 @@ absl::StatusOr<OutputTarget> CheckedOutputTarget(const std::string& path, bool o
   return target;
 }
 
+// Creates a file of a name of its own beside `file` (O_EXCL: no file of the user's is touched),
+// with the mode a new file gets; sets `tmp` to its name. -1 with errno where none can be made.
+int CreateFileBeside(const fs::path& file, std::string& tmp) {
+  int fd = -1;
+  for (int i = 0; fd < 0 && i < 100; ++i) {
+    tmp = absl::StrCat(file.string(), ".", getpid(), ".", i, ".tmp");
+    fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd < 0 && errno != EEXIST) break;
+  }
+  return fd;
+}
+
+absl::Status CannotCreateBeside(const std::string& path) {
+  return absl::PermissionDeniedError(
+      absl::StrCat("cannot create a file beside ", path, ": ", std::strerror(errno)));
+}
+
 }  // namespace
 
 bool SameOutputFile(const std::string& a, const std::string& b) {
@@ -481,7 +498,16 @@ bool SameOutputFile(const std::string& a, const std::string& b) {
 }
 
 absl::Status CheckOutputPath(const std::string& path, bool overwrite) {
-  return CheckedOutputTarget(path, overwrite).status();
+  absl::StatusOr<OutputTarget> target = CheckedOutputTarget(path, overwrite);
+  if (!target.ok() || target->stream) return target.status();
+  // The folder's permission bits do not say everything (a read-only mount, /proc, root): the
+  // file the write will start with is made and removed now, before a run of minutes.
+  std::string tmp;
+  const int fd = CreateFileBeside(target->file, tmp);
+  if (fd < 0) return CannotCreateBeside(path);
+  close(fd);
+  unlink(tmp.c_str());
+  return absl::OkStatus();
 }
 
 absl::Status WriteFileAtomically(const std::string& path, const std::string& content,
@@ -497,20 +523,11 @@ absl::Status WriteFileAtomically(const std::string& path, const std::string& con
     }
     return absl::OkStatus();
   }
-  // A temporary file of a name of its own beside the target (O_EXCL: no file of the user's is
-  // touched), created with the mode a new file gets, or the replaced file's, then renamed over
-  // the target.
+  // A temporary file beside the target, given the replaced file's mode if there is one, then
+  // renamed over the target.
   std::string tmp;
-  int fd = -1;
-  for (int i = 0; fd < 0 && i < 100; ++i) {
-    tmp = absl::StrCat(target.file.string(), ".", getpid(), ".", i, ".tmp");
-    fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd < 0 && errno != EEXIST) break;
-  }
-  if (fd < 0) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("cannot create a file beside ", path, ": ", std::strerror(errno)));
-  }
+  const int fd = CreateFileBeside(target.file, tmp);
+  if (fd < 0) return CannotCreateBeside(path);
   // Replacing a file keeps its permissions (a 0600 result stays private), not set-id bits. Where
   // they cannot be copied the file gets a new file's mode, as without --overwrite.
   if (struct stat old_file; stat(target.file.c_str(), &old_file) == 0) {

@@ -29,9 +29,9 @@ absl::StatusOr<RunResult> ParseJson(const std::string& json);
 absl::StatusOr<RunResult> LoadResultJson(const std::string& path);
 
 // OK where WriteFileAtomically(path, ..., overwrite) can succeed when the run ends: the path is
-// not a folder, the file's folder exists and is writable, and the file does not exist unless
-// `overwrite` (a symlink is checked as its target; a device or pipe is always OK). Checked before
-// measuring, so that minutes of a run are not lost to a typo.
+// not a folder, the file's folder exists and a file can be created in it (one is, and removed),
+// and the file does not exist unless `overwrite` (a symlink is checked as its target; a device or
+// pipe is always OK). Checked before measuring, so that minutes of a run are not lost to a typo.
 absl::Status CheckOutputPath(const std::string& path, bool overwrite);
 
 // Whether outputs `a` and `b` would replace one file, however written ("x", "./x", a link to it,

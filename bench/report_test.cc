@@ -24,6 +24,7 @@ namespace truthput {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 RunResult Predicted() {
@@ -592,6 +593,15 @@ TEST(Report, ChecksAnOutputPathBeforeTheRun) {
   EXPECT_TRUE(CheckOutputPath(fresh, true).ok());
   std::remove(fresh.c_str());
   // (A folder without write permission is not tested: the tests may run as root, who may write.)
+  // /proc refuses a new file to root too, though its bits let root write: the check makes one.
+  st = CheckOutputPath("/proc/version", true);
+  EXPECT_EQ(st.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(st.message(), HasSubstr("cannot create a file beside /proc/version"));
+  // The probe leaves nothing behind.
+  ASSERT_TRUE(CheckOutputPath(fresh, false).ok());
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    EXPECT_THAT(e.path().filename().string(), Not(HasSubstr("check_output_path.json.")));
+  }
 }
 
 TEST(Report, WritingTouchesNothingButTheTarget) {
