@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <memory>
 
 #include "absl/status/status.h"
@@ -136,6 +137,89 @@ TEST_F(TimeGpuWorkTest, GateTimeoutsEndInSmallerRoundsOrUngated) {
     EXPECT_EQ(s->round_reps, 0);
   }
   ExpectSaneSpin(*s);
+}
+
+// Launch-queue overflow, forced. A graph's memset nodes are pushed by the host at every launch
+// of the graph, unlike its kernel nodes: on H200s some 800 of them (10 launches of a graph with 80,
+// as cuBLASLt gives a 70B decode step from batch 32) fill the queue, so the host blocks in
+// cudaGraphLaunch behind the closed gate, while 10 launches of 2560 kernels do not
+// (results/h200/decode_runs.log, stop 47). A graph of `memsets` memset nodes (4 bytes each).
+class LaunchQueueOverflowTest : public TimeGpuWorkTest {
+ protected:
+  void SetUp() override {
+    TimeGpuWorkTest::SetUp();
+    ASSERT_EQ(cudaMalloc(&word_, 4), cudaSuccess);
+  }
+  void TearDown() override {
+    TimeGpuWorkTest::TearDown();
+    cudaFree(word_);
+  }
+  std::function<absl::Status(cudaStream_t)> Memsets(int memsets) {
+    return [this, memsets](cudaStream_t s) -> absl::Status {
+      for (int i = 0; i < memsets; ++i) {
+        TP_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(word_, i & 0xff, 4, s));
+      }
+      return absl::OkStatus();
+    };
+  }
+  // Whether `launches` launches of the graph behind a closed gate block the host until the gate
+  // gives up: the precondition of each test, which skips where this driver's queue holds them.
+  bool Overflows(int memsets, int launches) {
+    absl::StatusOr<GraphExecPtr> graph = CaptureGraph(Memsets(memsets), stream_);
+    EXPECT_TRUE(graph.ok()) << graph.status();
+    absl::StatusOr<std::unique_ptr<StreamGate>> gate = StreamGate::Create();
+    EXPECT_TRUE(gate.ok()) << gate.status();
+    if (!graph.ok() || !gate.ok()) return false;
+    EXPECT_EQ(cudaGraphLaunch(graph->get(), stream_), cudaSuccess);  // loaded and uploaded
+    EXPECT_EQ(cudaStreamSynchronize(stream_), cudaSuccess);
+    EXPECT_TRUE((*gate)->Close(stream_, /*timeout_ns=*/300'000'000).ok());
+    for (int i = 0; i < launches; ++i) EXPECT_EQ(cudaGraphLaunch(graph->get(), stream_), cudaSuccess);
+    (*gate)->Open();
+    EXPECT_EQ(cudaStreamSynchronize(stream_), cudaSuccess);
+    return (*gate)->TimedOut();
+  }
+
+  void* word_ = nullptr;
+};
+
+// Where one launch overflows the queue, no round can be gated: the timing goes on ungated, with
+// its reps, and says so.
+TEST_F(LaunchQueueOverflowTest, AGraphThatOverflowsAloneIsTimedUngated) {
+  constexpr int kMemsets = 8192;
+  if (!Overflows(kMemsets, 1)) {
+    GTEST_SKIP() << "one launch of " << kMemsets << " memset nodes fits this driver's queue";
+  }
+  TimingOptions options;
+  options.min_reps = 20;
+  absl::StatusOr<TimingStats> s = TimeGpuWork(Memsets(kMemsets), stream_, options);
+  ASSERT_TRUE(s.ok()) << s.status();
+  Print("graph of 8192 memsets", *s);
+  EXPECT_TRUE(s->graph);
+  EXPECT_FALSE(s->gated);
+  EXPECT_EQ(s->round_reps, 0);
+  EXPECT_GE(s->reps, 20);
+  EXPECT_GT(s->p50_ms, 0);
+}
+
+// Where a round of 10 overflows and one launch does not, the rounds are halved until one fits and
+// every kept sample is gated.
+TEST_F(LaunchQueueOverflowTest, RoundsThatOverflowAreHalvedUntilTheyFit) {
+  constexpr int kMemsets = 200;
+  const int round = TimingOptions{}.reps_per_round;
+  if (!Overflows(kMemsets, round) || Overflows(kMemsets, 1)) {
+    GTEST_SKIP() << "this driver's queue does not hold 1 launch of " << kMemsets
+                 << " memset nodes but not " << round;
+  }
+  TimingOptions options;
+  options.min_reps = 40;
+  absl::StatusOr<TimingStats> s = TimeGpuWork(Memsets(kMemsets), stream_, options);
+  ASSERT_TRUE(s.ok()) << s.status();
+  Print("graph of 200 memsets", *s);
+  EXPECT_TRUE(s->graph);
+  EXPECT_TRUE(s->gated);
+  EXPECT_GE(s->round_reps, 1);
+  EXPECT_LT(s->round_reps, round);
+  EXPECT_GE(s->reps, 40);
 }
 
 TEST_F(TimeGpuWorkTest, EagerTimesSpinKernel) {
