@@ -63,7 +63,7 @@ absl::Status CheckOptions(const TimingOptions& o, cudaStream_t stream) {
 // Captures one enqueue into an instantiated, uploaded graph. The capture is always ended, so an
 // enqueue error leaves the stream usable; it is returned unchanged.
 absl::StatusOr<GraphExecPtr> CaptureGraph(const std::function<absl::Status(cudaStream_t)>& enqueue,
-                                          cudaStream_t stream) {
+                                          cudaStream_t stream, int* memset_nodes) {
   // Thread-local mode: unsafe calls (e.g. cudaMalloc) in this thread fail the capture, while other
   // threads of the process are not disturbed.
   TP_CUDA_RETURN_IF_ERROR(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
@@ -77,6 +77,18 @@ absl::StatusOr<GraphExecPtr> CaptureGraph(const std::function<absl::Status(cudaS
   TP_RETURN_IF_ERROR(enqueued);
   TP_RETURN_IF_ERROR(ended);
   if (graph == nullptr) return absl::InternalError("cudaStreamEndCapture returned no graph");
+  if (memset_nodes != nullptr) {
+    size_t count = 0;
+    TP_CUDA_RETURN_IF_ERROR(cudaGraphGetNodes(graph.get(), nullptr, &count));
+    std::vector<cudaGraphNode_t> nodes(count);
+    TP_CUDA_RETURN_IF_ERROR(cudaGraphGetNodes(graph.get(), nodes.data(), &count));
+    *memset_nodes = 0;
+    for (cudaGraphNode_t node : nodes) {
+      cudaGraphNodeType type;
+      TP_CUDA_RETURN_IF_ERROR(cudaGraphNodeGetType(node, &type));
+      if (type == cudaGraphNodeTypeMemset) ++*memset_nodes;
+    }
+  }
   cudaGraphExec_t raw_exec = nullptr;
   TP_CUDA_RETURN_IF_ERROR(cudaGraphInstantiate(&raw_exec, graph.get(), 0));
   GraphExecPtr exec(raw_exec);
@@ -100,8 +112,9 @@ absl::StatusOr<TimingStats> TimeGpuWork(const std::function<absl::Status(cudaStr
   TP_RETURN_IF_ERROR(CudaStatus(cudaGetLastError(), "cudaGetLastError (after warm-up enqueues)"));
 
   GraphExecPtr exec;
+  int memset_nodes = 0;
   if (options.use_graph) {
-    absl::StatusOr<GraphExecPtr> captured = CaptureGraph(enqueue, stream);
+    absl::StatusOr<GraphExecPtr> captured = CaptureGraph(enqueue, stream, &memset_nodes);
     if (!captured.ok()) return captured.status();
     exec = *std::move(captured);
     for (int i = 0; i < options.warmup; ++i) {
@@ -189,6 +202,7 @@ absl::StatusOr<TimingStats> TimeGpuWork(const std::function<absl::Status(cudaStr
   stats.graph = options.use_graph;
   stats.gated = all_gated;
   stats.round_reps = gate != nullptr ? per_round : 0;
+  stats.graph_memset_nodes = memset_nodes;
   return stats;
 }
 

@@ -18,8 +18,10 @@
 //     StreamGate (stream_gate.h) that opens once the whole round is enqueued, so the GPU runs the
 //     round back to back: a sample is the graph's device time (its kernels and the gaps between
 //     them on the GPU), never time the GPU spent waiting for the host to submit the launch. A
-//     round the host cannot enqueue within gate_timeout_ms (its launches fill the queue) is
-//     dropped and the rounds halved; where even one launch does not fit, timing goes on ungated.
+//     round the host cannot enqueue within gate_timeout_ms (its launches fill the queue: the
+//     host pushes a graph's memset nodes, which cuBLASLt adds for some algorithms, at every
+//     launch) is dropped and the rounds halved; where even one launch does not fit, timing goes
+//     on ungated.
 //   * Eager mode: never gated. Where the host enqueues slower than the GPU executes, the GPU waits
 //     for each launch and the sample includes that launch overhead, which is what eager numbers
 //     are for; where the GPU is slower, the sample is device time.
@@ -65,6 +67,7 @@ struct TimingStats {
   bool gated = false;   // Every kept sample came from a gated (graph) round.
   int round_reps = 0;   // Reps per gated round at the end (0: ungated); below reps_per_round
                         // where gated rounds of more timed out (each timeout halves them).
+  int graph_memset_nodes = 0;  // Memset nodes of the timed graph: what fills the launch queue.
 };
 
 struct GraphExecDeleter {
@@ -74,9 +77,10 @@ using GraphExecPtr = std::unique_ptr<CUgraphExec_st, GraphExecDeleter>;
 
 // Captures one enqueue into an instantiated, uploaded CUDA graph (for runs that must replay
 // exactly what was timed: the NVML and CUPTI passes). The capture is always ended, so an
-// enqueue error leaves the stream usable; it is returned unchanged.
+// enqueue error leaves the stream usable; it is returned unchanged. Where `memset_nodes` is
+// given, it is set to the graph's number of memset nodes.
 absl::StatusOr<GraphExecPtr> CaptureGraph(const std::function<absl::Status(cudaStream_t)>& enqueue,
-                                          cudaStream_t stream);
+                                          cudaStream_t stream, int* memset_nodes = nullptr);
 
 // Times `enqueue` on `stream` (see the header comment). enqueue must only enqueue asynchronous
 // work on the stream it is given (no synchronization, no allocation when use_graph) and return

@@ -62,6 +62,7 @@ TEST_F(TimeGpuWorkTest, GraphTimesSpinKernel) {
   ExpectSaneSpin(*s);
   EXPECT_TRUE(s->graph);
   EXPECT_TRUE(s->gated);
+  EXPECT_EQ(s->graph_memset_nodes, 0);
   EXPECT_EQ(s->round_reps, TimingOptions{}.reps_per_round);  // A round of 10 spins fits.
 }
 
@@ -140,9 +141,9 @@ TEST_F(TimeGpuWorkTest, GateTimeoutsEndInSmallerRoundsOrUngated) {
 }
 
 // Launch-queue overflow, forced. A graph's memset nodes are pushed by the host at every launch
-// of the graph, unlike its kernel nodes: on H200s some 800 of them (10 launches of a graph with 80,
-// as cuBLASLt gives a 70B decode step from batch 32) fill the queue, so the host blocks in
-// cudaGraphLaunch behind the closed gate, while 10 launches of 2560 kernels do not
+// of the graph, unlike its kernel nodes: on H200s 10 launches of a graph holding 80 of them (as
+// cuBLASLt gives a 70B decode step from batch 32) fill the queue, so the host blocks in
+// cudaGraphLaunch behind the closed gate, where 5 do not and 10 launches of 2560 kernels do not
 // (results/h200/decode_runs.log, stop 47). A graph of `memsets` memset nodes (4 bytes each).
 class LaunchQueueOverflowTest : public TimeGpuWorkTest {
  protected:
@@ -197,6 +198,7 @@ TEST_F(LaunchQueueOverflowTest, AGraphThatOverflowsAloneIsTimedUngated) {
   EXPECT_TRUE(s->graph);
   EXPECT_FALSE(s->gated);
   EXPECT_EQ(s->round_reps, 0);
+  EXPECT_EQ(s->graph_memset_nodes, kMemsets);
   EXPECT_GE(s->reps, 20);
   EXPECT_GT(s->p50_ms, 0);
 }
@@ -219,6 +221,7 @@ TEST_F(LaunchQueueOverflowTest, RoundsThatOverflowAreHalvedUntilTheyFit) {
   EXPECT_TRUE(s->gated);
   EXPECT_GE(s->round_reps, 1);
   EXPECT_LT(s->round_reps, round);
+  EXPECT_EQ(s->graph_memset_nodes, kMemsets);
   EXPECT_GE(s->reps, 40);
 }
 
@@ -256,6 +259,7 @@ TEST_F(TimeGpuWorkTest, TimesMemsetWithinPhysicalBandwidth) {
       stream_, TimingOptions{});
   ASSERT_TRUE(s.ok()) << s.status();
   Print("memset 256MiB", *s);
+  EXPECT_EQ(s->graph_memset_nodes, 1);
   std::printf("memset bandwidth %.0f GB/s\n", kBytes / (s->p50_ms * 1e-3) / 1e9);
   EXPECT_GT(s->p50_ms, 0);
   // No GPU writes 256 MiB faster than 10 TB/s (H100 HBM3: ~3.35 TB/s peak).

@@ -52,9 +52,14 @@ std::vector<std::string> StepTimingNotes(const TimingStats& t) {
         100 * t.rel_ci, t.reps));
   }
   if (t.graph && !t.gated) {
-    notes.push_back(
+    notes.push_back(absl::StrCat(
         "some timing rounds ran ungated (the host could not enqueue even one launch behind the "
-        "gate in time): their samples may include the GPU waiting for launches");
+        "gate in time",
+        t.graph_memset_nodes > 0
+            ? absl::StrCat("; the graph's ", t.graph_memset_nodes,
+                           " memset nodes are pushed by the host at every launch")
+            : "",
+        "): their samples may include the GPU waiting for launches"));
   }
   return notes;
 }

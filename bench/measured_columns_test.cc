@@ -293,6 +293,12 @@ TEST(StepTimingNotesTest, OnlyWhereTheTimingIsNotSettledOrNotGated) {
   t.graph = true;
   EXPECT_THAT(StepTimingNotes(t), ElementsAre(::testing::StartsWith("some timing rounds ran "
                                                                     "ungated")));
+  EXPECT_THAT(StepTimingNotes(t), ElementsAre(Not(HasSubstr("memset"))));
+  // The graph's memset nodes, what fills the launch queue, are named where it has some.
+  t.graph_memset_nodes = 81;
+  EXPECT_THAT(StepTimingNotes(t),
+              ElementsAre(HasSubstr("; the graph's 81 memset nodes are pushed by the host at "
+                                    "every launch)")));
 }
 
 }  // namespace
