@@ -472,9 +472,9 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
         t->gated && t->round_reps < std::min(step_timing.reps_per_round, step_timing.max_reps)
             ? absl::StrCat(", in gated rounds of ", t->round_reps,
                            t->graph_memset_nodes > 0
-                               ? absl::StrCat(": the host pushes the graph's ",
-                                              t->graph_memset_nodes,
-                                              " memset nodes at every launch, filling the queue")
+                               ? absl::StrCat(" (the graph's ", t->graph_memset_nodes,
+                                              " memset nodes take launch-queue space at every "
+                                              "launch)")
                                : "")
             : "");
     for (const std::string& note : p->notes()) log << "  note: " << note << "\n";

@@ -140,11 +140,11 @@ TEST_F(TimeGpuWorkTest, GateTimeoutsEndInSmallerRoundsOrUngated) {
   ExpectSaneSpin(*s);
 }
 
-// Launch-queue overflow, forced. A graph's memset nodes are pushed by the host at every launch
-// of the graph, unlike its kernel nodes: on H200s 10 launches of a graph holding 80 of them (as
-// cuBLASLt gives a 70B decode step from batch 32) fill the queue, so the host blocks in
-// cudaGraphLaunch behind the closed gate, where 5 do not and 10 launches of 2560 kernels do not
-// (results/h200/decode_runs.log, stop 47). A graph of `memsets` memset nodes (4 bytes each).
+// Launch-queue overflow, forced. A graph's memset nodes take launch-queue space at every launch
+// of the graph, unlike its kernel nodes: on H200s 10 launches of a graph holding 80 of them among
+// 400 cuBLASLt kernels (a 70B decode step from batch 32 has 82) fill the queue, so the host
+// blocks in cudaGraphLaunch behind the closed gate, where 5 do not and 10 launches of 2560 kernels
+// do not (results/h200/decode_runs.log, stop 47). A graph of `memsets` memset nodes (4 bytes).
 class LaunchQueueOverflowTest : public TimeGpuWorkTest {
  protected:
   void SetUp() override {

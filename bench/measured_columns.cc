@@ -57,7 +57,7 @@ std::vector<std::string> StepTimingNotes(const TimingStats& t) {
         "gate in time",
         t.graph_memset_nodes > 0
             ? absl::StrCat("; the graph's ", t.graph_memset_nodes,
-                           " memset nodes are pushed by the host at every launch")
+                           " memset nodes take launch-queue space at every launch")
             : "",
         "): their samples may include the GPU waiting for launches"));
   }

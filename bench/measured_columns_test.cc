@@ -297,7 +297,7 @@ TEST(StepTimingNotesTest, OnlyWhereTheTimingIsNotSettledOrNotGated) {
   // The graph's memset nodes, what fills the launch queue, are named where it has some.
   t.graph_memset_nodes = 81;
   EXPECT_THAT(StepTimingNotes(t),
-              ElementsAre(HasSubstr("; the graph's 81 memset nodes are pushed by the host at "
+              ElementsAre(HasSubstr("; the graph's 81 memset nodes take launch-queue space at "
                                     "every launch)")));
 }
 
