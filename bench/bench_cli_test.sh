@@ -86,9 +86,8 @@ expect_error "--ceilings=$tmp/bad_ceilings.json: " "$decode" --predict --gpu=h10
   --ceilings="$tmp/bad_ceilings.json"
 expect_error "--ceilings=$tmp/bad_ceilings.json: " "$decode" --batch=1 \
   --ceilings="$tmp/bad_ceilings.json"
-# A file that cannot be made (/proc takes none, not even root's) is found before the run.
-expect_error "cannot create a file beside /proc/version" "$decode" --predict --gpu=h100 \
-  --csv=/proc/version --overwrite
+# A file that cannot be made (/proc takes none, not even root's) is found before the run, exit 2.
+expect_error "/proc/version: cannot " "$decode" --predict --gpu=h100 --csv=/proc/version --overwrite
 # Flags of a GPU run given to a prediction are named in a note, not dropped silently.
 "$decode" --predict --gpu=h100 --batch=1 --ceilings=none --profile=off --gemm=own \
   --usd_per_gpu_hour=5 | grep -q \
@@ -128,6 +127,8 @@ expect_rc() {  # expect_rc CODE cmd...
 }
 expect_rc 2 "$decode" --model=nope --predict --gpu=h100-sxm
 expect_rc 2 "$prefill" --batch=0 --predict --gpu=h100-sxm
+expect_rc 2 "$decode" --predict --gpu=h100 --csv=/proc/version --overwrite
+expect_rc 2 "$decode" --predict --gpu=h100 --ceilings="$tmp/bad_ceilings.json"
 expect_rc 1 "$decode" --contxt=5 --predict --gpu=h100-sxm
 expect_rc 1 "$decode" --context=abc --predict --gpu=h100-sxm
 # Without a GPU (CI), a run that needs one says so and points to --predict.

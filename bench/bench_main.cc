@@ -99,10 +99,12 @@ int BenchMain(const std::string& tool, Phase phase, int argc, char** argv,
   // A ceilings file that would not load is refused before anything runs, in a prediction too
   // (which only notes that it has no use for one): a typo is not found minutes into a GPU run.
   if (!request->ceilings_path.empty() && request->ceilings_path != "none") {
-    if (absl::StatusOr<MeasuredCeilings> c = LoadCeilings(request->ceilings_path); !c.ok()) {
+    absl::StatusOr<MeasuredCeilings> c = LoadCeilings(request->ceilings_path);
+    if (!c.ok()) {
       std::cerr << tool << ": --ceilings=" << c.status().message() << "\n";
       return 2;
     }
+    request->ceilings = *std::move(c);
   }
 
   absl::StatusOr<RunResult> result;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "results/results.pb.h"
 #include "workloads/model_spec.pb.h"
 #include "workloads/workload.h"
 
@@ -32,6 +33,9 @@ struct BenchRequest {
   // Ceilings file of this GPU (bench_ceilings --json) for mbu_measured/mfu_measured; "" measures
   // them at start-up (quick sweep); "none" skips them.
   std::string ceilings_path;
+  // The file at ceilings_path, loaded and validated (LoadCeilings) by the binary's main before
+  // anything runs; RunOnGpu checks it names the GPU at hand.
+  std::optional<MeasuredCeilings> ceilings;
   // --predict --calibrate: a measured run whose roofline efficiency scales the prediction.
   std::string calibrate_path;
   std::string csv_path;

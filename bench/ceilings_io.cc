@@ -170,16 +170,6 @@ std::string CeilingsFromAnotherCardNote(const MeasuredCeilings& c,
                       "): mbu_measured and mfu_measured include the two cards' difference");
 }
 
-absl::StatusOr<MeasuredCeilings> LoadCeilingsForGpu(const std::string& path,
-                                                    const std::string& running_gpu_name) {
-  absl::StatusOr<MeasuredCeilings> c = LoadCeilings(path);
-  if (!c.ok()) return c.status();
-  if (absl::Status st = CheckCeilingsGpu(*c, running_gpu_name); !st.ok()) {
-    return WithPath(st, path);
-  }
-  return c;
-}
-
 double MeasuredPeakTflops(const MeasuredCeilings& c, DType dtype) {
   return GemmDenominatorOf(c, dtype).tflops;
 }

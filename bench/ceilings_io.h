@@ -40,10 +40,6 @@ absl::Status CheckCeilingsGpu(const MeasuredCeilings& c, const std::string& runn
 // bandwidth and clocks, and mbu_measured / mfu_measured then carry that difference.
 std::string CeilingsFromAnotherCardNote(const MeasuredCeilings& c, const std::string& running_uuid);
 
-// LoadCeilings, then CheckCeilingsGpu; errors name the path.
-absl::StatusOr<MeasuredCeilings> LoadCeilingsForGpu(const std::string& path,
-                                                    const std::string& running_gpu_name);
-
 // The measured dense GEMM rate, TFLOP/s, for weights of `dtype`: fp8's for FP8_E4M3 where
 // measured, bf16's otherwise (as PeakFlopsPerSecond does with datasheets); the sustained rate
 // where the file has it, else the burst (files written before sustained rates were measured).

@@ -244,8 +244,14 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
         log << absl::StrFormat("ceilings: measured in %.1f s\n",
                                absl::ToDoubleSeconds(absl::Now() - start));
       }
+    } else if (!request.ceilings.has_value()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("--ceilings=", request.ceilings_path, ": the file was not loaded"));
+    } else if (absl::Status st = CheckCeilingsGpu(*request.ceilings, id->name); !st.ok()) {
+      return absl::Status(st.code(),
+                          absl::StrCat("--ceilings=", request.ceilings_path, ": ", st.message()));
     } else {
-      m = LoadCeilingsForGpu(request.ceilings_path, id->name);
+      m = *request.ceilings;
     }
     if (!m.ok()) return m.status();
     measured = *std::move(m);

@@ -20,8 +20,8 @@
 //     them on the GPU), never time the GPU spent waiting for the host to submit the launch. A
 //     round the host cannot enqueue within gate_timeout_ms (its launches fill the queue: a
 //     graph's memset nodes, which cuBLASLt adds for some algorithms, take queue space at every
-//     launch, its kernel nodes do not) is dropped and the rounds halved; where even one launch
-//     does not fit, timing goes on ungated.
+//     launch, where graphs of kernels alone took none measurable) is dropped and the rounds
+//     halved; where even one launch does not fit, timing goes on ungated.
 //   * Eager mode: never gated. Where the host enqueues slower than the GPU executes, the GPU waits
 //     for each launch and the sample includes that launch overhead, which is what eager numbers
 //     are for; where the GPU is slower, the sample is device time.

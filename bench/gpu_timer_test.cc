@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <functional>
 #include <memory>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "bench/stats.h"
@@ -141,10 +142,11 @@ TEST_F(TimeGpuWorkTest, GateTimeoutsEndInSmallerRoundsOrUngated) {
 }
 
 // Launch-queue overflow, forced. A graph's memset nodes take launch-queue space at every launch
-// of the graph, unlike its kernel nodes: on H200s 10 launches of a graph holding 80 of them among
-// 400 cuBLASLt kernels (a 70B decode step from batch 32 has 82) fill the queue, so the host
-// blocks in cudaGraphLaunch behind the closed gate, where 5 do not and 10 launches of 2560 kernels
-// do not (results/h200/decode_runs.log, stop 47). A graph of `memsets` memset nodes (4 bytes).
+// of the graph: on H200s 10 launches of a graph holding 80 of them among 400 cuBLASLt kernels (a
+// 70B decode step from batch 32 has 82) fill the queue, so the host blocks in cudaGraphLaunch
+// behind the closed gate, where 5 do not, and graphs of kernels alone took none measurable (40
+// launches of 2560 fit; results/h200/decode_runs.log, stop 47). A graph of `memsets` memset
+// nodes (4 bytes each).
 class LaunchQueueOverflowTest : public TimeGpuWorkTest {
  protected:
   void SetUp() override {
@@ -152,8 +154,8 @@ class LaunchQueueOverflowTest : public TimeGpuWorkTest {
     ASSERT_EQ(cudaMalloc(&word_, 4), cudaSuccess);
   }
   void TearDown() override {
+    EXPECT_EQ(cudaFree(word_), cudaSuccess);  // synchronizes the device first
     TimeGpuWorkTest::TearDown();
-    cudaFree(word_);
   }
   std::function<absl::Status(cudaStream_t)> Memsets(int memsets) {
     return [this, memsets](cudaStream_t s) -> absl::Status {
@@ -163,20 +165,30 @@ class LaunchQueueOverflowTest : public TimeGpuWorkTest {
       return absl::OkStatus();
     };
   }
-  // Whether `launches` launches of the graph behind a closed gate block the host until the gate
-  // gives up: the precondition of each test, which skips where this driver's queue holds them.
+  // Whether a round of `launches` launches of the graph, each between two events as TimeGpuWork
+  // records them, behind a gate closed for TimeGpuWork's default timeout, blocks the host until
+  // the gate gives up: the precondition of each test, which skips where this driver's queue
+  // holds the round.
   bool Overflows(int memsets, int launches) {
     absl::StatusOr<GraphExecPtr> graph = CaptureGraph(Memsets(memsets), stream_);
     EXPECT_TRUE(graph.ok()) << graph.status();
     absl::StatusOr<std::unique_ptr<StreamGate>> gate = StreamGate::Create();
     EXPECT_TRUE(gate.ok()) << gate.status();
     if (!graph.ok() || !gate.ok()) return false;
+    std::vector<cudaEvent_t> events(2 * launches);
+    for (cudaEvent_t& e : events) EXPECT_EQ(cudaEventCreate(&e), cudaSuccess);
     EXPECT_EQ(cudaGraphLaunch(graph->get(), stream_), cudaSuccess);  // loaded and uploaded
     EXPECT_EQ(cudaStreamSynchronize(stream_), cudaSuccess);
-    EXPECT_TRUE((*gate)->Close(stream_, /*timeout_ns=*/300'000'000).ok());
-    for (int i = 0; i < launches; ++i) EXPECT_EQ(cudaGraphLaunch(graph->get(), stream_), cudaSuccess);
+    const auto timeout_ns = static_cast<int64_t>(TimingOptions{}.gate_timeout_ms * 1e6);
+    EXPECT_TRUE((*gate)->Close(stream_, timeout_ns).ok());
+    for (int i = 0; i < launches; ++i) {
+      EXPECT_EQ(cudaEventRecord(events[2 * i], stream_), cudaSuccess);
+      EXPECT_EQ(cudaGraphLaunch(graph->get(), stream_), cudaSuccess);
+      EXPECT_EQ(cudaEventRecord(events[2 * i + 1], stream_), cudaSuccess);
+    }
     (*gate)->Open();
     EXPECT_EQ(cudaStreamSynchronize(stream_), cudaSuccess);
+    for (cudaEvent_t e : events) cudaEventDestroy(e);
     return (*gate)->TimedOut();
   }
 

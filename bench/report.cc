@@ -467,20 +467,23 @@ absl::StatusOr<OutputTarget> CheckedOutputTarget(const std::string& path, bool o
 }
 
 // Creates a file of a name of its own beside `file` (O_EXCL: no file of the user's is touched),
-// with the mode a new file gets; sets `tmp` to its name. -1 with errno where none can be made.
-int CreateFileBeside(const fs::path& file, std::string& tmp) {
+// with the mode a new file gets; sets `tmp` to its name and returns its descriptor. `path` (the
+// output path as the user gave it) names the error.
+absl::StatusOr<int> CreateFileBeside(const std::string& path, const fs::path& file,
+                                     std::string& tmp) {
   int fd = -1;
+  int error = 0;
   for (int i = 0; fd < 0 && i < 100; ++i) {
     tmp = absl::StrCat(file.string(), ".", getpid(), ".", i, ".tmp");
     fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd < 0 && errno != EEXIST) break;
+    error = errno;
+    if (fd < 0 && error != EEXIST) break;
   }
-  return fd;
-}
-
-absl::Status CannotCreateBeside(const std::string& path) {
-  return absl::PermissionDeniedError(
-      absl::StrCat("cannot create a file beside ", path, ": ", std::strerror(errno)));
+  if (fd >= 0) return fd;
+  fs::path folder = file.parent_path();
+  if (folder.empty()) folder = ".";
+  return absl::PermissionDeniedError(absl::StrCat(path, ": cannot create a file in folder ",
+                                                  folder.string(), ": ", std::strerror(error)));
 }
 
 }  // namespace
@@ -503,10 +506,13 @@ absl::Status CheckOutputPath(const std::string& path, bool overwrite) {
   // The folder's permission bits do not say everything (a read-only mount, /proc, root): the
   // file the write will start with is made and removed now, before a run of minutes.
   std::string tmp;
-  const int fd = CreateFileBeside(target->file, tmp);
-  if (fd < 0) return CannotCreateBeside(path);
-  close(fd);
-  unlink(tmp.c_str());
+  absl::StatusOr<int> fd = CreateFileBeside(path, target->file, tmp);
+  if (!fd.ok()) return fd.status();
+  close(*fd);
+  if (unlink(tmp.c_str()) != 0) {
+    return absl::InternalError(
+        absl::StrCat("cannot remove the trial file ", tmp, ": ", std::strerror(errno)));
+  }
   return absl::OkStatus();
 }
 
@@ -526,8 +532,9 @@ absl::Status WriteFileAtomically(const std::string& path, const std::string& con
   // A temporary file beside the target, given the replaced file's mode if there is one, then
   // renamed over the target.
   std::string tmp;
-  const int fd = CreateFileBeside(target.file, tmp);
-  if (fd < 0) return CannotCreateBeside(path);
+  absl::StatusOr<int> created = CreateFileBeside(path, target.file, tmp);
+  if (!created.ok()) return created.status();
+  const int fd = *created;
   // Replacing a file keeps its permissions (a 0600 result stays private), not set-id bits. Where
   // they cannot be copied the file gets a new file's mode, as without --overwrite.
   if (struct stat old_file; stat(target.file.c_str(), &old_file) == 0) {
