@@ -8,6 +8,7 @@ PACKAGES=(
   libabsl-dev libprotobuf-dev protobuf-compiler
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-matplotlib python3-pytest
+  libbenchmark-tools python3-scipy  # Google Benchmark's compare.py, and the scipy it imports
 )
 
 missing=()

@@ -1243,3 +1243,35 @@ def test_plot_skips_other_json_only_when_asked(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "skipping" in r.stderr
     assert (tmp_path / "p" / "decode_70b_bf16_ctx2048_throughput.png").exists()
+
+
+GB_COMPARE = "/usr/share/benchmark/compare.py"  # Google Benchmark's own, libbenchmark-tools
+
+
+def test_google_benchmarks_compare_tool_reads_bench_kernels_json(tmp_path):
+    """bench_kernels writes Google Benchmark's JSON (--benchmark_out), so that tool's compare.py
+    pairs two runs point by point: here the committed H100 and H200 kernel files."""
+    if not os.path.exists(GB_COMPARE):
+        pytest.skip(f"{GB_COMPARE} not installed (scripts/setup.sh installs libbenchmark-tools)")
+    a = os.path.join(REPO, "results", "h100-sxm", "bench_kernels_gemm_impls_70b_h100.json")
+    b = os.path.join(REPO, "results", "h200", "bench_kernels_gemm_impls_70b_h200.json")
+    out = tmp_path / "compared.json"
+    r = subprocess.run([sys.executable, GB_COMPARE, "--no-color", "--no-utest", "-d", str(out),
+                        "benchmarks", a, b], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    runs = []
+    for path in (a, b):
+        with open(path, encoding="utf-8") as f:
+            runs.append({x["name"]: x for x in json.load(f)["benchmarks"]})
+    # Every point both files hold, and no other, each with both files' times (and the tool's own
+    # geometric-mean row).
+    compared = [c for c in json.loads(out.read_text(encoding="utf-8"))
+                if c["name"] != "OVERALL_GEOMEAN"]
+    assert {c["name"] for c in compared} == set(runs[0]) & set(runs[1])
+    assert len(compared) >= 100
+    for c in compared:
+        m = c["measurements"][0]
+        old, new = runs[0][c["name"]]["real_time"], runs[1][c["name"]]["real_time"]
+        assert m["real_time"] == old and m["real_time_other"] == new
+        assert m["time"] == pytest.approx((new - old) / old)
+        assert c["name"] in r.stdout
