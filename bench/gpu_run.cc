@@ -46,7 +46,6 @@ namespace {
 
 // Memory left to cuBLASLt, graphs and the CUDA context beyond what the runner allocates.
 constexpr int64_t kReserveBytes = int64_t{3} << 29;  // 1.5 GiB
-constexpr double kStepWarmupMs = 2000;  // untimed steps before a point's timing (bound time)
 
 absl::StatusOr<int64_t> FreeBytes() {
   size_t free = 0, total = 0;
@@ -359,6 +358,7 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
     TimingOptions step_timing;
     step_timing.use_graph = request.graph;
     if (long_step) {
+      step_timing.warmup = 1;
       step_timing.reps_per_round = 2;
       step_timing.min_reps = 6;
       step_timing.max_seconds = 20;
@@ -366,12 +366,6 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
       step_timing.min_reps = kMinSamplesForP99;
       step_timing.max_seconds = 30;
     }
-    // Steps back to back for about kStepWarmupMs (by the bound) before any is timed: a card that
-    // reaches its power cap lowers its clock over the first second or so, and steps timed before
-    // it settles made a p99 of the transient (70B batch 64 on an H200: +4.4% over the median in
-    // the first 150 steps after the runner was made, +0.1% in the next 150; decode_runs.log).
-    step_timing.warmup = std::max(long_step ? 1 : 3,
-                                  static_cast<int>(std::ceil(kStepWarmupMs / p->bound_ms())));
     absl::StatusOr<TimingStats> t = TimeGpuWork(
         [&r](cudaStream_t s) {
           const NvtxRange range("step");
