@@ -67,7 +67,7 @@ struct TimingStats {
   bool gated = false;   // Every kept sample came from a gated (graph) round.
   int round_reps = 0;   // Reps per gated round at the end (0: ungated); below reps_per_round
                         // where gated rounds of more timed out (each timeout halves them).
-  int graph_memset_nodes = 0;  // Memset nodes of the timed graph: what fills the launch queue.
+  int graph_memset_nodes = 0;  // Memset nodes of the timed graph (launch-queue space; above).
 };
 
 struct GraphExecDeleter {
