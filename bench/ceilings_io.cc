@@ -10,7 +10,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "bench/report.h"
-#include "google/protobuf/util/json_util.h"
 
 namespace truthput {
 namespace {
@@ -99,15 +98,9 @@ absl::StatusOr<std::string> FormatCeilingsJson(const MeasuredCeilings& c) {
 }
 
 absl::StatusOr<MeasuredCeilings> ParseCeilingsJson(const std::string& json) {
-  google::protobuf::util::JsonParseOptions options;
-  options.ignore_unknown_fields = true;
   MeasuredCeilings c;
-  auto status = google::protobuf::util::JsonStringToMessage(json, &c, options);
-  if (!status.ok()) {
-    // protobuf quotes the input around the error on lines of their own: keep one line.
-    std::string message(status.message());
-    message = message.substr(0, message.find('\n'));
-    return absl::InvalidArgumentError(absl::StrCat("not a ceilings JSON file: ", message));
+  if (absl::Status st = JsonToMessage(json, /*ignore_unknown_fields=*/true, c); !st.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("not a ceilings JSON file: ", st.message()));
   }
   if (absl::Status st = ValidateCeilings(c); !st.ok()) return st;
   return c;

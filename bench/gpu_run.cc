@@ -478,9 +478,7 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
         t->gated && t->round_reps < std::min(step_timing.reps_per_round, step_timing.max_reps)
             ? absl::StrCat(", in gated rounds of ", t->round_reps,
                            t->graph_memset_nodes > 0
-                               ? absl::StrCat(" (the graph's ", t->graph_memset_nodes,
-                                              " memset nodes take launch-queue space at every "
-                                              "launch)")
+                               ? absl::StrCat(" (", MemsetNodesClause(*t), ")")
                                : "")
             : "");
     for (const std::string& note : p->notes()) log << "  note: " << note << "\n";

@@ -43,6 +43,12 @@ std::string OpsTimedAloneNote(const Workload& w, const ResidencyPlan& plan, int6
                       " MB (4x L2): their GB/s may include L2 hits the step does not get");
 }
 
+std::string MemsetNodesClause(const TimingStats& t) {
+  if (t.graph_memset_nodes <= 0) return "";
+  return absl::StrCat("the graph's ", t.graph_memset_nodes,
+                      " memset nodes take launch-queue space at every launch");
+}
+
 std::vector<std::string> StepTimingNotes(const TimingStats& t) {
   std::vector<std::string> notes;
   if (!t.stable) {
@@ -55,10 +61,7 @@ std::vector<std::string> StepTimingNotes(const TimingStats& t) {
     notes.push_back(absl::StrCat(
         "some timing rounds ran ungated (the host could not enqueue even one launch behind the "
         "gate in time",
-        t.graph_memset_nodes > 0
-            ? absl::StrCat("; the graph's ", t.graph_memset_nodes,
-                           " memset nodes take launch-queue space at every launch")
-            : "",
+        t.graph_memset_nodes > 0 ? absl::StrCat("; ", MemsetNodesClause(t)) : "",
         "): their samples may include the GPU waiting for launches"));
   }
   return notes;

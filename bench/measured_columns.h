@@ -29,6 +29,10 @@ void SetOpTiming(const Workload& w, size_t op_index, double op_ms, BatchPoint& p
 // ungated, so their samples may hold host launch gaps. Empty where neither.
 std::vector<std::string> StepTimingNotes(const TimingStats& t);
 
+// Why a graph's launches filled the launch queue, where it holds memset nodes: "the graph's 82
+// memset nodes take launch-queue space at every launch"; empty where it holds none.
+std::string MemsetNodesClause(const TimingStats& t);
+
 // The ops that, timed alone (StepRunner::EnqueueOp: all executions of one op over the plan's
 // layer buffers, rep after rep, nothing else between), read their weights or KV cache again
 // after fewer than 4x `l2_bytes` (their own bytes included): their GB/s may include L2 hits

@@ -338,15 +338,21 @@ absl::StatusOr<std::string> MessageToJson(const google::protobuf::Message& r) {
   return json;
 }
 
+absl::Status JsonToMessage(const std::string& json, bool ignore_unknown_fields,
+                           google::protobuf::Message& message) {
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = ignore_unknown_fields;
+  auto status = google::protobuf::util::JsonStringToMessage(json, &message, options);
+  if (status.ok()) return absl::OkStatus();
+  const std::string text(status.message());
+  return absl::InvalidArgumentError(text.substr(0, text.find('\n')));
+}
+
 absl::StatusOr<RunResult> ParseJson(const std::string& json) {
   RunResult r;
-  auto status = google::protobuf::util::JsonStringToMessage(json, &r);
-  if (!status.ok()) {
-    // protobuf quotes the input around the error on lines of their own: keep one line.
-    std::string message(status.message());
-    message = message.substr(0, message.find('\n'));
+  if (absl::Status st = JsonToMessage(json, /*ignore_unknown_fields=*/false, r); !st.ok()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("not the JSON of a truthput run (", message, ")"));
+        absl::StrCat("not the JSON of a truthput run (", st.message(), ")"));
   }
   return r;
 }

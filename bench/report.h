@@ -20,6 +20,10 @@ std::string FormatCsv(const RunResult& result);
 // The protobuf JSON mapping of any of the result messages (field names as in the .proto,
 // unset primitive fields printed, indented).
 absl::StatusOr<std::string> MessageToJson(const google::protobuf::Message& message);
+// The inverse: parses `json` into `message`, unknown fields ignored where asked. The error is
+// protobuf's on one line (it quotes the input around the error on lines of their own).
+absl::Status JsonToMessage(const std::string& json, bool ignore_unknown_fields,
+                           google::protobuf::Message& message);
 
 // The protobuf JSON mapping of RunResult (field names as in results.proto).
 absl::StatusOr<std::string> FormatJson(const RunResult& result);
