@@ -168,6 +168,7 @@ void AddMeasured(BatchPoint& p, const TimingStats& t, const GpuSpec& g, DType dt
   p.set_step_rel_spread(t.rel_spread);
   if (std::isfinite(t.rel_ci)) p.set_step_ms_p50_rel_ci(t.rel_ci);
   p.set_reps(t.reps);
+  for (double ms : t.samples_ms) p.add_step_ms_samples(std::round(ms * 1e4) / 1e4);
   SetMeasuredRates(p, g, dtype, usd_per_hour, gpus);
   for (std::string& note : StepTimingNotes(t)) p.add_notes(std::move(note));
 }

@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "bench/bench_request.h"
+#include "bench/stats.h"
 #include "bench/step_runner.h"
 #include "bench/step_verifier.h"
 #include "gmock/gmock.h"
@@ -203,6 +204,14 @@ TEST(RunOnGpuTest, GivesAP99OnlyWhereEnoughStepsWereTimed) {
     EXPECT_GE(decode.reps(), 100u);
     ASSERT_TRUE(decode.has_step_ms_p99());
     EXPECT_GE(decode.step_ms_p99(), decode.step_ms_p50());
+    // Every timed step is kept, in order, and summarizes to the point's columns (to 0.1 us).
+    ASSERT_EQ(decode.step_ms_samples_size(), static_cast<int>(decode.reps()));
+    const std::vector<double> samples(decode.step_ms_samples().begin(),
+                                      decode.step_ms_samples().end());
+    const SampleSummary summary = Summarize(samples);
+    EXPECT_NEAR(summary.p50, decode.step_ms_p50(), 1e-4);
+    ASSERT_TRUE(summary.p99.has_value());
+    EXPECT_NEAR(*summary.p99, decode.step_ms_p99(), 1e-4);
     // The median's interval: there, and within the 0.5% target unless the point says it is not.
     ASSERT_TRUE(decode.has_step_ms_p50_rel_ci());
     EXPECT_GE(decode.step_ms_p50_rel_ci(), 0);
@@ -228,6 +237,7 @@ TEST(RunOnGpuTest, GivesAP99OnlyWhereEnoughStepsWereTimed) {
   const BatchPoint& prefill = run->result.points(0);
   EXPECT_GT(prefill.bound_ms(), 200);
   EXPECT_LT(prefill.reps(), 100u);
+  EXPECT_EQ(prefill.step_ms_samples_size(), static_cast<int>(prefill.reps()));
   EXPECT_GT(prefill.step_ms_p50(), 0);
   EXPECT_FALSE(prefill.has_step_ms_p99());
   EXPECT_THAT(run->result.unavailable(),

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -203,6 +204,7 @@ absl::StatusOr<TimingStats> TimeGpuWork(const std::function<absl::Status(cudaStr
   stats.gated = all_gated;
   stats.round_reps = gate != nullptr ? per_round : 0;
   stats.graph_memset_nodes = memset_nodes;
+  stats.samples_ms = std::move(samples);
   return stats;
 }
 

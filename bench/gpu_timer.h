@@ -36,6 +36,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -68,6 +69,8 @@ struct TimingStats {
   int round_reps = 0;   // Reps per gated round at the end (0: ungated); below reps_per_round
                         // where gated rounds of more timed out (each timeout halves them).
   int graph_memset_nodes = 0;  // Memset nodes of the timed graph (launch-queue space; above).
+  std::vector<double> samples_ms;  // Every kept sample, in the order timed (reps of them; the
+                                   // samples of dropped rounds are not kept).
 };
 
 struct GraphExecDeleter {

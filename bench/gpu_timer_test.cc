@@ -54,6 +54,10 @@ void ExpectSaneSpin(const TimingStats& s) {
   EXPECT_GE(s.rel_ci, s.rel_ci_steps);
   EXPECT_GE(s.rel_ci_steps, 0);
   EXPECT_GE(s.reps, 20);
+  // The samples are the reps summarized: each spin's own time, none of a dropped round.
+  ASSERT_EQ(s.samples_ms.size(), static_cast<size_t>(s.reps));
+  EXPECT_EQ(Summarize(s.samples_ms).p50, s.p50_ms);
+  for (double ms : s.samples_ms) EXPECT_GE(ms, 0.19);
 }
 
 TEST_F(TimeGpuWorkTest, GraphTimesSpinKernel) {
@@ -212,6 +216,7 @@ TEST_F(LaunchQueueOverflowTest, AGraphThatOverflowsAloneIsTimedUngated) {
   EXPECT_EQ(s->round_reps, 0);
   EXPECT_EQ(s->graph_memset_nodes, kMemsets);
   EXPECT_GE(s->reps, 20);
+  EXPECT_EQ(s->samples_ms.size(), static_cast<size_t>(s->reps));  // none of a dropped round
   EXPECT_GT(s->p50_ms, 0);
 }
 
@@ -235,6 +240,7 @@ TEST_F(LaunchQueueOverflowTest, RoundsThatOverflowAreHalvedUntilTheyFit) {
   EXPECT_LT(s->round_reps, round);
   EXPECT_EQ(s->graph_memset_nodes, kMemsets);
   EXPECT_GE(s->reps, 40);
+  EXPECT_EQ(s->samples_ms.size(), static_cast<size_t>(s->reps));  // none of a dropped round
 }
 
 TEST_F(TimeGpuWorkTest, EagerTimesSpinKernel) {

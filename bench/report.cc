@@ -366,10 +366,15 @@ std::optional<std::string> BadNumber(const google::protobuf::Message& m) {
   const google::protobuf::Descriptor& d = *m.GetDescriptor();
   for (int i = 0; i < d.field_count(); ++i) {
     const google::protobuf::FieldDescriptor* f = d.field(i);
-    if (f->cpp_type() != google::protobuf::FieldDescriptor::CPPTYPE_DOUBLE || f->is_repeated() ||
-        !r.HasField(m, f)) {
+    if (f->cpp_type() != google::protobuf::FieldDescriptor::CPPTYPE_DOUBLE) continue;
+    if (f->is_repeated()) {
+      for (int j = 0; j < r.FieldSize(m, f); ++j) {
+        const double v = r.GetRepeatedDouble(m, f, j);
+        if (!std::isfinite(v) || v < 0) return absl::StrCat(f->name(), "[", j, "] = ", v);
+      }
       continue;
     }
+    if (!r.HasField(m, f)) continue;
     const double v = r.GetDouble(m, f);
     if (!std::isfinite(v) || v < 0) return absl::StrCat(f->name(), " = ", v);
   }

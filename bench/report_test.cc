@@ -684,9 +684,22 @@ TEST(Report, LoadResultJsonErrorsAreOneLine) {
         << R"({"points": [{"batch": 8, "mbu": 0.5, "ops": [{"name": "o_proj", "share": -0.1}]}]})";
   }
   EXPECT_THAT(error(dir / "op.json"), HasSubstr("point batch 8: op o_proj share = -0.1"));
-  // Zero and unset are fine.
+  // A step sample among good ones, by its place in the list.
+  {
+    std::ofstream(dir / "sample.json")
+        << R"({"points": [{"batch": 16, "step_ms_samples": [36.1, "NaN", 36.2]}]})";
+  }
+  EXPECT_THAT(error(dir / "sample.json"), HasSubstr("point batch 16: step_ms_samples[1] = nan"));
+  // Zero and unset are fine, and samples that are numbers are read in their order.
   { std::ofstream(dir / "zero.json") << R"({"points": [{"batch": 1, "mbu": 0}]})"; }
   EXPECT_TRUE(LoadResultJson((dir / "zero.json").string()).ok());
+  {
+    std::ofstream(dir / "samples.json")
+        << R"({"points": [{"batch": 1, "step_ms_samples": [32.3541, 0, 32.1]}]})";
+  }
+  absl::StatusOr<RunResult> samples = LoadResultJson((dir / "samples.json").string());
+  ASSERT_TRUE(samples.ok()) << samples.status();
+  EXPECT_THAT(samples->points(0).step_ms_samples(), ::testing::ElementsAre(32.3541, 0, 32.1));
   fs::remove_all(dir);
 }
 

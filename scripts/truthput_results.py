@@ -224,6 +224,12 @@ def _points(raw):
         q = _fill(p, POINT_NUMBERS, POINT_OPTIONAL, POINT_STRINGS, POINT_BOOLS, (), where)
         q["batch"] = batch
         q["notes"] = _strings(p.get("notes"), where + "notes")
+        # Every timed step in the order timed (files before 2026-11-29: none).
+        samples = p.get("step_ms_samples")
+        if samples is not None and not isinstance(samples, list):
+            raise _Bad(f"{where}step_ms_samples: not a list ({samples!r})"[:200])
+        q["step_ms_samples"] = [_number(v, where + "step_ms_samples", False)
+                                for v in samples or []]
         key = (batch, q["seq_len"])
         if key in seen:
             raise _Bad(f"{where}batch: batch {batch}"

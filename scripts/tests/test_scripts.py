@@ -75,6 +75,13 @@ def test_load_fills_absent_fields_and_parses_string_numbers():
     assert run["unavailable"] == []
     assert run["config"]["seq_lens"] == []
     assert [p["batch"] for p in run["points"]] == [1, 16, 1024]
+    assert p1["step_ms_samples"] == []      # files before 2026-11-29 have none
+
+
+def test_load_keeps_the_step_samples_in_their_order(tmp_path):
+    path = write_variant(tmp_path, H200, "samples.json", lambda d: d["points"][0].update(
+        step_ms_samples=[36.25, "36.5", 36.125]))
+    assert tr.point_at(tr.load(path), 1)["step_ms_samples"] == [36.25, 36.5, 36.125]
 
 
 def test_load_reads_an_absent_price_as_none_and_a_zero_price_as_zero(tmp_path):
@@ -135,6 +142,8 @@ def test_points_that_are_not_objects_are_a_one_line_error(tmp_path, script):
     (lambda d: d["points"][0].update(bound_ms="Infinity"), "points[0].bound_ms"),
     (lambda d: d.update(unavailable=True), "unavailable"),
     (lambda d: d["config"].update(notes=[3]), "config.notes"),
+    (lambda d: d["points"][0].update(step_ms_samples=[1.5, "NaN"]), "points[0].step_ms_samples"),
+    (lambda d: d["points"][0].update(step_ms_samples=2.5), "points[0].step_ms_samples"),
 ])
 @pytest.mark.parametrize("script", ["compare.py", "plot.py"])
 def test_fields_of_wrong_type_or_range_are_a_one_line_refusal(tmp_path, change, field, script):
