@@ -45,9 +45,11 @@ class EventPool {
 
 absl::Status CheckOptions(const TimingOptions& o, cudaStream_t stream) {
   if (o.warmup < 0 || o.min_reps < 1 || o.max_reps < o.min_reps || !(o.max_seconds > 0) ||
-      !(o.target_rel_ci >= 0) || o.reps_per_round < 1 || !(o.gate_timeout_ms > 0)) {
+      !(o.target_rel_ci >= 0) || o.reps_per_round < 1 || !(o.gate_timeout_ms > 0) ||
+      !(o.warmup_seconds >= 0 && o.warmup_seconds <= 600)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "TimeGpuWork: bad options: warmup=", o.warmup, " min_reps=", o.min_reps, " max_reps=",
+        "TimeGpuWork: bad options: warmup=", o.warmup, " warmup_seconds=", o.warmup_seconds,
+        " min_reps=", o.min_reps, " max_reps=",
         o.max_reps, " max_seconds=", o.max_seconds, " target_rel_ci=", o.target_rel_ci,
         " reps_per_round=", o.reps_per_round, " gate_timeout_ms=", o.gate_timeout_ms));
   }
@@ -127,6 +129,23 @@ absl::StatusOr<TimingStats> TimeGpuWork(const std::function<absl::Status(cudaStr
     if (exec != nullptr) return CudaStatus(cudaGraphLaunch(exec.get(), stream), "cudaGraphLaunch");
     return enqueue(stream);
   };
+  if (options.warmup_seconds > 0) {
+    // Rounds of runs, each closed by an event; the host waits for the round before the one it
+    // has just queued, so one round is always queued behind the one the GPU runs.
+    EventPool marks;
+    TP_RETURN_IF_ERROR(marks.Create(2));
+    const auto warm_start = std::chrono::steady_clock::now();
+    for (int round = 0;; ++round) {
+      for (int i = 0; i < options.reps_per_round; ++i) TP_RETURN_IF_ERROR(run_once());
+      TP_CUDA_RETURN_IF_ERROR(cudaEventRecord(marks[round % 2], stream));
+      if (round > 0) TP_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(marks[(round + 1) % 2]));
+      if (std::chrono::duration<double>(std::chrono::steady_clock::now() - warm_start).count() >=
+          options.warmup_seconds) {
+        break;
+      }
+    }
+    TP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+  }
 
   const int first_round = std::min(options.reps_per_round, options.max_reps);
   int per_round = first_round;

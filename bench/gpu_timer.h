@@ -25,6 +25,9 @@
 //   * Eager mode: never gated. Where the host enqueues slower than the GPU executes, the GPU waits
 //     for each launch and the sample includes that launch overhead, which is what eager numbers
 //     are for; where the GPU is slower, the sample is device time.
+// Warm-up: `warmup` runs, then (warmup_seconds) runs back to back, the host keeping a round of
+// them queued ahead of the GPU so that it never idles, so that a clock the power cap holds down
+// has settled before the first timed round.
 // Event resolution is about 0.5 us, so work much shorter than ~20 us should be batched inside
 // enqueue. Caches are not flushed between repetitions: data small enough for L2 stays warm.
 
@@ -45,6 +48,11 @@ namespace truthput {
 
 struct TimingOptions {
   int warmup = 3;  // Untimed runs of the timed thing (graph launches or enqueues).
+  // Then untimed runs back to back for at least this long. A GPU that the work drives to its
+  // power cap runs the first ~0.8 s at full clock, then its clock falls hard and swings with
+  // a ~1 s period for seconds before it settles; timed from the start, those swings are the
+  // tail (README, "Timing").
+  double warmup_seconds = 0;
   int min_reps = 20;
   int max_reps = 2000;
   double max_seconds = 5.0;  // Bounds the timed rounds past min_reps, and 3x it all of them.

@@ -384,11 +384,42 @@ TEST_F(StreamGateTest, DestructorReleasesAClosedGate) {
   EXPECT_LT(SecondsSince(start), 5.0);
 }
 
+// The timed warm-up runs the work back to back: 0.2 s of it holds some 1000 spins of 0.2 ms,
+// and at least half as many where the GPU stays busy (launch gaps or a slower spin start
+// account for the rest). None of them is a sample.
+TEST_F(TimeGpuWorkTest, WarmupSecondsRunsTheWorkBackToBackUntimed) {
+  int calls = 0;
+  const auto counted = [&calls](cudaStream_t s) {
+    ++calls;
+    return Spin(s);
+  };
+  TimingOptions options;
+  options.use_graph = false;  // every run is a call
+  options.warmup = 3;
+  options.warmup_seconds = 0.2;
+  options.min_reps = 20;
+  options.max_reps = 20;
+  absl::StatusOr<TimingStats> s = TimeGpuWork(counted, stream_, options);
+  ASSERT_TRUE(s.ok()) << s.status();
+  ExpectSaneSpin(*s);
+  const int warm_calls = calls - options.warmup - s->reps;
+  std::printf("warm-up of 0.2 s: %d spins of 0.2 ms\n", warm_calls);
+  EXPECT_GE(warm_calls, 500);
+  EXPECT_EQ(s->samples_ms.size(), 20u);
+}
+
 TEST_F(TimeGpuWorkTest, RejectsBadOptions) {
   TimingOptions bad;
   bad.max_reps = 1;
   bad.min_reps = 2;
   EXPECT_EQ(TimeGpuWork(Spin, stream_, bad).status().code(), absl::StatusCode::kInvalidArgument);
+  for (double seconds : {-1.0, std::nan(""), 601.0}) {
+    TimingOptions warm;
+    warm.warmup_seconds = seconds;
+    EXPECT_EQ(TimeGpuWork(Spin, stream_, warm).status().code(),
+              absl::StatusCode::kInvalidArgument)
+        << seconds;
+  }
   TimingOptions graph;  // Graphs cannot be captured from the legacy default stream.
   EXPECT_EQ(TimeGpuWork(Spin, nullptr, graph).status().code(), absl::StatusCode::kInvalidArgument);
 }
