@@ -129,23 +129,6 @@ absl::StatusOr<TimingStats> TimeGpuWork(const std::function<absl::Status(cudaStr
     if (exec != nullptr) return CudaStatus(cudaGraphLaunch(exec.get(), stream), "cudaGraphLaunch");
     return enqueue(stream);
   };
-  if (options.warmup_seconds > 0) {
-    // Rounds of runs, each closed by an event; the host waits for the round before the one it
-    // has just queued, so one round is always queued behind the one the GPU runs.
-    EventPool marks;
-    TP_RETURN_IF_ERROR(marks.Create(2));
-    const auto warm_start = std::chrono::steady_clock::now();
-    for (int round = 0;; ++round) {
-      for (int i = 0; i < options.reps_per_round; ++i) TP_RETURN_IF_ERROR(run_once());
-      TP_CUDA_RETURN_IF_ERROR(cudaEventRecord(marks[round % 2], stream));
-      if (round > 0) TP_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(marks[(round + 1) % 2]));
-      if (std::chrono::duration<double>(std::chrono::steady_clock::now() - warm_start).count() >=
-          options.warmup_seconds) {
-        break;
-      }
-    }
-    TP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
-  }
 
   const int first_round = std::min(options.reps_per_round, options.max_reps);
   int per_round = first_round;
@@ -165,7 +148,11 @@ absl::StatusOr<TimingStats> TimeGpuWork(const std::function<absl::Status(cudaStr
   SampleSummary summary;
   double rel_ci = 0;
   bool stable = false;
-  const auto start_time = std::chrono::steady_clock::now();
+  // The timed warm-up is rounds like the timed ones, their samples dropped: the GPU reaches the
+  // state the timed rounds hold it in (gaps between rounds included), and a round that overflows
+  // the gate is halved then, not after, where its gate's idle would set the clock off again.
+  bool warming = options.warmup_seconds > 0;
+  auto start_time = std::chrono::steady_clock::now();
   while (true) {
     const int n = std::min<int>(per_round, options.max_reps - static_cast<int>(samples.size()));
     if (gate != nullptr) TP_RETURN_IF_ERROR(gate->Close(stream, gate_timeout_ns));
@@ -187,6 +174,14 @@ absl::StatusOr<TimingStats> TimeGpuWork(const std::function<absl::Status(cudaStr
         gate.reset();
         all_gated = false;
         per_round = first_round;  // Ungated, a round's size only sets how often the host waits.
+      }
+      continue;
+    }
+    if (warming) {
+      const auto now = std::chrono::steady_clock::now();
+      if (std::chrono::duration<double>(now - start_time).count() >= options.warmup_seconds) {
+        warming = false;
+        start_time = now;  // The caps count the timed rounds only.
       }
       continue;
     }

@@ -25,9 +25,9 @@
 //   * Eager mode: never gated. Where the host enqueues slower than the GPU executes, the GPU waits
 //     for each launch and the sample includes that launch overhead, which is what eager numbers
 //     are for; where the GPU is slower, the sample is device time.
-// Warm-up: `warmup` runs, then (warmup_seconds) runs back to back, the host keeping a round of
-// them queued ahead of the GPU so that it never idles, so that a clock the power cap holds down
-// has settled before the first timed round.
+// Warm-up: `warmup` runs, then (warmup_seconds) rounds as above whose samples are dropped, so
+// that a clock the power cap holds down has settled into the timed rounds' rhythm before the
+// first of them, and the rounds that overflow the gate were halved in the warm-up.
 // Event resolution is about 0.5 us, so work much shorter than ~20 us should be batched inside
 // enqueue. Caches are not flushed between repetitions: data small enough for L2 stays warm.
 
@@ -48,10 +48,9 @@ namespace truthput {
 
 struct TimingOptions {
   int warmup = 3;  // Untimed runs of the timed thing (graph launches or enqueues).
-  // Then untimed runs back to back for at least this long. A GPU that the work drives to its
-  // power cap runs the first ~0.8 s at full clock, then its clock falls hard and swings with
-  // a ~1 s period for seconds before it settles; timed from the start, those swings are the
-  // tail (README, "Timing").
+  // Then untimed rounds for at least this long (below). A GPU that the work drives to its power
+  // cap runs the first ~0.8 s at full clock, then its clock falls hard and swings with a ~1 s
+  // period for seconds before it settles; timed from the start, those swings are the tail.
   double warmup_seconds = 0;
   int min_reps = 20;
   int max_reps = 2000;

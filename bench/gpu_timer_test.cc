@@ -384,10 +384,10 @@ TEST_F(StreamGateTest, DestructorReleasesAClosedGate) {
   EXPECT_LT(SecondsSince(start), 5.0);
 }
 
-// The timed warm-up runs the work back to back: 0.2 s of it holds some 1000 spins of 0.2 ms,
-// and at least half as many where the GPU stays busy (launch gaps or a slower spin start
-// account for the rest). None of them is a sample.
-TEST_F(TimeGpuWorkTest, WarmupSecondsRunsTheWorkBackToBackUntimed) {
+// The timed warm-up runs the work in rounds like the timed ones: 0.2 s of it holds some 1000
+// spins of 0.2 ms, and at least half as many where the GPU idles only between rounds. None of
+// them is a sample.
+TEST_F(TimeGpuWorkTest, WarmupSecondsRunsTheWorkInUntimedRounds) {
   int calls = 0;
   const auto counted = [&calls](cudaStream_t s) {
     ++calls;
