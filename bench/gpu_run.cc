@@ -358,10 +358,10 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
     const bool long_step = p->bound_ms() > 200;
     TimingOptions step_timing;
     step_timing.use_graph = request.graph;
-    // Steps back to back for 5 s first: from idle, a step that meets the power cap runs its
-    // first ~0.8 s at full clock, then the clock falls hard and swings for seconds (an H200 at
-    // 70B batch 128: one step +18.5% at 0.6 s, +7% at 1.6 s, +3.8% at 2.5 s, from about 5 s
-    // within +-2%; decode_runs.log, stop 48). Timed from the start, that was the p99.
+    // 5 s of untimed rounds first: from idle, a step that meets the power cap runs its first
+    // ~0.8 s at full clock, then the clock falls hard and swings for seconds. Timed from the
+    // start, that swing was the p99 (H200, 70B batch 64 and 128: +8-12% over the median, +0.8%
+    // and +2.3% after the warm-up; results/h200/p99_warmup_experiment.txt).
     step_timing.warmup_seconds = 5;
     if (long_step) {
       step_timing.warmup = 1;

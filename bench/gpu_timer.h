@@ -48,7 +48,7 @@ namespace truthput {
 
 struct TimingOptions {
   int warmup = 3;  // Untimed runs of the timed thing (graph launches or enqueues).
-  // Then untimed rounds for at least this long (below). A GPU that the work drives to its power
+  // Then untimed rounds for at least this long (see the top). A GPU that the work drives to its power
   // cap runs the first ~0.8 s at full clock, then its clock falls hard and swings with a ~1 s
   // period for seconds before it settles; timed from the start, those swings are the tail.
   double warmup_seconds = 0;

@@ -3,13 +3,17 @@
 
     scripts/plot.py RESULT.json [more.json ...] --out DIR
 
-For every file, four charts (PNG and SVG each), named after the file's stem (led by its folder's
-name, e.g. h200_<stem>, where files of two folders share a name):
+For every file, four charts (PNG and SVG each), and a fifth where the file has step samples,
+named after the file's stem (led by its folder's name, e.g. h200_<stem>, where files of two
+folders share a name):
   <stem>_throughput   tokens/s vs batch (log-log), with the roofline bound (bound_tokens_per_s)
   <stem>_utilization  MBU, MFU, SM active, tensor active and nvidia-smi utilization vs batch
                       (log-x, 0..100%): what nvidia-smi says beside what the GPU did
   <stem>_op_share     each op's share of the step time vs batch, stacked; small ops as "other"
   <stem>_roofline     arithmetic intensity vs achieved TFLOP/s, under the datasheet's roof
+  <stem>_steps        each measured point's timed steps in the order timed, in % above or below
+                      their median, p99 in the legend: a tail or a drift shows (only where the
+                      file has step_ms_samples; older files have none)
 Where several files share a model, precision and phase, also
   combined_<phase>_<model>_<precision>_throughput and ..._roofline (those runs overlaid).
 
@@ -23,6 +27,7 @@ are made again from the results at will) and named in one line on stderr.
 
 import argparse
 import os
+import statistics
 import sys
 
 import matplotlib
@@ -425,6 +430,65 @@ def roofline_figure(runs):
     return fig
 
 
+def step_deviations(samples, p99=None):
+    """One point's step times in % above (+) or below (-) the median of those samples, in the
+    order given, and p99 (ms) in % over that median: (deviations, p99 % or None).
+    ([], None) without samples or where their median is not above 0."""
+    if not samples:
+        return [], None
+    med = statistics.median(samples)
+    if not med > 0:
+        return [], None
+    devs = [(s - med) / med * 100.0 for s in samples]
+    return devs, (None if p99 is None else (p99 - med) / med * 100.0)
+
+
+def step_series(point, prefill=False):
+    """(legend label, deviations) of one point for the steps chart: "batch 64: p99 +1.3%"
+    ("p99 n/a" where the file has none; ", seq N" for a prefill prompt length)."""
+    devs, p99 = step_deviations(point.get("step_ms_samples"), point.get("step_ms_p99"))
+    at = f"batch {point['batch']}"
+    if prefill and point.get("seq_len", 0) > 0:
+        at += f", seq {point['seq_len']}"
+    return f"{at}: p99 {p99:+.1f}%" if p99 is not None else f"{at}: p99 n/a", devs
+
+
+def steps_figure(run):
+    """Each measured point's timed steps against their median; None where no point has samples
+    (older files), so no chart is made."""
+    prefill = run["config"].get("phase") == "prefill"
+    curves, without = [], []
+    for p in tr.measured_points(run):
+        label, devs = step_series(p, prefill)
+        if devs:
+            curves.append((label, devs))
+        else:
+            without.append(label.split(":")[0])
+    if not curves:
+        return None
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    if len(curves) <= 10:
+        colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    else:
+        cmap = plt.get_cmap("viridis")
+        colors = [cmap(i / (len(curves) - 1)) for i in range(len(curves))]
+    ax.axhline(0, color="0.3", lw=1)
+    for k, (label, devs) in enumerate(curves):
+        ax.plot(range(len(devs)), devs, lw=1, alpha=0.85, color=colors[k % len(colors)],
+                marker="o" if len(devs) <= 50 else None, ms=2.5, label=label)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:+g}%"))
+    ax.set_xlabel("step, in the order timed")
+    ax.set_ylabel("step time vs its median (%)")
+    _set_title(ax, "Each timed step against its point's median", [run])
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
+    notes = ["one line per measured point: its timed steps over their median"]
+    if without:
+        notes.append("no step samples: " + ", ".join(without))
+    _note(fig, "; ".join(notes))
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    return fig
+
+
 # Each chart is built by its *_figure function and saved by its chart_* one, so a test can look
 # at what a chart draws (lines, labels, legend) before any file is written.
 
@@ -445,6 +509,12 @@ def chart_roofline(runs, out_dir, name, formats):
     return _save(roofline_figure(runs), out_dir, name, formats)
 
 
+def chart_steps(run, out_dir, name, formats):
+    """[] (nothing written) where no point of the run has step samples."""
+    fig = steps_figure(run)
+    return [] if fig is None else _save(fig, out_dir, name, formats)
+
+
 def chart_stems(runs):
     """Each run's chart name: its file stem, led by its folder's name where runs of two folders
     share a file name (h100-sxm/x.json, h200/x.json); None where that still names two alike."""
@@ -460,6 +530,7 @@ def plot_run(run, out_dir, formats, s):
     paths += chart_utilization(run, out_dir, f"{s}_utilization", formats)
     paths += chart_op_share(run, out_dir, f"{s}_op_share", formats)
     paths += chart_roofline([run], out_dir, f"{s}_roofline", formats)
+    paths += chart_steps(run, out_dir, f"{s}_steps", formats)
     return paths
 
 

@@ -458,6 +458,73 @@ def test_plot_roofline_draws_points_under_the_datasheets_roof(figures):
     assert ax.get_ylabel() == "achieved (TFLOP/s)"
 
 
+def with_step_samples(d):
+    """Samples on batches 1 and 16 of the H200 file (medians 36 and 38 ms); batch 1024 none."""
+    d["points"][0]["step_ms_samples"] = [36.0, 36.0, 39.6, 32.4, 36.0]       # +0 +0 +10 -10 +0
+    d["points"][0]["step_ms_p99"] = 37.8                                    # +5%
+    d["points"][1]["step_ms_samples"] = [38.0, 38.38, 37.62]                # +0 +1 -1
+    d["points"][1].pop("step_ms_p99")                                       # under 100 steps
+
+
+def test_step_deviations_are_percent_from_the_samples_median():
+    devs, p99 = plot.step_deviations([10, 10, 11, 9, 10], p99=10.5)
+    assert devs == pytest.approx([0, 0, 10, -10, 0]) and p99 == pytest.approx(5)
+    devs, p99 = plot.step_deviations([2, 4, 8, 1], p99=None)         # median 3 (of 2 and 4)
+    assert devs == pytest.approx([-100 / 3, 100 / 3, 500 / 3, -200 / 3]) and p99 is None
+    assert plot.step_deviations([], p99=3.0) == ([], None)
+    assert plot.step_deviations([0.0, 0.0], p99=1.0) == ([], None)   # no median to divide by
+    point = {"batch": 64, "seq_len": 512, "step_ms_samples": [10, 10, 11, 9, 10],
+             "step_ms_p99": 10.13}
+    label, devs = plot.step_series(point)
+    assert label == "batch 64: p99 +1.3%" and devs == pytest.approx([0, 0, 10, -10, 0])
+    assert plot.step_series(point, prefill=True)[0] == "batch 64, seq 512: p99 +1.3%"
+    assert plot.step_series(dict(point, step_ms_p99=None))[0] == "batch 64: p99 n/a"
+    assert plot.step_series(dict(point, step_ms_p99=9.9))[0] == "batch 64: p99 -1.0%"
+
+
+def test_plot_steps_draws_each_measured_points_samples_against_its_median(tmp_path, figures):
+    def change(d):
+        with_step_samples(d)
+        d["points"][2]["step_ms_samples"] = [1.0, 2.0]
+        d["points"][2]["skipped"] = True                          # not measured: not drawn
+    fig = plot.steps_figure(tr.load(write_variant(tmp_path, H200, "steps.json", change)))
+    figures(fig)
+    ax = fig.axes[0]
+    lines = lines_by_label(ax)
+    assert legend_texts(ax) == ["batch 1: p99 +5.0%", "batch 16: p99 n/a"]
+    assert list(lines["batch 1: p99 +5.0%"].get_xdata()) == [0, 1, 2, 3, 4]
+    assert list(lines["batch 1: p99 +5.0%"].get_ydata()) == pytest.approx([0, 0, 10, -10, 0])
+    assert list(lines["batch 16: p99 n/a"].get_ydata()) == pytest.approx([0, 1, -1])
+    assert any(list(line.get_ydata()) == [0, 0] for line in ax.get_lines())   # the median
+    assert ax.get_xlabel() == "step, in the order timed"
+    assert ax.get_ylabel() == "step time vs its median (%)"
+    assert "NVIDIA H200" in ax.get_title()
+    assert plot.steps_figure(tr.load(H200)) is None                   # no samples: no chart
+
+
+def test_plot_writes_the_steps_chart_where_the_run_has_samples(tmp_path):
+    path = write_variant(tmp_path, H200, "decode_70b_bf16_ctx2048.json", with_step_samples)
+    out = tmp_path / "plots"
+    r = run_script("plot.py", "--formats", "png", path, "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    steps = out / "decode_70b_bf16_ctx2048_steps.png"
+    assert str(steps) in r.stdout.split()
+    png = steps.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    assert len(os.listdir(out)) == 5 == len(r.stdout.split())
+
+
+def test_plot_writes_no_steps_chart_where_no_point_has_samples(tmp_path):
+    out = tmp_path / "plots"
+    r = run_script("plot.py", "--formats", "png", H200, "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    written = sorted(os.path.basename(p) for p in r.stdout.split())
+    assert written == sorted(os.listdir(out)) == [
+        f"decode_70b_bf16_ctx2048_{c}.png"
+        for c in ("op_share", "roofline", "throughput", "utilization")]
+    assert r.stderr == ""
+
+
 # -------------------------------------------------------------------------------- compare
 
 
