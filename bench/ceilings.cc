@@ -96,20 +96,23 @@ TimingOptions BandwidthTiming(bool quick) {
 
 // A rate held for seconds (results.proto: read_sustained_gbps). One sample is `calls` calls
 // captured in one graph, about 25 ms of work, so a gated round of 10 keeps the GPU busy for a
-// quarter of a second between the host's waits; a lead-in of such samples runs untimed first
-// (the warm-up), then a fixed number are timed. Both are sized from the burst's time per call,
-// so where the clock falls they run longer than planned.
+// quarter of a second between the host's waits. A lead-in of such rounds runs untimed first
+// (TimingOptions::warmup_seconds), then a fixed number of samples, sized from the burst's time
+// per call (where the clock falls they run longer than planned), are timed. The first hold of a
+// kind (the read; the first shape of each dtype) has a lead-in of 5 s: the work before it drew
+// less power, and a GPU driven to its power cap from below swings its clock for seconds (an
+// H200: results/h200/p99_warmup_experiment.txt); the holds after it follow at the cap.
 struct SustainedPlan {
   int calls = 1;
   TimingOptions timing;
 };
-SustainedPlan PlanSustained(double call_ms, bool quick) {
-  const double lead_in_ms = quick ? 500 : 2000;
+SustainedPlan PlanSustained(double call_ms, bool quick, bool first_of_kind) {
   const double timed_ms = quick ? 1000 : 2000;
   SustainedPlan p;
   p.calls = std::max(1, static_cast<int>(std::ceil(25.0 / call_ms)));
   const double sample_ms = p.calls * call_ms;
-  p.timing.warmup = std::max(1, static_cast<int>(std::ceil(lead_in_ms / sample_ms)));
+  p.timing.warmup = 1;
+  p.timing.warmup_seconds = first_of_kind ? 5.0 : quick ? 0.5 : 2.0;
   p.timing.min_reps = std::max(20, static_cast<int>(std::ceil(timed_ms / sample_ms)));
   p.timing.max_reps = p.timing.min_reps;
   p.timing.max_seconds = 2 * timed_ms / 1e3;
@@ -480,7 +483,8 @@ absl::StatusOr<std::pair<double, std::string>> HoldEach(
     const std::function<absl::StatusOr<GemmResult>(const GemmShape&, const SustainedPlan&)>& time) {
   std::pair<double, std::string> best{0, ""};
   for (const Burst& b : bursts) {
-    absl::StatusOr<GemmResult> r = time(b.shape, PlanSustained(b.ms, ctx.options.quick));
+    absl::StatusOr<GemmResult> r =
+        time(b.shape, PlanSustained(b.ms, ctx.options.quick, &b == &bursts.front()));
     if (!r.ok()) return r.status();
     Record(ctx, dtype, b.shape, *r);
     if (r->tflops > best.first) best = {r->tflops, ShapeText(b.shape)};
@@ -496,7 +500,8 @@ absl::Status MeasureSustained(Context& ctx) {
     absl::StatusOr<DeviceBuffer> sink = DeviceBuffer::Allocate(16, "sustained read sink");
     if (!sink.ok()) return sink.status();
     TP_RETURN_IF_ERROR(FillRandomBf16(a->as<__nv_bfloat16>(), bytes / 2, 1, 1.0f, ctx.stream));
-    const SustainedPlan plan = PlanSustained(bytes / 1e6 / ctx.c.read_gbps(), ctx.options.quick);
+    const SustainedPlan plan =
+        PlanSustained(bytes / 1e6 / ctx.c.read_gbps(), ctx.options.quick, /*first_of_kind=*/true);
     const void* src = a->get();
     float* sink_ptr = sink->as<float>();
     absl::StatusOr<TimingStats> t = ctx.Time(
@@ -510,9 +515,9 @@ absl::Status MeasureSustained(Context& ctx) {
         plan.timing);
     if (!t.ok()) return t.status();
     ctx.c.set_read_sustained_gbps(bytes / 1e9 * plan.calls / (t->p50_ms / 1e3));
-    ctx.log << absl::StrFormat("%-36s %8.1f GB/s  (%d reads a sample, %d samples after %d)\n",
+    ctx.log << absl::StrFormat("%-36s %8.1f GB/s  (%d reads a sample, %d samples after %.1f s)\n",
                                "read, sustained", ctx.c.read_sustained_gbps(), plan.calls, t->reps,
-                               plan.timing.warmup);
+                               plan.timing.warmup_seconds);
   }
 
   // Every shape of the bursts again, each held for seconds, with the algorithm its burst chose:
