@@ -101,7 +101,9 @@ TimingOptions BandwidthTiming(bool quick) {
 // per call (where the clock falls they run longer than planned), are timed. The first hold of a
 // kind (the read; the first shape of each dtype) has a lead-in of 5 s: the work before it drew
 // less power, and a GPU driven to its power cap from below swings its clock for seconds (an
-// H200: results/h200/p99_warmup_experiment.txt); the holds after it follow at the cap.
+// H200: results/h200/p99_warmup_experiment.txt); the holds after it follow at the cap. On one
+// H200 the holds after the first settled closer with this than with lead-ins of launches and
+// none of 5 s (section 5 there); which of the two changes did it is not known.
 struct SustainedPlan {
   int calls = 1;
   TimingOptions timing;

@@ -352,16 +352,17 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
     const NvtxRange point_range(absl::StrCat(PhaseName(step.phase), " batch=", step.batch,
                                              " context=", step.context));
     // A step bounded at 200 ms or less (decode, short prefills) is timed at least 100 times, so
-    // its p99 is one (kMinSamplesForP99): 100 steps, at most 90 s. Longer steps (large prefills,
-    // decode of thousands of tokens) get short rounds and 6 reps, a median without a p99. The
-    // roofline bound decides before anything runs.
+    // its p99 is one (kMinSamplesForP99): 100 steps, at most 90 s after the warm-up. Longer
+    // steps (large prefills, decode of thousands of tokens) get short rounds and 6 reps, a
+    // median without a p99. The roofline bound decides before anything runs.
     const bool long_step = p->bound_ms() > 200;
     TimingOptions step_timing;
     step_timing.use_graph = request.graph;
     // 5 s of untimed rounds first: from idle, a step that meets the power cap runs its first
-    // ~0.8 s at full clock, then the clock falls hard and swings for seconds. Timed from the
-    // start, that swing was the p99 (H200, 70B batch 64 and 128: +8-12% over the median, +0.8%
-    // and +2.3% after the warm-up; results/h200/p99_warmup_experiment.txt).
+    // ~0.8 s fast (the power mean not yet at the cap), then the clock falls hard and swings for
+    // seconds. Timed from the start, that swing was the p99 (H200, 70B batch 64 and 128: +7.9%
+    // to +11.9% over the median; +0.8% and +2.3% after the warm-up;
+    // results/h200/p99_warmup_experiment.txt).
     step_timing.warmup_seconds = 5;
     if (long_step) {
       step_timing.warmup = 1;

@@ -1,12 +1,13 @@
 // TimeGpuWork: honest GPU timing of a piece of stream work, with enough repetitions for a tight
 // confidence interval on the median.
 //
-// Method. After warm-up, the work is captured once into a CUDA graph (use_graph) or enqueued
-// eagerly each time. It then runs in rounds of reps_per_round repetitions; each repetition is
-// bracketed by its own pair of events, recorded back to back on the stream, and the host
-// synchronizes once per round. Rounds continue until at least min_reps samples are in and the
-// ~95% CI of the median is within target_rel_ci of it (stable), or max_reps is reached, or
-// max_seconds with min_reps in (not stable): min_reps outlasts the time cap, up to 3 x max_seconds.
+// Method. The work is captured once into a CUDA graph (use_graph; after one eager run) or
+// enqueued eagerly each time. After the warm-up (below) it runs in rounds of reps_per_round
+// repetitions; each repetition is bracketed by its own pair of events, recorded back to back
+// on the stream, and the host synchronizes once per round. Rounds continue until at least
+// min_reps samples are in and the ~95% CI of the median is within target_rel_ci of it
+// (stable), or max_reps is reached, or max_seconds with min_reps in (not stable): min_reps
+// outlasts the time cap, up to 3 x max_seconds.
 // The CI is the wider of two (stats.h): order statistics over the samples, which assume they are
 // independent, and, from 20 samples on, over the medians of ten consecutive batches of them,
 // which a drift widens (a clock settling under a power cap makes neighbouring steps alike). The
@@ -25,9 +26,10 @@
 //   * Eager mode: never gated. Where the host enqueues slower than the GPU executes, the GPU waits
 //     for each launch and the sample includes that launch overhead, which is what eager numbers
 //     are for; where the GPU is slower, the sample is device time.
-// Warm-up: `warmup` runs, then (warmup_seconds) rounds as above whose samples are dropped, so
-// that a clock the power cap holds down has settled into the timed rounds' rhythm before the
-// first of them, and the rounds that overflow the gate were halved in the warm-up.
+// Warm-up: `warmup` runs, then (warmup_seconds) rounds as above, at least one, whose samples
+// are dropped, so that a clock the power cap holds down has settled into the timed rounds'
+// rhythm before the first of them, and the rounds that overflow the gate were halved in the
+// warm-up. The caps (max_seconds) count the timed rounds only.
 // Event resolution is about 0.5 us, so work much shorter than ~20 us should be batched inside
 // enqueue. Caches are not flushed between repetitions: data small enough for L2 stays warm.
 
@@ -48,9 +50,10 @@ namespace truthput {
 
 struct TimingOptions {
   int warmup = 3;  // Untimed runs of the timed thing (graph launches or enqueues).
-  // Then untimed rounds for at least this long (see the top). A GPU that the work drives to its power
-  // cap runs the first ~0.8 s at full clock, then its clock falls hard and swings with a ~1 s
-  // period for seconds before it settles; timed from the start, those swings are the tail.
+  // Then untimed rounds for at least this long (see the top). A GPU that the work drives to
+  // its power cap runs the first ~0.8 s fast (its power mean still below the cap), then its
+  // clock falls hard and swings with a ~1 s period for seconds; timed from the start, that
+  // swing is the tail.
   double warmup_seconds = 0;
   int min_reps = 20;
   int max_reps = 2000;

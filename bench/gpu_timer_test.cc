@@ -408,6 +408,22 @@ TEST_F(TimeGpuWorkTest, WarmupSecondsRunsTheWorkInUntimedRounds) {
   EXPECT_EQ(s->samples_ms.size(), 20u);
 }
 
+// The time caps count the timed rounds only: after a warm-up longer than 3 x max_seconds, the
+// timed rounds still get up to 3 x max_seconds (0.3 s: some 1500 spins of 0.2 ms) before an
+// unreachable min_reps gives up; were the warm-up counted, one round of 10 would end it.
+TEST_F(TimeGpuWorkTest, WarmupSecondsIsNotCountedInTheTimeCaps) {
+  TimingOptions options;
+  options.warmup_seconds = 0.5;
+  options.max_seconds = 0.1;
+  options.min_reps = 100000;
+  options.max_reps = 100000;
+  absl::StatusOr<TimingStats> s = TimeGpuWork(Spin, stream_, options);
+  ASSERT_TRUE(s.ok()) << s.status();
+  Print("warm-up 0.5 s, caps 0.1 s", *s);
+  EXPECT_FALSE(s->stable);
+  EXPECT_GE(s->reps, 200);
+}
+
 TEST_F(TimeGpuWorkTest, RejectsBadOptions) {
   TimingOptions bad;
   bad.max_reps = 1;

@@ -224,12 +224,17 @@ def _points(raw):
         q = _fill(p, POINT_NUMBERS, POINT_OPTIONAL, POINT_STRINGS, POINT_BOOLS, (), where)
         q["batch"] = batch
         q["notes"] = _strings(p.get("notes"), where + "notes")
-        # Every timed step in the order timed (files before 2026-11-29: none).
+        # Every timed step in the order timed (older files: none); each a time, so a number
+        # >= 0, as bench/report.cc holds a loaded file's samples to.
         samples = p.get("step_ms_samples")
         if samples is not None and not isinstance(samples, list):
             raise _Bad(f"{where}step_ms_samples: not a list ({samples!r})"[:200])
-        q["step_ms_samples"] = [_number(v, where + "step_ms_samples", False)
-                                for v in samples or []]
+        q["step_ms_samples"] = []
+        for j, v in enumerate(samples or []):
+            ms = _number(v, f"{where}step_ms_samples[{j}]", False)
+            if ms is None or ms < 0:
+                raise _Bad(f"{where}step_ms_samples[{j}]: not a time ({v!r})")
+            q["step_ms_samples"].append(ms)
         key = (batch, q["seq_len"])
         if key in seen:
             raise _Bad(f"{where}batch: batch {batch}"

@@ -144,6 +144,8 @@ def test_points_that_are_not_objects_are_a_one_line_error(tmp_path, script):
     (lambda d: d["config"].update(notes=[3]), "config.notes"),
     (lambda d: d["points"][0].update(step_ms_samples=[1.5, "NaN"]), "points[0].step_ms_samples"),
     (lambda d: d["points"][0].update(step_ms_samples=2.5), "points[0].step_ms_samples"),
+    (lambda d: d["points"][0].update(step_ms_samples=[1.5, None]), "points[0].step_ms_samples[1]"),
+    (lambda d: d["points"][0].update(step_ms_samples=[-1.5]), "points[0].step_ms_samples[0]"),
 ])
 @pytest.mark.parametrize("script", ["compare.py", "plot.py"])
 def test_fields_of_wrong_type_or_range_are_a_one_line_refusal(tmp_path, change, field, script):
