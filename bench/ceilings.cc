@@ -102,8 +102,8 @@ TimingOptions BandwidthTiming(bool quick) {
 // kind (the read; the first shape of each dtype) has a lead-in of 5 s: the work before it drew
 // less power, and a GPU driven to its power cap from below swings its clock for seconds (an
 // H200: results/h200/p99_warmup_experiment.txt); the holds after it follow at the cap. On one
-// H200 the holds after the first settled closer with this than with lead-ins of launches and
-// none of 5 s (section 5 there); which of the two changes did it is not known.
+// H200 the later holds settled closer than with the old lead-ins (launches, no 5 s first one);
+// the first holds did not, and which of the two changes helped is not known (section 5 there).
 struct SustainedPlan {
   int calls = 1;
   TimingOptions timing;
