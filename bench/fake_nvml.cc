@@ -139,6 +139,31 @@ nvmlReturn_t nvmlDeviceGetCurrentClocksEventReasons(nvmlDevice_t device,
   return kNvmlSuccess;
 }
 
+// The old driver has only the deprecated call; the new one only nvmlDeviceGetTemperatureV, so
+// that a sampler which falls back when it need not is caught.
+#ifdef TRUTHPUT_FAKE_NVML_OLD_DRIVER
+nvmlReturn_t nvmlDeviceGetTemperature(nvmlDevice_t device, int sensor, unsigned int* celsius) {
+  std::lock_guard<std::mutex> lock(mu);
+  if (int r = CheckDevice(device, celsius); r != kNvmlSuccess) return r;
+  if (sensor != kNvmlTemperatureGpu) return kNvmlErrorInvalidArgument;
+  double v = 0;
+  if (int r = Answer(kTemperature, &v); r != kNvmlSuccess) return r;
+  *celsius = static_cast<unsigned int>(v);
+  return kNvmlSuccess;
+}
+#else
+nvmlReturn_t nvmlDeviceGetTemperatureV(nvmlDevice_t device, nvmlTemperature_v1_t* t) {
+  std::lock_guard<std::mutex> lock(mu);
+  if (int r = CheckDevice(device, t); r != kNvmlSuccess) return r;
+  if (t->version != kNvmlTemperatureV1) return kNvmlErrorArgumentVersionMismatch;
+  if (t->sensorType != kNvmlTemperatureGpu) return kNvmlErrorInvalidArgument;
+  double v = 0;
+  if (int r = Answer(kTemperature, &v); r != kNvmlSuccess) return r;
+  t->temperature = static_cast<int>(v);
+  return kNvmlSuccess;
+}
+#endif
+
 nvmlReturn_t nvmlDeviceGetTotalEnergyConsumption(nvmlDevice_t device, unsigned long long* mj) {
   std::lock_guard<std::mutex> lock(mu);
   if (int r = CheckDevice(device, mj); r != kNvmlSuccess) return r;

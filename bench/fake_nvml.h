@@ -27,6 +27,7 @@ enum Call {
   kSmClock,         // nvmlDeviceGetClockInfo(NVML_CLOCK_SM)
   kPower,           // nvmlDeviceGetPowerUsage
   kReasons,         // nvmlDeviceGetCurrentClocksEventReasons (ThrottleReasons: old driver)
+  kTemperature,     // nvmlDeviceGetTemperatureV (nvmlDeviceGetTemperature: old driver)
   kEnergy,          // nvmlDeviceGetTotalEnergyConsumption
   kGpmSampleGet,    // nvmlGpmSampleGet
   kCallCount,
@@ -40,13 +41,15 @@ struct Script {
   std::string uuid = "GPU-0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9";  // lower case, as NVML's
   std::function<int(int)> result[kCallCount];
   // Value of a successful call: utilization % (memory utilization is half of it), SM clock in
-  // MHz, power in mW, clock event reason bits, the energy counter in mJ.
+  // MHz, power in mW, clock event reason bits, the GPU temperature in degrees C, the energy
+  // counter in mJ.
   std::function<double(Call, int)> value = [](Call c, int i) -> double {
     switch (c) {
       case kUtilization: return 40 + 7 * (i % 9);
       case kSmClock: return 1500 + 10 * (i % 5);
       case kPower: return 300000 + 1000 * (i % 4);
       case kReasons: return 0;
+      case kTemperature: return 60 + (i % 3);
       case kEnergy: return 1000000 + 2500.0 * i;
       default: return 0;
     }

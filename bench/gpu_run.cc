@@ -286,7 +286,7 @@ absl::StatusOr<GpuRun> RunOnGpu(const BenchRequest& request, std::ostream& log) 
     nvml = *std::move(n);
   } else {
     unavailable.insert(absl::StrCat("smi_util_pct, smi_mem_util_pct, gpm_*, sm_clock_mhz, "
-                                    "power_w, joules_per_token, throttle: ",
+                                    "power_w, joules_per_token, throttle, gpu_temp_c: ",
                                     n.status().message()));
   }
   std::unique_ptr<CuptiRangeProfiler> cupti;

@@ -75,6 +75,7 @@ void SetNvmlColumns(const NvmlSummary& s, int64_t steps, int gpus, BatchPoint& p
   if (s.gpm_dram_bw_util_pct) p.set_gpm_dram_bw_util_pct(*s.gpm_dram_bw_util_pct);
   if (s.sm_clock_mhz) p.set_sm_clock_mhz(*s.sm_clock_mhz);
   if (s.power_w) p.set_power_w(*s.power_w);
+  if (s.gpu_temp_c) p.set_gpu_temp_c(*s.gpu_temp_c);
   if (s.energy_j && steps > 0 && p.tokens() > 0) {
     p.set_joules_per_token(gpus * *s.energy_j / (static_cast<double>(steps) * p.tokens()));
   }

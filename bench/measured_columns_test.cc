@@ -146,6 +146,7 @@ TEST_F(MeasuredColumnsTest, NvmlColumnsTakeEachMeanToItsOwnField) {
   s.gpm_dram_bw_util_pct = 81;
   s.sm_clock_mhz = 1980;
   s.power_w = 650;
+  s.gpu_temp_c = 71;
   s.energy_j = 120;
   s.clock_event_reasons_read = true;
   s.clock_event_reasons = 1u << 2;  // sw_power_cap
@@ -159,6 +160,7 @@ TEST_F(MeasuredColumnsTest, NvmlColumnsTakeEachMeanToItsOwnField) {
   EXPECT_DOUBLE_EQ(p_.gpm_dram_bw_util_pct(), 81);
   EXPECT_DOUBLE_EQ(p_.sm_clock_mhz(), 1980);
   EXPECT_DOUBLE_EQ(p_.power_w(), 650);
+  EXPECT_DOUBLE_EQ(p_.gpu_temp_c(), 71);
   // 120 J over 30 steps of 8 tokens.
   EXPECT_EQ(p_.tokens(), 8u);
   EXPECT_DOUBLE_EQ(p_.joules_per_token(), 0.5);
@@ -178,6 +180,7 @@ TEST_F(MeasuredColumnsTest, NvmlColumnsNotReadStayUnset) {
   EXPECT_FALSE(p_.has_smi_util_pct());
   EXPECT_FALSE(p_.has_gpm_sm_util_pct());
   EXPECT_FALSE(p_.has_joules_per_token());
+  EXPECT_FALSE(p_.has_gpu_temp_c());
   EXPECT_EQ(p_.throttle(), "n/a");
 
   // Energy over no steps is no figure, not infinity.

@@ -109,6 +109,9 @@ struct NvmlSampler::Api {
   // nvmlDeviceGetCurrentClocksEventReasons (driver 535+), else the older, same-signature
   // nvmlDeviceGetCurrentClocksThrottleReasons.
   nvmlReturn_t (*DeviceGetCurrentClocksEventReasons)(nvmlDevice_t, unsigned long long*) = nullptr;
+  // nvmlDeviceGetTemperatureV, else (older drivers) the deprecated nvmlDeviceGetTemperature.
+  nvmlReturn_t (*DeviceGetTemperatureV)(nvmlDevice_t, nvmlTemperature_v1_t*) = nullptr;
+  nvmlReturn_t (*DeviceGetTemperature)(nvmlDevice_t, int, unsigned int*) = nullptr;
   nvmlReturn_t (*GpmQueryDeviceSupport)(nvmlDevice_t, nvmlGpmSupport_t*) = nullptr;
   nvmlReturn_t (*GpmSampleAlloc)(nvmlGpmSample_t*) = nullptr;
   nvmlReturn_t (*GpmSampleFree)(nvmlGpmSample_t) = nullptr;
@@ -128,7 +131,7 @@ struct NvmlSampler::Api {
 struct NvmlSampler::Window {
   absl::Time start;
   int samples = 0;
-  Series util_gpu, util_mem, sm_clock, power_mw;
+  Series util_gpu, util_mem, sm_clock, power_mw, gpu_temp;
   Series reasons;  // Counts successful reads only; the bits go to reasons_or.
   uint64_t reasons_or = 0;
   // Energy counter at Start (mJ), or why it couldn't be read.
@@ -251,6 +254,10 @@ absl::StatusOr<std::unique_ptr<NvmlSampler>> NvmlSampler::Create(
   load(api.DeviceGetCurrentClocksEventReasons, "nvmlDeviceGetCurrentClocksEventReasons");
   if (api.DeviceGetCurrentClocksEventReasons == nullptr) {
     load(api.DeviceGetCurrentClocksEventReasons, "nvmlDeviceGetCurrentClocksThrottleReasons");
+  }
+  load(api.DeviceGetTemperatureV, "nvmlDeviceGetTemperatureV");
+  if (api.DeviceGetTemperatureV == nullptr) {
+    load(api.DeviceGetTemperature, "nvmlDeviceGetTemperature");
   }
   load(api.GpmQueryDeviceSupport, "nvmlGpmQueryDeviceSupport");
   load(api.GpmSampleAlloc, "nvmlGpmSampleAlloc");
@@ -399,6 +406,17 @@ void NvmlSampler::SampleOnce() {
     w.reasons.Add(0);
     w.reasons_or |= bits;
   }
+  if (api.DeviceGetTemperatureV != nullptr) {
+    nvmlTemperature_v1_t t{kNvmlTemperatureV1, kNvmlTemperatureGpu, 0};
+    if (w.gpu_temp.Read(api.DeviceGetTemperatureV(device, &t))) w.gpu_temp.Add(t.temperature);
+  } else if (api.DeviceGetTemperature != nullptr) {
+    unsigned int c = 0;
+    if (w.gpu_temp.Read(api.DeviceGetTemperature(device, kNvmlTemperatureGpu, &c))) {
+      w.gpu_temp.Add(c);
+    }
+  } else {
+    w.gpu_temp.Read(kNvmlFunctionMissing);
+  }
 }
 
 NvmlSummary NvmlSampler::Stop() {
@@ -460,6 +478,12 @@ NvmlSummary NvmlSampler::Stop() {
   }
   mean(w.sm_clock, "sm_clock", 1.0, summary.sm_clock_mhz);
   mean(w.power_mw, "power", 1e-3, summary.power_w);
+  if (w.gpu_temp.n > 0) {
+    summary.gpu_temp_c = w.gpu_temp.max;
+    partial(w.gpu_temp, "gpu_temp");
+  } else {
+    summary.unavailable.push_back(absl::StrCat("gpu_temp: ", api.Error(w.gpu_temp.last_error)));
+  }
   if (w.reasons.n > 0) {
     summary.clock_event_reasons = w.reasons_or;
     summary.clock_event_reasons_read = true;

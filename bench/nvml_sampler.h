@@ -1,6 +1,7 @@
 // NvmlSampler: what the driver's own counters (NVML) say about a GPU while a benchmark runs:
-// utilization as nvidia-smi shows it, SM clock, power, energy, why clocks were held down, and on
-// Hopper and newer the GPM (GPU performance monitoring) activity a DCGM dashboard shows.
+// utilization as nvidia-smi shows it, SM clock, power, energy, temperature, why clocks were held
+// down, and on Hopper and newer the GPM (GPU performance monitoring) activity a DCGM dashboard
+// shows.
 //
 // libnvidia-ml.so.1 is loaded at run time (dlopen), so truthput builds without nvml.h and runs
 // where NVML is missing; Create then returns Unavailable and callers go on without it.
@@ -67,6 +68,9 @@ struct NvmlSummary {
   std::optional<double> sm_clock_mhz;      // Mean SM clock.
   std::optional<double> power_w;           // Mean board power as NVML reports it.
   std::optional<double> energy_j;          // Energy counter at Stop minus at Start.
+  // The hottest GPU (die) temperature read, in degrees C. Under a power cap a hotter die leaks
+  // more of the same watts, so the same work can get a lower clock.
+  std::optional<double> gpu_temp_c;
 
   uint64_t clock_event_reasons = 0;        // OR of every sample's reasons.
   bool clock_event_reasons_read = false;   // Whether any sample could read them.
@@ -131,7 +135,7 @@ class NvmlSampler {
   NvmlSampler(void* library, absl::Duration interval);
 
   void Loop();          // The sampling thread.
-  void SampleOnce();    // One tick: utilization, clock, power, clock event reasons.
+  void SampleOnce();    // One tick: utilization, clock, power, clock event reasons, temperature.
   void ReadGpmEnd(NvmlSummary& summary);
 
   void* const library_;  // dlopen handle.

@@ -191,6 +191,41 @@ TEST(NvmlSamplerFakeTest, ClockEventReasonsAreTheOrOfEverySample) {
                                        "(NVML_ERROR_NO_PERMISSION)")));
 }
 
+// The temperature is the window's hottest reading, not its mean: a reading that failed is
+// skipped, with a note, and one that never reads leaves it unset, saying why.
+TEST(NvmlSamplerFakeTest, TemperatureIsTheHottestReading) {
+  Script script;
+  const auto base_value = script.value;
+  script.value = [base_value](Call c, int i) -> double {
+    if (c != fake_nvml::kTemperature) return base_value(c, i);
+    return i == 4 ? 83 : i == 2 ? 99 : 51 + (i % 2);  // 99 C comes from a failed read
+  };
+  script.result[fake_nvml::kTemperature] = [](int i) {
+    return i == 2 ? kNvmlErrorUnknown : kNvmlSuccess;
+  };
+  std::unique_ptr<NvmlSampler> s = CreateOn(script);
+  ASSERT_NE(s, nullptr);
+  s->Start();
+  WaitForCalls(fake_nvml::kTemperature, 6);
+  const NvmlSummary summary = s->Stop();
+  EXPECT_EQ(summary.gpu_temp_c, 83);
+  EXPECT_THAT(summary.notes,
+              ElementsAre(absl::StrCat("gpu_temp: read in ", summary.samples - 1, " of ",
+                                       summary.samples,
+                                       " samples, the value is over those (NVML_ERROR_UNKNOWN)")));
+
+  script.value = base_value;
+  script.result[fake_nvml::kTemperature] = [](int) { return kNvmlErrorNotSupported; };
+  s = nullptr;
+  s = CreateOn(script);
+  ASSERT_NE(s, nullptr);
+  s->Start();
+  WaitForCalls(fake_nvml::kTemperature, 2);
+  const NvmlSummary unread = s->Stop();
+  EXPECT_FALSE(unread.gpu_temp_c.has_value());
+  EXPECT_THAT(unread.unavailable, Contains("gpu_temp: NVML_ERROR_NOT_SUPPORTED"));
+}
+
 TEST(NvmlSamplerFakeTest, ClockEventReasonsNeverReadAreUnavailableSayingWhy) {
   Script script;
   script.result[fake_nvml::kReasons] = [](int) { return kNvmlErrorNotSupported; };

@@ -53,7 +53,7 @@ class NvmlSamplerTest : public testing::Test {
       return v ? absl::StrFormat("%.1f%%", *v) : std::string("n/a");
     };
     std::printf("%s: samples=%d window=%.3fs util_gpu=%s (max %s) sm_clock=%s power=%s "
-                "(energy/window %s) reasons=%s gpm_sm=%s gpm_tensor=%s gpm_dram_bw=%s "
+                "(energy/window %s) temp=%s reasons=%s gpm_sm=%s gpm_tensor=%s gpm_dram_bw=%s "
                 "unavailable=[%s]\n",
                 what, s.samples, s.window_s, pct(s.util_gpu_pct).c_str(),
                 pct(s.util_gpu_pct_max).c_str(),
@@ -62,6 +62,7 @@ class NvmlSamplerTest : public testing::Test {
                 s.energy_j && s.window_s > 0
                     ? absl::StrFormat("%.1fW", *s.energy_j / s.window_s).c_str()
                     : "n/a",
+                s.gpu_temp_c ? absl::StrFormat("%.0fC", *s.gpu_temp_c).c_str() : "n/a",
                 s.ClockEventReasonsText().c_str(), pct(s.gpm_sm_util_pct).c_str(),
                 pct(s.gpm_tensor_util_pct).c_str(), pct(s.gpm_dram_bw_util_pct).c_str(),
                 absl::StrJoin(s.unavailable, "; ").c_str());
@@ -84,6 +85,10 @@ class NvmlSamplerTest : public testing::Test {
       EXPECT_GT(*s.energy_j, 0);
     }
     EXPECT_TRUE(s.clock_event_reasons_read);
+    // A die that computes is warmer than a cold room and cooler than where it would shut down.
+    ASSERT_TRUE(s.gpu_temp_c.has_value());
+    EXPECT_GT(*s.gpu_temp_c, 15);
+    EXPECT_LT(*s.gpu_temp_c, 110);
     for (const std::optional<double>& v :
          {s.gpm_sm_util_pct, s.gpm_tensor_util_pct, s.gpm_dram_bw_util_pct}) {
       if (!v.has_value()) continue;

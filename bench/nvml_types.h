@@ -50,6 +50,21 @@ constexpr unsigned long long kNvmlValueNotAvailable = ~0ULL;  // NVML_VALUE_NOT_
 // nvml.h: nvmlClockType_t, NVML_CLOCK_SM = 1.
 constexpr unsigned int kNvmlClockSm = 1;
 
+// nvml.h: nvmlTemperatureSensors_t, NVML_TEMPERATURE_GPU = 0 (the die).
+constexpr int kNvmlTemperatureGpu = 0;
+
+// nvml.h: nvmlTemperature_v1_t, the argument of nvmlDeviceGetTemperatureV (newer drivers; CUDA 13
+// deprecates nvmlDeviceGetTemperature for it), with version nvmlTemperature_v1 =
+// NVML_STRUCT_VERSION(Temperature, 1): the struct's size with the version in the top byte.
+struct nvmlTemperature_v1_t {
+  unsigned int version;  // IN: kNvmlTemperatureV1.
+  int sensorType;        // IN: kNvmlTemperatureGpu.
+  int temperature;       // OUT: degrees C.
+};
+static_assert(sizeof(nvmlTemperature_v1_t) == 12);
+constexpr unsigned int kNvmlTemperatureV1 =
+    static_cast<unsigned int>(sizeof(nvmlTemperature_v1_t)) | (1u << 24);
+
 // nvml.h: `typedef struct nvmlGpmSample_st* nvmlGpmSample_t;` (opaque).
 struct nvmlGpmSample_st;
 using nvmlGpmSample_t = nvmlGpmSample_st*;

@@ -107,6 +107,7 @@ const std::vector<TruthColumn>& TruthColumns() {
       {"gpm_dram_bw_util_pct", &P::has_gpm_dram_bw_util_pct, &P::gpm_dram_bw_util_pct, 1},
       {"occupancy_pct", &P::has_occupancy_pct, &P::occupancy_pct, 1},
       {"l2_hit_pct", &P::has_l2_hit_pct, &P::l2_hit_pct, 1},
+      {"gpu_temp_c", &P::has_gpu_temp_c, &P::gpu_temp_c, 0},
   };
   return *columns;
 }

@@ -316,7 +316,7 @@ TEST(Report, EachCsvColumnIsEmptyOrNaExactlyWhenItsOwnFieldIsUnset) {
       "tensor_active_pct", "dram_read_gbytes", "dram_write_gbytes", "dram_gbps",
       "dram_bytes_over_model", "hw_tflops", "sm_clock_mhz", "power_w", "joules_per_token",
       "tensor_flops_over_model", "gpm_tensor_util_pct", "gpm_dram_bw_util_pct",
-      "occupancy_pct", "l2_hit_pct"};
+      "occupancy_pct", "l2_hit_pct", "gpu_temp_c"};
   const std::vector<std::string> unset = row();
   ASSERT_EQ(unset.size(), header.size());
   std::map<std::string, std::string> empty;  // optional column -> its cell when unset

@@ -24,7 +24,7 @@ POINT_OPTIONAL = (
     "gpm_dram_bw_util_pct", "sm_clock_mhz", "power_w", "joules_per_token",
     "sm_active_pct", "tensor_active_pct", "dram_read_gbytes", "dram_write_gbytes", "dram_gbps",
     "dram_bytes_over_model", "hw_tflops", "tensor_flops_over_model", "occupancy_pct",
-    "l2_hit_pct",
+    "l2_hit_pct", "gpu_temp_c",
 )
 # Plain numeric fields: absent -> 0 (proto3 default).
 POINT_NUMBERS = (
