@@ -10,7 +10,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "bench/bench_request.h"
-#include "bench/ceilings_io.h"
 #include "bench/cli_usage.h"
 #include "bench/gpu_run.h"
 #include "bench/prediction.h"
@@ -95,17 +94,6 @@ int BenchMain(const std::string& tool, Phase phase, int argc, char** argv,
   }
   std::vector<std::string> args(argv, argv + argc);
   request->command_line = absl::StrJoin(args, " ");
-
-  // A ceilings file that would not load is refused before anything runs, in a prediction too
-  // (which only notes that it has no use for one): a typo is not found minutes into a GPU run.
-  if (!request->ceilings_path.empty() && request->ceilings_path != "none") {
-    absl::StatusOr<MeasuredCeilings> c = LoadCeilings(request->ceilings_path);
-    if (!c.ok()) {
-      std::cerr << tool << ": --ceilings=" << c.status().message() << "\n";
-      return 2;
-    }
-    request->ceilings = *std::move(c);
-  }
 
   absl::StatusOr<RunResult> result;
   absl::Status stopped;  // a GPU sweep that ended early: its points are still printed and written

@@ -5,6 +5,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "bench/ceilings_io.h"
 #include "bench/report.h"
 #include "workloads/gpu_datasheet.h"
 #include "workloads/model_registry.h"
@@ -103,16 +104,15 @@ absl::StatusOr<BenchRequest> MakeBenchRequest(std::string tool, Phase phase,
   r.usd_per_gpu_hour = f.usd_per_gpu_hour;
   if (r.usd_per_gpu_hour) *r.usd_per_gpu_hour += 0.0;  // -0 is 0: no "-0.000" $/Mtok
 
+  // Loaded here, in a prediction too (which only notes it has no use for one): a typo is
+  // refused before anything runs, not minutes into a GPU run.
   r.ceilings_path = f.ceilings;
   if (!f.ceilings.empty() && f.ceilings != "none") {
-    if (!std::filesystem::exists(f.ceilings)) {
-      return absl::NotFoundError(absl::StrCat("--ceilings=", f.ceilings, ": no such file"));
+    absl::StatusOr<MeasuredCeilings> c = LoadCeilings(f.ceilings);
+    if (!c.ok()) {
+      return absl::Status(c.status().code(), absl::StrCat("--ceilings=", c.status().message()));
     }
-    if (std::filesystem::is_directory(f.ceilings)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--ceilings=", f.ceilings,
-          " is a folder; name a ceilings .json (bench_ceilings --json)"));
-    }
+    r.ceilings = *std::move(c);
   }
   r.calibrate_path = f.calibrate;
   if (!f.calibrate.empty()) {

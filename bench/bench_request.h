@@ -33,8 +33,8 @@ struct BenchRequest {
   // Ceilings file of this GPU (bench_ceilings --json) for mbu_measured/mfu_measured; "" measures
   // them at start-up (quick sweep); "none" skips them.
   std::string ceilings_path;
-  // The file at ceilings_path, loaded and validated (LoadCeilings) by the binary's main before
-  // anything runs; RunOnGpu checks it names the GPU at hand.
+  // The file at ceilings_path, loaded and validated (LoadCeilings) by MakeBenchRequest; RunOnGpu
+  // checks it names the GPU at hand.
   std::optional<MeasuredCeilings> ceilings;
   // --predict --calibrate: a measured run whose roofline efficiency scales the prediction.
   std::string calibrate_path;
@@ -59,7 +59,8 @@ struct BenchFlagValues {
 
 // Validates everything that can be checked before touching a GPU: the model exists, the batch
 // and sequence lists parse, every step builds (TP divides the heads, context fits the model),
-// the GPU name is known, and output files can be written (CheckOutputPath).
+// the GPU name is known, a --ceilings file loads (LoadCeilings), and output files can be written
+// (CheckOutputPath).
 absl::StatusOr<BenchRequest> MakeBenchRequest(std::string tool, Phase phase,
                                               const BenchFlagValues& flags);
 

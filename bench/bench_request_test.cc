@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "absl/strings/str_cat.h"
+#include "bench/ceilings_io.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -100,7 +102,7 @@ TEST(BenchRequest, BadInputGetsOneClearLine) {
   EXPECT_THAT(Error(f), HasSubstr("--gemm=magma: must be auto, own, own_w8a8 or cublaslt"));
   f = Flags();
   f.ceilings = "/nonexistent/ceilings.json";
-  EXPECT_THAT(Error(f), HasSubstr("no such file"));
+  EXPECT_THAT(Error(f), HasSubstr("--ceilings=/nonexistent/ceilings.json: cannot read"));
   f.ceilings = testing::TempDir();
   EXPECT_THAT(Error(f), HasSubstr(" is a folder; name a ceilings .json"));
   f = Flags();
@@ -190,7 +192,33 @@ TEST(BenchRequest, CarriesEveryFlag) {
   EXPECT_EQ(r->csv_path, f.csv);
   EXPECT_EQ(r->json_path, f.json);
   EXPECT_TRUE(r->overwrite);
+  EXPECT_FALSE(r->ceilings.has_value());
   std::remove(run.c_str());
+}
+
+// A --ceilings file is loaded into the request, or refused with the flag and the file's fault.
+TEST(BenchRequest, LoadsTheCeilingsFile) {
+  MeasuredCeilings c;
+  c.mutable_machine()->set_gpu_name("NVIDIA H200");
+  c.set_read_gbps(4660);
+  c.set_bf16_tflops(808.2);
+  absl::StatusOr<std::string> json = FormatCeilingsJson(c);
+  ASSERT_TRUE(json.ok()) << json.status();
+  const std::string path = testing::TempDir() + "/request_ceilings.json";
+  std::ofstream(path) << *json;
+  BenchFlagValues f = Flags();
+  f.ceilings = path;
+  absl::StatusOr<BenchRequest> r = MakeBenchRequest("bench_decode", Phase::kDecode, f);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(r->ceilings.has_value());
+  EXPECT_EQ(r->ceilings->machine().gpu_name(), "NVIDIA H200");
+  EXPECT_EQ(r->ceilings->read_gbps(), 4660);
+
+  c.set_read_gbps(-1);
+  std::ofstream(path) << *FormatCeilingsJson(c);
+  EXPECT_THAT(Error(f), HasSubstr(absl::StrCat("--ceilings=", path, ": ")));
+  EXPECT_THAT(Error(f), HasSubstr("read_gbps"));
+  std::remove(path.c_str());
 }
 
 TEST(BenchRequest, Fp8WeightsChangeTheModelsDtype) {
