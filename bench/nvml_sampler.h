@@ -68,8 +68,8 @@ struct NvmlSummary {
   std::optional<double> sm_clock_mhz;      // Mean SM clock.
   std::optional<double> power_w;           // Mean board power as NVML reports it.
   std::optional<double> energy_j;          // Energy counter at Stop minus at Start.
-  // The hottest GPU (die) temperature read, in degrees C. Under a power cap a hotter die leaks
-  // more of the same watts, so the same work can get a lower clock.
+  // The hottest GPU (die) temperature read, in degrees C. Leakage grows with temperature, so
+  // under a power cap a hotter die may get a lower clock for the same work.
   std::optional<double> gpu_temp_c;
 
   uint64_t clock_event_reasons = 0;        // OR of every sample's reasons.

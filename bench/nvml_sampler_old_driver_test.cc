@@ -39,7 +39,8 @@ TEST(NvmlSamplerOldDriverTest, ReadsClockEventReasonsAndTemperatureThroughTheOld
   const absl::Time deadline = absl::Now() + absl::Seconds(60);
   while (fake_nvml::Seen().calls[fake_nvml::kReasons] < 3 ||
          fake_nvml::Seen().calls[fake_nvml::kTemperature] < 3) {
-    ASSERT_LT(absl::Now(), deadline) << "the sampler never read the clock event reasons";
+    ASSERT_LT(absl::Now(), deadline)
+        << "the sampler never read the clock event reasons and temperature";
     absl::SleepFor(absl::Milliseconds(1));
   }
   const NvmlSummary summary = (*s)->Stop();
