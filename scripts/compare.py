@@ -135,6 +135,8 @@ def compare_rows(a, b):
             "mfu_a": pa.get("mfu"), "mfu_b": pb.get("mfu"),
             "mfu_ratio": _ratio(pa.get("mfu"), pb.get("mfu")),
             "bound_a": pa.get("bound"), "bound_b": pb.get("bound"),
+            "clock_a": pa.get("sm_clock_mhz"), "clock_b": pb.get("sm_clock_mhz"),
+            "power_a": pa.get("power_w"), "power_b": pb.get("power_w"),
             "predicted": pred, "basis": basis,
             "off_pct": (tps / pred - 1) * 100 if tps is not None and pred else None,
         })
@@ -147,6 +149,13 @@ def _x(v):
 
 def _signed(v):
     return "—" if v is None else f"{v:+.1f}%"
+
+
+def _pair(x, y):
+    """Two whole numbers as "A/B" ("1980/1455"), "—" for one not measured."""
+    def whole(v):
+        return "—" if v is None else f"{v:.0f}"
+    return f"{whole(x)}/{whole(y)}"
 
 
 def off_label(pct):
@@ -179,8 +188,9 @@ def markdown(a, b, rows, notes=()):
     lines += [
         "",
         "| batch | tok/s A | tok/s B | B/A | step ms A | step ms B | B/A | MBU A | MBU B | B/A "
-        "| MFU A | MFU B | B/A | bound A/B | predicted B/A (basis) | measured vs predicted |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|",
+        "| MFU A | MFU B | B/A | bound A/B | predicted B/A (basis) | measured vs predicted "
+        "| SM MHz A/B | W A/B |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|",
     ]
     for r in rows:
         bound = r["bound_a"] if r["bound_a"] == r["bound_b"] else f"{r['bound_a']}/{r['bound_b']}"
@@ -190,12 +200,16 @@ def markdown(a, b, rows, notes=()):
             f"{_x(r['ms_ratio'])} | {tr.fmt(r['mbu_a'], 2)} | {tr.fmt(r['mbu_b'], 2)} | "
             f"{_x(r['mbu_ratio'])} | {tr.fmt(r['mfu_a'], 2)} | {tr.fmt(r['mfu_b'], 2)} | "
             f"{_x(r['mfu_ratio'])} | {bound} | {_x(r['predicted'])} ({r['basis']}) | "
-            f"{_signed(r['off_pct'])} |")
+            f"{_signed(r['off_pct'])} | {_pair(r['clock_a'], r['clock_b'])} | "
+            f"{_pair(r['power_a'], r['power_b'])} |")
     if not rows:
-        lines.append("| (no batch in common) | | | | | | | | | | | | | | | |")
+        lines.append("| (no batch in common) | | | | | | | | | | | | | | | | | |")
     lines += ["", "Ratios are B/A (step ms B/A below 1 means B is faster). Predicted: datasheet "
               "ratio for the resource that bounds the point; measured vs predicted = tok/s "
-              "ratio / predicted − 1.", ""]
+              "ratio / predicted − 1. SM MHz, W: NVML's mean SM clock and board power while "
+              "the point's steps ran back to back (— where not measured), side by side because "
+              "a card held to its power limit runs below its top clock.",
+              ""]
     return "\n".join(lines)
 
 

@@ -549,6 +549,22 @@ def test_compare_ratios_against_datasheets():
     assert r3["off_pct"] == pytest.approx((4500 / 4400 - 1) * 100)
 
 
+def test_compare_table_sets_each_cards_clock_and_power_side_by_side():
+    a, b = tr.load(H100), tr.load(H200)
+    a["points"][0].update(sm_clock_mhz=1980.4, power_w=575.2)
+    b["points"][0].update(sm_clock_mhz=1455.6, power_w=699.5)
+    b["points"][1].update(sm_clock_mhz=1701.0)
+    md = compare.markdown(a, b, compare.compare_rows(a, b))
+    rows = [line for line in md.splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows[0].endswith("| SM MHz A/B | W A/B |")
+    assert rows[1].startswith("| 1 |") and rows[1].endswith("| 1980/1456 | 575/700 |")
+    assert rows[2].startswith("| 16 |") and rows[2].endswith("| —/1701 | —/— |")
+    assert rows[3].endswith("| —/— | —/— |")
+    # Every row has the header's number of cells, the separator too.
+    cells = {line.count("|") for line in md.splitlines() if line.startswith("|")}
+    assert cells == {19}
+
+
 def test_compare_chart_labels_keep_small_differences_visible():
     assert compare.off_label(-0.3) == "-0.3%"     # not "-0%"
     assert compare.off_label(2.27) == "+2.3%"
@@ -849,7 +865,7 @@ def test_compare_nan_or_nonpositive_tokens_per_s_is_not_measured(tmp_path, bad_t
     assert len(row16) == 1
     cells = [c.strip() for c in row16[0].split("|")[1:-1]]
     assert cells[1] == "300" and cells[2] == "—" and cells[3] == "—"   # tok/s B, B/A
-    assert cells[-1] == "—"                                            # measured vs predicted
+    assert cells[15] == "—"                                            # measured vs predicted
     assert not [line for line in r.stdout.splitlines()
                 if line.startswith("|") and "nan" in line.lower()]
     assert "| 1 | 20.0 | 28.0 | 1.400× |" in r.stdout                 # other batches as before
