@@ -163,6 +163,24 @@ std::string CeilingsFromAnotherCardNote(const MeasuredCeilings& c,
                       "): mbu_measured and mfu_measured include the two cards' difference");
 }
 
+const MeasuredCeilings::GemmPoint* SurestGemm(const MeasuredCeilings& c,
+                                              const std::string& dtype) {
+  const MeasuredCeilings::GemmPoint* surest = nullptr;
+  const MeasuredCeilings::GemmPoint* highest = nullptr;
+  double surest_low = -1;
+  for (const MeasuredCeilings::GemmPoint& g : c.gemms()) {
+    if (g.dtype() != dtype) continue;
+    if (highest == nullptr || g.tflops() > highest->tflops()) highest = &g;
+    if (!g.has_rel_ci()) continue;
+    const double low = g.tflops() / (1 + g.rel_ci());
+    if (low > surest_low) {
+      surest_low = low;
+      surest = &g;
+    }
+  }
+  return surest != nullptr ? surest : highest;
+}
+
 double MeasuredPeakTflops(const MeasuredCeilings& c, DType dtype) {
   return GemmDenominatorOf(c, dtype).tflops;
 }

@@ -40,6 +40,14 @@ absl::Status CheckCeilingsGpu(const MeasuredCeilings& c, const std::string& runn
 // bandwidth and clocks, and mbu_measured / mfu_measured then carry that difference.
 std::string CeilingsFromAnotherCardNote(const MeasuredCeilings& c, const std::string& running_uuid);
 
+// Of the GEMMs recorded as `dtype` ("bf16 sustained", "fp8 sustained"), the one a ceiling takes:
+// the highest low end of its median's ~95% interval, tflops / (1 + rel_ci), rather than the
+// highest median. Held medians mostly do not settle under a power cap (+-0.6% to +-3.7% on an
+// H200), and the highest of several loose medians reads high (the winner's curse): a loose one
+// wins by its luck. A record without rel_ci (no interval) counts as a low end of 0 unless none
+// has one; then the highest median. Null where none has that dtype.
+const MeasuredCeilings::GemmPoint* SurestGemm(const MeasuredCeilings& c, const std::string& dtype);
+
 // The measured dense GEMM rate, TFLOP/s, for weights of `dtype`: fp8's for FP8_E4M3 where
 // measured, bf16's otherwise (as PeakFlopsPerSecond does with datasheets); the sustained rate
 // where the file has it, else the burst (files written before sustained rates were measured).

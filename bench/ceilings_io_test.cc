@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <sstream>
 #include <string>
 
@@ -282,6 +283,36 @@ TEST(CeilingsIo, DenominatorNotesAreThoseOfTheRatesARunDividesBy) {
   c.clear_fp8_tflops();
   EXPECT_EQ(DenominatorNotes(c, FP8_E4M3), DenominatorNotes(c, BF16));
   EXPECT_THAT(DenominatorNotes(H100Ceilings(), BF16), IsEmpty());
+}
+
+// The ceiling takes the highest low end of the intervals, not the highest median: the H200's fp8
+// holds of results/h200/ceilings.json, 6144^3 at 1362.6 +-3.48% and 12288^3 at 1359.6 +-0.62%.
+TEST(CeilingsIo, SurestGemmTakesTheHighestLowEndOfTheIntervals) {
+  MeasuredCeilings c;
+  auto add = [&c](const char* dtype, int n, double tflops, std::optional<double> rel_ci) {
+    MeasuredCeilings::GemmPoint* g = c.add_gemms();
+    g->set_dtype(dtype);
+    g->set_m(n);
+    g->set_n(n);
+    g->set_k(n);
+    g->set_tflops(tflops);
+    if (rel_ci) g->set_rel_ci(*rel_ci);
+  };
+  EXPECT_EQ(SurestGemm(c, "fp8 sustained"), nullptr);
+  add("fp8", 6144, 1600, 0.001);  // a burst: not a held record
+  add("fp8 sustained", 6144, 1362.6, 0.0348);
+  add("fp8 sustained", 12288, 1359.6, 0.0062);
+  add("fp8 sustained", 4096, 1400, std::nullopt);  // no interval: its low end is 0
+  const MeasuredCeilings::GemmPoint* g = SurestGemm(c, "fp8 sustained");
+  ASSERT_NE(g, nullptr);
+  EXPECT_EQ(g->m(), 12288u);
+  // Tighter still, but lower: 1340 / 1.001 is below 1359.6 / 1.0062.
+  add("fp8 sustained", 8192, 1340, 0.001);
+  EXPECT_EQ(SurestGemm(c, "fp8 sustained")->m(), 12288u);
+  // Where none has an interval, the highest median.
+  add("bf16 sustained", 4096, 690, std::nullopt);
+  add("bf16 sustained", 8192, 700, std::nullopt);
+  EXPECT_EQ(SurestGemm(c, "bf16 sustained")->m(), 8192u);
 }
 
 TEST(CeilingsIo, LeavesUnmeasuredPointsAlone) {
