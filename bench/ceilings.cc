@@ -486,24 +486,18 @@ struct Burst {
 absl::StatusOr<std::pair<double, std::string>> HoldEach(
     Context& ctx, const char* dtype, const std::vector<Burst>& bursts,
     const std::function<absl::StatusOr<GemmResult>(const GemmShape&, const SustainedPlan&)>& time) {
-  std::pair<double, std::string> highest{0, ""};
   for (const Burst& b : bursts) {
     absl::StatusOr<GemmResult> r =
         time(b.shape, PlanSustained(b.ms, ctx.options.quick, &b == &bursts.front()));
     if (!r.ok()) return r.status();
     Record(ctx, dtype, b.shape, *r);
-    if (r->tflops > highest.first) highest = {r->tflops, ShapeText(b.shape)};
   }
   const MeasuredCeilings::GemmPoint* g = SurestGemm(ctx.c, dtype);
   if (g == nullptr) return absl::InternalError(absl::StrCat(dtype, ": no GEMM was held"));
-  const std::string shape = absl::StrCat("m=", g->m(), " n=", g->n(), " k=", g->k());
-  if (shape != highest.second) {
-    ctx.c.add_notes(absl::StrFormat(
-        "%s: the ceiling takes %s, %.1f TFLOP/s +-%.2f%%, over %s's higher but looser median, "
-        "%.1f: the highest low end of the ~95%% intervals",
-        dtype, shape, g->tflops(), 100 * g->rel_ci(), highest.second, highest.first));
+  if (std::string note = SurestGemmNote(ctx.c, dtype); !note.empty()) {
+    ctx.c.add_notes(std::move(note));
   }
-  return std::make_pair(g->tflops(), shape);
+  return std::make_pair(g->tflops(), ShapeText({g->m(), g->n(), g->k()}));
 }
 
 absl::Status MeasureSustained(Context& ctx) {

@@ -181,6 +181,24 @@ const MeasuredCeilings::GemmPoint* SurestGemm(const MeasuredCeilings& c,
   return surest != nullptr ? surest : highest;
 }
 
+std::string SurestGemmNote(const MeasuredCeilings& c, const std::string& dtype) {
+  const MeasuredCeilings::GemmPoint* surest = SurestGemm(c, dtype);
+  if (surest == nullptr) return "";
+  const MeasuredCeilings::GemmPoint* highest = surest;
+  for (const MeasuredCeilings::GemmPoint& g : c.gemms()) {
+    if (g.dtype() == dtype && g.tflops() > highest->tflops()) highest = &g;
+  }
+  if (highest == surest) return "";
+  auto shape = [](const MeasuredCeilings::GemmPoint& g) {
+    return absl::StrCat("m=", g.m(), " n=", g.n(), " k=", g.k());
+  };
+  return absl::StrFormat(
+      "%s: the ceiling takes %s, %.1f TFLOP/s +-%.2f%%, over %s's higher but looser median, "
+      "%.1f: the highest low end of the ~95%% intervals",
+      dtype, shape(*surest), surest->tflops(), 100 * surest->rel_ci(), shape(*highest),
+      highest->tflops());
+}
+
 double MeasuredPeakTflops(const MeasuredCeilings& c, DType dtype) {
   return GemmDenominatorOf(c, dtype).tflops;
 }

@@ -306,6 +306,10 @@ TEST(CeilingsIo, SurestGemmTakesTheHighestLowEndOfTheIntervals) {
   const MeasuredCeilings::GemmPoint* g = SurestGemm(c, "fp8 sustained");
   ASSERT_NE(g, nullptr);
   EXPECT_EQ(g->m(), 12288u);
+  EXPECT_EQ(SurestGemmNote(c, "fp8 sustained"),
+            "fp8 sustained: the ceiling takes m=12288 n=12288 k=12288, 1359.6 TFLOP/s +-0.62%, "
+            "over m=4096 n=4096 k=4096's higher but looser median, 1400.0: the highest low end "
+            "of the ~95% intervals");
   // Tighter still, but lower: 1340 / 1.001 is below 1359.6 / 1.0062.
   add("fp8 sustained", 8192, 1340, 0.001);
   EXPECT_EQ(SurestGemm(c, "fp8 sustained")->m(), 12288u);
@@ -313,6 +317,8 @@ TEST(CeilingsIo, SurestGemmTakesTheHighestLowEndOfTheIntervals) {
   add("bf16 sustained", 4096, 690, std::nullopt);
   add("bf16 sustained", 8192, 700, std::nullopt);
   EXPECT_EQ(SurestGemm(c, "bf16 sustained")->m(), 8192u);
+  EXPECT_EQ(SurestGemmNote(c, "bf16 sustained"), "");  // the highest median itself
+  EXPECT_EQ(SurestGemmNote(c, "fp4 sustained"), "");
 }
 
 TEST(CeilingsIo, LeavesUnmeasuredPointsAlone) {
