@@ -49,7 +49,7 @@ std::string CeilingsFromAnotherCardNote(const MeasuredCeilings& c, const std::st
 const MeasuredCeilings::GemmPoint* SurestGemm(const MeasuredCeilings& c, const std::string& dtype);
 
 // Where SurestGemm is not the highest median of `dtype`, a note that says which it took and over
-// what: "bf16 sustained: the ceiling takes m=12288 n=12288 k=12288, 1359.6 TFLOP/s +-0.62%, over
+// what: "fp8 sustained: the ceiling takes m=12288 n=12288 k=12288, 1359.6 TFLOP/s +-0.62%, over
 // m=6144 n=6144 k=6144's higher but looser median, 1362.6: ..."; empty otherwise.
 std::string SurestGemmNote(const MeasuredCeilings& c, const std::string& dtype);
 
