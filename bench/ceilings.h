@@ -15,9 +15,9 @@
 //     shape. Each reports the best rate and the shape that gave it. Random inputs.
 //   * Sustained, after every burst: the read and every GEMM shape again (with the algorithm its
 //     burst was tuned to), each back to back for a lead-in and then timed for seconds; of each
-//     dtype the shape whose interval's low end is highest (SurestGemm, ceilings_io.h). Under a power cap the clock falls once work has run a while; the
-//     millisecond bursts above do not see it, a sweep point's seconds of steps do, so runs divide
-//     by the sustained rates (ceilings_io.h).
+//     dtype the shape whose interval's low end is highest (SurestGemm, ceilings_io.h). Under a
+//     power cap the clock falls once work has run a while; the millisecond bursts above do not
+//     see it, a sweep point's seconds of steps do, so runs divide by the sustained rates.
 //   * Launch costs of an empty kernel: the host's enqueue time per eager launch, the GPU time per
 //     kernel when launches are queued back to back, a launch-and-synchronize round trip, and a
 //     CUDA graph's GPU time per kernel node (the slope between graphs of 100 and 1100 nodes).

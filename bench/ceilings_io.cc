@@ -171,9 +171,9 @@ const MeasuredCeilings::GemmPoint* SurestGemm(const MeasuredCeilings& c,
   for (const MeasuredCeilings::GemmPoint& g : c.gemms()) {
     if (g.dtype() != dtype) continue;
     if (highest == nullptr || g.tflops() > highest->tflops()) highest = &g;
-    if (!g.has_rel_ci()) continue;
+    if (!g.has_rel_ci() || !std::isfinite(g.rel_ci()) || g.rel_ci() < 0) continue;
     const double low = g.tflops() / (1 + g.rel_ci());
-    if (low > surest_low) {
+    if (low > surest_low || (low == surest_low && g.tflops() > surest->tflops())) {
       surest_low = low;
       surest = &g;
     }
@@ -192,9 +192,11 @@ std::string SurestGemmNote(const MeasuredCeilings& c, const std::string& dtype) 
   auto shape = [](const MeasuredCeilings::GemmPoint& g) {
     return absl::StrCat("m=", g.m(), " n=", g.n(), " k=", g.k());
   };
+  // Named as the held GEMM's own notes are, so DenominatorNotes passes it to the runs that
+  // divide by it.
   return absl::StrFormat(
-      "%s: the ceiling takes %s, %.1f TFLOP/s +-%.2f%%, over %s's higher but looser median, "
-      "%.1f: the highest low end of the ~95%% intervals",
+      "%s GEMM %s: the ceiling, %.1f TFLOP/s +-%.2f%%, taken over %s's higher but looser "
+      "median, %.1f: the highest low end of the ~95%% intervals",
       dtype, shape(*surest), surest->tflops(), 100 * surest->rel_ci(), shape(*highest),
       highest->tflops());
 }

@@ -43,14 +43,16 @@ std::string CeilingsFromAnotherCardNote(const MeasuredCeilings& c, const std::st
 // Of the GEMMs recorded as `dtype` ("bf16 sustained", "fp8 sustained"), the one a ceiling takes:
 // the highest low end of its median's ~95% interval, tflops / (1 + rel_ci), rather than the
 // highest median. Held medians mostly do not settle under a power cap (+-0.6% to +-3.7% on an
-// H200), and the highest of several loose medians reads high (the winner's curse): a loose one
-// wins by its luck. A record without rel_ci (no interval) counts as a low end of 0 unless none
-// has one; then the highest median. Null where none has that dtype.
+// H200), and the highest of several loose medians reads high on average (the winner's curse).
+// A record without a usable rel_ci (unset, not finite or negative) counts as a low end of 0
+// unless none has one; then the highest median. Of equal low ends, the higher median. Null where
+// none has that dtype; otherwise a pointer into c.gemms, valid while that field is not edited.
 const MeasuredCeilings::GemmPoint* SurestGemm(const MeasuredCeilings& c, const std::string& dtype);
 
 // Where SurestGemm is not the highest median of `dtype`, a note that says which it took and over
-// what: "fp8 sustained: the ceiling takes m=12288 n=12288 k=12288, 1359.6 TFLOP/s +-0.62%, over
-// m=6144 n=6144 k=6144's higher but looser median, 1362.6: ..."; empty otherwise.
+// what, named as that GEMM's own notes (DenominatorNotes passes it on): "fp8 sustained GEMM
+// m=12288 n=12288 k=12288: the ceiling, 1359.6 TFLOP/s +-0.62%, taken over m=6144 n=6144
+// k=6144's higher but looser median, 1362.6: ..."; empty otherwise.
 std::string SurestGemmNote(const MeasuredCeilings& c, const std::string& dtype);
 
 // The measured dense GEMM rate, TFLOP/s, for weights of `dtype`: fp8's for FP8_E4M3 where

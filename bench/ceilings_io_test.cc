@@ -7,6 +7,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <tuple>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -307,18 +308,54 @@ TEST(CeilingsIo, SurestGemmTakesTheHighestLowEndOfTheIntervals) {
   ASSERT_NE(g, nullptr);
   EXPECT_EQ(g->m(), 12288u);
   EXPECT_EQ(SurestGemmNote(c, "fp8 sustained"),
-            "fp8 sustained: the ceiling takes m=12288 n=12288 k=12288, 1359.6 TFLOP/s +-0.62%, "
-            "over m=4096 n=4096 k=4096's higher but looser median, 1400.0: the highest low end "
-            "of the ~95% intervals");
+            "fp8 sustained GEMM m=12288 n=12288 k=12288: the ceiling, 1359.6 TFLOP/s +-0.62%, "
+            "taken over m=4096 n=4096 k=4096's higher but looser median, 1400.0: the highest "
+            "low end of the ~95% intervals");
   // Tighter still, but lower: 1340 / 1.001 is below 1359.6 / 1.0062.
   add("fp8 sustained", 8192, 1340, 0.001);
   EXPECT_EQ(SurestGemm(c, "fp8 sustained")->m(), 12288u);
+  // An unusable interval is none.
+  add("fp8 sustained", 2048, 1500, -1);
+  add("fp8 sustained", 1024, 1500, std::numeric_limits<double>::quiet_NaN());
+  EXPECT_EQ(SurestGemm(c, "fp8 sustained")->m(), 12288u);
+  // Of equal low ends (1250 / 1.25 = 1500 / 1.5, exactly), the higher median.
+  add("fp8 tie", 1024, 1250, 0.25);
+  add("fp8 tie", 2048, 1500, 0.5);
+  EXPECT_EQ(SurestGemm(c, "fp8 tie")->m(), 2048u);
   // Where none has an interval, the highest median.
   add("bf16 sustained", 4096, 690, std::nullopt);
   add("bf16 sustained", 8192, 700, std::nullopt);
   EXPECT_EQ(SurestGemm(c, "bf16 sustained")->m(), 8192u);
   EXPECT_EQ(SurestGemmNote(c, "bf16 sustained"), "");  // the highest median itself
   EXPECT_EQ(SurestGemmNote(c, "fp4 sustained"), "");
+}
+
+// A run learns of the choice: the note goes with the chosen GEMM's own.
+TEST(CeilingsIo, TheChoiceOfTheHeldGemmReachesTheRunsThatDivideByIt) {
+  MeasuredCeilings c;
+  c.mutable_machine()->set_gpu_name("NVIDIA H200");
+  c.set_read_gbps(4660);
+  c.set_bf16_tflops(808);
+  c.set_fp8_tflops(1614);
+  for (auto [n, tflops, rel_ci] : {std::tuple{6144, 1362.6, 0.0348}, {12288, 1359.6, 0.0062}}) {
+    MeasuredCeilings::GemmPoint* g = c.add_gemms();
+    g->set_dtype("fp8 sustained");
+    g->set_m(n);
+    g->set_n(n);
+    g->set_k(n);
+    g->set_tflops(tflops);
+    g->set_rel_ci(rel_ci);
+  }
+  const MeasuredCeilings::GemmPoint* g = SurestGemm(c, "fp8 sustained");
+  ASSERT_NE(g, nullptr);
+  c.set_fp8_sustained_tflops(g->tflops());
+  c.set_fp8_sustained_shape("m=12288 n=12288 k=12288");
+  const std::string note = SurestGemmNote(c, "fp8 sustained");
+  ASSERT_FALSE(note.empty());
+  c.add_notes(note);
+  EXPECT_THAT(DenominatorNotes(c, FP8_E4M3), ElementsAre(note));
+  EXPECT_THAT(note,
+              HasSubstr("taken over m=6144 n=6144 k=6144's higher but looser median, 1362.6"));
 }
 
 TEST(CeilingsIo, LeavesUnmeasuredPointsAlone) {
