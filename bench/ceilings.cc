@@ -497,7 +497,7 @@ absl::StatusOr<std::pair<double, std::string>> HoldEach(
   if (std::string note = SurestGemmNote(ctx.c, dtype); !note.empty()) {
     ctx.c.add_notes(std::move(note));
   }
-  return std::make_pair(g->tflops(), ShapeText({g->m(), g->n(), g->k()}));
+  return std::make_pair(g->tflops(), GemmShapeText(*g));
 }
 
 absl::Status MeasureSustained(Context& ctx) {

@@ -91,6 +91,16 @@ GemmDenominator GemmDenominatorOf(const MeasuredCeilings& c, DType dtype) {
           held ? c.bf16_sustained_shape() : c.bf16_best_shape()};
 }
 
+// The highest median of `dtype`'s GEMMs (the first of equals); null where there is none.
+const MeasuredCeilings::GemmPoint* HighestGemm(const MeasuredCeilings& c,
+                                               const std::string& dtype) {
+  const MeasuredCeilings::GemmPoint* highest = nullptr;
+  for (const MeasuredCeilings::GemmPoint& g : c.gemms()) {
+    if (g.dtype() == dtype && (highest == nullptr || g.tflops() > highest->tflops())) highest = &g;
+  }
+  return highest;
+}
+
 }  // namespace
 
 absl::StatusOr<std::string> FormatCeilingsJson(const MeasuredCeilings& c) {
@@ -163,14 +173,16 @@ std::string CeilingsFromAnotherCardNote(const MeasuredCeilings& c,
                       "): mbu_measured and mfu_measured include the two cards' difference");
 }
 
+std::string GemmShapeText(const MeasuredCeilings::GemmPoint& g) {
+  return absl::StrCat("m=", g.m(), " n=", g.n(), " k=", g.k());
+}
+
 const MeasuredCeilings::GemmPoint* SurestGemm(const MeasuredCeilings& c,
                                               const std::string& dtype) {
   const MeasuredCeilings::GemmPoint* surest = nullptr;
-  const MeasuredCeilings::GemmPoint* highest = nullptr;
   double surest_low = -1;
   for (const MeasuredCeilings::GemmPoint& g : c.gemms()) {
     if (g.dtype() != dtype) continue;
-    if (highest == nullptr || g.tflops() > highest->tflops()) highest = &g;
     if (!g.has_rel_ci() || !std::isfinite(g.rel_ci()) || g.rel_ci() < 0) continue;
     const double low = g.tflops() / (1 + g.rel_ci());
     if (low > surest_low || (low == surest_low && g.tflops() > surest->tflops())) {
@@ -178,27 +190,20 @@ const MeasuredCeilings::GemmPoint* SurestGemm(const MeasuredCeilings& c,
       surest = &g;
     }
   }
-  return surest != nullptr ? surest : highest;
+  return surest != nullptr ? surest : HighestGemm(c, dtype);
 }
 
 std::string SurestGemmNote(const MeasuredCeilings& c, const std::string& dtype) {
   const MeasuredCeilings::GemmPoint* surest = SurestGemm(c, dtype);
-  if (surest == nullptr) return "";
-  const MeasuredCeilings::GemmPoint* highest = surest;
-  for (const MeasuredCeilings::GemmPoint& g : c.gemms()) {
-    if (g.dtype() == dtype && g.tflops() > highest->tflops()) highest = &g;
-  }
-  if (highest == surest) return "";
-  auto shape = [](const MeasuredCeilings::GemmPoint& g) {
-    return absl::StrCat("m=", g.m(), " n=", g.n(), " k=", g.k());
-  };
+  const MeasuredCeilings::GemmPoint* highest = HighestGemm(c, dtype);
+  if (surest == nullptr || surest->tflops() >= highest->tflops()) return "";
   // Named as the held GEMM's own notes are, so DenominatorNotes passes it to the runs that
   // divide by it.
   return absl::StrFormat(
       "%s GEMM %s: the ceiling, %.1f TFLOP/s +-%.2f%%, taken over %s's higher but looser "
       "median, %.1f: the highest low end of the ~95%% intervals",
-      dtype, shape(*surest), surest->tflops(), 100 * surest->rel_ci(), shape(*highest),
-      highest->tflops());
+      dtype, GemmShapeText(*surest), surest->tflops(), 100 * surest->rel_ci(),
+      GemmShapeText(*highest), highest->tflops());
 }
 
 double MeasuredPeakTflops(const MeasuredCeilings& c, DType dtype) {

@@ -40,6 +40,9 @@ absl::Status CheckCeilingsGpu(const MeasuredCeilings& c, const std::string& runn
 // bandwidth and clocks, and mbu_measured / mfu_measured then carry that difference.
 std::string CeilingsFromAnotherCardNote(const MeasuredCeilings& c, const std::string& running_uuid);
 
+// A recorded GEMM's shape as ceilings files name it: "m=8192 n=57344 k=8192".
+std::string GemmShapeText(const MeasuredCeilings::GemmPoint& g);
+
 // Of the GEMMs recorded as `dtype` ("bf16 sustained", "fp8 sustained"), the one a ceiling takes:
 // the highest low end of its median's ~95% interval, tflops / (1 + rel_ci), rather than the
 // highest median. Held medians mostly do not settle under a power cap (+-0.6% to +-3.7% on an

@@ -75,8 +75,7 @@ TEST(MeasureCeilingsTest, QuickMeasuresTheBurstAndSustainedRates) {
   const MeasuredCeilings::GemmPoint* surest = SurestGemm(*c, "bf16 sustained");
   ASSERT_NE(surest, nullptr);
   EXPECT_DOUBLE_EQ(surest->tflops(), c->bf16_sustained_tflops());
-  EXPECT_EQ(absl::StrCat("m=", surest->m(), " n=", surest->n(), " k=", surest->k()),
-            c->bf16_sustained_shape());
+  EXPECT_EQ(GemmShapeText(*surest), c->bf16_sustained_shape());
   EXPECT_THAT(log.str(), HasSubstr("read, sustained"));
   ExpectHeldWithTheBurstsAlgorithms(*c);
 }
