@@ -327,6 +327,10 @@ TEST(CeilingsIo, SurestGemmTakesTheHighestLowEndOfTheIntervals) {
   add("bf16 sustained", 8192, 700, std::nullopt);
   EXPECT_EQ(SurestGemm(c, "bf16 sustained")->m(), 8192u);
   EXPECT_EQ(SurestGemmNote(c, "bf16 sustained"), "");  // the highest median itself
+  // Of equal medians without intervals, the first recorded.
+  add("bf16 equal", 8192, 700, std::nullopt);
+  add("bf16 equal", 4096, 700, std::nullopt);
+  EXPECT_EQ(SurestGemm(c, "bf16 equal")->m(), 8192u);
   EXPECT_EQ(SurestGemmNote(c, "fp4 sustained"), "");
 }
 

@@ -113,6 +113,16 @@ TEST(Summarize, OneToTwenty) {
   EXPECT_DOUBLE_EQ(s.rel_ci, (15.0 - 6.0) / 2.0 / 10.5);  // CI [x_(6), x_(15)].
 }
 
+// The spread is over the median, not the mean: one slow step in five moves the mean (3) but
+// not the median (1).
+TEST(Summarize, SpreadIsOverTheMedian) {
+  const SampleSummary s = Summarize({1, 1, 11, 1, 1});
+  EXPECT_DOUBLE_EQ(s.mean, 3.0);
+  EXPECT_DOUBLE_EQ(s.p50, 1.0);
+  EXPECT_DOUBLE_EQ(s.p90, 7.0);  // h = 3.6: 1 + 0.6 * 10
+  EXPECT_DOUBLE_EQ(s.rel_spread, 6.0);
+}
+
 TEST(Summarize, TooFewSamplesHaveInfiniteCi) {
   const SampleSummary s = Summarize({4, 1, 3, 2});
   EXPECT_DOUBLE_EQ(s.p50, 2.5);

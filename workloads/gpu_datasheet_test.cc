@@ -87,6 +87,9 @@ TEST(GpuDatasheet, SaysWhenADatasheetIsNotTheDevicesOwn) {
   EXPECT_EQ(DatasheetMismatch(h100, "NVIDIA H100 SXM5 80GB", 132), "");
   EXPECT_EQ(DatasheetMismatch(h100, "NVIDIA H100 80GB HBM3", 0), "");  // SMs not recorded
   EXPECT_EQ(DatasheetMismatch(*FindGpu("h200"), "NVIDIA H200", 132), "");
+  GpuSpec no_sms = h100;  // a datasheet that does not record its SMs checks the name alone
+  no_sms.clear_sm_count();
+  EXPECT_EQ(DatasheetMismatch(no_sms, "NVIDIA H100 80GB HBM3", 132), "");
 
   EXPECT_EQ(DatasheetMismatch(h100, "NVIDIA H100 80GB HBM3 MIG 1g.10gb", 16),
             "NVIDIA H100 80GB HBM3 MIG 1g.10gb (16 SMs, a MIG instance: a share of its GPU's SMs "

@@ -29,6 +29,9 @@ TEST(SizeList, Forms) {
   EXPECT_THAT(Parse("3..4:*2"), ElementsAre(3, 4));
   EXPECT_THAT(Parse("8..64:+8"), ElementsAre(8, 16, 24, 32, 40, 48, 56, 64));
   EXPECT_THAT(Parse("1..100:*10"), ElementsAre(1, 10, 100));
+  // A value at exactly hi / step still steps: 2 = 5 / 2 goes on to 4, 64 = 129 / 2 to 128.
+  EXPECT_THAT(Parse("1..5"), ElementsAre(1, 2, 4, 5));
+  EXPECT_THAT(Parse("1..129"), ElementsAre(1, 2, 4, 8, 16, 32, 64, 128, 129));
   EXPECT_THAT(Parse("1,3,8"), ElementsAre(1, 3, 8));
   EXPECT_THAT(Parse("8, 1 ,3,3"), ElementsAre(1, 3, 8));
   EXPECT_THAT(Parse("1,2,16..64:+16"), ElementsAre(1, 2, 16, 32, 48, 64));

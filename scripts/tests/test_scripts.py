@@ -1123,6 +1123,22 @@ def test_mfu_interpolation():
     mfu, how = claims.mfu_at_tps(pts, 40.0)
     assert mfu == pytest.approx(0.004)
     assert "interpolated" in how
+    # A point within 1% of the target is taken as it is; one 6% off is not.
+    near = [{"batch": 2, "tokens_per_s": 40.3, "mfu": 0.005}] + pts[1:]
+    mfu, how = claims.mfu_at_tps(near, 40.0)
+    assert mfu == 0.005 and how == "batch 2 (40.3 tok/s)"
+    off = [pts[0], {"batch": 2, "tokens_per_s": 37.6, "mfu": 0.005}, pts[1]]
+    mfu, how = claims.mfu_at_tps(off, 40.0)
+    assert mfu == pytest.approx(claims.interpolate_log(40.0, 37.6, 0.005, 80.0, 0.008))
+    assert how.startswith("interpolated between batch 2")
+
+
+def test_peak_of_a_precision_the_datasheet_lacks_is_the_bf16_peak():
+    run = copy.deepcopy(tr.load(H100))
+    run["config"]["model"]["weight_dtype"] = "FP8_E4M3"
+    assert tr.peak_tflops(run) == run["datasheet"]["fp8_tflops"] != 989.4
+    run["datasheet"].pop("fp8_tflops")  # an A100: no fp8 tensor cores
+    assert tr.peak_tflops(run) == 989.4
 
 
 # Each verdict's thresholds, just inside and just outside (and exactly on them where the float
