@@ -101,6 +101,8 @@ if [[ -w /dev/full ]]; then
   expect_error "writing standard output failed" sh -c '"$0" --predict --gpu=h100 --batch=1 >/dev/full' "$decode"
   expect_error "writing standard output failed" sh -c '"$0" "$1" >/dev/full' "$to_csv" "$tmp/h100.json"
 fi
+expect_error "usage: result_to_csv" "$to_csv" "$tmp/h100.json" "$tmp/extra.csv" extra
+[[ ! -e "$tmp/extra.csv" ]] || { echo "FAIL: result_to_csv with an extra argument wrote"; fail=1; }
 # A device or pipe is written into, without --overwrite: /dev/null, and /dev/stdout on a pipe.
 out=$("$decode" --predict --gpu=h100 --batch=1 --csv="$tmp/piped.csv" --json=/dev/stdout 2>&1) \
   && grep -q '"points"' <<<"$out" && [[ -s "$tmp/piped.csv" ]] \

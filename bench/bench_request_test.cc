@@ -61,6 +61,9 @@ TEST(BenchRequest, BadInputGetsOneClearLine) {
   EXPECT_THAT(Error(f), HasSubstr("out of range"));
   f.batch = "1..";
   EXPECT_THAT(Error(f), HasSubstr("not an integer"));
+  // Every entry is checked before anything runs, not only the first.
+  f.batch = "1,100000000";
+  EXPECT_THAT(Error(f), HasSubstr("pass 2^62"));
   f = Flags();
   f.context = -1;
   EXPECT_THAT(Error(f), HasSubstr("--context must be >= 0"));

@@ -19,6 +19,13 @@ TEST(ParseNvidiaDriverVersion, OpenModule) {
             "580.159.04");
 }
 
+// A dotted word before the version (a build tag) is not the version: it must start with a digit.
+TEST(ParseNvidiaDriverVersion, TakesTheFirstDottedNumber) {
+  EXPECT_EQ(ParseNvidiaDriverVersion("NVRM version: NVIDIA UNIX x86_64 Kernel Module  rc.1  "
+                                     "535.104.05  Sat Aug 19 01:15:15 UTC 2023\n"),
+            "535.104.05");
+}
+
 TEST(ParseNvidiaDriverVersion, NothingRecognizable) {
   EXPECT_EQ(ParseNvidiaDriverVersion(""), "");
   EXPECT_EQ(ParseNvidiaDriverVersion("garbage\n"), "");

@@ -124,6 +124,17 @@ TEST(NvmlSamplerFakeTest, MeansAreOverTheReadsThatSucceededAndSaySo) {
   ASSERT_LT(seen.returned[fake_nvml::kUtilization], summary.samples);
   ASSERT_TRUE(summary.util_gpu_pct.has_value());
   EXPECT_DOUBLE_EQ(*summary.util_gpu_pct, Mean(seen, fake_nvml::kUtilization));
+  // Memory utilization comes with the same reads: the fake's is half the GPU's, truncated.
+  double mem_sum = 0;
+  int mem_reads = 0;
+  for (int i = 0; i < seen.calls[fake_nvml::kUtilization]; ++i) {
+    if (i % 3 == 1) continue;
+    mem_sum += static_cast<unsigned int>(script.value(fake_nvml::kUtilization, i) / 2);
+    ++mem_reads;
+  }
+  ASSERT_EQ(mem_reads, seen.returned[fake_nvml::kUtilization]);
+  ASSERT_TRUE(summary.util_mem_pct.has_value());
+  EXPECT_DOUBLE_EQ(*summary.util_mem_pct, mem_sum / mem_reads);
   // The default script's largest utilization, 96%, comes at call 8, which reads.
   EXPECT_EQ(summary.util_gpu_pct_max, 96);
   ASSERT_TRUE(summary.sm_clock_mhz.has_value());

@@ -6,6 +6,7 @@
 #include "bench/step_verifier.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "workloads/model_registry.h"
 #include "workloads/workload.h"
 
 namespace truthput {
@@ -49,6 +50,24 @@ TEST(StepVerifierPlan, ReducedStepKeepsThePhaseAndCapsTheShape) {
   EXPECT_EQ(ReducedStepForVerification({.phase = Phase::kPrefill, .batch = 1, .seq_len = 5})
                 .seq_len,
             5);
+}
+
+// The reduced model keeps the real one's shapes but few layers and a small vocabulary, so its
+// CPU reference takes seconds; a smaller model keeps its own.
+TEST(StepVerifierPlan, ReducedModelCapsLayersAndVocabulary) {
+  absl::StatusOr<ModelSpec> m = ReducedForVerification(*LoadModel("70b"));
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->num_layers(), 2u);
+  EXPECT_EQ(m->vocab_size(), 4096u);
+  EXPECT_EQ(m->hidden_size(), 8192u);
+  EXPECT_EQ(m->ffn_size(), 28672u);
+  ModelSpec tiny = *LoadModel("8b");
+  tiny.set_num_layers(1);
+  tiny.set_vocab_size(1000);
+  m = ReducedForVerification(tiny);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->num_layers(), 1u);
+  EXPECT_EQ(m->vocab_size(), 1000u);
 }
 
 }  // namespace

@@ -140,6 +140,14 @@ TEST(SweepInterrupt, SigtermAndSighupAreRequestsEveryTime) {
   }
 }
 
+// Of two signals, the first is the one the stop names.
+TEST(SweepInterrupt, TheFirstSignalIsTheOneNamed) {
+  SweepInterrupt interrupt;
+  ASSERT_EQ(std::raise(SIGTERM), 0);
+  ASSERT_EQ(std::raise(SIGHUP), 0);
+  EXPECT_EQ(interrupt.signal(), SIGTERM);
+}
+
 // The failed point's status code is kept (a caller tells out-of-memory from a crash by it).
 TEST(RunSweep, AFailedPointKeepsItsStatusCode) {
   RunResult r;

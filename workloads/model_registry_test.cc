@@ -25,6 +25,8 @@ TEST(ModelRegistry, AliasesLoadTheLlamaModels) {
   // File stems and display names work too.
   EXPECT_EQ(LoadModel("llama-3.1-8b")->name(), "Llama-3.1-8B");
   EXPECT_EQ(LoadModel("Llama-3.1-405B")->num_layers(), 126u);
+  // Whatever their case, as --model promises.
+  EXPECT_EQ(LoadModel("70B")->name(), "Llama-3.1-70B");
 }
 
 TEST(ModelRegistry, UnknownModelListsTheKnownOnes) {
@@ -77,10 +79,17 @@ TEST(ModelRegistry, RejectsHeadsNotDivisibleByKvHeads) {
 }
 
 TEST(ModelRegistry, RejectsZeroSizes) {
-  absl::StatusOr<ModelSpec> m =
-      ParseModelSpec(absl::StrReplaceAll(kValid, {{"ffn_size: 128", "ffn_size: 0"}}), "z");
-  ASSERT_FALSE(m.ok());
-  EXPECT_THAT(m.status().message(), HasSubstr("ffn_size must be > 0"));
+  // Each size set to 0, and (proto3 reads a missing field as 0) each left out.
+  for (const char* field : {"hidden_size: 64", "num_layers: 2", "num_heads: 4",
+                            "num_kv_heads: 2", "head_dim: 16", "ffn_size: 128",
+                            "vocab_size: 100"}) {
+    const std::string name(absl::string_view(field).substr(0, absl::string_view(field).find(':')));
+    for (const std::string& as : {name + ": 0", std::string()}) {
+      absl::StatusOr<ModelSpec> m = ParseModelSpec(absl::StrReplaceAll(kValid, {{field, as}}), "z");
+      ASSERT_FALSE(m.ok()) << field << " -> '" << as << "'";
+      EXPECT_THAT(m.status().message(), HasSubstr(name + " must be > 0"));
+    }
+  }
 }
 
 TEST(ModelRegistry, RejectsAnEmptyName) {
