@@ -114,6 +114,8 @@ help=$("$decode" --help 2>&1)
 for flag in --model --batch --context --predict --json; do
   grep -q -- "^    $flag " <<<"$help" || { echo "FAIL: --help lacks $flag"; fail=1; }
 done
+# Flags are grouped by source file, named from the project root, not the build machine's path.
+grep -qx "  Flags from bench/bench_main.cc:" <<<"$help" || { echo "FAIL: --help file names"; fail=1; }
 [[ $(head -1 <<<"$help") == "bench_decode: decode steps"* ]] \
   || { echo "FAIL: help: $(head -1 <<<"$help")"; fail=1; }
 "$decode" --version 2>&1 | grep -q '^truthput ' || { echo "FAIL: --version"; fail=1; }
