@@ -292,9 +292,7 @@ TimingOptions GemmTiming(bool quick) {
   return t;
 }
 
-std::string ShapeText(const GemmShape& s) {
-  return absl::StrCat("m=", s.m, " n=", s.n, " k=", s.k);
-}
+std::string ShapeText(const GemmShape& s) { return GemmShapeText(s.m, s.n, s.k); }
 
 double Tflops(const GemmShape& s, double ms) {
   return 2.0 * static_cast<double>(s.m) * static_cast<double>(s.n) * static_cast<double>(s.k) /

@@ -173,8 +173,12 @@ std::string CeilingsFromAnotherCardNote(const MeasuredCeilings& c,
                       "): mbu_measured and mfu_measured include the two cards' difference");
 }
 
+std::string GemmShapeText(int64_t m, int64_t n, int64_t k) {
+  return absl::StrCat("m=", m, " n=", n, " k=", k);
+}
+
 std::string GemmShapeText(const MeasuredCeilings::GemmPoint& g) {
-  return absl::StrCat("m=", g.m(), " n=", g.n(), " k=", g.k());
+  return GemmShapeText(g.m(), g.n(), g.k());
 }
 
 const MeasuredCeilings::GemmPoint* SurestGemm(const MeasuredCeilings& c,

@@ -4,6 +4,7 @@
 #ifndef TRUTHPUT_BENCH_CEILINGS_IO_H_
 #define TRUTHPUT_BENCH_CEILINGS_IO_H_
 
+#include <cstdint>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -40,7 +41,9 @@ absl::Status CheckCeilingsGpu(const MeasuredCeilings& c, const std::string& runn
 // bandwidth and clocks, and mbu_measured / mfu_measured then carry that difference.
 std::string CeilingsFromAnotherCardNote(const MeasuredCeilings& c, const std::string& running_uuid);
 
-// A recorded GEMM's shape as ceilings files name it: "m=8192 n=57344 k=8192".
+// A GEMM's shape as ceilings files name it: "m=8192 n=57344 k=8192". A held GEMM's notes and
+// the ceiling's choice among them are matched by it (DenominatorNotes), so it has one spelling.
+std::string GemmShapeText(int64_t m, int64_t n, int64_t k);
 std::string GemmShapeText(const MeasuredCeilings::GemmPoint& g);
 
 // Of the GEMMs recorded as `dtype` ("bf16 sustained", "fp8 sustained"), the one a ceiling takes:

@@ -152,10 +152,8 @@ def _signed(v):
 
 
 def _pair(x, y):
-    """Two whole numbers as "A/B" ("1980/1455"), "—" for one not measured."""
-    def whole(v):
-        return "—" if v is None else f"{v:.0f}"
-    return f"{whole(x)}/{whole(y)}"
+    """Two clocks or powers as "A/B" ("1980/1455"), "—" for one not measured."""
+    return f"{tr.fmt(x)}/{tr.fmt(y)}"
 
 
 def off_label(pct):
