@@ -286,8 +286,9 @@ TEST(CeilingsIo, DenominatorNotesAreThoseOfTheRatesARunDividesBy) {
   EXPECT_THAT(DenominatorNotes(H100Ceilings(), BF16), IsEmpty());
 }
 
-// The ceiling takes the highest low end of the intervals, not the highest median: the H200's fp8
-// holds of results/h200/ceilings.json, 6144^3 at 1362.6 +-3.48% and 12288^3 at 1359.6 +-0.62%.
+// The ceiling takes the highest low end of the intervals, not the highest median: the fp8 holds
+// of H200 GPU-cfb9054e (results/h200/ceilings.json before stop 51), 6144^3 at 1362.6 +-3.48% and
+// 12288^3 at 1359.6 +-0.62%.
 TEST(CeilingsIo, SurestGemmTakesTheHighestLowEndOfTheIntervals) {
   MeasuredCeilings c;
   auto add = [&c](const char* dtype, int n, double tflops, std::optional<double> rel_ci) {
