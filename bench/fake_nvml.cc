@@ -232,6 +232,9 @@ nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v2(nvmlDevice_t device, unsign
   if (int r = CheckDevice(device, count); r != kNvmlSuccess) return r;
   ++record.process_queries;
   if (script.processes_result != kNvmlSuccess) return script.processes_result;
+  for (int i = 0; i < script.processes_started_per_query; ++i) {
+    script.processes.push_back({.pid = static_cast<unsigned int>(100000 + script.processes.size())});
+  }
   const unsigned int n = static_cast<unsigned int>(script.processes.size());
   if (*count < n) {
     *count = n;

@@ -61,6 +61,8 @@ struct Script {
   // nvmlDeviceGetComputeRunningProcesses_v2: these processes, or this error.
   std::vector<nvmlProcessInfo_v2_t> processes;
   int processes_result = kNvmlSuccess;
+  // Processes that start between two queries: each query first adds this many to the list.
+  int processes_started_per_query = 0;
 };
 
 // What the fake saw since Reset.

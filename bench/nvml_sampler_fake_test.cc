@@ -469,6 +469,20 @@ TEST(NvmlSamplerFakeTest, ReadsTheProcessesAgainWhenNvmlSaysTheArrayIsTooSmall) 
   EXPECT_EQ(fake_nvml::Seen().process_queries, 2);
 }
 
+// A list that outgrows every larger array: the sampler asks four times, then gives up with NVML's
+// error instead of asking forever.
+TEST(NvmlSamplerFakeTest, StopsReadingAListThatKeepsGrowing) {
+  Script script;
+  script.processes_started_per_query = 100;
+  std::unique_ptr<NvmlSampler> s = CreateOn(script);
+  ASSERT_NE(s, nullptr);
+  absl::StatusOr<std::vector<GpuProcess>> p = s->ComputeProcesses();
+  EXPECT_TRUE(absl::IsUnavailable(p.status())) << p.status();
+  EXPECT_EQ(p.status().message(),
+            "nvmlDeviceGetComputeRunningProcesses_v2: NVML_ERROR_INSUFFICIENT_SIZE");
+  EXPECT_EQ(fake_nvml::Seen().process_queries, 4);
+}
+
 TEST(NvmlSamplerFakeTest, ProcessesNvmlWillNotListAreUnavailableNamingTheCall) {
   Script script;
   script.processes_result = kNvmlErrorNoPermission;
