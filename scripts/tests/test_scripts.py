@@ -460,6 +460,173 @@ def test_plot_roofline_draws_points_under_the_datasheets_roof(figures):
     assert ax.get_ylabel() == "achieved (TFLOP/s)"
 
 
+def test_plot_throughput_of_a_prediction_draws_only_the_bound_and_says_so(tmp_path, figures):
+    """A prediction (no tokens/s) is never drawn as a measurement, a point without a bound (0)
+    is left off the bound line, and the chart says there was nothing measured."""
+    def predict(d):
+        d["config"]["predict_only"] = True
+        for p in d["points"]:
+            for k in ("tokens_per_s", "step_ms_p50", "step_ms_p99", "mbu", "mfu"):
+                p.pop(k, None)
+        d["points"][2]["bound_tokens_per_s"] = 0
+    fig = plot.throughput_figure([tr.load(write_variant(tmp_path, H200, "pred.json", predict))])
+    figures(fig)
+    ax = fig.axes[0]
+    lines = lines_by_label(ax)
+    assert "measured (step p50)" not in lines
+    bound = lines["roofline bound (bound_tokens_per_s)"]
+    assert list(bound.get_xdata()) == [1, 16]
+    assert [t.get_text() for t in fig.texts] == ["no measured points (prediction only)"]
+    # A measured file has no such note.
+    fig = plot.throughput_figure([tr.load(H200)])
+    figures(fig)
+    assert not any("prediction only" in t.get_text() for t in fig.texts)
+
+
+def test_plot_throughput_notes_the_measured_knee_apart_from_the_predicted_ridge(tmp_path,
+                                                                                  figures):
+    path = write_variant(tmp_path, H200, "knee.json",
+                         lambda d: d.update(measured_knee_batch=16))
+    fig = plot.throughput_figure([tr.load(path)])
+    figures(fig)
+    assert [t.get_text() for t in fig.texts] == ["measured knee at batch 16"]
+    ax = fig.axes[0]
+    assert any(list(line.get_xdata()) == [650, 650] for line in ax.get_lines())   # the ridge
+
+
+def test_plot_utilization_names_what_the_file_says_is_unavailable(tmp_path, figures):
+    long = "gpm: " + "x" * 150
+    path = write_variant(tmp_path, H200, "unavail.json", lambda d: d.update(
+        unavailable=["cupti: no permission", long, "nvml: no GPM", "fourth"]))
+    fig = plot.utilization_figure(tr.load(path))
+    figures(fig)
+    notes = [t.get_text() for t in fig.texts]
+    assert len(notes) == 1
+    parts = notes[0].split("; ")
+    assert parts == ["not measured in this file: smi_util_pct, sm_active_pct, tensor_active_pct",
+                     "cupti: no permission", long[:107] + "...", "nvml: no GPM"]
+
+
+def test_plot_roofline_marks_the_datasheets_ridge_even_beyond_the_points(tmp_path, figures):
+    """Points only at low intensity: the chart still reaches the ridge (989.4 TFLOP/s over
+    3350 GB/s = 295 FLOP/byte), where the roof turns flat, and names it."""
+    path = write_variant(tmp_path, H100, "low.json", lambda d: d["points"].pop())
+    fig = plot.roofline_figure([tr.load(path)])
+    figures(fig)
+    ax = fig.axes[0]
+    ridge = 989.4 * 1000 / 3350
+    assert ax.get_xlim()[1] >= ridge * 3 - 1e-6
+    assert "h100-sxm ridge 295 FLOP/B" in [t.get_text() for t in ax.texts]
+    assert any(list(line.get_xdata()) == pytest.approx([ridge, ridge])
+               for line in ax.get_lines())
+    roof = lines_by_label(ax)["roof h100-sxm (989.4 TFLOP/s bf16, 3350 GB/s)"]
+    assert max(roof.get_ydata()) == 989.4
+
+
+def test_plot_roofline_leaves_out_skipped_points_and_tags_each_measured_one(tmp_path, figures):
+    pts = raw_points(H100)
+    path = write_variant(tmp_path, H100, "skip.json",
+                         lambda d: d["points"][1].update(skipped=True, skip_reason="oom"))
+    fig = plot.roofline_figure([tr.load(path)])
+    figures(fig)
+    ax = fig.axes[0]
+    assert [tuple(xy) for xy in ax.collections[0].get_offsets()] == pytest.approx(
+        [(p["intensity"], p["model_gflops"] / p["bound_ms"]) for p in (pts[0], pts[2])])
+    assert list(lines_by_label(ax)["measured (model FLOPs / step p50)"].get_xdata()) == [
+        pts[0]["intensity"], pts[2]["intensity"]]
+    assert [t.get_text() for t in ax.texts if t.get_text().startswith("b")] == ["b1", "b1024"]
+
+    def prefill(d):
+        d["config"]["phase"] = "prefill"
+        for p, seq in zip(d["points"], (128, 512, 128)):
+            p["seq_len"] = seq
+    fig = plot.roofline_figure([tr.load(write_variant(tmp_path, H100, "prefill.json", prefill))])
+    figures(fig)
+    tags = [t.get_text() for t in fig.axes[0].texts if t.get_text().startswith("b")]
+    assert sorted(tags) == ["b1/s128", "b1024/s128", "b16/s512"]
+
+
+def test_plot_combined_roofline_draws_one_roof_per_datasheet(figures):
+    def roofs(runs):
+        fig = plot.roofline_figure(runs)
+        figures(fig)
+        return [line.get_label() for line in fig.axes[0].get_lines()
+                if line.get_label().startswith("roof ")]
+    assert roofs([tr.load(H100), tr.load(H100_EAGER)]) == [
+        "roof h100-sxm (989.4 TFLOP/s bf16, 3350 GB/s)"]
+    assert roofs([tr.load(H100), tr.load(H200)]) == [
+        "roof h100-sxm (989.4 TFLOP/s bf16, 3350 GB/s)",
+        "roof h200 (989.4 TFLOP/s bf16, 4800 GB/s)"]
+
+
+def test_plot_utilization_draws_only_measured_points(tmp_path, figures):
+    """Batch 1024's tokens/s is 0 (no measurement): its columns are not drawn, though present."""
+    path = write_variant(tmp_path, H100, "unmeasured.json",
+                         lambda d: d["points"][2].update(tokens_per_s=0))
+    fig = plot.utilization_figure(tr.load(path))
+    figures(fig)
+    lines = fig.axes[0].get_lines()
+    assert len(lines) == 5
+    assert all(list(line.get_xdata()) == [1, 16] for line in lines)
+
+
+def op_share_bars(run):
+    fig = plot.op_share_figure(run)
+    bars = {c.get_label(): [r.get_height() for r in c] for c in fig.axes[0].containers}
+    plot.plt.close(fig)
+    return bars
+
+
+def test_plot_op_share_groups_as_other_only_ops_small_at_every_batch(tmp_path):
+    """attn_norm reaches 5% at batch 16: its own bar, though under 3% at batch 1."""
+    def change(d):
+        next(o for o in d["points"][1]["ops"] if o["name"] == "attn_norm")["share"] = 0.05
+    bars = op_share_bars(tr.load(write_variant(tmp_path, H100, "norm.json", change)))
+    assert list(bars) == ["attn_norm", "gate_up_proj", "down_proj", "other (attn_residual)",
+                          "not attributed (step − Σ ops timed alone)"]
+    assert bars["attn_norm"] == pytest.approx([0.48, 5.0])
+
+
+def test_plot_op_share_leaves_out_ops_without_a_share_and_sums_ops_of_one_name(tmp_path):
+    """An op timed without a share (share absent) is not drawn, the chart is still made; an op
+    listed twice in one point is one bar of both shares; more than four small ops are counted,
+    not named."""
+    def change(d):
+        ops = d["points"][0]["ops"]
+        ops.append({"name": "lm_head", "kind": "gemm", "count": 1, "gbytes": 2.1,
+                    "gflops": 2.1, "bound": "memory", "bound_ms": 0.6})        # no share
+        ops.append(dict(ops[3], share=0.04))                       # down_proj again: 0.36 + 0.04
+        for k, name in enumerate(("rope", "softmax", "embed")):
+            ops.append({"name": name, "count": 1, "gbytes": 0, "gflops": 0, "bound_ms": 0,
+                        "share": 0.001 * (k + 1)})
+    bars = op_share_bars(tr.load(write_variant(tmp_path, H100, "ops.json", change)))
+    assert "lm_head" not in " ".join(bars)
+    assert bars["down_proj"] == pytest.approx([40.0, 34.687])
+    small = [n for n in bars if n.startswith("other")]
+    assert small == ["other (5 small ops)"]
+    assert bars["other (5 small ops)"] == pytest.approx(
+        [0.48 + 0.18 + 0.6, 0.562 + 0.225])
+
+
+def test_plot_op_share_stacks_unattributed_time_above_half_a_percent(tmp_path):
+    """The ops add up to 96.66% and 97% of the step: the rest (3.34%, 3%) is drawn as not
+    attributed, so each stack reaches 100%; where they add up to 99.8%, no such bar."""
+    def share_of(d, batch_index, name, share):
+        next(o for o in d["points"][batch_index]["ops"] if o["name"] == name)["share"] = share
+    fill = write_variant(tmp_path, H100, "fill.json", lambda d: share_of(d, 1, "gate_up_proj",
+                                                                         0.61526))
+    bars = op_share_bars(tr.load(fill))
+    rest = bars["not attributed (step − Σ ops timed alone)"]
+    assert rest == pytest.approx([3.34, 3.0])
+    assert [sum(h) for h in zip(*bars.values())] == pytest.approx([100, 100])
+
+    def full(d):
+        share_of(d, 0, "gate_up_proj", 0.63140)
+        share_of(d, 1, "gate_up_proj", 0.64326)
+    bars = op_share_bars(tr.load(write_variant(tmp_path, H100, "full.json", full)))
+    assert list(bars) == ["gate_up_proj", "down_proj", "other (attn_norm, attn_residual)"]
+
+
 def with_step_samples(d):
     """Samples on batches 1 and 16 of the H200 file (medians 36 and 38 ms); batch 1024 none."""
     d["points"][0]["step_ms_samples"] = [36.0, 36.0, 39.6, 32.4, 36.0]       # +0 +0 +10 -10 +0
@@ -504,6 +671,16 @@ def test_plot_steps_draws_each_measured_points_samples_against_its_median(tmp_pa
     assert plot.steps_figure(tr.load(H200)) is None                   # no samples: no chart
 
 
+def test_plot_steps_names_the_points_without_samples(tmp_path, figures):
+    fig = plot.steps_figure(tr.load(write_variant(tmp_path, H200, "steps.json",
+                                                  with_step_samples)))
+    figures(fig)
+    assert legend_texts(fig.axes[0]) == ["batch 1: p99 +5.0%", "batch 16: p99 n/a"]
+    assert [t.get_text() for t in fig.texts] == [
+        "one line per measured point: its timed steps over their median; "
+        "no step samples: batch 1024"]
+
+
 def test_plot_writes_the_steps_chart_where_the_run_has_samples(tmp_path):
     path = write_variant(tmp_path, H200, "decode_70b_bf16_ctx2048.json", with_step_samples)
     out = tmp_path / "plots"
@@ -525,6 +702,53 @@ def test_plot_writes_no_steps_chart_where_no_point_has_samples(tmp_path):
         f"decode_70b_bf16_ctx2048_{c}.png"
         for c in ("op_share", "roofline", "throughput", "utilization")]
     assert r.stderr == ""
+
+
+def test_plot_combines_only_runs_of_one_model_precision_and_phase(tmp_path):
+    def fp8(d):
+        d["config"]["model"]["weight_dtype"] = "FP8_E4M3"
+
+    def prefill(d):
+        d["config"]["phase"] = "prefill"
+    runs = [tr.load(H100), tr.load(H200),
+            tr.load(write_variant(tmp_path, H100, "fp8_a.json", fp8)),
+            tr.load(write_variant(tmp_path, H200, "fp8_b.json", fp8)),
+            tr.load(write_variant(tmp_path, H200, "prefill.json", prefill))]
+    groups = [(slug, [os.path.basename(r["path"]) for r in group])
+              for slug, group in plot.combined_groups(runs)]
+    assert groups == [
+        ("decode_llama-3.1-70b_bf16", ["decode_70b_bf16_ctx2048.json"] * 2),
+        ("decode_llama-3.1-70b_fp8", ["fp8_a.json", "fp8_b.json"])]
+    assert plot.combined_groups(runs[:1] + runs[2:3]) == []
+
+
+def test_plot_run_names_tell_apart_runs_that_would_read_the_same(tmp_path):
+    copy = write_variant(tmp_path, H200, "other.json", lambda d: None)
+    assert plot.run_names([tr.load(H200), tr.load(copy)]) == [
+        "h200 ctx 2048 bf16 (decode_70b_bf16_ctx2048)", "h200 ctx 2048 bf16 (other)"]
+    small = write_variant(tmp_path, H100, "8b.json",
+                          lambda d: d["config"]["model"].update(name="Llama-3.1-8B"))
+    assert plot.run_names([tr.load(H100), tr.load(small)]) == [
+        "Llama-3.1-70B h100-sxm ctx 2048 bf16", "Llama-3.1-8B h100-sxm ctx 2048 bf16"]
+
+
+def test_plot_refuses_when_skip_other_leaves_nothing_to_plot(tmp_path):
+    other = tmp_path / "ceilings.json"
+    other.write_text(json.dumps({"read_gbps": 3000.0}), encoding="utf-8")
+    out = tmp_path / "p"
+    r = run_script("plot.py", "--skip-other", str(other), "--out", str(out))
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.strip().splitlines()[-1] == "plot: no RunResult to plot"
+    assert not out.exists()
+
+
+def test_plot_formats_are_read_without_case_or_leading_dot(tmp_path):
+    out = tmp_path / "plots"
+    r = run_script("plot.py", "--formats", "PNG, .Svg", H200, "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(out)) == sorted(
+        f"decode_70b_bf16_ctx2048_{c}.{ext}" for c in ("throughput", "utilization", "op_share",
+                                                       "roofline") for ext in ("png", "svg"))
 
 
 # -------------------------------------------------------------------------------- compare
