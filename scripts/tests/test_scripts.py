@@ -295,6 +295,11 @@ def lines_by_label(ax):
     return {line.get_label(): line for line in ax.get_lines()}
 
 
+def bar_heights(ax):
+    """Each bar series' heights, by label."""
+    return {c.get_label(): [r.get_height() for r in c] for c in ax.containers}
+
+
 def legend_texts(ax):
     return [t.get_text() for t in ax.get_legend().get_texts()]
 
@@ -425,7 +430,7 @@ def test_plot_op_share_stacks_each_ops_share(figures):
     fig = plot.op_share_figure(tr.load(H100))
     figures(fig)
     ax = fig.axes[0]
-    bars = {c.get_label(): [r.get_height() for r in c] for c in ax.containers}
+    bars = bar_heights(ax)
     # Under 3% at every batch: attn_norm and attn_residual are one "other" bar.
     assert list(bars) == ["gate_up_proj", "down_proj", "other (attn_norm, attn_residual)",
                           "not attributed (step − Σ ops timed alone)"]
@@ -570,24 +575,24 @@ def test_plot_utilization_draws_only_measured_points(tmp_path, figures):
     assert all(list(line.get_xdata()) == [1, 16] for line in lines)
 
 
-def op_share_bars(run):
+def op_share_bars(figures, run):
     fig = plot.op_share_figure(run)
-    bars = {c.get_label(): [r.get_height() for r in c] for c in fig.axes[0].containers}
-    plot.plt.close(fig)
-    return bars
+    figures(fig)
+    return bar_heights(fig.axes[0])
 
 
-def test_plot_op_share_groups_as_other_only_ops_small_at_every_batch(tmp_path):
+def test_plot_op_share_groups_as_other_only_ops_small_at_every_batch(tmp_path, figures):
     """attn_norm reaches 5% at batch 16: its own bar, though under 3% at batch 1."""
     def change(d):
         next(o for o in d["points"][1]["ops"] if o["name"] == "attn_norm")["share"] = 0.05
-    bars = op_share_bars(tr.load(write_variant(tmp_path, H100, "norm.json", change)))
+    bars = op_share_bars(figures, tr.load(write_variant(tmp_path, H100, "norm.json", change)))
     assert list(bars) == ["attn_norm", "gate_up_proj", "down_proj", "other (attn_residual)",
                           "not attributed (step − Σ ops timed alone)"]
     assert bars["attn_norm"] == pytest.approx([0.48, 5.0])
 
 
-def test_plot_op_share_leaves_out_ops_without_a_share_and_sums_ops_of_one_name(tmp_path):
+def test_plot_op_share_leaves_out_ops_without_a_share_and_sums_ops_of_one_name(tmp_path,
+                                                                                figures):
     """An op timed without a share (share absent) is not drawn, the chart is still made; an op
     listed twice in one point is one bar of both shares; more than four small ops are counted,
     not named."""
@@ -599,7 +604,7 @@ def test_plot_op_share_leaves_out_ops_without_a_share_and_sums_ops_of_one_name(t
         for k, name in enumerate(("rope", "softmax", "embed")):
             ops.append({"name": name, "count": 1, "gbytes": 0, "gflops": 0, "bound_ms": 0,
                         "share": 0.001 * (k + 1)})
-    bars = op_share_bars(tr.load(write_variant(tmp_path, H100, "ops.json", change)))
+    bars = op_share_bars(figures, tr.load(write_variant(tmp_path, H100, "ops.json", change)))
     assert "lm_head" not in " ".join(bars)
     assert bars["down_proj"] == pytest.approx([40.0, 34.687])
     small = [n for n in bars if n.startswith("other")]
@@ -608,14 +613,14 @@ def test_plot_op_share_leaves_out_ops_without_a_share_and_sums_ops_of_one_name(t
         [0.48 + 0.18 + 0.6, 0.562 + 0.225])
 
 
-def test_plot_op_share_stacks_unattributed_time_above_half_a_percent(tmp_path):
+def test_plot_op_share_stacks_unattributed_time_above_half_a_percent(tmp_path, figures):
     """The ops add up to 96.66% and 97% of the step: the rest (3.34%, 3%) is drawn as not
     attributed, so each stack reaches 100%; where they add up to 99.8%, no such bar."""
     def share_of(d, batch_index, name, share):
         next(o for o in d["points"][batch_index]["ops"] if o["name"] == name)["share"] = share
     fill = write_variant(tmp_path, H100, "fill.json", lambda d: share_of(d, 1, "gate_up_proj",
                                                                          0.61526))
-    bars = op_share_bars(tr.load(fill))
+    bars = op_share_bars(figures, tr.load(fill))
     rest = bars["not attributed (step − Σ ops timed alone)"]
     assert rest == pytest.approx([3.34, 3.0])
     assert [sum(h) for h in zip(*bars.values())] == pytest.approx([100, 100])
@@ -623,7 +628,7 @@ def test_plot_op_share_stacks_unattributed_time_above_half_a_percent(tmp_path):
     def full(d):
         share_of(d, 0, "gate_up_proj", 0.63140)
         share_of(d, 1, "gate_up_proj", 0.64326)
-    bars = op_share_bars(tr.load(write_variant(tmp_path, H100, "full.json", full)))
+    bars = op_share_bars(figures, tr.load(write_variant(tmp_path, H100, "full.json", full)))
     assert list(bars) == ["gate_up_proj", "down_proj", "other (attn_norm, attn_residual)"]
 
 
