@@ -327,9 +327,9 @@ double RunLoop(benchmark::State& state, const Call& call, int64_t rotation) {
 // A ceiling's mean seconds per call (a mean, as every family's manual time is: RunLoop), so a
 // point's pct_stream_read and pct_gemm compare like with like. A ceiling is measured once per
 // size, right after the previous shape's buffers were freed and this one's made, and there the
-// first calls run slow: on an H200 the first round of 16 reads 1-9% slow, and after 5 GB were
+// first calls run slow: on an H200 the first round of 16 read up to 9% slow, and after 5 GB were
 // freed the first 11 rounds (6 ms) 12% slow. Timed as it was (`warm_up` calls, then 4 rounds),
-// the read came out up to 10% slow and kernels beat their "ceiling" by 3-10%
+// the read came out up to 11% slow and kernels beat their "ceiling" by 3-10.5%
 // (results/h200/bench_kernels_ceiling_experiment.txt). So calls run for kCeilingWarmUpSeconds
 // untimed, then for at least kCeilingTimedSeconds timed.
 constexpr double kCeilingWarmUpSeconds = 0.05;
