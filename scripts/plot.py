@@ -95,7 +95,9 @@ def _batch_axis(ax, batches):
 
 
 def _title(runs):
-    """Model, GPU and context of the runs; parts that differ between runs are listed."""
+    """Model, GPU and context of the runs; parts that differ between runs are listed. Non-default
+    settings (a TP shard, eager launches), which change what a step is, are named where every run
+    has them; where only some do, the legend's run names say which."""
     def join(values):
         out = []
         for v in values:
@@ -107,7 +109,9 @@ def _title(runs):
     ctx = join(tr.context_label(r) for r in runs)
     prec = join(tr.precision(r) for r in runs)
     phases = join(r["config"].get("phase") or "decode" for r in runs)
-    return f"{models} {phases}, {prec} — {gpus} — {ctx}"
+    shared = {", ".join(tr.knobs(r["config"])) for r in runs}
+    settings = shared.pop() if len(shared) == 1 else ""
+    return f"{models} {phases}, {prec}{', ' + settings if settings else ''} — {gpus} — {ctx}"
 
 
 def _set_title(ax, what, runs):

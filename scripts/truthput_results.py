@@ -364,15 +364,15 @@ def label(run, with_gpu=True):
     parts.append(precision(run))
     if cfg.get("phase") and cfg["phase"] != "decode":
         parts.append(cfg["phase"])
-    return ", ".join(parts + _knobs(cfg))
+    return ", ".join(parts + knobs(cfg))
 
 
 def short_label(run):
     """Label without the model (for legends of runs of one model)."""
-    return " ".join([gpu_id(run), context_label(run), precision(run)] + _knobs(run["config"]))
+    return " ".join([gpu_id(run), context_label(run), precision(run)] + knobs(run["config"]))
 
 
-def _knobs(cfg):
+def knobs(cfg):
     """The non-default settings a label names: TP degree, prediction only, eager launches."""
     knobs = [f"tp {cfg['tp']}"] if cfg.get("tp", 0) > 1 else []
     if cfg.get("predict_only"):

@@ -676,6 +676,28 @@ def test_plot_steps_draws_each_measured_points_samples_against_its_median(tmp_pa
     assert plot.steps_figure(tr.load(H200)) is None                   # no samples: no chart
 
 
+def test_plot_titles_name_a_tp_shard_and_eager_launches(tmp_path, figures):
+    """A run of one TP shard times a smaller step than the model's, and an eager run times
+    launches a graph would hide: a chart that leaves the setting out describes another run."""
+    def shard(d):
+        d["config"]["tp"] = 8
+        d["config"]["graph"] = False
+    run = tr.load(write_variant(tmp_path, H200, "tp8.json", shard))
+    for fig in (plot.utilization_figure(run), plot.roofline_figure([run])):
+        figures(fig)
+        assert "bf16, tp 8, eager — NVIDIA H200" in fig.axes[0].get_title()
+    fig = plot.throughput_figure([run, run])
+    figures(fig)
+    assert "bf16, tp 8, eager — NVIDIA H200" in fig.axes[0].get_title()
+    fig = plot.throughput_figure([run, tr.load(H200)])           # the legend tells them apart
+    figures(fig)
+    assert "bf16 — NVIDIA H200" in fig.axes[0].get_title()
+    assert "h200 ctx 2048 bf16 tp 8 eager" in legend_texts(fig.axes[0])
+    fig = plot.utilization_figure(tr.load(H200))
+    figures(fig)
+    assert "bf16 — NVIDIA H200" in fig.axes[0].get_title()
+
+
 def test_plot_steps_names_the_points_without_samples(tmp_path, figures):
     fig = plot.steps_figure(tr.load(write_variant(tmp_path, H200, "steps.json",
                                                   with_step_samples)))
