@@ -326,12 +326,13 @@ double RunLoop(benchmark::State& state, const Call& call, int64_t rotation) {
 
 // A ceiling's mean seconds per call (a mean, as every family's manual time is: RunLoop), so a
 // point's pct_stream_read and pct_gemm compare like with like. A ceiling is measured once per
-// size, right after the previous shape's buffers were freed and this one's made, and there the
-// first calls run slow: on an H200 the first round of 16 read up to 9% slow, and after 5 GB were
-// freed the first 11 rounds (6 ms) 12% slow. Timed as it was (`warm_up` calls, then 4 rounds),
-// the read came out up to 11% slow and kernels beat their "ceiling" by 3-10.5%
+// size, when a point first needs it: right after the previous shape's buffers were freed and
+// this one's made, and there the first calls run slow. On an H200 the first round of 16 reads
+// ran up to 10% slow, and after 5 GB were freed the first 11 rounds (6.7 ms) 12% slow and the
+// next 6%. Timed as it was (`warm_up` calls, then 4 rounds; 2 for the GEMM), the read came out
+// up to 11% slow and kernels beat their "ceiling" by 3-10.5%
 // (results/h200/bench_kernels_ceiling_experiment.txt). So calls run for kCeilingWarmUpSeconds
-// untimed, then for at least kCeilingTimedSeconds timed.
+// untimed, then for at least kCeilingMinRounds rounds and kCeilingTimedSeconds timed.
 constexpr double kCeilingWarmUpSeconds = 0.05;
 constexpr double kCeilingTimedSeconds = 0.05;
 constexpr int kCeilingMinRounds = 4;
@@ -360,10 +361,10 @@ absl::StatusOr<double> CeilingSeconds(const Call& call, int64_t warm_up) {
   return timed / static_cast<double>(seconds.size());
 }
 
-// StreamRead's bandwidth at `bytes`, over `buffers` (rotated): measured once per byte count. The
-// StreamRead family records its own measurement here too, and both are a mean time per call, as
-// every family's manual time is (RunLoop), so a point's pct_stream_read compares like with like
-// whether --benchmark_filter ran the family or not.
+// StreamRead's bandwidth at `bytes`, over `buffers` (rotated): measured once per byte count, by
+// CeilingSeconds, whether or not --benchmark_filter ran the StreamRead family. The family's own
+// points do not stand in for it: they were timed as any point is (RunLoop, `rotation` calls of
+// warm-up), and in a full run they come first, so they would have been every point's ceiling.
 absl::StatusOr<double> StreamReadBandwidth(int64_t bytes, const std::vector<const void*>& buffers) {
   Gpu& g = *g_gpu;
   if (auto it = g.stream_read_bps.find(bytes); it != g.stream_read_bps.end()) return it->second;
@@ -448,7 +449,6 @@ void BM_StreamRead(benchmark::State& state, int64_t bytes) {
   const double mean = RunLoop(state, call, rotation);
   if (mean <= 0) return;
   const double bps = static_cast<double>(bytes) / mean;
-  g.stream_read_bps[bytes] = bps;
   ReportCounters(state, mean, bytes, 0, Ceiling::kStreamRead, bps);
   state.SetLabel(absl::StrCat("rotation=", rotation));
 }

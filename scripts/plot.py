@@ -97,7 +97,7 @@ def _batch_axis(ax, batches):
 def _title(runs):
     """Model, GPU and context of the runs; parts that differ between runs are listed. Non-default
     settings (a TP shard, eager launches), which change what a step is, are named where every run
-    has them; where only some do, the legend's run names say which."""
+    has the same ones; where they differ, the legend's run names say which run has which."""
     def join(values):
         out = []
         for v in values:

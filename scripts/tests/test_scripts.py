@@ -689,10 +689,11 @@ def test_plot_titles_name_a_tp_shard_and_eager_launches(tmp_path, figures):
     fig = plot.throughput_figure([run, run])
     figures(fig)
     assert "bf16, tp 8, eager — NVIDIA H200" in fig.axes[0].get_title()
-    fig = plot.throughput_figure([run, tr.load(H200)])           # the legend tells them apart
-    figures(fig)
-    assert "bf16 — NVIDIA H200" in fig.axes[0].get_title()
-    assert "h200 ctx 2048 bf16 tp 8 eager" in legend_texts(fig.axes[0])
+    for runs in ([run, tr.load(H200)], [tr.load(H200), run]):    # the legend tells them apart
+        fig = plot.throughput_figure(runs)
+        figures(fig)
+        assert "bf16 — NVIDIA H200" in fig.axes[0].get_title()
+        assert "h200 ctx 2048 bf16 tp 8 eager" in legend_texts(fig.axes[0])
     fig = plot.utilization_figure(tr.load(H200))
     figures(fig)
     assert "bf16 — NVIDIA H200" in fig.axes[0].get_title()
