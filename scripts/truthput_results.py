@@ -374,12 +374,12 @@ def short_label(run):
 
 def knobs(cfg):
     """The non-default settings a label names: TP degree, prediction only, eager launches."""
-    knobs = [f"tp {cfg['tp']}"] if cfg.get("tp", 0) > 1 else []
+    settings = [f"tp {cfg['tp']}"] if cfg.get("tp", 0) > 1 else []
     if cfg.get("predict_only"):
-        knobs.append("predicted")
+        settings.append("predicted")
     elif not cfg.get("graph", True):
-        knobs.append("eager")
-    return knobs
+        settings.append("eager")
+    return settings
 
 
 def stem(run):
