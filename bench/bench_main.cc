@@ -42,8 +42,8 @@ ABSL_FLAG(std::optional<double>, usd_per_gpu_hour, std::nullopt,
 ABSL_FLAG(std::string, ceilings, "",
           "bench_ceilings --json file of this GPU, the measured denominators of mbu_measured and "
           "mfu_measured; empty: measure at start-up the read and the bf16 GEMM rate (and fp8's "
-          "for fp8 weights), burst and held (about 10 s for bf16 weights, 27 s for fp8 on an "
-          "H200); none: skip");
+          "for fp8 weights), burst and held (about 18 s for bf16 weights on an H200, longer for "
+          "fp8); none: skip");
 ABSL_FLAG(std::string, weights, "",
           "weight dtype of the blocks' linear layers: bf16 or fp8 (e4m3, per-output-channel "
           "fp32 scales; embedding and LM head stay bf16); default: the model spec's");

@@ -5,6 +5,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "bench/ceilings_io.h"
 #include "bench/report.h"
 #include "workloads/gpu_datasheet.h"
@@ -97,9 +98,11 @@ absl::StatusOr<BenchRequest> MakeBenchRequest(std::string tool, Phase phase,
   if (f.usd_per_gpu_hour.has_value() &&
       (!std::isfinite(*f.usd_per_gpu_hour) || *f.usd_per_gpu_hour < 0 ||
        *f.usd_per_gpu_hour > kMaxUsdPerGpuHour)) {
-    return absl::InvalidArgumentError(absl::StrCat("--usd_per_gpu_hour=", *f.usd_per_gpu_hour,
-                                                   ": must be a finite price >= 0 and at most ",
-                                                   kMaxUsdPerGpuHour, " (dollars an hour)"));
+    // %.17g: StrCat's 6 digits print 1000001 as 1e+06, which reads as a price it accepts.
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--usd_per_gpu_hour=%.17g: must be a finite price >= 0 and at most %.17g "
+                        "(dollars an hour)",
+                        *f.usd_per_gpu_hour, kMaxUsdPerGpuHour));
   }
   r.usd_per_gpu_hour = f.usd_per_gpu_hour;
   if (r.usd_per_gpu_hour) *r.usd_per_gpu_hour += 0.0;  // -0 is 0: no "-0.000" $/Mtok

@@ -75,7 +75,11 @@ TEST(BenchRequest, BadInputGetsOneClearLine) {
     f.usd_per_gpu_hour = usd;
     EXPECT_THAT(Error(f), HasSubstr(": must be a finite price >= 0")) << usd;
   }
+  // The refused value is printed as given, not rounded to one that would be accepted.
   f = Flags();
+  f.usd_per_gpu_hour = 1000001;
+  EXPECT_THAT(Error(f), HasSubstr("--usd_per_gpu_hour=1000001: must be a finite price >= 0 and "
+                                  "at most 1000000 (dollars an hour)"));
   f.usd_per_gpu_hour = 1e6;
   EXPECT_TRUE(MakeBenchRequest("bench_decode", Phase::kDecode, f).ok());
   // 0 is a price (a GPU you own), not "the datasheet's"; no flag is no price given.
