@@ -98,9 +98,11 @@ absl::StatusOr<BenchRequest> MakeBenchRequest(std::string tool, Phase phase,
   if (f.usd_per_gpu_hour.has_value() &&
       (!std::isfinite(*f.usd_per_gpu_hour) || *f.usd_per_gpu_hour < 0 ||
        *f.usd_per_gpu_hour > kMaxUsdPerGpuHour)) {
-    // %.17g: StrCat's 6 digits print 1000001 as 1e+06, which reads as a price it accepts.
+    // %.15g: StrCat's 6 digits print 1000001 as 1e+06, which reads as a price it accepts; 15
+    // digits give back any decimal of up to 15 digits as typed (17 print -1.1 as
+    // -1.1000000000000001).
     return absl::InvalidArgumentError(
-        absl::StrFormat("--usd_per_gpu_hour=%.17g: must be a finite price >= 0 and at most %.17g "
+        absl::StrFormat("--usd_per_gpu_hour=%.15g: must be a finite price >= 0 and at most %.15g "
                         "(dollars an hour)",
                         *f.usd_per_gpu_hour, kMaxUsdPerGpuHour));
   }
